@@ -1,0 +1,166 @@
+package providers
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// The error classes. Adapters wrap exactly one of them with %w; the worker
+// maps each class to one action (see the package documentation).
+var (
+	ErrRetryable        = errors.New("provider temporarily unavailable")
+	ErrRateLimited      = errors.New("provider rate limit exceeded")
+	ErrInvalidInput     = errors.New("invalid input")
+	ErrAuth             = errors.New("provider rejected the credentials")
+	ErrCreditsExhausted = errors.New("provider credits exhausted")
+	ErrNotFound         = errors.New("provider task not found")
+	ErrTaskFailed       = errors.New("provider task failed")
+)
+
+// Error is the error every adapter returns for a failed call. It carries the
+// class (one of the Err* sentinels), the HTTP status if there was a
+// response, and the provider's own message. API keys never appear in it.
+type Error struct {
+	Provider string
+	// Op is the operation that failed: "submit", "poll", "cancel", ...
+	Op string
+	// StatusCode is the HTTP status, or 0 when no response arrived.
+	StatusCode int
+	// Message is the provider's error text, trimmed.
+	Message string
+	// RetryAfter is how long the provider asked us to wait (429 Retry-After
+	// or an equivalent header), or 0 if it did not say.
+	RetryAfter time.Duration
+	// Class is the sentinel this error belongs to.
+	Class error
+	// Cause is the underlying transport or decoding error, if any.
+	Cause error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Provider)
+	if e.Op != "" {
+		b.WriteString(" ")
+		b.WriteString(e.Op)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Class.Error())
+	if e.StatusCode != 0 {
+		fmt.Fprintf(&b, " (HTTP %d)", e.StatusCode)
+	}
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	if e.Cause != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Cause.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the class and the cause, so errors.Is matches both.
+func (e *Error) Unwrap() []error {
+	if e.Cause != nil {
+		return []error{e.Class, e.Cause}
+	}
+	return []error{e.Class}
+}
+
+// Code is the stable snake_case name of the error's class, used as the
+// result event's error code.
+func (e *Error) Code() string { return Code(e) }
+
+// Code returns the stable snake_case name of err's class: invalid_input,
+// auth, credits_exhausted, rate_limited, unavailable, not_found,
+// provider_failed, or "" if err has no class.
+func Code(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrInvalidInput):
+		return "invalid_input"
+	case errors.Is(err, ErrAuth):
+		return "auth"
+	case errors.Is(err, ErrCreditsExhausted):
+		return "credits_exhausted"
+	case errors.Is(err, ErrRateLimited):
+		return "rate_limited"
+	case errors.Is(err, ErrRetryable):
+		return "unavailable"
+	case errors.Is(err, ErrNotFound):
+		return "not_found"
+	case errors.Is(err, ErrTaskFailed):
+		return "provider_failed"
+	}
+	return ""
+}
+
+// Retryable reports whether err is worth trying again later without any
+// operator action: transient failures and rate limits.
+func Retryable(err error) bool {
+	return errors.Is(err, ErrRetryable) || errors.Is(err, ErrRateLimited)
+}
+
+// RetryAfter returns the wait the provider asked for, if err carries one.
+func RetryAfter(err error) time.Duration {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe.RetryAfter
+	}
+	return 0
+}
+
+// Invalid returns an ErrInvalidInput error for a rule broken before any call.
+func Invalid(provider, format string, args ...any) error {
+	return &Error{Provider: provider, Op: "validate", Class: ErrInvalidInput, Message: fmt.Sprintf(format, args...)}
+}
+
+// ClassifyStatus maps an HTTP status to the class shared by all four
+// providers. Adapters override it where a provider differs (Segmind's 406,
+// Samsar's 400 for a missing key).
+func ClassifyStatus(status int) error {
+	switch {
+	case status == http.StatusTooManyRequests:
+		return ErrRateLimited
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return ErrAuth
+	case status == http.StatusPaymentRequired:
+		return ErrCreditsExhausted
+	case status == http.StatusNotFound || status == http.StatusGone:
+		return ErrNotFound
+	case status == http.StatusRequestTimeout:
+		return ErrRetryable
+	case status >= 500:
+		return ErrRetryable
+	case status >= 400:
+		return ErrInvalidInput
+	}
+	return nil
+}
+
+// ParseRetryAfter reads a Retry-After header value, either delta-seconds or
+// an HTTP date, relative to now. It returns 0 for an absent or bad value.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var secs float64
+	if _, err := fmt.Sscanf(v, "%g", &secs); err == nil && !strings.ContainsAny(v, " ,:") {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(secs * float64(time.Second))
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}

@@ -1,0 +1,139 @@
+package providers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Provider is one paid video API. Implementations must be safe for
+// concurrent use by many jobs.
+type Provider interface {
+	// Name is the provider's short name as used in subjects: segmind,
+	// samsar, vimmerse or camb.
+	Name() string
+	// Validate checks a job's input against the provider's documented rules
+	// without any network call. It returns an error wrapping
+	// ErrInvalidInput that names the offending field.
+	Validate(input json.RawMessage) error
+	// Estimate returns the expected cost of running input. It is only
+	// called with input that passed Validate.
+	Estimate(input json.RawMessage) Cost
+	// Submit starts a paid generation. This is the call that costs money.
+	Submit(ctx context.Context, req Request) (Task, error)
+	// Poll reports the current state of a task returned by Submit.
+	Poll(ctx context.Context, task Task) (Status, error)
+	// Defaults returns the adapter's recommended polling cadence.
+	Defaults() Defaults
+}
+
+// Canceler is implemented by providers whose API can stop a running task.
+type Canceler interface {
+	Cancel(ctx context.Context, task Task) error
+}
+
+// Finder is implemented by providers that can look up a task by the job
+// reference sent with Submit. The worker uses it to recover a task whose
+// submission succeeded but whose id was never recorded (a crash mid-call).
+type Finder interface {
+	// Find returns the task submitted for req, or an error wrapping
+	// ErrNotFound if the provider has none.
+	Find(ctx context.Context, req Request) (Task, error)
+}
+
+// CreditChecker is implemented by providers with a cheap balance endpoint.
+// While a provider is paused for exhausted credits, the worker probes it
+// instead of spending a job on the probe.
+type CreditChecker interface {
+	// CheckCredits returns nil when the account can pay for new work, and an
+	// error wrapping ErrCreditsExhausted when it cannot.
+	CheckCredits(ctx context.Context) error
+}
+
+// Request is what the worker asks a provider to generate.
+type Request struct {
+	// JobID is reelq's stable job id. Adapters send it wherever the API can
+	// carry a client reference (an idempotency key, a title) so a lost
+	// response can be recovered.
+	JobID string
+	// Input is the provider-specific input from the job request.
+	Input json.RawMessage
+}
+
+// Task identifies a generation running at the provider. It is stored in the
+// job state so that a redelivered job resumes polling instead of paying again.
+type Task struct {
+	// ID is the provider's id: Segmind request_id, Samsar request_id,
+	// Vimmerse workflow id, Camb task_id.
+	ID string `json:"id"`
+	// PollURL is the URL to poll, when the provider returns one (Segmind).
+	PollURL string `json:"poll_url,omitempty"`
+}
+
+// State is the coarse state of a task.
+type State int
+
+const (
+	// Pending means the task is queued or running.
+	Pending State = iota
+	// Succeeded means the task finished and Status.Outputs is set.
+	Succeeded
+	// Failed means the task finished without output; Status.Err says why.
+	Failed
+)
+
+func (s State) String() string {
+	switch s {
+	case Pending:
+		return "pending"
+	case Succeeded:
+		return "succeeded"
+	case Failed:
+		return "failed"
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// Status is one poll's view of a task.
+type Status struct {
+	State State
+	// Raw is the provider's own status word (QUEUED, PENDING, success, ...).
+	Raw string
+	// Progress is 0-100 when the provider reports it, or -1.
+	Progress float64
+	// Outputs holds the result URLs when State is Succeeded.
+	Outputs []Output
+	// Err says why the task failed when State is Failed. It wraps one of the
+	// error classes (usually ErrTaskFailed; ErrCreditsExhausted when Camb
+	// reports PAYMENT_REQUIRED).
+	Err error
+}
+
+// Output is one generated artefact.
+type Output struct {
+	URL         string `json:"url"`
+	ContentType string `json:"content_type,omitempty"`
+	// Name is the provider's label for the output (a Segmind output node,
+	// "audio" or "dialogue" for Camb), when it has one.
+	Name string `json:"name,omitempty"`
+}
+
+// Cost is an estimate of what a job costs at the provider.
+type Cost struct {
+	Amount float64 `json:"amount"`
+	// Unit is "usd" or "credits".
+	Unit string `json:"unit"`
+	// Basis explains the estimate, e.g. "10 credits/s x 30 s".
+	Basis string `json:"basis,omitempty"`
+}
+
+// Defaults are an adapter's recommended timings; configuration may override them.
+type Defaults struct {
+	// PollInterval is the first wait between polls.
+	PollInterval time.Duration
+	// MaxPollInterval caps the growing wait between polls.
+	MaxPollInterval time.Duration
+	// JobTimeout is how long a submitted task may run before reelq gives up.
+	JobTimeout time.Duration
+}

@@ -1,0 +1,401 @@
+// Package samsar is the reelq adapter for Samsar's movie API
+// (https://api.samsar.one): POST /v1/video/create_movie, then poll
+// GET /v1/video/status?request_id= until the movie is COMPLETED.
+//
+// Samsar's API has moved (create_movie became /v1/video/create and
+// /v1/video/text_to_video; status moved to /v1/status), so paths and model
+// keys are configuration, and responses are read in every documented shape.
+package samsar
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/reelq/reelq/internal/providers"
+)
+
+// Name is the provider's name in subjects and configuration.
+const Name = "samsar"
+
+// DefaultBaseURL is Samsar's public API root.
+const DefaultBaseURL = "https://api.samsar.one"
+
+// Documented limits of the create_movie endpoint (seed, March 2025).
+const (
+	MaxPromptChars    = 500
+	MaxDuration       = 120
+	CreditsPerSecond  = 10
+	DefaultCreatePath = "/v1/video/create_movie"
+	DefaultStatusPath = "/v1/video/status"
+	DefaultCredits    = "/v1/credits"
+)
+
+// Model keys accepted by create_movie (seed). They change often, so Options
+// can replace them.
+var (
+	DefaultImageModels = []string{"FLUX1.1PRO", "IMAGEN3"}
+	DefaultVideoModels = []string{"LUMA", "KLINGIMGTOVIDPRO", "PIXVERSEI2V", "WAN2.1", "VEOI2V"}
+	AspectRatios       = []string{"16:9", "9:16"}
+)
+
+// Options tune the adapter beyond the shared providers.Config.
+// Each field can be set from the environment (SAMSAR_CREATE_PATH, ...).
+type Options struct {
+	CreatePath  string   `env:"CREATE_PATH"`  // default DefaultCreatePath
+	StatusPath  string   `env:"STATUS_PATH"`  // default DefaultStatusPath
+	ImageModels []string `env:"IMAGE_MODELS"` // default DefaultImageModels
+	VideoModels []string `env:"VIDEO_MODELS"` // default DefaultVideoModels
+}
+
+// Input is the job input for Samsar: the create_movie "input" object plus
+// the optional top-level webhook URL.
+type Input struct {
+	Prompt      string   `json:"prompt"`
+	AspectRatio string   `json:"aspect_ratio,omitempty"`
+	ImageModel  string   `json:"image_model"`
+	VideoModel  string   `json:"video_model"`
+	Duration    *float64 `json:"duration"`
+	// Tone and VideoModelSubType exist in later versions of the API and are
+	// passed through when set.
+	Tone              string `json:"tone,omitempty"`
+	VideoModelSubType string `json:"video_model_sub_type,omitempty"`
+	// WebhookURL is sent as the top-level webhookUrl. Both spellings are accepted.
+	WebhookURL  string `json:"webhookUrl,omitempty"`
+	WebhookURL2 string `json:"webhook_url,omitempty"`
+}
+
+// Client talks to one Samsar account.
+type Client struct {
+	base   string
+	key    string
+	opts   Options
+	caller *providers.Caller
+}
+
+var (
+	_ providers.Provider      = (*Client)(nil)
+	_ providers.CreditChecker = (*Client)(nil)
+)
+
+// New returns a Samsar client.
+func New(cfg providers.Config, opts Options) *Client {
+	if opts.CreatePath == "" {
+		opts.CreatePath = DefaultCreatePath
+	}
+	if opts.StatusPath == "" {
+		opts.StatusPath = DefaultStatusPath
+	}
+	if len(opts.ImageModels) == 0 {
+		opts.ImageModels = DefaultImageModels
+	}
+	if len(opts.VideoModels) == 0 {
+		opts.VideoModels = DefaultVideoModels
+	}
+	c := &Client{base: cfg.Base(DefaultBaseURL), key: cfg.APIKey, opts: opts}
+	c.caller = &providers.Caller{
+		Provider: Name,
+		Client:   cfg.Client(),
+		Classify: classify,
+		Message:  message,
+		Secrets:  []string{cfg.APIKey},
+	}
+	return c
+}
+
+// Name implements providers.Provider.
+func (c *Client) Name() string { return Name }
+
+// Defaults implements providers.Provider. Samsar renders several stages per
+// movie; one client polls every 5 s.
+func (c *Client) Defaults() providers.Defaults {
+	return providers.Defaults{PollInterval: 5 * time.Second, MaxPollInterval: 30 * time.Second, JobTimeout: 2 * time.Hour}
+}
+
+// Validate implements providers.Provider with the create_movie rules.
+func (c *Client) Validate(raw json.RawMessage) error {
+	_, err := c.parse(raw)
+	return err
+}
+
+func (c *Client) parse(raw json.RawMessage) (Input, error) {
+	var in Input
+	if err := strictDecode(raw, &in); err != nil {
+		return in, providers.Invalid(Name, "input: %v", err)
+	}
+	switch n := utf8.RuneCountInString(in.Prompt); {
+	case strings.TrimSpace(in.Prompt) == "":
+		return in, providers.Invalid(Name, "input.prompt is required")
+	case n > MaxPromptChars:
+		return in, providers.Invalid(Name, "input.prompt is %d characters; the limit is %d", n, MaxPromptChars)
+	}
+	if in.ImageModel == "" {
+		return in, providers.Invalid(Name, "input.image_model is required (one of %s)", strings.Join(c.opts.ImageModels, ", "))
+	}
+	if !slices.Contains(c.opts.ImageModels, in.ImageModel) {
+		return in, providers.Invalid(Name, "input.image_model %q is not one of %s", in.ImageModel, strings.Join(c.opts.ImageModels, ", "))
+	}
+	if in.VideoModel == "" {
+		return in, providers.Invalid(Name, "input.video_model is required (one of %s)", strings.Join(c.opts.VideoModels, ", "))
+	}
+	if !slices.Contains(c.opts.VideoModels, in.VideoModel) {
+		return in, providers.Invalid(Name, "input.video_model %q is not one of %s", in.VideoModel, strings.Join(c.opts.VideoModels, ", "))
+	}
+	switch {
+	case in.Duration == nil:
+		return in, providers.Invalid(Name, "input.duration is required (seconds, at most %d)", MaxDuration)
+	case *in.Duration <= 0:
+		return in, providers.Invalid(Name, "input.duration must be positive, got %g", *in.Duration)
+	case *in.Duration > MaxDuration:
+		return in, providers.Invalid(Name, "input.duration is %g s; the limit is %d s", *in.Duration, MaxDuration)
+	}
+	if in.AspectRatio != "" && !slices.Contains(AspectRatios, in.AspectRatio) {
+		return in, providers.Invalid(Name, "input.aspect_ratio %q is not one of %s", in.AspectRatio, strings.Join(AspectRatios, ", "))
+	}
+	if in.WebhookURL == "" {
+		in.WebhookURL = in.WebhookURL2
+	}
+	if in.WebhookURL != "" {
+		if u, err := url.Parse(in.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return in, providers.Invalid(Name, "input.webhookUrl %q is not an http(s) URL", in.WebhookURL)
+		}
+	}
+	return in, nil
+}
+
+// Estimate implements providers.Provider: 10 credits per generated second.
+func (c *Client) Estimate(raw json.RawMessage) providers.Cost {
+	in, _ := c.parse(raw)
+	d := 0.0
+	if in.Duration != nil {
+		d = *in.Duration
+	}
+	return providers.Cost{Amount: d * CreditsPerSecond, Unit: "credits", Basis: fmt.Sprintf("%d credits/s x %g s", CreditsPerSecond, d)}
+}
+
+type createBody struct {
+	Input      createInput `json:"input"`
+	WebhookURL string      `json:"webhookUrl,omitempty"`
+}
+
+type createInput struct {
+	Prompt      string  `json:"prompt"`
+	AspectRatio string  `json:"aspect_ratio,omitempty"`
+	ImageModel  string  `json:"image_model"`
+	VideoModel  string  `json:"video_model"`
+	Duration    float64 `json:"duration"`
+	Tone        string  `json:"tone,omitempty"`
+	SubType     string  `json:"video_model_sub_type,omitempty"`
+}
+
+// Submit implements providers.Provider: POST create_movie. The job id goes
+// in the Idempotency-Key header, which Samsar's SDK sends; whether the
+// server honours it is not documented.
+func (c *Client) Submit(ctx context.Context, req providers.Request) (providers.Task, error) {
+	in, err := c.parse(req.Input)
+	if err != nil {
+		return providers.Task{}, err
+	}
+	body, _ := json.Marshal(createBody{
+		Input:      createInput{Prompt: in.Prompt, AspectRatio: in.AspectRatio, ImageModel: in.ImageModel, VideoModel: in.VideoModel, Duration: *in.Duration, Tone: in.Tone, SubType: in.VideoModelSubType},
+		WebhookURL: in.WebhookURL,
+	})
+	hr, err := http.NewRequest(http.MethodPost, c.base+c.opts.CreatePath, bytes.NewReader(body))
+	if err != nil {
+		return providers.Task{}, fmt.Errorf("samsar submit: %w", err)
+	}
+	c.auth(hr)
+	hr.Header.Set("Content-Type", "application/json")
+	if req.JobID != "" {
+		hr.Header.Set("Idempotency-Key", req.JobID)
+	}
+	resp, err := c.caller.Do(ctx, "submit", hr)
+	if err != nil {
+		return providers.Task{}, err
+	}
+	var out struct {
+		RequestID string `json:"request_id"`
+		SessionID string `json:"session_id"`
+	}
+	if err := json.Unmarshal(resp.Body, &out); err != nil {
+		return providers.Task{}, c.caller.Decode("submit", err)
+	}
+	id := out.RequestID
+	if id == "" {
+		id = out.SessionID
+	}
+	if id == "" {
+		return providers.Task{}, c.caller.Decode("submit", errors.New("no request_id in response"))
+	}
+	return providers.Task{ID: id}, nil
+}
+
+// Poll implements providers.Provider: GET status?request_id=.
+func (c *Client) Poll(ctx context.Context, task providers.Task) (providers.Status, error) {
+	u := c.base + c.opts.StatusPath + "?request_id=" + url.QueryEscape(task.ID)
+	hr, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return providers.Status{}, fmt.Errorf("samsar poll: %w", err)
+	}
+	c.auth(hr)
+	resp, err := c.caller.Do(ctx, "poll", hr)
+	if err != nil {
+		return providers.Status{}, err
+	}
+	st, err := ParseStatus(resp.Body)
+	if err != nil {
+		return providers.Status{}, c.caller.Decode("poll", err)
+	}
+	return st, nil
+}
+
+// CheckCredits implements providers.CreditChecker with GET /v1/credits.
+func (c *Client) CheckCredits(ctx context.Context) error {
+	hr, err := http.NewRequest(http.MethodGet, c.base+DefaultCredits, nil)
+	if err != nil {
+		return fmt.Errorf("samsar credits: %w", err)
+	}
+	c.auth(hr)
+	resp, err := c.caller.Do(ctx, "credits", hr)
+	if err != nil {
+		return err
+	}
+	var out struct {
+		RemainingCredits *float64 `json:"remainingCredits"`
+	}
+	if err := json.Unmarshal(resp.Body, &out); err != nil {
+		return c.caller.Decode("credits", err)
+	}
+	if out.RemainingCredits != nil && *out.RemainingCredits <= 0 {
+		return &providers.Error{Provider: Name, Op: "credits", Class: providers.ErrCreditsExhausted, Message: fmt.Sprintf("remainingCredits is %g", *out.RemainingCredits)}
+	}
+	return nil
+}
+
+func (c *Client) auth(r *http.Request) { r.Header.Set("Authorization", "Bearer "+c.key) }
+
+// ParseStatus reads a status response in any documented shape: the seed's
+// {status, details, result:{url}}, the June 2025 {status, url}, and the
+// current server's {status, result_url, result_urls, remoteURL, videoLink}.
+func ParseStatus(body []byte) (providers.Status, error) {
+	var r struct {
+		Status    string          `json:"status"`
+		Message   json.RawMessage `json:"message"`
+		Error     json.RawMessage `json:"expressGenerationError"`
+		Progress  *float64        `json:"progress"`
+		URL       string          `json:"url"`
+		ResultURL string          `json:"result_url"`
+		Results   []string        `json:"result_urls"`
+		RemoteURL string          `json:"remoteURL"`
+		VideoLink string          `json:"videoLink"`
+		VideoLnk2 string          `json:"video_link"`
+		Result    json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return providers.Status{}, err
+	}
+	var res struct {
+		URL      string `json:"url"`
+		VideoURL string `json:"videoUrl"`
+	}
+	if len(r.Result) > 0 && r.Result[0] == '{' {
+		_ = json.Unmarshal(r.Result, &res)
+	}
+	link := firstNonEmpty(res.URL, res.VideoURL, r.URL, r.ResultURL, first(r.Results), r.RemoteURL, r.VideoLink, r.VideoLnk2)
+	raw := strings.ToUpper(strings.TrimSpace(r.Status))
+	if raw == "" {
+		raw = "PENDING" // the SDK's default
+	}
+	st := providers.Status{Raw: raw, Progress: -1}
+	if r.Progress != nil {
+		st.Progress = *r.Progress
+	}
+	switch raw {
+	case "COMPLETED":
+		if link == "" {
+			// Samsar itself reports COMPLETED only with a URL; without one the
+			// render is still finishing.
+			return st, nil
+		}
+		st.State = providers.Succeeded
+		st.Progress = 100
+		st.Outputs = []providers.Output{{URL: link, ContentType: "video/mp4", Name: "video"}}
+	case "FAILED", "CANCELLED":
+		st.State = providers.Failed
+		msg := firstNonEmpty(text(r.Message), text(r.Error))
+		if msg == "" {
+			msg = "status " + raw
+		}
+		st.Err = &providers.Error{Provider: Name, Op: "poll", Class: providers.ErrTaskFailed, Message: msg}
+	}
+	return st, nil
+}
+
+func classify(status int, body []byte) error {
+	if status == http.StatusBadRequest {
+		m := strings.ToLower(message(body))
+		if strings.Contains(m, "api key") || strings.Contains(m, "api_key") || strings.Contains(m, "authorization") {
+			return providers.ErrAuth // Samsar answers 400 for a missing key
+		}
+	}
+	return providers.ClassifyStatus(status)
+}
+
+func message(body []byte) string {
+	var m struct {
+		Message json.RawMessage `json:"message"`
+		Error   json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(body, &m) != nil {
+		return ""
+	}
+	return firstNonEmpty(text(m.Message), text(m.Error))
+}
+
+// text renders a JSON value that may be a string or an object as text.
+func text(raw json.RawMessage) string {
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return string(raw)
+}
+
+func strictDecode(raw json.RawMessage, v any) error {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return errors.New("missing")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	return nil
+}
+
+func first(s []string) string {
+	if len(s) > 0 {
+		return s[0]
+	}
+	return ""
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

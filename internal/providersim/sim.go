@@ -1,0 +1,568 @@
+// Package providersim simulates the four provider APIs reelq drives
+// (Segmind workflows, Samsar create_movie, Vimmerse workflows, Camb story)
+// closely enough that the real adapters run against it unchanged, over
+// real HTTP. Each provider has knobs for completion time, failures, 5xx and
+// hanging calls, a 429 rate limit, and a credit balance that runs out; the
+// admin endpoints report what the simulator saw (requests, submissions per
+// prompt or title, the most requests in any window, the most tasks active
+// at once) so tests can check reelq from the provider's side.
+//
+// # Admin API
+//
+//	GET  /admin/stats[?window=1s]       per-provider counters (see Stats)
+//	POST /admin/knobs?provider=P        merge JSON Knobs into P's knobs
+//	POST /admin/credits?provider=P&set=N or &add=N   set or top up credits
+//	POST /admin/reset                   forget tasks and counters
+package providersim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Providers lists the simulated providers.
+var Providers = []string{"segmind", "samsar", "vimmerse", "camb"}
+
+// Duration is a time.Duration that reads and writes JSON as "1.5s".
+type Duration time.Duration
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON accepts "1.5s" or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var n int64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("duration must be a string like \"1.5s\": %s", b)
+	}
+	*d = Duration(n)
+	return nil
+}
+
+// Knobs shape one provider's behaviour. The zero value is a fast, reliable
+// provider that accepts any non-empty key and has unlimited credits.
+type Knobs struct {
+	// APIKey is the key the provider expects; empty accepts any non-empty key.
+	APIKey string `json:"api_key,omitempty"`
+	// CompleteAfter is how long a task runs; Jitter adds up to that much more.
+	CompleteAfter Duration `json:"complete_after"`
+	Jitter        Duration `json:"jitter"`
+	// FailRate is the fraction of tasks that end in the provider's failure status.
+	FailRate float64 `json:"fail_rate"`
+	// ErrorRate is the fraction of calls answered with a 5xx.
+	ErrorRate float64 `json:"error_rate"`
+	// TimeoutRate is the fraction of calls that hang for HangFor, then 504.
+	TimeoutRate float64  `json:"timeout_rate"`
+	HangFor     Duration `json:"hang_for"`
+	// SlowRate is the fraction of calls delayed by SlowFor before being served.
+	SlowRate float64  `json:"slow_rate"`
+	SlowFor  Duration `json:"slow_for"`
+	// RateLimit is the requests per second allowed (0 = unlimited), with
+	// RateBurst; calls beyond it get the provider's 429.
+	RateLimit float64 `json:"rate_limit"`
+	RateBurst int     `json:"rate_burst"`
+	// RetryAfter is the Retry-After (or reset header) sent with a 429.
+	RetryAfter Duration `json:"retry_after"`
+	// Credits is the balance; nil means unlimited. Each accepted submission
+	// costs the provider's price and is refused with its credit error when
+	// the balance is short.
+	Credits *float64 `json:"credits,omitempty"`
+	// MaxActive makes the provider answer 429 when more tasks than this are
+	// active at once (Vimmerse documents such a concurrency limit); 0 = none.
+	MaxActive int `json:"max_active"`
+	// Idempotency makes create calls with a repeated Idempotency-Key return
+	// the first task instead of starting (and charging) a new one.
+	Idempotency bool `json:"idempotency"`
+}
+
+// Server serves all four simulated APIs and the admin API on one handler.
+type Server struct {
+	mu    sync.Mutex
+	rng   *rand.Rand
+	now   func() time.Time
+	provs map[string]*provider
+	mux   *http.ServeMux
+	seq   int
+}
+
+type provider struct {
+	name     string
+	knobs    Knobs
+	limiter  *rate.Limiter
+	tasks    map[string]*task
+	idem     map[string]string // Idempotency-Key -> task id
+	arrivals []time.Time       // every request, for window counts
+	requests map[string]int    // "op status" -> count
+	subs     map[string]int    // submission key (prompt/title) -> accepted submissions
+	active   int
+	maxAct   int
+	spent    float64
+}
+
+type task struct {
+	id        string
+	key       string
+	created   time.Time
+	doneAt    time.Time
+	fail      bool
+	reported  bool // a poll saw the terminal state
+	cancelled bool
+	deleted   bool
+	cost      float64
+	data      any // provider-specific record
+}
+
+// New returns a simulator with the given knobs per provider (missing
+// providers get zero knobs) and a deterministic random source.
+func New(knobs map[string]Knobs, seed uint64) *Server {
+	s := &Server{
+		rng:   rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		now:   time.Now,
+		provs: map[string]*provider{},
+		mux:   http.NewServeMux(),
+	}
+	for _, name := range Providers {
+		p := &provider{name: name, tasks: map[string]*task{}, idem: map[string]string{}, requests: map[string]int{}, subs: map[string]int{}}
+		p.setKnobs(knobs[name])
+		s.provs[name] = p
+	}
+	s.routes()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (p *provider) setKnobs(k Knobs) {
+	p.knobs = k
+	p.limiter = nil
+	if k.RateLimit > 0 {
+		b := k.RateBurst
+		if b < 1 {
+			b = 1
+		}
+		p.limiter = rate.NewLimiter(rate.Limit(k.RateLimit), b)
+	}
+}
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /admin/stats", s.adminStats)
+	s.mux.HandleFunc("POST /admin/knobs", s.adminKnobs)
+	s.mux.HandleFunc("POST /admin/credits", s.adminCredits)
+	s.mux.HandleFunc("POST /admin/reset", s.adminReset)
+	s.samsarRoutes()
+	s.segmindRoutes()
+	s.vimmerseRoutes()
+	s.cambRoutes()
+}
+
+// call is one request to a simulated API after the common checks passed.
+type call struct {
+	s *Server
+	p *provider
+}
+
+// gate is what every simulated endpoint runs first: it records the
+// request, applies the rate limit, injected faults and the auth check, and
+// returns false if it has already answered.
+type gate struct {
+	provider string
+	op       string
+	// auth returns the key the request carries and whether it carried one.
+	auth func(r *http.Request) (string, bool)
+	// deny writes the provider's auth failure for a missing (present=false)
+	// or wrong key.
+	deny func(w http.ResponseWriter, present bool)
+	// limited writes the provider's 429.
+	limited func(w http.ResponseWriter, retryAfter time.Duration)
+	// fault writes the provider's 5xx.
+	fault func(w http.ResponseWriter, status int)
+}
+
+func (s *Server) enter(g gate, w http.ResponseWriter, r *http.Request) (*call, bool) {
+	s.mu.Lock()
+	p := s.provs[g.provider]
+	now := s.now()
+	p.arrivals = append(p.arrivals, now)
+	k := p.knobs
+	if p.limiter != nil && !p.limiter.AllowN(now, 1) {
+		p.requests[g.op+" 429"]++
+		s.mu.Unlock()
+		ra := time.Duration(k.RetryAfter)
+		if ra <= 0 {
+			ra = time.Second
+		}
+		g.limited(w, ra)
+		return nil, false
+	}
+	roll := s.rng.Float64()
+	s.mu.Unlock()
+
+	switch {
+	case roll < k.ErrorRate:
+		s.count(p, g.op, 503)
+		g.fault(w, []int{500, 502, 503}[int(roll*1000)%3])
+		return nil, false
+	case roll < k.ErrorRate+k.TimeoutRate:
+		s.count(p, g.op, 504)
+		hang := time.Duration(k.HangFor)
+		if hang <= 0 {
+			hang = 30 * time.Second
+		}
+		select {
+		case <-time.After(hang):
+		case <-r.Context().Done():
+			return nil, false
+		}
+		g.fault(w, http.StatusGatewayTimeout)
+		return nil, false
+	case roll < k.ErrorRate+k.TimeoutRate+k.SlowRate:
+		select {
+		case <-time.After(time.Duration(k.SlowFor)):
+		case <-r.Context().Done():
+			return nil, false
+		}
+	}
+	key, present := g.auth(r)
+	if !present || key == "" || (k.APIKey != "" && key != k.APIKey) {
+		s.count(p, g.op, 401)
+		g.deny(w, present && key != "")
+		return nil, false
+	}
+	return &call{s: s, p: p}, true
+}
+
+func (s *Server) count(p *provider, op string, status int) {
+	s.mu.Lock()
+	p.requests[op+" "+strconv.Itoa(status)]++
+	s.mu.Unlock()
+}
+
+// newTask starts a task, charging cost against the balance. It returns
+// (nil, false) if the balance is short, and the existing task if key
+// repeats an Idempotency-Key the provider honours.
+func (c *call) newTask(op, key, idemKey string, cost float64, data any) (*task, bool) {
+	s, p := c.s, c.p
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.knobs.Idempotency && idemKey != "" {
+		if id, ok := p.idem[idemKey]; ok {
+			p.requests[op+" 200"]++
+			return p.tasks[id], true
+		}
+	}
+	if p.knobs.Credits != nil && *p.knobs.Credits < cost {
+		p.requests[op+" credits"]++
+		return nil, false
+	}
+	if p.knobs.Credits != nil {
+		v := *p.knobs.Credits - cost
+		p.knobs.Credits = &v
+	}
+	s.seq++
+	now := s.now()
+	d := time.Duration(p.knobs.CompleteAfter)
+	if j := time.Duration(p.knobs.Jitter); j > 0 {
+		d += time.Duration(s.rng.Int64N(int64(j)))
+	}
+	t := &task{
+		id:      fmt.Sprintf("%s-%06d-%04x", p.name, s.seq, s.rng.Uint32()&0xffff),
+		key:     key,
+		created: now,
+		doneAt:  now.Add(d),
+		fail:    s.rng.Float64() < p.knobs.FailRate,
+		cost:    cost,
+		data:    data,
+	}
+	p.tasks[t.id] = t
+	if idemKey != "" {
+		p.idem[idemKey] = t.id
+	}
+	p.subs[key]++
+	p.spent += cost
+	p.active++
+	p.maxAct = max(p.maxAct, p.active)
+	p.requests[op+" 200"]++
+	return t, true
+}
+
+// activeTasks reports how many tasks are running (not yet terminal).
+func (c *call) activeTasks() int {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	now := c.s.now()
+	n := 0
+	for _, t := range c.p.tasks {
+		if !t.deleted && !t.cancelled && now.Before(t.doneAt) {
+			n++
+		}
+	}
+	return n
+}
+
+// taskView is a task's state at one poll.
+type taskView struct {
+	t        *task
+	done     bool
+	fail     bool
+	progress float64
+	elapsed  time.Duration
+}
+
+// lookup returns a snapshot of task id, marking it reported if terminal.
+func (c *call) lookup(op, id string) (taskView, bool) {
+	s, p := c.s, c.p
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := p.tasks[id]
+	if !ok || t.deleted {
+		p.requests[op+" 404"]++
+		return taskView{}, false
+	}
+	p.requests[op+" 200"]++
+	now := s.now()
+	v := taskView{t: t, elapsed: now.Sub(t.created)}
+	total := t.doneAt.Sub(t.created)
+	switch {
+	case t.cancelled:
+		v.done, v.fail = true, true
+	case !now.Before(t.doneAt):
+		v.done, v.fail, v.progress = true, t.fail, 100
+	case total > 0:
+		v.progress = float64(int(100 * float64(now.Sub(t.created)) / float64(total)))
+	}
+	if v.done && !t.reported {
+		t.reported = true
+		p.active--
+	}
+	return v, true
+}
+
+// cancel marks a task cancelled (or deleted), releasing its slot.
+func (c *call) cancel(id string, del bool) (*task, bool) {
+	s, p := c.s, c.p
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := p.tasks[id]
+	if !ok || t.deleted {
+		return nil, false
+	}
+	if !t.reported {
+		t.reported = true
+		p.active--
+	}
+	t.cancelled = true
+	t.deleted = del
+	return t, true
+}
+
+// Stats is what /admin/stats reports for one provider.
+type Stats struct {
+	// Requests counts calls by "op status", e.g. "submit 200", "poll 429".
+	Requests map[string]int `json:"requests"`
+	// TotalRequests counts every call that reached the provider.
+	TotalRequests int `json:"total_requests"`
+	// Submissions counts accepted (paid) submissions per prompt or title.
+	Submissions map[string]int `json:"submissions"`
+	// Tasks is the number of tasks created.
+	Tasks int `json:"tasks"`
+	// Active is the number of tasks submitted and not yet seen finished by
+	// a poll; MaxActive the most at any moment.
+	Active    int `json:"active"`
+	MaxActive int `json:"max_active"`
+	// MaxInWindow is the most calls that arrived within any Window.
+	MaxInWindow int      `json:"max_in_window"`
+	Window      Duration `json:"window"`
+	// Credits is the remaining balance (nil = unlimited); Spent the total charged.
+	Credits *float64 `json:"credits,omitempty"`
+	Spent   float64  `json:"spent"`
+}
+
+// Stats returns a snapshot of every provider's counters, with window
+// counts over w (default 1s).
+func (s *Server) Stats(w time.Duration) map[string]Stats {
+	if w <= 0 {
+		w = time.Second
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]Stats{}
+	for name, p := range s.provs {
+		st := Stats{
+			Requests:      maps(p.requests),
+			TotalRequests: len(p.arrivals),
+			Submissions:   maps(p.subs),
+			Tasks:         len(p.tasks),
+			Active:        p.active,
+			MaxActive:     p.maxAct,
+			MaxInWindow:   maxInWindow(p.arrivals, w),
+			Window:        Duration(w),
+			Spent:         p.spent,
+		}
+		if p.knobs.Credits != nil {
+			v := *p.knobs.Credits
+			st.Credits = &v
+		}
+		out[name] = st
+	}
+	return out
+}
+
+// SetKnobs replaces a provider's knobs.
+func (s *Server) SetKnobs(provider string, k Knobs) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.provs[provider]
+	if !ok {
+		return fmt.Errorf("unknown provider %q", provider)
+	}
+	p.setKnobs(k)
+	return nil
+}
+
+// Knobs returns a provider's current knobs.
+func (s *Server) Knobs(provider string) Knobs {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.provs[provider].knobs
+}
+
+// SetCredits sets a provider's balance; add tops it up instead.
+func (s *Server) SetCredits(provider string, v float64, add bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.provs[provider]
+	if !ok {
+		return fmt.Errorf("unknown provider %q", provider)
+	}
+	if add && p.knobs.Credits != nil {
+		v += *p.knobs.Credits
+	}
+	p.knobs.Credits = &v
+	return nil
+}
+
+// Reset forgets all tasks and counters, keeping the knobs.
+func (s *Server) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.provs {
+		k := p.knobs
+		*p = provider{name: p.name, tasks: map[string]*task{}, idem: map[string]string{}, requests: map[string]int{}, subs: map[string]int{}}
+		p.setKnobs(k)
+	}
+}
+
+func maxInWindow(ts []time.Time, w time.Duration) int {
+	// arrivals are appended under the lock but clocks may step; sort a copy.
+	a := slices.Clone(ts)
+	slices.SortFunc(a, func(x, y time.Time) int { return x.Compare(y) })
+	best, j := 0, 0
+	for i := range a {
+		for a[i].Sub(a[j]) >= w {
+			j++
+		}
+		best = max(best, i-j+1)
+	}
+	return best
+}
+
+func maps(m map[string]int) map[string]int {
+	out := make(map[string]int, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func (s *Server) adminStats(w http.ResponseWriter, r *http.Request) {
+	win := time.Second
+	if v := r.URL.Query().Get("window"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			http.Error(w, "window: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		win = d
+	}
+	writeJSON(w, http.StatusOK, s.Stats(win))
+}
+
+func (s *Server) adminKnobs(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("provider")
+	s.mu.Lock()
+	p, ok := s.provs[name]
+	var k Knobs
+	if ok {
+		k = p.knobs
+	}
+	s.mu.Unlock()
+	if !ok {
+		http.Error(w, fmt.Sprintf("unknown provider %q", name), http.StatusBadRequest)
+		return
+	}
+	if err := json.NewDecoder(r.Body).Decode(&k); err != nil {
+		http.Error(w, "knobs: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	_ = s.SetKnobs(name, k)
+	writeJSON(w, http.StatusOK, k)
+}
+
+func (s *Server) adminCredits(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	name := q.Get("provider")
+	v, add := q.Get("set"), false
+	if v == "" {
+		v, add = q.Get("add"), true
+	}
+	n, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		http.Error(w, "credits: want set=N or add=N", http.StatusBadRequest)
+		return
+	}
+	if err := s.SetCredits(name, n, add); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.Stats(0)[name])
+}
+
+func (s *Server) adminReset(w http.ResponseWriter, _ *http.Request) {
+	s.Reset()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
