@@ -1,0 +1,95 @@
+// Command providersim serves simulated Segmind, Samsar, Vimmerse and Camb
+// APIs on one port, for the demo and for tests. Every provider starts with
+// the same knobs (flags below); -knobs FILE sets per-provider knobs as JSON
+// ({"samsar": {"complete_after": "2s", "fail_rate": 0.1}, ...}), and the
+// admin API changes them at runtime (see package providersim).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/reelq/reelq/internal/logging"
+	"github.com/reelq/reelq/internal/providersim"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "providersim:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("providersim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", envOr("PROVIDERSIM_ADDR", "127.0.0.1:8089"), "listen address (env PROVIDERSIM_ADDR)")
+	knobsFile := fs.String("knobs", "", "JSON file with knobs per provider")
+	apiKey := fs.String("api-key", "", "API key every provider expects (empty: any non-empty key)")
+	complete := fs.Duration("complete-after", 2*time.Second, "how long a task runs")
+	jitter := fs.Duration("jitter", time.Second, "extra random task time, up to this much")
+	failRate := fs.Float64("fail-rate", 0, "fraction of tasks that fail")
+	errorRate := fs.Float64("error-rate", 0, "fraction of calls answered with a 5xx")
+	rateLimit := fs.Float64("rate-limit", 0, "requests per second per provider before 429 (0 = none)")
+	seed := fs.Uint64("seed", 1, "random seed")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	base := providersim.Knobs{APIKey: *apiKey, CompleteAfter: providersim.Duration(*complete), Jitter: providersim.Duration(*jitter),
+		FailRate: *failRate, ErrorRate: *errorRate, RateLimit: *rateLimit, RateBurst: 5, RetryAfter: providersim.Duration(time.Second)}
+	knobs := map[string]providersim.Knobs{}
+	for _, p := range providersim.Providers {
+		knobs[p] = base
+	}
+	if *knobsFile != "" {
+		b, err := os.ReadFile(*knobsFile)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &knobs); err != nil {
+			return fmt.Errorf("%s: %w", *knobsFile, err)
+		}
+	}
+	log := logging.New(stderr, envOr("LOG_FORMAT", "text"), slog.LevelInfo, nil, true)
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: providersim.New(knobs, *seed), ReadHeaderTimeout: 5 * time.Second}
+	u := "http://" + ln.Addr().String()
+	fmt.Fprintf(stdout, "providersim listening on %s\n  SEGMIND_BASE_URL=%s SAMSAR_BASE_URL=%s VIMMERSE_BASE_URL=%s CAMB_BASE_URL=%s/apis\n  admin: %s/admin/stats\n", u, u, u, u, u, u)
+	log.Info("providersim started", "addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

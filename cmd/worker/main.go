@@ -1,0 +1,176 @@
+// Command worker runs reelq's job workers. With NATS_URL unset it starts an
+// embedded JetStream server on REELQ_LISTEN (127.0.0.1:4222), storing data
+// under REELQ_DATA_DIR; with NATS_URL set it is a client of that server or
+// cluster. Any number of replicas may run against one cluster.
+//
+// Configuration is read from the environment; see the README.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/term"
+
+	"github.com/reelq/reelq/internal/config"
+	"github.com/reelq/reelq/internal/embedded"
+	"github.com/reelq/reelq/internal/health"
+	"github.com/reelq/reelq/internal/logging"
+	"github.com/reelq/reelq/internal/metrics"
+	"github.com/reelq/reelq/internal/natsconn"
+	"github.com/reelq/reelq/internal/providers"
+	"github.com/reelq/reelq/internal/providers/registry"
+	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/ratelimit"
+	"github.com/reelq/reelq/internal/worker"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Environ(), os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: worker\n\nRuns reelq job workers; configured by environment variables (see README.md).")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.LoadWorker(environ)
+	if err != nil {
+		return err
+	}
+	secrets := &logging.Secrets{}
+	for _, p := range cfg.Providers() {
+		secrets.Add(p.APIKey)
+	}
+	secrets.Add(cfg.NATS.Password, cfg.NATS.Token)
+	level, _ := config.ParseLevel(cfg.LogLevel)
+	log := logging.New(stderr, cfg.LogFormat, level, secrets, !isTerminal(stderr))
+
+	url := cfg.NATS.URL
+	var srv *server.Server
+	if url == "" {
+		srv, err = embedded.Start(embedded.Options{
+			Name: "reelq-embedded", Listen: cfg.Listen, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
+			SyncAlways: cfg.SyncAlways, Logger: log.With("component", "nats-server"),
+		})
+		if err != nil {
+			return err
+		}
+		defer embedded.Stop(srv)
+		url = srv.ClientURL()
+		log.Info("embedded NATS JetStream server started", "url", url, "data_dir", cfg.DataDir, "sync_always", cfg.SyncAlways)
+	}
+	nc, err := natsconn.Connect(cfg.NATS, url, "reelq-worker/"+cfg.WorkerID, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	log.Info("connected to NATS", "nats", cfg.NATS, "server", nc.ConnectedUrlRedacted())
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := queue.Setup(setupCtx, js, queue.Layout{
+		Replicas: cfg.StreamReplicas, DedupeWindow: cfg.DedupeWindow, ResultsMaxAge: cfg.ResultsMaxAge, JobStateTTL: cfg.JobStateTTL,
+	}); err != nil {
+		return fmt.Errorf("set up streams: %w", err)
+	}
+	rlKV, err := js.KeyValue(setupCtx, queue.BucketRateLimit)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+
+	rts := map[string]*worker.Runtime{}
+	for name, pc := range cfg.Providers() {
+		if !pc.Active() {
+			log.Info("provider disabled: no API key", "provider", name)
+			continue
+		}
+		prov, err := registry.New(name, providers.Config{BaseURL: pc.BaseURL, APIKey: pc.APIKey, RequestTimeout: pc.RequestTimeout}, config.Environ(environ))
+		if err != nil {
+			return err
+		}
+		rts[name] = &worker.Runtime{
+			Provider:        prov,
+			Limiter:         ratelimit.New(ratelimit.NewKVStore(rlKV), name, ratelimit.Config{Rate: pc.Rate, Burst: pc.Burst, Logger: log.With("provider", name)}),
+			MaxInflight:     pc.MaxInflight,
+			PollInterval:    pc.PollInterval,
+			MaxPollInterval: pc.MaxPollInterval,
+			JobTimeout:      pc.JobTimeout,
+			RequestTimeout:  pc.RequestTimeout,
+		}
+		log.Info("provider enabled", "provider", name, "settings", *pc)
+	}
+	if len(rts) == 0 {
+		return errors.New("no provider enabled: set at least one of SEGMIND_API_KEY, SAMSAR_API_KEY, VIMMERSE_API_KEY, CAMB_API_KEY (or the _FILE forms)")
+	}
+	reg.MustRegister(metrics.NewQueueCollector(js, names(rts)))
+
+	w, err := worker.New(ctx, nc, js, worker.Config{
+		WorkerID: cfg.WorkerID, AckWait: cfg.AckWait, MaxAttempts: cfg.MaxAttempts, MaxDeliver: cfg.MaxDeliver,
+		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, ProbeInterval: cfg.ProbeInterval,
+		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log, Metrics: m, Secrets: secrets,
+	}, rts)
+	if err != nil {
+		return err
+	}
+	if cfg.HTTPAddr != "" {
+		hs := &health.Server{Gatherer: reg, Logger: log, Ready: func(ctx context.Context) error {
+			if nc.Status() != nats.CONNECTED {
+				return fmt.Errorf("NATS connection is %s", nc.Status())
+			}
+			return queue.Ready(ctx, js)
+		}}
+		addr, _, err := hs.Serve(ctx, cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("WORKER_HTTP_ADDR: %w", err)
+		}
+		log.Info("serving /healthz, /readyz and /metrics", "addr", addr)
+	}
+	runErr := w.Run(ctx)
+	if err := nc.Drain(); err != nil {
+		log.Warn("drain failed", "err", err)
+	}
+	log.Info("worker stopped")
+	return runErr
+}
+
+func names(rts map[string]*worker.Runtime) []string {
+	out := make([]string, 0, len(rts))
+	for n := range rts {
+		out = append(out, n)
+	}
+	return out
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

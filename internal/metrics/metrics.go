@@ -1,0 +1,155 @@
+// Package metrics defines reelq's Prometheus metrics. A nil *Metrics is
+// valid and records nothing, so packages can be used without a registry.
+package metrics
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the worker's collectors.
+type Metrics struct {
+	Jobs             *prometheus.CounterVec   // provider, outcome
+	Attempts         *prometheus.CounterVec   // provider, result (retry, exhausted)
+	InFlight         *prometheus.GaugeVec     // provider
+	CallDuration     *prometheus.HistogramVec // provider, op
+	CallStatus       *prometheus.CounterVec   // provider, op, code
+	RateLimitWait    *prometheus.HistogramVec // provider
+	RateLimited      *prometheus.CounterVec   // provider (429s seen)
+	Paused           *prometheus.GaugeVec     // provider, code
+	Spend            *prometheus.CounterVec   // provider, unit
+	AmbiguousSubmits *prometheus.CounterVec   // provider, resolution
+	DeadLetters      *prometheus.CounterVec   // provider, reason
+	JobDuration      *prometheus.HistogramVec // provider, outcome
+}
+
+// New creates the collectors and registers them with reg (if not nil).
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reelq_jobs_total", Help: "Jobs finished, by provider and outcome (succeeded, failed, cancelled).",
+		}, []string{"provider", "outcome"}),
+		Attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reelq_job_attempts_total", Help: "Job attempts that failed with a retryable error, by result (retry, exhausted).",
+		}, []string{"provider", "result"}),
+		InFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "reelq_jobs_in_flight", Help: "Jobs this replica is handling now.",
+		}, []string{"provider"}),
+		CallDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "reelq_provider_call_duration_seconds", Help: "Provider HTTP call latency by operation.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 10),
+		}, []string{"provider", "op"}),
+		CallStatus: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reelq_provider_calls_total", Help: "Provider calls by operation and HTTP status (0 = no response).",
+		}, []string{"provider", "op", "code"}),
+		RateLimitWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "reelq_rate_limit_wait_seconds", Help: "Time spent waiting for the cluster-wide rate limiter before a provider call.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}, []string{"provider"}),
+		RateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reelq_provider_rate_limited_total", Help: "429 responses from the provider.",
+		}, []string{"provider"}),
+		Paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "reelq_provider_paused", Help: "1 while the provider is paused, labelled with the reason code.",
+		}, []string{"provider", "code"}),
+		Spend: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reelq_estimated_spend_total", Help: "Estimated cost of accepted submissions, by unit (usd, credits).",
+		}, []string{"provider", "unit"}),
+		AmbiguousSubmits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reelq_ambiguous_submits_total", Help: "Submissions whose outcome was unknown after a crash, by resolution (recovered, resubmitted).",
+		}, []string{"provider", "resolution"}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reelq_dead_letters_total", Help: "Messages moved to the DLQ stream, by reason.",
+		}, []string{"provider", "reason"}),
+		JobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "reelq_job_duration_seconds", Help: "Time from enqueue to the result event.",
+			Buckets: prometheus.ExponentialBuckets(0.1, 2.5, 12),
+		}, []string{"provider", "outcome"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Jobs, m.Attempts, m.InFlight, m.CallDuration, m.CallStatus, m.RateLimitWait,
+			m.RateLimited, m.Paused, m.Spend, m.AmbiguousSubmits, m.DeadLetters, m.JobDuration)
+	}
+	return m
+}
+
+// JobDone records a finished job.
+func (m *Metrics) JobDone(provider, outcome string, since time.Time) {
+	if m == nil {
+		return
+	}
+	m.Jobs.WithLabelValues(provider, outcome).Inc()
+	if !since.IsZero() {
+		m.JobDuration.WithLabelValues(provider, outcome).Observe(time.Since(since).Seconds())
+	}
+}
+
+// Attempt records a failed retryable attempt.
+func (m *Metrics) Attempt(provider, result string) {
+	if m != nil {
+		m.Attempts.WithLabelValues(provider, result).Inc()
+	}
+}
+
+// AddInFlight moves the in-flight gauge.
+func (m *Metrics) AddInFlight(provider string, d float64) {
+	if m != nil {
+		m.InFlight.WithLabelValues(provider).Add(d)
+	}
+}
+
+// Call records one provider call.
+func (m *Metrics) Call(provider, op string, status int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.CallDuration.WithLabelValues(provider, op).Observe(d.Seconds())
+	m.CallStatus.WithLabelValues(provider, op, strconv.Itoa(status)).Inc()
+	if status == 429 {
+		m.RateLimited.WithLabelValues(provider).Inc()
+	}
+}
+
+// Waited records time spent in the rate limiter.
+func (m *Metrics) Waited(provider string, d time.Duration) {
+	if m != nil {
+		m.RateLimitWait.WithLabelValues(provider).Observe(d.Seconds())
+	}
+}
+
+// SetPaused records a provider's pause state.
+func (m *Metrics) SetPaused(provider, code string, paused bool) {
+	if m == nil {
+		return
+	}
+	for _, c := range []string{"credits_exhausted", "auth", "manual"} {
+		v := 0.0
+		if paused && c == code {
+			v = 1
+		}
+		m.Paused.WithLabelValues(provider, c).Set(v)
+	}
+}
+
+// Spent records the estimated cost of an accepted submission.
+func (m *Metrics) Spent(provider, unit string, amount float64) {
+	if m != nil && amount > 0 {
+		m.Spend.WithLabelValues(provider, unit).Add(amount)
+	}
+}
+
+// Ambiguous records an ambiguous submission and how it was resolved.
+func (m *Metrics) Ambiguous(provider, resolution string) {
+	if m != nil {
+		m.AmbiguousSubmits.WithLabelValues(provider, resolution).Inc()
+	}
+}
+
+// DeadLettered records a message moved to the DLQ.
+func (m *Metrics) DeadLettered(provider, reason string) {
+	if m != nil {
+		m.DeadLetters.WithLabelValues(provider, reason).Inc()
+	}
+}

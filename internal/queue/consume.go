@@ -1,0 +1,176 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Msg is the part of jetstream.Msg a handler uses.
+type Msg interface {
+	Data() []byte
+	Headers() nats.Header
+	Subject() string
+	Metadata() (*jetstream.MsgMetadata, error)
+	DoubleAck(ctx context.Context) error
+	Nak() error
+	NakWithDelay(delay time.Duration) error
+	InProgress() error
+	TermWithReason(reason string) error
+}
+
+// HandlerFunc processes one delivered message and settles it.
+type HandlerFunc func(ctx context.Context, m Msg)
+
+// Puller feeds a handler from one consumer: it pulls one message only when
+// a slot is free (so nothing waits in a client buffer while its AckWait
+// runs), runs each message on its own goroutine, and sends InProgress
+// heartbeats until the handler returns.
+type Puller struct {
+	Consumer jetstream.Consumer
+	// Slots is how many messages this replica handles at once.
+	Slots int
+	// Heartbeat is the InProgress interval; keep it well under AckWait.
+	Heartbeat time.Duration
+	// PullWait bounds one pull request. Zero means 5s.
+	PullWait time.Duration
+	// Gate, if set, is called before each pull and blocks until pulling is
+	// allowed (e.g. while the provider is paused). It returns how many
+	// messages may be pulled now (0 or less means as many as slots allow)
+	// and an error only when ctx ended.
+	Gate func(ctx context.Context) (limit int, err error)
+	// Handle processes a message.
+	Handle HandlerFunc
+	Logger *slog.Logger
+}
+
+// Run pulls until intake ends, then waits for every running handler to
+// return. Handlers run under work, which the caller cancels (with a cause)
+// when the shutdown grace period is over; handlers must then settle their
+// message (normally Nak) and return promptly.
+func (p *Puller) Run(intake, work context.Context) error {
+	log := p.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	slots := max(p.Slots, 1)
+	sem := make(chan struct{}, slots)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+
+	pullWait := p.PullWait
+	if pullWait <= 0 {
+		pullWait = 5 * time.Second
+	}
+	errBackoff := backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond),
+		backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(0))
+
+	for intake.Err() == nil {
+		if p.Gate != nil {
+			limit, err := p.Gate(intake)
+			if err != nil {
+				return nil
+			}
+			if limit > 0 && len(sem)+1 > limit {
+				// Only `limit` in flight allowed now (a probe): wait for a slot.
+				if !waitFor(intake, func() bool { return len(sem) < limit }) {
+					return nil
+				}
+			}
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-intake.Done():
+			return nil
+		}
+		fctx, cancel := context.WithTimeout(intake, pullWait)
+		msg, err := p.Consumer.Next(jetstream.FetchContext(fctx))
+		cancel()
+		if err != nil {
+			<-sem
+			if intake.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages) {
+				errBackoff.Reset()
+				continue
+			}
+			d := errBackoff.NextBackOff()
+			log.WarnContext(intake, "pull failed", "err", err, "retry_in", d)
+			if !sleep(intake, d) {
+				return nil
+			}
+			continue
+		}
+		errBackoff.Reset()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			p.run(work, msg, log)
+		}()
+	}
+	return nil
+}
+
+func (p *Puller) run(ctx context.Context, msg jetstream.Msg, log *slog.Logger) {
+	hbCtx, stop := context.WithCancel(ctx)
+	var hb sync.WaitGroup
+	hb.Add(1)
+	go func() {
+		defer hb.Done()
+		Heartbeat(hbCtx, msg, p.Heartbeat, log)
+	}()
+	defer func() {
+		stop()
+		hb.Wait()
+	}()
+	p.Handle(ctx, msg)
+}
+
+// Heartbeat sends InProgress on m every interval until ctx ends.
+func Heartbeat(ctx context.Context, m interface{ InProgress() error }, every time.Duration, log *slog.Logger) {
+	if every <= 0 {
+		every = 15 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := m.InProgress(); err != nil && log != nil {
+				log.WarnContext(ctx, "heartbeat failed", "err", err)
+			}
+		}
+	}
+}
+
+// sleep waits d or until ctx ends; it reports whether d elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// waitFor polls cond every 50ms until it holds or ctx ends.
+func waitFor(ctx context.Context, cond func() bool) bool {
+	for !cond() {
+		if !sleep(ctx, 50*time.Millisecond) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,358 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+func sortedTimes(ts []time.Time) []time.Time {
+	ts = slices.Clone(ts)
+	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+	return ts
+}
+
+// maxInWindow returns the most grants inside any closed window [t, t+w].
+func maxInWindow(grants []time.Time, w time.Duration) int {
+	ts := sortedTimes(grants)
+	best, i := 0, 0
+	for j := range ts {
+		for ts[j].Sub(ts[i]) > w {
+			i++
+		}
+		best = max(best, j-i+1)
+	}
+	return best
+}
+
+// countHandler counts records at Warn and above and forwards them to the test log.
+type countHandler struct {
+	slog.Handler
+	warns *atomic.Int64
+}
+
+func (h countHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		h.warns.Add(1)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h countHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return countHandler{h.Handler.WithAttrs(as), h.warns}
+}
+
+func testLogger(t *testing.T) (*slog.Logger, *atomic.Int64) {
+	n := new(atomic.Int64)
+	return slog.New(countHandler{slog.NewTextHandler(t.Output(), nil), n}), n
+}
+
+// grantLog records grant times from many goroutines.
+type grantLog struct {
+	mu sync.Mutex
+	ts []time.Time
+}
+
+func (g *grantLog) add(t time.Time) { g.mu.Lock(); g.ts = append(g.ts, t); g.mu.Unlock() }
+
+func (g *grantLog) times() []time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.ts)
+}
+
+// waitLoop calls Wait until ctx ends and records each grant's time.
+func waitLoop(ctx context.Context, l *Limiter, g *grantLog) {
+	for {
+		if _, err := l.Wait(ctx); err != nil {
+			return
+		}
+		g.add(time.Now())
+	}
+}
+
+func TestWaitManyWaitersFakeTime(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const rate, burst = 5, 2
+		log, _ := testLogger(t)
+		store := NewMemStore()
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second+100*time.Millisecond)
+		defer cancel()
+		var g grantLog
+		var wg sync.WaitGroup
+		for range 20 {
+			l := New(store, "segmind", Config{Rate: rate, Burst: burst, Logger: log}) // one per "replica"
+			wg.Go(func() { waitLoop(ctx, l, &g) })
+		}
+		wg.Wait()
+
+		grants := g.times()
+		// Grants at 0, 0 (burst), 0.2, 0.4, …, 10.0: Rate·10s + Burst.
+		if want := rate*10 + burst; len(grants) != want {
+			t.Errorf("grants in 10s = %d, want %d", len(grants), want)
+		}
+		if m := maxInWindow(grants, time.Second); m > rate+burst {
+			t.Errorf("max grants in a 1s window = %d, want <= %d", m, rate+burst)
+		}
+		if m := maxInWindow(grants, 0); m != burst {
+			t.Errorf("max grants at one instant = %d, want burst %d", m, burst)
+		}
+		if last := grants[len(grants)-1].Sub(start); last != 10*time.Second {
+			t.Errorf("last grant at %v, want 10s", last)
+		}
+	})
+}
+
+func TestBlockDelaysEveryWaiter(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const rate, burst = 5, 2
+		store := NewMemStore()
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(t.Context(), 6*time.Second)
+		defer cancel()
+		var g grantLog
+		var wg sync.WaitGroup
+		for range 8 {
+			l := New(store, "vimmerse", Config{Rate: rate, Burst: burst})
+			wg.Go(func() { waitLoop(ctx, l, &g) })
+		}
+
+		time.Sleep(1100 * time.Millisecond) // advance the fake clock
+		other, _ := testLogger(t)
+		replica := New(store, "vimmerse", Config{Rate: rate, Burst: burst, Logger: other})
+		blockedAt, until := time.Now(), start.Add(4*time.Second)
+		if err := replica.Block(ctx, until); err != nil {
+			t.Fatalf("Block: %v", err)
+		}
+		if err := replica.Block(ctx, start.Add(2*time.Second)); err != nil { // earlier: no effect
+			t.Fatalf("Block earlier: %v", err)
+		}
+		if got, err := replica.BlockedUntil(ctx); err != nil || !got.Equal(until) {
+			t.Errorf("BlockedUntil = %v, %v; want %v", got.Sub(start), err, until.Sub(start))
+		}
+		wg.Wait()
+
+		var after []time.Time
+		for _, ts := range g.times() {
+			if ts.After(blockedAt) {
+				if ts.Before(until) {
+					t.Errorf("grant at %v, before until %v", ts.Sub(start), until.Sub(start))
+				}
+				after = append(after, ts)
+			}
+		}
+		after = sortedTimes(after)
+		if len(after) == 0 || !after[0].Equal(until) {
+			t.Fatalf("first grants after Block = %v, want the first at %v", after, until.Sub(start))
+		}
+		// One token at until (no burst), then one per 200ms: 4.0, 4.2, …, 5.0.
+		if m := maxInWindow(after, time.Second); m != rate+1 {
+			t.Errorf("max grants in a 1s window after Block = %d, want %d", m, rate+1)
+		}
+		if m := maxInWindow(after, 0); m != 1 {
+			t.Errorf("grants at one instant after Block = %d, want 1", m)
+		}
+	})
+}
+
+func TestWaitReturnsCauseOnCancel(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		errStop := errors.New("shutting down")
+		l := New(NewMemStore(), "camb", Config{Rate: 0.1, Burst: 1})
+		if _, err := l.Wait(t.Context()); err != nil {
+			t.Fatalf("first Wait: %v", err)
+		}
+		ctx, cancel := context.WithCancelCause(t.Context())
+		time.AfterFunc(time.Second, func() { cancel(errStop) })
+		start := time.Now()
+		waited, err := l.Wait(ctx) // next token only at 10s
+		if !errors.Is(err, errStop) {
+			t.Errorf("Wait error = %v, want %v", err, errStop)
+		}
+		if d := time.Since(start); d != time.Second || waited != time.Second {
+			t.Errorf("Wait returned after %v (waited %v), want 1s", d, waited)
+		}
+
+		// A done ctx takes no token.
+		fresh := New(NewMemStore(), "camb", Config{Rate: 0.1, Burst: 1})
+		if _, err := fresh.Wait(ctx); !errors.Is(err, errStop) {
+			t.Errorf("Wait on done ctx = %v, want %v", err, errStop)
+		}
+		if wait, err := fresh.Take(t.Context()); err != nil || wait != 0 {
+			t.Errorf("Take after cancelled Wait = %v, %v; want the token still there", wait, err)
+		}
+	})
+}
+
+func TestSetRateTakesEffect(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		l := New(NewMemStore(), "samsar", Config{Rate: 10, Burst: 1})
+		start := time.Now()
+		at := func() time.Duration { // may run on another goroutine: no Fatal
+			if _, err := l.Wait(ctx); err != nil {
+				t.Errorf("Wait: %v", err)
+			}
+			return time.Since(start)
+		}
+		var got []time.Duration
+		for range 3 {
+			got = append(got, at())
+		}
+		l.SetRate(1, 1) // the slot at 0.3s stays, then one per second
+		for range 3 {
+			got = append(got, at())
+		}
+		ms := time.Millisecond
+		if want := []time.Duration{0, 100 * ms, 200 * ms, 300 * ms, 1300 * ms, 2300 * ms}; !slices.Equal(got, want) {
+			t.Errorf("grants at %v, want %v", got, want)
+		}
+
+		// A larger burst wakes a blocked waiter at once (TAT 3.3s - 2s tolerance).
+		done := make(chan time.Duration)
+		go func() { done <- at() }()
+		time.Sleep(500 * time.Millisecond)
+		l.SetRate(1, 3)
+		if d := <-done; d != 2800*ms {
+			t.Errorf("grant after burst raise at %v, want 2.8s", d)
+		}
+
+		// Rate 0 closes the limiter until a positive rate is set.
+		l.SetRate(0, 1)
+		go func() { done <- at() }()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		select {
+		case d := <-done:
+			t.Fatalf("granted at %v with rate 0", d)
+		default:
+		}
+		l.SetRate(1, 1)
+		if d := <-done; d != 62800*ms {
+			t.Errorf("grant after reopening at %v, want 62.8s", d)
+		}
+	})
+}
+
+// flakyStore is a MemStore that can be switched off.
+type flakyStore struct {
+	*MemStore
+	down   atomic.Bool
+	writes atomic.Int64
+}
+
+var errUnavailable = errors.New("kv unavailable")
+
+func (s *flakyStore) Get(ctx context.Context, key string) ([]byte, uint64, error) {
+	if s.down.Load() {
+		return nil, 0, errUnavailable
+	}
+	return s.MemStore.Get(ctx, key)
+}
+
+func (s *flakyStore) Create(ctx context.Context, key string, v []byte) (uint64, error) {
+	return s.Update(ctx, key, v, 0)
+}
+
+func (s *flakyStore) Update(ctx context.Context, key string, v []byte, rev uint64) (uint64, error) {
+	if s.down.Load() {
+		return 0, errUnavailable
+	}
+	r, err := s.MemStore.Update(ctx, key, v, rev)
+	if err == nil {
+		s.writes.Add(1)
+	}
+	return r, err
+}
+
+func TestWaitFailsClosed(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		log, warns := testLogger(t)
+		store := &flakyStore{MemStore: NewMemStore()}
+		l := New(store, "segmind", Config{Rate: 1, Burst: 1, Logger: log})
+		store.down.Store(true)
+
+		if _, err := l.Take(t.Context()); !errors.Is(err, errUnavailable) {
+			t.Errorf("Take with store down = %v, want %v", err, errUnavailable)
+		}
+		if err := l.Block(t.Context(), time.Now().Add(time.Second)); !errors.Is(err, errUnavailable) {
+			t.Errorf("Block with store down = %v, want %v", err, errUnavailable)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		if _, err := l.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Wait with store down = %v, want deadline exceeded", err)
+		}
+		if n := store.writes.Load(); n != 0 {
+			t.Errorf("%d writes while down", n)
+		}
+		// Store errors are logged at most once per 10s: at 0, >=10s, >=20s.
+		if n := warns.Load(); n < 2 || n > 4 {
+			t.Errorf("%d warnings in a 30s outage, want 2..4", n)
+		}
+
+		done := make(chan time.Time)
+		go func() {
+			_, err := l.Wait(t.Context())
+			if err != nil {
+				t.Errorf("Wait after recovery: %v", err)
+			}
+			done <- time.Now()
+		}()
+		time.Sleep(7 * time.Second)
+		up := time.Now()
+		store.down.Store(false)
+		if got := <-done; got.Before(up) || got.Sub(up) > storeBackoffMax {
+			t.Errorf("granted %v after recovery, want within [0, %v]", got.Sub(up), storeBackoffMax)
+		}
+		if n := store.writes.Load(); n != 1 {
+			t.Errorf("%d writes, want 1", n)
+		}
+	})
+}
+
+func TestStoreContract(t *testing.T) {
+	t.Parallel()
+	s := startNATS(t)
+	stores := map[string]Store{
+		"mem": NewMemStore(),
+		"kv":  NewKVStore(createBucket(t, connectJS(t, s), "contract")),
+	}
+	for name, st := range stores {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			if _, _, err := st.Get(ctx, "k"); !errors.Is(err, ErrNoState) {
+				t.Errorf("Get absent = %v, want ErrNoState", err)
+			}
+			r1, err := st.Create(ctx, "k", []byte("a"))
+			if err != nil || r1 == 0 {
+				t.Fatalf("Create = %d, %v", r1, err)
+			}
+			if _, err := st.Create(ctx, "k", []byte("b")); !errors.Is(err, ErrConflict) {
+				t.Errorf("second Create = %v, want ErrConflict", err)
+			}
+			r2, err := st.Update(ctx, "k", []byte("c"), r1)
+			if err != nil || r2 == r1 {
+				t.Fatalf("Update = %d, %v", r2, err)
+			}
+			if _, err := st.Update(ctx, "k", []byte("d"), r1); !errors.Is(err, ErrConflict) {
+				t.Errorf("stale Update = %v, want ErrConflict", err)
+			}
+			if v, rev, err := st.Get(ctx, "k"); err != nil || string(v) != "c" || rev != r2 {
+				t.Errorf("Get = %q, %d, %v; want c, %d", v, rev, err, r2)
+			}
+		})
+	}
+}

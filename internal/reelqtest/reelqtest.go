@@ -1,0 +1,234 @@
+// Package reelqtest assembles the real parts for end-to-end tests: an
+// embedded JetStream server, the provider simulator over real HTTP, worker
+// replicas with their own connections, and the job producer.
+package reelqtest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/reelq/reelq/internal/jobstate"
+	"github.com/reelq/reelq/internal/logging"
+	"github.com/reelq/reelq/internal/natstest"
+	"github.com/reelq/reelq/internal/providers"
+	"github.com/reelq/reelq/internal/providers/registry"
+	"github.com/reelq/reelq/internal/providersim"
+	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/ratelimit"
+	"github.com/reelq/reelq/internal/worker"
+)
+
+// Env is one test's world.
+type Env struct {
+	T        testing.TB
+	Server   *server.Server
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	Sim      *providersim.Server
+	SimURL   string
+	States   *jobstate.Store
+	Producer *queue.Producer
+}
+
+// APIKey is the key every simulated provider expects in tests.
+func APIKey(provider string) string { return "test-key-" + provider + "-0123456789abcdef" }
+
+// New starts a server and a simulator with knobs (each provider's APIKey
+// is filled in).
+func New(t testing.TB, knobs map[string]providersim.Knobs) *Env {
+	t.Helper()
+	s := natstest.Server(t)
+	return NewOn(t, s, knobs)
+}
+
+// NewOn is New on an existing server.
+func NewOn(t testing.TB, s *server.Server, knobs map[string]providersim.Knobs) *Env {
+	t.Helper()
+	nc, js := natstest.Connect(t, s)
+	natstest.Setup(t, js)
+	all := map[string]providersim.Knobs{}
+	for _, p := range providersim.Providers {
+		k := knobs[p]
+		k.APIKey = APIKey(p)
+		all[p] = k
+	}
+	sim := providersim.New(all, 7)
+	hs := httptest.NewServer(sim)
+	t.Cleanup(hs.Close)
+	kv, err := js.KeyValue(context.Background(), queue.BucketJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := jobstate.New(kv)
+	return &Env{T: t, Server: s, NC: nc, JS: js, Sim: sim, SimURL: hs.URL, States: states,
+		Producer: &queue.Producer{JS: js, States: states}}
+}
+
+// BaseURL is provider's base URL on the simulator.
+func (e *Env) BaseURL(provider string) string {
+	if provider == "camb" {
+		return e.SimURL + "/apis"
+	}
+	return e.SimURL
+}
+
+// Provider builds provider's real adapter pointed at the simulator.
+func (e *Env) Provider(name string) providers.Provider {
+	p, err := registry.New(name, providers.Config{BaseURL: e.BaseURL(name), APIKey: APIKey(name), RequestTimeout: 10 * time.Second}, nil)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	return p
+}
+
+// Settings are one provider's settings for a test worker.
+type Settings struct {
+	Rate         float64 // default 200
+	Burst        int     // default 10
+	MaxInflight  int     // default 8
+	Slots        int     // default MaxInflight
+	PollInterval time.Duration
+	JobTimeout   time.Duration
+}
+
+// WorkerOptions configure a test worker.
+type WorkerOptions struct {
+	ID        string
+	Providers map[string]Settings
+	Config    worker.Config
+	Logger    *slog.Logger
+}
+
+// Running is a worker replica running in the test.
+type Running struct {
+	ID     string
+	W      *worker.Worker
+	NC     *nats.Conn
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+// Stop stops intake and waits for the worker to shut down gracefully.
+func (r *Running) Stop() error {
+	r.once.Do(func() { r.cancel() })
+	return <-r.done
+}
+
+// StartWorker starts a worker replica with its own NATS connection.
+func (e *Env) StartWorker(o WorkerOptions) *Running {
+	e.T.Helper()
+	if o.ID == "" {
+		o.ID = "w1"
+	}
+	nc, js := natstest.Connect(e.T, e.Server)
+	kv, err := js.KeyValue(context.Background(), queue.BucketRateLimit)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(e.T.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	rts := map[string]*worker.Runtime{}
+	for name, s := range o.Providers {
+		if s.Rate == 0 {
+			s.Rate = 200
+		}
+		if s.Burst == 0 {
+			s.Burst = 10
+		}
+		if s.MaxInflight == 0 {
+			s.MaxInflight = 8
+		}
+		if s.PollInterval == 0 {
+			s.PollInterval = 20 * time.Millisecond
+		}
+		rts[name] = &worker.Runtime{
+			Provider:        e.Provider(name),
+			Limiter:         ratelimit.New(ratelimit.NewKVStore(kv), name, ratelimit.Config{Rate: s.Rate, Burst: s.Burst}),
+			MaxInflight:     s.MaxInflight,
+			Slots:           s.Slots,
+			PollInterval:    s.PollInterval,
+			MaxPollInterval: 4 * s.PollInterval,
+			JobTimeout:      s.JobTimeout,
+			RequestTimeout:  10 * time.Second,
+		}
+	}
+	cfg := o.Config
+	cfg.WorkerID = o.ID
+	cfg.Logger = log.With("replica", o.ID)
+	if cfg.AckWait == 0 {
+		cfg.AckWait = 10 * time.Second
+	}
+	if cfg.RetryBase == 0 {
+		cfg.RetryBase = 50 * time.Millisecond
+	}
+	if cfg.RetryMax == 0 {
+		cfg.RetryMax = 500 * time.Millisecond
+	}
+	if cfg.PullWait == 0 {
+		cfg.PullWait = time.Second
+	}
+	if cfg.Secrets == nil {
+		cfg.Secrets = &logging.Secrets{}
+		for _, p := range providersim.Providers {
+			cfg.Secrets.Add(APIKey(p))
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := worker.New(ctx, nc, js, cfg, rts)
+	if err != nil {
+		cancel()
+		e.T.Fatal(err)
+	}
+	r := &Running{ID: o.ID, W: w, NC: nc, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- w.Run(ctx) }()
+	e.T.Cleanup(func() { _ = r.Stop() })
+	return r
+}
+
+// Enqueue publishes jobs through the producer and fails the test on any
+// error.
+func (e *Env) Enqueue(jobs ...queue.Job) []queue.Outcome {
+	e.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := e.Producer.Publish(ctx, jobs, nil)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	for _, o := range out {
+		if o.Err != nil {
+			e.T.Fatalf("enqueue %s: %v", o.ID, o.Err)
+		}
+	}
+	return out
+}
+
+// Results waits (up to timeout) for want jobs to have results.
+func (e *Env) Results(want int, timeout time.Duration) map[string][]queue.Result {
+	e.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return natstest.Results(ctx, e.T, e.JS, want)
+}
+
+// SamsarJob is a valid Samsar job whose prompt names it, so simulator
+// submission counts can be matched to jobs.
+func SamsarJob(id string) queue.Job {
+	return queue.Job{ID: id, Provider: "samsar", Batch: "test",
+		Input: []byte(fmt.Sprintf(`{"prompt":"a lighthouse at dusk, job %s","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":5}`, id))}
+}
+
+// SamsarPrompt is the prompt SamsarJob(id) submits.
+func SamsarPrompt(id string) string { return "a lighthouse at dusk, job " + id }

@@ -1,0 +1,154 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/reelq/reelq/internal/natstest"
+	"github.com/reelq/reelq/internal/providersim"
+	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/reelqtest"
+)
+
+func fastSamsar() map[string]providersim.Knobs {
+	return map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(100 * time.Millisecond), Jitter: providersim.Duration(100 * time.Millisecond)}}
+}
+
+// A batch of jobs produces exactly one succeeded result each, and the
+// provider saw exactly one paid submission per job.
+func TestBatchOneResultPerJob(t *testing.T) {
+	t.Parallel()
+	env := reelqtest.New(t, fastSamsar())
+	env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": {}}})
+	const n = 30
+	var jobs []queue.Job
+	for i := range n {
+		jobs = append(jobs, reelqtest.SamsarJob(fmt.Sprintf("batch-%02d", i)))
+	}
+	env.Enqueue(jobs...)
+	results := env.Results(n, time.Minute)
+	subs := env.Sim.Stats(0)["samsar"].Submissions
+	for _, j := range jobs {
+		rs := results[j.ID]
+		if len(rs) != 1 {
+			t.Fatalf("job %s: %d results, want 1", j.ID, len(rs))
+		}
+		r := rs[0]
+		if r.Status != queue.StatusSucceeded || len(r.Outputs) == 0 || r.ProviderTaskID == "" {
+			t.Errorf("job %s: %+v, want succeeded with outputs and a task id", j.ID, r)
+		}
+		if r.Cost == nil || r.Cost.Amount != 50 || r.Cost.Unit != "credits" {
+			t.Errorf("job %s: cost %+v, want 50 credits (10/s x 5 s)", j.ID, r.Cost)
+		}
+		if r.Batch != "test" || r.Attempts != 1 || r.EnqueuedAt == nil || r.SubmittedAt == nil {
+			t.Errorf("job %s: batch/attempts/timestamps wrong: %+v", j.ID, r)
+		}
+		if got := subs[reelqtest.SamsarPrompt(j.ID)]; got != 1 {
+			t.Errorf("job %s submitted %d times, want 1", j.ID, got)
+		}
+	}
+	if got := natstest.StreamMsgs(t, env.JS, queue.StreamResults); got != n {
+		t.Errorf("RESULTS holds %d messages, want %d", got, n)
+	}
+	if got := natstest.StreamMsgs(t, env.JS, queue.StreamJobs); got != 0 {
+		t.Errorf("JOBS still holds %d messages, want 0", got)
+	}
+}
+
+// A job whose input breaks the provider's rules gets one failed result,
+// never reaches the provider, and is not redelivered.
+func TestInvalidJobFailsOnceWithoutRetry(t *testing.T) {
+	t.Parallel()
+	env := reelqtest.New(t, fastSamsar())
+	env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": {}}})
+	long := make([]byte, 501)
+	for i := range long {
+		long[i] = 'x'
+	}
+	bad := queue.Job{ID: "too-long", Provider: "samsar", Input: []byte(`{"prompt":"` + string(long) + `","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":5}`)}
+	// Published directly, as a producer that skipped validation would.
+	msg, _ := queue.JobMsg(&bad)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := env.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(bad.ID)); err != nil {
+		t.Fatal(err)
+	}
+	// And a message that is not JSON at all.
+	if _, err := env.JS.Publish(ctx, "jobs.samsar.not-json", []byte("{oops"), jetstream.WithMsgID("not-json")); err != nil {
+		t.Fatal(err)
+	}
+	results := env.Results(2, time.Minute)
+	r := results["too-long"]
+	if len(r) != 1 || r[0].Status != queue.StatusFailed || r[0].Error == nil || r[0].Error.Code != "invalid_input" || r[0].Attempts != 1 {
+		t.Fatalf("too-long: %+v, want one failed result with code invalid_input after 1 attempt", r)
+	}
+	if want := "input.prompt is 501 characters; the limit is 500"; !strings.Contains(r[0].Error.Message, want) {
+		t.Errorf("error %q does not say %q", r[0].Error.Message, want)
+	}
+	nj := results["not-json"]
+	if len(nj) != 1 || nj[0].Status != queue.StatusFailed || nj[0].Error.Code != "invalid_request" {
+		t.Fatalf("not-json: %+v, want one failed result with code invalid_request", nj)
+	}
+	if got := env.Sim.Stats(0)["samsar"].TotalRequests; got != 0 {
+		t.Errorf("provider saw %d requests, want 0", got)
+	}
+	if got := natstest.StreamMsgs(t, env.JS, queue.StreamDLQ); got != 1 {
+		t.Errorf("DLQ holds %d messages, want 1 (the unparseable one)", got)
+	}
+	cons, err := env.JS.Consumer(ctx, queue.StreamJobs, "samsar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumPending != 0 || info.NumAckPending != 0 || info.NumRedelivered != 0 {
+		t.Errorf("consumer pending=%d ack_pending=%d redelivered=%d, want all 0", info.NumPending, info.NumAckPending, info.NumRedelivered)
+	}
+}
+
+// Two worker replicas on one server share a batch: both do work, and no
+// job is done twice.
+func TestTwoReplicasShareWork(t *testing.T) {
+	t.Parallel()
+	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(300 * time.Millisecond)}})
+	settings := map[string]reelqtest.Settings{"samsar": {MaxInflight: 4, Slots: 2}}
+	env.StartWorker(reelqtest.WorkerOptions{ID: "replica-a", Providers: settings})
+	env.StartWorker(reelqtest.WorkerOptions{ID: "replica-b", Providers: settings})
+	const n = 24
+	var jobs []queue.Job
+	for i := range n {
+		jobs = append(jobs, reelqtest.SamsarJob(fmt.Sprintf("share-%02d", i)))
+	}
+	env.Enqueue(jobs...)
+	results := env.Results(n, time.Minute)
+	byWorker := map[string]int{}
+	ctx := context.Background()
+	for _, j := range jobs {
+		if len(results[j.ID]) != 1 || results[j.ID][0].Status != queue.StatusSucceeded {
+			t.Fatalf("job %s: %+v", j.ID, results[j.ID])
+		}
+		st, _, err := env.States.Get(ctx, j.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byWorker[st.Worker]++
+	}
+	if byWorker["replica-a"] == 0 || byWorker["replica-b"] == 0 || byWorker["replica-a"]+byWorker["replica-b"] != n {
+		t.Errorf("jobs per replica %v, want both > 0 and %d in all", byWorker, n)
+	}
+	for prompt, c := range env.Sim.Stats(0)["samsar"].Submissions {
+		if c != 1 {
+			t.Errorf("%q submitted %d times", prompt, c)
+		}
+	}
+	if max := env.Sim.Stats(0)["samsar"].MaxActive; max > 4 {
+		t.Errorf("provider saw %d tasks at once, cap is 4", max)
+	}
+}
