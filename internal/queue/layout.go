@@ -163,6 +163,34 @@ func Setup(ctx context.Context, js jetstream.JetStream, l Layout) error {
 	return nil
 }
 
+// Ensure creates the streams and buckets that do not exist yet, leaving
+// existing ones as they are. enqueue uses it so that a producer with
+// default settings never rewrites a cluster's configuration (e.g. its
+// replica count).
+func Ensure(ctx context.Context, js jetstream.JetStream, l Layout) error {
+	for _, cfg := range l.StreamConfigs() {
+		if _, err := js.Stream(ctx, cfg.Name); err == nil {
+			continue
+		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("stream %s: %w", cfg.Name, err)
+		}
+		if _, err := js.CreateStream(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
+		}
+	}
+	for _, cfg := range l.KeyValueConfigs() {
+		if _, err := js.KeyValue(ctx, cfg.Bucket); err == nil {
+			continue
+		} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+		}
+		if _, err := js.CreateKeyValue(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			return fmt.Errorf("create bucket %s: %w", cfg.Bucket, err)
+		}
+	}
+	return nil
+}
+
 // Ready checks that the streams and buckets exist, for readiness probes.
 func Ready(ctx context.Context, js jetstream.JetStream) error {
 	for _, name := range []string{StreamJobs, StreamResults, StreamEvents, StreamDLQ} {
