@@ -28,10 +28,10 @@ type Msg interface {
 // HandlerFunc processes one delivered message and settles it.
 type HandlerFunc func(ctx context.Context, m Msg)
 
-// Puller feeds a handler from one consumer: it pulls one message only when
-// a slot is free (so nothing waits in a client buffer while its AckWait
-// runs), runs each message on its own goroutine, and sends InProgress
-// heartbeats until the handler returns.
+// Puller feeds a handler from one consumer: it pulls only as many
+// messages as it has free slots (so nothing waits in a client buffer while
+// its AckWait runs), runs each message on its own goroutine, and sends
+// InProgress heartbeats until the handler returns.
 type Puller struct {
 	Consumer jetstream.Consumer
 	// Slots is how many messages this replica handles at once.
@@ -72,28 +72,65 @@ func (p *Puller) Run(intake, work context.Context) error {
 		backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(0))
 
 	for intake.Err() == nil {
+		limit := slots
 		if p.Gate != nil {
-			limit, err := p.Gate(intake)
+			l, err := p.Gate(intake)
 			if err != nil {
 				return nil
 			}
-			if limit > 0 && len(sem)+1 > limit {
-				// Only `limit` in flight allowed now (a probe): wait for a slot.
-				if !waitFor(intake, func() bool { return len(sem) < limit }) {
-					return nil
-				}
+			if l > 0 {
+				limit = min(l, slots)
 			}
 		}
+		// Reserve one slot (blocking), then any others free right now, up
+		// to limit, and pull exactly that many messages: nothing is ever
+		// pulled without a free slot, so nothing waits in a client buffer
+		// while its AckWait runs.
 		select {
 		case sem <- struct{}{}:
 		case <-intake.Done():
 			return nil
 		}
+		reserved := 1
+	reserve:
+		for len(sem) < limit {
+			select {
+			case sem <- struct{}{}:
+				reserved++
+			default:
+				break reserve
+			}
+		}
+		if len(sem) > limit {
+			// A probe allows fewer jobs than are running: wait for one to end.
+			for range reserved {
+				<-sem
+			}
+			if !waitFor(intake, func() bool { return len(sem) < limit }) {
+				return nil
+			}
+			continue
+		}
 		fctx, cancel := context.WithTimeout(intake, pullWait)
-		msg, err := p.Consumer.Next(jetstream.FetchContext(fctx))
+		batch, err := p.Consumer.Fetch(reserved, jetstream.FetchContext(fctx))
+		got := 0
+		if err == nil {
+			for msg := range batch.Messages() {
+				got++
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() { <-sem }()
+					p.run(work, msg, log)
+				}()
+			}
+			err = batch.Error()
+		}
 		cancel()
-		if err != nil {
+		for range reserved - got {
 			<-sem
+		}
+		if err != nil && got == 0 {
 			if intake.Err() != nil {
 				return nil
 			}
@@ -109,12 +146,6 @@ func (p *Puller) Run(intake, work context.Context) error {
 			continue
 		}
 		errBackoff.Reset()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			p.run(work, msg, log)
-		}()
 	}
 	return nil
 }
