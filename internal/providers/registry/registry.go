@@ -10,7 +10,10 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"github.com/reelq/reelq/internal/providers"
+	"github.com/reelq/reelq/internal/providers/camb"
 	"github.com/reelq/reelq/internal/providers/samsar"
+	"github.com/reelq/reelq/internal/providers/segmind"
+	"github.com/reelq/reelq/internal/providers/vimmerse"
 )
 
 // constructor builds an adapter from the shared config and the adapter's
@@ -24,6 +27,27 @@ var constructors = map[string]constructor{
 			return nil, err
 		}
 		return samsar.New(cfg, o), nil
+	},
+	segmind.Name: func(cfg providers.Config, environ map[string]string) (providers.Provider, error) {
+		var o segmind.Options
+		if err := parse(&o, "SEGMIND_", environ); err != nil {
+			return nil, err
+		}
+		return segmind.New(cfg, o), nil
+	},
+	vimmerse.Name: func(cfg providers.Config, environ map[string]string) (providers.Provider, error) {
+		var o vimmerse.Options
+		if err := parse(&o, "VIMMERSE_", environ); err != nil {
+			return nil, err
+		}
+		return vimmerse.New(cfg, o), nil
+	},
+	camb.Name: func(cfg providers.Config, environ map[string]string) (providers.Provider, error) {
+		var o camb.Options
+		if err := parse(&o, "CAMB_", environ); err != nil {
+			return nil, err
+		}
+		return camb.New(cfg, o), nil
 	},
 }
 

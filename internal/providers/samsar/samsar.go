@@ -128,7 +128,7 @@ func (c *Client) Validate(raw json.RawMessage) error {
 
 func (c *Client) parse(raw json.RawMessage) (Input, error) {
 	var in Input
-	if err := strictDecode(raw, &in); err != nil {
+	if err := providers.StrictDecode(raw, &in); err != nil {
 		return in, providers.Invalid(Name, "input: %v", err)
 	}
 	switch n := utf8.RuneCountInString(in.Prompt); {
@@ -309,7 +309,7 @@ func ParseStatus(body []byte) (providers.Status, error) {
 	if len(r.Result) > 0 && r.Result[0] == '{' {
 		_ = json.Unmarshal(r.Result, &res)
 	}
-	link := firstNonEmpty(res.URL, res.VideoURL, r.URL, r.ResultURL, first(r.Results), r.RemoteURL, r.VideoLink, r.VideoLnk2)
+	link := providers.FirstNonEmpty(res.URL, res.VideoURL, r.URL, r.ResultURL, first(r.Results), r.RemoteURL, r.VideoLink, r.VideoLnk2)
 	raw := strings.ToUpper(strings.TrimSpace(r.Status))
 	if raw == "" {
 		raw = "PENDING" // the SDK's default
@@ -330,7 +330,7 @@ func ParseStatus(body []byte) (providers.Status, error) {
 		st.Outputs = []providers.Output{{URL: link, ContentType: "video/mp4", Name: "video"}}
 	case "FAILED", "CANCELLED":
 		st.State = providers.Failed
-		msg := firstNonEmpty(text(r.Message), text(r.Error))
+		msg := providers.FirstNonEmpty(providers.Text(r.Message), providers.Text(r.Error))
 		if msg == "" {
 			msg = "status " + raw
 		}
@@ -357,45 +357,12 @@ func message(body []byte) string {
 	if json.Unmarshal(body, &m) != nil {
 		return ""
 	}
-	return firstNonEmpty(text(m.Message), text(m.Error))
-}
-
-// text renders a JSON value that may be a string or an object as text.
-func text(raw json.RawMessage) string {
-	if len(raw) == 0 || string(raw) == "null" {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	return string(raw)
-}
-
-func strictDecode(raw json.RawMessage, v any) error {
-	if len(bytes.TrimSpace(raw)) == 0 {
-		return errors.New("missing")
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	return nil
+	return providers.FirstNonEmpty(providers.Text(m.Message), providers.Text(m.Error))
 }
 
 func first(s []string) string {
 	if len(s) > 0 {
 		return s[0]
-	}
-	return ""
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
 	}
 	return ""
 }

@@ -1,0 +1,100 @@
+package samsar_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/reelq/reelq/internal/providers"
+	"github.com/reelq/reelq/internal/providers/providertest"
+	"github.com/reelq/reelq/internal/providers/samsar"
+)
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	providertest.Run(t, providertest.Harness{
+		Name: samsar.Name,
+		New: func(baseURL, key string) providers.Provider {
+			return samsar.New(providers.Config{BaseURL: baseURL, APIKey: key}, samsar.Options{})
+		},
+		ValidInput: json.RawMessage(`{"prompt":"A lighthouse keeper finds a message in a bottle","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":30,"aspect_ratio":"16:9"}`),
+		InvalidInputs: map[string]json.RawMessage{
+			"empty":          json.RawMessage(``),
+			"not an object":  json.RawMessage(`["prompt"]`),
+			"no prompt":      json.RawMessage(`{"image_model":"FLUX1.1PRO","video_model":"LUMA","duration":30}`),
+			"long prompt":    json.RawMessage(`{"prompt":"` + strings.Repeat("x", 501) + `","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":30}`),
+			"bad image":      json.RawMessage(`{"prompt":"p","image_model":"SDXL","video_model":"LUMA","duration":30}`),
+			"bad video":      json.RawMessage(`{"prompt":"p","image_model":"IMAGEN3","video_model":"SORA","duration":30}`),
+			"no duration":    json.RawMessage(`{"prompt":"p","image_model":"IMAGEN3","video_model":"LUMA"}`),
+			"long duration":  json.RawMessage(`{"prompt":"p","image_model":"IMAGEN3","video_model":"LUMA","duration":121}`),
+			"bad ratio":      json.RawMessage(`{"prompt":"p","image_model":"IMAGEN3","video_model":"LUMA","duration":10,"aspect_ratio":"4:3"}`),
+			"unknown field":  json.RawMessage(`{"prompt":"p","image_model":"IMAGEN3","video_model":"LUMA","duration":10,"promt":"typo"}`),
+			"bad webhookUrl": json.RawMessage(`{"prompt":"p","image_model":"IMAGEN3","video_model":"LUMA","duration":10,"webhookUrl":"ftp://x"}`),
+		},
+	})
+}
+
+func TestValidateNamesField(t *testing.T) {
+	t.Parallel()
+	c := samsar.New(providers.Config{}, samsar.Options{})
+	err := c.Validate(json.RawMessage(`{"prompt":"` + strings.Repeat("x", 501) + `","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":30}`))
+	if !errors.Is(err, providers.ErrInvalidInput) || !strings.Contains(err.Error(), "input.prompt") {
+		t.Fatalf("Validate(long prompt) = %v, want invalid input naming input.prompt", err)
+	}
+}
+
+func TestParseStatusFixtures(t *testing.T) {
+	t.Parallel()
+	const video = "https://cdn.samsar.one/videos/vid_123.mp4"
+	for _, tc := range []struct {
+		file  string
+		state providers.State
+		raw   string
+		url   string
+		class error
+	}{
+		{"status_pending_seed.json", providers.Pending, "PENDING", "", nil},
+		{"status_completed_seed.json", providers.Succeeded, "COMPLETED", video, nil},
+		{"status_completed_june2025.json", providers.Succeeded, "COMPLETED", video, nil},
+		{"status_completed_server.json", providers.Succeeded, "COMPLETED", video, nil},
+		{"status_completed_no_url.json", providers.Pending, "COMPLETED", "", nil},
+		{"status_paused.json", providers.Pending, "PAUSED", "", nil},
+		{"status_failed.json", providers.Failed, "FAILED", "", providers.ErrTaskFailed},
+		{"status_cancelled.json", providers.Failed, "CANCELLED", "", providers.ErrTaskFailed},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			t.Parallel()
+			st, err := samsar.ParseStatus(providertest.Fixture(t, tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.State != tc.state || st.Raw != tc.raw {
+				t.Fatalf("state %s raw %q, want %s %q", st.State, st.Raw, tc.state, tc.raw)
+			}
+			if tc.url != "" && (len(st.Outputs) != 1 || st.Outputs[0].URL != tc.url) {
+				t.Errorf("outputs %+v, want %s", st.Outputs, tc.url)
+			}
+			if tc.class != nil && !errors.Is(st.Err, tc.class) {
+				t.Errorf("Err %v, want %v", st.Err, tc.class)
+			}
+		})
+	}
+}
+
+func FuzzParseStatus(f *testing.F) {
+	providertest.AddFixtures(f, "*.json")
+	f.Add([]byte(`{"status":"COMPLETED","result":"not an object"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		st, err := samsar.ParseStatus(body)
+		if err != nil {
+			return
+		}
+		if st.State == providers.Succeeded && len(st.Outputs) == 0 {
+			t.Errorf("succeeded without outputs: %s", body)
+		}
+		if st.State == providers.Failed && st.Err == nil {
+			t.Errorf("failed without Err: %s", body)
+		}
+	})
+}

@@ -1,0 +1,309 @@
+package segmind_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/reelq/reelq/internal/providers"
+	"github.com/reelq/reelq/internal/providers/providertest"
+	"github.com/reelq/reelq/internal/providers/segmind"
+)
+
+func newClient(baseURL, key string) providers.Provider {
+	return segmind.New(providers.Config{BaseURL: baseURL, APIKey: key}, segmind.Options{})
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	providertest.Run(t, providertest.Harness{
+		Name:       segmind.Name,
+		New:        newClient,
+		ValidInput: json.RawMessage(`{}`),
+		InvalidInputs: map[string]json.RawMessage{
+			"array":              json.RawMessage(`["x"]`),
+			"string":             json.RawMessage(`"story"`),
+			"bad workflow_id":    json.RawMessage(`{"workflow_id":"storyboard"}`),
+			"workflow_id number": json.RawMessage(`{"workflow_id":42}`),
+			"uppercase hex":      json.RawMessage(`{"workflow_id":"67EE7AECD4FFDB6B8C9315EA-v4"}`),
+			"empty key":          json.RawMessage(`{"":"x"}`),
+		},
+	})
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	c := segmind.New(providers.Config{}, segmind.Options{})
+	for _, in := range []string{``, `{}`, `null`, `{"workflow_id":"0123456789abcdef01234567-v12","input_image":"https://x/y.png"}`} {
+		if err := c.Validate(json.RawMessage(in)); err != nil {
+			t.Errorf("Validate(%s): %v", in, err)
+		}
+	}
+	err := c.Validate(json.RawMessage(`{"workflow_id":"nope"}`))
+	if !errors.Is(err, providers.ErrInvalidInput) || !strings.Contains(err.Error(), "input.workflow_id") {
+		t.Errorf("Validate(bad id) = %v, want invalid input naming input.workflow_id", err)
+	}
+	bad := segmind.New(providers.Config{}, segmind.Options{WorkflowID: "not-a-workflow"})
+	if err := bad.Validate(json.RawMessage(`{}`)); !errors.Is(err, providers.ErrInvalidInput) {
+		t.Errorf("Validate with a bad SEGMIND_WORKFLOW_ID = %v, want invalid input", err)
+	}
+}
+
+func TestEstimate(t *testing.T) {
+	t.Parallel()
+	c := segmind.New(providers.Config{}, segmind.Options{})
+	if got := c.Estimate(json.RawMessage(`{}`)); got.Amount != segmind.DefaultPricePerRun || got.Unit != "usd" {
+		t.Errorf("Estimate = %+v, want %g usd", got, segmind.DefaultPricePerRun)
+	}
+	c = segmind.New(providers.Config{}, segmind.Options{PricePerRun: 0.5})
+	if got := c.Estimate(json.RawMessage(`{}`)); got.Amount != 0.5 {
+		t.Errorf("Estimate with PricePerRun 0.5 = %+v", got)
+	}
+}
+
+// TestSubmitRequest checks the wire form: path, both auth headers, JSON
+// content type, and the reserved workflow_id removed from the body.
+func TestSubmitRequest(t *testing.T) {
+	t.Parallel()
+	const key = "SG_0123456789abcdef"
+	var (
+		mu   sync.Mutex
+		got  *http.Request
+		body map[string]any
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = r.Clone(context.Background())
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		_, _ = w.Write([]byte(`{"request_id":"r1","status":"QUEUED"}`)) // no poll_url
+	}))
+	defer srv.Close()
+	c := segmind.New(providers.Config{BaseURL: srv.URL, APIKey: key}, segmind.Options{})
+	task, err := c.Submit(context.Background(), providers.Request{JobID: "j", Input: json.RawMessage(`{"workflow_id":"0123456789abcdef01234567-v2","str_gl3y5f":"hello"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if task.ID != "r1" || task.PollURL != "" {
+		t.Errorf("task = %+v", task)
+	}
+	if got.URL.Path != "/workflows/0123456789abcdef01234567-v2" {
+		t.Errorf("path %s", got.URL.Path)
+	}
+	if got.Header.Get("Authorization") != "Bearer "+key || got.Header.Get("x-api-key") != key {
+		t.Errorf("auth headers %v", got.Header)
+	}
+	if got.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("Content-Type %q", got.Header.Get("Content-Type"))
+	}
+	if _, ok := body["workflow_id"]; ok || body["str_gl3y5f"] != "hello" {
+		t.Errorf("body %v", body)
+	}
+}
+
+// TestPollURL checks that a poll_url on the API host is followed and one
+// elsewhere is not (the key would go with it).
+func TestPollURL(t *testing.T) {
+	t.Parallel()
+	var (
+		mu    sync.Mutex
+		paths []string
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		paths = append(paths, r.URL.Path)
+		_, _ = w.Write([]byte(`{"status":"PROCESSING","output":""}`))
+	}))
+	defer srv.Close()
+	c := newClient(srv.URL, "k")
+	for _, task := range []providers.Task{
+		{ID: "a", PollURL: srv.URL + "/workflows/request/a-from-poll-url"},
+		{ID: "b", PollURL: "https://elsewhere.example/workflows/request/b"},
+		{ID: "c"},
+	} {
+		if _, err := c.Poll(context.Background(), task); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"/workflows/request/a-from-poll-url", "/workflows/request/b", "/workflows/request/c"}
+	if strings.Join(paths, " ") != strings.Join(want, " ") {
+		t.Errorf("polled %v, want %v", paths, want)
+	}
+}
+
+// TestErrorClasses checks Segmind's status codes and bodies map to the
+// right classes, including 406's two meanings and the 429 reset header.
+func TestErrorClasses(t *testing.T) {
+	t.Parallel()
+	reset := time.Now().Add(20 * time.Second).UTC().Format(time.RFC3339)
+	for _, tc := range []struct {
+		name   string
+		status int
+		header map[string]string
+		body   string
+		class  error
+		wait   bool
+	}{
+		{"credits", 406, nil, string(providertest.Fixture(t, "error_insufficient_credits.json")), providers.ErrCreditsExhausted, false},
+		{"spend limit", 406, nil, `{"error":"Team spend limit reached"}`, providers.ErrCreditsExhausted, false},
+		{"content type", 406, nil, string(providertest.Fixture(t, "error_invalid_content_type.json")), providers.ErrInvalidInput, false},
+		{"bad request", 400, nil, `{"error":"Invalid parameters"}`, providers.ErrInvalidInput, false},
+		{"unauthorized", 401, nil, `{"error":"Missing Authorization or x-api-key in header"}`, providers.ErrAuth, false},
+		{"forbidden", 403, nil, `{"error":"Forbidden"}`, providers.ErrAuth, false},
+		{"workflow not found", 404, nil, `{"error":"Workflow not found"}`, providers.ErrInvalidInput, false},
+		{"rate limited reset header", 429, map[string]string{"x-rate-limit-reset-at-utc": reset}, `{"error":"rate limit"}`, providers.ErrRateLimited, true},
+		{"rate limited retry-after", 429, map[string]string{"Retry-After": "7"}, `{"error":"rate limit"}`, providers.ErrRateLimited, true},
+		{"server error", 500, nil, `{"error":"Internal server error"}`, providers.ErrRetryable, false},
+		{"bad gateway", 502, nil, `<html>bad gateway</html>`, providers.ErrRetryable, false},
+		{"timeout", 504, nil, ``, providers.ErrRetryable, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				for k, v := range tc.header {
+					w.Header().Set(k, v)
+				}
+				w.WriteHeader(tc.status)
+				_, _ = w.Write([]byte(tc.body))
+			}))
+			defer srv.Close()
+			_, err := newClient(srv.URL, "SG_secret").Submit(context.Background(), providers.Request{Input: json.RawMessage(`{}`)})
+			if !errors.Is(err, tc.class) {
+				t.Fatalf("err %v, want %v", err, tc.class)
+			}
+			if ra := providers.RetryAfter(err); tc.wait != (ra > 0) {
+				t.Errorf("RetryAfter = %v", ra)
+			}
+		})
+	}
+}
+
+func TestParseStatusFixtures(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		file    string
+		state   providers.State
+		raw     string
+		outputs []providers.Output
+		msg     string
+	}{
+		{"status_queued.json", providers.Pending, "QUEUED", nil, ""},
+		{"status_processing.json", providers.Pending, "PROCESSING", nil, ""},
+		{"status_unknown.json", providers.Pending, "WAITING_FOR_GPU", nil, ""},
+		{"status_completed.json", providers.Succeeded, "COMPLETED", []providers.Output{
+			{URL: "https://images.segmind.com/outputs/4f74/storyboard.png", ContentType: "image/png", Name: "Storyboard"},
+			{URL: "https://images.segmind.com/outputs/4f74/story.mp4", ContentType: "video/mp4", Name: "Video"},
+			{URL: "data:text/plain;charset=utf-8,Scene%201:%20a%20lighthouse%20at%20dawn.", ContentType: "text/plain", Name: "Script"},
+		}, ""},
+		{"status_completed_array.json", providers.Succeeded, "COMPLETED", []providers.Output{
+			{URL: "https://images.segmind.com/outputs/4f74/story.mp4", ContentType: "video/mp4", Name: "Video"},
+		}, ""},
+		{"status_failed_error.json", providers.Failed, "FAILED", nil, "Node 'Video Generator' failed"},
+		{"status_failed_error_message.json", providers.Failed, "FAILED", nil, "Workflow execution failed"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			t.Parallel()
+			st, err := segmind.ParseStatus(providertest.Fixture(t, tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.State != tc.state || st.Raw != tc.raw {
+				t.Fatalf("state %s raw %q, want %s %q", st.State, st.Raw, tc.state, tc.raw)
+			}
+			if len(st.Outputs) != len(tc.outputs) {
+				t.Fatalf("outputs %+v, want %+v", st.Outputs, tc.outputs)
+			}
+			for i := range tc.outputs {
+				if st.Outputs[i] != tc.outputs[i] {
+					t.Errorf("output %d = %+v, want %+v", i, st.Outputs[i], tc.outputs[i])
+				}
+			}
+			if tc.msg != "" && (!errors.Is(st.Err, providers.ErrTaskFailed) || !strings.Contains(st.Err.Error(), tc.msg)) {
+				t.Errorf("Err %v, want task failed with %q", st.Err, tc.msg)
+			}
+		})
+	}
+}
+
+func TestParseCreditsFixture(t *testing.T) {
+	t.Parallel()
+	c, err := segmind.ParseCredits(providertest.Fixture(t, "credits.json"))
+	if err != nil || c.Credits != 12.5 || c.FreeCredits != 0 {
+		t.Fatalf("ParseCredits = %+v, %v", c, err)
+	}
+	if _, err := segmind.ParseCredits([]byte(`{}`)); err == nil {
+		t.Error("ParseCredits({}) succeeded")
+	}
+}
+
+func TestParseResetAt(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2025, 4, 11, 18, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+	}{
+		{"", 0},
+		{"garbage", 0},
+		{"2025-04-11T18:00:30Z", 30 * time.Second},
+		{"2025-04-11T18:00:30.5Z", 30500 * time.Millisecond},
+		{"2025-04-11T20:00:30+02:00", 30 * time.Second},
+		{"2025-04-11T18:00:30", 30 * time.Second},
+		{"2025-04-11 18:00:30", 30 * time.Second},
+		{"2025-04-11 18:00:30+00:00", 30 * time.Second},
+		{"Fri, 11 Apr 2025 18:00:30 GMT", 30 * time.Second},
+		{"1744394430", 30 * time.Second},    // Unix seconds
+		{"1744394430000", 30 * time.Second}, // Unix milliseconds
+		{"12", 12 * time.Second},            // seconds to wait
+		{"2025-04-11T17:59:00Z", 0},         // past
+		{"2030-01-01T00:00:00Z", segmind.MaxRetryAfter},
+		{"-5", 0},
+		{"NaN", 0},
+	} {
+		if got := segmind.ParseResetAt(tc.in, now); got != tc.want {
+			t.Errorf("ParseResetAt(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func FuzzParseStatus(f *testing.F) {
+	providertest.AddFixtures(f, "status_*.json")
+	f.Add([]byte(`{"status":"COMPLETED","output":"not json"}`))
+	f.Add([]byte(`{"status":"COMPLETED","output":"https://x/y.mp4"}`))
+	f.Add([]byte(`{"status":"COMPLETED","output":{"keyname":"a","value":{"data":"d"}}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		st, err := segmind.ParseStatus(body)
+		if err != nil {
+			return
+		}
+		if st.State == providers.Succeeded && len(st.Outputs) == 0 {
+			t.Errorf("succeeded without outputs: %s", body)
+		}
+		if st.State == providers.Failed && st.Err == nil {
+			t.Errorf("failed without Err: %s", body)
+		}
+	})
+}
+
+func FuzzParseResetAt(f *testing.F) {
+	for _, s := range []string{"2025-04-11T18:00:30Z", "1744394430", "12", "Fri, 11 Apr 2025 18:00:30 GMT", "1e300", "-1e300"} {
+		f.Add(s)
+	}
+	now := time.Date(2025, 4, 11, 18, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, v string) {
+		if d := segmind.ParseResetAt(v, now); d < 0 || d > segmind.MaxRetryAfter {
+			t.Errorf("ParseResetAt(%q) = %v out of range", v, d)
+		}
+	})
+}
