@@ -83,6 +83,7 @@ func (a *app) status(ctx context.Context, args []string) error {
 		}
 		states = append(states, st)
 	}
+	sort.Slice(states, func(i, j int) bool { return naturalLess(states[i].ID, states[j].ID) })
 	if *asJSON {
 		enc := json.NewEncoder(a.stdout)
 		for _, st := range states {
@@ -90,7 +91,7 @@ func (a *app) status(ctx context.Context, args []string) error {
 		}
 	} else {
 		tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "JOB\tPROVIDER\tPHASE\tSTATUS\tATTEMPTS\tTASK\tUPDATED\tNOTE")
+		fmt.Fprintln(tw, "JOB\tPROVIDER\tPHASE\tSTATUS\tRETRIES\tTASK\tUPDATED\tNOTE")
 		counts := map[string]int{}
 		for _, st := range states {
 			status, note := "", st.LastError
@@ -431,4 +432,37 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n-3] + "..."
+}
+
+// naturalLess orders ids so that "b-2" comes before "b-10".
+func naturalLess(a, b string) bool {
+	for a != "" && b != "" {
+		if isDigit(a[0]) && isDigit(b[0]) {
+			i, j := digits(a), digits(b)
+			na, nb := strings.TrimLeft(a[:i], "0"), strings.TrimLeft(b[:j], "0")
+			if len(na) != len(nb) {
+				return len(na) < len(nb)
+			}
+			if na != nb {
+				return na < nb
+			}
+			a, b = a[i:], b[j:]
+			continue
+		}
+		if a[0] != b[0] {
+			return a[0] < b[0]
+		}
+		a, b = a[1:], b[1:]
+	}
+	return len(a) < len(b)
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func digits(s string) int {
+	i := 0
+	for i < len(s) && isDigit(s[i]) {
+		i++
+	}
+	return i
 }

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The embedded demo: builds reelq, starts the provider simulator and one
+# worker (which embeds NATS JetStream), publishes examples/demo.jsonl with
+# enqueue --wait, prints the results, and stops everything.
+#
+# Ports: PROVIDERSIM_ADDR (127.0.0.1:8089) and REELQ_LISTEN (127.0.0.1:4222).
+# Set KEEP=1 to keep the data directory and logs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+SIM_ADDR=${PROVIDERSIM_ADDR:-127.0.0.1:8089}
+LISTEN=${REELQ_LISTEN:-127.0.0.1:4222}
+JOBS=${DEMO_JOBS:-examples/demo.jsonl}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/reelq-demo.XXXXXX")
+pids=()
+
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+wait_port() {
+  for _ in $(seq 1 150); do port_open "$1" && return 0; sleep 0.1; done
+  echo "demo: nothing listening on $1 after 15s; logs:" >&2; tail -n 20 "$WORK"/*.log >&2; exit 1
+}
+for a in "$SIM_ADDR" "$LISTEN"; do
+  if port_open "$a"; then echo "demo: $a is already in use; set PROVIDERSIM_ADDR / REELQ_LISTEN to free ports" >&2; exit 1; fi
+done
+
+echo "== building"
+$GO build -o bin/ ./cmd/worker ./cmd/enqueue ./cmd/providersim
+
+echo "== provider simulator on $SIM_ADDR (all four APIs; tasks take 2-4 s)"
+bin/providersim -addr "$SIM_ADDR" -api-key demo-key -complete-after 2s -jitter 2s >"$WORK/providersim.log" 2>&1 &
+pids+=($!)
+wait_port "$SIM_ADDR"
+
+echo "== worker with embedded NATS JetStream on $LISTEN (log: $WORK/worker.log)"
+export NATS_URL="nats://$LISTEN"
+for p in SEGMIND SAMSAR VIMMERSE CAMB; do
+  export "${p}_API_KEY=demo-key" "${p}_BASE_URL=http://$SIM_ADDR" "${p}_RATE=10" "${p}_BURST=5" \
+         "${p}_MAX_INFLIGHT=4" "${p}_POLL_INTERVAL=500ms" "${p}_MAX_POLL_INTERVAL=2s"
+done
+export CAMB_BASE_URL="http://$SIM_ADDR/apis"
+NATS_URL= REELQ_LISTEN="$LISTEN" REELQ_DATA_DIR="$WORK/data" LOG_FORMAT=text \
+  bin/worker >"$WORK/worker.log" 2>&1 &
+pids+=($!)
+wait_port "$LISTEN"
+for _ in $(seq 1 100); do bin/enqueue stats --no-batches >/dev/null 2>&1 && break; sleep 0.1; done
+
+echo "== enqueue --wait $JOBS"
+status=0
+bin/enqueue --wait --out "$WORK/results.jsonl" "$JOBS" || status=$?
+
+echo
+echo "== results ($(wc -l <"$WORK/results.jsonl") events on results.<provider>.<job_id>)"
+batch=$(head -n 1 "$WORK/results.jsonl" | sed -n 's/.*"batch":"\([^"]*\)".*/\1/p')
+bin/enqueue status --batch "$batch" || true
+echo
+echo "one result event:"
+head -n 1 "$WORK/results.jsonl"
+echo
+echo "== stats"
+bin/enqueue stats || true
+exit "$status"
