@@ -63,14 +63,20 @@ type Store struct {
 	MaxProbeInterval time.Duration
 
 	mu      sync.Mutex
-	cache   map[string]State
+	cache   map[string]cached
 	changed chan struct{}
+}
+
+// cached is a provider's record in the local view, with its KV revision.
+type cached struct {
+	st  State
+	rev uint64
 }
 
 // New returns a Store for the consumers of stream (named after providers),
 // keeping state in kv.
 func New(js jetstream.JetStream, kv jetstream.KeyValue, stream string) *Store {
-	return &Store{kv: kv, js: js, stream: stream, now: time.Now, cache: map[string]State{}, changed: make(chan struct{})}
+	return &Store{kv: kv, js: js, stream: stream, now: time.Now, cache: map[string]cached{}, changed: make(chan struct{})}
 }
 
 // farFuture is the server-side pause of a manual pause.
@@ -94,34 +100,41 @@ func (s *Store) Get(ctx context.Context, provider string) (State, uint64, error)
 }
 
 // mutate applies fn with compare-and-set, retrying on conflict. fn returns
-// false to skip the write.
-func (s *Store) mutate(ctx context.Context, provider string, fn func(st *State) bool) (State, bool, error) {
+// false to skip the write. It returns the resulting state, its revision
+// and whether it wrote.
+func (s *Store) mutate(ctx context.Context, provider string, fn func(st *State) bool) (State, uint64, bool, error) {
 	for range 100 {
 		st, rev, err := s.Get(ctx, provider)
 		if err != nil {
-			return st, false, err
+			return st, 0, false, err
 		}
+		read := st
 		if !fn(&st) {
-			return st, false, nil
+			// What we read may be newer than the local view (the watcher
+			// lags, or stopped): refresh it, so a replica does not keep
+			// acting on a state that is gone.
+			s.store(read, rev)
+			return read, rev, false, nil
 		}
 		st.Provider = provider
 		st.UpdatedAt = s.now().UTC()
 		data, _ := json.Marshal(st)
+		var nrev uint64
 		if rev == 0 {
-			_, err = s.kv.Create(ctx, provider, data)
+			nrev, err = s.kv.Create(ctx, provider, data)
 		} else {
-			_, err = s.kv.Update(ctx, provider, data, rev)
+			nrev, err = s.kv.Update(ctx, provider, data, rev)
 		}
 		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			continue
 		}
 		if err != nil {
-			return st, false, fmt.Errorf("write provider state %s: %w", provider, err)
+			return st, 0, false, fmt.Errorf("write provider state %s: %w", provider, err)
 		}
-		s.store(st)
-		return st, true, nil
+		s.store(st, nrev)
+		return st, nrev, true, nil
 	}
-	return State{}, false, fmt.Errorf("provider state %s: too many concurrent writers", provider)
+	return State{}, 0, false, fmt.Errorf("provider state %s: too many concurrent writers", provider)
 }
 
 // Pause pauses provider for every replica. With probeAfter > 0 the pause is
@@ -135,7 +148,7 @@ func (s *Store) Pause(ctx context.Context, provider, code, reason, by string, pr
 	if maxProbe <= 0 {
 		maxProbe = 10 * time.Minute
 	}
-	st, changed, err := s.mutate(ctx, provider, func(st *State) bool {
+	st, rev, changed, err := s.mutate(ctx, provider, func(st *State) bool {
 		manual := probeAfter <= 0
 		switch {
 		case !st.Paused:
@@ -165,40 +178,85 @@ func (s *Store) Pause(ctx context.Context, provider, code, reason, by string, pr
 	if err != nil {
 		return st, false, err
 	}
-	return st, changed, s.enforce(ctx, st)
+	return st, changed, s.apply(ctx, st, rev)
 }
 
-// enforce applies st's pause to the provider's consumer on the server.
-func (s *Store) enforce(ctx context.Context, st State) error {
-	if !st.Paused {
-		return nil
+// applyServer makes the provider's consumer on the server match st:
+// paused until the next probe (automatic pause; a probe that is due or
+// running needs deliveries), paused for good (manual pause), or running.
+func (s *Store) applyServer(ctx context.Context, st State) error {
+	var until time.Time
+	if st.Paused {
+		until = s.now().Add(farFuture)
+		if st.NextProbeAt != nil {
+			until = *st.NextProbeAt
+		}
 	}
-	until := s.now().Add(farFuture)
-	if st.NextProbeAt != nil {
-		until = *st.NextProbeAt
+	var err error
+	if until.After(s.now()) {
+		_, err = s.js.PauseConsumer(ctx, s.stream, st.Provider, until)
+	} else {
+		_, err = s.js.ResumeConsumer(ctx, s.stream, st.Provider)
 	}
-	if _, err := s.js.PauseConsumer(ctx, s.stream, st.Provider, until); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("pause consumer %s: %w", st.Provider, err)
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("pause or resume consumer %s: %w", st.Provider, err)
 	}
 	return nil
 }
 
+// apply sets the server-side pause from st, the record at revision rev,
+// then reads the record again and, if someone wrote it meanwhile, applies
+// the newer one too. The record write and the server call are two steps,
+// so a concurrent writer's server call may land before ours: a Resume
+// racing a Pause could otherwise leave the consumer paused on the server
+// (for a manual pause, for years) while the record, and so every replica
+// and `enqueue stats`, says the provider runs. Whoever touches the server
+// last re-reads afterwards, so the server ends up matching the last record.
+func (s *Store) apply(ctx context.Context, st State, rev uint64) error {
+	if err := s.applyServer(ctx, st); err != nil {
+		return err
+	}
+	latest, lrev, err := s.Get(ctx, st.Provider)
+	if err != nil || lrev == rev {
+		return err
+	}
+	s.store(latest, lrev)
+	return s.applyServer(ctx, latest)
+}
+
 // Enforce re-applies provider's recorded pause on the server (a replica
-// does this at start-up, after creating or updating the consumer).
+// does this at start-up, after creating or updating the consumer, and to
+// let a probe job through). A provider not paused is left as it is.
 func (s *Store) Enforce(ctx context.Context, provider string) (State, error) {
-	st, _, err := s.Get(ctx, provider)
+	st, rev, err := s.Get(ctx, provider)
 	if err != nil {
 		return st, err
 	}
-	s.store(st)
-	return st, s.enforce(ctx, st)
+	s.store(st, rev)
+	if !st.Paused {
+		return st, nil
+	}
+	return st, s.apply(ctx, st, rev)
 }
 
-// Resume ends provider's pause for every replica. It reports whether the
+// Resume ends provider's pause, whatever its kind, for every replica, and
+// resumes its consumer on the server (even if the record was not paused,
+// so an operator can always get deliveries going). It reports whether the
 // provider was paused.
 func (s *Store) Resume(ctx context.Context, provider, by string) (bool, error) {
-	_, changed, err := s.mutate(ctx, provider, func(st *State) bool {
-		if !st.Paused {
+	return s.resume(ctx, provider, by, false)
+}
+
+// EndAuto ends provider's pause only if it is automatic (credits): a probe
+// found the account working again. A manual or auth pause, which may have
+// replaced the automatic one since the caller looked, stays.
+func (s *Store) EndAuto(ctx context.Context, provider, by string) (bool, error) {
+	return s.resume(ctx, provider, by, true)
+}
+
+func (s *Store) resume(ctx context.Context, provider, by string, autoOnly bool) (bool, error) {
+	st, rev, changed, err := s.mutate(ctx, provider, func(st *State) bool {
+		if !st.Paused || (autoOnly && !st.Auto()) {
 			return false
 		}
 		*st = State{By: by}
@@ -207,10 +265,10 @@ func (s *Store) Resume(ctx context.Context, provider, by string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if _, err := s.js.ResumeConsumer(ctx, s.stream, provider); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return changed, fmt.Errorf("resume consumer %s: %w", provider, err)
+	if autoOnly && !changed {
+		return false, nil // nothing of ours to end; leave the server alone
 	}
-	return changed, nil
+	return changed, s.apply(ctx, st, rev)
 }
 
 // ClaimProbe lets one replica (owner) check whether an automatic pause can
@@ -218,7 +276,7 @@ func (s *Store) Resume(ctx context.Context, provider, by string) (bool, error) {
 // holds an unexpired claim. The claim lasts ttl.
 func (s *Store) ClaimProbe(ctx context.Context, provider, owner string, ttl time.Duration) (bool, error) {
 	now := s.now().UTC()
-	_, changed, err := s.mutate(ctx, provider, func(st *State) bool {
+	_, _, changed, err := s.mutate(ctx, provider, func(st *State) bool {
 		if !st.Auto() || st.NextProbeAt.After(now) {
 			return false
 		}
@@ -235,7 +293,7 @@ func (s *Store) ClaimProbe(ctx context.Context, provider, owner string, ttl time
 // ReleaseProbe gives up owner's probe claim without a verdict (the probe
 // job did not reach the paid call), so another probe may run at once.
 func (s *Store) ReleaseProbe(ctx context.Context, provider, owner string) error {
-	_, _, err := s.mutate(ctx, provider, func(st *State) bool {
+	_, _, _, err := s.mutate(ctx, provider, func(st *State) bool {
 		if st.ProbeOwner != owner {
 			return false
 		}
@@ -278,7 +336,7 @@ func (s *Store) Watch(ctx context.Context) error {
 				} else {
 					st = State{Provider: e.Key()}
 				}
-				s.store(st)
+				s.store(st, e.Revision())
 			}
 		}
 	}()
@@ -290,13 +348,19 @@ func (s *Store) Watch(ctx context.Context) error {
 	}
 }
 
-func (s *Store) store(st State) {
+// store puts st, the record at revision rev, in the local view unless the
+// view already has that revision or a later one (the watcher delivers
+// writes this process made or read itself, late). Revisions, not
+// UpdatedAt, order the records: they come from the server, while
+// UpdatedAt comes from each writer's clock, and with clock skew a resume
+// written "earlier" than the pause it ends would be dropped.
+func (s *Store) store(st State, rev uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.cache[st.Provider]; ok && old.UpdatedAt.After(st.UpdatedAt) {
-		return // an older write arriving late through the watcher
+	if old, ok := s.cache[st.Provider]; ok && old.rev >= rev {
+		return
 	}
-	s.cache[st.Provider] = st
+	s.cache[st.Provider] = cached{st: st, rev: rev}
 	close(s.changed)
 	s.changed = make(chan struct{})
 }
@@ -306,9 +370,9 @@ func (s *Store) store(st State) {
 func (s *Store) View(provider string) (State, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, ok := s.cache[provider]
+	c, ok := s.cache[provider]
 	if !ok {
-		st = State{Provider: provider}
+		c.st = State{Provider: provider}
 	}
-	return st, s.changed
+	return c.st, s.changed
 }

@@ -65,6 +65,9 @@ func (c *Canceller) Cancel(ctx context.Context, id string) (string, error) {
 		return "", err
 	}
 	if res == nil {
+		if outcome == CancelRequested {
+			c.event(EventCancelRequested, st, "cancel requested while running")
+		}
 		if outcome == CancelTooLate && len(st.Result) > 0 {
 			var r Result
 			if json.Unmarshal(st.Result, &r) == nil {
@@ -74,20 +77,33 @@ func (c *Canceller) Cancel(ctx context.Context, id string) (string, error) {
 		return outcome, nil
 	}
 	// Carry the metadata from the queued message, if it is still there.
-	if s, err := c.JS.Stream(ctx, StreamJobs); err == nil {
+	s, serr := c.JS.Stream(ctx, StreamJobs)
+	if serr == nil {
 		if m, err := s.GetLastMsgForSubject(ctx, JobSubject(res.Provider, id)); err == nil {
 			if j, err := DecodeJob(m.Data); err == nil {
 				res.Metadata = j.Metadata
 			}
 		}
-		defer func() {
-			// Remove the queued message; a worker holding it meanwhile sees
-			// the finished state and only acks it.
-			_ = s.Purge(ctx, jetstream.WithPurgeSubject(JobSubject(res.Provider, id)))
-		}()
 	}
 	if _, err := PublishResult(ctx, c.JS, res); err != nil {
+		// Keep the queued message: the worker that receives it finds the
+		// finished state and publishes the stored result. (Purging it here
+		// regardless, as this code once did, left such a job without any
+		// result event.)
 		return "", fmt.Errorf("cancelled, but publishing the result failed (a worker will publish it when it sees the job): %w", err)
 	}
+	if serr == nil {
+		// Remove the queued message; a worker holding it meanwhile sees
+		// the finished state and only acks it.
+		_ = s.Purge(ctx, jetstream.WithPurgeSubject(JobSubject(res.Provider, id)))
+	}
+	c.event(EventCancelled, st, "cancelled before it started")
 	return outcome, nil
+}
+
+func (c *Canceller) event(kind string, st *jobstate.State, reason string) {
+	if st == nil {
+		return
+	}
+	_ = PublishEvent(c.JS.Conn(), Event{Kind: kind, Provider: st.Provider, JobID: st.ID, Batch: st.Batch, Reason: reason, Worker: c.By})
 }

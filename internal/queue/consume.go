@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -40,10 +41,12 @@ type Puller struct {
 	Heartbeat time.Duration
 	// PullWait bounds one pull request. Zero means 5s.
 	PullWait time.Duration
-	// Gate, if set, is called before each pull and blocks until pulling is
-	// allowed (e.g. while the provider is paused). It returns how many
-	// messages may be pulled now (0 or less means as many as slots allow)
-	// and an error only when ctx ended.
+	// Gate, if set, is called before each pull, once a slot is free, and
+	// blocks until pulling is allowed (e.g. while the provider is paused).
+	// It returns a limit: how many of the messages pulled while the gate
+	// returns a limit may run at once (a probe: 1), not counting those
+	// still running from before; 0 or less means as many as slots allow.
+	// It returns an error only when ctx ended.
 	Gate func(ctx context.Context) (limit int, err error)
 	// Handle processes a message.
 	Handle HandlerFunc
@@ -61,6 +64,8 @@ func (p *Puller) Run(intake, work context.Context) error {
 	}
 	slots := max(p.Slots, 1)
 	sem := make(chan struct{}, slots)
+	// limited counts the running messages that were pulled under a limit.
+	var limited atomic.Int64
 	var wg sync.WaitGroup
 	defer wg.Wait()
 
@@ -72,28 +77,43 @@ func (p *Puller) Run(intake, work context.Context) error {
 		backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(0))
 
 	for intake.Err() == nil {
-		limit := slots
-		if p.Gate != nil {
-			l, err := p.Gate(intake)
-			if err != nil {
-				return nil
-			}
-			if l > 0 {
-				limit = min(l, slots)
-			}
-		}
 		// Reserve one slot (blocking), then any others free right now, up
-		// to limit, and pull exactly that many messages: nothing is ever
+		// to the limit, and pull exactly that many messages: nothing is ever
 		// pulled without a free slot, so nothing waits in a client buffer
-		// while its AckWait runs.
+		// while its AckWait runs. The gate is asked once a slot is free, so
+		// its answer is fresh when the pull goes out, not from before a long
+		// wait for a slot (by then a probe claim may have expired).
 		select {
 		case sem <- struct{}{}:
 		case <-intake.Done():
 			return nil
 		}
+		limit, capped := slots, false
+		if p.Gate != nil {
+			l, err := p.Gate(intake)
+			if err != nil {
+				<-sem
+				return nil
+			}
+			if l > 0 {
+				running := int(limited.Load())
+				if running >= l {
+					// As many as allowed are running (the probe job): wait
+					// for one to end, then ask the gate again. Jobs still
+					// running from before the limit do not count, so a long
+					// job being polled does not hold up the probe.
+					<-sem
+					if !waitFor(intake, func() bool { return int(limited.Load()) < l }) {
+						return nil
+					}
+					continue
+				}
+				limit, capped = l-running, true
+			}
+		}
 		reserved := 1
 	reserve:
-		for len(sem) < limit {
+		for reserved < limit {
 			select {
 			case sem <- struct{}{}:
 				reserved++
@@ -101,26 +121,22 @@ func (p *Puller) Run(intake, work context.Context) error {
 				break reserve
 			}
 		}
-		if len(sem) > limit {
-			// A probe allows fewer jobs than are running: wait for one to end.
-			for range reserved {
-				<-sem
-			}
-			if !waitFor(intake, func() bool { return len(sem) < limit }) {
-				return nil
-			}
-			continue
-		}
 		fctx, cancel := context.WithTimeout(intake, pullWait)
 		batch, err := p.Consumer.Fetch(reserved, jetstream.FetchContext(fctx))
 		got := 0
 		if err == nil {
 			for msg := range batch.Messages() {
 				got++
+				if capped {
+					limited.Add(1)
+				}
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					defer func() { <-sem }()
+					if capped {
+						defer limited.Add(-1)
+					}
 					p.run(work, msg, log)
 				}()
 			}

@@ -60,7 +60,9 @@ type Result struct {
 type ErrorInfo struct {
 	// Code is a stable snake_case class: invalid_input, invalid_request,
 	// auth, credits_exhausted, rate_limited, unavailable, not_found,
-	// provider_failed, timeout, attempts_exhausted, cancelled, internal.
+	// provider_failed, timeout, cancelled, poison, internal. A job that ran
+	// out of attempts carries the class of its last error, and its message
+	// says "gave up after N attempts".
 	Code    string `json:"code"`
 	Message string `json:"message"`
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -114,6 +115,7 @@ func (l Layout) StreamConfigs() []jetstream.StreamConfig {
 			Storage:     jetstream.FileStorage,
 			Replicas:    l.Replicas,
 			MaxAge:      l.EventsMaxAge,
+			Duplicates:  2 * time.Minute, // the server's default, stated so Setup sees no change
 		},
 		{
 			Name:        StreamDLQ,
@@ -133,6 +135,7 @@ func (l Layout) StreamConfigs() []jetstream.StreamConfig {
 			Storage:     jetstream.FileStorage,
 			Replicas:    l.Replicas,
 			MaxAge:      l.DLQMaxAge,
+			Duplicates:  2 * time.Minute,
 		},
 	}
 }
@@ -151,16 +154,49 @@ func (l Layout) KeyValueConfigs() []jetstream.KeyValueConfig {
 // safe to run from every replica and from enqueue.
 func Setup(ctx context.Context, js jetstream.JetStream, l Layout) error {
 	for _, cfg := range l.StreamConfigs() {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		s, err := js.Stream(ctx, cfg.Name)
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			_, err = js.CreateStream(ctx, cfg)
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				err = nil // another replica was faster
+			}
+		case err == nil && !sameStream(s.CachedInfo().Config, cfg):
+			_, err = js.UpdateStream(ctx, cfg)
+		}
+		if err != nil {
 			return fmt.Errorf("stream %s: %w", cfg.Name, err)
 		}
 	}
 	for _, cfg := range l.KeyValueConfigs() {
+		if kv, err := js.KeyValue(ctx, cfg.Bucket); err == nil {
+			if st, err := kv.Status(ctx); err == nil {
+				if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && sameBucket(bs.StreamInfo().Config, cfg) {
+					continue // unchanged: no update (see sameStream)
+				}
+			}
+		}
 		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
 			return fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
 		}
 	}
 	return nil
+}
+
+// sameBucket reports whether a bucket's stream already has cfg's settings.
+func sameBucket(have jetstream.StreamConfig, cfg jetstream.KeyValueConfig) bool {
+	return have.MaxMsgsPerSubject == int64(cfg.History) && have.MaxAge == cfg.TTL && have.Replicas == cfg.Replicas &&
+		have.Description == cfg.Description
+}
+
+// sameStream reports whether have already has want's settings. Setup only
+// updates a stream that differs: every replica runs Setup at start, and an
+// update racing a consumer creation triggers a data race in nats-server
+// v2.15.2 (fileStore.UpdateConfig), found by the fault tests.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.Retention == want.Retention &&
+		have.Storage == want.Storage && have.Replicas == want.Replicas && have.Duplicates == want.Duplicates &&
+		have.MaxAge == want.MaxAge && have.Discard == want.Discard && have.Description == want.Description
 }
 
 // Ensure creates the streams and buckets that do not exist yet, leaving

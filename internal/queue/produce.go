@@ -17,9 +17,9 @@ import (
 // Outcome says what happened to one job handed to Producer.Publish.
 type Outcome struct {
 	ID string
-	// Status is "published" (new job), "requeued" (known but never
-	// started: published again, which is harmless), "duplicate" (already
-	// started or finished: not published), or "error".
+	// Status is "published" (new job), "requeued" (known, never started,
+	// and its message is gone from JOBS: published again), "duplicate"
+	// (still queued, started or finished: not published), or "error".
 	Status string
 	// Phase is the existing job's phase for a duplicate.
 	Phase jobstate.Phase
@@ -113,6 +113,15 @@ func (p *Producer) publishWindow(ctx context.Context, jobs []Job, out []Outcome)
 				out[i].Status, out[i].Phase = "duplicate", st.Phase
 				continue
 			}
+			// Never started. If its message is still in JOBS (waiting, or
+			// between retries) the job is queued already: publishing again
+			// would add a second message once the duplicate window has
+			// passed. Only a claim whose message never made it (an earlier
+			// enqueue died between the two steps) is published again.
+			if p.stillQueued(ctx, &jobs[i]) {
+				out[i].Status, out[i].Phase = "duplicate", st.Phase
+				continue
+			}
 			out[i].Status, out[i].Phase = "requeued", st.Phase
 		case <-ctx.Done():
 			return context.Cause(ctx)
@@ -135,6 +144,18 @@ func (p *Producer) publishWindow(ctx context.Context, jobs []Job, out []Outcome)
 		}
 	}
 	return nil
+}
+
+// stillQueued reports whether j's message is in the JOBS stream. Any
+// error reads as "no", so the job is published again (harmless: the worker
+// deduplicates by job state).
+func (p *Producer) stillQueued(ctx context.Context, j *Job) bool {
+	s, err := p.JS.Stream(ctx, StreamJobs)
+	if err != nil {
+		return false
+	}
+	_, err = s.GetLastMsgForSubject(ctx, JobSubject(j.Provider, j.ID))
+	return err == nil
 }
 
 func (p *Producer) publishJob(j *Job, o *Outcome) jetstream.PubAckFuture {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
@@ -83,7 +84,13 @@ func (e *Env) BaseURL(provider string) string {
 
 // Provider builds provider's real adapter pointed at the simulator.
 func (e *Env) Provider(name string) providers.Provider {
-	p, err := registry.New(name, providers.Config{BaseURL: e.BaseURL(name), APIKey: APIKey(name), RequestTimeout: 10 * time.Second}, nil)
+	return e.provider(name, APIKey(name), nil)
+}
+
+// provider builds name's adapter with key, sending its requests with hc
+// (nil: a plain client).
+func (e *Env) provider(name, key string, hc *http.Client) providers.Provider {
+	p, err := registry.New(name, providers.Config{BaseURL: e.BaseURL(name), APIKey: key, HTTPClient: hc, RequestTimeout: 10 * time.Second}, nil)
 	if err != nil {
 		e.T.Fatal(err)
 	}
@@ -98,6 +105,9 @@ type Settings struct {
 	Slots        int     // default MaxInflight
 	PollInterval time.Duration
 	JobTimeout   time.Duration
+	// APIKey overrides the key the worker sends (default APIKey(provider)),
+	// e.g. a wrong one.
+	APIKey string
 }
 
 // WorkerOptions configure a test worker.
@@ -114,14 +124,17 @@ type Running struct {
 	W      *worker.Worker
 	NC     *nats.Conn
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{} // closed when Run returned, with its error in err
+	err    error
 	once   sync.Once
 }
 
-// Stop stops intake and waits for the worker to shut down gracefully.
+// Stop stops intake and waits for the worker to shut down gracefully. It
+// may be called more than once (a test's own Stop and the cleanup).
 func (r *Running) Stop() error {
 	r.once.Do(func() { r.cancel() })
-	return <-r.done
+	<-r.done
+	return r.err
 }
 
 // StartWorker starts a worker replica with its own NATS connection.
@@ -153,9 +166,14 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 		if s.PollInterval == 0 {
 			s.PollInterval = 20 * time.Millisecond
 		}
+		if s.APIKey == "" {
+			s.APIKey = APIKey(name)
+		}
+		lim := ratelimit.New(ratelimit.NewKVStore(kv), name, ratelimit.Config{Rate: s.Rate, Burst: s.Burst})
 		rts[name] = &worker.Runtime{
-			Provider:        e.Provider(name),
-			Limiter:         ratelimit.New(ratelimit.NewKVStore(kv), name, ratelimit.Config{Rate: s.Rate, Burst: s.Burst}),
+			// As in cmd/worker: every HTTP request takes a token.
+			Provider:        e.provider(name, s.APIKey, worker.HTTPClient(lim, 10*time.Second)),
+			Limiter:         lim,
 			MaxInflight:     s.MaxInflight,
 			Slots:           s.Slots,
 			PollInterval:    s.PollInterval,
@@ -191,8 +209,11 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 		cancel()
 		e.T.Fatal(err)
 	}
-	r := &Running{ID: o.ID, W: w, NC: nc, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- w.Run(ctx) }()
+	r := &Running{ID: o.ID, W: w, NC: nc, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		r.err = w.Run(ctx)
+		close(r.done)
+	}()
 	e.T.Cleanup(func() { _ = r.Stop() })
 	return r
 }

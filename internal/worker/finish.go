@@ -28,8 +28,8 @@ func (r *jobRun) finish(ctx context.Context, status string, outputs []providers.
 		Cost: r.cost(), EnqueuedAt: r.enqueuedAt(), CompletedAt: now, Metadata: r.job.Metadata, Traceparent: r.traceparent,
 	}
 	if r.st != nil {
-		res.Attempts = r.st.Attempts + 1
-		if status == queue.StatusFailed && errInfo != nil && errInfo.Code == "attempts_exhausted" {
+		res.Attempts = r.st.Attempts + 1 // the failed ones plus this one
+		if r.exhausted {
 			res.Attempts = r.st.Attempts
 		}
 		if r.st.Task != nil {
@@ -135,7 +135,7 @@ func (r *jobRun) cancelAtProvider(ctx context.Context) {
 		return
 	}
 	start := time.Now()
-	err := c.Cancel(cctx, *r.st.Task)
+	err := c.Cancel(prepaid(cctx), *r.st.Task)
 	r.w.observeCall(r.name, "cancel", err, time.Since(start))
 	if err != nil && !errors.Is(err, providers.ErrNotFound) {
 		r.log.Warn("cancel at provider failed", "task_id", r.st.Task.ID, "err", err)
@@ -150,7 +150,7 @@ func (r *jobRun) onError(ctx context.Context, err error) {
 	case errors.Is(err, providers.ErrCreditsExhausted), errors.Is(err, providers.ErrAuth):
 		r.log.Warn("provider refused the job; pausing the provider", "err", err)
 		r.w.pause(ctx, r.name, err)
-		r.nak(0) // held by the paused consumer; attempts untouched
+		r.nak(pausedNakDelay) // held by the paused consumer; attempts untouched
 	case errors.Is(err, providers.ErrInvalidInput), errors.Is(err, providers.ErrNotFound), errors.Is(err, providers.ErrTaskFailed):
 		r.finish(ctx, queue.StatusFailed, nil, errorInfo(err, r.w.redact))
 	default:
@@ -176,6 +176,7 @@ func (r *jobRun) retry(ctx context.Context, cause error) {
 	}
 	r.st = st
 	if st.Attempts >= r.w.cfg.MaxAttempts {
+		r.exhausted = true
 		r.w.m.Attempt(r.name, "exhausted")
 		code := providers.Code(cause)
 		if code == "" {

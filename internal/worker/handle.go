@@ -32,6 +32,12 @@ type jobRun struct {
 	traceparent string
 	// settled is set once the message has been acked, nak'ed or termed.
 	settled bool
+	// exhausted is set when the failed attempt that ends the job has
+	// already been counted in st.Attempts.
+	exhausted bool
+	// probe is set while this delivery is the one job let through to test
+	// a provider paused for credits (Worker.takeProbe).
+	probe bool
 }
 
 // errRequeue asks the caller to re-read the job state and decide again.
@@ -46,7 +52,7 @@ func (w *Worker) handle(ctx context.Context, name string, rt *Runtime, m queue.M
 		_ = m.TermWithReason("no metadata")
 		return
 	}
-	r := &jobRun{w: w, name: name, rt: rt, m: m, md: md, traceparent: m.Headers().Get(queue.TraceparentHeader)}
+	r := &jobRun{w: w, name: name, rt: rt, m: m, md: md, traceparent: m.Headers().Get(queue.TraceparentHeader), probe: w.takeProbe(name)}
 	r.log = w.log.With("provider", name, "stream_seq", md.Sequence.Stream, "delivery", md.NumDelivered)
 	if r.traceparent != "" {
 		r.log = r.log.With("trace_id", traceID(r.traceparent))
@@ -112,12 +118,14 @@ func (r *jobRun) step(ctx context.Context) error {
 		r.cancel(ctx, "cancelled on request")
 		return nil
 	}
-	if err := r.job.Validate(r.validators()); err != nil {
-		r.finish(ctx, queue.StatusFailed, nil, &queue.ErrorInfo{Code: invalidCode(err), Message: r.w.redact(err.Error())})
-		return nil
-	}
 	switch st.Phase {
 	case jobstate.Queued, jobstate.Submitting:
+		// Validate before paying; a job already submitted is followed to
+		// its end even if the rules changed since (e.g. a model list).
+		if err := r.job.Validate(r.validators()); err != nil {
+			r.finish(ctx, queue.StatusFailed, nil, &queue.ErrorInfo{Code: invalidCode(err), Message: r.w.redact(err.Error())})
+			return nil
+		}
 		if r.isProbe() && st.Phase == jobstate.Queued {
 			r.log.Info("this job is the probe for the paused provider")
 		}
@@ -245,22 +253,24 @@ func (r *jobRun) shutdownNak() {
 	r.nak(0)
 }
 
-func (r *jobRun) isProbe() bool {
-	v, _ := r.w.pstate.View(r.name)
-	return v.Auto() && v.ProbeOwner == r.w.cfg.WorkerID
-}
+func (r *jobRun) isProbe() bool { return r.probe }
 
 // pausedForUs reports whether the provider is paused and this job is not
 // the probe allowed through.
 func (r *jobRun) pausedForUs() bool {
 	v, _ := r.w.pstate.View(r.name)
-	return v.Paused && !(v.Auto() && v.ProbeOwner == r.w.cfg.WorkerID)
+	return v.Paused && !r.probe
 }
 
+// releaseProbe gives up the probe claim if this job is the probe and the
+// claim still stands (a verdict, pause or resume, clears it already). It
+// runs once: after it, a new claim by this replica is not ours to release.
 func (r *jobRun) releaseProbe() {
-	if r.isProbe() {
-		_ = r.w.pstate.ReleaseProbe(context.Background(), r.name, r.w.cfg.WorkerID)
+	if !r.probe {
+		return
 	}
+	r.probe = false
+	_ = r.w.pstate.ReleaseProbe(context.Background(), r.name, r.w.cfg.WorkerID)
 }
 
 func (r *jobRun) event(kind string, mod func(*queue.Event)) {

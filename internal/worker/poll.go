@@ -63,7 +63,7 @@ func (r *jobRun) poll(ctx context.Context) {
 			return
 		}
 		start := time.Now()
-		st, err := r.rt.Provider.Poll(ctx, task)
+		st, err := r.rt.Provider.Poll(prepaid(ctx), task)
 		r.w.observeCall(r.name, "poll", err, time.Since(start))
 		if err != nil {
 			switch {

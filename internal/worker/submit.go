@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -11,6 +12,16 @@ import (
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/queue"
 )
+
+// pausedNakDelay is the redelivery delay of a job returned to the queue
+// because its provider is paused. The server-side pause holds it anyway;
+// the delay keeps it from bouncing straight back whenever the consumer is
+// not paused on the server while the provider state says paused (a probe
+// lets one job through, a pull was still open when the pause began, or the
+// pause could not be written): an immediate Nak would be redelivered at
+// once, again and again, using up MaxDeliver until the job is
+// dead-lettered as poison.
+const pausedNakDelay = time.Second
 
 // maxRateLimitRetries bounds how many 429s in a row one call may meet
 // before it counts as a failed attempt.
@@ -23,7 +34,7 @@ const maxRateLimitRetries = 50
 func (r *jobRun) submit(ctx context.Context) error {
 	if r.pausedForUs() {
 		r.log.Info("provider is paused; job stays queued")
-		r.nak(0) // the paused consumer holds the redelivery; no attempt used
+		r.nak(pausedNakDelay) // the paused consumer holds the redelivery; no attempt used
 		return nil
 	}
 	ambiguous := false
@@ -75,7 +86,7 @@ func (r *jobRun) submit(ctx context.Context) error {
 		// recorded, or the next worker cannot know whether we paid.
 		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.rt.RequestTimeout)
 		start := time.Now()
-		task, err = r.rt.Provider.Submit(callCtx, req)
+		task, err = r.rt.Provider.Submit(prepaid(callCtx), req)
 		cancel()
 		r.w.observeCall(r.name, "submit", err, time.Since(start))
 		if err == nil || !errors.Is(err, providers.ErrRateLimited) || rl >= maxRateLimitRetries {
@@ -111,8 +122,10 @@ func (r *jobRun) submit(ctx context.Context) error {
 	}
 	r.log.Info("submitted", "task_id", task.ID)
 	r.event(queue.EventSubmitted, nil)
-	if v, _ := r.w.pstate.View(r.name); v.Paused {
-		// A paid call went through: the account works again.
+	if v, _ := r.w.pstate.View(r.name); v.Auto() && v.Since != nil && r.st.SubmitStartedAt != nil && r.st.SubmitStartedAt.After(*v.Since) {
+		// A paid call made after the credit pause began went through: the
+		// account works again. (Manual and auth pauses only end by an
+		// operator; a call that started before the pause proves nothing.)
 		r.w.resume(ctx, r.name)
 	}
 	return nil
@@ -132,7 +145,7 @@ func (r *jobRun) recoverTask(ctx context.Context) (bool, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.rt.RequestTimeout)
 	start := time.Now()
-	task, err := f.Find(cctx, providers.Request{JobID: r.job.ID, Input: r.job.Input})
+	task, err := f.Find(prepaid(cctx), providers.Request{JobID: r.job.ID, Input: r.job.Input})
 	cancel()
 	r.w.observeCall(r.name, "find", err, time.Since(start))
 	switch {
@@ -145,7 +158,9 @@ func (r *jobRun) recoverTask(ctx context.Context) (bool, error) {
 		}
 		return true, nil
 	case errors.Is(err, providers.ErrNotFound):
-		return false, nil // never reached the provider: submit
+		// Not found, or the provider cannot look tasks up (Vimmerse): submit;
+		// the caller still counts it as an ambiguous resubmission.
+		return false, nil
 	default:
 		r.onError(ctx, err)
 		return true, nil
@@ -173,16 +188,32 @@ func (r *jobRun) recordTask(ctx context.Context, task providers.Task, recovered 
 			if gerr != nil {
 				return gerr
 			}
+			// Keep the state just read, finished or not: republish below
+			// needs the finished state's stored result (with the stale
+			// state it acked without publishing anything).
+			r.st, r.rev = st, rev
 			if st.Phase == jobstate.Finished {
 				return backoff.Permanent(errFinishedElsewhere)
 			}
-			r.st, r.rev = st, rev
 		}
 		return err
 	}, b)
 	switch {
 	case errors.Is(err, errFinishedElsewhere):
-		r.log.Warn("job finished elsewhere while we submitted it", "task_id", task.ID)
+		// The job ended (cancelled, say) while our paid call ran: nobody
+		// will ever poll the task we just started, so stop it at the
+		// provider where the API allows instead of letting it run (and bill)
+		// unseen. Never cancel the task the finished job used (a recovered
+		// task another delivery polled to the end): Vimmerse's DELETE also
+		// deletes the outputs. r.st is the finished state here; it points
+		// at our task only for the cancel call.
+		finished := r.st
+		if !usesTask(finished, task.ID) {
+			r.log.Warn("job finished elsewhere while we submitted it; cancelling our task at the provider", "task_id", task.ID)
+			r.st = &jobstate.State{ID: r.job.ID, Task: &task}
+			r.cancelAtProvider(ctx)
+			r.st = finished
+		}
 		r.republish(ctx)
 	case err != nil:
 		// Keep going with the task in memory; a crash before the record
@@ -195,11 +226,32 @@ func (r *jobRun) recordTask(ctx context.Context, task providers.Task, recovered 
 
 var errFinishedElsewhere = errors.New("job finished by another worker")
 
+// usesTask reports whether the job state st (or its stored result) refers
+// to the provider task id.
+func usesTask(st *jobstate.State, id string) bool {
+	if st.Task != nil && st.Task.ID == id {
+		return true
+	}
+	var res struct {
+		TaskID string `json:"provider_task_id"`
+	}
+	return len(st.Result) > 0 && json.Unmarshal(st.Result, &res) == nil && res.TaskID == id
+}
+
 // noResponse reports a failed call that may still have reached the
 // provider: no HTTP status came back, or a 2xx body could not be read.
 func noResponse(err error) bool {
 	var pe *providers.Error
-	return errors.As(err, &pe) && pe.StatusCode == 0 && errors.Is(err, providers.ErrRetryable)
+	if errors.As(err, &pe) {
+		return pe.StatusCode == 0 && errors.Is(err, providers.ErrRetryable)
+	}
+	// When the call's own deadline (RequestTimeout) expires first, the
+	// adapters report the context error instead of a *providers.Error (see
+	// providers.Caller.transportError). That is the classic lost answer: the
+	// request may well have started a paid task. Treating it as "nothing
+	// started" made the next attempt resubmit without counting the
+	// ambiguity.
+	return errors.Is(err, context.DeadlineExceeded)
 }
 
 // limit waits for the cluster-wide rate limiter.

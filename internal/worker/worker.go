@@ -134,6 +134,11 @@ type Worker struct {
 	rts    map[string]*Runtime
 	log    *slog.Logger
 	m      *metrics.Metrics
+
+	// probeMu guards probeTaken: per provider, the probe claim (by its
+	// ProbeUntil) whose one probe job this replica has already admitted.
+	probeMu    sync.Mutex
+	probeTaken map[string]time.Time
 }
 
 // New returns a worker. The streams and buckets must exist (queue.Setup).
@@ -175,7 +180,7 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 	}
 	return &Worker{
 		cfg: cfg, nc: nc, js: js, rts: rts,
-		states: jobstate.New(jobsKV), pstate: ps,
+		states: jobstate.New(jobsKV), pstate: ps, probeTaken: map[string]time.Time{},
 		log: cfg.Logger.With("component", "worker", "worker_id", cfg.WorkerID), m: cfg.Metrics,
 	}, nil
 }
@@ -318,8 +323,11 @@ func (w *Worker) probe(ctx context.Context, name string, rt *Runtime) (bool, tim
 	}
 	cc, hasCheck := rt.Provider.(providers.CreditChecker)
 	if !hasCheck {
-		// Let one job through as the probe.
-		if _, err := w.js.ResumeConsumer(ctx, queue.StreamJobs, name); err != nil {
+		// Let one job through as the probe: with the probe due, the record
+		// asks for deliveries on the server. Enforce applies the record as
+		// it is now, so an operator's pause that replaced ours since the
+		// claim is kept rather than undone by a bare ResumeConsumer.
+		if _, err := w.pstate.Enforce(ctx, name); err != nil {
 			w.log.Warn("resume consumer for probe failed", "provider", name, "err", err)
 		}
 		w.log.Info("probing paused provider with one job", "provider", name)
@@ -330,7 +338,7 @@ func (w *Worker) probe(ctx context.Context, name string, rt *Runtime) (bool, tim
 	}
 	cctx, cancel := context.WithTimeout(ctx, rt.RequestTimeout)
 	start := time.Now()
-	err = cc.CheckCredits(cctx)
+	err = cc.CheckCredits(prepaid(cctx))
 	cancel()
 	w.observeCall(name, "credits", err, time.Since(start))
 	switch {
@@ -342,10 +350,43 @@ func (w *Worker) probe(ctx context.Context, name string, rt *Runtime) (bool, tim
 		w.pause(ctx, name, err)
 	default:
 		w.log.Warn("credit probe failed", "provider", name, "err", err)
+		if errors.Is(err, providers.ErrRateLimited) {
+			// A 429 on the credit endpoint counts against the same account:
+			// share its Retry-After like any other call's.
+			wait := providers.RetryAfter(err)
+			if wait <= 0 {
+				wait = 2 * time.Second
+			}
+			if berr := rt.Limiter.Block(ctx, time.Now().Add(wait)); berr != nil && ctx.Err() == nil {
+				w.log.Warn("could not share the rate-limit back-off", "provider", name, "err", berr)
+			}
+		}
 		_ = w.pstate.ReleaseProbe(ctx, name, w.cfg.WorkerID)
 		return false, 5 * time.Second
 	}
 	return true, 0
+}
+
+// takeProbe reports whether a job just delivered for provider is the
+// probe: this replica holds the probe claim of an automatic pause and has
+// not yet admitted a job under that claim. Exactly one job per claim is
+// the probe. Others that reach the handler meanwhile (delivered before the
+// pause, or still running from before it) behave as under any pause, and
+// only the probe job releases the claim: before, every job of the
+// claiming replica counted as the probe, and whichever finished first
+// released the claim while the real probe was still running.
+func (w *Worker) takeProbe(name string) bool {
+	v, _ := w.pstate.View(name)
+	if !v.Auto() || v.ProbeOwner != w.cfg.WorkerID || v.ProbeUntil == nil {
+		return false
+	}
+	w.probeMu.Lock()
+	defer w.probeMu.Unlock()
+	if t, ok := w.probeTaken[name]; ok && t.Equal(*v.ProbeUntil) {
+		return false
+	}
+	w.probeTaken[name] = *v.ProbeUntil
+	return true
 }
 
 // pause records err (credits or auth) as the reason provider is paused.
@@ -366,18 +407,20 @@ func (w *Worker) pause(ctx context.Context, name string, err error) {
 	}
 }
 
-// resume ends an automatic pause after a successful probe.
+// resume ends an automatic pause after a successful probe. A manual or
+// auth pause (which may have replaced it since we looked) stays.
 func (w *Worker) resume(ctx context.Context, name string) {
-	changed, err := w.pstate.Resume(context.WithoutCancel(ctx), name, w.cfg.WorkerID)
+	changed, err := w.pstate.EndAuto(context.WithoutCancel(ctx), name, w.cfg.WorkerID)
 	if err != nil {
 		w.log.Error("resume provider failed", "provider", name, "err", err)
 		return
 	}
-	w.m.SetPaused(name, "", false)
-	if changed {
-		w.log.Info("provider resumed", "provider", name)
-		w.event(queue.Event{Kind: queue.EventProviderResumed, Provider: name, Reason: "probe succeeded"})
+	if !changed {
+		return // not paused, or not automatically: the metric stays as it is
 	}
+	w.m.SetPaused(name, "", false)
+	w.log.Info("provider resumed", "provider", name)
+	w.event(queue.Event{Kind: queue.EventProviderResumed, Provider: name, Reason: "probe succeeded"})
 }
 
 func (w *Worker) event(e queue.Event) {

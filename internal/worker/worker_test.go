@@ -9,10 +9,12 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/worker"
 )
 
 func fastSamsar() map[string]providersim.Knobs {
@@ -24,7 +26,7 @@ func fastSamsar() map[string]providersim.Knobs {
 func TestBatchOneResultPerJob(t *testing.T) {
 	t.Parallel()
 	env := reelqtest.New(t, fastSamsar())
-	env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": {}}})
+	w := env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": {}}})
 	const n = 30
 	var jobs []queue.Job
 	for i := range n {
@@ -55,6 +57,11 @@ func TestBatchOneResultPerJob(t *testing.T) {
 	if got := natstest.StreamMsgs(t, env.JS, queue.StreamResults); got != n {
 		t.Errorf("RESULTS holds %d messages, want %d", got, n)
 	}
+	// A job is acked just after its result is published: stop the worker,
+	// which returns once every job has settled, before counting JOBS.
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
 	if got := natstest.StreamMsgs(t, env.JS, queue.StreamJobs); got != 0 {
 		t.Errorf("JOBS still holds %d messages, want 0", got)
 	}
@@ -65,7 +72,7 @@ func TestBatchOneResultPerJob(t *testing.T) {
 func TestInvalidJobFailsOnceWithoutRetry(t *testing.T) {
 	t.Parallel()
 	env := reelqtest.New(t, fastSamsar())
-	env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": {}}})
+	w := env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": {}}})
 	long := make([]byte, 501)
 	for i := range long {
 		long[i] = 'x'
@@ -99,6 +106,9 @@ func TestInvalidJobFailsOnceWithoutRetry(t *testing.T) {
 	}
 	if got := natstest.StreamMsgs(t, env.JS, queue.StreamDLQ); got != 1 {
 		t.Errorf("DLQ holds %d messages, want 1 (the unparseable one)", got)
+	}
+	if err := w.Stop(); err != nil { // every job settled (acked) once it returns
+		t.Fatal(err)
 	}
 	cons, err := env.JS.Consumer(ctx, queue.StreamJobs, "samsar")
 	if err != nil {
@@ -150,5 +160,60 @@ func TestTwoReplicasShareWork(t *testing.T) {
 	}
 	if max := env.Sim.Stats(0)["samsar"].MaxActive; max > 4 {
 		t.Errorf("provider saw %d tasks at once, cap is 4", max)
+	}
+}
+
+// Shutdown stops intake, gives running jobs ShutdownTimeout, then returns
+// the rest to the queue without using an attempt; the next worker resumes
+// polling their tasks instead of submitting (paying) again.
+func TestShutdownReturnsRunningJobsWithoutRepaying(t *testing.T) {
+	t.Parallel()
+	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(3 * time.Second)}})
+	settings := map[string]reelqtest.Settings{"samsar": {MaxInflight: 4, PollInterval: 50 * time.Millisecond}}
+	first := env.StartWorker(reelqtest.WorkerOptions{ID: "first", Providers: settings,
+		Config: worker.Config{ShutdownTimeout: 200 * time.Millisecond}})
+	const n = 4
+	var jobs []queue.Job
+	for i := range n {
+		jobs = append(jobs, reelqtest.SamsarJob(fmt.Sprintf("shutdown-%d", i)))
+	}
+	env.Enqueue(jobs...)
+	// Wait until every job has its provider task (the paid call is done).
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, j := range jobs {
+		for {
+			st, _, err := env.States.Get(ctx, j.ID)
+			if err == nil && st.Phase == jobstate.Submitted {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("job %s never reached submitted", j.ID)
+			}
+			time.Sleep(20 * time.Millisecond) // polling external state with a deadline
+		}
+	}
+	start := time.Now()
+	if err := first.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("shutdown took %s with a 200ms timeout", d)
+	}
+	if n := natstest.StreamMsgs(t, env.JS, queue.StreamResults); n != 0 {
+		t.Fatalf("%d results before the tasks finished", n)
+	}
+	env.StartWorker(reelqtest.WorkerOptions{ID: "second", Providers: settings})
+	results := env.Results(n, time.Minute)
+	for _, j := range jobs {
+		r := results[j.ID]
+		if len(r) != 1 || r[0].Status != queue.StatusSucceeded || r[0].Attempts != 1 {
+			t.Errorf("job %s: %+v, want one success after 1 attempt (shutdown does not count)", j.ID, r)
+		}
+	}
+	for _, j := range jobs {
+		if c := env.Sim.Stats(0)["samsar"].Submissions[reelqtest.SamsarPrompt(j.ID)]; c != 1 {
+			t.Errorf("job %s submitted %d times, want 1: the second worker must resume the task", j.ID, c)
+		}
 	}
 }

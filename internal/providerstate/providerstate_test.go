@@ -1,0 +1,167 @@
+package providerstate
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/reelq/reelq/internal/natstest"
+	"github.com/reelq/reelq/internal/queue"
+)
+
+type testBundle struct {
+	js jetstream.JetStream
+	kv jetstream.KeyValue
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, js := natstest.Connect(t, natstest.Server(t))
+	natstest.Setup(t, js)
+	if _, err := queue.EnsureConsumer(ctx, js, "samsar", queue.ConsumerSettings{MaxInflight: 2}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, queue.BucketProviders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testBundle{js: js, kv: kv}
+}
+
+func (b *testBundle) store(t *testing.T) *Store {
+	t.Helper()
+	s := New(b.js, b.kv, queue.StreamJobs)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := s.Watch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (b *testBundle) serverPaused(t *testing.T) bool {
+	t.Helper()
+	c, err := b.js.Consumer(context.Background(), queue.StreamJobs, "samsar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.CachedInfo().Paused
+}
+
+// waitView waits (on the view's change channel) until s's view of samsar
+// satisfies cond.
+func waitView(t *testing.T, s *Store, what string, cond func(State) bool) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		st, changed := s.View("samsar")
+		if cond(st) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("view never became %s; last %+v", what, st)
+		}
+	}
+}
+
+// A replica whose clock runs ahead pauses; another resumes. The first
+// replica's view must follow the resume: records are ordered by their KV
+// revision, not by the writers' clocks.
+func TestViewFollowsRevisionsNotClocks(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	ahead := b.store(t)
+	ahead.now = func() time.Time { return time.Now().Add(time.Hour) }
+	other := b.store(t)
+
+	if _, _, err := ahead.Pause(ctx, "samsar", CodeCredits, "out of credits", "ahead", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	waitView(t, other, "paused", func(s State) bool { return s.Paused })
+	if changed, err := other.Resume(ctx, "samsar", "enqueue"); err != nil || !changed {
+		t.Fatalf("resume: changed=%v err=%v", changed, err)
+	}
+	waitView(t, ahead, "resumed", func(s State) bool { return !s.Paused })
+	if b.serverPaused(t) {
+		t.Error("consumer still paused on the server")
+	}
+}
+
+// A probe's verdict ends only an automatic pause; a manual pause that
+// replaced it stays, on the server too.
+func TestEndAutoKeepsManualPause(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	worker, ops := b.store(t), b.store(t)
+	if _, _, err := worker.Pause(ctx, "samsar", CodeCredits, "out of credits", "w1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if st, changed, err := ops.Pause(ctx, "samsar", CodeManual, "maintenance", "enqueue", 0); err != nil || !changed || st.Code != CodeManual {
+		t.Fatalf("manual pause over an automatic one: %+v changed=%v err=%v", st, changed, err)
+	}
+	if changed, err := worker.EndAuto(ctx, "samsar", "w1"); err != nil || changed {
+		t.Fatalf("EndAuto on a manual pause: changed=%v err=%v, want no change", changed, err)
+	}
+	if st, _, err := ops.Get(ctx, "samsar"); err != nil || !st.Paused || st.Code != CodeManual {
+		t.Errorf("state after EndAuto: %+v %v, want still paused (manual)", st, err)
+	}
+	if !b.serverPaused(t) {
+		t.Error("EndAuto resumed the consumer on the server")
+	}
+}
+
+// Pause and Resume race: the resume's record lands after the pause's, but
+// the pause's server call lands last. Re-reading the record after the
+// server call puts the server back in line with it.
+func TestApplyFollowsANewerRecord(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	pauser, ops := b.store(t), b.store(t)
+
+	// The pauser's record write, then the operator's resume (record and
+	// server), then the pauser's late server call.
+	st, rev, _, err := pauser.mutate(ctx, "samsar", func(st *State) bool {
+		now := time.Now().UTC()
+		*st = State{Paused: true, Code: CodeManual, Reason: "maintenance", Since: &now}
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := ops.Resume(ctx, "samsar", "enqueue"); err != nil || !changed {
+		t.Fatalf("resume: changed=%v err=%v", changed, err)
+	}
+	if err := pauser.apply(ctx, st, rev); err != nil {
+		t.Fatal(err)
+	}
+	if b.serverPaused(t) {
+		t.Error("consumer left paused on the server while the record says resumed")
+	}
+	waitView(t, pauser, "resumed", func(s State) bool { return !s.Paused })
+}
+
+// An operator's resume also repairs a consumer paused on the server with
+// no pause on record.
+func TestResumeRepairsServer(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	if _, err := b.js.PauseConsumer(ctx, queue.StreamJobs, "samsar", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := b.store(t).Resume(ctx, "samsar", "enqueue"); err != nil || changed {
+		t.Fatalf("resume: changed=%v err=%v, want no record change", changed, err)
+	}
+	if b.serverPaused(t) {
+		t.Error("consumer still paused on the server")
+	}
+}

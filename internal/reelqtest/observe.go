@@ -1,0 +1,171 @@
+package reelqtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/reelq/reelq/internal/providers/vimmerse"
+	"github.com/reelq/reelq/internal/providerstate"
+	"github.com/reelq/reelq/internal/queue"
+)
+
+// ProviderStore is the provider-state store as an operator sees it: the
+// one `enqueue pause`, `enqueue resume` and `enqueue stats` use.
+func (e *Env) ProviderStore() *providerstate.Store {
+	e.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := e.JS.KeyValue(ctx, queue.BucketProviders)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	return providerstate.New(e.JS, kv, queue.StreamJobs)
+}
+
+// ConsumerInfo returns provider's consumer as the server reports it.
+func (e *Env) ConsumerInfo(provider string) *jetstream.ConsumerInfo {
+	e.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := e.JS.Consumer(ctx, queue.StreamJobs, provider)
+	if err != nil {
+		e.T.Fatalf("consumer %s: %v", provider, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		e.T.Fatalf("consumer %s info: %v", provider, err)
+	}
+	return info
+}
+
+// Events follows the events stored in EVENTS on subject filter (e.g.
+// "events.samsar.provider_paused"), from the start of the stream, until
+// the test ends. Events published before the call are delivered too.
+func (e *Env) Events(filter string) <-chan queue.Event {
+	e.T.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	e.T.Cleanup(cancel)
+	cons, err := e.JS.OrderedConsumer(ctx, queue.StreamEvents, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		e.T.Fatalf("events consumer: %v", err)
+	}
+	out := make(chan queue.Event, 1024)
+	go func() {
+		defer close(out)
+		for ctx.Err() == nil {
+			msg, err := cons.Next(jetstream.FetchContext(ctx))
+			if err != nil {
+				time.Sleep(10 * time.Millisecond) // server going away at the end of the test
+				continue
+			}
+			var ev queue.Event
+			if json.Unmarshal(msg.Data(), &ev) == nil {
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// NextEvent returns the next event from ch, failing the test after timeout.
+func (e *Env) NextEvent(ch <-chan queue.Event, timeout time.Duration) queue.Event {
+	e.T.Helper()
+	select {
+	case ev, ok := <-ch:
+		if !ok {
+			e.T.Fatal("event stream closed")
+		}
+		return ev
+	case <-time.After(timeout):
+		e.T.Fatalf("no event within %s", timeout)
+	}
+	return queue.Event{}
+}
+
+// WaitProviderState watches provider's record in the provider-state
+// bucket until cond holds, and returns that state. It fails the test after
+// timeout.
+func (e *Env) WaitProviderState(provider string, timeout time.Duration, cond func(providerstate.State) bool) providerstate.State {
+	e.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	kv, err := e.JS.KeyValue(ctx, queue.BucketProviders)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	w, err := kv.Watch(ctx, provider)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	defer func() { _ = w.Stop() }()
+	last := providerstate.State{Provider: provider}
+	if cond(last) {
+		return last
+	}
+	for {
+		select {
+		case en, ok := <-w.Updates():
+			if !ok {
+				e.T.Fatalf("provider state watch for %s ended; last %+v", provider, last)
+			}
+			if en == nil {
+				continue
+			}
+			st := providerstate.State{Provider: provider}
+			if en.Operation() == jetstream.KeyValuePut {
+				if err := json.Unmarshal(en.Value(), &st); err != nil {
+					e.T.Fatalf("provider state %s: %v", provider, err)
+				}
+			}
+			last = st
+			if cond(st) {
+				return st
+			}
+		case <-ctx.Done():
+			e.T.Fatalf("provider state %s: condition not met within %s; last %+v", provider, timeout, last)
+		}
+	}
+}
+
+// WaitReplicaView waits until replica r's local view of provider's state
+// (kept by its KV watcher) satisfies cond, waking on its change channel.
+func (e *Env) WaitReplicaView(r *Running, provider string, timeout time.Duration, cond func(providerstate.State) bool) providerstate.State {
+	e.T.Helper()
+	deadline := time.After(timeout)
+	for {
+		st, changed := r.W.ProviderState().View(provider)
+		if cond(st) {
+			return st
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			e.T.Fatalf("replica %s: view of %s not as expected within %s; last %+v", r.ID, provider, timeout, st)
+		}
+	}
+}
+
+// VimmerseJob is a valid Vimmerse job (default template, 100 credits);
+// the simulator counts its submissions under VimmerseTitle(id).
+func VimmerseJob(id string) queue.Job {
+	return queue.Job{ID: id, Provider: "vimmerse", Batch: "test", Input: []byte(`{"visibility_status":"0"}`)}
+}
+
+// VimmerseTitle is the workflow title VimmerseJob(id) submits.
+func VimmerseTitle(id string) string { return vimmerse.Title("", id) }
+
+// Jobs returns n jobs made by mk with ids prefix-00, prefix-01, ...
+func Jobs(n int, prefix string, mk func(id string) queue.Job) []queue.Job {
+	out := make([]queue.Job, n)
+	for i := range out {
+		out[i] = mk(fmt.Sprintf("%s-%02d", prefix, i))
+	}
+	return out
+}

@@ -1,0 +1,56 @@
+package worker
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// HTTPClient returns the HTTP client a provider adapter should send its
+// requests with, so that no request reaches the provider outside lim, the
+// provider's cluster-wide rate limit, whatever the adapter does inside one
+// call.
+//
+// The worker takes a token before each provider call (Submit, Poll,
+// Cancel, Find, CheckCredits), so it can wait outside the call's timeout
+// and record the wait. That token pays for the call's first HTTP request.
+// Every further request in the same call waits for a token of its own:
+// Camb's Poll, for example, reads the story status and then, on success,
+// fetches the result, which is two requests to the account's budget. A
+// request made with no token taken (a code path that forgot to) also waits.
+// The wait counts against timeout, which bounds one HTTP call; zero means
+// 60s.
+func HTTPClient(lim Limiter, timeout time.Duration) *http.Client {
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	return &http.Client{Timeout: timeout, Transport: &limitedTransport{base: http.DefaultTransport, lim: lim}}
+}
+
+type limitedTransport struct {
+	base http.RoundTripper
+	lim  Limiter
+}
+
+type prepaidKey struct{}
+
+// prepaid marks ctx as carrying one token already taken from the limiter,
+// to be used by the first request made with it.
+func prepaid(ctx context.Context) context.Context {
+	return context.WithValue(ctx, prepaidKey{}, new(atomic.Bool))
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	used, ok := req.Context().Value(prepaidKey{}).(*atomic.Bool)
+	if !ok || !used.CompareAndSwap(false, true) {
+		if _, err := t.lim.Wait(req.Context()); err != nil {
+			if req.Body != nil {
+				_ = req.Body.Close() // RoundTrip must close the body, even on error
+			}
+			return nil, err
+		}
+	}
+	return t.base.RoundTrip(req)
+}
