@@ -7,6 +7,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 
@@ -68,6 +69,9 @@ func redactAttr(a slog.Attr, secrets *Secrets) slog.Attr {
 	case slog.KindString:
 		a.Value = slog.StringValue(secrets.Redact(a.Value.String()))
 	case slog.KindAny:
+		if rv := reflect.ValueOf(a.Value.Any()); rv.Kind() == reflect.Pointer && rv.IsNil() {
+			return a // a nil *time.Time (say) would panic in String(); nothing to redact
+		}
 		switch v := a.Value.Any().(type) {
 		case error:
 			a.Value = slog.StringValue(secrets.Redact(v.Error()))

@@ -1,0 +1,423 @@
+package validate
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
+)
+
+// providers are reelq's providers: the durable consumer names on JOBS and
+// the P_ prefixes of their variables.
+var providers = []string{"segmind", "samsar", "vimmerse", "camb"}
+
+// object is one YAML document of a manifest file.
+type object struct {
+	file string
+	doc  []byte
+	meta struct {
+		APIVersion string            `json:"apiVersion"`
+		Kind       string            `json:"kind"`
+		Metadata   metav1.ObjectMeta `json:"metadata"`
+	}
+}
+
+func (o *object) String() string {
+	return fmt.Sprintf("%s: %s %s/%s", o.file, o.meta.Kind, o.meta.Metadata.Namespace, o.meta.Metadata.Name)
+}
+
+var docSep = regexp.MustCompile(`(?m)^---\s*$`)
+
+// loadManifests reads every YAML document under deploy/k8s.
+func loadManifests(t *testing.T) []*object {
+	t.Helper()
+	files, err := filepath.Glob("../k8s/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no manifests in ../k8s: %v", err)
+	}
+	var out []*object
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, doc := range docSep.Split(string(b), -1) {
+			if strings.TrimSpace(stripComments(doc)) == "" {
+				continue
+			}
+			o := &object{file: filepath.Base(f), doc: []byte(doc)}
+			if err := yaml.Unmarshal(o.doc, &o.meta); err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func stripComments(doc string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(doc, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
+
+// strict decodes doc into v, rejecting unknown and duplicate fields — what
+// `kubectl apply --validate=strict` does with the server's schema.
+func strict(doc []byte, v any) error {
+	return yaml.UnmarshalStrict(doc, v)
+}
+
+// Every manifest is a known kind that decodes strictly into its
+// k8s.io/api type (so a misspelt or misplaced field fails), has a valid
+// name in the reelq namespace, and the workload's references are
+// consistent: the ConfigMap and Secrets it uses exist and hold the keys it
+// mounts, every secret variable points at a mounted file, probes hit the
+// worker's HTTP port, and the variables are the ones DESIGN.md names.
+func TestKubernetesManifests(t *testing.T) {
+	objs := loadManifests(t)
+	var (
+		deploy     *appsv1.Deployment
+		configMaps = map[string]*corev1.ConfigMap{}
+		secrets    = map[string]*corev1.Secret{}
+		services   []*corev1.Service
+		pdbs       []*policyv1.PodDisruptionBudget
+		scaled     []*scaledObject
+	)
+	for _, o := range objs {
+		if errs := validation.IsDNS1123Subdomain(o.meta.Metadata.Name); len(errs) > 0 {
+			t.Errorf("%s: name: %v", o, errs)
+		}
+		if o.meta.Kind != "Namespace" && o.meta.Metadata.Namespace != "reelq" {
+			t.Errorf("%s: namespace %q, want reelq", o, o.meta.Metadata.Namespace)
+		}
+		var err error
+		switch gvk := o.meta.APIVersion + "/" + o.meta.Kind; gvk {
+		case "v1/Namespace":
+			err = strict(o.doc, &corev1.Namespace{})
+		case "v1/ConfigMap":
+			var cm corev1.ConfigMap
+			err = strict(o.doc, &cm)
+			configMaps[cm.Name] = &cm
+		case "v1/Secret":
+			var s corev1.Secret
+			err = strict(o.doc, &s)
+			secrets[s.Name] = &s
+		case "v1/Service":
+			var s corev1.Service
+			err = strict(o.doc, &s)
+			services = append(services, &s)
+		case "apps/v1/Deployment":
+			deploy = &appsv1.Deployment{}
+			err = strict(o.doc, deploy)
+		case "policy/v1/PodDisruptionBudget":
+			var p policyv1.PodDisruptionBudget
+			err = strict(o.doc, &p)
+			pdbs = append(pdbs, &p)
+		case "keda.sh/v1alpha1/ScaledObject":
+			var so scaledObject
+			err = strict(o.doc, &so)
+			scaled = append(scaled, &so)
+		default:
+			t.Errorf("%s: unexpected kind %s", o, gvk)
+		}
+		if err != nil {
+			t.Errorf("%s: %v", o, err)
+		}
+	}
+	if deploy == nil {
+		t.Fatal("no worker Deployment")
+	}
+	checkWorkerDeployment(t, deploy, configMaps, secrets)
+	for _, s := range services {
+		if !selects(s.Spec.Selector, deploy.Spec.Template.Labels) {
+			t.Errorf("Service %s selects %v, not the worker pods %v", s.Name, s.Spec.Selector, deploy.Spec.Template.Labels)
+		}
+	}
+	for _, p := range pdbs {
+		if p.Spec.Selector == nil || !selects(p.Spec.Selector.MatchLabels, deploy.Spec.Template.Labels) {
+			t.Errorf("PodDisruptionBudget %s does not select the worker pods", p.Name)
+		}
+	}
+	if len(scaled) != 1 {
+		t.Fatalf("%d ScaledObjects, want 1", len(scaled))
+	}
+	checkScaledObject(t, scaled[0], deploy)
+}
+
+func selects(sel, labels map[string]string) bool {
+	if len(sel) == 0 {
+		return false
+	}
+	for k, v := range sel {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// contractVar reports whether name is a configuration variable DESIGN.md
+// (or internal/config) defines.
+func contractVar(name string) bool {
+	for _, p := range providers {
+		if rest, ok := strings.CutPrefix(name, strings.ToUpper(p)+"_"); ok {
+			return slices.Contains([]string{"API_KEY", "API_KEY_FILE", "BASE_URL", "RATE", "BURST", "MAX_INFLIGHT",
+				"POLL_INTERVAL", "MAX_POLL_INTERVAL", "JOB_TIMEOUT", "REQUEST_TIMEOUT", "ENABLED"}, rest)
+		}
+	}
+	return strings.HasPrefix(name, "NATS_") || strings.HasPrefix(name, "REELQ_") ||
+		slices.Contains([]string{"WORKER_HTTP_ADDR", "LOG_FORMAT", "LOG_LEVEL", "GOMEMLIMIT", "GOMAXPROCS"}, name)
+}
+
+func checkWorkerDeployment(t *testing.T, d *appsv1.Deployment, cms map[string]*corev1.ConfigMap, secrets map[string]*corev1.Secret) {
+	t.Helper()
+	if d.Spec.Selector == nil || !selects(d.Spec.Selector.MatchLabels, d.Spec.Template.Labels) {
+		t.Errorf("Deployment selector %v does not match its pod labels %v", d.Spec.Selector, d.Spec.Template.Labels)
+	}
+	pod := d.Spec.Template.Spec
+	if sc := pod.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+		t.Error("pod does not require runAsNonRoot")
+	}
+	if len(pod.Containers) != 1 {
+		t.Fatalf("%d containers, want 1", len(pod.Containers))
+	}
+	c := pod.Containers[0]
+	if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Error("container is not read-only without privilege escalation")
+	}
+	env := map[string]string{}
+	for _, ef := range c.EnvFrom {
+		if ef.ConfigMapRef == nil {
+			t.Errorf("envFrom %+v: only ConfigMaps expected (secrets come from files)", ef)
+			continue
+		}
+		cm, ok := cms[ef.ConfigMapRef.Name]
+		if !ok {
+			t.Errorf("envFrom ConfigMap %s is not in the manifests", ef.ConfigMapRef.Name)
+			continue
+		}
+		for k, v := range cm.Data {
+			env[k] = v
+		}
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			t.Errorf("env %s comes from a Secret: mount it and use the _FILE variable", e.Name)
+		}
+		env[e.Name] = e.Value
+	}
+	for name := range env {
+		if !contractVar(name) {
+			t.Errorf("variable %s is not part of reelq's configuration", name)
+		}
+		if strings.HasSuffix(name, "_API_KEY") || name == "NATS_PASSWORD" || name == "NATS_TOKEN" {
+			t.Errorf("secret %s set as a plain variable", name)
+		}
+	}
+	for _, want := range []string{"NATS_URL", "NATS_USER", "NATS_PASSWORD_FILE", "WORKER_HTTP_ADDR", "REELQ_WORKER_ID"} {
+		if _, ok := env[want]; !ok {
+			t.Errorf("worker environment lacks %s", want)
+		}
+	}
+	if env["REELQ_STREAM_REPLICAS"] != "3" {
+		t.Errorf("REELQ_STREAM_REPLICAS = %q, want 3 (R3 streams on the three-node cluster)", env["REELQ_STREAM_REPLICAS"])
+	}
+	if env["LOG_FORMAT"] != "json" {
+		t.Errorf("LOG_FORMAT = %q, want json", env["LOG_FORMAT"])
+	}
+	// Secret files: every *_FILE variable is a key of a mounted Secret.
+	mounts := map[string]string{} // mount path -> secret name
+	vols := map[string]*corev1.Volume{}
+	for i := range pod.Volumes {
+		vols[pod.Volumes[i].Name] = &pod.Volumes[i]
+	}
+	for _, m := range c.VolumeMounts {
+		v, ok := vols[m.Name]
+		if !ok {
+			t.Errorf("volume mount %s: no such volume", m.Name)
+			continue
+		}
+		if v.Secret != nil {
+			if !m.ReadOnly {
+				t.Errorf("secret volume %s mounted read-write", m.Name)
+			}
+			mounts[m.MountPath] = v.Secret.SecretName
+		}
+	}
+	files := 0
+	for name, path := range env {
+		if !strings.HasSuffix(name, "_FILE") {
+			continue
+		}
+		files++
+		dir, key := filepath.Dir(path), filepath.Base(path)
+		secret, ok := mounts[dir]
+		if !ok {
+			t.Errorf("%s=%s: no Secret mounted at %s", name, path, dir)
+			continue
+		}
+		s, ok := secrets[secret]
+		if !ok {
+			t.Errorf("%s: Secret %s is not in the manifests", name, secret)
+			continue
+		}
+		if _, ok := s.StringData[key]; !ok {
+			if _, ok := s.Data[key]; !ok {
+				t.Errorf("%s: Secret %s has no key %s", name, secret, key)
+			}
+		}
+	}
+	for _, p := range providers {
+		if _, ok := env[strings.ToUpper(p)+"_API_KEY_FILE"]; !ok {
+			t.Errorf("no %s_API_KEY_FILE", strings.ToUpper(p))
+		}
+	}
+	// Probes on the worker's HTTP port.
+	addr := env["WORKER_HTTP_ADDR"]
+	port := addr[strings.LastIndex(addr, ":")+1:]
+	var named bool
+	for _, p := range c.Ports {
+		if fmt.Sprint(p.ContainerPort) == port && p.Name == "http" {
+			named = true
+		}
+	}
+	if !named {
+		t.Errorf("no container port named http on %s (WORKER_HTTP_ADDR %s)", port, addr)
+	}
+	for name, probe := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
+		want := map[string]string{"liveness": "/healthz", "readiness": "/readyz"}[name]
+		if probe == nil || probe.HTTPGet == nil {
+			t.Errorf("no HTTP %s probe", name)
+			continue
+		}
+		if probe.HTTPGet.Path != want || probe.HTTPGet.Port.String() != "http" {
+			t.Errorf("%s probe %s on %s, want %s on http", name, probe.HTTPGet.Path, probe.HTTPGet.Port.String(), want)
+		}
+	}
+	if g := pod.TerminationGracePeriodSeconds; g == nil || *g < 35 {
+		t.Errorf("terminationGracePeriodSeconds %v: leave REELQ_SHUTDOWN_TIMEOUT (30s) plus draining", g)
+	}
+	if c.Resources.Limits.Memory().IsZero() {
+		t.Error("no memory limit")
+	}
+}
+
+// scaledObject is the part of KEDA's keda.sh/v1alpha1 ScaledObject
+// (github.com/kedacore/keda/v2/apis/keda/v1alpha1) the manifest uses,
+// mirrored here so the check needs no KEDA dependency; decoding is strict,
+// so a field outside this subset fails and must be added deliberately.
+type scaledObject struct {
+	APIVersion string            `json:"apiVersion"`
+	Kind       string            `json:"kind"`
+	Metadata   metav1.ObjectMeta `json:"metadata"`
+	Spec       struct {
+		ScaleTargetRef struct {
+			APIVersion string `json:"apiVersion,omitempty"`
+			Kind       string `json:"kind,omitempty"`
+			Name       string `json:"name"`
+		} `json:"scaleTargetRef"`
+		PollingInterval *int32 `json:"pollingInterval,omitempty"`
+		CooldownPeriod  *int32 `json:"cooldownPeriod,omitempty"`
+		MinReplicaCount *int32 `json:"minReplicaCount,omitempty"`
+		MaxReplicaCount *int32 `json:"maxReplicaCount,omitempty"`
+		Advanced        *struct {
+			HorizontalPodAutoscalerConfig *struct {
+				Behavior map[string]any `json:"behavior,omitempty"`
+			} `json:"horizontalPodAutoscalerConfig,omitempty"`
+		} `json:"advanced,omitempty"`
+		Triggers []struct {
+			Type              string            `json:"type"`
+			Metadata          map[string]string `json:"metadata"`
+			AuthenticationRef *struct {
+				Name string `json:"name"`
+			} `json:"authenticationRef,omitempty"`
+		} `json:"triggers"`
+	} `json:"spec"`
+}
+
+// natsJetStreamMetadata are the nats-jetstream trigger's parameters (KEDA
+// docs, scalers/nats-jetstream; pkg/scalers/nats_jetstream_scaler.go).
+var natsJetStreamMetadata = map[string]bool{ // name -> required
+	"natsServerMonitoringEndpoint": true, "account": true, "stream": true, "consumer": true,
+	"lagThreshold": false, "activationLagThreshold": false, "useHttps": false,
+}
+
+func checkScaledObject(t *testing.T, so *scaledObject, d *appsv1.Deployment) {
+	t.Helper()
+	ref := so.Spec.ScaleTargetRef
+	if ref.Name != d.Name || (ref.Kind != "" && ref.Kind != "Deployment") {
+		t.Errorf("ScaledObject targets %s %s, want Deployment %s", ref.Kind, ref.Name, d.Name)
+	}
+	min, max := so.Spec.MinReplicaCount, so.Spec.MaxReplicaCount
+	if min == nil || max == nil || *min < 1 || *max < *min {
+		t.Errorf("replica bounds min %v max %v: want 1 <= min <= max", min, max)
+	}
+	consumers := map[string]bool{}
+	for i, tr := range so.Spec.Triggers {
+		if tr.Type != "nats-jetstream" {
+			t.Errorf("trigger %d: type %q, want nats-jetstream", i, tr.Type)
+			continue
+		}
+		for k := range tr.Metadata {
+			if _, ok := natsJetStreamMetadata[k]; !ok {
+				t.Errorf("trigger %d: unknown nats-jetstream parameter %q", i, k)
+			}
+		}
+		for k, required := range natsJetStreamMetadata {
+			if required && tr.Metadata[k] == "" {
+				t.Errorf("trigger %d: %s is required", i, k)
+			}
+		}
+		for _, k := range []string{"lagThreshold", "activationLagThreshold"} {
+			if v, ok := tr.Metadata[k]; ok && !regexp.MustCompile(`^[0-9]+$`).MatchString(v) {
+				t.Errorf("trigger %d: %s %q is not an integer", i, k, v)
+			}
+		}
+		if tr.Metadata["stream"] != "JOBS" {
+			t.Errorf("trigger %d: stream %q, want JOBS", i, tr.Metadata["stream"])
+		}
+		if ep := tr.Metadata["natsServerMonitoringEndpoint"]; strings.Contains(ep, "://") || !strings.HasSuffix(ep, ":8222") {
+			t.Errorf("trigger %d: natsServerMonitoringEndpoint %q: want host:8222 without a scheme", i, ep)
+		}
+		consumers[tr.Metadata["consumer"]] = true
+	}
+	for _, p := range providers {
+		if !consumers[p] {
+			t.Errorf("no trigger on the %s consumer", p)
+		}
+	}
+	if len(consumers) != len(providers) {
+		t.Errorf("triggers on consumers %v, want exactly %v", consumers, providers)
+	}
+}
+
+// The strict decoding really rejects mistakes (guards the guard).
+func TestStrictDecodingRejectsUnknownFields(t *testing.T) {
+	bad := []byte("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  replica: 2\n")
+	if err := strict(bad, &appsv1.Deployment{}); err == nil {
+		t.Error("a misspelt field (replica) was accepted")
+	}
+	dup := []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {A: b}\ndata: {C: d}\n")
+	if err := strict(dup, &corev1.ConfigMap{}); err == nil {
+		t.Error("a duplicate field was accepted")
+	}
+	so := []byte("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: x}\nspec:\n  scaleTargetRef: {name: w}\n  maxReplicas: 3\n")
+	if err := strict(so, &scaledObject{}); err == nil {
+		t.Error("an unknown ScaledObject field was accepted")
+	}
+}
