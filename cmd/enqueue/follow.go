@@ -37,22 +37,56 @@ func newFollower(ctx context.Context, js jetstream.JetStream, since time.Time, s
 	return &follower{it: it}, nil
 }
 
-// next returns the next result event, or ctx's error.
+// next returns the next result event, or ctx's error. It returns when ctx
+// ends even if nats.go does not: while an ordered consumer re-creates itself
+// (after a NATS node loss, say) its Next retries without end, holding the
+// consumer's lock, and neither NextContext nor Stop interrupts it. That left
+// `publish --wait --timeout` (and Ctrl-C) hanging. After such an abandoned
+// call the follower must not be used again; every caller stops on an error.
 func (f *follower) next(ctx context.Context) (*queue.Result, error) {
+	type next struct {
+		msg jetstream.Msg
+		err error
+	}
 	for {
-		msg, err := f.it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			return nil, err
+		ch := make(chan next, 1)
+		go func() {
+			msg, err := f.it.Next(jetstream.NextContext(ctx))
+			ch <- next{msg, err}
+		}()
+		var n next
+		select {
+		case n = <-ch:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+		if n.err != nil {
+			if ctx.Err() != nil {
+				return nil, context.Cause(ctx)
+			}
+			return nil, n.err
 		}
 		var r queue.Result
-		if err := json.Unmarshal(msg.Data(), &r); err != nil {
+		if err := json.Unmarshal(n.msg.Data(), &r); err != nil {
 			continue // not a reelq result; skip it
 		}
 		return &r, nil
 	}
 }
 
-func (f *follower) stop() { f.it.Stop() }
+// stop stops the follower, waiting at most 2s: Stop blocks for as long as
+// a re-creation (see next) holds the consumer's lock.
+func (f *follower) stop() {
+	done := make(chan struct{})
+	go func() {
+		f.it.Stop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+}
 
 // tally sums up results.
 type tally struct {

@@ -344,7 +344,8 @@ func (a *app) printStats(ctx context.Context, batches bool) error {
 	fmt.Fprintf(tw, "PROVIDER\tQUEUED\tIN FLIGHT\tMAX IN FLIGHT\tREDELIVERED\tNEXT CALL\tSTATE\n")
 	for _, name := range registry.Names() {
 		queued, inflight, maxIn, redelivered := "-", "-", "-", "-"
-		if cons, err := a.js.Consumer(ctx, queue.StreamJobs, name); err == nil {
+		cons, cerr := a.js.Consumer(ctx, queue.StreamJobs, name)
+		if cerr == nil {
 			info := cons.CachedInfo()
 			queued, inflight, maxIn = fmt.Sprint(info.NumPending), fmt.Sprint(info.NumAckPending), fmt.Sprint(info.Config.MaxAckPending)
 			redelivered = fmt.Sprint(info.NumRedelivered)
@@ -352,8 +353,8 @@ func (a *app) printStats(ctx context.Context, batches bool) error {
 		next := "-"
 		if t, err := ratelimit.New(ratelimit.NewKVStore(rlKV), name, ratelimit.Config{Rate: 1}).BlockedUntil(ctx); err == nil && t.After(time.Now()) {
 			next = "in " + time.Until(t).Round(time.Millisecond).String()
-		} else if err == nil {
-			next = "now"
+		} else if err == nil && cerr == nil {
+			next = "now" // "-" until a worker has created the consumer
 		}
 		state := "active"
 		st, _, err := ps.Get(ctx, name)

@@ -91,7 +91,7 @@ func (a *app) publish(ctx context.Context, args []string) error {
 	elapsed := time.Since(start)
 	fmt.Fprintf(a.stderr, "published %d jobs in %s (%.0f jobs/s)", counts["published"]+counts["requeued"], elapsed.Round(time.Millisecond), float64(len(jobs))/elapsed.Seconds())
 	if n := counts["duplicate"]; n > 0 {
-		fmt.Fprintf(a.stderr, "; %d already known (started or finished earlier), not published again", n)
+		fmt.Fprintf(a.stderr, "; %d already known (queued, running or finished), not published again", n)
 	}
 	if jobs[0].Batch != "" {
 		fmt.Fprintf(a.stderr, "; batch %s", jobs[0].Batch)

@@ -12,12 +12,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -64,7 +66,7 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	for _, p := range cfg.Providers() {
 		secrets.Add(p.APIKey)
 	}
-	secrets.Add(cfg.NATS.Password, cfg.NATS.Token)
+	secrets.Add(cfg.NATS.Secrets()...)
 	level, _ := config.ParseLevel(cfg.LogLevel)
 	log := logging.New(stderr, cfg.LogFormat, level, secrets, !isTerminal(stderr))
 
@@ -92,13 +94,12 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	layout := queue.Layout{Replicas: cfg.StreamReplicas, DedupeWindow: cfg.DedupeWindow, ResultsMaxAge: cfg.ResultsMaxAge, JobStateTTL: cfg.JobStateTTL}
+	if err := setup(ctx, js, layout, log); err != nil {
+		return err
+	}
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := queue.Setup(setupCtx, js, queue.Layout{
-		Replicas: cfg.StreamReplicas, DedupeWindow: cfg.DedupeWindow, ResultsMaxAge: cfg.ResultsMaxAge, JobStateTTL: cfg.JobStateTTL,
-	}); err != nil {
-		return fmt.Errorf("set up streams: %w", err)
-	}
 	rlKV, err := js.KeyValue(setupCtx, queue.BucketRateLimit)
 	if err != nil {
 		return err
@@ -113,14 +114,19 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 			log.Info("provider disabled: no API key", "provider", name)
 			continue
 		}
-		prov, err := registry.New(name, providers.Config{BaseURL: pc.BaseURL, APIKey: pc.APIKey, RequestTimeout: pc.RequestTimeout}, config.Environ(environ))
+		lim := ratelimit.New(ratelimit.NewKVStore(rlKV), name, ratelimit.Config{Rate: pc.Rate, Burst: pc.Burst, Logger: log.With("provider", name)})
+		// Every HTTP request the adapter sends takes a token from lim, not
+		// only the first of each call (worker.HTTPClient).
+		prov, err := registry.New(name, providers.Config{BaseURL: pc.BaseURL, APIKey: pc.APIKey, HTTPClient: worker.HTTPClient(lim, pc.RequestTimeout),
+			RequestTimeout: pc.RequestTimeout}, config.Environ(environ))
 		if err != nil {
 			return err
 		}
 		rts[name] = &worker.Runtime{
 			Provider:        prov,
-			Limiter:         ratelimit.New(ratelimit.NewKVStore(rlKV), name, ratelimit.Config{Rate: pc.Rate, Burst: pc.Burst, Logger: log.With("provider", name)}),
+			Limiter:         lim,
 			MaxInflight:     pc.MaxInflight,
+			Slots:           pc.Slots,
 			PollInterval:    pc.PollInterval,
 			MaxPollInterval: pc.MaxPollInterval,
 			JobTimeout:      pc.JobTimeout,
@@ -135,7 +141,7 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 
 	w, err := worker.New(ctx, nc, js, worker.Config{
 		WorkerID: cfg.WorkerID, AckWait: cfg.AckWait, MaxAttempts: cfg.MaxAttempts, MaxDeliver: cfg.MaxDeliver,
-		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, ProbeInterval: cfg.ProbeInterval,
+		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, ProbeInterval: cfg.ProbeInterval, MaxProbeInterval: cfg.MaxProbeInterval,
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log, Metrics: m, Secrets: secrets,
 	}, rts)
 	if err != nil {
@@ -160,6 +166,24 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	}
 	log.Info("worker stopped")
 	return runErr
+}
+
+// setup creates the streams and buckets, retrying for up to two minutes:
+// replicas starting together against a new cluster race to create the
+// replicated streams, and a cluster still electing leaders answers late.
+func setup(ctx context.Context, js jetstream.JetStream, l queue.Layout, log *slog.Logger) error {
+	b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(500*time.Millisecond),
+		backoff.WithMaxInterval(10*time.Second), backoff.WithMaxElapsedTime(2*time.Minute)), ctx)
+	return backoff.RetryNotify(func() error {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := queue.Setup(actx, js, l); err != nil {
+			return fmt.Errorf("set up streams: %w", err)
+		}
+		return nil
+	}, b, func(err error, d time.Duration) {
+		log.Warn("stream setup failed; retrying", "err", err, "retry_in", d)
+	})
 }
 
 func names(rts map[string]*worker.Runtime) []string {

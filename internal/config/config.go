@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -32,6 +33,25 @@ type NATS struct {
 	Cert         string        `env:"NATS_CERT"` // client certificate path (mTLS)
 	Key          string        `env:"NATS_KEY"`  // client key path (mTLS)
 	Timeout      time.Duration `env:"NATS_TIMEOUT" envDefault:"5s"`
+	// InboxPrefix replaces _INBOX for replies, so permissions can give each
+	// identity its own reply subjects.
+	InboxPrefix string `env:"NATS_INBOX_PREFIX"`
+}
+
+// Secrets returns every secret value in the NATS settings, including a
+// password embedded in NATS_URL, for log redaction.
+func (n NATS) Secrets() []string {
+	out := []string{n.Password, n.Token}
+	for _, u := range strings.Split(n.URL, ",") {
+		if pu, err := url.Parse(strings.TrimSpace(u)); err == nil && pu.User != nil {
+			if p, ok := pu.User.Password(); ok {
+				out = append(out, p)
+			} else if name := pu.User.Username(); name != "" {
+				out = append(out, name) // a token given as nats://TOKEN@host
+			}
+		}
+	}
+	return out
 }
 
 // LogValue implements slog.LogValuer without secrets.
@@ -99,6 +119,9 @@ type Provider struct {
 	Burst int `env:"BURST"`
 	// MaxInflight caps the provider's jobs in flight cluster-wide.
 	MaxInflight int `env:"MAX_INFLIGHT"`
+	// Slots caps the provider's jobs in flight on this replica; zero means
+	// MaxInflight (one replica may take every cluster-wide slot).
+	Slots int `env:"SLOTS"`
 	// PollInterval and MaxPollInterval shape the status poll schedule;
 	// JobTimeout bounds a submitted task. Zero means the adapter's default.
 	PollInterval    time.Duration `env:"POLL_INTERVAL"`
@@ -166,6 +189,9 @@ func (p *Provider) resolve(prefix string, def Provider) error {
 	if p.RequestTimeout <= 0 {
 		p.RequestTimeout = def.RequestTimeout
 	}
+	if p.Slots < 0 {
+		return fmt.Errorf("%sSLOTS must be positive, got %d", prefix, p.Slots)
+	}
 	return nil
 }
 
@@ -190,13 +216,15 @@ type Worker struct {
 	// WorkerID names this replica in job state and events; default host-pid.
 	WorkerID string `env:"REELQ_WORKER_ID"`
 
-	AckWait         time.Duration `env:"REELQ_ACK_WAIT" envDefault:"60s"`
-	MaxAttempts     int           `env:"REELQ_MAX_ATTEMPTS" envDefault:"5"`
-	MaxDeliver      int           `env:"REELQ_MAX_DELIVER" envDefault:"100"`
-	RetryBase       time.Duration `env:"REELQ_RETRY_BASE" envDefault:"10s"`
-	RetryMax        time.Duration `env:"REELQ_RETRY_MAX" envDefault:"10m"`
-	ProbeInterval   time.Duration `env:"REELQ_PROBE_INTERVAL" envDefault:"1m"`
-	ShutdownTimeout time.Duration `env:"REELQ_SHUTDOWN_TIMEOUT" envDefault:"30s"`
+	AckWait       time.Duration `env:"REELQ_ACK_WAIT" envDefault:"60s"`
+	MaxAttempts   int           `env:"REELQ_MAX_ATTEMPTS" envDefault:"5"`
+	MaxDeliver    int           `env:"REELQ_MAX_DELIVER" envDefault:"100"`
+	RetryBase     time.Duration `env:"REELQ_RETRY_BASE" envDefault:"10s"`
+	RetryMax      time.Duration `env:"REELQ_RETRY_MAX" envDefault:"10m"`
+	ProbeInterval time.Duration `env:"REELQ_PROBE_INTERVAL" envDefault:"1m"`
+	// MaxProbeInterval caps the probe back-off while credits stay empty.
+	MaxProbeInterval time.Duration `env:"REELQ_MAX_PROBE_INTERVAL" envDefault:"10m"`
+	ShutdownTimeout  time.Duration `env:"REELQ_SHUTDOWN_TIMEOUT" envDefault:"30s"`
 
 	StreamReplicas int           `env:"REELQ_STREAM_REPLICAS" envDefault:"1"`
 	DedupeWindow   time.Duration `env:"REELQ_DEDUPE_WINDOW" envDefault:"1h"`
