@@ -7,5 +7,7 @@
 // REELQ_BENCH_JOBS (default 100000) sets the publish count,
 // REELQ_BENCH_E2E_JOBS (default 20000) the end-to-end count, and
 // REELQ_BENCH_SYNC=always makes the server fsync every write (the
-// worker's embedded default).
+// worker's embedded default), and REELQ_BENCH_LIMITER=off replaces the
+// cluster-wide rate limiter with one that grants every call, to show its
+// share of the cost.
 package bench

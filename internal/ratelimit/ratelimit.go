@@ -86,6 +86,12 @@ type Limiter struct {
 	log    *slog.Logger
 	errLog rate.Sometimes
 
+	// turn lets one goroutine of this process at a time run the
+	// read-compare-set: waiters in one replica would otherwise mostly lose
+	// the CAS to each other and retry, multiplying KV writes; with it only
+	// replicas contend.
+	turn chan struct{}
+
 	mu        sync.Mutex
 	interval  time.Duration // 0: closed
 	tolerance time.Duration
@@ -106,6 +112,7 @@ func New(store Store, key string, cfg Config) *Limiter {
 		log:     cfg.Logger,
 		errLog:  rate.Sometimes{First: 1, Interval: storeErrLogEvery},
 		changed: make(chan struct{}),
+		turn:    make(chan struct{}, 1),
 	}
 	if l.now == nil {
 		l.now = time.Now
@@ -152,7 +159,13 @@ func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
 		if ctx.Err() != nil {
 			return l.now().Sub(start), context.Cause(ctx)
 		}
+		select {
+		case l.turn <- struct{}{}:
+		case <-ctx.Done():
+			return l.now().Sub(start), context.Cause(ctx)
+		}
 		now, wait, conflict, err := l.take(ctx)
+		<-l.turn
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {
@@ -185,7 +198,13 @@ func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
 // long until one may be (after a lost CAS, a short jittered delay). On error
 // no token was taken.
 func (l *Limiter) Take(ctx context.Context) (wait time.Duration, err error) {
+	select {
+	case l.turn <- struct{}{}:
+	case <-ctx.Done():
+		return 0, context.Cause(ctx)
+	}
 	_, wait, conflict, err := l.take(ctx)
+	<-l.turn
 	if conflict {
 		wait = jitter(0, conflictBackoffMin, conflictBackoffMax)
 	}
