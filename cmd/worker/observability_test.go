@@ -87,7 +87,12 @@ func TestWorkerMetricsAndProbes(t *testing.T) {
 		}
 		m = parseProm(t, body)
 		sum, _ := promSum(m, "reelq_jobs_total", nil)
-		return sum == n+1
+		// A job counts as done when its result is published; its handler
+		// returns (in-flight gauge) and its ack lands (consumer in flight)
+		// just after, so wait for those to settle too.
+		inflight, _ := promSum(m, "reelq_jobs_in_flight", map[string]string{"provider": "samsar"})
+		ackPending, _ := promSum(m, "reelq_queue_in_flight", map[string]string{"provider": "samsar"})
+		return sum == n+1 && inflight == 0 && ackPending == 0
 	})
 	sim := env.Sim.Stats(0)["samsar"]
 	samsar := map[string]string{"provider": "samsar"}
