@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"sort"
 	"strings"
@@ -224,7 +225,7 @@ func (a *app) cancel(ctx context.Context, args []string) error {
 	return nil
 }
 
-func (a *app) providerArg(fs interface{ NArg() int }, pos []string) (string, error) {
+func providerArg(pos []string) (string, error) {
 	if len(pos) != 1 {
 		return "", &exitError{exitUsage, fmt.Errorf("want one PROVIDER (%s)", strings.Join(registry.Names(), ", "))}
 	}
@@ -242,21 +243,28 @@ func (a *app) providerStore(ctx context.Context) (*providerstate.Store, error) {
 	return providerstate.New(a.js, kv, queue.StreamJobs), nil
 }
 
+// providerCommand parses PROVIDER (and fs's flags) from args, connects,
+// and returns the provider-state store.
+func (a *app) providerCommand(ctx context.Context, fs *flag.FlagSet, args []string) (string, *providerstate.Store, error) {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return "", nil, err
+	}
+	name, err := providerArg(pos)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := a.connect(ctx); err != nil {
+		return "", nil, err
+	}
+	ps, err := a.providerStore(ctx)
+	return name, ps, err
+}
+
 func (a *app) pause(ctx context.Context, args []string) error {
 	fs := newFlags("pause", "pause PROVIDER [--reason R]", a.stderr)
 	reason := fs.String("reason", "paused by an operator", "why (shown by stats and in the event)")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	name, err := a.providerArg(fs, pos)
-	if err != nil {
-		return err
-	}
-	if err := a.connect(ctx); err != nil {
-		return err
-	}
-	ps, err := a.providerStore(ctx)
+	name, ps, err := a.providerCommand(ctx, fs, args)
 	if err != nil {
 		return err
 	}
@@ -274,19 +282,7 @@ func (a *app) pause(ctx context.Context, args []string) error {
 }
 
 func (a *app) resume(ctx context.Context, args []string) error {
-	fs := newFlags("resume", "resume PROVIDER", a.stderr)
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	name, err := a.providerArg(fs, pos)
-	if err != nil {
-		return err
-	}
-	if err := a.connect(ctx); err != nil {
-		return err
-	}
-	ps, err := a.providerStore(ctx)
+	name, ps, err := a.providerCommand(ctx, newFlags("resume", "resume PROVIDER", a.stderr), args)
 	if err != nil {
 		return err
 	}

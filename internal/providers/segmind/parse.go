@@ -273,20 +273,14 @@ func clampWait(d time.Duration) time.Duration {
 
 // text renders a JSON value that may be a string or an object as text.
 func text(raw json.RawMessage) string {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
-	}
 	var m struct {
 		Message string `json:"message"`
 		Error   string `json:"error"`
 	}
-	if json.Unmarshal(raw, &m) == nil && providers.FirstNonEmpty(m.Message, m.Error) != "" {
-		return providers.FirstNonEmpty(m.Message, m.Error)
+	if json.Unmarshal(bytes.TrimSpace(raw), &m) == nil {
+		if v := providers.FirstNonEmpty(m.Message, m.Error); v != "" {
+			return v
+		}
 	}
-	return string(raw)
+	return providers.Text(raw)
 }
