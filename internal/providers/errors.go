@@ -18,6 +18,17 @@ var (
 	ErrCreditsExhausted = errors.New("provider credits exhausted")
 	ErrNotFound         = errors.New("provider task not found")
 	ErrTaskFailed       = errors.New("provider task failed")
+	// ErrForbidden is a 403 that concerns one job (a private Segmind
+	// workflow, a Vimmerse template the account may not use, Camb
+	// FORBIDDEN on one task): the job fails; the provider keeps running.
+	// ErrAuth is reserved for account-level failures (a missing or invalid
+	// key), which pause the provider.
+	ErrForbidden = errors.New("provider refused this job")
+	// ErrUnknownSubmission is a submit answered 2xx whose body has no
+	// usable task id (a renamed field, say): the provider may have started
+	// a paid task that can never be followed. The job fails once and is
+	// never resubmitted automatically; the provider is paused.
+	ErrUnknownSubmission = errors.New("provider accepted the submission but returned no task id")
 )
 
 // Error is the error every adapter returns for a failed call. It carries the
@@ -76,14 +87,18 @@ func (e *Error) Unwrap() []error {
 func (e *Error) Code() string { return Code(e) }
 
 // Code returns the stable snake_case name of err's class: invalid_input,
-// auth, credits_exhausted, rate_limited, unavailable, not_found,
-// provider_failed, or "" if err has no class.
+// unknown_submission, forbidden, auth, credits_exhausted, rate_limited,
+// unavailable, not_found, provider_failed, or "" if err has no class.
 func Code(err error) string {
 	switch {
 	case err == nil:
 		return ""
 	case errors.Is(err, ErrInvalidInput):
 		return "invalid_input"
+	case errors.Is(err, ErrUnknownSubmission):
+		return "unknown_submission"
+	case errors.Is(err, ErrForbidden):
+		return "forbidden"
 	case errors.Is(err, ErrAuth):
 		return "auth"
 	case errors.Is(err, ErrCreditsExhausted):

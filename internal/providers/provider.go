@@ -136,4 +136,9 @@ type Defaults struct {
 	MaxPollInterval time.Duration
 	// JobTimeout is how long a submitted task may run before reelq gives up.
 	JobTimeout time.Duration
+	// CreditsOnPoll is set for providers that report missing credits on
+	// the poll rather than on the submit (Camb): a successful submit then
+	// proves nothing about the account, and a credit pause may only end
+	// when a probe job's poll answers something else.
+	CreditsOnPoll bool
 }
