@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/embedded"
 	"github.com/reelq/reelq/internal/queue"
 )
@@ -63,19 +64,19 @@ func Setup(t testing.TB, js jetstream.JetStream) {
 // Results collects result events from RESULTS (from the start of the
 // stream) until want distinct jobs have one or ctx ends. It returns every
 // event seen, keyed by job id.
-func Results(ctx context.Context, t testing.TB, js jetstream.JetStream, want int) map[string][]queue.Result {
+func Results(ctx context.Context, t testing.TB, js jetstream.JetStream, want int) map[string][]reelq.Result {
 	t.Helper()
 	cons, err := js.OrderedConsumer(ctx, queue.StreamResults, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatalf("results consumer: %v", err)
 	}
-	out := map[string][]queue.Result{}
+	out := map[string][]reelq.Result{}
 	for len(out) < want {
 		msg, err := cons.Next(jetstream.FetchContext(ctx))
 		if err != nil {
 			t.Fatalf("waiting for results: got %d of %d: %v", len(out), want, err)
 		}
-		var r queue.Result
+		var r reelq.Result
 		if err := json.Unmarshal(msg.Data(), &r); err != nil {
 			t.Fatalf("bad result %s: %v", msg.Data(), err)
 		}

@@ -8,45 +8,32 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/reelq/reelq"
 )
 
-// Stream, bucket and subject names: the public contract in DESIGN.md.
+// Stream, bucket and subject names: the public contract, defined in the
+// reelq package and repeated here for the worker's convenience.
 const (
-	StreamJobs       = "JOBS"
-	StreamResults    = "RESULTS"
-	StreamEvents     = "EVENTS"
-	StreamDLQ        = "DLQ"
-	StreamAdvisories = "JOBS_ADVISORIES"
+	StreamJobs       = reelq.StreamJobs
+	StreamResults    = reelq.StreamResults
+	StreamEvents     = reelq.StreamEvents
+	StreamDLQ        = reelq.StreamDLQ
+	StreamAdvisories = reelq.StreamAdvisories
+	StreamControl    = reelq.StreamControl
+	StreamCounters   = reelq.StreamCounters
+	StreamBatches    = reelq.StreamBatches
 
-	BucketJobs      = "reelq_jobs"
-	BucketProviders = "reelq_providers"
-	BucketRateLimit = "reelq_ratelimit"
+	BucketJobs      = reelq.BucketJobs
+	BucketProviders = reelq.BucketProviders
+	BucketRateLimit = reelq.BucketRateLimit
+	BucketCancel    = reelq.BucketCancel
+	BucketSlots     = "reelq_slots"
 
 	// MaxDeliveriesAdvisory is the subject the server publishes when a JOBS
 	// message reached its consumer's MaxDeliver.
 	MaxDeliveriesAdvisory = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + StreamJobs + ".>"
 )
-
-// JobSubject is where a job for provider is published. With an id the
-// job has its own subject, so it can be found and purged (cancel).
-func JobSubject(provider, id string) string {
-	if id == "" {
-		return "jobs." + provider
-	}
-	return "jobs." + provider + "." + id
-}
-
-// ResultSubject is where a job's terminal result event is published.
-func ResultSubject(provider, id string) string { return "results." + provider + "." + id }
-
-// ResultMsgID is the Nats-Msg-Id of a job's result event.
-func ResultMsgID(id string) string { return "result:" + id }
-
-// EventSubject is where progress and operator events about provider go.
-func EventSubject(provider, kind string) string { return "events." + provider + "." + kind }
-
-// DLQSubject is where a dead-lettered job's original payload goes.
-func DLQSubject(provider, id string) string { return "dlq.jobs." + provider + "." + id }
 
 // Layout holds the tunables of the streams and buckets.
 type Layout struct {
@@ -64,6 +51,12 @@ type Layout struct {
 	// JobStateTTL is how long job state is kept; it is also the window in
 	// which re-enqueueing a job id is recognised. Zero means 30 days.
 	JobStateTTL time.Duration
+	// MaxJobBytes is the largest job message JOBS accepts. Zero means
+	// reelq.MaxJobBytes (64 KiB).
+	MaxJobBytes int32
+	// JobsMaxBytes bounds the JOBS stream's storage: past it new jobs are
+	// refused at publish time (discard new). Zero means 1 GiB; -1 no limit.
+	JobsMaxBytes int64
 }
 
 func (l Layout) withDefaults() Layout {
@@ -80,7 +73,24 @@ func (l Layout) withDefaults() Layout {
 	def(&l.EventsMaxAge, 24*time.Hour)
 	def(&l.DLQMaxAge, 30*24*time.Hour)
 	def(&l.JobStateTTL, 30*24*time.Hour)
+	if l.MaxJobBytes <= 0 {
+		l.MaxJobBytes = reelq.MaxJobBytes
+	}
+	if l.JobsMaxBytes == 0 {
+		l.JobsMaxBytes = 1 << 30
+	}
 	return l
+}
+
+// jobSubjects lists the subjects of every known provider's jobs: JOBS
+// accepts nothing else, so a job for an unknown provider is refused at
+// publish time instead of being stored forever.
+func jobSubjects() []string {
+	var out []string
+	for _, p := range reelq.Providers {
+		out = append(out, reelq.JobSubjects(p)...)
+	}
+	return out
 }
 
 // StreamConfigs returns the configuration of every stream reelq uses.
@@ -89,23 +99,27 @@ func (l Layout) StreamConfigs() []jetstream.StreamConfig {
 	return []jetstream.StreamConfig{
 		{
 			Name:        StreamJobs,
-			Description: "reelq job requests, one subject per provider",
-			Subjects:    []string{"jobs.>"},
+			Description: "reelq job requests, one subject per provider, priority and job",
+			Subjects:    jobSubjects(),
 			Retention:   jetstream.WorkQueuePolicy,
 			Storage:     jetstream.FileStorage,
 			Replicas:    l.Replicas,
 			Duplicates:  l.DedupeWindow,
 			Discard:     jetstream.DiscardNew,
+			MaxMsgSize:  l.MaxJobBytes,
+			MaxBytes:    l.JobsMaxBytes,
+			AllowDirect: true,
 		},
 		{
 			Name:        StreamResults,
-			Description: "reelq result events, one per job",
+			Description: "reelq result events, one per job run",
 			Subjects:    []string{"results.>"},
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
 			Replicas:    l.Replicas,
 			MaxAge:      l.ResultsMaxAge,
 			Duplicates:  l.DedupeWindow,
+			AllowDirect: true,
 		},
 		{
 			Name:        StreamEvents,
@@ -137,6 +151,40 @@ func (l Layout) StreamConfigs() []jetstream.StreamConfig {
 			MaxAge:      l.DLQMaxAge,
 			Duplicates:  2 * time.Minute,
 		},
+		{
+			Name:        StreamControl,
+			Description: "reelq operator requests carried out by the workers",
+			Subjects:    []string{"control.>"},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    l.Replicas,
+			MaxAge:      7 * 24 * time.Hour,
+			Duplicates:  2 * time.Minute,
+		},
+		{
+			Name:            StreamCounters,
+			Description:     "reelq per-batch and per-provider counters",
+			Subjects:        []string{"counters.>"},
+			Retention:       jetstream.LimitsPolicy,
+			Storage:         jetstream.FileStorage,
+			Replicas:        l.Replicas,
+			MaxAge:          l.JobStateTTL,
+			Duplicates:      l.DedupeWindow,
+			AllowMsgCounter: true,
+			AllowDirect:     true,
+		},
+		{
+			Name:              StreamBatches,
+			Description:       "reelq batch index: one entry per job",
+			Subjects:          []string{"batches.>"},
+			Retention:         jetstream.LimitsPolicy,
+			Storage:           jetstream.FileStorage,
+			Replicas:          l.Replicas,
+			MaxAge:            l.JobStateTTL,
+			MaxMsgsPerSubject: 1,
+			Duplicates:        2 * time.Minute,
+			AllowDirect:       true,
+		},
 	}
 }
 
@@ -147,11 +195,13 @@ func (l Layout) KeyValueConfigs() []jetstream.KeyValueConfig {
 		{Bucket: BucketJobs, Description: "reelq job state", History: 1, TTL: l.JobStateTTL, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 		{Bucket: BucketProviders, Description: "reelq provider state (paused, reason)", History: 5, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 		{Bucket: BucketRateLimit, Description: "reelq cluster-wide rate limits", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
+		{Bucket: BucketCancel, Description: "reelq cancel requests", History: 1, TTL: l.JobStateTTL, Storage: jetstream.FileStorage, Replicas: l.Replicas},
+		{Bucket: BucketSlots, Description: "reelq cluster-wide concurrency slots", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 	}
 }
 
 // Setup creates or updates every stream and bucket. It is idempotent and
-// safe to run from every replica and from enqueue.
+// safe to run from every replica.
 func Setup(ctx context.Context, js jetstream.JetStream, l Layout) error {
 	for _, cfg := range l.StreamConfigs() {
 		s, err := js.Stream(ctx, cfg.Name)
@@ -196,47 +246,22 @@ func sameBucket(have jetstream.StreamConfig, cfg jetstream.KeyValueConfig) bool 
 func sameStream(have, want jetstream.StreamConfig) bool {
 	return slices.Equal(have.Subjects, want.Subjects) && have.Retention == want.Retention &&
 		have.Storage == want.Storage && have.Replicas == want.Replicas && have.Duplicates == want.Duplicates &&
-		have.MaxAge == want.MaxAge && have.Discard == want.Discard && have.Description == want.Description
+		have.MaxAge == want.MaxAge && have.Discard == want.Discard && have.Description == want.Description &&
+		have.MaxMsgSize == want.MaxMsgSize && have.MaxBytes == want.MaxBytes && have.AllowDirect == want.AllowDirect &&
+		have.MaxMsgsPerSubject == want.MaxMsgsPerSubject && have.AllowMsgCounter == want.AllowMsgCounter
 }
 
-// Ensure creates the streams and buckets that do not exist yet, leaving
-// existing ones as they are. enqueue uses it so that a producer with
-// default settings never rewrites a cluster's configuration (e.g. its
-// replica count).
-func Ensure(ctx context.Context, js jetstream.JetStream, l Layout) error {
-	for _, cfg := range l.StreamConfigs() {
-		if _, err := js.Stream(ctx, cfg.Name); err == nil {
-			continue
-		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+// Ready checks that the streams and buckets exist, for readiness probes
+// and for clients that must not create them.
+func Ready(ctx context.Context, js jetstream.JetStream) error {
+	for _, cfg := range (Layout{}).StreamConfigs() {
+		if _, err := js.Stream(ctx, cfg.Name); err != nil {
 			return fmt.Errorf("stream %s: %w", cfg.Name, err)
 		}
-		if _, err := js.CreateStream(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
-		}
 	}
-	for _, cfg := range l.KeyValueConfigs() {
-		if _, err := js.KeyValue(ctx, cfg.Bucket); err == nil {
-			continue
-		} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+	for _, cfg := range (Layout{}).KeyValueConfigs() {
+		if _, err := js.KeyValue(ctx, cfg.Bucket); err != nil {
 			return fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
-		}
-		if _, err := js.CreateKeyValue(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
-			return fmt.Errorf("create bucket %s: %w", cfg.Bucket, err)
-		}
-	}
-	return nil
-}
-
-// Ready checks that the streams and buckets exist, for readiness probes.
-func Ready(ctx context.Context, js jetstream.JetStream) error {
-	for _, name := range []string{StreamJobs, StreamResults, StreamEvents, StreamDLQ} {
-		if _, err := js.Stream(ctx, name); err != nil {
-			return fmt.Errorf("stream %s: %w", name, err)
-		}
-	}
-	for _, b := range []string{BucketJobs, BucketProviders, BucketRateLimit} {
-		if _, err := js.KeyValue(ctx, b); err != nil {
-			return fmt.Errorf("bucket %s: %w", b, err)
 		}
 	}
 	return nil
@@ -244,8 +269,11 @@ func Ready(ctx context.Context, js jetstream.JetStream) error {
 
 // ConsumerSettings are the per-provider consumer tunables.
 type ConsumerSettings struct {
-	// MaxInflight is the cluster-wide cap on jobs in flight (MaxAckPending).
-	MaxInflight int
+	// Window bounds the messages delivered and not yet acknowledged per
+	// consumer (MaxAckPending): jobs running, jobs pulled ahead for
+	// scheduling, jobs waiting for a retry. It is not the concurrency cap
+	// (package slots enforces that). Zero means 100,000.
+	Window int
 	// AckWait is how long a delivery may go without an ack or heartbeat
 	// before the server redelivers it.
 	AckWait time.Duration
@@ -255,10 +283,11 @@ type ConsumerSettings struct {
 	MaxDeliver int
 }
 
-// ConsumerConfig is the durable pull consumer for provider.
-func ConsumerConfig(provider string, s ConsumerSettings) jetstream.ConsumerConfig {
-	if s.MaxInflight <= 0 {
-		s.MaxInflight = 1
+// ConsumerConfig is the durable pull consumer for provider's jobs of
+// priority p.
+func ConsumerConfig(provider string, p reelq.Priority, s ConsumerSettings) jetstream.ConsumerConfig {
+	if s.Window <= 0 {
+		s.Window = 100_000
 	}
 	if s.AckWait <= 0 {
 		s.AckWait = time.Minute
@@ -267,46 +296,72 @@ func ConsumerConfig(provider string, s ConsumerSettings) jetstream.ConsumerConfi
 		s.MaxDeliver = 100
 	}
 	return jetstream.ConsumerConfig{
-		Durable:        provider,
-		Description:    "reelq jobs for " + provider,
-		FilterSubjects: []string{JobSubject(provider, ""), JobSubject(provider, ">")},
+		Durable:        reelq.ConsumerName(provider, p),
+		Description:    "reelq " + string(p.Or()) + " priority jobs for " + provider,
+		FilterSubjects: reelq.ConsumerFilter(provider, p),
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		AckWait:        s.AckWait,
-		MaxAckPending:  s.MaxInflight,
+		MaxAckPending:  s.Window,
 		MaxDeliver:     s.MaxDeliver,
-		Metadata:       map[string]string{"reelq_provider": provider},
+		Metadata:       map[string]string{"reelq_provider": provider, "reelq_priority": string(p.Or())},
 	}
 }
 
-// EnsureConsumer creates provider's consumer, or updates it when the
-// settings changed. An update keeps the consumer's pause: without that, a
-// replica starting up would resume a provider another replica paused.
-func EnsureConsumer(ctx context.Context, js jetstream.JetStream, provider string, s ConsumerSettings) (jetstream.Consumer, error) {
-	want := ConsumerConfig(provider, s)
-	c, err := js.Consumer(ctx, StreamJobs, provider)
+// EnsureConsumers creates or updates provider's three consumers (high,
+// normal, low) and returns them by priority. The normal one goes first:
+// before priorities existed it read every jobs.<provider>.> subject, and
+// the others' filters may only be added once it no longer overlaps them.
+// An update keeps the consumer's pause: without that, a replica starting
+// up would resume a provider another replica paused.
+func EnsureConsumers(ctx context.Context, js jetstream.JetStream, provider string, s ConsumerSettings) (map[reelq.Priority]jetstream.Consumer, error) {
+	out := map[reelq.Priority]jetstream.Consumer{}
+	for _, p := range []reelq.Priority{reelq.Normal, reelq.High, reelq.Low} {
+		c, err := ensureConsumer(ctx, js, ConsumerConfig(provider, p, s))
+		if err != nil {
+			return nil, err
+		}
+		out[p] = c
+	}
+	return out, nil
+}
+
+func ensureConsumer(ctx context.Context, js jetstream.JetStream, want jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	c, err := js.Consumer(ctx, StreamJobs, want.Durable)
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
 		c, err = js.CreateConsumer(ctx, StreamJobs, want)
 		if errors.Is(err, jetstream.ErrConsumerExists) {
-			return js.Consumer(ctx, StreamJobs, provider)
+			return js.Consumer(ctx, StreamJobs, want.Durable)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("create consumer %s: %w", provider, err)
+			return nil, fmt.Errorf("create consumer %s: %w", want.Durable, err)
 		}
 		return c, nil
 	case err != nil:
-		return nil, fmt.Errorf("consumer %s: %w", provider, err)
+		return nil, fmt.Errorf("consumer %s: %w", want.Durable, err)
 	}
 	have := c.CachedInfo().Config
 	if have.MaxAckPending == want.MaxAckPending && have.AckWait == want.AckWait && have.MaxDeliver == want.MaxDeliver &&
-		len(have.FilterSubjects) == len(want.FilterSubjects) {
+		slices.Equal(have.FilterSubjects, want.FilterSubjects) && have.Description == want.Description &&
+		sameMetadata(have.Metadata, want.Metadata) {
 		return c, nil
 	}
 	want.PauseUntil = have.PauseUntil
 	c, err = js.UpdateConsumer(ctx, StreamJobs, want)
 	if err != nil {
-		return nil, fmt.Errorf("update consumer %s: %w", provider, err)
+		return nil, fmt.Errorf("update consumer %s: %w", want.Durable, err)
 	}
 	return c, nil
+}
+
+// sameMetadata reports whether have carries want's keys with the same
+// values (the server adds keys of its own, such as _nats.created.*).
+func sameMetadata(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
 }

@@ -3,33 +3,45 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/reelq/reelq"
 )
 
-// TraceparentHeader carries a W3C trace context from a job to its result.
-const TraceparentHeader = "traceparent"
-
 // PublishResult publishes r on its result subject and waits for the
-// server's acknowledgement. The message id result:<job_id> deduplicates a
-// republish within the duplicate window, and an expected-last-sequence of
-// 0 on the job's own subject refuses a second result at any time the first
-// is still retained. Either way the job ends in exactly one result event;
-// PublishResult then reports already=true and no error.
-func PublishResult(ctx context.Context, js jetstream.JetStream, r *Result) (already bool, err error) {
-	data, err := json.Marshal(r)
+// server's acknowledgement. The message id ResultMsgID(id, run)
+// deduplicates a republish within the duplicate window, and an expected
+// last subject sequence refuses a second result of the same run at any time
+// the first is still retained: 0 for run 1; for later runs, the sequence of
+// the subject's last message, provided it belongs to an earlier run. Either
+// way the run ends in exactly one result event; PublishResult then reports
+// already=true and no error.
+func PublishResult(ctx context.Context, js jetstream.JetStream, r *reelq.Result) (already bool, err error) {
+	msg, err := ResultMsg(r)
 	if err != nil {
-		return false, fmt.Errorf("encode result %s: %w", r.ID, err)
+		return false, err
 	}
-	msg := &nats.Msg{Subject: ResultSubject(r.Provider, r.ID), Data: data, Header: nats.Header{}}
-	if r.Traceparent != "" {
-		msg.Header.Set(TraceparentHeader, r.Traceparent)
+	expect := uint64(0)
+	if r.Run > 1 {
+		last, seq, err := lastResult(ctx, js, r.Provider, r.ID)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return false, err
+		case last.Run >= r.Run:
+			return true, nil
+		default:
+			expect = seq
+		}
 	}
-	ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(ResultMsgID(r.ID)), jetstream.WithExpectLastSequencePerSubject(0))
-	if isWrongLastSequence(err) {
+	ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(reelq.ResultMsgID(r.ID, r.Run)), jetstream.WithExpectLastSequencePerSubject(expect))
+	if IsWrongLastSequence(err) {
 		return true, nil
 	}
 	if err != nil {
@@ -38,68 +50,49 @@ func PublishResult(ctx context.Context, js jetstream.JetStream, r *Result) (alre
 	return ack.Duplicate, nil
 }
 
-// LastResult returns the result event stored for a job, or
+// ResultMsg is the message that carries r.
+func ResultMsg(r *reelq.Result) (*nats.Msg, error) {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode result %s: %w", r.ID, err)
+	}
+	msg := &nats.Msg{Subject: reelq.ResultSubject(r.Provider, r.ID), Data: data, Header: nats.Header{}}
+	if r.Traceparent != "" {
+		msg.Header.Set(reelq.HeaderTraceparent, r.Traceparent)
+	}
+	msg.Header.Set(reelq.HeaderRun, strconv.Itoa(max(r.Run, 1)))
+	return msg, nil
+}
+
+// LastResult returns the last result event stored for a job, or
 // jetstream.ErrMsgNotFound.
-func LastResult(ctx context.Context, js jetstream.JetStream, provider, id string) (*Result, error) {
+func LastResult(ctx context.Context, js jetstream.JetStream, provider, id string) (*reelq.Result, error) {
+	r, _, err := lastResult(ctx, js, provider, id)
+	return r, err
+}
+
+func lastResult(ctx context.Context, js jetstream.JetStream, provider, id string) (*reelq.Result, uint64, error) {
 	s, err := js.Stream(ctx, StreamResults)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	m, err := s.GetLastMsgForSubject(ctx, ResultSubject(provider, id))
+	m, err := s.GetLastMsgForSubject(ctx, reelq.ResultSubject(provider, id))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	var r Result
+	var r reelq.Result
 	if err := json.Unmarshal(m.Data, &r); err != nil {
-		return nil, fmt.Errorf("decode result %s: %w", id, err)
+		return nil, 0, fmt.Errorf("decode result %s: %w", id, err)
 	}
-	return &r, nil
+	if r.Run == 0 {
+		r.Run = 1
+	}
+	return &r, m.Sequence, nil
 }
-
-// Event is a progress or operator event published on events.<provider>.<kind>.
-type Event struct {
-	Kind     string    `json:"kind"`
-	Provider string    `json:"provider"`
-	JobID    string    `json:"job_id,omitempty"`
-	Batch    string    `json:"batch,omitempty"`
-	Time     time.Time `json:"time"`
-	// Attempt is the job's attempt number, where it applies.
-	Attempt int `json:"attempt,omitempty"`
-	// TaskID is the provider's task id, where known.
-	TaskID string `json:"provider_task_id,omitempty"`
-	// Progress is the provider's 0-100 progress, where reported.
-	Progress *float64 `json:"progress,omitempty"`
-	// Status is the provider's raw status word, where relevant.
-	Status string `json:"status,omitempty"`
-	// Reason explains pauses, retries and dead letters.
-	Reason string `json:"reason,omitempty"`
-	Code   string `json:"code,omitempty"`
-	// Until is when a pause or back-off ends, where known.
-	Until *time.Time `json:"until,omitempty"`
-	// Worker names the replica that published the event.
-	Worker string `json:"worker,omitempty"`
-}
-
-// Event kinds.
-const (
-	EventSubmitted        = "submitted"
-	EventProgress         = "progress"
-	EventRetry            = "retry"
-	EventRateLimited      = "rate_limited"
-	EventProviderPaused   = "provider_paused"
-	EventProviderResumed  = "provider_resumed"
-	EventAmbiguousSubmit  = "ambiguous_submit"
-	EventRecoveredTask    = "recovered_task"
-	EventDeadLettered     = "dead_lettered"
-	EventCancelled        = "cancelled"
-	EventCancelRequested  = "cancel_requested"
-	EventCompleted        = "completed"
-	EventDuplicateDropped = "duplicate_dropped"
-)
 
 // PublishEvent publishes e on core NATS; the EVENTS stream stores it.
 // Events are best-effort: a lost event never affects a job.
-func PublishEvent(nc *nats.Conn, e Event) error {
+func PublishEvent(nc *nats.Conn, e reelq.Event) error {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
@@ -107,5 +100,16 @@ func PublishEvent(nc *nats.Conn, e Event) error {
 	if err != nil {
 		return err
 	}
-	return nc.Publish(EventSubject(e.Provider, e.Kind), data)
+	return nc.Publish(reelq.EventSubject(e.Provider, e.Kind), data)
+}
+
+// IsWrongLastSequence reports a failed expected-last-sequence check: the
+// subject already has a message (10071, or 10164 on replicated streams).
+func IsWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+	}
+	return false
 }

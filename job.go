@@ -1,0 +1,299 @@
+package reelq
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Job is a job request, published on its JobSubject.
+type Job struct {
+	// ID identifies the job everywhere: the subject's last token, the
+	// Nats-Msg-Id, the result subject and the job state key. 1-128 of
+	// [A-Za-z0-9_-]; ids starting with "seq-" are reserved for messages
+	// the worker has to name itself. Generated when absent (see ContentID).
+	ID       string `json:"id,omitempty"`
+	Provider string `json:"provider"`
+	// Batch labels the job for stats, status, cancel, budgets; it is also
+	// the default fairness key. It is not part of the job's identity.
+	Batch string `json:"batch,omitempty"`
+	// Priority is high, normal (the default) or low; it must agree with the
+	// subject (jobs.<provider>.high.<id> for high).
+	Priority Priority `json:"priority,omitempty"`
+	// FairnessKey groups jobs that share the provider's capacity
+	// round-robin within a priority (a tenant, say). Default: Batch.
+	FairnessKey string          `json:"fairness_key,omitempty"`
+	Input       json.RawMessage `json:"input"`
+	// Metadata is any JSON, echoed in the result.
+	Metadata json.RawMessage `json:"metadata,omitempty"`
+	// EnqueuedAt is set by the client; the worker falls back to the
+	// stream timestamp.
+	EnqueuedAt *time.Time `json:"enqueued_at,omitempty"`
+}
+
+// Priority orders a provider's queue: a free slot goes to a high job
+// before a normal one, and to a normal one before a low one (with a
+// minimum share for the lower levels, so they never starve).
+type Priority string
+
+// The priorities. The empty Priority means Normal.
+const (
+	High   Priority = "high"
+	Normal Priority = "normal"
+	Low    Priority = "low"
+)
+
+// Priorities lists the priorities from the highest.
+var Priorities = []Priority{High, Normal, Low}
+
+// Or returns p, or Normal when p is empty.
+func (p Priority) Or() Priority {
+	if p == "" {
+		return Normal
+	}
+	return p
+}
+
+// Rank is 3 for high, 2 for normal (and empty), 1 for low.
+func (p Priority) Rank() int {
+	switch p {
+	case High:
+		return 3
+	case Low:
+		return 1
+	}
+	return 2
+}
+
+func (p Priority) valid() bool { return p == "" || p == High || p == Normal || p == Low }
+
+// FairKey is the job's fairness key: FairnessKey, or else Batch.
+func (j *Job) FairKey() string {
+	if j.FairnessKey != "" {
+		return j.FairnessKey
+	}
+	return j.Batch
+}
+
+// Size limits: job requests beyond them are refused by the client and
+// dead-lettered by the worker, and the JOBS stream refuses messages over
+// MaxJobBytes at publish time, so every accepted message fits in the DLQ
+// with its headers.
+const (
+	MaxInputBytes    = 32 << 10
+	MaxMetadataBytes = 16 << 10
+	MaxJobBytes      = 64 << 10
+)
+
+// Limits are the size limits in force; the zero value means the defaults.
+type Limits struct {
+	MaxInputBytes, MaxMetadataBytes, MaxJobBytes int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxInputBytes <= 0 {
+		l.MaxInputBytes = MaxInputBytes
+	}
+	if l.MaxMetadataBytes <= 0 {
+		l.MaxMetadataBytes = MaxMetadataBytes
+	}
+	if l.MaxJobBytes <= 0 {
+		l.MaxJobBytes = MaxJobBytes
+	}
+	return l
+}
+
+// ErrInvalidJob classifies a job request that can never run: bad JSON,
+// unknown provider, bad id, a field over its size limit, or input the
+// provider's rules reject.
+var ErrInvalidJob = errors.New("invalid job")
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// ValidID reports whether id can be a job id: 1-128 characters of
+// [A-Za-z0-9_-], so it is one NATS subject token and a KV key.
+func ValidID(id string) bool { return idPattern.MatchString(id) }
+
+// SeqID is the id a worker gives a message it cannot attribute to a job
+// (no id anywhere, or an unreadable or contradictory message): seq-<stream
+// sequence>. It cannot collide with a producer's id.
+func SeqID(seq uint64) string { return "seq-" + strconv.FormatUint(seq, 10) }
+
+// Validator checks one provider's input offline.
+type Validator interface {
+	Validate(input json.RawMessage) error
+}
+
+// Validate checks j's envelope and, through the provider's validator, its
+// input. The error wraps ErrInvalidJob and names the field at fault.
+// validators maps provider names to validators; nil checks the envelope
+// only.
+func (j *Job) Validate(validators map[string]Validator, lim Limits) error {
+	lim = lim.withDefaults()
+	if j.ID != "" && !ValidID(j.ID) {
+		return fmt.Errorf("%w: id %q must be 1-128 characters of letters, digits, '-' or '_'", ErrInvalidJob, j.ID)
+	}
+	if strings.HasPrefix(j.ID, "seq-") {
+		return fmt.Errorf("%w: id %q: the seq- prefix is reserved for messages the worker names itself", ErrInvalidJob, j.ID)
+	}
+	if j.Batch != "" && !ValidID(j.Batch) {
+		return fmt.Errorf("%w: batch %q must be 1-128 characters of letters, digits, '-' or '_'", ErrInvalidJob, j.Batch)
+	}
+	if j.FairnessKey != "" && !ValidID(j.FairnessKey) {
+		return fmt.Errorf("%w: fairness_key %q must be 1-128 characters of letters, digits, '-' or '_'", ErrInvalidJob, j.FairnessKey)
+	}
+	if !j.Priority.valid() {
+		return fmt.Errorf("%w: priority %q must be high, normal or low", ErrInvalidJob, j.Priority)
+	}
+	if j.Provider == "" {
+		return fmt.Errorf("%w: provider is required (one of %s)", ErrInvalidJob, strings.Join(Providers, ", "))
+	}
+	if !KnownProvider(j.Provider) {
+		return fmt.Errorf("%w: unknown provider %q (one of %s)", ErrInvalidJob, j.Provider, strings.Join(Providers, ", "))
+	}
+	in := bytes.TrimSpace(j.Input)
+	if len(in) == 0 || string(in) == "null" {
+		return fmt.Errorf("%w: input is required", ErrInvalidJob)
+	}
+	if len(j.Input) > lim.MaxInputBytes {
+		return fmt.Errorf("%w: input is %d bytes; the limit is %d", ErrInvalidJob, len(j.Input), lim.MaxInputBytes)
+	}
+	if !json.Valid(j.Input) {
+		return fmt.Errorf("%w: input is not valid JSON", ErrInvalidJob)
+	}
+	if len(j.Metadata) > 0 && !json.Valid(j.Metadata) {
+		return fmt.Errorf("%w: metadata is not valid JSON", ErrInvalidJob)
+	}
+	if len(j.Metadata) > lim.MaxMetadataBytes {
+		return fmt.Errorf("%w: metadata is %d bytes; the limit is %d", ErrInvalidJob, len(j.Metadata), lim.MaxMetadataBytes)
+	}
+	if v, ok := validators[j.Provider]; ok && v != nil {
+		if err := v.Validate(j.Input); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidJob, err)
+		}
+	}
+	return nil
+}
+
+// DecodeJob parses a job request strictly: unknown top-level fields are
+// rejected, so a typo ("inputs") is an error rather than a silent empty
+// input. Errors name the field the way a person reads it.
+func DecodeJob(data []byte) (Job, error) {
+	var j Job
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return j, fmt.Errorf("%w: %s", ErrInvalidJob, describeJSONError(data, err))
+	}
+	if dec.More() {
+		return j, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidJob)
+	}
+	return j, nil
+}
+
+func describeJSONError(data []byte, err error) string {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return "empty message"
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("not valid JSON at byte %d: %s", se.Offset, strings.TrimPrefix(err.Error(), "invalid character "))
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		if te.Field == "" {
+			return fmt.Sprintf("a job must be a JSON object, not a %s", te.Value)
+		}
+		return fmt.Sprintf("field %q must be %s, not %s", te.Field, jsonKind(te.Type.String()), te.Value)
+	}
+	if msg, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return "unknown field " + msg + " (fields: id, provider, batch, priority, fairness_key, input, metadata, enqueued_at)"
+	}
+	if errors.Is(err, errUnexpectedEOF) || strings.Contains(err.Error(), "unexpected end of JSON input") {
+		return "the JSON object is cut short"
+	}
+	return err.Error()
+}
+
+var errUnexpectedEOF = errors.New("unexpected EOF")
+
+func jsonKind(goType string) string {
+	switch {
+	case goType == "string", goType == "reelq.Priority":
+		return "a string"
+	case strings.Contains(goType, "time.Time"):
+		return "an RFC 3339 time string"
+	case strings.HasPrefix(goType, "json.RawMessage"):
+		return "JSON"
+	}
+	return goType
+}
+
+// Digest is the job's content digest, "sha256:<hex>", over its provider,
+// input and metadata in canonical form (keys sorted, whitespace removed,
+// numbers as written). Id, batch, priority and fairness key are not part
+// of it. A job id already known with a different digest is refused.
+func (j *Job) Digest() string {
+	h := sha256.New()
+	h.Write([]byte(j.Provider))
+	h.Write([]byte{0})
+	writeCanonical(h, j.Input)
+	h.Write([]byte{0})
+	writeCanonical(h, j.Metadata)
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// ContentID is the id a job gets from its content when it has none: "j"
+// and 24 hex digits of its digest, then "-<n>" for the n-th identical job
+// of one input file (n >= 2). Adding, removing, reordering or fixing
+// lines of a file therefore never changes the ids of the other lines.
+func ContentID(digest string, occurrence int) string {
+	hexd := strings.TrimPrefix(digest, "sha256:")
+	if len(hexd) > 24 {
+		hexd = hexd[:24]
+	}
+	id := "j" + hexd
+	if occurrence > 1 {
+		id += "-" + strconv.Itoa(occurrence)
+	}
+	return id
+}
+
+// writeCanonical writes raw JSON in canonical form: objects with sorted
+// keys, no insignificant whitespace, numbers as written. Invalid JSON is
+// written as is.
+func writeCanonical(w interface{ Write([]byte) (int, error) }, raw json.RawMessage) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		_, _ = w.Write(raw)
+		return
+	}
+	b, err := json.Marshal(v) // maps marshal with sorted keys; json.Number as written
+	if err != nil {
+		_, _ = w.Write(raw)
+		return
+	}
+	_, _ = w.Write(b)
+}
+
+// NewID returns a fresh random job id: a time-ordered prefix and a random
+// suffix.
+func NewID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%x", strings.ToLower(time.Now().UTC().Format("20060102t150405")), b)
+}
