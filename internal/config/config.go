@@ -8,12 +8,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math"
 	"net/url"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/reelq/reelq/internal/providers/registry"
 )
 
 // NATS is how to reach the NATS server or cluster, with the variable names
@@ -21,21 +27,21 @@ import (
 type NATS struct {
 	// URL is a comma-separated server list. Empty in the worker means "run
 	// an embedded server".
-	URL          string        `env:"NATS_URL"`
-	Creds        string        `env:"NATS_CREDS"` // path to a .creds file
-	NKey         string        `env:"NATS_NKEY"`  // path to an nkey seed file
-	User         string        `env:"NATS_USER"`
-	Password     string        `env:"NATS_PASSWORD"`
-	PasswordFile string        `env:"NATS_PASSWORD_FILE"`
-	Token        string        `env:"NATS_TOKEN"`
-	TokenFile    string        `env:"NATS_TOKEN_FILE"`
-	CA           string        `env:"NATS_CA"`   // CA bundle path
-	Cert         string        `env:"NATS_CERT"` // client certificate path (mTLS)
-	Key          string        `env:"NATS_KEY"`  // client key path (mTLS)
-	Timeout      time.Duration `env:"NATS_TIMEOUT" envDefault:"5s"`
+	URL          string        `env:"NATS_URL" help:"NATS server list, comma-separated; unset: the worker runs an embedded JetStream server" helpDefault:"(embedded server)"`
+	Creds        string        `env:"NATS_CREDS" help:"path to a .creds file (user JWT and nkey seed)"`
+	NKey         string        `env:"NATS_NKEY" help:"path to an nkey seed file"`
+	User         string        `env:"NATS_USER" help:"user name, with NATS_PASSWORD"`
+	Password     string        `env:"NATS_PASSWORD" help:"password of NATS_USER"`
+	PasswordFile string        `env:"NATS_PASSWORD_FILE" help:"file holding the password (instead of NATS_PASSWORD)"`
+	Token        string        `env:"NATS_TOKEN" help:"authentication token"`
+	TokenFile    string        `env:"NATS_TOKEN_FILE" help:"file holding the token (instead of NATS_TOKEN)"`
+	CA           string        `env:"NATS_CA" help:"CA bundle that signs the servers' TLS certificates"`
+	Cert         string        `env:"NATS_CERT" help:"client certificate for mutual TLS, with NATS_KEY"`
+	Key          string        `env:"NATS_KEY" help:"client private key for mutual TLS, with NATS_CERT"`
+	Timeout      time.Duration `env:"NATS_TIMEOUT" envDefault:"5s" help:"connect timeout"`
 	// InboxPrefix replaces _INBOX for replies, so permissions can give each
 	// identity its own reply subjects.
-	InboxPrefix string `env:"NATS_INBOX_PREFIX"`
+	InboxPrefix string `env:"NATS_INBOX_PREFIX" help:"reply subject prefix, so permissions can give each identity its own replies" helpDefault:"_INBOX"`
 }
 
 // Secrets returns every secret value in the NATS settings, including a
@@ -86,20 +92,26 @@ func (n *NATS) resolve() error {
 	if n.Token, err = fromFile("NATS_TOKEN", n.Token, n.TokenFile); err != nil {
 		return err
 	}
-	methods := 0
-	for _, set := range []bool{n.Creds != "", n.NKey != "", n.Token != "", n.User != ""} {
-		if set {
-			methods++
+	var methods []string
+	for _, m := range []struct {
+		name string
+		set  bool
+	}{{"NATS_CREDS", n.Creds != ""}, {"NATS_NKEY", n.NKey != ""}, {"NATS_TOKEN", n.Token != ""}, {"NATS_USER", n.User != ""}} {
+		if m.set {
+			methods = append(methods, m.name)
 		}
 	}
-	if methods > 1 {
-		return errors.New("set only one of NATS_CREDS, NATS_NKEY, NATS_TOKEN and NATS_USER")
+	if len(methods) > 1 {
+		return fmt.Errorf("%s: set only one of NATS_CREDS, NATS_NKEY, NATS_TOKEN and NATS_USER", strings.Join(methods, ", "))
 	}
 	if n.Password != "" && n.User == "" {
-		return errors.New("NATS_PASSWORD is set but NATS_USER is not")
+		return errors.New("NATS_PASSWORD: set, but NATS_USER is not")
 	}
-	if (n.Cert == "") != (n.Key == "") {
-		return errors.New("NATS_CERT and NATS_KEY must be set together")
+	if n.Cert != "" && n.Key == "" {
+		return errors.New("NATS_CERT: set, but NATS_KEY is not; mutual TLS needs both")
+	}
+	if n.Key != "" && n.Cert == "" {
+		return errors.New("NATS_KEY: set, but NATS_CERT is not; mutual TLS needs both")
 	}
 	return nil
 }
@@ -107,31 +119,31 @@ func (n *NATS) resolve() error {
 // Provider is one provider's settings, read with the provider's prefix
 // (SEGMIND_, SAMSAR_, VIMMERSE_, CAMB_).
 type Provider struct {
-	APIKey     string `env:"API_KEY"`
-	APIKeyFile string `env:"API_KEY_FILE"`
+	APIKey     string `env:"API_KEY" help:"the provider's API key; a provider runs when it has one"`
+	APIKeyFile string `env:"API_KEY_FILE" help:"file holding the API key (instead of P_API_KEY)"`
 	// BaseURL overrides the provider's public endpoint (the simulator's
 	// address in the demo and tests).
-	BaseURL string `env:"BASE_URL"`
+	BaseURL string `env:"BASE_URL" help:"the provider's API endpoint, e.g. the simulator's address" helpDefault:"(public API)"`
 	// Rate is the requests per second all replicas together may send,
 	// counting every call (submits and polls).
-	Rate float64 `env:"RATE"`
+	Rate float64 `env:"RATE" help:"requests per second from all replicas together, every call (submits and polls) counted"`
 	// Burst is how many calls may go back to back before Rate applies.
-	Burst int `env:"BURST"`
+	Burst int `env:"BURST" help:"calls allowed back to back before P_RATE applies"`
 	// MaxInflight caps the provider's jobs in flight cluster-wide.
-	MaxInflight int `env:"MAX_INFLIGHT"`
+	MaxInflight int `env:"MAX_INFLIGHT" help:"jobs in flight cluster-wide (the consumer's MaxAckPending)"`
 	// Slots caps the provider's jobs in flight on this replica; zero means
 	// MaxInflight (one replica may take every cluster-wide slot).
-	Slots int `env:"SLOTS"`
+	Slots int `env:"SLOTS" help:"jobs in flight on this replica (below P_MAX_INFLIGHT spreads the work over replicas)" helpDefault:"P_MAX_INFLIGHT"`
 	// PollInterval and MaxPollInterval shape the status poll schedule;
 	// JobTimeout bounds a submitted task. Zero means the adapter's default.
-	PollInterval    time.Duration `env:"POLL_INTERVAL"`
-	MaxPollInterval time.Duration `env:"MAX_POLL_INTERVAL"`
-	JobTimeout      time.Duration `env:"JOB_TIMEOUT"`
+	PollInterval    time.Duration `env:"POLL_INTERVAL" help:"first wait between status polls; it grows x1.5 per poll" helpDefault:"(per provider)"`
+	MaxPollInterval time.Duration `env:"MAX_POLL_INTERVAL" help:"longest wait between status polls" helpDefault:"(per provider)"`
+	JobTimeout      time.Duration `env:"JOB_TIMEOUT" help:"give up on a submitted task after this" helpDefault:"(per provider)"`
 	// RequestTimeout bounds one HTTP call.
-	RequestTimeout time.Duration `env:"REQUEST_TIMEOUT"`
+	RequestTimeout time.Duration `env:"REQUEST_TIMEOUT" help:"bound on one HTTP call; REELQ_SHUTDOWN_TIMEOUT must cover it plus 10s"`
 	// Enabled forces the provider on or off; by default a provider runs
 	// when it has an API key.
-	Enabled *bool `env:"ENABLED"`
+	Enabled *bool `env:"ENABLED" help:"force the provider on (true) or off (false)" helpDefault:"(on with an API key)"`
 }
 
 // LogValue implements slog.LogValuer without the key.
@@ -168,20 +180,20 @@ func (p *Provider) resolve(prefix string, def Provider) error {
 	if p.APIKey, err = fromFile(prefix+"API_KEY", p.APIKey, p.APIKeyFile); err != nil {
 		return err
 	}
-	if p.Rate < 0 {
-		return fmt.Errorf("%sRATE must be positive, got %g", prefix, p.Rate)
+	if p.Rate < 0 || math.IsNaN(p.Rate) || math.IsInf(p.Rate, 0) {
+		return fmt.Errorf("%sRATE: must be a positive number, got %g", prefix, p.Rate)
 	}
 	if p.Rate == 0 {
 		p.Rate = def.Rate
 	}
 	if p.Burst < 0 {
-		return fmt.Errorf("%sBURST must be positive, got %d", prefix, p.Burst)
+		return fmt.Errorf("%sBURST: must not be negative, got %d", prefix, p.Burst)
 	}
 	if p.Burst == 0 {
 		p.Burst = def.Burst
 	}
 	if p.MaxInflight < 0 {
-		return fmt.Errorf("%sMAX_INFLIGHT must be positive, got %d", prefix, p.MaxInflight)
+		return fmt.Errorf("%sMAX_INFLIGHT: must not be negative, got %d", prefix, p.MaxInflight)
 	}
 	if p.MaxInflight == 0 {
 		p.MaxInflight = def.MaxInflight
@@ -190,7 +202,7 @@ func (p *Provider) resolve(prefix string, def Provider) error {
 		p.RequestTimeout = def.RequestTimeout
 	}
 	if p.Slots < 0 {
-		return fmt.Errorf("%sSLOTS must be positive, got %d", prefix, p.Slots)
+		return fmt.Errorf("%sSLOTS: must not be negative, got %d", prefix, p.Slots)
 	}
 	return nil
 }
@@ -204,32 +216,40 @@ type Worker struct {
 	Camb     Provider `envPrefix:"CAMB_"`
 
 	// DataDir holds the embedded server's JetStream store.
-	DataDir string `env:"REELQ_DATA_DIR" envDefault:"./data"`
+	DataDir string `env:"REELQ_DATA_DIR" envDefault:"./data" help:"the embedded server's JetStream store"`
 	// Listen is the embedded server's client address.
-	Listen string `env:"REELQ_LISTEN" envDefault:"127.0.0.1:4222"`
+	Listen string `env:"REELQ_LISTEN" envDefault:"127.0.0.1:4222" help:"the embedded server's client address"`
 	// SyncAlways makes the embedded server fsync before every ack.
-	SyncAlways bool `env:"REELQ_SYNC_ALWAYS" envDefault:"true"`
+	SyncAlways bool `env:"REELQ_SYNC_ALWAYS" envDefault:"true" help:"the embedded server fsyncs before acknowledging a write"`
 	// HTTPAddr serves /healthz, /readyz and /metrics when set.
-	HTTPAddr  string `env:"WORKER_HTTP_ADDR"`
-	LogFormat string `env:"LOG_FORMAT" envDefault:"text"`
-	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
+	HTTPAddr  string `env:"WORKER_HTTP_ADDR" help:"serve /healthz, /readyz and /metrics on this address"`
+	LogFormat string `env:"LOG_FORMAT" envDefault:"text" help:"text (tint, for terminals) or json"`
+	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
 	// WorkerID names this replica in job state and events; default host-pid.
-	WorkerID string `env:"REELQ_WORKER_ID"`
+	WorkerID string `env:"REELQ_WORKER_ID" help:"this replica's name in job state and events" helpDefault:"host-pid"`
 
-	AckWait       time.Duration `env:"REELQ_ACK_WAIT" envDefault:"60s"`
-	MaxAttempts   int           `env:"REELQ_MAX_ATTEMPTS" envDefault:"5"`
-	MaxDeliver    int           `env:"REELQ_MAX_DELIVER" envDefault:"100"`
-	RetryBase     time.Duration `env:"REELQ_RETRY_BASE" envDefault:"10s"`
-	RetryMax      time.Duration `env:"REELQ_RETRY_MAX" envDefault:"10m"`
-	ProbeInterval time.Duration `env:"REELQ_PROBE_INTERVAL" envDefault:"1m"`
+	AckWait       time.Duration `env:"REELQ_ACK_WAIT" envDefault:"60s" help:"redelivery timeout (at least 2s); running jobs heartbeat every quarter of it"`
+	MaxAttempts   int           `env:"REELQ_MAX_ATTEMPTS" envDefault:"5" help:"attempts after retryable errors before a job fails"`
+	MaxDeliver    int           `env:"REELQ_MAX_DELIVER" envDefault:"100" help:"deliveries of one message before it is dead-lettered (crash-loop guard; at least REELQ_MAX_ATTEMPTS)"`
+	RetryBase     time.Duration `env:"REELQ_RETRY_BASE" envDefault:"10s" help:"first retry back-off (exponential, jittered)"`
+	RetryMax      time.Duration `env:"REELQ_RETRY_MAX" envDefault:"10m" help:"longest retry back-off"`
+	ProbeInterval time.Duration `env:"REELQ_PROBE_INTERVAL" envDefault:"1m" help:"first wait before probing a provider paused for credits"`
 	// MaxProbeInterval caps the probe back-off while credits stay empty.
-	MaxProbeInterval time.Duration `env:"REELQ_MAX_PROBE_INTERVAL" envDefault:"10m"`
-	ShutdownTimeout  time.Duration `env:"REELQ_SHUTDOWN_TIMEOUT" envDefault:"30s"`
+	MaxProbeInterval time.Duration `env:"REELQ_MAX_PROBE_INTERVAL" envDefault:"10m" help:"longest wait between probes; the wait doubles while probes fail"`
+	// ShutdownTimeout is how long running jobs may finish after SIGTERM. It
+	// must cover the longest RequestTimeout of an enabled provider plus
+	// RecordingMargin, so that a paid call in flight at SIGTERM finishes and
+	// its outcome is recorded.
+	ShutdownTimeout time.Duration `env:"REELQ_SHUTDOWN_TIMEOUT" envDefault:"70s" help:"how long running jobs may finish after SIGTERM; at least the longest enabled P_REQUEST_TIMEOUT plus 10s"`
 
-	StreamReplicas int           `env:"REELQ_STREAM_REPLICAS" envDefault:"1"`
-	DedupeWindow   time.Duration `env:"REELQ_DEDUPE_WINDOW" envDefault:"1h"`
-	ResultsMaxAge  time.Duration `env:"REELQ_RESULTS_MAX_AGE" envDefault:"720h"`
-	JobStateTTL    time.Duration `env:"REELQ_JOB_STATE_TTL" envDefault:"720h"`
+	StreamReplicas int           `env:"REELQ_STREAM_REPLICAS" envDefault:"1" help:"replicas of every stream and bucket, 1 to 5 (3 on a cluster)"`
+	DedupeWindow   time.Duration `env:"REELQ_DEDUPE_WINDOW" envDefault:"1h" help:"duplicate window of the JOBS and RESULTS streams (at least 1h)"`
+	ResultsMaxAge  time.Duration `env:"REELQ_RESULTS_MAX_AGE" envDefault:"720h" help:"how long result events are kept (at most REELQ_JOB_STATE_TTL)"`
+	JobStateTTL    time.Duration `env:"REELQ_JOB_STATE_TTL" envDefault:"720h" help:"how long job state is kept, and job ids remembered"`
+
+	// Warnings are problems LoadWorker found that do not stop the worker,
+	// such as unknown (probably misspelt) variables; the caller logs them.
+	Warnings []string `env:"-"`
 }
 
 // Providers returns the per-provider settings by name.
@@ -237,62 +257,201 @@ func (w *Worker) Providers() map[string]*Provider {
 	return map[string]*Provider{"segmind": &w.Segmind, "samsar": &w.Samsar, "vimmerse": &w.Vimmerse, "camb": &w.Camb}
 }
 
+// RecordingMargin is the time a provider call's outcome needs to be
+// recorded in the job state after the call returns. The worker's shutdown
+// timeout must cover the longest request timeout plus this margin.
+const RecordingMargin = 10 * time.Second
+
 // LoadWorker reads the worker configuration from environ (os.Environ()
 // form: "K=V"), or from the process environment if environ is nil.
+//
+// A bad value is reported with its variable's name
+// (`REELQ_ACK_WAIT: invalid duration "abc"`); settings that contradict
+// each other are errors naming the variables and values. Variables that
+// start with REELQ_ or a provider prefix but are not known (see
+// UnknownVars) do not stop the worker: they are returned in
+// Worker.Warnings, for the caller to log.
 func LoadWorker(environ []string) (*Worker, error) {
+	m := toMap(environ)
+	warnings := UnknownVars(m)
+	fail := func(errs ...error) (*Worker, error) { return nil, configError(errs, warnings) }
+
+	errs := checkValues(workerFields(), m)
+	for _, o := range registry.OptionTypes() {
+		errs = append(errs, checkValues(fieldsOf(o.Type, o.Prefix), m)...)
+	}
+	if len(errs) > 0 {
+		return fail(errs...)
+	}
 	var w Worker
-	if err := env.ParseWithOptions(&w, env.Options{Environment: toMap(environ)}); err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
+	if err := env.ParseWithOptions(&w, env.Options{Environment: m}); err != nil {
+		return fail(err)
+	}
+	if errs := negativeDurations(&w); len(errs) > 0 {
+		return fail(errs...) // before defaults replace non-positive values
 	}
 	if err := w.NATS.resolve(); err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
+		return fail(err)
 	}
-	for name, p := range w.Providers() {
-		if err := p.resolve(strings.ToUpper(name)+"_", ProviderDefaults[name]); err != nil {
-			return nil, fmt.Errorf("configuration: %w", err)
+	for _, name := range slices.Sorted(maps.Keys(w.Providers())) {
+		if err := w.Providers()[name].resolve(strings.ToUpper(name)+"_", ProviderDefaults[name]); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	switch w.LogFormat {
-	case "text", "json":
-	default:
-		return nil, fmt.Errorf("configuration: LOG_FORMAT must be text or json, got %q", w.LogFormat)
+	if len(errs) > 0 {
+		return fail(errs...)
 	}
-	if _, err := ParseLevel(w.LogLevel); err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
-	}
-	if w.AckWait < 2*time.Second {
-		return nil, fmt.Errorf("configuration: REELQ_ACK_WAIT must be at least 2s, got %s", w.AckWait)
-	}
-	if w.MaxAttempts < 1 {
-		return nil, fmt.Errorf("configuration: REELQ_MAX_ATTEMPTS must be at least 1, got %d", w.MaxAttempts)
-	}
-	if w.DedupeWindow < time.Hour {
-		return nil, fmt.Errorf("configuration: REELQ_DEDUPE_WINDOW must be at least 1h, got %s", w.DedupeWindow)
+	if errs := w.check(m); len(errs) > 0 {
+		return fail(errs...)
 	}
 	if w.WorkerID == "" {
 		host, _ := os.Hostname()
 		w.WorkerID = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
+	w.Warnings = warnings
 	return &w, nil
 }
 
-// LoadNATS reads only the NATS settings (for enqueue).
+// check cross-checks the parsed settings; m is the environment, to tell
+// set values from defaults in messages.
+func (w *Worker) check(m map[string]string) []error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	switch w.LogFormat {
+	case "text", "json":
+	default:
+		add("LOG_FORMAT: must be text or json, got %q", w.LogFormat)
+	}
+	if _, err := ParseLevel(w.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if w.AckWait < 2*time.Second {
+		add("REELQ_ACK_WAIT: must be at least 2s, got %s", fmtDuration(w.AckWait))
+	}
+	if w.MaxAttempts < 1 {
+		add("REELQ_MAX_ATTEMPTS: must be at least 1, got %d", w.MaxAttempts)
+	}
+	if w.MaxDeliver > 0 && w.MaxDeliver < w.MaxAttempts {
+		add("REELQ_MAX_DELIVER: %d is less than REELQ_MAX_ATTEMPTS (%d): every attempt is a delivery, so jobs would be dead-lettered before their last attempt",
+			w.MaxDeliver, w.MaxAttempts)
+	}
+	if w.RetryBase > w.RetryMax {
+		add("REELQ_RETRY_BASE: %s is longer than REELQ_RETRY_MAX (%s)", fmtDuration(w.RetryBase), fmtDuration(w.RetryMax))
+	}
+	if w.ProbeInterval > w.MaxProbeInterval {
+		add("REELQ_PROBE_INTERVAL: %s is longer than REELQ_MAX_PROBE_INTERVAL (%s)", fmtDuration(w.ProbeInterval), fmtDuration(w.MaxProbeInterval))
+	}
+	if w.StreamReplicas < 1 || w.StreamReplicas > 5 {
+		add("REELQ_STREAM_REPLICAS: must be 1 to 5 (JetStream's limit), got %d", w.StreamReplicas)
+	}
+	if w.DedupeWindow < time.Hour {
+		add("REELQ_DEDUPE_WINDOW: must be at least 1h, got %s", fmtDuration(w.DedupeWindow))
+	}
+	if w.DedupeWindow > w.ResultsMaxAge {
+		add("REELQ_DEDUPE_WINDOW: %s is longer than REELQ_RESULTS_MAX_AGE (%s); JetStream refuses a duplicate window longer than the stream's max age",
+			fmtDuration(w.DedupeWindow), fmtDuration(w.ResultsMaxAge))
+	}
+	if w.ResultsMaxAge > w.JobStateTTL {
+		add("REELQ_RESULTS_MAX_AGE: %s is longer than REELQ_JOB_STATE_TTL (%s); a result kept longer than its job's state lets a re-enqueued job id collide with the old result",
+			fmtDuration(w.ResultsMaxAge), fmtDuration(w.JobStateTTL))
+	}
+	for _, name := range slices.Sorted(maps.Keys(w.Providers())) {
+		p, prefix := w.Providers()[name], strings.ToUpper(name)+"_"
+		if p.PollInterval > 0 && p.MaxPollInterval > 0 && p.PollInterval > p.MaxPollInterval {
+			add("%sPOLL_INTERVAL: %s is longer than %sMAX_POLL_INTERVAL (%s)", prefix, fmtDuration(p.PollInterval), prefix, fmtDuration(p.MaxPollInterval))
+		}
+	}
+	if name, longest := w.longestRequestTimeout(); name != "" && w.ShutdownTimeout < longest+RecordingMargin {
+		key := strings.ToUpper(name) + "_REQUEST_TIMEOUT"
+		how := "set"
+		if m[key] == "" {
+			how = "default"
+		}
+		add("REELQ_SHUTDOWN_TIMEOUT: %s does not cover %s (%s, %s) plus %s to record the outcome; set it to at least %s, so that a provider call in flight at SIGTERM finishes and is recorded",
+			fmtDuration(w.ShutdownTimeout), key, fmtDuration(longest), how, fmtDuration(RecordingMargin), fmtDuration(longest+RecordingMargin))
+	}
+	return errs
+}
+
+// longestRequestTimeout returns the enabled provider with the longest
+// request timeout (the first by name on a tie), or "" if none is enabled.
+func (w *Worker) longestRequestTimeout() (string, time.Duration) {
+	var name string
+	var longest time.Duration
+	for _, n := range slices.Sorted(maps.Keys(w.Providers())) {
+		if p := w.Providers()[n]; p.Active() && (name == "" || p.RequestTimeout > longest) {
+			name, longest = n, p.RequestTimeout
+		}
+	}
+	return name, longest
+}
+
+// negativeDurations reports every duration variable set below zero.
+func negativeDurations(w *Worker) []error {
+	var errs []error
+	rv := reflect.ValueOf(w).Elem()
+	for _, f := range workerFields() {
+		if f.SF.Type != durationType || f.Index == nil {
+			continue
+		}
+		if v, err := rv.FieldByIndexErr(f.Index); err == nil && v.Int() < 0 {
+			errs = append(errs, fmt.Errorf("%s: must not be negative, got %s", f.Key, fmtDuration(time.Duration(v.Int()))))
+		}
+	}
+	return errs
+}
+
+// LoadNATS reads only the NATS settings (for enqueue). Bad values are
+// reported with their variable's name, as in LoadWorker.
 func LoadNATS(environ []string) (*NATS, error) {
+	m := toMap(environ)
+	if errs := checkValues(fieldsOf(reflect.TypeFor[NATS](), ""), m); len(errs) > 0 {
+		return nil, configError(errs, nil)
+	}
 	var n NATS
-	if err := env.ParseWithOptions(&n, env.Options{Environment: toMap(environ)}); err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
+	if err := env.ParseWithOptions(&n, env.Options{Environment: m}); err != nil {
+		return nil, configError([]error{err}, nil)
 	}
 	if err := n.resolve(); err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
+		return nil, configError([]error{err}, nil)
+	}
+	if n.Timeout < 0 {
+		return nil, configError([]error{fmt.Errorf("NATS_TIMEOUT: must not be negative, got %s", fmtDuration(n.Timeout))}, nil)
 	}
 	return &n, nil
+}
+
+// configError joins errs under "configuration:", one per line, and adds
+// the unknown-variable warnings as notes: a misspelt name is a likely
+// cause of a wrong setting.
+func configError(errs []error, warnings []string) error {
+	for _, w := range warnings {
+		errs = append(errs, fmt.Errorf("note: %s", w))
+	}
+	return fmt.Errorf("configuration: %w", errors.Join(errs...))
+}
+
+// workerFields returns every variable of the Worker struct, with the
+// provider prefixes applied.
+func workerFields() []field { return fieldsOf(reflect.TypeFor[Worker](), "") }
+
+// fmtDuration renders d without zero units: 1m, 720h, 1m10s, 1.5s.
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // ParseLevel reads LOG_LEVEL: debug, info, warn or error.
 func ParseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return 0, fmt.Errorf("LOG_LEVEL must be debug, info, warn or error, got %q", s)
+		return 0, fmt.Errorf("LOG_LEVEL: must be debug, info, warn or error, got %q", s)
 	}
 	return l, nil
 }
@@ -315,7 +474,7 @@ func fromFile(name, value, file string) (string, error) {
 		return value, nil
 	}
 	if value != "" {
-		return "", fmt.Errorf("set only one of %s and %s_FILE", name, name)
+		return "", fmt.Errorf("%s, %s_FILE: set only one of them", name, name)
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
@@ -323,7 +482,7 @@ func fromFile(name, value, file string) (string, error) {
 	}
 	v := strings.TrimSpace(string(b))
 	if v == "" {
-		return "", fmt.Errorf("%s_FILE %s is empty", name, file)
+		return "", fmt.Errorf("%s_FILE: %s is empty", name, file)
 	}
 	return v, nil
 }
