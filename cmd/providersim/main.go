@@ -1,8 +1,11 @@
 // Command providersim serves simulated Segmind, Samsar, Vimmerse and Camb
 // APIs on one port, for the demo and for tests. Every provider starts with
 // the same knobs (flags below); -knobs FILE sets per-provider knobs as JSON
-// ({"samsar": {"complete_after": "2s", "fail_rate": 0.1}, ...}), and the
-// admin API changes them at runtime (see package providersim).
+// ({"samsar": {"complete_after": "2s", "fail_rate": 0.1}, ...}; a
+// provider named there gets exactly those knobs), and the admin API
+// changes them at runtime (see package providersim). Output links point at
+// this server (/outputs/...) and serve small playable MP4, WAV and PNG
+// files.
 package main
 
 import (
@@ -44,12 +47,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	failRate := fs.Float64("fail-rate", 0, "fraction of tasks that fail")
 	errorRate := fs.Float64("error-rate", 0, "fraction of calls answered with a 5xx")
 	rateLimit := fs.Float64("rate-limit", 0, "requests per second per provider before 429 (0 = none)")
+	delayMin := fs.Duration("create-delay-min", 0, "hold every accepted create's answer at least this long (the task is charged first)")
+	delayMax := fs.Duration("create-delay-max", 0, "hold it at most this long (a delay is drawn from [min, max])")
+	outputTTL := fs.Duration("output-ttl", 0, "output links expire this long after the task finished (0 = never)")
+	outputSize := fs.Int64("output-size", 0, "serve every MP4 and WAV output as a file of this many bytes (0 = a few KB)")
 	seed := fs.Uint64("seed", 1, "random seed")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	base := providersim.Knobs{APIKey: *apiKey, CompleteAfter: providersim.Duration(*complete), Jitter: providersim.Duration(*jitter),
-		FailRate: *failRate, ErrorRate: *errorRate, RateLimit: *rateLimit, RateBurst: 5, RetryAfter: providersim.Duration(time.Second)}
+		FailRate: *failRate, ErrorRate: *errorRate, RateLimit: *rateLimit, RateBurst: 5, RetryAfter: providersim.Duration(time.Second),
+		CreateDelayMin: providersim.Duration(*delayMin), CreateDelayMax: providersim.Duration(*delayMax),
+		OutputTTL: providersim.Duration(*outputTTL), OutputSize: *outputSize}
 	knobs := map[string]providersim.Knobs{}
 	for _, p := range providersim.Providers {
 		knobs[p] = base

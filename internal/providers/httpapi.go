@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // MaxBodyBytes bounds how much of a provider response is read.
@@ -59,6 +60,9 @@ func (c *Caller) Do(ctx context.Context, op string, req *http.Request) (*Respons
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return &Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: body}, nil
 	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return nil, c.redirectError(op, req, resp)
+	}
 	classify := c.Classify
 	if classify == nil {
 		classify = func(status int, _ []byte) error { return ClassifyStatus(status) }
@@ -75,9 +79,47 @@ func (c *Caller) Do(ctx context.Context, op string, req *http.Request) (*Respons
 }
 
 // Decode reports a 2xx body that could not be understood. Such replies are
-// treated as transient: the provider may be mid-deploy.
+// treated as transient: the provider may be mid-deploy. Never use it for a
+// submit, whose 2xx may mean a paid task: see [Caller.UnknownSubmission].
 func (c *Caller) Decode(op string, err error) error {
-	return &Error{Provider: c.Provider, Op: op, Class: ErrRetryable, Message: "unexpected response", Cause: err}
+	return &Error{Provider: c.Provider, Op: op, Class: ErrRetryable, Message: "unexpected response", Cause: redactError{err, c.Secrets}}
+}
+
+// UnknownSubmission reports a submit answered 2xx without a usable task id
+// (a renamed field, a body that is not the documented JSON): the provider
+// may have started, and charged for, a task that can never be polled, so
+// the submit must not be repeated automatically. why says what was
+// missing; the message keeps the provider's answer, trimmed and redacted.
+func (c *Caller) UnknownSubmission(resp *Response, why string) error {
+	msg := why
+	if b := c.clipTo(string(resp.Body), maxAnswer); b != "" {
+		msg += "; the answer was: " + b
+	}
+	return &Error{Provider: c.Provider, Op: "submit", StatusCode: resp.StatusCode, Class: ErrUnknownSubmission, Message: msg}
+}
+
+// redirectError reports a 3xx that the client did not follow (see
+// [Config.Client]). A GET or a cancel can be retried. So can a submit
+// answered 307 or 308, which ask for the request to be repeated
+// elsewhere and so were not acted on; any other 3xx to a submit (303 See
+// Other, or a 301/302 used the same way) may mean the task was created,
+// so it is an unknown submission, never resubmitted automatically.
+func (c *Caller) redirectError(op string, req *http.Request, resp *http.Response) error {
+	where := "a Location that is not followed"
+	if loc, err := resp.Location(); err == nil {
+		if loc.Host == req.URL.Host && strings.EqualFold(loc.Scheme, req.URL.Scheme) {
+			where = "the same host, which is not followed"
+		} else {
+			where = fmt.Sprintf("%s://%s, which is not followed", loc.Scheme, loc.Host)
+		}
+	}
+	msg := fmt.Sprintf("HTTP %d redirect to %s", resp.StatusCode, where)
+	class := ErrRetryable
+	if op == "submit" && resp.StatusCode != http.StatusTemporaryRedirect && resp.StatusCode != http.StatusPermanentRedirect {
+		class = ErrUnknownSubmission
+		msg += "; the provider may have accepted the submission"
+	}
+	return &Error{Provider: c.Provider, Op: op, StatusCode: resp.StatusCode, Class: class, Message: Redact(msg, c.Secrets)}
 }
 
 func (c *Caller) transportError(ctx context.Context, op string, err error) error {
@@ -87,7 +129,10 @@ func (c *Caller) transportError(ctx context.Context, op string, err error) error
 	}
 	msg := "network error"
 	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	switch {
+	case errors.Is(err, ErrCredentialsRefused):
+		msg = "request not sent"
+	case errors.As(err, &ne) && ne.Timeout():
 		msg = "timeout"
 	}
 	return &Error{Provider: c.Provider, Op: op, Class: ErrRetryable, Message: msg, Cause: redactError{err, c.Secrets}}
@@ -101,11 +146,31 @@ func (c *Caller) message(body []byte) string {
 	if m == "" {
 		m = string(body)
 	}
-	m = strings.Join(strings.Fields(m), " ")
-	if len(m) > 300 {
-		m = m[:300] + "..."
+	return c.clip(m)
+}
+
+// maxMessage bounds the provider text kept in an error; maxAnswer the
+// answer kept in an unknown submission, which an operator may need to
+// find the task by hand.
+const (
+	maxMessage = 300
+	maxAnswer  = 4 << 10
+)
+
+// clip collapses whitespace, redacts secrets and truncates m to
+// maxMessage bytes (on a rune boundary).
+func (c *Caller) clip(m string) string { return c.clipTo(m, maxMessage) }
+
+func (c *Caller) clipTo(m string, limit int) string {
+	m = Redact(strings.Join(strings.Fields(m), " "), c.Secrets)
+	if len(m) > limit {
+		cut := limit
+		for cut > 0 && !utf8.RuneStart(m[cut]) {
+			cut--
+		}
+		m = m[:cut] + "..."
 	}
-	return Redact(m, c.Secrets)
+	return m
 }
 
 func (c *Caller) retryAfter(h http.Header) time.Duration {

@@ -68,3 +68,21 @@ func FirstNonEmpty(s ...string) string {
 	}
 	return ""
 }
+
+// Scalar renders a JSON string or number as trimmed text ("" for null,
+// absent, or any other JSON type). Task ids arrive as either.
+func Scalar(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return strings.TrimSpace(s)
+	}
+	var n json.Number
+	if json.Unmarshal(raw, &n) == nil {
+		return n.String()
+	}
+	return ""
+}

@@ -23,6 +23,7 @@ type cambStory struct {
 	title       string
 	chars       int
 	unpaid      bool
+	forbidden   bool // the ForbiddenMarker knob refused it: ERROR + FORBIDDEN
 	legacyEnum  bool // report PAYMENT_REQUIRED as the old status, not ERROR + reason
 	failTimeout bool // fail with TIMEOUT rather than ERROR
 }
@@ -106,23 +107,35 @@ func (s *Server) cambCreate(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	story := &cambStory{title: title, chars: utf8.RuneCount(text)}
-	t, ok := c.newTask("submit", key, r.Header.Get("Idempotency-Key"), CambCreditsPerTask, story)
-	if !ok {
-		// Camb takes the request and fails the task when it is processed.
+	var t *task
+	if c.forbidden(title, string(text)) {
+		// Camb takes the request and fails the task with FORBIDDEN.
+		story.forbidden = true
 		t = c.unpaidTask(key, story)
+	} else if t, ok = c.newTask("submit", key, r.Header.Get("Idempotency-Key"), CambCreditsPerTask, story); !ok {
+		// Camb takes the request and fails the task when it is processed.
+		story.unpaid = true
+		t = c.unpaidTask(key, story)
+	}
+	if !c.holdCreate(r) {
+		return
+	}
+	if c.missingID() {
+		writeJSON(w, http.StatusOK, map[string]string{"taskId": t.id})
+		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"task_id": t.id})
 }
 
-// unpaidTask records a task the account could not pay for: it is not
-// charged or counted as a submission, and polls report PAYMENT_REQUIRED.
+// unpaidTask records a task that will not run (no credits, or forbidden):
+// it is not charged or counted as a submission, and polls report
+// PAYMENT_REQUIRED or FORBIDDEN.
 func (c *call) unpaidTask(key string, story *cambStory) *task {
 	s, p := c.s, c.p
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seq++
 	now := s.now()
-	story.unpaid = true
 	story.legacyEnum = s.seq%2 == 0 // alternate the two documented forms
 	story.runID = s.seq
 	t := &task{
@@ -150,6 +163,8 @@ func (s *Server) cambStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	story := c.cambStory(v.t)
 	switch {
+	case story.forbidden:
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ERROR", "run_id": nil, "exception_reason": "FORBIDDEN", "message": "API key lacks access to this story"})
 	case story.unpaid && story.legacyEnum:
 		writeJSON(w, http.StatusOK, map[string]any{"status": "PAYMENT_REQUIRED", "run_id": nil, "exception_reason": nil, "message": "Insufficient credits"})
 	case story.unpaid:
@@ -187,7 +202,7 @@ func (s *Server) cambResult(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	var found *task
 	for _, t := range c.p.tasks {
-		if st := t.data.(*cambStory); st.runID == run && run > 0 && !st.unpaid && !t.fail && !s.now().Before(t.doneAt) {
+		if st := t.data.(*cambStory); st.runID == run && run > 0 && !st.unpaid && !st.forbidden && !t.fail && !s.now().Before(t.doneAt) {
 			found = t
 			break
 		}
@@ -199,8 +214,7 @@ func (s *Server) cambResult(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.count(c.p, "result", 200)
-	base := fmt.Sprintf("https://storage.camb.ai/stories/%d/", run)
-	body := map[string]any{"audio_url": base + "story.flac", "dialogue_url": base + "dialogue.flac"}
+	body := map[string]any{"audio_url": c.outputURL(r, found, "story.wav"), "dialogue_url": c.outputURL(r, found, "dialogue.wav")}
 	if r.URL.Query().Get("include_transcript") == "true" {
 		body["transcript"] = []map[string]any{{"start": 0.4, "end": 14.97, "text": "Once upon a time...", "speaker": "SPEAKER_0"}}
 	}

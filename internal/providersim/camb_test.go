@@ -37,7 +37,7 @@ func TestCambLifecycle(t *testing.T) {
 	}
 	r = f.do(t, "GET", fmt.Sprintf("/apis/story-result/%d?include_transcript=true", int(run)), cambKey, nil)
 	wantStatus(t, "result", r, 200)
-	if !strings.HasSuffix(str(r.body["audio_url"]), ".flac") || str(r.body["dialogue_url"]) == "" || r.body["transcript"] == nil {
+	if str(r.body["audio_url"]) != f.url+"/outputs/camb/"+id+"/story.wav" || str(r.body["dialogue_url"]) == "" || r.body["transcript"] == nil {
 		t.Errorf("result %v", r.body)
 	}
 	wantStatus(t, "unknown run", f.do(t, "GET", "/apis/story-result/999999", cambKey, nil), 404)

@@ -84,6 +84,10 @@ func (s *Server) samsarCreate(legacyCreate bool) http.HandlerFunc {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"message": msg})
 			return
 		}
+		if c.forbidden(in.Prompt) {
+			writeJSON(w, http.StatusForbidden, map[string]string{"message": "Forbidden: your plan does not allow this request."})
+			return
+		}
 		cost := *in.Duration * 10
 		t, ok := c.newTask("submit", in.Prompt, r.Header.Get("Idempotency-Key"), cost, nil)
 		if !ok {
@@ -97,7 +101,14 @@ func (s *Server) samsarCreate(legacyCreate bool) http.HandlerFunc {
 				"Insufficient credits or no credits remaining. Estimated required credits: %g. Please call /v1/credits/recharge.", cost)})
 			return
 		}
+		if !c.holdCreate(r) {
+			return
+		}
 		w.Header().Set("x-credits-charged", strconv.FormatFloat(cost, 'f', -1, 64))
+		if c.missingID() {
+			writeJSON(w, http.StatusOK, map[string]string{"requestId": t.id})
+			return
+		}
 		if legacyCreate {
 			writeJSON(w, http.StatusOK, map[string]string{"request_id": t.id, "session_id": t.id})
 			return
@@ -155,7 +166,7 @@ func (s *Server) samsarStatus(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"request_id": id, "status": status, "message": "Video generation failed at video_generation stage."})
 	case v.done:
-		url := "https://cdn.samsar.one/videos/" + id + ".mp4"
+		url := c.outputURL(r, v.t, "video.mp4")
 		// Answer in the three documented shapes in turn.
 		var body map[string]any
 		switch n, _ := strconv.Atoi(strings.Split(id, "-")[1]); n % 3 {
@@ -188,6 +199,9 @@ func (s *Server) samsarStatus(w http.ResponseWriter, r *http.Request) {
 func (s *Server) samsarCredits(w http.ResponseWriter, r *http.Request) {
 	c, ok := s.enter(s.samsarGate("credits"), w, r)
 	if !ok {
+		return
+	}
+	if c.balanceFault(w, func(st int) any { return map[string]string{"message": http.StatusText(st)} }) {
 		return
 	}
 	s.count(c.p, "credits", 200)

@@ -90,6 +90,10 @@ func (s *Server) segmindCreate(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "Invalid request body: expected a JSON object of workflow inputs"})
 		return
 	}
+	if c.forbidden(segmindKey(inputs)) {
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "Forbidden: workflow " + wf + " is private or not shared with this account"})
+		return
+	}
 	t, ok := c.newTask("submit", segmindKey(inputs), r.Header.Get("Idempotency-Key"), SegmindPricePerRun, segmindTask{workflow: wf, inputs: inputs})
 	if !ok {
 		bal := 0.0
@@ -100,7 +104,14 @@ func (s *Server) segmindCreate(w http.ResponseWriter, r *http.Request) {
 			"Insufficient credits. Your balance is $%.4f and this request needs $%.4f.", bal, SegmindPricePerRun)})
 		return
 	}
+	if !c.holdCreate(r) {
+		return
+	}
 	w.Header().Set("x-request-id", t.id)
+	if c.missingID() {
+		writeJSON(w, http.StatusOK, map[string]string{"requestId": t.id, "status": "QUEUED", "message": "Request queued."})
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]string{
 		"request_id": t.id,
 		"poll_url":   baseURL(r) + "/workflows/request/" + t.id,
@@ -143,8 +154,8 @@ func (s *Server) segmindStatus(w http.ResponseWriter, r *http.Request) {
 			"error_message": map[string]string{"message": msg, "node": "Video Generator"}})
 	case v.done:
 		items := []map[string]any{
-			{"keyname": "Storyboard", "value": map[string]string{"data": "https://images.segmind.com/outputs/" + id + "/storyboard.png", "type": "image"}},
-			{"keyname": "Video", "value": map[string]string{"data": "https://images.segmind.com/outputs/" + id + "/story.mp4", "type": "video"}},
+			{"keyname": "Storyboard", "value": map[string]string{"data": c.outputURL(r, v.t, "storyboard.png"), "type": "image"}},
+			{"keyname": "Video", "value": map[string]string{"data": c.outputURL(r, v.t, "story.mp4"), "type": "video"}},
 		}
 		out, _ := json.Marshal(items)
 		// output is a JSON string, as the seed's json.loads shows.
@@ -160,6 +171,9 @@ func (s *Server) segmindStatus(w http.ResponseWriter, r *http.Request) {
 func (s *Server) segmindCredits(w http.ResponseWriter, r *http.Request) {
 	c, ok := s.enter(s.segmindGate("credits"), w, r)
 	if !ok {
+		return
+	}
+	if c.balanceFault(w, func(st int) any { return map[string]string{"error": http.StatusText(st)} }) {
 		return
 	}
 	s.count(c.p, "credits", 200)

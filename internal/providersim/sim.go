@@ -7,12 +7,19 @@
 // prompt or title, the most requests in any window, the most tasks active
 // at once) so tests can check reelq from the provider's side.
 //
+// Beyond the faults, knobs make creates slow (the answer is held after the
+// task is charged), answer a create 2xx without the task id, refuse one
+// job with the provider's per-job 403, break the balance endpoint, and
+// shape the output downloads (see media.go): every output URL points at
+// the simulator itself and serves a small valid MP4, WAV or PNG.
+//
 // # Admin API
 //
 //	GET  /admin/stats[?window=1s]       per-provider counters (see Stats)
 //	POST /admin/knobs?provider=P        merge JSON Knobs into P's knobs
 //	POST /admin/credits?provider=P&set=N or &add=N   set or top up credits
 //	POST /admin/reset                   forget tasks and counters
+//	GET  /outputs/{provider}/{task}/{file}   an output file (no key needed)
 package providersim
 
 import (
@@ -22,6 +29,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -90,7 +98,51 @@ type Knobs struct {
 	// Idempotency makes create calls with a repeated Idempotency-Key return
 	// the first task instead of starting (and charging) a new one.
 	Idempotency bool `json:"idempotency"`
+
+	// CreateDelayMin and CreateDelayMax make creates slow: an accepted
+	// create is charged and its task started when the request arrives,
+	// and the answer is held for a delay drawn uniformly from [min, max]
+	// (max below min means min). A client that dies meanwhile has paid
+	// for a task it never heard of.
+	CreateDelayMin Duration `json:"create_delay_min"`
+	CreateDelayMax Duration `json:"create_delay_max"`
+	// MissingTaskID answers an accepted (and charged) create 2xx without
+	// the task id field, as after a rename in the provider's API.
+	MissingTaskID bool `json:"missing_task_id"`
+	// ForbiddenMarker makes a create whose prompt, title, text or inputs
+	// contain it a job the account may not run: the provider's per-job
+	// 403 (Camb: accepted, then the task fails with exception_reason
+	// FORBIDDEN). Nothing is charged. Empty: off. See ForbiddenMarker.
+	ForbiddenMarker string `json:"forbidden_marker,omitempty"`
+	// BalanceStatus makes the balance endpoint (Segmind, Samsar) answer
+	// this HTTP status, e.g. 503 or 404; BalanceMalformed makes it answer
+	// 200 with a body that has no balance in it.
+	BalanceStatus    int  `json:"balance_status,omitempty"`
+	BalanceMalformed bool `json:"balance_malformed,omitempty"`
+
+	// OutputTTL makes output links expire this long after the task
+	// finished; then they answer 404 (Segmind, Samsar) or 403 (Vimmerse,
+	// Camb). Zero: never.
+	OutputTTL Duration `json:"output_ttl,omitempty"`
+	// OutputRate serves output files at this many bytes per second; 0 is
+	// as fast as possible.
+	OutputRate int64 `json:"output_rate,omitempty"`
+	// OutputCutAfter closes the connection after this many bytes of an
+	// output file (short of its Content-Length); 0: never.
+	OutputCutAfter int64 `json:"output_cut_after,omitempty"`
+	// OutputNotFound makes every output download answer 404.
+	OutputNotFound bool `json:"output_not_found,omitempty"`
+	// OutputSize serves every MP4 and WAV output as a valid file of this
+	// many bytes, generated while streaming; 0 or less than the small
+	// file: the small file.
+	OutputSize int64 `json:"output_size,omitempty"`
+	// OutputURL replaces every output URL the provider returns (e.g.
+	// "javascript:alert(1)"), to test how clients treat a bogus one.
+	OutputURL string `json:"output_url,omitempty"`
 }
+
+// ForbiddenMarker is the conventional value of Knobs.ForbiddenMarker.
+const ForbiddenMarker = "[forbidden]"
 
 // Server serves all four simulated APIs and the admin API on one handler.
 type Server struct {
@@ -114,6 +166,17 @@ type provider struct {
 	active   int
 	maxAct   int
 	spent    float64
+	// output downloads
+	downloads map[string]int // output path -> complete downloads
+	dlReqs    map[string]int // "200", "404", "403", "cut", "aborted" -> count
+	dlBytes   int64
+}
+
+func newProvider(name string, k Knobs) *provider {
+	p := &provider{name: name, tasks: map[string]*task{}, idem: map[string]string{}, requests: map[string]int{}, subs: map[string]int{},
+		downloads: map[string]int{}, dlReqs: map[string]int{}}
+	p.setKnobs(k)
+	return p
 }
 
 type task struct {
@@ -139,9 +202,7 @@ func New(knobs map[string]Knobs, seed uint64) *Server {
 		mux:   http.NewServeMux(),
 	}
 	for _, name := range Providers {
-		p := &provider{name: name, tasks: map[string]*task{}, idem: map[string]string{}, requests: map[string]int{}, subs: map[string]int{}}
-		p.setKnobs(knobs[name])
-		s.provs[name] = p
+		s.provs[name] = newProvider(name, knobs[name])
 	}
 	s.routes()
 	return s
@@ -167,6 +228,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /admin/knobs", s.adminKnobs)
 	s.mux.HandleFunc("POST /admin/credits", s.adminCredits)
 	s.mux.HandleFunc("POST /admin/reset", s.adminReset)
+	s.mux.HandleFunc("GET /outputs/{provider}/{task}/{file}", s.serveOutput)
 	s.samsarRoutes()
 	s.segmindRoutes()
 	s.vimmerseRoutes()
@@ -303,6 +365,68 @@ func (c *call) newTask(op, key, idemKey string, cost float64, data any) (*task, 
 	return t, true
 }
 
+// holdCreate holds an accepted create's answer for the CreateDelay knobs
+// (the task is already charged). It returns false if the client hung up
+// meanwhile; the handler then writes nothing.
+func (c *call) holdCreate(r *http.Request) bool {
+	c.s.mu.Lock()
+	k := c.p.knobs
+	d := time.Duration(k.CreateDelayMin)
+	if span := time.Duration(k.CreateDelayMax) - d; span > 0 {
+		d += time.Duration(c.s.rng.Int64N(int64(span) + 1))
+	}
+	c.s.mu.Unlock()
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		c.s.count(c.p, "submit", 499)
+		return false
+	}
+}
+
+// forbidden reports whether a create mentioning any of texts is one the
+// ForbiddenMarker knob refuses, counting it as a 403 if so.
+func (c *call) forbidden(texts ...string) bool {
+	m := c.s.Knobs(c.p.name).ForbiddenMarker
+	if m == "" {
+		return false
+	}
+	for _, t := range texts {
+		if strings.Contains(t, m) {
+			c.s.count(c.p, "submit", 403)
+			return true
+		}
+	}
+	return false
+}
+
+// missingID reports whether the create answer must leave out the task id.
+func (c *call) missingID() bool { return c.s.Knobs(c.p.name).MissingTaskID }
+
+// balanceFault answers a balance call as the BalanceStatus and
+// BalanceMalformed knobs say, with the provider's error body; it returns
+// false if the balance should be answered normally.
+func (c *call) balanceFault(w http.ResponseWriter, errBody func(status int) any) bool {
+	k := c.s.Knobs(c.p.name)
+	switch {
+	case k.BalanceStatus != 0:
+		c.s.count(c.p, "credits", k.BalanceStatus)
+		writeJSON(w, k.BalanceStatus, errBody(k.BalanceStatus))
+		return true
+	case k.BalanceMalformed:
+		c.s.count(c.p, "credits", 200)
+		writeJSON(w, http.StatusOK, map[string]any{"balance": map[string]string{"status": "unavailable"}})
+		return true
+	}
+	return false
+}
+
 // activeTasks reports how many tasks are running (not yet terminal).
 func (c *call) activeTasks() int {
 	c.s.mu.Lock()
@@ -393,6 +517,14 @@ type Stats struct {
 	// Credits is the remaining balance (nil = unlimited); Spent the total charged.
 	Credits *float64 `json:"credits,omitempty"`
 	Spent   float64  `json:"spent"`
+	// Downloads counts complete output downloads per output path
+	// (/outputs/{provider}/{task}/{file}); DownloadRequests counts every
+	// output request by outcome ("200", "404", "403", "cut" for one cut
+	// short on purpose, "aborted" when the client went away);
+	// DownloadBytes is the bytes of output served.
+	Downloads        map[string]int `json:"downloads"`
+	DownloadRequests map[string]int `json:"download_requests"`
+	DownloadBytes    int64          `json:"download_bytes"`
 }
 
 // Stats returns a snapshot of every provider's counters, with window
@@ -415,6 +547,10 @@ func (s *Server) Stats(w time.Duration) map[string]Stats {
 			MaxInWindow:   maxInWindow(p.arrivals, w),
 			Window:        Duration(w),
 			Spent:         p.spent,
+
+			Downloads:        maps(p.downloads),
+			DownloadRequests: maps(p.dlReqs),
+			DownloadBytes:    p.dlBytes,
 		}
 		if p.knobs.Credits != nil {
 			v := *p.knobs.Credits
@@ -463,10 +599,8 @@ func (s *Server) SetCredits(provider string, v float64, add bool) error {
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, p := range s.provs {
-		k := p.knobs
-		*p = provider{name: p.name, tasks: map[string]*task{}, idem: map[string]string{}, requests: map[string]int{}, subs: map[string]int{}}
-		p.setKnobs(k)
+	for name, p := range s.provs {
+		s.provs[name] = newProvider(name, p.knobs)
 	}
 }
 

@@ -133,6 +133,10 @@ func (s *Server) vimmerseCreate(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"message": "NOT_FOUND"})
 		return
 	}
+	if c.forbidden(wf.title, wf.template, opts) {
+		writeJSON(w, http.StatusForbidden, map[string]string{"message": "FORBIDDEN: template " + wf.template + " is not available to this account"})
+		return
+	}
 	cost, ok := VimmerseTemplateCredits[wf.template]
 	if !ok {
 		cost = VimmerseDefaultCredits
@@ -150,8 +154,16 @@ func (s *Server) vimmerseCreate(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusPaymentRequired, map[string]string{"message": "INSUFFICIENT_CREDIT"})
 		return
 	}
+	if !c.holdCreate(r) {
+		return
+	}
 	v, _ := c.peek(t.id)
-	writeJSON(w, http.StatusOK, map[string]any{"data": vimmerseObject(v, false)})
+	obj := c.vimmerseObject(r, v, false)
+	if c.missingID() {
+		obj["workflow_id"] = obj["id"]
+		delete(obj, "id")
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": obj})
 }
 
 // peek is lookup without counting a request or marking the task reported.
@@ -180,7 +192,7 @@ func (s *Server) vimmerseGet(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"message": "NOT_FOUND"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": vimmerseObject(v, c.cancelled(v.t))})
+	writeJSON(w, http.StatusOK, map[string]any{"data": c.vimmerseObject(r, v, c.cancelled(v.t))})
 }
 
 // cancelled reads a task's cancelled flag under the lock.
@@ -224,7 +236,7 @@ func (s *Server) vimmerseUpdate(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	wf.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"data": vimmerseObject(v, c.cancelled(v.t))})
+	writeJSON(w, http.StatusOK, map[string]any{"data": c.vimmerseObject(r, v, c.cancelled(v.t))})
 }
 
 func (s *Server) vimmerseDelete(w http.ResponseWriter, r *http.Request) {
@@ -241,16 +253,16 @@ func (s *Server) vimmerseDelete(w http.ResponseWriter, r *http.Request) {
 	c.cancel(v.t.id, true)
 	s.count(c.p, "cancel", 200)
 	v.done, v.fail = true, true
-	writeJSON(w, http.StatusOK, map[string]any{"data": vimmerseObject(v, true)})
+	writeJSON(w, http.StatusOK, map[string]any{"data": c.vimmerseObject(r, v, true)})
 }
 
 // vimmerseObject renders the documented workflow object at one moment.
-func vimmerseObject(v taskView, cancelled bool) map[string]any {
+func (c *call) vimmerseObject(r *http.Request, v taskView, cancelled bool) map[string]any {
 	wf := v.t.data.(*vimmerseWorkflow)
 	wf.mu.Lock()
 	defer wf.mu.Unlock()
 	id := v.t.id
-	base := "https://media.vimmerse.net/workflow/" + id + "/"
+	file := func(name string) string { return c.outputURL(r, v.t, name) }
 	status, progress := "queue_bullet", v.progress
 	completions := []map[string]any{}
 	result := []map[string]string{}
@@ -270,10 +282,10 @@ func vimmerseObject(v taskView, cancelled bool) map[string]any {
 			{"create_media", "video/mp4", "step4_animated.mp4"},
 			{"video_overlay", "video/mp4", "final_output.mp4"},
 		} {
-			completions = append(completions, map[string]any{"flow": st.flow, "result": []map[string]string{{"content_type": st.ct, "url": base + st.file}}})
+			completions = append(completions, map[string]any{"flow": st.flow, "result": []map[string]string{{"content_type": st.ct, "url": file(st.file)}}})
 		}
-		result = []map[string]string{{"content_type": "video/mp4", "url": base + "final_output.mp4"}}
-		mediaResult = []map[string]any{{"updated_at": v.t.doneAt.UTC().Format("2006-01-02 15:04:05-07:00"), "size": 411634, "url": base + "final_output.mp4"}}
+		result = []map[string]string{{"content_type": "video/mp4", "url": file("final_output.mp4")}}
+		mediaResult = []map[string]any{{"updated_at": v.t.doneAt.UTC().Format("2006-01-02 15:04:05-07:00"), "size": len(videoMP4), "url": file("final_output.mp4")}}
 		updated = v.t.doneAt
 	case v.progress >= 20:
 		status = "processing_bullet"

@@ -93,7 +93,7 @@ func New(cfg providers.Config, opts Options) *Client {
 	c := &Client{base: cfg.Base(DefaultBaseURL), key: cfg.APIKey, opts: opts}
 	c.caller = &providers.Caller{
 		Provider: Name,
-		Client:   cfg.Client(),
+		Client:   cfg.Client(c.base),
 		Classify: classify,
 		Message:  message,
 		Secrets:  []string{cfg.APIKey},
@@ -105,8 +105,10 @@ func New(cfg providers.Config, opts Options) *Client {
 func (c *Client) Name() string { return Name }
 
 // Defaults implements providers.Provider. Camb's examples poll every 3-5 s.
+// Camb reports missing credits on the poll (PAYMENT_REQUIRED), so a
+// successful create proves nothing about the account: CreditsOnPoll.
 func (c *Client) Defaults() providers.Defaults {
-	return providers.Defaults{PollInterval: 5 * time.Second, MaxPollInterval: 30 * time.Second, JobTimeout: 2 * time.Hour}
+	return providers.Defaults{PollInterval: 5 * time.Second, MaxPollInterval: 30 * time.Second, JobTimeout: 2 * time.Hour, CreditsOnPoll: true}
 }
 
 // Validate implements providers.Provider with the create-story rules.
@@ -197,7 +199,7 @@ func (c *Client) Submit(ctx context.Context, req providers.Request) (providers.T
 	}
 	task, err := ParseCreate(resp.Body)
 	if err != nil {
-		return providers.Task{}, c.caller.Decode("submit", err)
+		return providers.Task{}, c.caller.UnknownSubmission(resp, "no usable task_id (or run_id) in the answer")
 	}
 	return task, nil
 }
@@ -293,7 +295,7 @@ func (c *Client) result(ctx context.Context, run string, pendingIfEmpty bool) (p
 		}
 		return providers.Status{}, c.caller.Decode("result", errors.New("story result without audio_url"))
 	}
-	return providers.Status{State: providers.Succeeded, Raw: "SUCCESS", Progress: 100, Outputs: outs}, nil
+	return providers.Vet(Name, providers.Status{State: providers.Succeeded, Raw: "SUCCESS", Progress: 100, Outputs: outs}), nil
 }
 
 func (c *Client) get(ctx context.Context, op, path string) (*providers.Response, error) {

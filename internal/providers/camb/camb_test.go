@@ -15,6 +15,7 @@ import (
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/providers/camb"
 	"github.com/reelq/reelq/internal/providers/providertest"
+	"github.com/reelq/reelq/internal/providersim"
 )
 
 func newClient(baseURL, key string) providers.Provider {
@@ -44,7 +45,9 @@ func TestConformance(t *testing.T) {
 			"voices disagree":   json.RawMessage(`{"text":"t","source_language":1,"voice":1,"narrator_voice_id":2}`),
 			"unknown field":     json.RawMessage(`{"text":"t","source_language":1,"language":"en"}`),
 		},
-		CreditsAtPoll: true,
+		CreditsAtPoll:   true,
+		ForbiddenInput:  json.RawMessage(`{"text":"A story the key may not narrate ` + providersim.ForbiddenMarker + `","source_language":1}`),
+		ForbiddenAtPoll: true,
 	})
 }
 
@@ -162,7 +165,10 @@ func TestErrorClasses(t *testing.T) {
 		msg    string
 	}{
 		{"invalid key", 401, string(providertest.Fixture(t, "error_invalid_key.json")), providers.ErrAuth, "Invalid API key"},
-		{"forbidden", 403, `{"detail":"Forbidden"}`, providers.ErrAuth, "Forbidden"},
+		{"forbidden", 403, `{"detail":"Forbidden"}`, providers.ErrForbidden, "Forbidden"},
+		{"forbidden lacks access", 403, `{"detail":"API key lacks story access"}`, providers.ErrForbidden, "lacks story access"},
+		{"forbidden invalid key", 403, `{"error":"Invalid API key","status":403}`, providers.ErrAuth, "Invalid API key"},
+		{"forbidden missing key", 403, `{"detail":"Not authenticated"}`, providers.ErrAuth, "Not authenticated"},
 		{"payment", 402, `{"detail":"Payment required"}`, providers.ErrCreditsExhausted, "Payment required"},
 		{"validation", 422, string(providertest.Fixture(t, "error_validation.json")), providers.ErrInvalidInput, "body.source_language: Field required"},
 		{"rate", 429, `{"error":"Rate limit exceeded"}`, providers.ErrRateLimited, "Rate limit"},
@@ -210,7 +216,7 @@ func TestParseStatusFixtures(t *testing.T) {
 		{"status_success.json", providers.Pending, "SUCCESS", "123", nil, ""},
 		{"status_error_payment.json", providers.Failed, "ERROR", "", providers.ErrCreditsExhausted, "PAYMENT_REQUIRED"},
 		{"status_payment_required.json", providers.Failed, "PAYMENT_REQUIRED", "", providers.ErrCreditsExhausted, "PAYMENT_REQUIRED"},
-		{"status_error_forbidden.json", providers.Failed, "ERROR", "", providers.ErrAuth, "lacks story access"},
+		{"status_error_forbidden.json", providers.Failed, "ERROR", "", providers.ErrForbidden, "lacks story access"},
 		{"status_error_source.json", providers.Failed, "ERROR", "", providers.ErrInvalidInput, "SOURCE_TOO_LONG"},
 		{"status_error_processing.json", providers.Failed, "ERROR", "", providers.ErrTaskFailed, "PROCESSING_ERROR"},
 		{"status_timeout.json", providers.Failed, "TIMEOUT", "", providers.ErrTaskFailed, "TIMEOUT"},

@@ -1,10 +1,10 @@
 package camb
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"mime"
+	"net/http"
 	"net/url"
 	"path"
 	"strings"
@@ -23,13 +23,13 @@ func ParseCreate(body []byte) (providers.Task, error) {
 	if err := json.Unmarshal(body, &r); err != nil {
 		return providers.Task{}, err
 	}
-	if id := scalar(r.TaskID); id != "" {
+	if id := providers.Scalar(r.TaskID); providers.UsableID(id) && !strings.HasPrefix(id, runTaskPrefix) {
 		return providers.Task{ID: id}, nil
 	}
-	if run := scalar(r.RunID); run != "" {
+	if run := providers.Scalar(r.RunID); providers.UsableID(run) {
 		return providers.Task{ID: runTaskPrefix + run}, nil
 	}
-	return providers.Task{}, errors.New("no task_id or run_id in response")
+	return providers.Task{}, errors.New("no usable task_id or run_id in response")
 }
 
 // ParseStatus reads GET /story/{task_id}: {status, run_id,
@@ -52,7 +52,7 @@ func ParseStatus(body []byte) (providers.Status, string, error) {
 	msg := providers.Text(r.Message)
 	switch raw {
 	case "SUCCESS":
-		return st, scalar(r.RunID), nil
+		return st, providers.Scalar(r.RunID), nil
 	case "", "PENDING", "QUEUED", "PROCESSING", "RUNNING", "IN_PROGRESS", "STARTED":
 		return st, "", nil
 	case "PAYMENT_REQUIRED": // the older enum
@@ -71,7 +71,9 @@ func taskError(status, reason, msg string) error {
 		// Not run and not paid: the worker pauses Camb and resubmits later.
 		class = providers.ErrCreditsExhausted
 	case reason == "FORBIDDEN":
-		class = providers.ErrAuth
+		// This task may not be run (the key lacks access to it); the key
+		// itself works, or the create would have been refused with 401.
+		class = providers.ErrForbidden
 	case strings.HasPrefix(reason, "SOURCE_"), strings.HasPrefix(reason, "INVALID_"),
 		strings.HasPrefix(reason, "CONTENT_"), strings.HasPrefix(reason, "HARMFUL_"):
 		class = providers.ErrInvalidInput
@@ -120,6 +122,10 @@ func contentType(u string) string {
 	switch ext := strings.ToLower(path.Ext(p)); ext {
 	case ".flac":
 		return "audio/flac"
+	case ".wav":
+		return "audio/wav"
+	case ".mp3":
+		return "audio/mpeg"
 	case "":
 		return ""
 	default:
@@ -128,8 +134,15 @@ func contentType(u string) string {
 }
 
 // classify maps a non-2xx response: the shared table (402 credits, 422
-// validation, 429 rate limit, 401/403 auth, 404 not found, 5xx retry).
-func classify(status int, _ []byte) error { return providers.ClassifyStatus(status) }
+// validation, 429 rate limit, 401 auth, 404 not found, 5xx retry). Camb
+// documents 403 as a key that lacks permission: forbidden for this job,
+// unless the body says the key is invalid or missing.
+func classify(status int, body []byte) error {
+	if status == http.StatusForbidden {
+		return providers.ClassifyForbidden(message(body))
+	}
+	return providers.ClassifyStatus(status)
+}
 
 // message reads {"error": ..., "status": N}, {"message": ...} or
 // FastAPI's {"detail": [{loc, msg, type}]}.
@@ -149,21 +162,4 @@ func message(body []byte) string {
 		return s
 	}
 	return providers.Text(m.Message)
-}
-
-// scalar renders a JSON string or number as text ("" for null or absent).
-func scalar(raw json.RawMessage) string {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return strings.TrimSpace(s)
-	}
-	var n json.Number
-	if json.Unmarshal(raw, &n) == nil {
-		return n.String()
-	}
-	return ""
 }

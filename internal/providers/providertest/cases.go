@@ -126,16 +126,29 @@ func testCredits(t *testing.T, h Harness) {
 	zero := 0.0
 	b := setup(t, h, providersim.Knobs{Credits: &zero}, "")
 	ctx := context.Background()
+	if got := b.p.Defaults().CreditsOnPoll; got != h.CreditsAtPoll {
+		t.Errorf("Defaults().CreditsOnPoll = %v, want %v", got, h.CreditsAtPoll)
+	}
 	task, err := b.p.Submit(ctx, request(h, "job-broke"))
 	if h.CreditsAtPoll {
-		if err != nil {
-			t.Fatalf("Submit: %v (this provider reports credits at poll)", err)
+		// Two tasks: the simulator answers them in the old form (status
+		// PAYMENT_REQUIRED) and the new (ERROR + exception_reason).
+		task2, err2 := b.p.Submit(ctx, request(h, "job-broke-2"))
+		if err != nil || err2 != nil {
+			t.Fatalf("Submit: %v, %v (this provider reports credits at poll)", err, err2)
 		}
-		st := b.pollUntilDone(t, task)
-		if st.State != providers.Failed {
-			t.Fatalf("state %s (%s), want failed", st.State, st.Raw)
+		raws := map[string]bool{}
+		for _, tk := range []providers.Task{task, task2} {
+			st := b.pollUntilDone(t, tk)
+			if st.State != providers.Failed {
+				t.Fatalf("state %s (%s), want failed", st.State, st.Raw)
+			}
+			wantClass(t, "Status.Err ("+st.Raw+")", st.Err, providers.ErrCreditsExhausted)
+			raws[st.Raw] = true
 		}
-		wantClass(t, "Status.Err", st.Err, providers.ErrCreditsExhausted)
+		if len(raws) != 2 {
+			t.Errorf("both tasks answered %v; want both documented forms", raws)
+		}
 	} else {
 		wantClass(t, "Submit", err, providers.ErrCreditsExhausted)
 	}
@@ -272,7 +285,7 @@ func testFind(t *testing.T, h Harness) {
 // header back in its error bodies, as a careless provider might: the key
 // must still not appear in any error.
 func testKeyEcho(t *testing.T, h Harness) {
-	for _, status := range []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusInternalServerError} {
+	for _, status := range []int{http.StatusOK, http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusInternalServerError} {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			var b strings.Builder
 			for k, vs := range r.Header {

@@ -56,8 +56,16 @@ type Harness struct {
 	// Validate and Submit must reject each without calling the provider.
 	InvalidInputs map[string]json.RawMessage
 	// CreditsAtPoll is set for providers that accept work they cannot pay
-	// for and report it when polled (Camb's PAYMENT_REQUIRED).
+	// for and report it when polled (Camb's PAYMENT_REQUIRED). Their
+	// Defaults must set CreditsOnPoll.
 	CreditsAtPoll bool
+	// ForbiddenInput is a valid input that mentions
+	// providersim.ForbiddenMarker (in its prompt, title or text), which
+	// the simulator refuses with the provider's per-job 403.
+	ForbiddenInput json.RawMessage
+	// ForbiddenAtPoll is set for providers that accept such a job and
+	// fail the task when polled (Camb's exception_reason FORBIDDEN).
+	ForbiddenAtPoll bool
 	// Findable is set when Find recovers a submitted task. When false, a
 	// Finder must answer with an error wrapping providers.ErrNotFound.
 	Findable bool
@@ -66,8 +74,8 @@ type Harness struct {
 // Run runs the conformance suite for h as parallel subtests.
 func Run(t *testing.T, h Harness) {
 	t.Helper()
-	if h.Name == "" || h.New == nil || h.ValidInput == nil {
-		t.Fatal("providertest: Harness needs Name, New and ValidInput")
+	if h.Name == "" || h.New == nil || h.ValidInput == nil || h.ForbiddenInput == nil {
+		t.Fatal("providertest: Harness needs Name, New, ValidInput and ForbiddenInput")
 	}
 	for _, tc := range []struct {
 		name string
@@ -86,6 +94,13 @@ func Run(t *testing.T, h Harness) {
 		{"Cancel", testCancel},
 		{"Find", testFind},
 		{"KeyNeverInErrors", testKeyEcho},
+		{"SubmitWithoutTaskID", testMissingTaskID},
+		{"ForbiddenJob", testForbidden},
+		{"BalanceEndpointFails", testBalanceFailures},
+		{"BadOutputURLs", testBadOutputs},
+		{"OutputsDownload", testOutputsDownload},
+		{"RedirectToOtherHost", testCrossHostRedirect},
+		{"RedirectSameHostGET", testSameHostRedirect},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

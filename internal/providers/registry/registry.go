@@ -4,6 +4,7 @@ package registry
 
 import (
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -68,13 +69,36 @@ func Known(name string) bool {
 }
 
 // New builds the adapter for name. environ supplies provider-specific
-// options (e.g. SAMSAR_VIDEO_MODELS); nil means none.
+// options (e.g. SAMSAR_VIDEO_MODELS); nil means none. A base URL must be
+// https, or http to a loopback host (127.0.0.0/8, ::1, localhost), unless
+// cfg.AllowInsecure is set (P_ALLOW_INSECURE_HTTP=true): the API key
+// travels with every call.
 func New(name string, cfg providers.Config, environ map[string]string) (providers.Provider, error) {
 	c, ok := constructors[name]
 	if !ok {
 		return nil, fmt.Errorf("unknown provider %q (known: %s)", name, strings.Join(Names(), ", "))
 	}
+	if err := checkBaseURL(strings.ToUpper(name)+"_", cfg); err != nil {
+		return nil, err
+	}
 	return c(cfg, environ)
+}
+
+// checkBaseURL enforces the https rule for cfg.BaseURL; prefix names the
+// provider's variables (SAMSAR_) in the error.
+func checkBaseURL(prefix string, cfg providers.Config) error {
+	if cfg.BaseURL == "" {
+		return nil // the provider's public https endpoint
+	}
+	u, err := url.Parse(cfg.BaseURL)
+	if err != nil || u.Hostname() == "" || u.User != nil || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("%sBASE_URL %s is not an http(s) URL with a host (and no user info)", prefix, providers.ShowURL(cfg.BaseURL))
+	}
+	if u.Scheme == "http" && !cfg.AllowInsecure && !providers.IsLoopback(u.Hostname()) {
+		return fmt.Errorf("%sBASE_URL %s uses plain http to %s, which is not a loopback host, and would send the API key unencrypted: "+
+			"use https, or set %sALLOW_INSECURE_HTTP=true for a simulator on a trusted network", prefix, providers.ShowURL(cfg.BaseURL), u.Hostname(), prefix)
+	}
+	return nil
 }
 
 // Validators returns an adapter per known provider, built without

@@ -36,7 +36,8 @@ const (
 	CreditsPerSecond  = 10
 	DefaultCreatePath = "/v1/video/create_movie"
 	DefaultStatusPath = "/v1/video/status"
-	DefaultCredits    = "/v1/credits"
+	// DefaultCreditsPath is the current server's balance endpoint.
+	DefaultCreditsPath = "/v1/credits"
 )
 
 // Model keys accepted by create_movie (seed). They change often, so Options
@@ -52,6 +53,7 @@ var (
 type Options struct {
 	CreatePath  string   `env:"CREATE_PATH"`  // default DefaultCreatePath
 	StatusPath  string   `env:"STATUS_PATH"`  // default DefaultStatusPath
+	CreditsPath string   `env:"CREDITS_PATH"` // default DefaultCreditsPath
 	ImageModels []string `env:"IMAGE_MODELS"` // default DefaultImageModels
 	VideoModels []string `env:"VIDEO_MODELS"` // default DefaultVideoModels
 }
@@ -75,10 +77,11 @@ type Input struct {
 
 // Client talks to one Samsar account.
 type Client struct {
-	base   string
-	key    string
-	opts   Options
-	caller *providers.Caller
+	base    string
+	key     string
+	opts    Options
+	caller  *providers.Caller
+	credits *providers.Caller // balance: a failure says nothing about the balance
 }
 
 var (
@@ -94,6 +97,9 @@ func New(cfg providers.Config, opts Options) *Client {
 	if opts.StatusPath == "" {
 		opts.StatusPath = DefaultStatusPath
 	}
+	if opts.CreditsPath == "" {
+		opts.CreditsPath = DefaultCreditsPath
+	}
 	if len(opts.ImageModels) == 0 {
 		opts.ImageModels = DefaultImageModels
 	}
@@ -101,10 +107,18 @@ func New(cfg providers.Config, opts Options) *Client {
 		opts.VideoModels = DefaultVideoModels
 	}
 	c := &Client{base: cfg.Base(DefaultBaseURL), key: cfg.APIKey, opts: opts}
+	hc := cfg.Client(c.base)
 	c.caller = &providers.Caller{
 		Provider: Name,
-		Client:   cfg.Client(),
+		Client:   hc,
 		Classify: classify,
+		Message:  message,
+		Secrets:  []string{cfg.APIKey},
+	}
+	c.credits = &providers.Caller{
+		Provider: Name,
+		Client:   hc,
+		Classify: func(status int, body []byte) error { return providers.ClassifyBalance(status, message(body)) },
 		Message:  message,
 		Secrets:  []string{cfg.APIKey},
 	}
@@ -222,18 +236,15 @@ func (c *Client) Submit(ctx context.Context, req providers.Request) (providers.T
 		return providers.Task{}, err
 	}
 	var out struct {
-		RequestID string `json:"request_id"`
-		SessionID string `json:"session_id"`
+		RequestID json.RawMessage `json:"request_id"`
+		SessionID json.RawMessage `json:"session_id"`
 	}
 	if err := json.Unmarshal(resp.Body, &out); err != nil {
-		return providers.Task{}, c.caller.Decode("submit", err)
+		return providers.Task{}, c.caller.UnknownSubmission(resp, "the answer is not the documented JSON object")
 	}
-	id := out.RequestID
-	if id == "" {
-		id = out.SessionID
-	}
-	if id == "" {
-		return providers.Task{}, c.caller.Decode("submit", errors.New("no request_id in response"))
+	id := providers.FirstNonEmpty(providers.Scalar(out.RequestID), providers.Scalar(out.SessionID))
+	if !providers.UsableID(id) {
+		return providers.Task{}, c.caller.UnknownSubmission(resp, "no usable request_id or session_id in the answer")
 	}
 	return providers.Task{ID: id}, nil
 }
@@ -257,14 +268,17 @@ func (c *Client) Poll(ctx context.Context, task providers.Task) (providers.Statu
 	return st, nil
 }
 
-// CheckCredits implements providers.CreditChecker with GET /v1/credits.
+// CheckCredits implements providers.CreditChecker with GET /v1/credits
+// (Options.CreditsPath). A failing endpoint, or an answer without a
+// numeric remainingCredits, is retryable (or not found): never exhausted
+// credits, and never a healthy balance.
 func (c *Client) CheckCredits(ctx context.Context) error {
-	hr, err := http.NewRequest(http.MethodGet, c.base+DefaultCredits, nil)
+	hr, err := http.NewRequest(http.MethodGet, c.base+c.opts.CreditsPath, nil)
 	if err != nil {
 		return fmt.Errorf("samsar credits: %w", err)
 	}
 	c.auth(hr)
-	resp, err := c.caller.Do(ctx, "credits", hr)
+	resp, err := c.credits.Do(ctx, "credits", hr)
 	if err != nil {
 		return err
 	}
@@ -272,9 +286,12 @@ func (c *Client) CheckCredits(ctx context.Context) error {
 		RemainingCredits *float64 `json:"remainingCredits"`
 	}
 	if err := json.Unmarshal(resp.Body, &out); err != nil {
-		return c.caller.Decode("credits", err)
+		return c.credits.BalanceDecode("credits", resp, err)
 	}
-	if out.RemainingCredits != nil && *out.RemainingCredits <= 0 {
+	if out.RemainingCredits == nil {
+		return c.credits.BalanceDecode("credits", resp, errors.New("no remainingCredits"))
+	}
+	if *out.RemainingCredits <= 0 {
 		return &providers.Error{Provider: Name, Op: "credits", Class: providers.ErrCreditsExhausted, Message: fmt.Sprintf("remainingCredits is %g", *out.RemainingCredits)}
 	}
 	return nil
@@ -328,6 +345,7 @@ func ParseStatus(body []byte) (providers.Status, error) {
 		st.State = providers.Succeeded
 		st.Progress = 100
 		st.Outputs = []providers.Output{{URL: link, ContentType: "video/mp4", Name: "video"}}
+		st = providers.Vet(Name, st)
 	case "FAILED", "CANCELLED":
 		st.State = providers.Failed
 		msg := providers.FirstNonEmpty(providers.Text(r.Message), providers.Text(r.Error))
@@ -339,12 +357,19 @@ func ParseStatus(body []byte) (providers.Status, error) {
 	return st, nil
 }
 
+// classify maps a non-2xx response. Samsar answers 400 for a missing key;
+// its 403 means a wrong kind of credential (the key: auth) or a session
+// that belongs to another user (this job: forbidden), told apart by the
+// message.
 func classify(status int, body []byte) error {
-	if status == http.StatusBadRequest {
+	switch status {
+	case http.StatusBadRequest:
 		m := strings.ToLower(message(body))
 		if strings.Contains(m, "api key") || strings.Contains(m, "api_key") || strings.Contains(m, "authorization") {
-			return providers.ErrAuth // Samsar answers 400 for a missing key
+			return providers.ErrAuth
 		}
+	case http.StatusForbidden:
+		return providers.ClassifyForbidden(message(body))
 	}
 	return providers.ClassifyStatus(status)
 }

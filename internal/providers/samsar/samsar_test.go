@@ -9,6 +9,7 @@ import (
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/providers/providertest"
 	"github.com/reelq/reelq/internal/providers/samsar"
+	"github.com/reelq/reelq/internal/providersim"
 )
 
 func TestConformance(t *testing.T) {
@@ -18,7 +19,8 @@ func TestConformance(t *testing.T) {
 		New: func(baseURL, key string) providers.Provider {
 			return samsar.New(providers.Config{BaseURL: baseURL, APIKey: key}, samsar.Options{})
 		},
-		ValidInput: json.RawMessage(`{"prompt":"A lighthouse keeper finds a message in a bottle","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":30,"aspect_ratio":"16:9"}`),
+		ValidInput:     json.RawMessage(`{"prompt":"A lighthouse keeper finds a message in a bottle","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":30,"aspect_ratio":"16:9"}`),
+		ForbiddenInput: json.RawMessage(`{"prompt":"A lighthouse ` + providersim.ForbiddenMarker + `","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":10}`),
 		InvalidInputs: map[string]json.RawMessage{
 			"empty":          json.RawMessage(``),
 			"not an object":  json.RawMessage(`["prompt"]`),

@@ -53,13 +53,17 @@ func ParseStatus(body []byte) (providers.Status, error) {
 		if err != nil {
 			return providers.Status{}, fmt.Errorf("COMPLETED output: %w", err)
 		}
-		st.Outputs = outputs(items)
-		if len(st.Outputs) == 0 {
+		outs, links := outputs(items)
+		if len(outs) == 0 {
 			st.State = providers.Failed
 			st.Err = &providers.Error{Provider: Name, Op: "poll", Class: providers.ErrTaskFailed, Message: "COMPLETED without any output"}
 			return st, nil
 		}
-		st.State, st.Progress = providers.Succeeded, 100
+		if err := providers.CheckOutputs(Name, links); err != nil {
+			st.State, st.Err = providers.Failed, err
+			return st, nil
+		}
+		st.State, st.Progress, st.Outputs = providers.Succeeded, 100, outs
 	case "FAILED":
 		st.State = providers.Failed
 		msg := providers.FirstNonEmpty(text(r.Error), text(r.ErrorMessage), text(r.Message), "status FAILED")
@@ -102,23 +106,38 @@ func ParseOutput(raw json.RawMessage) ([]OutputItem, error) {
 	return items, nil
 }
 
-// outputs turns output items into reelq outputs. URLs are kept as they
-// are; text values become data: URLs so nothing is lost.
-func outputs(items []OutputItem) []providers.Output {
-	var out []providers.Output
+// outputs turns output items into reelq outputs, in order, and returns
+// separately the ones whose value is a provider URL (to be checked with
+// providers.CheckOutputs). Text values (type "text", or an untyped value
+// that is not a URL) become data:text/plain URLs made here, so nothing is
+// lost; every other value must be a URL.
+func outputs(items []OutputItem) (all, links []providers.Output) {
 	for _, it := range items {
 		d := strings.TrimSpace(it.Value.Data)
 		if d == "" {
 			continue
 		}
-		o := providers.Output{Name: it.Keyname, URL: d, ContentType: contentType(d, it.Value.Type)}
-		if !strings.HasPrefix(d, "http://") && !strings.HasPrefix(d, "https://") {
-			o.URL = "data:text/plain;charset=utf-8," + url.PathEscape(it.Value.Data)
-			o.ContentType = "text/plain"
+		if isText(it.Value.Type, d) {
+			all = append(all, providers.Output{Name: it.Keyname, ContentType: "text/plain",
+				URL: "data:text/plain;charset=utf-8," + url.PathEscape(it.Value.Data)})
+			continue
 		}
-		out = append(out, o)
+		o := providers.Output{Name: it.Keyname, URL: d, ContentType: contentType(d, it.Value.Type)}
+		all, links = append(all, o), append(links, o)
 	}
-	return out
+	return all, links
+}
+
+// isText reports whether an output value is text rather than a URL.
+func isText(typ, data string) bool {
+	if strings.EqualFold(strings.TrimSpace(typ), "text") {
+		return true
+	}
+	if typ != "" {
+		return false // image, video, ...: must be a URL
+	}
+	u, err := url.Parse(data)
+	return err != nil || (u.Scheme == "" && u.Host == "")
 }
 
 // contentType guesses a MIME type from the URL's extension, falling back
@@ -161,9 +180,18 @@ func ParseCredits(body []byte) (Credits, error) {
 }
 
 // classify maps a non-2xx response to a class. op is "submit" for the
-// create call, where 404/410 mean the workflow id is wrong.
+// create call, where 404/410 mean the workflow id is wrong, and "credits"
+// for the balance endpoint, whose failures say nothing about the balance.
+// A 403 is "Forbidden (insufficient permissions)" in Segmind's table: this
+// workflow is private or not the account's, unless the body says the key
+// itself is bad.
 func classify(op string, status int, body []byte) error {
+	if op == "credits" {
+		return providers.ClassifyBalance(status, message(body))
+	}
 	switch status {
+	case http.StatusForbidden:
+		return providers.ClassifyForbidden(message(body))
 	case http.StatusNotAcceptable:
 		m := strings.ToLower(message(body))
 		if strings.Contains(m, "credit") || strings.Contains(m, "spend") || strings.Contains(m, "balance") ||

@@ -14,10 +14,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"path"
 	"regexp"
 	"strings"
 	"time"
@@ -43,7 +43,8 @@ const (
 	// MaxRetryAfter bounds a wait read from ResetHeader, so a bogus far
 	// future value cannot stall the provider.
 	MaxRetryAfter = time.Hour
-	creditsPath   = "/v1/get-user-credits"
+	// DefaultCreditsPath is the documented balance endpoint.
+	DefaultCreditsPath = "/v1/get-user-credits"
 )
 
 var workflowIDRe = regexp.MustCompile(`^[0-9a-f]{24}-v[0-9]+$`)
@@ -56,15 +57,19 @@ type Options struct {
 	WorkflowID string `env:"WORKFLOW_ID"`
 	// PricePerRun is the cost estimate in USD; default DefaultPricePerRun.
 	PricePerRun float64 `env:"PRICE_PER_RUN"`
+	// CreditsPath is the balance endpoint under the base URL; default
+	// DefaultCreditsPath.
+	CreditsPath string `env:"CREDITS_PATH"`
 }
 
 // Client talks to one Segmind account.
 type Client struct {
-	base   string
-	key    string
-	opts   Options
-	poll   *providers.Caller // polls, credits
-	submit *providers.Caller // create: a 404 means the workflow does not exist
+	base    string
+	key     string
+	opts    Options
+	poll    *providers.Caller // polls
+	submit  *providers.Caller // create: a 404 means the workflow does not exist
+	credits *providers.Caller // balance: a failure says nothing about the balance
 }
 
 var (
@@ -80,18 +85,22 @@ func New(cfg providers.Config, opts Options) *Client {
 	if opts.PricePerRun <= 0 {
 		opts.PricePerRun = DefaultPricePerRun
 	}
+	if opts.CreditsPath == "" {
+		opts.CreditsPath = DefaultCreditsPath
+	}
 	c := &Client{base: cfg.Base(DefaultBaseURL), key: cfg.APIKey, opts: opts}
+	hc := cfg.Client(c.base)
 	caller := func(op string) *providers.Caller {
 		return &providers.Caller{
 			Provider:   Name,
-			Client:     cfg.Client(),
+			Client:     hc,
 			Classify:   func(status int, body []byte) error { return classify(op, status, body) },
 			Message:    message,
 			RetryAfter: retryAfter,
 			Secrets:    []string{cfg.APIKey},
 		}
 	}
-	c.poll, c.submit = caller("poll"), caller("submit")
+	c.poll, c.submit, c.credits = caller("poll"), caller("submit"), caller("credits")
 	return c
 }
 
@@ -168,16 +177,38 @@ func (c *Client) Submit(ctx context.Context, req providers.Request) (providers.T
 		return providers.Task{}, err
 	}
 	var out struct {
-		RequestID string `json:"request_id"`
-		PollURL   string `json:"poll_url"`
+		RequestID json.RawMessage `json:"request_id"`
+		PollURL   string          `json:"poll_url"`
 	}
 	if err := json.Unmarshal(resp.Body, &out); err != nil {
-		return providers.Task{}, c.submit.Decode("submit", err)
+		return providers.Task{}, c.submit.UnknownSubmission(resp, "the answer is not the documented JSON object")
 	}
-	if out.RequestID == "" {
-		return providers.Task{}, c.submit.Decode("submit", errors.New("no request_id in response"))
+	reqID := providers.Scalar(out.RequestID)
+	if reqID == "" {
+		// A renamed request_id: the poll_url, if it is ours, still names the request.
+		reqID = c.requestFromPollURL(out.PollURL)
 	}
-	return providers.Task{ID: out.RequestID, PollURL: out.PollURL}, nil
+	if !providers.UsableID(reqID) {
+		return providers.Task{}, c.submit.UnknownSubmission(resp, "no usable request_id in the answer")
+	}
+	return providers.Task{ID: reqID, PollURL: out.PollURL}, nil
+}
+
+// requestFromPollURL returns the request id at the end of a poll_url of
+// the documented shape {base}/workflows/request/{id} on the API host, or "".
+func (c *Client) requestFromPollURL(pollURL string) string {
+	if pollURL == "" || c.pollURL(providers.Task{PollURL: pollURL}) != pollURL {
+		return ""
+	}
+	u, err := url.Parse(pollURL)
+	if err != nil {
+		return ""
+	}
+	dir, id := path.Split(u.Path)
+	if !strings.HasSuffix(dir, "/workflows/request/") {
+		return ""
+	}
+	return id
 }
 
 // Poll implements providers.Provider: GET the task's poll_url.
@@ -213,20 +244,22 @@ func (c *Client) pollURL(task providers.Task) string {
 }
 
 // CheckCredits implements providers.CreditChecker with GET
-// /v1/get-user-credits: exhausted when both balances are spent.
+// /v1/get-user-credits (Options.CreditsPath): exhausted when both
+// balances are spent. A failing or unreadable balance endpoint is
+// retryable (or not found), never exhausted credits.
 func (c *Client) CheckCredits(ctx context.Context) error {
-	hr, err := http.NewRequest(http.MethodGet, c.base+creditsPath, nil)
+	hr, err := http.NewRequest(http.MethodGet, c.base+c.opts.CreditsPath, nil)
 	if err != nil {
 		return fmt.Errorf("segmind credits: %w", err)
 	}
 	c.auth(hr)
-	resp, err := c.poll.Do(ctx, "credits", hr)
+	resp, err := c.credits.Do(ctx, "credits", hr)
 	if err != nil {
 		return err
 	}
 	b, err := ParseCredits(resp.Body)
 	if err != nil {
-		return c.poll.Decode("credits", err)
+		return c.credits.BalanceDecode("credits", resp, err)
 	}
 	if b.Credits <= 0 && b.FreeCredits <= 0 {
 		return &providers.Error{Provider: Name, Op: "credits", Class: providers.ErrCreditsExhausted,

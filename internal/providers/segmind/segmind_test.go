@@ -14,6 +14,7 @@ import (
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/providers/providertest"
 	"github.com/reelq/reelq/internal/providers/segmind"
+	"github.com/reelq/reelq/internal/providersim"
 )
 
 func newClient(baseURL, key string) providers.Provider {
@@ -23,9 +24,10 @@ func newClient(baseURL, key string) providers.Provider {
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	providertest.Run(t, providertest.Harness{
-		Name:       segmind.Name,
-		New:        newClient,
-		ValidInput: json.RawMessage(`{}`),
+		Name:           segmind.Name,
+		New:            newClient,
+		ValidInput:     json.RawMessage(`{}`),
+		ForbiddenInput: json.RawMessage(`{"prompt":"a private storyboard ` + providersim.ForbiddenMarker + `"}`),
 		InvalidInputs: map[string]json.RawMessage{
 			"array":              json.RawMessage(`["x"]`),
 			"string":             json.RawMessage(`"story"`),
@@ -160,7 +162,10 @@ func TestErrorClasses(t *testing.T) {
 		{"content type", 406, nil, string(providertest.Fixture(t, "error_invalid_content_type.json")), providers.ErrInvalidInput, false},
 		{"bad request", 400, nil, `{"error":"Invalid parameters"}`, providers.ErrInvalidInput, false},
 		{"unauthorized", 401, nil, `{"error":"Missing Authorization or x-api-key in header"}`, providers.ErrAuth, false},
-		{"forbidden", 403, nil, `{"error":"Forbidden"}`, providers.ErrAuth, false},
+		{"forbidden", 403, nil, `{"error":"Forbidden"}`, providers.ErrForbidden, false},
+		{"private workflow", 403, nil, `{"error":"Forbidden: workflow is private or not shared with this account"}`, providers.ErrForbidden, false},
+		{"forbidden invalid key", 403, nil, `{"error":"Unauthorized. API key is invalid or may have expired. Please check your API key."}`, providers.ErrAuth, false},
+		{"forbidden missing key", 403, nil, `{"error":"Missing Authorization or x-api-key in header"}`, providers.ErrAuth, false},
 		{"workflow not found", 404, nil, `{"error":"Workflow not found"}`, providers.ErrInvalidInput, false},
 		{"rate limited reset header", 429, map[string]string{"x-rate-limit-reset-at-utc": reset}, `{"error":"rate limit"}`, providers.ErrRateLimited, true},
 		{"rate limited retry-after", 429, map[string]string{"Retry-After": "7"}, `{"error":"rate limit"}`, providers.ErrRateLimited, true},

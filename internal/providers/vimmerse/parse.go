@@ -97,6 +97,7 @@ func (w Workflow) Status() providers.Status {
 			return st
 		}
 		st.State, st.Progress = providers.Succeeded, 100
+		st = providers.Vet(Name, st)
 	case "fail", "cancel":
 		st.State = providers.Failed
 		msg := w.Message
@@ -175,10 +176,16 @@ func ParseTime(s string) (time.Time, error) {
 }
 
 // classify maps a non-2xx response to a class. op is "submit" for the
-// create call, where a 404 means the template does not exist.
-func classify(op string, status int, _ []byte) error {
-	if status == http.StatusNotFound && op == "submit" {
+// create call, where a 404 means the template does not exist. Vimmerse
+// documents 401 as a missing or invalid key and 403 as a key that lacks
+// permission (a template the plan does not include): this job, unless the
+// body says the key itself is bad.
+func classify(op string, status int, body []byte) error {
+	switch {
+	case status == http.StatusNotFound && op == "submit":
 		return providers.ErrInvalidInput
+	case status == http.StatusForbidden:
+		return providers.ClassifyForbidden(message(body))
 	}
 	// 402 INSUFFICIENT_CREDIT, 404 NOT_FOUND, 422 FastAPI validation and
 	// 429 (rate or concurrency) follow the shared table.

@@ -118,10 +118,11 @@ func New(cfg providers.Config, opts Options) *Client {
 		credits[k] = price{v, "configured price of template " + k}
 	}
 	c := &Client{base: cfg.Base(DefaultBaseURL), key: cfg.APIKey, opts: opts, credits: credits}
+	hc := cfg.Client(c.base)
 	caller := func(op string) *providers.Caller {
 		return &providers.Caller{
 			Provider: Name,
-			Client:   cfg.Client(),
+			Client:   hc,
 			Classify: func(status int, body []byte) error { return classify(op, status, body) },
 			Message:  message,
 			Secrets:  []string{cfg.APIKey},
@@ -269,10 +270,10 @@ func (c *Client) Submit(ctx context.Context, req providers.Request) (providers.T
 	}
 	w, err := ParseWorkflow(resp.Body)
 	if err != nil {
-		return providers.Task{}, c.submit.Decode("submit", err)
+		return providers.Task{}, c.submit.UnknownSubmission(resp, "the answer is not the documented {\"data\": {...}} object")
 	}
-	if w.ID == "" {
-		return providers.Task{}, c.submit.Decode("submit", errors.New("no data.id in response"))
+	if !providers.UsableID(w.ID) {
+		return providers.Task{}, c.submit.UnknownSubmission(resp, "no usable data.id in the answer")
 	}
 	return providers.Task{ID: w.ID}, nil
 }

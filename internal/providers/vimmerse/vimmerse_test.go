@@ -27,9 +27,10 @@ func newClient(baseURL, key string) providers.Provider {
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	providertest.Run(t, providertest.Harness{
-		Name:       vimmerse.Name,
-		New:        newClient,
-		ValidInput: json.RawMessage(validInput),
+		Name:           vimmerse.Name,
+		New:            newClient,
+		ValidInput:     json.RawMessage(validInput),
+		ForbiddenInput: json.RawMessage(`{"template_id":"vim_arctic","title":"Snow ` + providersim.ForbiddenMarker + `"}`),
 		InvalidInputs: map[string]json.RawMessage{
 			"empty":              json.RawMessage(``),
 			"array":              json.RawMessage(`[]`),
@@ -156,6 +157,9 @@ func TestErrorClasses(t *testing.T) {
 			"body.options: Options must be a JSON string of an object; body.image_urls.0: invalid or missing URL scheme"},
 		{"rate", 429, `{"message":"Too Many Requests"}`, providers.ErrRateLimited, "Too Many Requests"},
 		{"unauthorized", 401, `{"detail":"Not authenticated"}`, providers.ErrAuth, "Not authenticated"},
+		{"template not allowed", 403, `{"message":"FORBIDDEN: template vim_arctic is not available to this account"}`, providers.ErrForbidden, "vim_arctic"},
+		{"forbidden", 403, `{"message":"FORBIDDEN"}`, providers.ErrForbidden, "FORBIDDEN"},
+		{"forbidden invalid key", 403, `{"message":"Invalid API key"}`, providers.ErrAuth, "Invalid API key"},
 		{"server", 500, `{"message":"Please retry or contact support"}`, providers.ErrRetryable, "Please retry"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
