@@ -1,7 +1,15 @@
 // Package config reads reelq's configuration from the environment with
-// caarlos0/env. Variable names are the public contract in DESIGN.md;
-// secrets may come from files (P_API_KEY_FILE, NATS_PASSWORD_FILE,
-// NATS_TOKEN_FILE), and no secret is ever rendered by LogValue or String.
+// caarlos0/env. Variable names are a public contract (the README's
+// configuration table); secrets may come from files (P_API_KEY_FILE,
+// NATS_PASSWORD_FILE, NATS_TOKEN_FILE), and no secret is ever rendered by
+// LogValue or String.
+//
+// Everything about a variable comes from its struct tags: env (and
+// envPrefix for nesting), envDefault, help (one line, required: a test
+// checks it) and, for a default that is not a literal value, helpDefault.
+// From them LoadWorker checks values by variable name and warns about
+// unknown REELQ_ and provider-prefixed names, and Describe and FormatHelp
+// list the variables for worker --help; a new field needs nothing else.
 package config
 
 import (

@@ -30,6 +30,11 @@ func KnownVars() []string {
 	for _, f := range workerFields() {
 		out = append(out, f.Key)
 	}
+	for _, o := range registry.OptionTypes() {
+		for _, f := range fieldsOf(o.Type, o.Prefix) {
+			out = append(out, f.Key) // with <N> for a slice of structs
+		}
+	}
 	out = append(out, registry.OptionVars()...)
 	slices.Sort(out)
 	return slices.Compact(out)
