@@ -241,7 +241,7 @@ func TestFetchSizeLimit(t *testing.T) {
 		t.Errorf("Content-Length over the limit: %v", err)
 	}
 	// By counting, without a Content-Length.
-	chunked := source(t, serveChunked(data))
+	chunked := source(t, serveChunked(data, "video/mp4"))
 	r, err := f.Get(testCtx(t), chunked.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -254,7 +254,7 @@ func TestFetchSizeLimit(t *testing.T) {
 		t.Errorf("counted over the limit: %v", err)
 	}
 	// At the limit is fine.
-	if b, err := get(t, f, source(t, serveChunked(data[:2000])).URL); err != nil || len(b) != 2000 {
+	if b, err := get(t, f, source(t, serveChunked(data[:2000], "video/mp4")).URL); err != nil || len(b) != 2000 {
 		t.Errorf("at the limit: %d bytes, %v", len(b), err)
 	}
 }

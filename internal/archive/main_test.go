@@ -150,9 +150,9 @@ func serveBytes(b []byte, ct string) http.HandlerFunc {
 }
 
 // serveChunked serves b without a Content-Length.
-func serveChunked(b []byte) http.HandlerFunc {
+func serveChunked(b []byte, ct string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "video/mp4")
+		w.Header().Set("Content-Type", ct)
 		for len(b) > 0 {
 			n := min(len(b), 32<<10)
 			if _, err := w.Write(b[:n]); err != nil {
