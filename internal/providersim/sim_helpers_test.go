@@ -38,7 +38,11 @@ type fixture struct {
 	sim   *Server
 	clock *clock
 	url   string
+	srv   *httptest.Server
 }
+
+// close stops the server, waiting for its handlers to finish.
+func (f *fixture) close() { f.srv.Close() }
 
 // newFixture starts a simulator whose tasks take 10 s of fake time.
 func newFixture(t *testing.T, name string, k Knobs) *fixture {
@@ -51,7 +55,7 @@ func newFixture(t *testing.T, name string, k Knobs) *fixture {
 	s.now = c.now
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
-	return &fixture{sim: s, clock: c, url: srv.URL}
+	return &fixture{sim: s, clock: c, url: srv.URL, srv: srv}
 }
 
 // reply is a simulator answer.

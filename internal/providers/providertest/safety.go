@@ -37,6 +37,21 @@ func testMissingTaskID(t *testing.T, h Harness) {
 	if n := b.submitted(h.Name); n != 1 {
 		t.Errorf("simulator charged %d submissions, want 1", n)
 	}
+	// A 2xx that is not JSON at all (a proxy's page, say) is no better.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = w.Write([]byte("<html><body>Accepted</body></html>"))
+	}))
+	defer srv.Close()
+	base := srv.URL
+	if h.BaseURL != nil {
+		base = h.BaseURL(srv.URL)
+	}
+	_, err = h.New(base, Key).Submit(context.Background(), request(h, "job-html"))
+	wantClass(t, "Submit answered with HTML", err, providers.ErrUnknownSubmission)
+	if errors.As(err, &pe) && !strings.Contains(pe.Message, "Accepted") {
+		t.Errorf("message %q does not keep the answer", pe.Message)
+	}
 }
 
 // testForbidden: a 403 about one job is ErrForbidden, not ErrAuth (which

@@ -1,8 +1,11 @@
 package samsar_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -99,4 +102,76 @@ func FuzzParseStatus(f *testing.F) {
 			t.Errorf("failed without Err: %s", body)
 		}
 	})
+}
+
+func TestErrorClasses(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		status int
+		body   string
+		class  error
+	}{
+		{"missing key", 400, `{"message":"API key is missing or empty."}`, providers.ErrAuth},
+		{"validation", 400, `{"message":"prompt is required."}`, providers.ErrInvalidInput},
+		{"invalid key", 401, `{"message":"Invalid API key."}`, providers.ErrAuth},
+		{"credits generic body", 402, `{"message":"Internal server error while creating video."}`, providers.ErrCreditsExhausted},
+		{"wrong credential type", 403, `{"message":"Invalid credential type for this API."}`, providers.ErrAuth},
+		{"other user's session", 403, `{"message":"This session belongs to another user."}`, providers.ErrForbidden},
+		{"forbidden", 403, `{"message":"Forbidden"}`, providers.ErrForbidden},
+		{"not found", 404, `{"message":"Request not found."}`, providers.ErrNotFound},
+		{"rate", 429, `{"message":"Too many requests."}`, providers.ErrRateLimited},
+		{"server", 500, `{"message":"Internal server error"}`, providers.ErrRetryable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.WriteHeader(tc.status)
+				_, _ = w.Write([]byte(tc.body))
+			}))
+			defer srv.Close()
+			c := samsar.New(providers.Config{BaseURL: srv.URL, APIKey: "samsar-key"}, samsar.Options{})
+			_, err := c.Submit(context.Background(), providers.Request{Input: json.RawMessage(`{"prompt":"p","image_model":"IMAGEN3","video_model":"LUMA","duration":10}`)})
+			if !errors.Is(err, tc.class) {
+				t.Fatalf("err %v, want %v", err, tc.class)
+			}
+		})
+	}
+}
+
+// TestCheckCreditsFailures checks that a balance endpoint that fails or
+// answers without remainingCredits is never read as a balance, healthy
+// or exhausted.
+func TestCheckCreditsFailures(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		status int
+		body   string
+		class  error
+	}{
+		{200, `{}`, providers.ErrRetryable},
+		{200, `{"remaining_credits": 10}`, providers.ErrRetryable},
+		{200, `{"remainingCredits": "lots"}`, providers.ErrRetryable},
+		{200, `<html>maintenance</html>`, providers.ErrRetryable},
+		{200, `{"remainingCredits": 0}`, providers.ErrCreditsExhausted},
+		{402, `{"message":"Insufficient credits"}`, providers.ErrRetryable},
+		{503, `{"message":"unavailable"}`, providers.ErrRetryable},
+		{404, `{"message":"Not found"}`, providers.ErrNotFound},
+		{401, `{"message":"Invalid API key."}`, providers.ErrAuth},
+		{400, `{"message":"API key is missing or empty."}`, providers.ErrAuth},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(tc.status)
+			_, _ = w.Write([]byte(tc.body))
+		}))
+		c := samsar.New(providers.Config{BaseURL: srv.URL, APIKey: "k"}, samsar.Options{})
+		err := c.CheckCredits(context.Background())
+		if !errors.Is(err, tc.class) {
+			t.Errorf("HTTP %d %s: %v, want %v", tc.status, tc.body, err, tc.class)
+		}
+		if tc.class != providers.ErrCreditsExhausted && errors.Is(err, providers.ErrCreditsExhausted) {
+			t.Errorf("HTTP %d %s reads as exhausted credits", tc.status, tc.body)
+		}
+		srv.Close()
+	}
 }

@@ -312,3 +312,57 @@ func FuzzParseResetAt(f *testing.F) {
 		}
 	})
 }
+
+// TestRequestIDFromPollURL checks a create answer whose request_id was
+// renamed: the poll_url on the API host still names the request; one
+// elsewhere does not, and the submission is unknown.
+func TestRequestIDFromPollURL(t *testing.T) {
+	t.Parallel()
+	var answer string
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		_, _ = w.Write([]byte(answer))
+	}))
+	defer srv.Close()
+	c := newClient(srv.URL, "SG_key")
+	for body, want := range map[string]string{
+		`{"requestId":"r9","poll_url":"` + srv.URL + `/workflows/request/r9"}`:           "r9",
+		`{"request_id":42,"poll_url":""}`:                                                "42",
+		`{"requestId":"r9","poll_url":"https://elsewhere.example/workflows/request/r9"}`: "",
+		`{"requestId":"r9","poll_url":"` + srv.URL + `/other/r9"}`:                       "",
+		`{"request_id":"has space"}`:                                                     "",
+	} {
+		mu.Lock()
+		answer = body
+		mu.Unlock()
+		task, err := c.Submit(context.Background(), providers.Request{Input: json.RawMessage(`{}`)})
+		switch {
+		case want == "" && !errors.Is(err, providers.ErrUnknownSubmission):
+			t.Errorf("%s: task %+v err %v, want unknown submission", body, task, err)
+		case want != "" && (err != nil || task.ID != want):
+			t.Errorf("%s: task %+v err %v, want id %s", body, task, err, want)
+		}
+	}
+}
+
+// TestOutputURLsChecked checks that a value typed image or video must be a
+// usable URL, while a text value is kept as text.
+func TestOutputURLsChecked(t *testing.T) {
+	t.Parallel()
+	completed := func(items string) []byte {
+		b, _ := json.Marshal(map[string]string{"status": "COMPLETED", "output": items})
+		return b
+	}
+	for _, bad := range []string{"javascript:alert(1)", "file:///etc/passwd", "data:video/mp4;base64,AAAA", "https://u:p@x.example/v.mp4", "s3://bucket/v.mp4"} {
+		st, err := segmind.ParseStatus(completed(`[{"keyname":"Video","value":{"data":"` + bad + `","type":"video"}}]`))
+		if err != nil || st.State != providers.Failed || !errors.Is(st.Err, providers.ErrTaskFailed) || !strings.Contains(st.Err.Error(), `"Video"`) {
+			t.Errorf("video %q: %+v %v, want a failed task naming the output", bad, st, err)
+		}
+	}
+	st, err := segmind.ParseStatus(completed(`[{"keyname":"Note","value":{"data":"javascript:alert(1)","type":"text"}}]`))
+	if err != nil || st.State != providers.Succeeded || st.Outputs[0].ContentType != "text/plain" || !strings.HasPrefix(st.Outputs[0].URL, "data:text/plain;charset=utf-8,") {
+		t.Errorf("text value: %+v %v, want an inlined text/plain output", st, err)
+	}
+}
