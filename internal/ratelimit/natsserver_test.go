@@ -8,36 +8,31 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/reelq/reelq/internal/embedded"
 )
 
-// startNATS runs an in-process JetStream server without a TCP listener; it is
-// shut down when the test ends.
+// startNATS runs an embedded JetStream server on a random loopback port; it
+// is shut down when the test ends.
 func startNATS(tb testing.TB) *server.Server {
 	tb.Helper()
-	s, err := server.NewServer(&server.Options{
-		ServerName: "ratelimit-test",
-		JetStream:  true,
-		StoreDir:   tb.TempDir(),
-		DontListen: true,
-		NoSigs:     true,
-		NoLog:      true,
-	})
+	s, err := embedded.Start(embedded.Options{Name: "ratelimit-test", Listen: "127.0.0.1:-1", StoreDir: tb.TempDir()})
 	if err != nil {
 		tb.Fatalf("nats server: %v", err)
 	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		tb.Fatal("nats server not ready")
-	}
-	tb.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	tb.Cleanup(func() { embedded.Stop(s) })
 	return s
 }
 
 // connectJS opens a separate client connection to s, as a replica would.
 func connectJS(tb testing.TB, s *server.Server) jetstream.JetStream {
 	tb.Helper()
-	nc, err := nats.Connect("", nats.InProcessServer(s))
+	return dialJS(tb, s.ClientURL())
+}
+
+func dialJS(tb testing.TB, url string) jetstream.JetStream {
+	tb.Helper()
+	nc, err := nats.Connect(url)
 	if err != nil {
 		tb.Fatalf("nats connect: %v", err)
 	}

@@ -4,26 +4,49 @@
 //
 // # Algorithm
 //
-// GCRA (the generic cell rate algorithm). The only state is the theoretical
-// arrival time TAT, stored as JSON {"tat": <unix ns>}. With interval
-// T = 1/Rate and tolerance τ = (Burst-1)·T, a request at time now is allowed
-// when now >= max(TAT, now) - τ, and then TAT becomes max(TAT, now) + T. Every
-// grant is one compare-and-set on the key; a lost CAS is retried after a small
-// jittered backoff. Because each grant moves TAT forward by at least T, any
-// closed window of length W holds at most Rate·W + Burst grants, whatever
-// the number of replicas.
+// GCRA (the generic cell rate algorithm). The only shared state is the
+// theoretical arrival time TAT, stored as JSON {"tat": <unix ns>} under one
+// key. With interval T = 1/Rate and tolerance τ = (Burst-1)·T, a request at
+// time now is allowed when max(TAT, now) - τ <= now, and then TAT becomes
+// max(TAT, now) + T. k requests at the same instant are k such steps: the
+// largest k with max(TAT, now) + (k-1)·T - τ <= now (at most Burst), after
+// which TAT = max(TAT, now) + k·T. Every write is a compare-and-set on the
+// key's revision, so concurrent replicas never both apply a step to the same
+// TAT. Because each token moves TAT forward by T, any closed window of length
+// W holds at most Rate·W + Burst grants, whatever the number of replicas.
+//
+// Within one process, Wait callers of a Limiter join a FIFO queue. While the
+// queue is not empty one goroutine owned by the Limiter (the pump; it exits
+// when the queue empties) serves it: it computes k for the queue's length
+// from the last state it knows, CASes TAT forward by k·T in one write and
+// hands the k tokens to the first k waiters, in order. If no token is due it
+// sleeps on one timer until the next one is. The pump keeps the TAT and
+// revision it last wrote and CASes against them without reading again; it
+// reads the key only when that CAS fails (another replica or a Block wrote)
+// or the state is unknown (start, store error). So a process reads the store
+// about once per token another replica took in between, never once per
+// waiter, and one round trip grants up to Burst tokens: a high rate is not
+// bounded by the store's latency.
+//
+// A waiter whose ctx ends leaves the queue at once. A token already handed
+// to a waiter whose ctx ended at the same moment is dropped, not reused (it
+// counts against the rate; see [Stats]).
 //
 // [Limiter.Block] records a provider's 429 ("retry after until") in the same
 // state: TAT = max(TAT, until + τ). The next grant is then no earlier than
-// until, only one token is available at until (no burst), and since Block
-// only ever raises TAT the window bound above still holds.
+// until, only one token is available at until (no burst), queued waiters
+// wait past it, and since Block only ever raises TAT the window bound above
+// still holds. [Limiter.SetRate] wakes the pump, which applies the new rate
+// from the next token on.
 //
 // # Failures
 //
 // The limiter fails closed: no token is granted without a successful CAS. If
 // the store is unavailable (KV bucket missing, no quorum, connection down),
-// [Limiter.Wait] keeps retrying with exponential backoff and stays blocked
-// until the store answers or ctx ends. A lost or reset key (bucket
+// the pump retries with exponential backoff (100ms to 5s) and logs at most
+// one warning every 10s; waiters stay queued until the store answers or their
+// ctx ends. A CAS whose outcome is unknown (error, timeout) grants nothing
+// and makes the pump read the key again. A lost or reset key (bucket
 // recreated) restarts the schedule, which allows one burst.
 //
 // # Clocks
@@ -32,10 +55,12 @@
 // (Config.Now), so replicas share the schedule through their clocks: a
 // replica whose clock runs s ahead can take a token up to s early. NTP-synced
 // hosts (skew of milliseconds) are assumed; keep the skew well below the
-// interval 1/Rate.
+// interval 1/Rate. The pump sleeps on the runtime's timers, so Config.Now
+// must advance with real time.
 package ratelimit
 
 import (
+	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
@@ -44,17 +69,17 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
 )
 
 const (
-	conflictBackoffMin = time.Millisecond      // first retry after a lost CAS
+	conflictBackoffMin = time.Millisecond      // after the second lost CAS in a row
 	conflictBackoffMax = 50 * time.Millisecond // cap under heavy contention
 	storeBackoffMin    = 100 * time.Millisecond
 	storeBackoffMax    = 5 * time.Second
-	closedPoll         = time.Second    // re-check interval while Rate <= 0
 	maxInterval        = 24 * time.Hour // rates below one per day are clamped
 	maxBurst           = 1000
 	storeErrLogEvery   = 10 * time.Second
@@ -67,7 +92,9 @@ type Config struct {
 	// until SetRate sets a positive rate.
 	Rate float64
 	// Burst is how many requests may go at once after an idle period;
-	// values below 1 mean 1. Keep it small.
+	// values below 1 mean 1, above 1000 mean 1000. Keep it small, but at
+	// least 2 if the rate must be met exactly: with Burst 1 every late
+	// grant (timer or network latency) shifts the schedule.
 	Burst int
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
@@ -77,42 +104,58 @@ type Config struct {
 }
 
 // Limiter takes tokens from the schedule stored under one key. It is safe for
-// concurrent use and starts no goroutines; every replica creates its own
-// Limiter on the same key.
+// concurrent use. Every replica creates one Limiter per key and shares it
+// between its goroutines: Limiters on the same key contend like replicas.
 type Limiter struct {
 	store  Store
 	key    string
 	now    func() time.Time
 	log    *slog.Logger
 	errLog rate.Sometimes
-
-	// turn lets one goroutine of this process at a time run the
-	// read-compare-set: waiters in one replica would otherwise mostly lose
-	// the CAS to each other and retry, multiplying KV writes; with it only
-	// replicas contend.
-	turn chan struct{}
+	wake   chan struct{} // SetRate: the pump recomputes at once
 
 	mu        sync.Mutex
 	interval  time.Duration // 0: closed
 	tolerance time.Duration
-	changed   chan struct{} // closed and replaced by SetRate
+	queue     list.List          // of *waiter, FIFO
+	pumping   bool               // a pump goroutine runs
+	stopPump  context.CancelFunc // ends the pump's store calls and sleeps
+	known     bool               // tat and rev are the last state seen
+	tat       int64
+	rev       uint64
+
+	reads, writes, conflicts, errs, granted, dropped atomic.Int64
+}
+
+type waiter struct {
+	ready chan struct{} // closed when the waiter got its token
+	elem  *list.Element // nil once out of the queue
 }
 
 type state struct {
 	TAT int64 `json:"tat"` // theoretical arrival time, unix ns
 }
 
+// Stats are a Limiter's counters since New.
+type Stats struct {
+	Reads     int64 // store reads (Wait, Block and BlockedUntil)
+	Writes    int64 // compare-and-set attempts
+	Conflicts int64 // writes that lost: the key had moved on
+	Errors    int64 // failed store calls other than conflicts
+	Granted   int64 // tokens returned by Wait (successful calls)
+	Dropped   int64 // tokens taken whose waiter's ctx ended first
+}
+
 // New returns a Limiter on key in store. The key is normally the provider
 // name; it is logged as "provider".
 func New(store Store, key string, cfg Config) *Limiter {
 	l := &Limiter{
-		store:   store,
-		key:     key,
-		now:     cfg.Now,
-		log:     cfg.Logger,
-		errLog:  rate.Sometimes{First: 1, Interval: storeErrLogEvery},
-		changed: make(chan struct{}),
-		turn:    make(chan struct{}, 1),
+		store:  store,
+		key:    key,
+		now:    cfg.Now,
+		log:    cfg.Logger,
+		errLog: rate.Sometimes{First: 1, Interval: storeErrLogEvery},
+		wake:   make(chan struct{}, 1),
 	}
 	if l.now == nil {
 		l.now = time.Now
@@ -127,7 +170,7 @@ func New(store Store, key string, cfg Config) *Limiter {
 
 // SetRate changes the rate and burst at runtime. The next slot already on
 // the shared schedule stays where it is; the new interval applies from there
-// on. Goroutines blocked in Wait re-check at once.
+// on. Queued waiters are re-checked at once.
 func (l *Limiter) SetRate(r float64, burst int) {
 	burst = min(max(burst, 1), maxBurst)
 	var iv time.Duration
@@ -135,102 +178,185 @@ func (l *Limiter) SetRate(r float64, burst int) {
 		iv = max(time.Duration(math.Min(float64(time.Second)/r, float64(maxInterval))), 1)
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.interval, l.tolerance = iv, time.Duration(burst-1)*iv
-	close(l.changed)
-	l.changed = make(chan struct{})
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
 }
 
-func (l *Limiter) params() (interval, tolerance time.Duration, changed <-chan struct{}) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.interval, l.tolerance, l.changed
+// Stats returns the Limiter's counters.
+func (l *Limiter) Stats() Stats {
+	return Stats{
+		Reads:     l.reads.Load(),
+		Writes:    l.writes.Load(),
+		Conflicts: l.conflicts.Load(),
+		Errors:    l.errs.Load(),
+		Granted:   l.granted.Load(),
+		Dropped:   l.dropped.Load(),
+	}
 }
 
 // Wait blocks until it has taken one token from the shared schedule and
-// returns how long it waited. It returns context.Cause(ctx) as soon as ctx
-// ends. Store errors are logged and retried with backoff: Wait never
-// returns success without a successful compare-and-set.
+// returns how long it waited. Callers are served in the order they called.
+// It returns context.Cause(ctx) as soon as ctx ends, and a ctx already done
+// takes no token. Store errors are logged and retried with backoff: Wait
+// never returns success without a successful compare-and-set.
 func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
 	start := l.now()
-	conflicts, failures := 0, 0
-	for {
-		_, _, changed := l.params()
-		if ctx.Err() != nil {
-			return l.now().Sub(start), context.Cause(ctx)
-		}
-		select {
-		case l.turn <- struct{}{}:
-		case <-ctx.Done():
-			return l.now().Sub(start), context.Cause(ctx)
-		}
-		now, wait, conflict, err := l.take(ctx)
-		<-l.turn
-		switch {
-		case err != nil:
-			if ctx.Err() != nil {
-				return now.Sub(start), context.Cause(ctx)
-			}
-			wait = jitter(failures, storeBackoffMin, storeBackoffMax)
-			failures++
-			l.errLog.Do(func() {
-				l.log.WarnContext(ctx, "ratelimit: shared state unavailable, holding requests",
-					"err", err, "retry_after", wait, "failures", failures)
-			})
-		case conflict:
-			wait = jitter(conflicts, conflictBackoffMin, conflictBackoffMax)
-			conflicts++
-		case wait == 0:
-			if waited = now.Sub(start); waited > 0 {
-				l.log.DebugContext(ctx, "ratelimit: token taken", "wait", waited)
-			}
-			return waited, nil
-		default:
-			conflicts, failures = 0, 0
-		}
-		if err := sleep(ctx, wait, changed); err != nil {
-			return l.now().Sub(start), err
-		}
-	}
-}
-
-// Take makes one attempt. It returns 0 if a token was taken, otherwise how
-// long until one may be (after a lost CAS, a short jittered delay). On error
-// no token was taken.
-func (l *Limiter) Take(ctx context.Context) (wait time.Duration, err error) {
-	select {
-	case l.turn <- struct{}{}:
-	case <-ctx.Done():
+	if ctx.Err() != nil {
 		return 0, context.Cause(ctx)
 	}
-	_, wait, conflict, err := l.take(ctx)
-	<-l.turn
-	if conflict {
-		wait = jitter(0, conflictBackoffMin, conflictBackoffMax)
+	w := &waiter{ready: make(chan struct{})}
+	l.mu.Lock()
+	w.elem = l.queue.PushBack(w)
+	if !l.pumping {
+		l.pumping = true
+		pctx, cancel := context.WithCancel(context.Background())
+		l.stopPump = cancel
+		go l.pump(pctx)
 	}
-	return wait, err
+	l.mu.Unlock()
+
+	select {
+	case <-w.ready:
+		if waited = l.now().Sub(start); waited > 0 {
+			l.log.DebugContext(ctx, "ratelimit: token taken", "wait", waited)
+		}
+		return waited, nil
+	case <-ctx.Done():
+		l.mu.Lock()
+		if w.elem != nil {
+			l.queue.Remove(w.elem)
+			w.elem = nil
+			if l.queue.Len() == 0 {
+				l.stopPump() // nobody left to serve: end the pump's sleep or store call
+			}
+		} else { // handed over as ctx ended: not granted after all
+			l.granted.Add(-1)
+			l.dropped.Add(1)
+		}
+		l.mu.Unlock()
+		return l.now().Sub(start), context.Cause(ctx)
+	}
 }
 
-// take reads the state and, if a token is due at now, CASes TAT forward.
-func (l *Limiter) take(ctx context.Context) (now time.Time, wait time.Duration, conflict bool, err error) {
-	interval, tolerance, _ := l.params()
-	if interval == 0 {
-		return l.now(), closedPoll, false, nil
+// pump serves the queue until it is empty; at most one runs per Limiter.
+func (l *Limiter) pump(ctx context.Context) {
+	failures, conflicts := 0, 0
+	for {
+		l.mu.Lock()
+		queued := int64(l.queue.Len())
+		if queued == 0 {
+			l.pumping = false
+			l.stopPump()
+			l.mu.Unlock()
+			return
+		}
+		if ctx.Err() != nil { // stopped when the queue emptied, then refilled
+			ctx, l.stopPump = context.WithCancel(context.Background())
+		}
+		iv, tol := int64(l.interval), int64(l.tolerance)
+		known, tat, rev := l.known, l.tat, l.rev
+		l.mu.Unlock()
+
+		if iv == 0 { // closed until SetRate
+			l.sleep(ctx, -1)
+			continue
+		}
+		if !known {
+			var err error
+			if tat, rev, err = l.read(ctx); err != nil {
+				failures++
+				l.storeFailed(ctx, err, failures)
+				continue
+			}
+		}
+		now := l.now().UnixNano()
+		t := max(tat, now)
+		if due := t - tol; now < due {
+			conflicts = 0 // paced by the schedule, not retrying
+			l.sleep(ctx, time.Duration(due-now))
+			continue
+		}
+		k := min((now-t+tol)/iv+1, queued)
+		next := t + k*iv
+		newRev, err := l.put(ctx, rev, next)
+		switch {
+		case errors.Is(err, ErrConflict):
+			l.forget(rev)
+			if conflicts++; conflicts > 1 { // due, lost, read, still due, lost again
+				l.sleep(ctx, jitter(conflicts-2, conflictBackoffMin, conflictBackoffMax))
+			}
+			continue
+		case err != nil:
+			l.forget(rev)
+			failures++
+			l.storeFailed(ctx, err, failures)
+			continue
+		}
+		failures, conflicts = 0, 0
+		l.mu.Lock()
+		l.remember(next, newRev)
+		for range k {
+			e := l.queue.Front()
+			if e == nil { // waiters left during the CAS
+				l.dropped.Add(1)
+				continue
+			}
+			w := l.queue.Remove(e).(*waiter)
+			w.elem = nil
+			close(w.ready)
+			l.granted.Add(1)
+		}
+		l.mu.Unlock()
 	}
-	tat, rev, err := l.get(ctx)
-	now = l.now()
-	if err != nil {
-		return now, 0, false, err
+}
+
+// storeFailed logs (at most every 10s) and backs off after a store error.
+func (l *Limiter) storeFailed(ctx context.Context, err error, failures int) {
+	if ctx.Err() != nil {
+		return // stopped: the error is the cancellation
 	}
-	t := max(tat, now.UnixNano())
-	if allow := t - int64(tolerance); now.UnixNano() < allow {
-		return now, time.Duration(allow - now.UnixNano()), false, nil
+	wait := jitter(failures-1, storeBackoffMin, storeBackoffMax)
+	l.errLog.Do(func() {
+		l.log.WarnContext(ctx, "ratelimit: shared state unavailable, holding requests",
+			"err", err, "retry_after", wait, "failures", failures)
+	})
+	l.sleep(ctx, wait)
+}
+
+// sleep waits for d (forever if d < 0), SetRate or the pump's stop.
+func (l *Limiter) sleep(ctx context.Context, d time.Duration) {
+	var timeout <-chan time.Time
+	if d >= 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
 	}
-	err = l.put(ctx, rev, t+int64(interval))
-	if errors.Is(err, ErrConflict) {
-		return now, 0, true, nil
+	select {
+	case <-ctx.Done():
+	case <-timeout:
+	case <-l.wake:
 	}
-	return now, 0, false, err
+}
+
+// remember records a state just read or written. A state older than the one
+// known is ignored; after a conflict (forget) any state is taken.
+func (l *Limiter) remember(tat int64, rev uint64) {
+	if !l.known || rev > l.rev {
+		l.known, l.tat, l.rev = true, tat, rev
+	}
+}
+
+// forget drops the known state if it is still at rev (the CAS on it failed).
+func (l *Limiter) forget(rev uint64) {
+	l.mu.Lock()
+	if l.rev == rev {
+		l.known = false
+	}
+	l.mu.Unlock()
 }
 
 // Block pushes the shared schedule so that no replica gets a token before
@@ -238,17 +364,22 @@ func (l *Limiter) take(ctx context.Context) (now time.Time, wait time.Duration, 
 // TAT = max(TAT, until + (Burst-1)/Rate). It never moves the schedule earlier.
 func (l *Limiter) Block(ctx context.Context, until time.Time) error {
 	for n := 0; ; n++ {
-		_, tolerance, _ := l.params()
-		tat, rev, err := l.get(ctx)
+		l.mu.Lock()
+		tolerance := int64(l.tolerance)
+		l.mu.Unlock()
+		tat, rev, err := l.read(ctx)
 		if err != nil {
 			return err
 		}
-		target := until.UnixNano() + int64(tolerance)
+		target := until.UnixNano() + tolerance
 		if tat >= target {
 			return nil
 		}
-		err = l.put(ctx, rev, target)
+		newRev, err := l.put(ctx, rev, target)
 		if err == nil {
+			l.mu.Lock()
+			l.remember(target, newRev)
+			l.mu.Unlock()
 			l.log.InfoContext(ctx, "ratelimit: provider blocked",
 				"until", until, "retry_after", until.Sub(l.now()))
 			return nil
@@ -256,65 +387,79 @@ func (l *Limiter) Block(ctx context.Context, until time.Time) error {
 		if !errors.Is(err, ErrConflict) {
 			return err
 		}
-		if err := sleep(ctx, jitter(n, conflictBackoffMin, conflictBackoffMax), nil); err != nil {
-			return err
+		if n > 0 {
+			t := time.NewTimer(jitter(n-1, conflictBackoffMin, conflictBackoffMax))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return context.Cause(ctx)
+			case <-t.C:
+			}
 		}
 	}
 }
 
-// BlockedUntil reports when the next token is available (now if one is). It
-// ignores a zero Rate.
+// BlockedUntil reports when the next token is available (now if one is),
+// from a fresh read of the store. It ignores a zero Rate.
 func (l *Limiter) BlockedUntil(ctx context.Context) (time.Time, error) {
-	_, tolerance, _ := l.params()
-	tat, _, err := l.get(ctx)
+	l.mu.Lock()
+	tolerance := int64(l.tolerance)
+	l.mu.Unlock()
+	tat, _, err := l.read(ctx)
 	if err != nil {
 		return time.Time{}, err
 	}
 	now := l.now()
-	if at := time.Unix(0, tat-int64(tolerance)); at.After(now) {
+	if at := time.Unix(0, tat-tolerance); at.After(now) {
 		return at, nil
 	}
 	return now, nil
 }
 
-// get returns the stored TAT (0 if absent) and its revision (0 if absent).
-func (l *Limiter) get(ctx context.Context) (tat int64, rev uint64, err error) {
+// read returns the stored TAT (0 if absent) and its revision (0 if absent)
+// and remembers them.
+func (l *Limiter) read(ctx context.Context) (tat int64, rev uint64, err error) {
+	l.reads.Add(1)
 	v, rev, err := l.store.Get(ctx, l.key)
-	if errors.Is(err, ErrNoState) {
-		return 0, 0, nil
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrNoState):
+		tat, rev = 0, 0
+	case err != nil:
+		if ctx.Err() == nil { // not the pump's stop
+			l.errs.Add(1)
+		}
 		return 0, 0, err
+	default:
+		var s state
+		if err := json.Unmarshal(v, &s); err != nil {
+			l.errs.Add(1)
+			return 0, 0, fmt.Errorf("ratelimit: decode state of %q: %w", l.key, err)
+		}
+		tat = s.TAT
 	}
-	var s state
-	if err := json.Unmarshal(v, &s); err != nil {
-		return 0, 0, fmt.Errorf("ratelimit: decode state of %q: %w", l.key, err)
-	}
-	return s.TAT, rev, nil
+	l.mu.Lock()
+	l.remember(tat, rev)
+	l.mu.Unlock()
+	return tat, rev, nil
 }
 
-func (l *Limiter) put(ctx context.Context, rev uint64, tat int64) error {
+// put CASes the state from rev (0: the key must be absent) to tat.
+func (l *Limiter) put(ctx context.Context, rev uint64, tat int64) (uint64, error) {
+	l.writes.Add(1)
 	v, _ := json.Marshal(state{TAT: tat}) // cannot fail
 	var err error
 	if rev == 0 {
-		_, err = l.store.Create(ctx, l.key, v)
+		rev, err = l.store.Create(ctx, l.key, v)
 	} else {
-		_, err = l.store.Update(ctx, l.key, v, rev)
+		rev, err = l.store.Update(ctx, l.key, v, rev)
 	}
-	return err
-}
-
-// sleep waits for d, ctx's end (returning its cause) or a wake-up.
-func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-t.C:
-	case <-wake:
+	switch {
+	case errors.Is(err, ErrConflict):
+		l.conflicts.Add(1)
+	case err != nil && ctx.Err() == nil: // not the pump's stop
+		l.errs.Add(1)
 	}
-	return nil
+	return rev, err
 }
 
 // jitter returns the n-th exponential backoff step in [d/2, d], d = lo·2^n capped at hi.

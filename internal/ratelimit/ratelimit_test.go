@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -113,53 +114,239 @@ func TestWaitManyWaitersFakeTime(t *testing.T) {
 
 func TestBlockDelaysEveryWaiter(t *testing.T) {
 	t.Parallel()
+	for _, mode := range []string{"replicas", "shared", "self"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) { testBlockDelaysEveryWaiter(t, mode) })
+		})
+	}
+}
+
+// testBlockDelaysEveryWaiter: 8 waiters, each on its own Limiter
+// ("replicas") or all on one ("shared"), and a Block from another Limiter,
+// or from the waiters' Limiter ("self").
+func testBlockDelaysEveryWaiter(t *testing.T, mode string) {
+	const rate, burst = 5, 2
+	store := NewMemStore()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(t.Context(), 5900*time.Millisecond)
+	defer cancel()
+	var g grantLog
+	var wg sync.WaitGroup
+	shared := New(store, "vimmerse", Config{Rate: rate, Burst: burst})
+	for range 8 {
+		l := shared
+		if mode == "replicas" {
+			l = New(store, "vimmerse", Config{Rate: rate, Burst: burst})
+		}
+		wg.Go(func() { waitLoop(ctx, l, &g) })
+	}
+
+	time.Sleep(1100 * time.Millisecond) // advance the fake clock
+	other, _ := testLogger(t)
+	replica := New(store, "vimmerse", Config{Rate: rate, Burst: burst, Logger: other})
+	if mode == "self" {
+		replica = shared
+	}
+	blockedAt, until := time.Now(), start.Add(4*time.Second)
+	if err := replica.Block(ctx, until); err != nil {
+		t.Fatalf("Block: %v", err)
+	}
+	if err := replica.Block(ctx, start.Add(2*time.Second)); err != nil { // earlier: no effect
+		t.Fatalf("Block earlier: %v", err)
+	}
+	if got, err := replica.BlockedUntil(ctx); err != nil || !got.Equal(until) {
+		t.Errorf("BlockedUntil = %v, %v; want %v", got.Sub(start), err, until.Sub(start))
+	}
+	wg.Wait()
+
+	var after []time.Time
+	for _, ts := range g.times() {
+		if ts.After(blockedAt) {
+			if ts.Before(until) {
+				t.Errorf("grant at %v, before until %v", ts.Sub(start), until.Sub(start))
+			}
+			after = append(after, ts)
+		}
+	}
+	after = sortedTimes(after)
+	if len(after) == 0 || !after[0].Equal(until) {
+		t.Fatalf("first grants after Block = %v, want the first at %v", after, until.Sub(start))
+	}
+	// One token at until (no burst), then one per 200ms: 4.0, 4.2, …, 5.8.
+	if len(after) != 10 {
+		t.Errorf("%d grants after Block, want 10", len(after))
+	}
+	if m := maxInWindow(after, time.Second); m != rate+1 {
+		t.Errorf("max grants in a 1s window after Block = %d, want %d", m, rate+1)
+	}
+	if m := maxInWindow(after, 0); m != 1 {
+		t.Errorf("grants at one instant after Block = %d, want 1", m)
+	}
+}
+
+// TestWaitFIFO queues waiters one after the other on a closed limiter, then
+// opens it: the first Burst get the first batch, the others one per
+// interval in the order they called Wait; one that gives up is skipped.
+func TestWaitFIFO(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		const rate, burst = 5, 2
-		store := NewMemStore()
+		const n, gaveUp = 12, 5
+		l := New(NewMemStore(), "kling", Config{Rate: 0, Burst: 3})
 		start := time.Now()
-		ctx, cancel := context.WithTimeout(t.Context(), 6*time.Second)
+		got := make([]time.Duration, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			ctx := t.Context()
+			if i == gaveUp {
+				c, cancel := context.WithTimeout(ctx, 11500*time.Millisecond)
+				defer cancel()
+				ctx = c
+			}
+			wg.Go(func() {
+				if _, err := l.Wait(ctx); err != nil {
+					got[i] = -time.Since(start)
+					return
+				}
+				got[i] = time.Since(start)
+			})
+			synctest.Wait() // waiter i is queued before waiter i+1 calls Wait
+		}
+		time.Sleep(10 * time.Second)
+		l.SetRate(1, 3)
+		wg.Wait()
+
+		s := time.Second
+		want := []time.Duration{10 * s, 10 * s, 10 * s, 11 * s, 12 * s, -11500 * time.Millisecond,
+			13 * s, 14 * s, 15 * s, 16 * s, 17 * s, 18 * s}
+		if !slices.Equal(got, want) {
+			t.Errorf("grants at %v, want %v (negative: gave up)", got, want)
+		}
+		// One read; one write for the batch of 3, then one per token.
+		if st := l.Stats(); st != (Stats{Reads: 1, Writes: 9, Granted: n - 1}) {
+			t.Errorf("stats = %+v", st)
+		}
+	})
+}
+
+// TestWaitersShareFairly: any number of goroutines looping on one Limiter
+// get equal shares (FIFO: round robin), and the Limiter reads the store
+// once, however many wait.
+func TestWaitersShareFairly(t *testing.T) {
+	t.Parallel()
+	for _, waiters := range []int{1, 10, 100, 1000} {
+		t.Run(fmt.Sprintf("waiters=%d", waiters), func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				const rate, burst, run = 100, 2, 10 * time.Second
+				store := &countingStore{Store: NewMemStore()}
+				l := New(store, "samsar", Config{Rate: 0, Burst: burst}) // closed until all wait
+				ctx, cancel := context.WithTimeout(t.Context(), run+time.Millisecond)
+				defer cancel()
+				counts := make([]int, waiters)
+				var wg sync.WaitGroup
+				for i := range waiters {
+					wg.Go(func() {
+						for {
+							if _, err := l.Wait(ctx); err != nil {
+								return
+							}
+							counts[i]++
+						}
+					})
+				}
+				synctest.Wait()
+				l.SetRate(rate, burst)
+				wg.Wait()
+				total := 0
+				for _, c := range counts {
+					total += c
+				}
+				if want := rate*int(run/time.Second) + burst; total != want {
+					t.Errorf("%d grants in %v, want %d", total, run, want)
+				}
+				if lo, hi := slices.Min(counts), slices.Max(counts); hi-lo > 1 {
+					t.Errorf("grants per waiter from %d to %d, want equal shares (±1)", lo, hi)
+				}
+				if r := store.reads.Load(); r != 1 {
+					t.Errorf("%d reads for %d grants, want 1", r, total)
+				}
+				if w := store.writes.Load(); w > int64(total) {
+					t.Errorf("%d writes for %d grants", w, total)
+				}
+				if st := l.Stats(); st.Reads != 1 || st.Granted != int64(total) || st.Conflicts != 0 {
+					t.Errorf("stats = %+v", st)
+				}
+			})
+		})
+	}
+}
+
+// TestConflictReads: Limiters on one key read the store only after losing
+// a CAS to each other (plus once at the start).
+func TestConflictReads(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const rate, burst, replicas = 10, 2, 3
+		store := NewMemStore()
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second+time.Millisecond)
 		defer cancel()
 		var g grantLog
 		var wg sync.WaitGroup
-		for range 8 {
-			l := New(store, "vimmerse", Config{Rate: rate, Burst: burst})
-			wg.Go(func() { waitLoop(ctx, l, &g) })
-		}
-
-		time.Sleep(1100 * time.Millisecond) // advance the fake clock
-		other, _ := testLogger(t)
-		replica := New(store, "vimmerse", Config{Rate: rate, Burst: burst, Logger: other})
-		blockedAt, until := time.Now(), start.Add(4*time.Second)
-		if err := replica.Block(ctx, until); err != nil {
-			t.Fatalf("Block: %v", err)
-		}
-		if err := replica.Block(ctx, start.Add(2*time.Second)); err != nil { // earlier: no effect
-			t.Fatalf("Block earlier: %v", err)
-		}
-		if got, err := replica.BlockedUntil(ctx); err != nil || !got.Equal(until) {
-			t.Errorf("BlockedUntil = %v, %v; want %v", got.Sub(start), err, until.Sub(start))
-		}
-		wg.Wait()
-
-		var after []time.Time
-		for _, ts := range g.times() {
-			if ts.After(blockedAt) {
-				if ts.Before(until) {
-					t.Errorf("grant at %v, before until %v", ts.Sub(start), until.Sub(start))
-				}
-				after = append(after, ts)
+		ls := make([]*Limiter, replicas)
+		for i := range ls {
+			ls[i] = New(store, "segmind", Config{Rate: rate, Burst: burst})
+			for range 4 {
+				wg.Go(func() { waitLoop(ctx, ls[i], &g) })
 			}
 		}
-		after = sortedTimes(after)
-		if len(after) == 0 || !after[0].Equal(until) {
-			t.Fatalf("first grants after Block = %v, want the first at %v", after, until.Sub(start))
+		wg.Wait()
+		if n, want := len(g.times()), rate*10+burst; n != want {
+			t.Errorf("%d grants, want %d", n, want)
 		}
-		// One token at until (no burst), then one per 200ms: 4.0, 4.2, …, 5.0.
-		if m := maxInWindow(after, time.Second); m != rate+1 {
-			t.Errorf("max grants in a 1s window after Block = %d, want %d", m, rate+1)
+		conflicts := int64(0)
+		for i, l := range ls {
+			st := l.Stats()
+			t.Logf("replica %d: %+v", i, st)
+			if st.Reads > st.Conflicts+1 {
+				t.Errorf("replica %d: %d reads, %d conflicts: want reads <= conflicts+1", i, st.Reads, st.Conflicts)
+			}
+			conflicts += st.Conflicts
 		}
-		if m := maxInWindow(after, 0); m != 1 {
-			t.Errorf("grants at one instant after Block = %d, want 1", m)
+		if conflicts == 0 {
+			t.Error("no conflicts between replicas: the test does not test")
+		}
+	})
+}
+
+// TestPumpStops: when the last waiter gives up, the Limiter's goroutine
+// ends (synctest would report it blocked otherwise), and a later Wait
+// starts a new one.
+func TestPumpStops(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l := New(NewMemStore(), "camb", Config{Rate: 0, Burst: 1}) // closed
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		var wg sync.WaitGroup
+		for range 5 {
+			wg.Go(func() {
+				if _, err := l.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("Wait = %v, want deadline exceeded", err)
+				}
+			})
+		}
+		wg.Wait()
+		cancel()
+		synctest.Wait()
+		l.mu.Lock()
+		pumping, queued := l.pumping, l.queue.Len()
+		l.mu.Unlock()
+		if pumping || queued != 0 {
+			t.Errorf("after every waiter left: pumping %v, %d queued", pumping, queued)
+		}
+		l.SetRate(1, 1)
+		if waited, err := l.Wait(t.Context()); err != nil || waited != 0 {
+			t.Errorf("Wait after reopening = %v, %v", waited, err)
 		}
 	})
 }
@@ -183,13 +370,17 @@ func TestWaitReturnsCauseOnCancel(t *testing.T) {
 			t.Errorf("Wait returned after %v (waited %v), want 1s", d, waited)
 		}
 
+		if st := l.Stats(); st.Granted != 1 || st.Writes != 1 || st.Dropped != 0 {
+			t.Errorf("stats = %+v, want 1 grant, 1 write, nothing dropped", st)
+		}
+
 		// A done ctx takes no token.
 		fresh := New(NewMemStore(), "camb", Config{Rate: 0.1, Burst: 1})
 		if _, err := fresh.Wait(ctx); !errors.Is(err, errStop) {
 			t.Errorf("Wait on done ctx = %v, want %v", err, errStop)
 		}
-		if wait, err := fresh.Take(t.Context()); err != nil || wait != 0 {
-			t.Errorf("Take after cancelled Wait = %v, %v; want the token still there", wait, err)
+		if waited, err := fresh.Wait(t.Context()); err != nil || waited != 0 {
+			t.Errorf("Wait after cancelled Wait = %v, %v; want the token still there", waited, err)
 		}
 	})
 }
@@ -284,9 +475,6 @@ func TestWaitFailsClosed(t *testing.T) {
 		l := New(store, "segmind", Config{Rate: 1, Burst: 1, Logger: log})
 		store.down.Store(true)
 
-		if _, err := l.Take(t.Context()); !errors.Is(err, errUnavailable) {
-			t.Errorf("Take with store down = %v, want %v", err, errUnavailable)
-		}
 		if err := l.Block(t.Context(), time.Now().Add(time.Second)); !errors.Is(err, errUnavailable) {
 			t.Errorf("Block with store down = %v, want %v", err, errUnavailable)
 		}

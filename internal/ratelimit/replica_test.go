@@ -1,0 +1,313 @@
+package ratelimit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Environment of a replica process started by TestReplicaProcesses.
+const (
+	replicaEnv      = "RATELIMIT_TEST_REPLICA" // its name, for errors
+	replicaURL      = "RATELIMIT_TEST_URL"
+	replicaBucket   = "RATELIMIT_TEST_BUCKET"
+	replicaRate     = "RATELIMIT_TEST_RATE"
+	replicaBurst    = "RATELIMIT_TEST_BURST"
+	replicaWaiters  = "RATELIMIT_TEST_WAITERS"
+	replicaDeadline = "RATELIMIT_TEST_DEADLINE" // unix ns
+)
+
+// probeEvery is the period of the replicas' scheduling probe.
+const probeEvery = 2 * time.Millisecond
+
+// runReplica is a replica process: it takes tokens from the shared key as
+// fast as its waiters may until the deadline, then prints one "grant <unix
+// ns>" line per token (the time Wait returned), a "stats" line and a
+// "stall <ns>" line: the longest its scheduling probe, a goroutine ticking
+// every probeEvery, was kept from running (the host was overloaded).
+func runReplica() int {
+	if err := replica(); err != nil {
+		fmt.Fprintf(os.Stderr, "replica %s: %v\n", os.Getenv(replicaEnv), err)
+		return 1
+	}
+	return 0
+}
+
+func replica() error {
+	rate, err := strconv.ParseFloat(os.Getenv(replicaRate), 64)
+	if err != nil {
+		return err
+	}
+	burst, err := strconv.Atoi(os.Getenv(replicaBurst))
+	if err != nil {
+		return err
+	}
+	waiters, err := strconv.Atoi(os.Getenv(replicaWaiters))
+	if err != nil {
+		return err
+	}
+	deadline, err := strconv.ParseInt(os.Getenv(replicaDeadline), 10, 64)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(os.Getenv(replicaURL))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), time.Unix(0, deadline))
+	defer cancel()
+	kv, err := js.KeyValue(ctx, os.Getenv(replicaBucket))
+	if err != nil {
+		return err
+	}
+	l := New(NewKVStore(kv), "shared", Config{Rate: rate, Burst: burst})
+	var mu sync.Mutex
+	var grants []int64
+	var stall time.Duration
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tk := time.NewTicker(probeEvery)
+		defer tk.Stop()
+		prev := time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tk.C:
+				now := time.Now()
+				stall = max(stall, now.Sub(prev)-probeEvery)
+				prev = now
+			}
+		}
+	})
+	for range waiters {
+		wg.Go(func() {
+			for {
+				if _, err := l.Wait(ctx); err != nil {
+					return
+				}
+				at := time.Now().UnixNano()
+				mu.Lock()
+				grants = append(grants, at)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	out := bufio.NewWriter(os.Stdout)
+	for _, g := range grants {
+		fmt.Fprintf(out, "grant %d\n", g)
+	}
+	s := l.Stats()
+	fmt.Fprintf(out, "stats %d %d %d %d %d %d\n", s.Reads, s.Writes, s.Conflicts, s.Errors, s.Granted, s.Dropped)
+	fmt.Fprintf(out, "stall %d\n", stall)
+	return out.Flush()
+}
+
+// replicaRun is what the replica processes of one run printed.
+type replicaRun struct {
+	grants []time.Time // merged, sorted
+	stats  []Stats
+	stall  time.Duration // the worst of the replicas'
+}
+
+// runReplicas runs procs replica processes on bucket for about run.
+func runReplicas(t *testing.T, url, bucket string, procs int, rate float64, burst, waiters int, run time.Duration) replicaRun {
+	t.Helper()
+	deadline := time.Now().Add(run + 500*time.Millisecond) // + start-up
+	outs := make([]bytes.Buffer, procs)
+	errs := make([]bytes.Buffer, procs)
+	cmds := make([]*exec.Cmd, procs)
+	for i := range cmds {
+		cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(),
+			replicaEnv+"="+strconv.Itoa(i),
+			replicaURL+"="+url,
+			replicaBucket+"="+bucket,
+			replicaRate+"="+strconv.FormatFloat(rate, 'g', -1, 64),
+			replicaBurst+"="+strconv.Itoa(burst),
+			replicaWaiters+"="+strconv.Itoa(waiters),
+			replicaDeadline+"="+strconv.FormatInt(deadline.UnixNano(), 10),
+		)
+		cmd.Stdout, cmd.Stderr = &outs[i], &errs[i]
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start replica %d: %v", i, err)
+		}
+		cmds[i] = cmd
+	}
+	var r replicaRun
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("replica %d: %v: %s", i, err, errs[i].String())
+		}
+		gs, st, stall, err := parseReplica(outs[i].String())
+		if err != nil {
+			t.Fatalf("replica %d output: %v", i, err)
+		}
+		if st.Granted != int64(len(gs)) || st.Errors != 0 {
+			t.Errorf("replica %d: %d grants printed, stats %+v", i, len(gs), st)
+		}
+		r.grants = append(r.grants, gs...)
+		r.stats = append(r.stats, st)
+		r.stall = max(r.stall, stall)
+	}
+	r.grants = sortedTimes(r.grants)
+	return r
+}
+
+// TestReplicaProcesses runs 1, 3 and 8 replica processes (this test binary,
+// re-executed) against one key on a nats-server listening on loopback, each
+// taking tokens as fast as it may, and checks the merged grant times:
+// at most Rate+Burst in any 1s window, and under saturation the achieved
+// rate between any two grants at least 1s apart within 2% of Rate.
+//
+// A replica kept from running for longer than the schedule tolerates
+// misses its slot whatever the limiter does; a run where a replica's probe
+// saw a stall over maxStall is repeated (twice at most), and failures of a
+// last such run name the stall.
+func TestReplicaProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for 35s")
+	}
+	const (
+		burst    = 2
+		waiters  = 8 // per process
+		run      = 5 * time.Second
+		attempts = 3
+		maxStall = 10 * time.Millisecond // half the tolerance at 50/s, burst 2
+	)
+	s := startNATS(t)
+	js := connectJS(t, s)
+	for _, c := range []struct {
+		procs int
+		rate  float64
+	}{{1, 20}, {1, 50}, {3, 20}, {3, 50}, {8, 20}, {8, 50}} {
+		t.Run(fmt.Sprintf("procs=%d/rate=%g", c.procs, c.rate), func(t *testing.T) {
+			var r replicaRun
+			for attempt := 1; ; attempt++ {
+				bucket := fmt.Sprintf("rl_procs_%d_%g_%d", c.procs, c.rate, attempt)
+				createBucket(t, js, bucket)
+				r = runReplicas(t, s.ClientURL(), bucket, c.procs, c.rate, burst, waiters, run)
+				if r.stall <= maxStall || attempt == attempts {
+					break
+				}
+				t.Logf("attempt %d: a replica stalled for %v (host overloaded): run again", attempt, r.stall)
+			}
+			checkReplicaRun(t, r, c.procs, c.rate, burst, run, maxStall)
+		})
+	}
+}
+
+func checkReplicaRun(t *testing.T, r replicaRun, procs int, rate float64, burst int, run, maxStall time.Duration) {
+	t.Helper()
+	var reads, writes, granted int64
+	for i, st := range r.stats {
+		t.Logf("replica %d: %d grants, %d reads, %d writes, %d conflicts", i, st.Granted, st.Reads, st.Writes, st.Conflicts)
+		reads, writes, granted = reads+st.Reads, writes+st.Writes, granted+st.Granted
+	}
+	grants := r.grants
+	if len(grants) < 2*burst {
+		t.Fatalf("%d grants", len(grants))
+	}
+	stalled := ""
+	if r.stall > maxStall {
+		stalled = fmt.Sprintf(" (a replica stalled for %v: host overloaded)", r.stall)
+	}
+	span := grants[len(grants)-1].Sub(grants[0])
+	m := maxInWindow(grants, time.Second)
+	worst, wi, wj := worstRateError(grants[burst-1:], rate, time.Second)
+	t.Logf("%d processes at %g/s burst %d: %d grants in %v (%.3f/s), max %d in a 1s window, "+
+		"worst rate error over windows >= 1s %.2f%%, %.2f reads and %.2f writes per token, longest stall %v",
+		procs, rate, burst, len(grants), span.Round(time.Millisecond),
+		float64(len(grants)-burst)/span.Seconds(), m, 100*worst,
+		float64(reads)/float64(granted), float64(writes)/float64(granted), r.stall)
+	if m > int(rate)+burst {
+		t.Errorf("max grants in a 1s window = %d, want <= %d%s", m, int(rate)+burst, stalled)
+	}
+	// +1: Wait's return times lag the decisions by a varying latency.
+	if hi := burst + int(span.Seconds()*rate) + 1; len(grants) > hi {
+		t.Errorf("%d grants in %v, want <= %d%s", len(grants), span, hi, stalled)
+	}
+	if worst > 0.02 {
+		t.Errorf("achieved rate off by %.2f%% over some window >= 1s, want <= 2%%%s: grants %d to %d at %v",
+			100*worst, stalled, wi+burst-1, wj+burst-1, offsets(grants[0], grants[burst-1+wi:burst+wj]))
+	}
+	if span < run-time.Second {
+		t.Errorf("grants span %v, want about %v%s", span, run, stalled)
+	}
+}
+
+// worstRateError returns the largest |achieved/rate - 1| over every pair of
+// grants at least w apart, achieved = (grants between them) / (time between
+// them): the rate measured from grant to grant, free of the ±1 grant that a
+// fixed window's edges add.
+func worstRateError(grants []time.Time, rate float64, w time.Duration) (worst float64, wi, wj int) {
+	for i := range grants {
+		for j := len(grants) - 1; j > i && grants[j].Sub(grants[i]) >= w; j-- {
+			achieved := float64(j-i) / grants[j].Sub(grants[i]).Seconds()
+			if e := math.Abs(achieved/rate - 1); e > worst {
+				worst, wi, wj = e, i, j
+			}
+		}
+	}
+	return worst, wi, wj
+}
+
+// offsets returns ts as durations since t0, rounded to 0.1ms.
+func offsets(t0 time.Time, ts []time.Time) []time.Duration {
+	out := make([]time.Duration, len(ts))
+	for i, t := range ts {
+		out[i] = t.Sub(t0).Round(100 * time.Microsecond)
+	}
+	return out
+}
+
+func parseReplica(out string) ([]time.Time, Stats, time.Duration, error) {
+	var gs []time.Time
+	var st Stats
+	stall, seen := time.Duration(0), 0
+	for line := range strings.Lines(out) {
+		f := strings.Fields(line)
+		n := make([]int64, len(f))
+		for i := 1; i < len(f); i++ {
+			v, err := strconv.ParseInt(f[i], 10, 64)
+			if err != nil {
+				return nil, st, 0, fmt.Errorf("line %q: %w", line, err)
+			}
+			n[i] = v
+		}
+		switch {
+		case len(f) == 2 && f[0] == "grant":
+			gs = append(gs, time.Unix(0, n[1]))
+		case len(f) == 7 && f[0] == "stats":
+			st = Stats{Reads: n[1], Writes: n[2], Conflicts: n[3], Errors: n[4], Granted: n[5], Dropped: n[6]}
+			seen++
+		case len(f) == 2 && f[0] == "stall":
+			stall = time.Duration(n[1])
+			seen++
+		default:
+			return nil, st, 0, fmt.Errorf("unexpected line %q", line)
+		}
+	}
+	if seen != 2 {
+		return nil, st, 0, fmt.Errorf("no stats or stall line in %q", out)
+	}
+	return gs, st, stall, nil
+}
