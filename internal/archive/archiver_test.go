@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -273,6 +274,35 @@ func TestArchiveRetriesTransient(t *testing.T) {
 			})
 		}
 	})
+}
+
+func TestArchiveRetriesUpload(t *testing.T) {
+	// The S3 server fails the first upload; Archive downloads again and
+	// uploads again.
+	var puts atomic.Int32
+	st := s3StoreWith(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPut && puts.Add(1) == 1 {
+				_, _ = io.Copy(io.Discard, r.Body)
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>try later</Message></Error>`)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	data := payload(31, 100_000)
+	h, hits := counted(serveBytes(data, "video/mp4"))
+	c, err := archiver(t, st, Options{}).Archive(testCtx(t), Key("job-u", 1, 0), source(t, h).URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hits.Load() != 2 || puts.Load() < 2 || c.SHA256 != sha(data) {
+		t.Errorf("%d downloads, %d uploads, copy %+v", hits.Load(), puts.Load(), c)
+	}
+	if !bytes.Equal(readAll(t, st, c.Key), data) {
+		t.Error("stored bytes differ")
+	}
 }
 
 func TestArchiveRetryBudget(t *testing.T) {

@@ -182,9 +182,11 @@ func (s *JetStreamStore) putChunks(ctx context.Context, subj string, r io.Reader
 		}
 		// Let the chunks in flight land (or fail) before purging, or a
 		// late one would outlive the purge.
+		drain, cancel := context.WithTimeout(context.Background(), ackTimeout)
+		defer cancel()
 		for _, f := range futs {
 			if f != nil {
-				_ = waitAck(context.Background(), f)
+				_ = waitAck(drain, f)
 			}
 		}
 		s.purge(subj)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,9 +17,11 @@ import (
 
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
-	"github.com/reelq/reelq/internal/natstest"
+	"github.com/reelq/reelq/internal/embedded"
 )
 
 // fakeS3Env makes the test binary, started again by the benchmark, run an
@@ -35,33 +36,48 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// serveFakeS3 runs gofakes3 on a loopback port, prints its URL and serves
-// until stdin closes (the parent ends).
+// serveFakeS3 runs gofakes3 over TLS on a loopback port, prints its URL
+// and serves until stdin closes (the parent ends).
 func serveFakeS3(bucket string) {
 	backend := s3mem.New()
 	if err := backend.CreateBucket(bucket); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	srv := &http.Server{Handler: gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog())).Server()}
-	go func() { _ = srv.Serve(l) }()
-	fmt.Printf("http://%s\n", l.Addr())
+	srv := httptest.NewTLSServer(gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog())).Server())
+	fmt.Println(srv.URL)
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	os.Exit(0)
 }
 
 const testBucket = "reelq-test"
 
+// natsServer starts an embedded JetStream server (internal/embedded, as
+// internal/natstest does, without natstest's dependency on the queue
+// package) and connects to it; both end with the test.
+func natsServer(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	s, err := embedded.Start(embedded.Options{Name: "archive-test", Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("start nats: %v", err)
+	}
+	t.Cleanup(func() { embedded.Stop(s) })
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
 // jsStore returns a JetStreamStore on a fresh embedded server.
 func jsStore(t testing.TB) *JetStreamStore {
 	t.Helper()
-	s := natstest.Server(t)
-	_, js := natstest.Connect(t, s)
+	js := natsServer(t)
 	ctx := testCtx(t)
 	if _, err := js.CreateObjectStore(ctx, BucketConfig(1, time.Hour)); err != nil {
 		t.Fatalf("create bucket: %v", err)
@@ -75,7 +91,10 @@ func jsStore(t testing.TB) *JetStreamStore {
 
 // s3Store returns an S3Store on a gofakes3 server behind httptest, with
 // credentials from the environment as in production.
-func s3Store(t *testing.T) *S3Store {
+func s3Store(t *testing.T) *S3Store { return s3StoreWith(t, nil) }
+
+// s3StoreWith is s3Store with middleware in front of the S3 server.
+func s3StoreWith(t *testing.T, wrap func(http.Handler) http.Handler) *S3Store {
 	t.Helper()
 	backend := s3mem.New()
 	if err := backend.CreateBucket(testBucket); err != nil {
@@ -83,7 +102,11 @@ func s3Store(t *testing.T) *S3Store {
 	}
 	// TLS, as in production: over plain HTTP minio-go signs payloads in
 	// aws-chunked encoding with trailers, which gofakes3 does not decode.
-	srv := httptest.NewTLSServer(gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog())).Server())
+	h := gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog())).Server()
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := httptest.NewTLSServer(h)
 	t.Cleanup(srv.Close)
 	t.Setenv("AWS_ACCESS_KEY_ID", "test-access-key")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "test-secret-key")

@@ -114,13 +114,17 @@ func (p *putReader) Read(b []byte) (int, error) {
 	if p.done {
 		return 0, io.EOF
 	}
-	if p.size >= 0 && int64(len(b)) > p.size-p.n {
-		b = b[:p.size-p.n]
+	if p.size >= 0 {
+		if p.n == p.size {
+			// Size 0, or a caller reading again at the declared size.
+			return 0, p.probe()
+		}
+		if int64(len(b)) > p.size-p.n {
+			b = b[:p.size-p.n]
+		}
 	}
-	if len(b) == 0 && p.size >= 0 {
-		// Only reached with size 0, or when a caller reads again at the
-		// declared size: probe for an end.
-		return 0, p.probe()
+	if len(b) == 0 {
+		return 0, nil
 	}
 	n, err := p.r.Read(b)
 	p.h.Write(b[:n])

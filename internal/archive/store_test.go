@@ -3,13 +3,12 @@ package archive
 import (
 	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/reelq/reelq/internal/natstest"
 )
 
 func TestKeyAndFileName(t *testing.T) {
@@ -82,8 +81,7 @@ func TestNewStoreConfig(t *testing.T) {
 		t.Errorf("s3: %v, %v", st, err)
 	}
 
-	s := natstest.Server(t)
-	_, js := natstest.Connect(t, s)
+	js := natsServer(t)
 	if _, err := NewStore(ctx, Config{}, js); err == nil || !strings.Contains(err.Error(), `"reelq_outputs" does not exist`) {
 		t.Errorf("missing bucket: %v", err)
 	}
@@ -107,8 +105,7 @@ func TestBucketConfig(t *testing.T) {
 	if c.Bucket != DefaultBucket || c.Replicas != 3 || c.TTL != 48*time.Hour || c.Storage != jetstream.FileStorage {
 		t.Errorf("BucketConfig = %+v", c)
 	}
-	s := natstest.Server(t)
-	_, js := natstest.Connect(t, s)
+	js := natsServer(t)
 	ctx := testCtx(t)
 	obs, err := js.CreateObjectStore(ctx, BucketConfig(1, 2*time.Hour))
 	if err != nil {
@@ -199,4 +196,32 @@ func TestStore(t *testing.T) {
 			t.Error("empty key accepted")
 		}
 	})
+}
+
+func TestPutReader(t *testing.T) {
+	data := payload(5, 100)
+	for _, tc := range []struct {
+		n, size int
+		want    error
+	}{{100, 100, nil}, {100, -1, nil}, {0, 0, nil}, {99, 100, errShort}, {101, 100, errLong}, {1, 0, errLong}} {
+		src := bytes.NewReader(payload(5, 101)[:tc.n])
+		pr := newPutReader(src, int64(tc.size))
+		// Reads of every size, including empty ones, which must not
+		// consume anything.
+		var got []byte
+		var err error
+		for i := 0; err == nil; i++ {
+			buf := make([]byte, i%7)
+			var n int
+			n, err = pr.Read(buf)
+			got = append(got, buf[:n]...)
+		}
+		if tc.want == nil {
+			if err != io.EOF || !bytes.Equal(got, data[:tc.n]) || pr.sum() != sha(data[:tc.n]) {
+				t.Errorf("%d bytes as %d: %d bytes, %v", tc.n, tc.size, len(got), err)
+			}
+		} else if !errors.Is(err, tc.want) {
+			t.Errorf("%d bytes as %d: %v, want %v", tc.n, tc.size, err, tc.want)
+		}
+	}
 }
