@@ -17,7 +17,11 @@
 //
 //   - [JetStreamStore], the default: a JetStream object store (bucket
 //     [DefaultBucket]) on the cluster reelq already runs. [BucketConfig]
-//     gives the bucket's configuration to whoever creates streams.
+//     gives the bucket's configuration to whoever creates streams. Objects
+//     are written in the object store's own format, so any object store
+//     client reads them, by the store's own publisher, which keeps at most
+//     32 chunks of [DefaultChunkSize] unacknowledged per upload (see
+//     [JetStreamStore.Put] for why not nats.go's ObjectStore.Put).
 //   - [S3Store]: any S3-compatible service (AWS, MinIO, Ceph, R2, ...)
 //     through github.com/minio/minio-go/v7. minio-go was chosen over
 //     aws-sdk-go-v2 for its small dependency tree, because it talks to any
@@ -32,6 +36,10 @@
 //
 // [NewStore] builds either from a small [Config]; Kind "off" disables
 // archiving.
+//
+// Concurrency and bandwidth limits are the caller's: [Slots] and
+// [Bandwidth] are interfaces (the worker supplies cluster-wide ones);
+// [NewSlots] and [NewBandwidth] are in-process ones.
 //
 // # Safety rules
 //
