@@ -60,10 +60,21 @@ type Config struct {
 // concurrent use. Its Run method must run for the Pool's lifetime: it keeps
 // the local view current and renews the lease.
 //
-// The worker tells the Pool its demand (SetDemand), takes slots
-// (TryAcquire), reuses them job after job unless Yield says to give one
-// back (Release), and waits on Changed when it could not get a slot. Held is
-// the number of jobs it may run now.
+// A worker uses it like this, per provider:
+//
+//   - SetDemand(running + waiting, top of the waiting jobs) whenever either
+//     changes (free when unchanged; never blocks);
+//   - it starts a waiting job only while running < Held; otherwise it takes
+//     ch := Changed(), calls TryAcquire(ctx, jobs without a slot, top) and, if that
+//     granted nothing, waits on ch and tries again;
+//   - when a job ends and another waits, it reuses the slot unless
+//     Yield(top of the waiting jobs) is true, in which case it calls
+//     Release(ctx, 1); a slot with no job for it is given back the same
+//     way, Yield(PriorityNone) on each Changed, or released after a linger.
+//
+// The Pool never gives back slots on its own while Run runs, so want may be
+// below Held (idle slots kept for the next job); Held drops only by Release
+// or when the lease is lost.
 type Pool struct {
 	kv     jetstream.KeyValue
 	key    string
@@ -325,6 +336,7 @@ func (p *Pool) Run(ctx context.Context) error {
 		failWait    = retryMin
 		failed      bool      // the last renewal failed: retry at failAt
 		lastAttempt time.Time // last renewal attempt
+		initial     bool      // the watch has not delivered the current value yet
 	)
 	defer func() { stopWatch() }()
 	timer := time.NewTimer(time.Hour)
@@ -348,6 +360,7 @@ func (p *Pool) Run(ctx context.Context) error {
 				watchAt, watchWait = now.Add(watchWait), min(2*watchWait, retryMax)
 			} else {
 				updates, stopWatch, watchWait = w.Updates(), cancel, retryMin
+				initial = true
 			}
 		}
 
@@ -415,8 +428,14 @@ func (p *Pool) Run(ctx context.Context) error {
 				stopWatch()
 				updates, stopWatch = nil, func() {}
 				watchAt = p.now().Add(watchWait)
-			case e != nil: // nil marks the end of the initial values
-				p.observe(e)
+			case e == nil: // the end of the initial values
+				if initial { // the key does not exist
+					p.observe(nil, true)
+				}
+				initial = false
+			default:
+				p.observe(e, initial)
+				initial = false
 			}
 		}
 	}
@@ -633,26 +652,34 @@ func (p *Pool) fetch(ctx context.Context) error {
 	return nil
 }
 
-// observe applies a watched entry newer than the view.
-func (p *Pool) observe(e jetstream.KeyValueEntry) {
-	var holders map[string]entry
-	if e.Operation() == jetstream.KeyValuePut {
-		var err error
-		if holders, err = decodeValue(e.Value()); err != nil {
-			// Fail closed: the next write reads the key again and fails.
-			p.log.Error("slots value unreadable", "err", err, "revision", e.Revision())
-			p.mu.Lock()
-			p.known = false
-			p.mu.Unlock()
-			return
+// observe applies a watched entry (nil: the key is absent) newer than the
+// view, or whatever its revision if it is the value a new watch started
+// from (the bucket may have been recreated, restarting revisions).
+func (p *Pool) observe(e jetstream.KeyValueEntry, current bool) {
+	var (
+		holders map[string]entry
+		rev     uint64
+	)
+	if e != nil {
+		rev = e.Revision()
+		if e.Operation() == jetstream.KeyValuePut {
+			var err error
+			if holders, err = decodeValue(e.Value()); err != nil {
+				// Fail closed: the next write reads the key again and fails.
+				p.log.Error("slots value unreadable", "err", err, "revision", rev)
+				p.mu.Lock()
+				p.known = false
+				p.mu.Unlock()
+				return
+			}
 		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.known && e.Revision() <= p.rev {
+	if p.known && rev <= p.rev && !current {
 		return // this worker's own write, or older than a read
 	}
-	p.setViewLocked(e.Revision(), holders)
+	p.setViewLocked(rev, holders)
 }
 
 func decodeValue(b []byte) (map[string]entry, error) {

@@ -30,14 +30,17 @@
 //
 // # Costs
 //
-// A worker keeps the slots it holds and reuses them job after job; it
-// writes only when its holding or its demand changes, plus one lease
-// renewal per TTL/4 (15 s by default). Demand updates ([Pool.SetDemand])
-// are coalesced to at most one write per 50 ms and skipped when unchanged,
-// so a saturated worker with a steady backlog writes nothing per job.
-// [Pool.Yield] and [Pool.Held] read a local view kept current by a KV
-// watch; they do no I/O. Writes from one Pool are serialised, so only
-// workers contend for the key.
+// A worker keeps the slots it holds and reuses them job after job. It
+// writes only when its holding changes (a grant, a release), when its
+// demand changes, and once per TTL/4 to renew its lease (15 s by default).
+// Demand updates ([Pool.SetDemand]) are skipped when unchanged and
+// otherwise written by Run at most once per 50 ms, except the first one
+// after this worker's holding changed, which goes at once so that other
+// workers do not keep slots reserved for a stale top. So a saturated worker
+// with a steady backlog writes nothing per job. [Pool.Yield], [Pool.Held],
+// [Pool.Snapshot] and a TryAcquire that the local view already refuses read
+// a local view kept current by a KV watch: no I/O. Writes from one Pool are
+// serialised, so only workers contend for the key.
 //
 // # Priority and fairness
 //
