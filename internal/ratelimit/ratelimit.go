@@ -24,13 +24,18 @@
 // revision it last wrote and CASes against them without reading again; it
 // reads the key only when that CAS fails (another replica or a Block wrote)
 // or the state is unknown (start, store error). So a process reads the store
-// about once per token another replica took in between, never once per
-// waiter, and one round trip grants up to Burst tokens: a high rate is not
-// bounded by the store's latency.
+// once per CAS it lost, however many goroutines wait: alone on a key, once
+// in all; with P replicas all saturating one key, each token costs about P
+// CAS attempts and P-1 reads across the replicas. One round trip grants up
+// to Burst tokens, so a high rate is not bounded by the store's latency. A
+// Limiter notices a reset key (see Failures) at its next CAS, which may be as
+// late as the next slot its last known state gives.
 //
-// A waiter whose ctx ends leaves the queue at once. A token already handed
-// to a waiter whose ctx ended at the same moment is dropped, not reused (it
-// counts against the rate; see [Stats]).
+// A waiter whose ctx ends leaves the queue at once; when the last one
+// leaves, the pump's sleep or store call is cancelled and it exits. Tokens
+// taken for waiters that left during the CAS, or handed to a waiter as its
+// ctx ended, are dropped, not kept for later (they count against the rate;
+// see [Stats]).
 //
 // [Limiter.Block] records a provider's 429 ("retry after until") in the same
 // state: TAT = max(TAT, until + τ). The next grant is then no earlier than
