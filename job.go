@@ -297,3 +297,12 @@ func NewID() string {
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%s-%x", strings.ToLower(time.Now().UTC().Format("20060102t150405")), b)
 }
+
+// CheckMessage reports a job message larger than MaxJobBytes.
+func (l Limits) CheckMessage(n int) error {
+	l = l.withDefaults()
+	if n > l.MaxJobBytes {
+		return fmt.Errorf("%w: the message is %d bytes; the limit is %d", ErrInvalidJob, n, l.MaxJobBytes)
+	}
+	return nil
+}

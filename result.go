@@ -20,8 +20,8 @@ type Result struct {
 	Provider string `json:"provider"`
 	Batch    string `json:"batch,omitempty"`
 	// Run numbers the job's runs from 1 (see Client.Retry).
-	Run    int      `json:"run"`
-	Status string   `json:"status"`
+	Run     int      `json:"run"`
+	Status  string   `json:"status"`
 	Outputs []Output `json:"outputs,omitempty"`
 	// Error says why the run did not succeed.
 	Error *ErrorInfo `json:"error,omitempty"`
@@ -32,10 +32,10 @@ type Result struct {
 	// Cost is the estimate for what was submitted (absent when nothing
 	// was). Submissions paid twice through an ambiguous submission count
 	// twice.
-	Cost        *Cost      `json:"cost,omitempty"`
-	EnqueuedAt  *time.Time `json:"enqueued_at,omitempty"`
-	SubmittedAt *time.Time `json:"submitted_at,omitempty"`
-	CompletedAt time.Time  `json:"completed_at"`
+	Cost        *Cost           `json:"cost,omitempty"`
+	EnqueuedAt  *time.Time      `json:"enqueued_at,omitempty"`
+	SubmittedAt *time.Time      `json:"submitted_at,omitempty"`
+	CompletedAt time.Time       `json:"completed_at"`
 	Metadata    json.RawMessage `json:"metadata,omitempty"`
 	// Priority and FairnessKey are the job's, when set.
 	Priority    Priority `json:"priority,omitempty"`

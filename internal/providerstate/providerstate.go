@@ -26,6 +26,11 @@ const (
 	CodeCredits = "credits_exhausted"
 	CodeAuth    = "auth"
 	CodeManual  = "manual"
+	// CodeAmbiguous: several submissions in a short window got no answer
+	// (the provider may be creating tasks it does not report).
+	CodeAmbiguous = "ambiguous_submits"
+	// CodeUnknownSubmission: a submission was accepted without a task id.
+	CodeUnknownSubmission = "unknown_submission"
 )
 
 // State is one provider's record.
@@ -46,8 +51,11 @@ type State struct {
 	ProbeOwner string     `json:"probe_owner,omitempty"`
 	ProbeUntil *time.Time `json:"probe_until,omitempty"`
 	// By is who paused or resumed last (a replica id or "enqueue").
-	By        string    `json:"by,omitempty"`
-	UpdatedAt time.Time `json:"updated_at"`
+	By string `json:"by,omitempty"`
+	// Ambiguous holds the times of recent submissions that got no answer
+	// (see NoteAmbiguous); it survives pauses and resumes.
+	Ambiguous []time.Time `json:"ambiguous,omitempty"`
+	UpdatedAt time.Time   `json:"updated_at"`
 }
 
 // Auto reports whether a probe may end the pause.
@@ -55,10 +63,11 @@ func (s State) Auto() bool { return s.Paused && s.NextProbeAt != nil }
 
 // Store manages provider state for the consumers of one stream.
 type Store struct {
-	kv     jetstream.KeyValue
-	js     jetstream.JetStream
-	stream string
-	now    func() time.Time
+	kv        jetstream.KeyValue
+	js        jetstream.JetStream
+	stream    string
+	consumers func(provider string) []string
+	now       func() time.Time
 	// MaxProbeInterval caps the probe back-off. Zero means 10 minutes.
 	MaxProbeInterval time.Duration
 
@@ -73,10 +82,14 @@ type cached struct {
 	rev uint64
 }
 
-// New returns a Store for the consumers of stream (named after providers),
-// keeping state in kv.
-func New(js jetstream.JetStream, kv jetstream.KeyValue, stream string) *Store {
-	return &Store{kv: kv, js: js, stream: stream, now: time.Now, cache: map[string]cached{}, changed: make(chan struct{})}
+// New returns a Store for the consumers of stream, keeping state in kv.
+// consumers names the consumers that carry a provider's jobs (nil: one,
+// named after the provider); a pause applies to all of them.
+func New(js jetstream.JetStream, kv jetstream.KeyValue, stream string, consumers func(provider string) []string) *Store {
+	if consumers == nil {
+		consumers = func(p string) []string { return []string{p} }
+	}
+	return &Store{kv: kv, js: js, stream: stream, consumers: consumers, now: time.Now, cache: map[string]cached{}, changed: make(chan struct{})}
 }
 
 // farFuture is the server-side pause of a manual pause.
@@ -152,7 +165,7 @@ func (s *Store) Pause(ctx context.Context, provider, code, reason, by string, pr
 		manual := probeAfter <= 0
 		switch {
 		case !st.Paused:
-			*st = State{Paused: true, Code: code, Reason: reason, Since: &now, By: by}
+			*st = State{Paused: true, Code: code, Reason: reason, Since: &now, By: by, Ambiguous: st.Ambiguous}
 			if !manual {
 				next := now.Add(probeAfter)
 				st.NextProbeAt, st.ProbeInterval = &next, probeAfter
@@ -192,16 +205,39 @@ func (s *Store) applyServer(ctx context.Context, st State) error {
 			until = *st.NextProbeAt
 		}
 	}
-	var err error
-	if until.After(s.now()) {
-		_, err = s.js.PauseConsumer(ctx, s.stream, st.Provider, until)
-	} else {
-		_, err = s.js.ResumeConsumer(ctx, s.stream, st.Provider)
-	}
-	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("pause or resume consumer %s: %w", st.Provider, err)
+	for _, name := range s.consumers(st.Provider) {
+		var err error
+		if until.After(s.now()) {
+			_, err = s.js.PauseConsumer(ctx, s.stream, name, until)
+		} else {
+			_, err = s.js.ResumeConsumer(ctx, s.stream, name)
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("pause or resume consumer %s: %w", name, err)
+		}
 	}
 	return nil
+}
+
+// NoteAmbiguous records a submission of provider that got no answer and
+// returns how many were recorded within window (this one included),
+// cluster-wide.
+func (s *Store) NoteAmbiguous(ctx context.Context, provider string, window time.Duration) (int, error) {
+	now := s.now().UTC()
+	st, _, _, err := s.mutate(ctx, provider, func(st *State) bool {
+		keep := st.Ambiguous[:0:0]
+		for _, t := range st.Ambiguous {
+			if now.Sub(t) < window {
+				keep = append(keep, t)
+			}
+		}
+		st.Ambiguous = append(keep, now)
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	return len(st.Ambiguous), nil
 }
 
 // apply sets the server-side pause from st, the record at revision rev,
@@ -304,15 +340,18 @@ func (s *Store) ReleaseProbe(ctx context.Context, provider, owner string) error 
 }
 
 // Watch keeps the local view (View, Changed) current until ctx ends. It
-// returns once the initial values are loaded; the watcher goroutine it
-// starts stops with ctx.
-func (s *Store) Watch(ctx context.Context) error {
+// returns once the initial values are loaded, with a channel closed when
+// the watcher goroutine it started stops: with ctx, or on its own when the
+// server ends the watch (the caller restarts it then).
+func (s *Store) Watch(ctx context.Context) (<-chan struct{}, error) {
 	w, err := s.kv.WatchAll(ctx)
 	if err != nil {
-		return fmt.Errorf("watch provider state: %w", err)
+		return nil, fmt.Errorf("watch provider state: %w", err)
 	}
 	ready := make(chan struct{})
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		defer func() { _ = w.Stop() }()
 		initial := true
 		for {
@@ -342,9 +381,11 @@ func (s *Store) Watch(ctx context.Context) error {
 	}()
 	select {
 	case <-ready:
-		return nil
+		return stopped, nil
+	case <-stopped:
+		return nil, errors.New("watch provider state: the watch ended before its initial values")
 	case <-ctx.Done():
-		return context.Cause(ctx)
+		return nil, context.Cause(ctx)
 	}
 }
 

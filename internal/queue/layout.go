@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/slots"
 )
 
 // Stream, bucket and subject names: the public contract, defined in the
@@ -28,7 +30,7 @@ const (
 	BucketProviders = reelq.BucketProviders
 	BucketRateLimit = reelq.BucketRateLimit
 	BucketCancel    = reelq.BucketCancel
-	BucketSlots     = "reelq_slots"
+	BucketSlots     = slots.Bucket
 
 	// MaxDeliveriesAdvisory is the subject the server publishes when a JOBS
 	// message reached its consumer's MaxDeliver.
@@ -140,6 +142,7 @@ func (l Layout) StreamConfigs() []jetstream.StreamConfig {
 			Replicas:    l.Replicas,
 			MaxAge:      l.DLQMaxAge,
 			Duplicates:  l.DedupeWindow,
+			AllowDirect: true,
 		},
 		{
 			Name:        StreamAdvisories,
@@ -196,7 +199,7 @@ func (l Layout) KeyValueConfigs() []jetstream.KeyValueConfig {
 		{Bucket: BucketProviders, Description: "reelq provider state (paused, reason)", History: 5, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 		{Bucket: BucketRateLimit, Description: "reelq cluster-wide rate limits", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 		{Bucket: BucketCancel, Description: "reelq cancel requests", History: 1, TTL: l.JobStateTTL, Storage: jetstream.FileStorage, Replicas: l.Replicas},
-		{Bucket: BucketSlots, Description: "reelq cluster-wide concurrency slots", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
+		slots.BucketConfig(l.Replicas),
 	}
 }
 
@@ -277,6 +280,9 @@ type ConsumerSettings struct {
 	// AckWait is how long a delivery may go without an ack or heartbeat
 	// before the server redelivers it.
 	AckWait time.Duration
+	// Cap is the provider's cluster-wide concurrency cap, recorded in the
+	// consumer's metadata for stats (package slots enforces it).
+	Cap int
 	// MaxDeliver bounds deliveries of one message; past it the server stops
 	// delivering and the dead-letter sweeper moves the job out. reelq counts
 	// real attempts itself; this only stops crash loops.
@@ -304,7 +310,7 @@ func ConsumerConfig(provider string, p reelq.Priority, s ConsumerSettings) jetst
 		AckWait:        s.AckWait,
 		MaxAckPending:  s.Window,
 		MaxDeliver:     s.MaxDeliver,
-		Metadata:       map[string]string{"reelq_provider": provider, "reelq_priority": string(p.Or())},
+		Metadata:       map[string]string{"reelq_provider": provider, "reelq_priority": string(p.Or()), "reelq_max_inflight": strconv.Itoa(s.Cap)},
 	}
 }
 
@@ -364,4 +370,14 @@ func sameMetadata(have, want map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// ConsumerNames lists the consumers that carry provider's jobs, one per
+// priority.
+func ConsumerNames(provider string) []string {
+	out := make([]string, 0, len(reelq.Priorities))
+	for _, p := range reelq.Priorities {
+		out = append(out, reelq.ConsumerName(provider, p))
+	}
+	return out
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/providers/vimmerse"
 	"github.com/reelq/reelq/internal/providerstate"
 	"github.com/reelq/reelq/internal/queue"
@@ -23,7 +24,7 @@ func (e *Env) ProviderStore() *providerstate.Store {
 	if err != nil {
 		e.T.Fatal(err)
 	}
-	return providerstate.New(e.JS, kv, queue.StreamJobs)
+	return providerstate.New(e.JS, kv, queue.StreamJobs, queue.ConsumerNames)
 }
 
 // ConsumerInfo returns provider's consumer as the server reports it.
@@ -45,7 +46,7 @@ func (e *Env) ConsumerInfo(provider string) *jetstream.ConsumerInfo {
 // Events follows the events stored in EVENTS on subject filter (e.g.
 // "events.samsar.provider_paused"), from the start of the stream, until
 // the test ends. Events published before the call are delivered too.
-func (e *Env) Events(filter string) <-chan queue.Event {
+func (e *Env) Events(filter string) <-chan reelq.Event {
 	e.T.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	e.T.Cleanup(cancel)
@@ -53,16 +54,23 @@ func (e *Env) Events(filter string) <-chan queue.Event {
 	if err != nil {
 		e.T.Fatalf("events consumer: %v", err)
 	}
-	out := make(chan queue.Event, 1024)
+	it, err := cons.Messages()
+	if err != nil {
+		e.T.Fatalf("events consumer: %v", err)
+	}
+	out := make(chan reelq.Event, 1024)
 	go func() {
 		defer close(out)
+		defer it.Stop()
 		for ctx.Err() == nil {
-			msg, err := cons.Next(jetstream.FetchContext(ctx))
+			msg, err := it.Next(jetstream.NextContext(ctx))
 			if err != nil {
-				time.Sleep(10 * time.Millisecond) // server going away at the end of the test
+				if ctx.Err() != nil {
+					return
+				}
 				continue
 			}
-			var ev queue.Event
+			var ev reelq.Event
 			if json.Unmarshal(msg.Data(), &ev) == nil {
 				select {
 				case out <- ev:
@@ -75,7 +83,7 @@ func (e *Env) Events(filter string) <-chan queue.Event {
 }
 
 // NextEvent returns the next event from ch, failing the test after timeout.
-func (e *Env) NextEvent(ch <-chan queue.Event, timeout time.Duration) queue.Event {
+func (e *Env) NextEvent(ch <-chan reelq.Event, timeout time.Duration) reelq.Event {
 	e.T.Helper()
 	select {
 	case ev, ok := <-ch:
@@ -86,7 +94,7 @@ func (e *Env) NextEvent(ch <-chan queue.Event, timeout time.Duration) queue.Even
 	case <-time.After(timeout):
 		e.T.Fatalf("no event within %s", timeout)
 	}
-	return queue.Event{}
+	return reelq.Event{}
 }
 
 // WaitProviderState watches provider's record in the provider-state
@@ -154,16 +162,16 @@ func (e *Env) WaitReplicaView(r *Running, provider string, timeout time.Duration
 
 // VimmerseJob is a valid Vimmerse job (default template, 100 credits);
 // the simulator counts its submissions under VimmerseTitle(id).
-func VimmerseJob(id string) queue.Job {
-	return queue.Job{ID: id, Provider: "vimmerse", Batch: "test", Input: []byte(`{"visibility_status":"0"}`)}
+func VimmerseJob(id string) reelq.Job {
+	return reelq.Job{ID: id, Provider: "vimmerse", Batch: "test", Input: []byte(`{"visibility_status":"0"}`)}
 }
 
 // VimmerseTitle is the workflow title VimmerseJob(id) submits.
 func VimmerseTitle(id string) string { return vimmerse.Title("", id) }
 
 // Jobs returns n jobs made by mk with ids prefix-00, prefix-01, ...
-func Jobs(n int, prefix string, mk func(id string) queue.Job) []queue.Job {
-	out := make([]queue.Job, n)
+func Jobs(n int, prefix string, mk func(id string) reelq.Job) []reelq.Job {
+	out := make([]reelq.Job, n)
 	for i := range out {
 		out[i] = mk(fmt.Sprintf("%s-%02d", prefix, i))
 	}

@@ -5,10 +5,12 @@ package reelqtest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/logging"
 	"github.com/reelq/reelq/internal/natstest"
@@ -30,14 +33,15 @@ import (
 
 // Env is one test's world.
 type Env struct {
-	T        testing.TB
-	Server   *server.Server
-	NC       *nats.Conn
-	JS       jetstream.JetStream
-	Sim      *providersim.Server
-	SimURL   string
-	States   *jobstate.Store
-	Producer *queue.Producer
+	T      testing.TB
+	Server *server.Server
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	Sim    *providersim.Server
+	SimURL string
+	States *jobstate.Store
+	// Client is the public client, as producers use it.
+	Client *reelq.Client
 }
 
 // APIKey is the key every simulated provider expects in tests.
@@ -69,9 +73,12 @@ func NewOn(t testing.TB, s *server.Server, knobs map[string]providersim.Knobs) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	states := jobstate.New(kv)
-	return &Env{T: t, Server: s, NC: nc, JS: js, Sim: sim, SimURL: hs.URL, States: states,
-		Producer: &queue.Producer{JS: js, States: states}}
+	states := jobstate.New(js, kv)
+	client, err := reelq.NewClient(context.Background(), nc, reelq.Options{ProviderEnv: map[string]string{}, By: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Env{T: t, Server: s, NC: nc, JS: js, Sim: sim, SimURL: hs.URL, States: states, Client: client}
 }
 
 // BaseURL is provider's base URL on the simulator.
@@ -90,7 +97,7 @@ func (e *Env) Provider(name string) providers.Provider {
 // provider builds name's adapter with key, sending its requests with hc
 // (nil: a plain client).
 func (e *Env) provider(name, key string, hc *http.Client) providers.Provider {
-	p, err := registry.New(name, providers.Config{BaseURL: e.BaseURL(name), APIKey: key, HTTPClient: hc, RequestTimeout: 10 * time.Second}, nil)
+	p, err := registry.New(name, providers.Config{BaseURL: e.BaseURL(name), APIKey: key, HTTPClient: hc, RequestTimeout: 10 * time.Second, AllowInsecure: true}, nil)
 	if err != nil {
 		e.T.Fatal(err)
 	}
@@ -218,13 +225,13 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 	return r
 }
 
-// Enqueue publishes jobs through the producer and fails the test on any
-// error.
-func (e *Env) Enqueue(jobs ...queue.Job) []queue.Outcome {
+// Enqueue publishes jobs through the public client and fails the test on
+// any error.
+func (e *Env) Enqueue(jobs ...reelq.Job) []reelq.EnqueueResult {
 	e.T.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := e.Producer.Publish(ctx, jobs, nil)
+	out, err := e.Client.EnqueueBatch(ctx, jobs, reelq.BatchOptions{})
 	if err != nil {
 		e.T.Fatal(err)
 	}
@@ -237,7 +244,7 @@ func (e *Env) Enqueue(jobs ...queue.Job) []queue.Outcome {
 }
 
 // Results waits (up to timeout) for want jobs to have results.
-func (e *Env) Results(want int, timeout time.Duration) map[string][]queue.Result {
+func (e *Env) Results(want int, timeout time.Duration) map[string][]reelq.Result {
 	e.T.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -246,10 +253,31 @@ func (e *Env) Results(want int, timeout time.Duration) map[string][]queue.Result
 
 // SamsarJob is a valid Samsar job whose prompt names it, so simulator
 // submission counts can be matched to jobs.
-func SamsarJob(id string) queue.Job {
-	return queue.Job{ID: id, Provider: "samsar", Batch: "test",
+func SamsarJob(id string) reelq.Job {
+	return reelq.Job{ID: id, Provider: "samsar", Batch: "test",
 		Input: []byte(fmt.Sprintf(`{"prompt":"a lighthouse at dusk, job %s","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":5}`, id))}
 }
 
 // SamsarPrompt is the prompt SamsarJob(id) submits.
 func SamsarPrompt(id string) string { return "a lighthouse at dusk, job " + id }
+
+// JobMsg is the message that carries j on its subject, as a producer
+// that skips the client would publish it.
+func JobMsg(j *reelq.Job) *nats.Msg {
+	data, err := json.Marshal(j)
+	if err != nil {
+		panic(err)
+	}
+	return &nats.Msg{Subject: reelq.JobSubject(j.Provider, j.Priority, j.ID), Data: data, Header: nats.Header{}}
+}
+
+// SeqResult returns the result published under a seq- id (a message the
+// worker could not attribute to a job), or nil.
+func SeqResult(results map[string][]reelq.Result) []reelq.Result {
+	for id, rs := range results {
+		if strings.HasPrefix(id, "seq-") {
+			return rs
+		}
+	}
+	return nil
+}

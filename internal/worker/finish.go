@@ -5,233 +5,304 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/queue"
 )
 
-// finish ends the job: it stores the result in the job state (first
+// finish ends the run: it stores the result in the job state (the first
 // writer wins, so racing deliveries agree on one result), publishes it and
-// waits for the server's ack, and only then acknowledges the job.
-func (r *jobRun) finish(ctx context.Context, status string, outputs []providers.Output, errInfo *queue.ErrorInfo) {
-	sctx, cancel := r.settleCtx(ctx)
+// waits for the server's acknowledgement; only then is the message acked.
+func (e *engine) finish(ctx context.Context, j *job, status string, outs []reelq.Output, errInfo *reelq.ErrorInfo) outcome {
+	sctx, cancel := settleCtx(ctx)
 	defer cancel()
+	res := e.result(j, status, outs, errInfo)
+	init := e.newState(j, reelq.PhaseQueued)
+	var cur *jobstate.State
+	for range 20 {
+		if j.st == nil {
+			// No state yet (a job cancelled or found invalid before it ever
+			// started): create it finished.
+			st := *init
+			st.Phase, st.Result, st.LastError = reelq.PhaseFinished, rawJSON(res), lastError(errInfo)
+			if errInfo != nil && errInfo.Code == reelq.CodeInvalidInput {
+				st.Input = nil // too large or unreadable: not worth keeping
+			}
+			rev, err := e.w.states.Create(sctx, &st)
+			if err == nil {
+				j.st, j.rev = &st, rev
+				break
+			}
+			if !errors.Is(err, jobstate.ErrExists) {
+				return e.stateUnavailable(j, err)
+			}
+			cur, rev, err = e.w.states.Get(sctx, j.id)
+			if err != nil {
+				return e.stateUnavailable(j, err)
+			}
+			j.st, j.rev = cur, rev
+		}
+		if j.st.Phase == reelq.PhaseFinished && len(j.st.Result) > 0 && j.st.Run == res.Run {
+			break // another delivery finished first: its result stands
+		}
+		next := *j.st
+		next.Phase, next.Result, next.LastError = reelq.PhaseFinished, rawJSON(res), lastError(errInfo)
+		if j.st.Run != res.Run {
+			res.Run = j.st.Run
+			next.Result = rawJSON(res)
+		}
+		rev, err := e.w.states.Update(sctx, j.st, &next, j.rev)
+		if err == nil {
+			j.st, j.rev = &next, rev
+			break
+		}
+		if errors.Is(err, jobstate.ErrInvalidTransition) {
+			e.logJob(j).Error("cannot finish the job from its state", "phase", j.st.Phase, "err", err)
+			return term("invalid state")
+		}
+		if !errors.Is(err, jobstate.ErrConflict) {
+			return e.stateUnavailable(j, err)
+		}
+		st, rev, gerr := e.w.states.Get(sctx, j.id)
+		if gerr != nil {
+			return e.stateUnavailable(j, gerr)
+		}
+		j.st, j.rev = st, rev
+	}
+	return e.publishStored(ctx, j, j.st)
+}
+
+func lastError(ei *reelq.ErrorInfo) string {
+	if ei == nil {
+		return ""
+	}
+	return ei.Message
+}
+
+// result builds the run's result event.
+func (e *engine) result(j *job, status string, outs []reelq.Output, errInfo *reelq.ErrorInfo) *reelq.Result {
 	now := time.Now().UTC()
-	res := &queue.Result{
-		ID: r.job.ID, Provider: r.name, Batch: r.job.Batch, Status: status, Outputs: outputs, Error: errInfo,
-		Cost: r.cost(), EnqueuedAt: r.enqueuedAt(), CompletedAt: now, Metadata: r.job.Metadata, Traceparent: r.traceparent,
+	res := &reelq.Result{
+		ID: j.id, Provider: e.name, Batch: j.env.Batch, Run: j.run, Status: status, Outputs: outs, Error: errInfo,
+		Cost: e.cost(j), EnqueuedAt: e.enqueuedAt(j), CompletedAt: now, Metadata: j.env.Metadata,
+		Priority: j.env.Priority, FairnessKey: j.env.FairnessKey, Traceparent: j.traceparent, Attempts: 1,
 	}
-	if r.st != nil {
-		res.Attempts = r.st.Attempts + 1 // the failed ones plus this one
-		if r.exhausted {
-			res.Attempts = r.st.Attempts
+	if st := j.st; st != nil {
+		res.Run = st.Run
+		res.Attempts = st.Attempts + 1 // the failed ones plus this one
+		if j.exhausted {
+			res.Attempts = st.Attempts
 		}
-		if r.st.Task != nil {
-			res.ProviderTaskID = r.st.Task.ID
+		if st.Task != nil {
+			res.ProviderTaskID = st.Task.ID
 		}
-		res.SubmittedAt = r.st.SubmittedAt
-		if r.st.EnqueuedAt != nil {
-			res.EnqueuedAt = r.st.EnqueuedAt
+		res.SubmittedAt = st.SubmittedAt
+		if st.EnqueuedAt != nil {
+			res.EnqueuedAt = st.EnqueuedAt
+		}
+		if res.Cost != nil && st.Submissions > 1 {
+			// Paid twice through an ambiguous submission: both count.
+			c := *res.Cost
+			c.Amount *= float64(st.Submissions)
+			c.Basis = fmt.Sprintf("%s, x%d submissions", c.Basis, st.Submissions)
+			res.Cost = &c
 		}
 	}
-	if status != queue.StatusSucceeded && res.ProviderTaskID == "" {
-		res.Cost = nil // nothing was spent
+	if res.ProviderTaskID == "" && (j.st == nil || j.st.Submissions == 0) {
+		res.Cost = nil // nothing was submitted
 	}
-	init := &jobstate.State{ID: r.job.ID, Provider: r.name, Batch: r.job.Batch, Phase: jobstate.Queued, EnqueuedAt: res.EnqueuedAt}
-	st, _, err := r.w.states.Mutate(sctx, r.job.ID, init, func(st *jobstate.State) error {
-		if st.Phase == jobstate.Finished && len(st.Result) > 0 {
-			return jobstate.ErrNoChange // another delivery finished first: its result stands
-		}
-		st.Phase, st.Result = jobstate.Finished, rawJSON(res)
-		if errInfo != nil {
-			st.LastError = errInfo.Message
-		}
-		return nil
-	})
-	if err != nil {
-		r.log.Warn("could not store the result; the job returns to the queue", "err", err)
-		r.nak(5 * time.Second)
-		return
-	}
-	r.st = st
-	r.publishStored(ctx)
+	return res
 }
 
-// republish handles a delivery of a job that already finished (a
-// duplicate message, or a crash between storing and acking the result):
-// it publishes the stored result again, which the server deduplicates,
-// then acks.
-func (r *jobRun) republish(ctx context.Context) {
-	r.log.Info("job already finished; ensuring its result is published")
-	r.event(queue.EventDuplicateDropped, nil)
-	r.publishStored(ctx)
+// republish handles a delivery of a run that already finished (a
+// duplicate message, or a crash between storing and acking the result).
+func (e *engine) republish(ctx context.Context, j *job, st *jobstate.State) outcome {
+	e.logJob(j).Info("job already finished; making sure its result is published")
+	return e.publishStored(ctx, j, st)
 }
 
-func (r *jobRun) publishStored(ctx context.Context) {
-	var res queue.Result
-	if len(r.st.Result) == 0 || json.Unmarshal(r.st.Result, &res) != nil {
-		r.log.Error("finished job has no readable stored result; acking without publishing")
-		r.ack(ctx)
-		return
+// publishStored publishes the state's stored result (deduplicated by the
+// server), counts it, and acks.
+func (e *engine) publishStored(ctx context.Context, j *job, st *jobstate.State) outcome {
+	res := st.StoredResult()
+	if res == nil {
+		e.logJob(j).Error("finished job has no readable stored result; dropping the message")
+		return term("no stored result")
 	}
-	sctx, cancel := r.settleCtx(ctx)
+	if res.Run == 0 {
+		res.Run = st.Run
+	}
+	sctx, cancel := settleCtx(ctx)
 	defer cancel()
 	var already bool
 	err := backoff.Retry(func() error {
 		var err error
-		already, err = queue.PublishResult(sctx, r.w.js, &res)
+		already, err = queue.PublishResult(sctx, e.w.js, res)
 		return err
 	}, backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond), backoff.WithMaxElapsedTime(20*time.Second)), sctx))
 	if err != nil {
-		r.log.Warn("result not acknowledged by the server; the job returns to the queue", "err", err)
-		r.nak(5 * time.Second)
-		return
+		e.logJob(j).Warn("result not acknowledged by the server; trying again later", "err", err)
+		return waitFor(5 * time.Second)
 	}
-	r.ack(ctx)
 	if already {
-		return
+		return ack()
 	}
+	e.count(res)
 	var since time.Time
 	if res.EnqueuedAt != nil {
 		since = *res.EnqueuedAt
 	}
-	r.w.m.JobDone(r.name, res.Status, since)
-	attrs := []any{"status", res.Status, "attempts", res.Attempts}
+	e.w.m.JobDone(e.name, res.Status, since)
+	attrs := []any{"status", res.Status, "attempts", res.Attempts, "run", res.Run}
 	if res.Error != nil {
 		attrs = append(attrs, "code", res.Error.Code, "error", res.Error.Message)
 	}
-	r.log.Info("job finished", attrs...)
-	r.event(queue.EventCompleted, func(e *queue.Event) {
-		e.Status = res.Status
+	e.logJob(j).Info("job finished", attrs...)
+	e.jobEvent(j, reelq.EventCompleted, func(ev *reelq.Event) {
+		ev.Status, ev.Run = res.Status, res.Run
 		if res.Error != nil {
-			e.Code, e.Reason = res.Error.Code, res.Error.Message
+			ev.Code, ev.Reason = res.Error.Code, res.Error.Message
 		}
 	})
+	return ack()
 }
 
-// cancel stops the job at the provider where possible and finishes it
-// as cancelled.
-func (r *jobRun) cancel(ctx context.Context, why string) {
-	r.cancelAtProvider(ctx)
-	r.finish(ctx, queue.StatusCancelled, nil, &queue.ErrorInfo{Code: "cancelled", Message: why})
+// count adds a published result to its batch's and provider's counters
+// (JetStream counters, deduplicated per job run within the duplicate
+// window). Fire and forget: the counters are statistics.
+func (e *engine) count(res *reelq.Result) {
+	field := "done_" + res.Status
+	run := strconv.Itoa(max(res.Run, 1))
+	incr := func(subj, id string) {
+		m := nats.NewMsg(subj)
+		m.Header.Set("Nats-Incr", "+1")
+		_, _ = e.w.js.PublishMsgAsync(m, jetstream.WithMsgID(id))
+	}
+	if res.Batch != "" {
+		incr(reelq.BatchCounterSubject(res.Batch, field), "cnt:b:"+res.ID+":"+run)
+	}
+	incr(reelq.ProviderCounterSubject(e.name, field), "cnt:p:"+res.ID+":"+run)
 }
 
-// cancelAtProvider asks the provider to stop the job's task, if it has
-// one and the API can.
-func (r *jobRun) cancelAtProvider(ctx context.Context) {
-	c, ok := r.rt.Provider.(providers.Canceler)
-	if !ok || r.st == nil || r.st.Task == nil {
-		return
-	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.rt.RequestTimeout)
-	defer cancel()
-	if err := r.limit(cctx); err != nil {
-		return
-	}
-	start := time.Now()
-	err := c.Cancel(prepaid(cctx), *r.st.Task)
-	r.w.observeCall(r.name, "cancel", err, time.Since(start))
-	if err != nil && !errors.Is(err, providers.ErrNotFound) {
-		r.log.Warn("cancel at provider failed", "task_id", r.st.Task.ID, "err", err)
-	}
-}
-
-// onError settles the job according to err's class.
-func (r *jobRun) onError(ctx context.Context, err error) {
+// stepInvalid fails a job whose input breaks the provider's rules (or the
+// size limits) at once, without a slot, under its own id.
+func (e *engine) stepInvalid(ctx context.Context, j *job) outcome {
+	cur, rev, err := e.w.states.Get(ctx, j.id)
 	switch {
-	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, ErrShutdown)):
-		r.shutdownNak()
-	case errors.Is(err, providers.ErrCreditsExhausted), errors.Is(err, providers.ErrAuth):
-		r.log.Warn("provider refused the job; pausing the provider", "err", err)
-		r.w.pause(ctx, r.name, err)
-		r.nak(pausedNakDelay) // held by the paused consumer; attempts untouched
-	case errors.Is(err, providers.ErrInvalidInput), errors.Is(err, providers.ErrNotFound), errors.Is(err, providers.ErrTaskFailed):
-		r.finish(ctx, queue.StatusFailed, nil, errorInfo(err, r.w.redact))
-	default:
-		r.retry(ctx, err)
-	}
-}
-
-// retry counts a failed attempt and either schedules the next one with a
-// backoff/v4 delay or, after the last, fails the job naming the error.
-func (r *jobRun) retry(ctx context.Context, cause error) {
-	msg := r.w.redact(cause.Error())
-	sctx, cancel := r.settleCtx(ctx)
-	defer cancel()
-	st, _, err := r.w.states.Mutate(sctx, r.job.ID, nil, func(st *jobstate.State) error {
-		st.Attempts++
-		st.LastError = msg
-		return nil
-	})
-	if err != nil {
-		r.log.Warn("could not count the failed attempt; retrying later", "err", err, "cause", cause)
-		r.nak(r.w.retryDelay(1))
-		return
-	}
-	r.st = st
-	if st.Attempts >= r.w.cfg.MaxAttempts {
-		r.exhausted = true
-		r.w.m.Attempt(r.name, "exhausted")
-		code := providers.Code(cause)
-		if code == "" {
-			code = "internal"
+	case err == nil:
+		j.st, j.rev = cur, rev
+		if out, again := e.decideNoSubmit(ctx, j); !again {
+			return out
 		}
-		r.finish(ctx, queue.StatusFailed, nil, &queue.ErrorInfo{Code: code,
-			Message: fmt.Sprintf("gave up after %d attempts; last error: %s", st.Attempts, msg)})
-		return
+	case !errors.Is(err, jobstate.ErrNotFound):
+		return e.stateUnavailable(j, err)
 	}
-	delay := r.w.retryDelay(st.Attempts)
-	if ra := providers.RetryAfter(cause); ra > delay {
-		delay = ra
+	code := reelq.CodeInvalidInput
+	if !errors.Is(j.invalid, providers.ErrInvalidInput) {
+		code = reelq.CodeInvalidRequest
+		if errors.Is(j.invalid, reelq.ErrInvalidJob) {
+			code = reelq.CodeInvalidInput
+		}
 	}
-	r.w.m.Attempt(r.name, "retry")
-	r.log.Warn("attempt failed; retrying", "attempt", st.Attempts, "max_attempts", r.w.cfg.MaxAttempts, "retry_in", delay, "err", msg)
-	until := time.Now().Add(delay)
-	r.event(queue.EventRetry, func(e *queue.Event) {
-		e.Attempt, e.Reason, e.Code, e.Until = st.Attempts, msg, providers.Code(cause), &until
-	})
-	r.nak(delay)
+	e.logJob(j).Warn("job input is invalid; failing it without calling the provider", "err", j.invalid)
+	return e.finish(ctx, j, reelq.StatusFailed, nil, &reelq.ErrorInfo{Code: code, Message: e.w.redact(j.invalid.Error())})
 }
 
-// errorInfo turns a classified error into the result's error.
-func errorInfo(err error, redact func(string) string) *queue.ErrorInfo {
-	code := providers.Code(err)
-	if code == "" {
-		code = "internal"
+// decideNoSubmit handles an invalid job whose id is already known: a
+// different content is a conflict, a finished run is republished; anything
+// else (a run in progress with the same content is impossible here, since
+// valid content passed before) fails the job.
+func (e *engine) decideNoSubmit(ctx context.Context, j *job) (outcome, bool) {
+	cur := j.st
+	if cur.Digest != "" && cur.Digest != j.digest {
+		return e.conflict(ctx, j, cur), false
 	}
-	return &queue.ErrorInfo{Code: code, Message: redact(err.Error())}
+	if cur.Phase == reelq.PhaseFinished && cur.Run >= j.run {
+		return e.republish(ctx, j, cur), false
+	}
+	return outcome{}, true
 }
 
-// deadLetter handles a message that can never run (it cannot be parsed,
-// or names the wrong provider): the original payload goes to the DLQ
-// stream, the job gets a failed result, and the message is removed.
-func (r *jobRun) deadLetter(ctx context.Context, code string, cause error) {
-	r.log.Warn("job cannot run; dead-lettering it", "err", cause)
-	if err := publishDLQ(ctx, r.w.js, r.name, r.job.ID, r.m.Data(), r.m.Headers(), r.md.Sequence.Stream, code, r.w.redact(cause.Error())); err != nil {
-		r.log.Warn("dead-letter publish failed; retrying later", "err", err)
-		r.nak(5 * time.Second)
-		return
+// stepCancelQueued finishes a job that has not started as cancelled: no
+// provider call is ever made for it.
+func (e *engine) stepCancelQueued(ctx context.Context, j *job) outcome {
+	cur, rev, err := e.w.states.Get(ctx, j.id)
+	switch {
+	case errors.Is(err, jobstate.ErrNotFound):
+		j.st = nil
+	case err != nil:
+		return e.stateUnavailable(j, err)
+	default:
+		j.st, j.rev = cur, rev
+		if cur.Digest != "" && cur.Digest != j.digest {
+			return e.conflict(ctx, j, cur)
+		}
+		switch cur.Phase {
+		case reelq.PhaseFinished:
+			return e.republish(ctx, j, cur)
+		case reelq.PhaseSubmitting, reelq.PhaseSubmitted, reelq.PhaseArchiving:
+			if cur.Seq != 0 && cur.Seq != j.seq {
+				return term("duplicate")
+			}
+			if cur.Phase != reelq.PhaseSubmitting {
+				return e.cancelRunning(ctx, j)
+			}
+		}
 	}
-	r.w.m.DeadLettered(r.name, code)
-	r.event(queue.EventDeadLettered, func(e *queue.Event) { e.Code, e.Reason = code, r.w.redact(cause.Error()) })
-	r.st = &jobstate.State{ID: r.job.ID}
-	if st, _, err := r.w.states.Get(ctx, r.job.ID); err == nil {
-		r.st = st
+	e.logJob(j).Info("cancelled before it started; the provider is never called")
+	return e.finish(ctx, j, reelq.StatusCancelled, nil, &reelq.ErrorInfo{Code: reelq.CodeCancelled, Message: "cancelled before it started"})
+}
+
+// conflict handles a message whose id is known with different content: it
+// is dead-lettered and answered under its own stream sequence; the
+// existing job is left untouched.
+func (e *engine) conflict(ctx context.Context, j *job, cur *jobstate.State) outcome {
+	err := fmt.Errorf("job %s is already known with different content (provider, input or metadata); the existing job is left as it is: give this one another id", j.id)
+	e.jobEvent(j, reelq.EventDeadLettered, func(ev *reelq.Event) { ev.Code, ev.Reason = reelq.CodeConflict, err.Error() })
+	return e.deadLetterSeq(ctx, j, reelq.CodeConflict, err)
+}
+
+// stepDeadLetter handles a message that cannot be attributed to a job.
+func (e *engine) stepDeadLetter(ctx context.Context, j *job) outcome {
+	return e.deadLetterSeq(ctx, j, reelq.CodeInvalidRequest, j.bad)
+}
+
+// deadLetterSeq moves a message to the DLQ and answers it with a failed
+// result under SeqID(stream sequence), an id no real job has; no job
+// state is read or written, so such a message can only ever affect itself.
+func (e *engine) deadLetterSeq(ctx context.Context, j *job, code string, cause error) outcome {
+	id := reelq.SeqID(j.seq)
+	reason := e.w.redact(cause.Error())
+	e.log.Warn("message cannot run; dead-lettering it", "stream_seq", j.seq, "claimed_id", j.env.ID, "code", code, "err", reason)
+	if err := publishDLQ(ctx, e.w.js, e.name, id, j.msg.Subject(), j.msg.Data(), j.msg.Headers(), j.seq, code, reason); err != nil {
+		e.log.Warn("dead-letter publish failed; trying again later", "stream_seq", j.seq, "err", err)
+		return waitFor(5 * time.Second)
 	}
-	r.finish(ctx, queue.StatusFailed, nil, &queue.ErrorInfo{Code: code, Message: r.w.redact(cause.Error())})
+	e.w.m.DeadLettered(e.name, code)
+	res := &reelq.Result{ID: id, Provider: e.name, Run: 1, Status: reelq.StatusFailed, CompletedAt: time.Now().UTC(),
+		Error: &reelq.ErrorInfo{Code: code, Message: reason}, Traceparent: j.traceparent}
+	if _, err := queue.PublishResult(ctx, e.w.js, res); err != nil {
+		e.log.Warn("publishing the dead letter's result failed; trying again later", "stream_seq", j.seq, "err", err)
+		return waitFor(5 * time.Second)
+	}
+	e.w.event(reelq.Event{Kind: reelq.EventDeadLettered, Provider: e.name, JobID: id, Code: code, Reason: reason})
+	return term(code)
 }
 
 // publishDLQ stores a dead letter with its reason in headers.
-func publishDLQ(ctx context.Context, js jetstream.JetStream, provider, id string, data []byte, hdr nats.Header, seq uint64, code, reason string) error {
-	msg := &nats.Msg{Subject: queue.DLQSubject(provider, id), Data: data, Header: nats.Header{}}
+func publishDLQ(ctx context.Context, js jetstream.JetStream, provider, id, subject string, data []byte, hdr nats.Header, seq uint64, code, reason string) error {
+	msg := &nats.Msg{Subject: reelq.DLQSubject(provider, id), Data: data, Header: nats.Header{}}
 	for k, v := range hdr {
-		if k != "Nats-Msg-Id" {
+		if k != reelq.HeaderMsgID {
 			msg.Header[k] = v
 		}
 	}
@@ -239,9 +310,97 @@ func publishDLQ(ctx context.Context, js jetstream.JetStream, provider, id string
 	msg.Header.Set("Reelq-Error", reason)
 	msg.Header.Set("Reelq-Provider", provider)
 	msg.Header.Set("Reelq-Job-Id", id)
-	msg.Header.Set("Reelq-Stream-Seq", fmt.Sprint(seq))
+	msg.Header.Set("Reelq-Stream-Seq", strconv.FormatUint(seq, 10))
+	msg.Header.Set("Reelq-Subject", subject)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	_, err := js.PublishMsg(sctx, msg, jetstream.WithMsgID(fmt.Sprintf("dlq:%s:%d", id, seq)))
 	return err
+}
+
+// archive is where a succeeded run's outputs are copied into durable
+// storage before its result is published (see archive.go).
+
+// Helpers shared by the steps.
+
+// newState is the state a job's first delivery creates.
+func (e *engine) newState(j *job, phase reelq.Phase) *jobstate.State {
+	st := &jobstate.State{
+		ID: j.id, Provider: e.name, Batch: j.env.Batch, Priority: j.env.Priority, FairnessKey: j.env.FairnessKey,
+		Digest: j.digest, Phase: phase, Run: 1, Seq: j.seq, Input: j.env.Input, Metadata: j.env.Metadata,
+		Traceparent: j.traceparent, Worker: e.w.cfg.WorkerID, EnqueuedAt: e.enqueuedAt(j),
+	}
+	if phase == reelq.PhaseSubmitting {
+		now := time.Now().UTC()
+		st.SubmitStartedAt, st.SubmitToken = &now, newToken()
+	}
+	return st
+}
+
+func (e *engine) enqueuedAt(j *job) *time.Time {
+	if j.env.EnqueuedAt != nil {
+		return j.env.EnqueuedAt
+	}
+	t := j.stamp.UTC()
+	return &t
+}
+
+// logJob is the job's logger (built on demand: a waiting job carries none).
+func (e *engine) logJob(j *job) *slog.Logger {
+	l := e.log.With("job_id", j.id, "stream_seq", j.seq, "delivery", j.deliveries)
+	if j.env.Batch != "" {
+		l = l.With("batch", j.env.Batch)
+	}
+	if j.run > 1 {
+		l = l.With("run", j.run)
+	}
+	if j.traceparent != "" {
+		l = l.With("trace_id", traceID(j.traceparent))
+	}
+	return l
+}
+
+func (e *engine) jobEvent(j *job, kind string, mod func(*reelq.Event)) {
+	ev := reelq.Event{Kind: kind, Provider: e.name, JobID: j.id, Batch: j.env.Batch, Run: j.run}
+	if j.st != nil {
+		ev.Attempt, ev.Run = j.st.Attempts+1, j.st.Run
+		if j.st.Task != nil {
+			ev.TaskID = j.st.Task.ID
+		}
+	}
+	if mod != nil {
+		mod(&ev)
+	}
+	e.w.event(ev)
+}
+
+// cost estimates the job's cost, if its input is valid.
+func (e *engine) cost(j *job) *reelq.Cost {
+	if len(j.env.Input) == 0 || j.invalid != nil || e.rt.Provider.Validate(j.env.Input) != nil {
+		return nil
+	}
+	c := e.rt.Provider.Estimate(j.env.Input)
+	return &reelq.Cost{Amount: c.Amount, Unit: c.Unit, Basis: c.Basis}
+}
+
+// errorInfo turns a classified error into the result's error.
+func errorInfo(err error, redact func(string) string) *reelq.ErrorInfo {
+	code := providers.Code(err)
+	if code == "" {
+		code = reelq.CodeInternal
+	}
+	return &reelq.ErrorInfo{Code: code, Message: redact(err.Error())}
+}
+
+func rawJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// traceID extracts the trace id from a W3C traceparent header.
+func traceID(tp string) string {
+	if len(tp) >= 35 && tp[2] == '-' {
+		return tp[3:35]
+	}
+	return ""
 }

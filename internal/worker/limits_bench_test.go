@@ -2,12 +2,12 @@ package worker_test
 
 import (
 	"fmt"
+	"github.com/reelq/reelq"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/reelq/reelq/internal/providersim"
-	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/worker"
 )
@@ -63,7 +63,7 @@ func runBacklog(b *testing.B, replicas int, rate float64, burst int, measure tim
 	// One job per request the window allows: jobs take about three calls
 	// each, so the backlog outlasts the measurement about three times.
 	n := int(rate * measure.Seconds())
-	jobs := make([]queue.Job, n)
+	jobs := make([]reelq.Job, n)
 	for i := range jobs {
 		jobs[i] = reelqtest.SamsarJob(fmt.Sprintf("bench-%04d", i))
 	}

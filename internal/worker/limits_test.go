@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/reelq/reelq"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +35,7 @@ func startReplicas(env *reelqtest.Env, n int, settings map[string]reelqtest.Sett
 // succeeded on the first attempt, and that the provider saw exactly one
 // paid submission for it (key maps a job id to the simulator's
 // submission key).
-func checkSucceededOnce(t *testing.T, env *reelqtest.Env, provider string, jobs []queue.Job, results map[string][]queue.Result, key func(id string) string) {
+func checkSucceededOnce(t *testing.T, env *reelqtest.Env, provider string, jobs []reelq.Job, results map[string][]reelq.Result, key func(id string) string) {
 	t.Helper()
 	subs := env.Sim.Stats(0)[provider].Submissions
 	for _, j := range jobs {
@@ -43,7 +44,7 @@ func checkSucceededOnce(t *testing.T, env *reelqtest.Env, provider string, jobs 
 			t.Errorf("job %s: %d results, want 1: %+v", j.ID, len(rs), rs)
 			continue
 		}
-		if r := rs[0]; r.Status != queue.StatusSucceeded || r.Attempts != 1 || r.ProviderTaskID == "" {
+		if r := rs[0]; r.Status != reelq.StatusSucceeded || r.Attempts != 1 || r.ProviderTaskID == "" {
 			t.Errorf("job %s: status=%s attempts=%d task=%q error=%+v, want succeeded after 1 attempt", j.ID, r.Status, r.Attempts, r.ProviderTaskID, r.Error)
 		}
 		if got := subs[key(j.ID)]; got != 1 {
@@ -57,7 +58,7 @@ func checkSucceededOnce(t *testing.T, env *reelqtest.Env, provider string, jobs 
 
 // checkNoAttemptUsed asserts that no job has used an attempt or finished
 // in anything but success so far (jobs not yet pulled have no state).
-func checkNoAttemptUsed(t *testing.T, env *reelqtest.Env, jobs []queue.Job) {
+func checkNoAttemptUsed(t *testing.T, env *reelqtest.Env, jobs []reelq.Job) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -72,7 +73,7 @@ func checkNoAttemptUsed(t *testing.T, env *reelqtest.Env, jobs []queue.Job) {
 		if st.Attempts != 0 {
 			t.Errorf("job %s: %d attempts used while the provider was paused, want 0 (last error %q)", j.ID, st.Attempts, st.LastError)
 		}
-		if st.Phase == jobstate.Finished && !strings.Contains(string(st.Result), `"status":"succeeded"`) {
+		if st.Phase == reelq.PhaseFinished && !strings.Contains(string(st.Result), `"status":"succeeded"`) {
 			t.Errorf("job %s finished while the provider was paused: %s", j.ID, st.Result)
 		}
 	}
@@ -143,8 +144,8 @@ func TestEveryRequestIsRateLimited(t *testing.T) {
 	}
 }
 
-func cambJob(id string) queue.Job {
-	return queue.Job{ID: id, Provider: "camb", Batch: "test", Input: []byte(`{"text":"` + cambText(id) + `","source_language":1}`)}
+func cambJob(id string) reelq.Job {
+	return reelq.Job{ID: id, Provider: "camb", Batch: "test", Input: []byte(`{"text":"` + cambText(id) + `","source_language":1}`)}
 }
 
 // cambText is the story cambJob(id) narrates, which the simulator counts
@@ -197,7 +198,7 @@ func TestRetryableErrorsUseAttemptsThenFail(t *testing.T) {
 	results := env.Results(2, time.Minute)
 
 	r := results["always-5xx"]
-	if len(r) != 1 || r[0].Status != queue.StatusFailed || r[0].Error == nil {
+	if len(r) != 1 || r[0].Status != reelq.StatusFailed || r[0].Error == nil {
 		t.Fatalf("always-5xx: %+v, want one failed result", r)
 	}
 	if r[0].Attempts != maxAttempts {
@@ -229,7 +230,7 @@ func TestRetryableErrorsUseAttemptsThenFail(t *testing.T) {
 	}
 
 	v := results["task-fails"]
-	if len(v) != 1 || v[0].Status != queue.StatusFailed || v[0].Error == nil || v[0].Error.Code != "provider_failed" || v[0].Attempts != 1 {
+	if len(v) != 1 || v[0].Status != reelq.StatusFailed || v[0].Error == nil || v[0].Error.Code != "provider_failed" || v[0].Attempts != 1 {
 		t.Fatalf("task-fails: %+v, want one failed result with code provider_failed after 1 attempt", v)
 	}
 	if got := env.Sim.Stats(0)["vimmerse"].Submissions[reelqtest.VimmerseTitle("task-fails")]; got != 1 {
@@ -245,7 +246,7 @@ func TestCreditsExhaustedPausesEveryReplica(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		provider string
-		job      func(id string) queue.Job
+		job      func(id string) reelq.Job
 		key      func(id string) string
 		credits  float64 // enough for a few jobs, then exactly 0
 		probe    string  // how the provider is probed
@@ -260,8 +261,8 @@ func TestCreditsExhaustedPausesEveryReplica(t *testing.T) {
 			p := tc.provider
 			credits := tc.credits
 			env := reelqtest.New(t, map[string]providersim.Knobs{p: {CompleteAfter: providersim.Duration(100 * time.Millisecond), Credits: &credits}})
-			paused := env.Events("events." + p + "." + queue.EventProviderPaused)
-			resumed := env.Events("events." + p + "." + queue.EventProviderResumed)
+			paused := env.Events("events." + p + "." + reelq.EventProviderPaused)
+			resumed := env.Events("events." + p + "." + reelq.EventProviderResumed)
 			replicas := startReplicas(env, 3, map[string]reelqtest.Settings{p: {MaxInflight: 4, PollInterval: 50 * time.Millisecond}},
 				worker.Config{ProbeInterval: time.Second, MaxProbeInterval: 2 * time.Second})
 			jobs := reelqtest.Jobs(n, "credits-"+p, tc.job)
@@ -332,8 +333,8 @@ func TestProbeNotBlockedByRunningJobs(t *testing.T) {
 	t.Parallel()
 	credits := 100.0 // one Vimmerse job
 	env := reelqtest.New(t, map[string]providersim.Knobs{"vimmerse": {CompleteAfter: providersim.Duration(time.Minute), Credits: &credits}})
-	submitted := env.Events("events.vimmerse." + queue.EventSubmitted)
-	paused := env.Events("events.vimmerse." + queue.EventProviderPaused)
+	submitted := env.Events("events.vimmerse." + reelq.EventSubmitted)
+	paused := env.Events("events.vimmerse." + reelq.EventProviderPaused)
 	env.StartWorker(reelqtest.WorkerOptions{
 		Providers: map[string]reelqtest.Settings{"vimmerse": {MaxInflight: 3, PollInterval: 50 * time.Millisecond}},
 		Config:    worker.Config{ProbeInterval: 300 * time.Millisecond, ShutdownTimeout: 500 * time.Millisecond},
@@ -354,7 +355,7 @@ func TestProbeNotBlockedByRunningJobs(t *testing.T) {
 	// "long" keeps running for a minute; the short jobs must not wait for it.
 	results := env.Results(len(jobs), 20*time.Second)
 	for _, j := range jobs {
-		if rs := results[j.ID]; len(rs) != 1 || rs[0].Status != queue.StatusSucceeded || rs[0].Attempts != 1 {
+		if rs := results[j.ID]; len(rs) != 1 || rs[0].Status != reelq.StatusSucceeded || rs[0].Attempts != 1 {
 			t.Errorf("job %s: %+v", j.ID, rs)
 		}
 	}
@@ -372,7 +373,7 @@ func TestAuthFailurePausesUntilOperatorResumes(t *testing.T) {
 		"samsar":   {CompleteAfter: providersim.Duration(50 * time.Millisecond)},
 		"vimmerse": {CompleteAfter: providersim.Duration(300 * time.Millisecond)},
 	})
-	paused := env.Events("events.samsar." + queue.EventProviderPaused)
+	paused := env.Events("events.samsar." + reelq.EventProviderPaused)
 	cfg := worker.Config{ProbeInterval: 50 * time.Millisecond} // a probe would come quickly
 	bad := env.StartWorker(reelqtest.WorkerOptions{ID: "bad-key", Config: cfg, Providers: map[string]reelqtest.Settings{
 		"samsar":   {MaxInflight: 1, APIKey: "wrong-key-0123456789"},
@@ -399,7 +400,7 @@ func TestAuthFailurePausesUntilOperatorResumes(t *testing.T) {
 	env.Enqueue(vimJobs...)
 	results := env.Results(len(vimJobs), time.Minute)
 	for _, j := range vimJobs {
-		if rs := results[j.ID]; len(rs) != 1 || rs[0].Status != queue.StatusSucceeded {
+		if rs := results[j.ID]; len(rs) != 1 || rs[0].Status != reelq.StatusSucceeded {
 			t.Errorf("vimmerse job %s: %+v", j.ID, rs)
 		}
 	}
@@ -459,7 +460,7 @@ func TestManualPauseHoldsJobs(t *testing.T) {
 	// The Vimmerse jobs run meanwhile; the Samsar ones are not even delivered.
 	results := env.Results(len(vimJobs), time.Minute)
 	for _, j := range vimJobs {
-		if rs := results[j.ID]; len(rs) != 1 || rs[0].Status != queue.StatusSucceeded {
+		if rs := results[j.ID]; len(rs) != 1 || rs[0].Status != reelq.StatusSucceeded {
 			t.Errorf("vimmerse job %s: %+v", j.ID, rs)
 		}
 	}

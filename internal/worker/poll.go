@@ -9,9 +9,8 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
-	"github.com/reelq/reelq/internal/jobstate"
+	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/providers"
-	"github.com/reelq/reelq/internal/queue"
 )
 
 // pollErrorBudget is how long polls may keep failing with transient errors
@@ -22,129 +21,170 @@ const pollErrorBudget = 5 * time.Minute
 // "not visible yet" rather than "gone".
 const notFoundGrace = time.Minute
 
-// poll follows the job's task until it finishes, on a backoff/v4 schedule
-// from PollInterval growing to MaxPollInterval, every call under the
-// cluster-wide rate limit.
-func (r *jobRun) poll(ctx context.Context) {
-	task := *r.st.Task
+// pollState is a job's polling schedule, kept between polls.
+type pollState struct {
+	sched        *backoff.ExponentialBackOff
+	errSince     time.Time
+	lastRaw      string
+	lastProgress float64
+	lastPoll     bool // the deadline passed: this is the last look
+}
+
+// stepPoll polls the job's task once: the job waits for its next poll as
+// data on the engine's timer heap, not in a goroutine. A poll costs the
+// HTTP call and one rate-limit token; cancel requests arrive by watch.
+func (e *engine) stepPoll(ctx context.Context, j *job) outcome {
+	if e.draining.Load() {
+		return nak(0)
+	}
+	st := j.st
+	if st == nil || st.Task == nil {
+		return e.claimExisting(ctx, j)
+	}
+	if j.cancel.Load() {
+		return e.cancelRunning(ctx, j)
+	}
+	ps := j.poll
+	if ps == nil {
+		ps = &pollState{lastProgress: -1, sched: backoff.NewExponentialBackOff(
+			backoff.WithInitialInterval(e.rt.PollInterval), backoff.WithMultiplier(1.5),
+			backoff.WithMaxInterval(e.rt.MaxPollInterval), backoff.WithRandomizationFactor(0.1), backoff.WithMaxElapsedTime(0))}
+		ps.sched.Reset()
+		j.poll = ps
+	}
 	submitted := time.Now()
-	if r.st.SubmittedAt != nil {
-		submitted = *r.st.SubmittedAt
+	if st.SubmittedAt != nil {
+		submitted = *st.SubmittedAt
 	}
-	deadline := submitted.Add(r.rt.JobTimeout)
-	sched := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(r.rt.PollInterval), backoff.WithMultiplier(1.5),
-		backoff.WithMaxInterval(r.rt.MaxPollInterval), backoff.WithRandomizationFactor(0.1), backoff.WithMaxElapsedTime(0))
-	var (
-		errSince     time.Time
-		lastRaw      string
-		lastProgress = -1.0
-	)
-	for {
-		if !sleepCtx(ctx, sched.NextBackOff()) {
-			r.shutdownNak()
-			return
-		}
-		if cancelled, err := r.cancelRequested(ctx); err == nil && r.st.Phase == jobstate.Finished {
-			r.republish(ctx)
-			return
-		} else if err == nil && cancelled {
-			r.cancel(ctx, "cancelled on request")
-			return
-		}
-		if time.Now().After(deadline) {
-			r.cancelAtProvider(ctx)
-			r.finish(ctx, queue.StatusFailed, nil, &queue.ErrorInfo{Code: "timeout",
-				Message: fmt.Sprintf("task %s did not finish within %s", task.ID, r.rt.JobTimeout)})
-			return
-		}
-		if err := r.limit(ctx); err != nil {
-			r.shutdownNak()
-			return
-		}
-		start := time.Now()
-		st, err := r.rt.Provider.Poll(prepaid(ctx), task)
-		r.w.observeCall(r.name, "poll", err, time.Since(start))
-		if err != nil {
-			switch {
-			case ctx.Err() != nil:
-				r.shutdownNak()
-				return
-			case errors.Is(err, providers.ErrRateLimited):
-				r.rateLimited(ctx, err)
-				continue
-			case providers.Retryable(err):
-				if errSince.IsZero() {
-					errSince = time.Now()
-				}
-				if time.Since(errSince) < pollErrorBudget {
-					r.log.Warn("poll failed; polling again", "err", err)
-					continue
-				}
-			case errors.Is(err, providers.ErrNotFound) && time.Since(submitted) < notFoundGrace:
-				continue
-			}
-			r.onError(ctx, err)
-			return
-		}
-		errSince = time.Time{}
-		switch st.State {
-		case providers.Pending:
-			if st.Raw != lastRaw || math.Abs(st.Progress-lastProgress) >= 10 {
-				lastRaw, lastProgress = st.Raw, st.Progress
-				r.log.Debug("progress", "status", st.Raw, "progress", st.Progress)
-				r.event(queue.EventProgress, func(e *queue.Event) {
-					e.Status = st.Raw
-					if st.Progress >= 0 {
-						p := st.Progress
-						e.Progress = &p
-					}
-				})
-			}
-		case providers.Succeeded:
-			r.finish(ctx, queue.StatusSucceeded, st.Outputs, nil)
-			return
-		case providers.Failed:
-			if errors.Is(st.Err, providers.ErrCreditsExhausted) {
-				// The task failed unpaid (Camb reports PAYMENT_REQUIRED on
-				// poll): forget it and submit again once credits return.
-				if err := r.update(ctx, func(s *jobstate.State) { s.Phase, s.Task = jobstate.Queued, nil }); err != nil {
-					_ = r.stateError(err)
-					if !r.settled {
-						r.nak(5 * time.Second)
-					}
-					return
-				}
-				r.onError(ctx, st.Err)
-				return
-			}
-			if errors.Is(st.Err, providers.ErrAuth) {
-				r.onError(ctx, st.Err)
-				return
-			}
-			r.finish(ctx, queue.StatusFailed, nil, errorInfo(st.Err, r.w.redact))
-			return
-		}
+	task := providers.Task{ID: st.Task.ID, PollURL: st.Task.PollURL}
+	if time.Since(submitted) > e.rt.JobTimeout {
+		ps.lastPoll = true // one more look before giving up
 	}
-}
-
-// cancelRequested re-reads the job state for a cancel request.
-func (r *jobRun) cancelRequested(ctx context.Context) (bool, error) {
-	st, rev, err := r.w.states.Get(ctx, r.job.ID)
+	if err := e.limit(j); err != nil {
+		return nak(0)
+	}
+	start := time.Now()
+	ps2, err := e.rt.Provider.Poll(prepaid(ctx), task)
+	e.w.observeCall(e.name, "poll", err, time.Since(start))
+	next := func() outcome {
+		if ps.lastPoll {
+			e.cancelTask(ctx, task)
+			return e.finish(ctx, j, reelq.StatusFailed, nil, &reelq.ErrorInfo{Code: reelq.CodeTimeout,
+				Message: fmt.Sprintf("task %s did not finish within %s", task.ID, e.rt.JobTimeout)})
+		}
+		return pollAt(time.Now().Add(ps.sched.NextBackOff()))
+	}
 	if err != nil {
-		return false, err
+		switch {
+		case ctx.Err() != nil:
+			return nak(0)
+		case errors.Is(err, providers.ErrRateLimited):
+			e.rateLimited(j, err)
+			return pollAt(time.Now())
+		case providers.Retryable(err):
+			if ps.errSince.IsZero() {
+				ps.errSince = time.Now()
+			}
+			if time.Since(ps.errSince) < pollErrorBudget {
+				e.logJob(j).Warn("poll failed; polling again", "err", err)
+				return next()
+			}
+		case errors.Is(err, providers.ErrNotFound) && time.Since(submitted) < notFoundGrace:
+			return next()
+		}
+		return e.callFailed(ctx, j, err, false)
 	}
-	r.st, r.rev = st, rev
-	return st.CancelRequested, nil
+	ps.errSince = time.Time{}
+	switch ps2.State {
+	case providers.Pending:
+		e.resumeIfProbe(ctx, j)
+		if ps2.Raw != ps.lastRaw || math.Abs(ps2.Progress-ps.lastProgress) >= 10 {
+			ps.lastRaw, ps.lastProgress = ps2.Raw, ps2.Progress
+			e.jobEvent(j, reelq.EventProgress, func(ev *reelq.Event) {
+				ev.Status = ps2.Raw
+				if ps2.Progress >= 0 {
+					p := ps2.Progress
+					ev.Progress = &p
+				}
+			})
+		}
+		return next()
+	case providers.Succeeded:
+		e.resumeIfProbe(ctx, j)
+		return e.archive(ctx, j, outputs(ps2.Outputs))
+	}
+	// Failed.
+	switch {
+	case errors.Is(ps2.Err, providers.ErrCreditsExhausted):
+		// The task failed unpaid (Camb reports PAYMENT_REQUIRED on poll):
+		// forget it and submit again once credits return.
+		e.logJob(j).Warn("task failed for missing credits; pausing the provider", "err", ps2.Err)
+		e.w.pause(ctx, e.name, ps2.Err)
+		nextSt := *j.st
+		nextSt.Phase, nextSt.Task = reelq.PhaseQueued, nil
+		rev, uerr := e.w.states.Update(ctx, j.st, &nextSt, j.rev)
+		if uerr != nil {
+			return e.stateUnavailable(j, uerr)
+		}
+		j.st, j.rev, j.poll = &nextSt, rev, nil
+		return waitFor(pausedWait)
+	case errors.Is(ps2.Err, providers.ErrAuth):
+		e.w.pause(ctx, e.name, ps2.Err)
+		return waitFor(pausedWait)
+	}
+	e.resumeIfProbe(ctx, j)
+	return e.finish(ctx, j, reelq.StatusFailed, nil, errorInfo(ps2.Err, e.w.redact))
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
+// resumeIfProbe ends a credit pause once the probe job's poll answered
+// something other than missing credits: where credits show up only on the
+// poll (Camb), a successful create proves nothing.
+func (e *engine) resumeIfProbe(ctx context.Context, j *job) {
+	if !j.probe {
+		return
 	}
+	j.probe = false
+	e.w.resume(ctx, e.name, "probe job's poll answered without a credit error")
+}
+
+// cancelRunning stops a running job at the provider where possible and
+// finishes it as cancelled.
+func (e *engine) cancelRunning(ctx context.Context, j *job) outcome {
+	msg := "cancelled on request"
+	if j.st != nil && j.st.Task != nil {
+		if _, ok := e.rt.Provider.(providers.Canceler); ok {
+			e.cancelTask(ctx, providers.Task{ID: j.st.Task.ID, PollURL: j.st.Task.PollURL})
+			msg += "; the task was cancelled at the provider"
+		} else {
+			msg += "; " + e.name + " has no cancel API, so the task runs on at the provider and is billed"
+		}
+	}
+	return e.finish(ctx, j, reelq.StatusCancelled, nil, &reelq.ErrorInfo{Code: reelq.CodeCancelled, Message: msg})
+}
+
+// cancelTask asks the provider to stop a task, if its API can.
+func (e *engine) cancelTask(ctx context.Context, task providers.Task) {
+	c, ok := e.rt.Provider.(providers.Canceler)
+	if !ok {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.rt.RequestTimeout)
+	defer cancel()
+	if _, err := e.rt.Limiter.Wait(cctx); err != nil {
+		return
+	}
+	start := time.Now()
+	err := c.Cancel(prepaid(cctx), task)
+	e.w.observeCall(e.name, "cancel", err, time.Since(start))
+	if err != nil && !errors.Is(err, providers.ErrNotFound) {
+		e.log.Warn("cancel at provider failed", "task_id", task.ID, "err", err)
+	}
+}
+
+func outputs(in []providers.Output) []reelq.Output {
+	out := make([]reelq.Output, len(in))
+	for i, o := range in {
+		out[i] = reelq.Output{URL: o.URL, ContentType: o.ContentType, Name: o.Name}
+	}
+	return out
 }

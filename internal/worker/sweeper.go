@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/queue"
 )
@@ -77,32 +79,38 @@ func (s *sweeper) sweep(ctx context.Context, data []byte) error {
 	if err != nil {
 		return err
 	}
-	provider := adv.Consumer
-	job, _ := queue.DecodeJob(raw.Data)
+	subj, _ := reelq.ParseJobSubject(raw.Subject)
+	provider := subj.Provider
+	if provider == "" {
+		provider, _, _ = strings.Cut(adv.Consumer, "-")
+	}
+	job, _ := reelq.DecodeJob(raw.Data)
 	id := job.ID
-	if !queue.ValidID(id) {
-		if h := raw.Header.Get("Nats-Msg-Id"); queue.ValidID(h) {
-			id = h
-		} else {
-			id = fmt.Sprintf("seq-%d", adv.StreamSeq)
-		}
+	if id == "" {
+		id = subj.ID
+	}
+	if id == "" {
+		id = msgIDJob(raw.Header.Get(reelq.HeaderMsgID))
+	}
+	if !reelq.ValidID(id) {
+		id = reelq.SeqID(adv.StreamSeq)
 	}
 	reason := fmt.Sprintf("message delivered %d times without being settled (the worker kept crashing on it)", adv.Deliveries)
-	if err := publishDLQ(ctx, w.js, provider, id, raw.Data, raw.Header, adv.StreamSeq, "poison", reason); err != nil {
+	if err := publishDLQ(ctx, w.js, provider, id, raw.Subject, raw.Data, raw.Header, adv.StreamSeq, "poison", reason); err != nil {
 		return err
 	}
 	// Publish the failed result unless the job already has one.
 	st, _, gerr := w.states.Get(ctx, id)
-	if gerr == nil && st.Phase == jobstate.Finished && len(st.Result) > 0 {
-		var res queue.Result
+	if gerr == nil && st.Phase == reelq.PhaseFinished && len(st.Result) > 0 {
+		var res reelq.Result
 		if json.Unmarshal(st.Result, &res) == nil {
 			if _, err := queue.PublishResult(ctx, w.js, &res); err != nil {
 				return err
 			}
 		}
 	} else {
-		res := &queue.Result{ID: id, Provider: provider, Batch: job.Batch, Status: queue.StatusFailed,
-			Error:       &queue.ErrorInfo{Code: "poison", Message: reason},
+		res := &reelq.Result{ID: id, Provider: provider, Batch: job.Batch, Status: reelq.StatusFailed,
+			Error:       &reelq.ErrorInfo{Code: "poison", Message: reason},
 			CompletedAt: time.Now().UTC(), Metadata: job.Metadata, Attempts: int(adv.Deliveries)}
 		if gerr == nil {
 			res.Attempts = max(res.Attempts, st.Attempts)
@@ -110,12 +118,12 @@ func (s *sweeper) sweep(ctx context.Context, data []byte) error {
 				res.ProviderTaskID = st.Task.ID
 			}
 		}
-		init := &jobstate.State{ID: id, Provider: provider, Batch: job.Batch, Phase: jobstate.Queued}
+		init := &jobstate.State{ID: id, Provider: provider, Batch: job.Batch, Phase: reelq.PhaseQueued}
 		if _, _, err := w.states.Mutate(ctx, id, init, func(st *jobstate.State) error {
-			if st.Phase == jobstate.Finished {
+			if st.Phase == reelq.PhaseFinished {
 				return jobstate.ErrNoChange
 			}
-			st.Phase, st.Result, st.LastError = jobstate.Finished, rawJSON(res), reason
+			st.Phase, st.Result, st.LastError = reelq.PhaseFinished, rawJSON(res), reason
 			return nil
 		}); err != nil {
 			return err
@@ -129,6 +137,6 @@ func (s *sweeper) sweep(ctx context.Context, data []byte) error {
 	}
 	w.m.DeadLettered(provider, "poison")
 	w.log.Warn("job dead-lettered after too many deliveries", "provider", provider, "job_id", id, "deliveries", adv.Deliveries)
-	w.event(queue.Event{Kind: queue.EventDeadLettered, Provider: provider, JobID: id, Code: "poison", Reason: reason})
+	w.event(reelq.Event{Kind: reelq.EventDeadLettered, Provider: provider, JobID: id, Code: "poison", Reason: reason})
 	return nil
 }

@@ -1,24 +1,41 @@
-// Package worker runs reelq jobs: for every enabled provider it pulls jobs
-// from the provider's consumer (one per free slot), submits each to the
-// provider once, polls it to completion under the cluster-wide rate limit,
-// and publishes exactly one result event before acknowledging the job.
+// Package worker runs reelq jobs. For every enabled provider an engine
+// pulls jobs from the provider's three consumers (high, normal and low
+// priority) ahead of need, holds them as data (one heartbeat ticker keeps
+// them all alive), and starts them, highest priority first and fairness
+// keys round-robin, whenever it holds one of the provider's cluster-wide
+// slots (package slots). A started job is submitted to the provider once
+// (the paid call), then polled on a timer heap by a bounded pool of
+// goroutines, every call under the cluster-wide rate limit; its result is
+// stored in the job state, published, and only then is the message acked.
 //
 // # Error handling
 //
 // The provider error classes (package providers) decide what happens:
 //
-//	retryable, timeout, 5xx  attempt++; NakWithDelay(backoff) or, after the
-//	                         last attempt, a failed result
-//	rate limited (429)       the shared limiter is pushed back for every
-//	                         replica; the call is retried, no attempt used
-//	credits exhausted        the provider is paused for every replica
-//	                         (PauseConsumer + provider state); the job is
-//	                         Nak'ed with its attempts untouched; a probe
-//	                         resumes the provider when credits return
-//	auth                     as credits, but only an operator resumes
-//	invalid input, 4xx       a failed result at once; never retried
-//	shutdown                 paid calls finish; the job is Nak'ed for
-//	                         another replica, no attempt used
+//	retryable, timeout, 5xx   attempt++; NakWithDelay(backoff), holding no
+//	                          slot; after the last attempt, a failed result
+//	rate limited (429)        the shared limiter is pushed back for every
+//	                          replica; the call is retried, no attempt used
+//	credits exhausted         the provider is paused for every replica
+//	                          (PauseConsumer + provider state); the job waits
+//	                          with its attempts untouched; a probe resumes
+//	                          the provider when credits return
+//	auth (account)            as credits, but only an operator resumes
+//	forbidden (one job)       a failed result for that job; the provider runs on
+//	unknown submission        a 2xx without a task id: the job fails once,
+//	                          is never resubmitted, and the provider pauses
+//	no answer to a submit     ambiguous: counted; the next delivery recovers
+//	                          the task (Finder), or resubmits or holds it per
+//	                          the provider's policy; several within a window
+//	                          pause the provider
+//	invalid input, 4xx        a failed result at once; never retried
+//	shutdown                  no new paid call starts; calls in flight finish
+//	                          and are recorded; jobs return to the queue
+//	                          without using an attempt
+//
+// Every delivery ends in exactly one settlement (ack, nak, term, or
+// abandon for a stale delivery another replica took over), made in one
+// place: engine.settle.
 package worker
 
 import (
@@ -33,12 +50,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/logging"
 	"github.com/reelq/reelq/internal/metrics"
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/providerstate"
 	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/slots"
 )
 
 // ErrShutdown is the cause given to running jobs when the shutdown grace
@@ -53,11 +72,21 @@ type Limiter interface {
 	Block(ctx context.Context, until time.Time) error
 }
 
+// Ambiguous-submission policies.
+const (
+	// AmbiguousResubmit submits again when a paid call's outcome is unknown
+	// and the provider cannot be asked: the job may be paid twice.
+	AmbiguousResubmit = "resubmit"
+	// AmbiguousHold parks the job in phase "held" until an operator checks
+	// the provider's dashboard and resolves it: never pays twice.
+	AmbiguousHold = "hold"
+)
+
 // Runtime is what the worker needs for one provider.
 type Runtime struct {
 	Provider providers.Provider
 	Limiter  Limiter
-	// MaxInflight is the consumer's MaxAckPending (cluster-wide cap).
+	// MaxInflight is the provider's cluster-wide concurrency cap.
 	MaxInflight int
 	// Slots is how many of the provider's jobs this replica runs at once;
 	// zero means MaxInflight.
@@ -68,6 +97,17 @@ type Runtime struct {
 	JobTimeout      time.Duration
 	// RequestTimeout bounds one provider call; zero means 60s.
 	RequestTimeout time.Duration
+	// Ambiguous is the policy for a submission whose outcome is unknown:
+	// AmbiguousResubmit (default) or AmbiguousHold.
+	Ambiguous string
+	// AmbiguousPauseAfter pauses the provider (for an operator) after this
+	// many ambiguous submissions within AmbiguousWindow, cluster-wide;
+	// zero means 3 in 10 minutes; negative never pauses.
+	AmbiguousPauseAfter int
+	AmbiguousWindow     time.Duration
+	// Calls bounds the provider calls (and their state writes) this
+	// replica makes at once; zero means min(max(Slots, 16), 256).
+	Calls int
 }
 
 // Config tunes the worker.
@@ -86,13 +126,22 @@ type Config struct {
 	// credits; it doubles while probes fail, up to MaxProbeInterval.
 	ProbeInterval    time.Duration
 	MaxProbeInterval time.Duration
-	// ShutdownTimeout is how long running jobs may continue after intake
-	// stops before they are cut short and Nak'ed.
+	// ShutdownTimeout is how long paid calls in flight at shutdown may take
+	// to finish and be recorded before the worker gives up on them.
 	ShutdownTimeout time.Duration
 	// PullWait bounds one pull request; zero means 5s.
 	PullWait time.Duration
-	Logger   *slog.Logger
-	Metrics  *metrics.Metrics
+	// Lookahead is how many jobs of each priority an engine pulls ahead of
+	// need, to schedule them by priority and fairness key. Zero means
+	// 10,000.
+	Lookahead int
+	// Window is each consumer's MaxAckPending: running, pulled-ahead and
+	// retrying jobs together. Zero means 100,000.
+	Window int
+	// Limits are the job size limits.
+	Limits  reelq.Limits
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
 	// Secrets are removed from error messages in results and events.
 	Secrets *logging.Secrets
 }
@@ -117,7 +166,16 @@ func (c *Config) defaults() {
 		c.ProbeInterval = time.Minute
 	}
 	if c.ShutdownTimeout <= 0 {
-		c.ShutdownTimeout = 30 * time.Second
+		c.ShutdownTimeout = 70 * time.Second
+	}
+	if c.PullWait <= 0 {
+		c.PullWait = 5 * time.Second
+	}
+	if c.Lookahead <= 0 {
+		c.Lookahead = 10_000
+	}
+	if c.Window <= 0 {
+		c.Window = 100_000
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -126,19 +184,22 @@ func (c *Config) defaults() {
 
 // Worker runs jobs for a set of providers.
 type Worker struct {
-	cfg    Config
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	states *jobstate.Store
-	pstate *providerstate.Store
-	rts    map[string]*Runtime
-	log    *slog.Logger
-	m      *metrics.Metrics
+	cfg     Config
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	states  *jobstate.Store
+	pstate  *providerstate.Store
+	slotsKV jetstream.KeyValue
+	rts     map[string]*Runtime
+	log     *slog.Logger
+	m       *metrics.Metrics
+	cancels *cancelSet
 
-	// probeMu guards probeTaken: per provider, the probe claim (by its
-	// ProbeUntil) whose one probe job this replica has already admitted.
-	probeMu    sync.Mutex
-	probeTaken map[string]time.Time
+	mu      sync.Mutex
+	engines map[string]*engine
+	// watchers reports the health of the background watchers (provider
+	// state, cancel requests) for readiness.
+	watchErr map[string]error
 }
 
 // New returns a worker. The streams and buckets must exist (queue.Setup).
@@ -152,7 +213,15 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 	if err != nil {
 		return nil, fmt.Errorf("provider state bucket: %w", err)
 	}
-	ps := providerstate.New(js, provKV, queue.StreamJobs)
+	slotsKV, err := js.KeyValue(ctx, queue.BucketSlots)
+	if err != nil {
+		return nil, fmt.Errorf("slots bucket: %w", err)
+	}
+	cancelKV, err := js.KeyValue(ctx, queue.BucketCancel)
+	if err != nil {
+		return nil, fmt.Errorf("cancel bucket: %w", err)
+	}
+	ps := providerstate.New(js, provKV, queue.StreamJobs, queue.ConsumerNames)
 	ps.MaxProbeInterval = cfg.MaxProbeInterval
 	for name, rt := range rts {
 		if rt.Provider == nil || rt.Limiter == nil {
@@ -174,73 +243,118 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 		if rt.MaxInflight <= 0 {
 			rt.MaxInflight = 1
 		}
-		if rt.Slots <= 0 {
+		if rt.Slots <= 0 || rt.Slots > rt.MaxInflight {
 			rt.Slots = rt.MaxInflight
 		}
+		if rt.Calls <= 0 {
+			rt.Calls = min(max(rt.Slots, 16), 256)
+		}
+		switch rt.Ambiguous {
+		case "":
+			rt.Ambiguous = AmbiguousResubmit
+		case AmbiguousResubmit, AmbiguousHold:
+		default:
+			return nil, fmt.Errorf("provider %s: ambiguous-submission policy %q (want %s or %s)", name, rt.Ambiguous, AmbiguousResubmit, AmbiguousHold)
+		}
+		if rt.AmbiguousPauseAfter == 0 {
+			rt.AmbiguousPauseAfter = 3
+		}
+		if rt.AmbiguousWindow <= 0 {
+			rt.AmbiguousWindow = 10 * time.Minute
+		}
 	}
-	return &Worker{
-		cfg: cfg, nc: nc, js: js, rts: rts,
-		states: jobstate.New(jobsKV), pstate: ps, probeTaken: map[string]time.Time{},
+	w := &Worker{
+		cfg: cfg, nc: nc, js: js, rts: rts, slotsKV: slotsKV,
+		states: jobstate.New(js, jobsKV), pstate: ps,
 		log: cfg.Logger.With("component", "worker", "worker_id", cfg.WorkerID), m: cfg.Metrics,
-	}, nil
+		engines: map[string]*engine{}, watchErr: map[string]error{},
+	}
+	w.cancels = newCancelSet(cancelKV, w.log)
+	return w, nil
 }
 
 // ProviderState exposes the provider state store (pause/resume).
 func (w *Worker) ProviderState() *providerstate.Store { return w.pstate }
 
-// Run consumes jobs until ctx ends, then shuts down gracefully: it stops
-// pulling, lets running jobs finish for up to ShutdownTimeout, then cuts
-// the rest short (they are Nak'ed for redelivery) and returns.
+// Healthy reports an error when a background watcher the worker depends
+// on has stopped and could not be restarted yet (for /readyz).
+func (w *Worker) Healthy() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for name, err := range w.watchErr {
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (w *Worker) setWatchErr(name string, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.watchErr[name] = err
+}
+
+// Run consumes jobs until ctx ends, then shuts down: from that moment no
+// new paid call starts; jobs not in a paid call return to the queue at
+// once (no attempt used); paid calls in flight finish and are recorded,
+// for up to ShutdownTimeout. If a provider's engine cannot start, the
+// engines already started are stopped and Run returns the error.
 func (w *Worker) Run(ctx context.Context) error {
-	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWatch()
-	if err := w.pstate.Watch(watchCtx); err != nil {
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	var bgWG sync.WaitGroup
+	defer bgWG.Wait()
+	defer stopBG() // runs before the Wait above
+
+	if err := w.startWatcher(bg, &bgWG, "provider state watch", w.pstate.Watch); err != nil {
 		return err
 	}
+	if err := w.startWatcher(bg, &bgWG, "cancel watch", w.cancels.watch); err != nil {
+		return err
+	}
+
+	intake, stopIntake := context.WithCancel(ctx)
+	defer stopIntake()
 	work, cutShort := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cutShort(ErrShutdown)
 
 	var wg sync.WaitGroup
 	for name, rt := range w.rts {
-		cons, err := queue.EnsureConsumer(ctx, w.js, name, queue.ConsumerSettings{
-			MaxInflight: rt.MaxInflight, AckWait: w.cfg.AckWait, MaxDeliver: w.cfg.MaxDeliver,
-		})
+		e, err := w.newEngine(ctx, name, rt)
 		if err != nil {
+			stopIntake()
+			wg.Wait()
 			return err
 		}
-		st, err := w.pstate.Enforce(ctx, name)
-		if err != nil {
-			return err
-		}
-		w.m.SetPaused(name, st.Code, st.Paused)
-		if st.Paused {
-			w.log.Warn("provider is paused", "provider", name, "code", st.Code, "reason", st.Reason, "since", st.Since)
-		}
-		p := &queue.Puller{
-			Consumer:  cons,
-			Slots:     rt.Slots,
-			Heartbeat: w.cfg.AckWait / 4,
-			PullWait:  w.cfg.PullWait,
-			Gate:      w.gate(name, rt),
-			Handle:    func(ctx context.Context, m queue.Msg) { w.handle(ctx, name, rt, m) },
-			Logger:    w.log.With("provider", name),
-		}
+		w.mu.Lock()
+		w.engines[name] = e
+		w.mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = p.Run(ctx, work)
+			e.run(intake, work)
 		}()
-		w.log.Info("consuming", "provider", name, "max_inflight", rt.MaxInflight, "slots", rt.Slots)
+		w.log.Info("consuming", "provider", name, "max_inflight", rt.MaxInflight, "slots", rt.Slots, "lookahead", w.cfg.Lookahead)
 	}
-	sweeper := &sweeper{w: w}
-	wg.Add(1)
+	w.cancels.setSink(w.onCancel)
+	bgWG.Add(2)
 	go func() {
-		defer wg.Done()
-		sweeper.run(ctx)
+		defer bgWG.Done()
+		(&sweeper{w: w}).run(bg)
+	}()
+	go func() {
+		defer bgWG.Done()
+		w.runControl(bg)
+	}()
+	bgWG.Add(1)
+	go func() {
+		defer bgWG.Done()
+		w.runCanceller(intake)
 	}()
 
 	<-ctx.Done()
-	w.log.Info("shutting down: no new jobs; waiting for running jobs", "timeout", w.cfg.ShutdownTimeout)
+	w.log.Info("shutting down: no new paid calls; returning waiting jobs to the queue", "timeout", w.cfg.ShutdownTimeout)
 	done := make(chan struct{})
 	go func() {
 		wg.Wait()
@@ -254,176 +368,87 @@ func (w *Worker) Run(ctx context.Context) error {
 		return nil
 	case <-t.C:
 	}
-	w.log.Warn("shutdown timeout: leaving running jobs for redelivery")
+	w.log.Warn("shutdown timeout: leaving the jobs still in a paid call for redelivery")
 	cutShort(ErrShutdown)
 	<-done
 	return nil
 }
 
-// gate holds a provider's puller while the provider is paused, and lets
-// one probe through when an automatic pause is due to be checked.
-func (w *Worker) gate(name string, rt *Runtime) func(ctx context.Context) (int, error) {
-	var lastPaused bool
-	probeBackoff := backoff.NewExponentialBackOff(backoff.WithInitialInterval(time.Second), backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0))
-	return func(ctx context.Context) (int, error) {
+// startWatcher runs watch (which returns once its initial values are
+// loaded, and keeps watching until ctx ends) under a supervisor that
+// restarts it with back-off when it stops on its own, reporting the gap
+// in Healthy.
+func (w *Worker) startWatcher(ctx context.Context, wg *sync.WaitGroup, name string, watch func(context.Context) (<-chan struct{}, error)) error {
+	stopped, err := watch(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMaxInterval(10*time.Second), backoff.WithMaxElapsedTime(0))
 		for {
-			st, changed := w.pstate.View(name)
-			if st.Paused != lastPaused {
-				lastPaused = st.Paused
-				w.m.SetPaused(name, st.Code, st.Paused)
-			}
-			if !st.Paused {
-				return 0, nil
-			}
-			now := time.Now()
-			var wake <-chan time.Time
-			if st.Auto() {
-				if st.ProbeOwner == w.cfg.WorkerID {
-					return 1, nil // our probe job runs alone
-				}
-				probeDue := !st.NextProbeAt.After(now) && (st.ProbeOwner == "" || st.ProbeUntil == nil || !st.ProbeUntil.After(now))
-				if probeDue {
-					if ok, d := w.probe(ctx, name, rt); ok {
-						probeBackoff.Reset()
-						continue
-					} else if d > 0 {
-						wake = time.After(d)
-					}
-				}
-				if wake == nil {
-					next := *st.NextProbeAt
-					if st.ProbeUntil != nil && st.ProbeUntil.After(next) {
-						next = *st.ProbeUntil
-					}
-					wake = time.After(max(time.Until(next), 50*time.Millisecond))
-				}
-			}
 			select {
 			case <-ctx.Done():
-				return 0, context.Cause(ctx)
-			case <-changed:
-			case <-wake:
+				return
+			case <-stopped:
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			w.setWatchErr(name, errors.New("stopped; restarting"))
+			w.log.Warn("watcher stopped; restarting it", "watcher", name)
+			for {
+				if !sleepCtx(ctx, b.NextBackOff()) {
+					return
+				}
+				s, err := watch(ctx)
+				if err == nil {
+					stopped = s
+					b.Reset()
+					w.setWatchErr(name, nil)
+					w.log.Info("watcher restarted", "watcher", name)
+					break
+				}
+				w.setWatchErr(name, err)
+				w.log.Warn("restarting watcher failed", "watcher", name, "err", err)
 			}
 		}
-	}
+	}()
+	return nil
 }
 
-// probe checks whether an automatically paused provider can work again.
-// With a credit endpoint it asks it; otherwise it claims the probe so the
-// next job pulled (alone) is the test. It reports whether the caller
-// should re-read the state at once, or else how long to wait.
-func (w *Worker) probe(ctx context.Context, name string, rt *Runtime) (bool, time.Duration) {
-	ok, err := w.pstate.ClaimProbe(ctx, name, w.cfg.WorkerID, w.cfg.AckWait)
+func (w *Worker) newEngine(ctx context.Context, name string, rt *Runtime) (*engine, error) {
+	cons, err := queue.EnsureConsumers(ctx, w.js, name, queue.ConsumerSettings{
+		Window: w.cfg.Window, AckWait: w.cfg.AckWait, MaxDeliver: w.cfg.MaxDeliver, Cap: rt.MaxInflight,
+	})
 	if err != nil {
-		w.log.Warn("claim probe failed", "provider", name, "err", err)
-		return false, time.Second
+		return nil, err
 	}
-	if !ok {
-		return false, 0
-	}
-	cc, hasCheck := rt.Provider.(providers.CreditChecker)
-	if !hasCheck {
-		// Let one job through as the probe: with the probe due, the record
-		// asks for deliveries on the server. Enforce applies the record as
-		// it is now, so an operator's pause that replaced ours since the
-		// claim is kept rather than undone by a bare ResumeConsumer.
-		if _, err := w.pstate.Enforce(ctx, name); err != nil {
-			w.log.Warn("resume consumer for probe failed", "provider", name, "err", err)
-		}
-		w.log.Info("probing paused provider with one job", "provider", name)
-		return true, 0
-	}
-	if _, err := rt.Limiter.Wait(ctx); err != nil {
-		return false, 0
-	}
-	cctx, cancel := context.WithTimeout(ctx, rt.RequestTimeout)
-	start := time.Now()
-	err = cc.CheckCredits(prepaid(cctx))
-	cancel()
-	w.observeCall(name, "credits", err, time.Since(start))
-	switch {
-	case err == nil:
-		w.log.Info("credit probe succeeded; resuming provider", "provider", name)
-		w.resume(ctx, name)
-	case errors.Is(err, providers.ErrCreditsExhausted), errors.Is(err, providers.ErrAuth):
-		w.log.Info("credit probe: still paused", "provider", name, "err", err)
-		w.pause(ctx, name, err)
-	default:
-		w.log.Warn("credit probe failed", "provider", name, "err", err)
-		if errors.Is(err, providers.ErrRateLimited) {
-			// A 429 on the credit endpoint counts against the same account:
-			// share its Retry-After like any other call's.
-			wait := providers.RetryAfter(err)
-			if wait <= 0 {
-				wait = 2 * time.Second
-			}
-			if berr := rt.Limiter.Block(ctx, time.Now().Add(wait)); berr != nil && ctx.Err() == nil {
-				w.log.Warn("could not share the rate-limit back-off", "provider", name, "err", berr)
-			}
-		}
-		_ = w.pstate.ReleaseProbe(ctx, name, w.cfg.WorkerID)
-		return false, 5 * time.Second
-	}
-	return true, 0
-}
-
-// takeProbe reports whether a job just delivered for provider is the
-// probe: this replica holds the probe claim of an automatic pause and has
-// not yet admitted a job under that claim. Exactly one job per claim is
-// the probe. Others that reach the handler meanwhile (delivered before the
-// pause, or still running from before it) behave as under any pause, and
-// only the probe job releases the claim: before, every job of the
-// claiming replica counted as the probe, and whichever finished first
-// released the claim while the real probe was still running.
-func (w *Worker) takeProbe(name string) bool {
-	v, _ := w.pstate.View(name)
-	if !v.Auto() || v.ProbeOwner != w.cfg.WorkerID || v.ProbeUntil == nil {
-		return false
-	}
-	w.probeMu.Lock()
-	defer w.probeMu.Unlock()
-	if t, ok := w.probeTaken[name]; ok && t.Equal(*v.ProbeUntil) {
-		return false
-	}
-	w.probeTaken[name] = *v.ProbeUntil
-	return true
-}
-
-// pause records err (credits or auth) as the reason provider is paused.
-func (w *Worker) pause(ctx context.Context, name string, err error) {
-	code, probe := providerstate.CodeCredits, w.cfg.ProbeInterval
-	if errors.Is(err, providers.ErrAuth) {
-		code, probe = providerstate.CodeAuth, 0
-	}
-	st, changed, perr := w.pstate.Pause(context.WithoutCancel(ctx), name, code, w.redact(err.Error()), w.cfg.WorkerID, probe)
-	if perr != nil {
-		w.log.Error("pause provider failed", "provider", name, "err", perr)
-		return
-	}
-	w.m.SetPaused(name, st.Code, true)
-	if changed {
-		w.log.Warn("provider paused for every replica", "provider", name, "code", st.Code, "reason", st.Reason, "next_probe_at", st.NextProbeAt)
-		w.event(queue.Event{Kind: queue.EventProviderPaused, Provider: name, Code: st.Code, Reason: st.Reason, Until: st.NextProbeAt})
-	}
-}
-
-// resume ends an automatic pause after a successful probe. A manual or
-// auth pause (which may have replaced it since we looked) stays.
-func (w *Worker) resume(ctx context.Context, name string) {
-	changed, err := w.pstate.EndAuto(context.WithoutCancel(ctx), name, w.cfg.WorkerID)
+	st, err := w.pstate.Enforce(ctx, name)
 	if err != nil {
-		w.log.Error("resume provider failed", "provider", name, "err", err)
-		return
+		return nil, err
 	}
-	if !changed {
-		return // not paused, or not automatically: the metric stays as it is
+	w.m.SetPaused(name, st.Code, st.Paused)
+	if st.Paused {
+		w.log.Warn("provider is paused", "provider", name, "code", st.Code, "reason", st.Reason, "since", st.Since)
 	}
-	w.m.SetPaused(name, "", false)
-	w.log.Info("provider resumed", "provider", name)
-	w.event(queue.Event{Kind: queue.EventProviderResumed, Provider: name, Reason: "probe succeeded"})
+	pool := slots.New(w.slotsKV, slots.Config{Provider: name, Worker: w.cfg.WorkerID, Cap: rt.MaxInflight, TTL: w.cfg.AckWait,
+		Logger: w.log.With("provider", name)})
+	return newEngine(w, name, rt, cons, pool), nil
 }
 
-func (w *Worker) event(e queue.Event) {
+// onCancel hands a cancel request to the engine holding the job, if any.
+func (w *Worker) onCancel(id, provider string) {
+	w.mu.Lock()
+	e := w.engines[provider]
+	w.mu.Unlock()
+	if e != nil {
+		e.post(evCancel{id: id})
+	}
+}
+
+func (w *Worker) event(e reelq.Event) {
 	e.Worker = w.cfg.WorkerID
 	if err := queue.PublishEvent(w.nc, e); err != nil {
 		w.log.Debug("event not published", "kind", e.Kind, "err", err)
@@ -456,4 +481,15 @@ func (w *Worker) retryDelay(attempt int) time.Duration {
 		d = b.NextBackOff()
 	}
 	return d
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

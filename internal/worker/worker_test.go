@@ -3,13 +3,13 @@ package worker_test
 import (
 	"context"
 	"fmt"
+	"github.com/reelq/reelq"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
@@ -28,7 +28,7 @@ func TestBatchOneResultPerJob(t *testing.T) {
 	env := reelqtest.New(t, fastSamsar())
 	w := env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": {}}})
 	const n = 30
-	var jobs []queue.Job
+	var jobs []reelq.Job
 	for i := range n {
 		jobs = append(jobs, reelqtest.SamsarJob(fmt.Sprintf("batch-%02d", i)))
 	}
@@ -41,7 +41,7 @@ func TestBatchOneResultPerJob(t *testing.T) {
 			t.Fatalf("job %s: %d results, want 1", j.ID, len(rs))
 		}
 		r := rs[0]
-		if r.Status != queue.StatusSucceeded || len(r.Outputs) == 0 || r.ProviderTaskID == "" {
+		if r.Status != reelq.StatusSucceeded || len(r.Outputs) == 0 || r.ProviderTaskID == "" {
 			t.Errorf("job %s: %+v, want succeeded with outputs and a task id", j.ID, r)
 		}
 		if r.Cost == nil || r.Cost.Amount != 50 || r.Cost.Unit != "credits" {
@@ -77,9 +77,9 @@ func TestInvalidJobFailsOnceWithoutRetry(t *testing.T) {
 	for i := range long {
 		long[i] = 'x'
 	}
-	bad := queue.Job{ID: "too-long", Provider: "samsar", Input: []byte(`{"prompt":"` + string(long) + `","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":5}`)}
+	bad := reelq.Job{ID: "too-long", Provider: "samsar", Input: []byte(`{"prompt":"` + string(long) + `","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":5}`)}
 	// Published directly, as a producer that skipped validation would.
-	msg, _ := queue.JobMsg(&bad)
+	msg := reelqtest.JobMsg(&bad)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := env.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(bad.ID)); err != nil {
@@ -91,14 +91,19 @@ func TestInvalidJobFailsOnceWithoutRetry(t *testing.T) {
 	}
 	results := env.Results(2, time.Minute)
 	r := results["too-long"]
-	if len(r) != 1 || r[0].Status != queue.StatusFailed || r[0].Error == nil || r[0].Error.Code != "invalid_input" || r[0].Attempts != 1 {
+	if len(r) != 1 || r[0].Status != reelq.StatusFailed || r[0].Error == nil || r[0].Error.Code != "invalid_input" || r[0].Attempts != 1 {
 		t.Fatalf("too-long: %+v, want one failed result with code invalid_input after 1 attempt", r)
 	}
 	if want := "input.prompt is 501 characters; the limit is 500"; !strings.Contains(r[0].Error.Message, want) {
 		t.Errorf("error %q does not say %q", r[0].Error.Message, want)
 	}
-	nj := results["not-json"]
-	if len(nj) != 1 || nj[0].Status != queue.StatusFailed || nj[0].Error.Code != "invalid_request" {
+	// The unreadable message is answered under its stream sequence, never
+	// under the id its subject claims.
+	if results["not-json"] != nil {
+		t.Fatalf("a result was published under the claimed id not-json: %+v", results["not-json"])
+	}
+	nj := reelqtest.SeqResult(results)
+	if len(nj) != 1 || nj[0].Status != reelq.StatusFailed || nj[0].Error.Code != "invalid_request" {
 		t.Fatalf("not-json: %+v, want one failed result with code invalid_request", nj)
 	}
 	if got := env.Sim.Stats(0)["samsar"].TotalRequests; got != 0 {
@@ -132,7 +137,7 @@ func TestTwoReplicasShareWork(t *testing.T) {
 	env.StartWorker(reelqtest.WorkerOptions{ID: "replica-a", Providers: settings})
 	env.StartWorker(reelqtest.WorkerOptions{ID: "replica-b", Providers: settings})
 	const n = 24
-	var jobs []queue.Job
+	var jobs []reelq.Job
 	for i := range n {
 		jobs = append(jobs, reelqtest.SamsarJob(fmt.Sprintf("share-%02d", i)))
 	}
@@ -141,7 +146,7 @@ func TestTwoReplicasShareWork(t *testing.T) {
 	byWorker := map[string]int{}
 	ctx := context.Background()
 	for _, j := range jobs {
-		if len(results[j.ID]) != 1 || results[j.ID][0].Status != queue.StatusSucceeded {
+		if len(results[j.ID]) != 1 || results[j.ID][0].Status != reelq.StatusSucceeded {
 			t.Fatalf("job %s: %+v", j.ID, results[j.ID])
 		}
 		st, _, err := env.States.Get(ctx, j.ID)
@@ -173,7 +178,7 @@ func TestShutdownReturnsRunningJobsWithoutRepaying(t *testing.T) {
 	first := env.StartWorker(reelqtest.WorkerOptions{ID: "first", Providers: settings,
 		Config: worker.Config{ShutdownTimeout: 200 * time.Millisecond}})
 	const n = 4
-	var jobs []queue.Job
+	var jobs []reelq.Job
 	for i := range n {
 		jobs = append(jobs, reelqtest.SamsarJob(fmt.Sprintf("shutdown-%d", i)))
 	}
@@ -184,7 +189,7 @@ func TestShutdownReturnsRunningJobsWithoutRepaying(t *testing.T) {
 	for _, j := range jobs {
 		for {
 			st, _, err := env.States.Get(ctx, j.ID)
-			if err == nil && st.Phase == jobstate.Submitted {
+			if err == nil && st.Phase == reelq.PhaseSubmitted {
 				break
 			}
 			if ctx.Err() != nil {
@@ -207,7 +212,7 @@ func TestShutdownReturnsRunningJobsWithoutRepaying(t *testing.T) {
 	results := env.Results(n, time.Minute)
 	for _, j := range jobs {
 		r := results[j.ID]
-		if len(r) != 1 || r[0].Status != queue.StatusSucceeded || r[0].Attempts != 1 {
+		if len(r) != 1 || r[0].Status != reelq.StatusSucceeded || r[0].Attempts != 1 {
 			t.Errorf("job %s: %+v, want one success after 1 attempt (shutdown does not count)", j.ID, r)
 		}
 	}

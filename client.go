@@ -1,0 +1,233 @@
+package reelq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/reelq/reelq/internal/providers"
+	"github.com/reelq/reelq/internal/providers/registry"
+)
+
+// Client enqueues jobs and follows their results over a NATS connection.
+// It needs the streams and buckets a worker creates at start-up (it never
+// creates or changes them), and only the permissions of a producer (see
+// SECURITY.md): it publishes jobs and cancel requests and reads job state,
+// queued messages and results. Operator calls (Pause, Resume, Resolve)
+// need an operator identity. A Client is safe for concurrent use.
+type Client struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	opts Options
+
+	jobs       jetstream.KeyValue
+	cancels    jetstream.KeyValue
+	validators map[string]Validator
+	providers  map[string]providers.Provider
+}
+
+// Options configure a Client. The zero value is usable.
+type Options struct {
+	// ProviderEnv supplies the provider options the input rules depend on,
+	// under the worker's variable names (e.g. SAMSAR_VIDEO_MODELS,
+	// SEGMIND_PRICE_PER_RUN), so the client validates and prices jobs as
+	// the workers will. Nil reads the process environment.
+	ProviderEnv map[string]string
+	// Limits are the job size limits; the zero value means the defaults
+	// (MaxInputBytes, MaxMetadataBytes, MaxJobBytes).
+	Limits Limits
+	// By names this client in events and requests (e.g. a service name).
+	// Default "reelq-client".
+	By string
+	// Window is how many jobs EnqueueBatch has in flight at once. Default
+	// 1000.
+	Window int
+	// ConsumerPrefix starts the name of every consumer the client creates
+	// (Results, Wait): permissions can then let each identity create and
+	// delete only its own consumers. Default "reelq_client".
+	ConsumerPrefix string
+	// Timeout bounds each request to the server when ctx has no earlier
+	// deadline. Default 10s.
+	Timeout time.Duration
+}
+
+// ErrNotFound is returned for a job id nobody has published (or whose
+// state has expired).
+var ErrNotFound = errors.New("reelq: unknown job")
+
+// ErrConflict is returned when a job id is already known with different
+// content (provider, input or metadata): the known job is left as it is.
+var ErrConflict = errors.New("reelq: job id already known with different content")
+
+// ErrNotReady is returned by NewClient when the streams and buckets a worker
+// creates do not exist yet.
+var ErrNotReady = errors.New("reelq: streams not found; start a worker first (it creates them)")
+
+// NewClient returns a client over nc.
+func NewClient(ctx context.Context, nc *nats.Conn, opts Options) (*Client, error) {
+	if opts.By == "" {
+		opts.By = "reelq-client"
+	}
+	if opts.Window <= 0 {
+		opts.Window = 1000
+	}
+	if opts.ConsumerPrefix == "" {
+		opts.ConsumerPrefix = "reelq_client"
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	opts.Limits = opts.Limits.withDefaults()
+	env := opts.ProviderEnv
+	if env == nil {
+		env = map[string]string{}
+		for _, kv := range os.Environ() {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				env[k] = v
+			}
+		}
+	}
+	provs, err := registry.Validators(env)
+	if err != nil {
+		return nil, fmt.Errorf("reelq: provider options: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{nc: nc, js: js, opts: opts, validators: map[string]Validator{}, providers: provs}
+	for n, p := range provs {
+		c.validators[n] = p
+	}
+	cctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	if c.jobs, err = js.KeyValue(cctx, BucketJobs); err != nil {
+		return nil, notReady(err)
+	}
+	if c.cancels, err = js.KeyValue(cctx, BucketCancel); err != nil {
+		return nil, notReady(err)
+	}
+	return c, nil
+}
+
+func notReady(err error) error {
+	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("%w: %w", ErrNotReady, err)
+	}
+	return fmt.Errorf("reelq: %w", err)
+}
+
+// reqCtx bounds one server request.
+func (c *Client) reqCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, c.opts.Timeout)
+}
+
+// Conn returns the client's NATS connection.
+func (c *Client) Conn() *nats.Conn { return c.nc }
+
+// JetStream returns the client's JetStream handle.
+func (c *Client) JetStream() jetstream.JetStream { return c.js }
+
+// Validate checks j as the worker will, without publishing it.
+func (c *Client) Validate(j *Job) error { return j.Validate(c.validators, c.opts.Limits) }
+
+// Estimate returns what j is expected to cost at its provider, or false
+// when j is invalid or its provider publishes no price.
+func (c *Client) Estimate(j *Job) (Cost, bool) {
+	p := c.providers[j.Provider]
+	if p == nil || c.Validate(j) != nil {
+		return Cost{}, false
+	}
+	e := p.Estimate(j.Input)
+	return Cost{Amount: e.Amount, Unit: e.Unit, Basis: e.Basis}, true
+}
+
+// Cancelable reports whether provider's API can stop a running task (if
+// not, a running job that is cancelled still runs, and is billed, at the
+// provider).
+func (c *Client) Cancelable(provider string) bool {
+	_, ok := c.providers[provider].(providers.Canceler)
+	return ok
+}
+
+// getState reads a job's state, or ErrNotFound.
+func (c *Client) getState(ctx context.Context, id string) (*JobState, error) {
+	cctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	e, err := c.jobs.Get(cctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reelq: job state %s: %w", id, err)
+	}
+	return decodeState(id, e.Value())
+}
+
+func decodeState(id string, data []byte) (*JobState, error) {
+	var st JobState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("reelq: decode job state %s: %w", id, err)
+	}
+	if st.Run == 0 {
+		st.Run = 1
+	}
+	return &st, nil
+}
+
+// states reads the states of ids in batched requests; ids without state
+// are absent from the result.
+func (c *Client) states(ctx context.Context, ids []string) (map[string]*JobState, error) {
+	subjects := make([]string, len(ids))
+	for i, id := range ids {
+		subjects[i] = "$KV." + BucketJobs + "." + id
+	}
+	cctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	msgs, err := c.lastMsgs(cctx, "KV_"+BucketJobs, subjects)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*JobState, len(msgs))
+	for subj, m := range msgs {
+		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || len(m.Data) == 0 {
+			continue
+		}
+		id := strings.TrimPrefix(subj, "$KV."+BucketJobs+".")
+		st, err := decodeState(id, m.Data)
+		if err != nil {
+			continue
+		}
+		out[id] = st
+	}
+	return out, nil
+}
+
+// queuedMsgs reads the messages still waiting in JOBS for the given
+// subjects (one per job), keyed by subject.
+func (c *Client) queuedMsgs(ctx context.Context, subjects []string) (map[string]storedMsg, error) {
+	cctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	return c.lastMsgs(cctx, StreamJobs, subjects)
+}
+
+func (c *Client) event(e Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	if e.Worker == "" {
+		e.Worker = c.opts.By
+	}
+	data, _ := json.Marshal(e)
+	_ = c.nc.Publish(EventSubject(e.Provider, e.Kind), data)
+}

@@ -1,0 +1,121 @@
+package reelq
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ResultsOptions select the results a Results consumer delivers.
+type ResultsOptions struct {
+	// Name names the durable consumer (letters, digits, '-' and '_'); the
+	// client's ConsumerPrefix is put in front. Restarting with the same
+	// Name resumes after the last acknowledged result.
+	Name string
+	// Provider, if set, delivers only that provider's results (filtered on
+	// the server).
+	Provider string
+	// Batch, if set, delivers only that batch's results (results of other
+	// batches are acknowledged and skipped by the client).
+	Batch string
+	// AckWait is how long a delivered result may stay unacknowledged before
+	// it is delivered again. Default 30s.
+	AckWait time.Duration
+	// FromNow starts a new consumer at the next result instead of the
+	// oldest one kept.
+	FromNow bool
+}
+
+// Delivery is one result delivered by Results: acknowledge it once it is
+// handled, or it comes back after AckWait (and after a restart).
+type Delivery struct {
+	Result *Result
+	msg    jetstream.Msg
+}
+
+// Ack acknowledges the result and waits for the server to confirm.
+func (d *Delivery) Ack(ctx context.Context) error { return d.msg.DoubleAck(ctx) }
+
+// Nak asks for the result to be delivered again after delay.
+func (d *Delivery) Nak(delay time.Duration) error {
+	if delay <= 0 {
+		return d.msg.Nak()
+	}
+	return d.msg.NakWithDelay(delay)
+}
+
+// InProgress resets the AckWait timer of a result being handled slowly.
+func (d *Delivery) InProgress() error { return d.msg.InProgress() }
+
+// Results yields result events from a durable consumer, for services
+// that must not miss a result across restarts: every result is delivered
+// until it is acknowledged (at least once: a result handled but not yet
+// acknowledged when the service stops comes again). It ends when ctx ends
+// (yielding ctx's error) or the caller stops ranging.
+func (c *Client) Results(ctx context.Context, opts ResultsOptions) iter.Seq2[*Delivery, error] {
+	return func(yield func(*Delivery, error) bool) {
+		if opts.Name == "" || !ValidID(opts.Name) {
+			yield(nil, fmt.Errorf("reelq: Results needs a Name of letters, digits, '-' or '_', got %q", opts.Name))
+			return
+		}
+		if opts.AckWait <= 0 {
+			opts.AckWait = 30 * time.Second
+		}
+		cfg := jetstream.ConsumerConfig{
+			Durable: c.opts.ConsumerPrefix + "_" + opts.Name, AckPolicy: jetstream.AckExplicitPolicy, AckWait: opts.AckWait,
+			MaxAckPending: 1000, Description: "reelq results for " + c.opts.By,
+		}
+		if opts.FromNow {
+			cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+		}
+		if opts.Provider != "" {
+			cfg.FilterSubject = ResultSubject(opts.Provider, "*")
+		}
+		cctx, cancel := c.reqCtx(ctx)
+		cons, err := c.js.CreateOrUpdateConsumer(cctx, StreamResults, cfg)
+		cancel()
+		if err != nil {
+			yield(nil, fmt.Errorf("reelq: results consumer %s: %w", cfg.Durable, err))
+			return
+		}
+		it, err := cons.Messages(jetstream.PullMaxMessages(100))
+		if err != nil {
+			yield(nil, fmt.Errorf("reelq: results consumer %s: %w", cfg.Durable, err))
+			return
+		}
+		defer stopIter(it)
+		for {
+			msg, err := nextMsg(ctx, it)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			var r Result
+			if json.Unmarshal(msg.Data(), &r) != nil {
+				_ = msg.Term() // not a reelq result
+				continue
+			}
+			if r.Run == 0 {
+				r.Run = 1
+			}
+			if opts.Batch != "" && r.Batch != opts.Batch {
+				_ = msg.Ack()
+				continue
+			}
+			if !yield(&Delivery{Result: &r, msg: msg}, nil) {
+				return
+			}
+		}
+	}
+}
+
+// DeleteResults deletes the durable consumer Results(Name) created.
+func (c *Client) DeleteResults(ctx context.Context, name string) error {
+	cctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	return c.js.DeleteConsumer(cctx, StreamResults, c.opts.ConsumerPrefix+"_"+name)
+}

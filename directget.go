@@ -1,0 +1,99 @@
+package reelq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// storedMsg is one message read with a direct get.
+type storedMsg struct {
+	Subject string
+	Seq     uint64
+	Time    time.Time
+	Header  nats.Header
+	Data    []byte
+}
+
+// maxMultiLast bounds the subjects asked for in one batched direct get.
+const maxMultiLast = 256
+
+// lastMsgs reads the last message of each subject in one or a few
+// requests (JetStream's batched direct get, "multi_last"), which needs
+// the stream's AllowDirect. Subjects without a message are absent from the
+// result. Wildcards are allowed.
+func (c *Client) lastMsgs(ctx context.Context, stream string, subjects []string) (map[string]storedMsg, error) {
+	out := map[string]storedMsg{}
+	for start := 0; start < len(subjects); start += maxMultiLast {
+		chunk := subjects[start:min(start+maxMultiLast, len(subjects))]
+		if err := c.directBatch(ctx, stream, map[string]any{"multi_last": chunk, "batch": 1_000_000}, func(m storedMsg) bool {
+			out[m.Subject] = m
+			return true
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// directBatch sends a batched direct get and calls f for each message
+// until the server's end-of-batch (or f returns false).
+func (c *Client) directBatch(ctx context.Context, stream string, req map[string]any, f func(storedMsg) bool) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	inbox := c.nc.NewRespInbox()
+	sub, err := c.nc.SubscribeSync(inbox)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := c.nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, body); err != nil {
+		return err
+	}
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		m, err := sub.NextMsgWithContext(wctx)
+		cancel()
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				return fmt.Errorf("direct get on %s: no answer (does the stream allow direct gets, and may this identity read it?)", stream)
+			}
+			return fmt.Errorf("direct get on %s: %w", stream, err)
+		}
+		switch m.Header.Get("Status") {
+		case "204": // end of batch
+			return nil
+		case "404":
+			return nil // nothing matched
+		case "":
+		case "408":
+			return fmt.Errorf("direct get on %s: %s", stream, m.Header.Get("Description"))
+		default:
+			if len(m.Data) == 0 {
+				return fmt.Errorf("direct get on %s: status %s %s", stream, m.Header.Get("Status"), m.Header.Get("Description"))
+			}
+		}
+		seq, _ := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
+		t, _ := time.Parse(time.RFC3339Nano, m.Header.Get("Nats-Time-Stamp"))
+		if !f(storedMsg{Subject: m.Header.Get("Nats-Subject"), Seq: seq, Time: t, Header: m.Header, Data: m.Data}) {
+			return nil
+		}
+	}
+}
+
+// lastMsg reads one subject's last message, or ok=false.
+func (c *Client) lastMsg(ctx context.Context, stream, subject string) (storedMsg, bool, error) {
+	msgs, err := c.lastMsgs(ctx, stream, []string{subject})
+	if err != nil {
+		return storedMsg{}, false, err
+	}
+	m, ok := msgs[subject]
+	return m, ok, nil
+}

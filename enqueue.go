@@ -1,0 +1,320 @@
+package reelq
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// EnqueueStatus says what Enqueue did with one job.
+type EnqueueStatus string
+
+// Enqueue statuses.
+const (
+	// Published: a new job, now queued.
+	Published EnqueueStatus = "published"
+	// Known: the id is already known with the same content: nothing was
+	// published, and nothing is paid twice. Phase and Result say where it is.
+	Known EnqueueStatus = "known"
+	// Failed: see Err (invalid, a conflicting id, or a publish error).
+	Failed EnqueueStatus = "failed"
+)
+
+// EnqueueResult is the outcome of enqueueing one job.
+type EnqueueResult struct {
+	ID     string
+	Status EnqueueStatus
+	// Phase is a known job's phase ("queued" for one still waiting in the
+	// queue).
+	Phase Phase
+	// Result is a known job's result, when it has finished.
+	Result *Result
+	// Err says why the job was not enqueued: it wraps ErrInvalidJob,
+	// ErrConflict, or a publish error (publishing again is safe).
+	Err error
+}
+
+// BatchOptions tune EnqueueBatch.
+type BatchOptions struct {
+	// Progress, if set, is called after each job's outcome is known, with
+	// the number of outcomes so far and the total.
+	Progress func(r EnqueueResult, done, total int)
+}
+
+// Enqueue publishes one job (see EnqueueBatch for the rules). An id that is
+// already known with the same content returns the existing job (Status
+// Known), never a second payment; with different content, an error
+// wrapping ErrConflict.
+func (c *Client) Enqueue(ctx context.Context, j Job) (EnqueueResult, error) {
+	rs, err := c.EnqueueBatch(ctx, []Job{j}, BatchOptions{})
+	if err != nil {
+		return EnqueueResult{}, err
+	}
+	r := rs[0]
+	if r.Status == Failed {
+		return r, r.Err
+	}
+	return r, nil
+}
+
+// EnqueueBatch validates and publishes jobs. Jobs without an id get
+// ContentID(digest, n), n counting identical jobs in this call, so
+// publishing the same batch again (or an edited copy) never pays twice
+// and never drops a job. An id already known with the same content is not
+// published again (Known); with different content the job fails with
+// ErrConflict and the known job is untouched. Invalid jobs fail with
+// ErrInvalidJob; the others are still published (callers that want all
+// or nothing validate first with Validate). It returns one result per job,
+// in order; the error is set only if ctx ended, and the results then say
+// which jobs were published.
+func (c *Client) EnqueueBatch(ctx context.Context, jobs []Job, opts BatchOptions) ([]EnqueueResult, error) {
+	out := make([]EnqueueResult, len(jobs))
+	done := 0
+	report := func(i int) {
+		done++
+		if opts.Progress != nil {
+			opts.Progress(out[i], done, len(jobs))
+		}
+	}
+	// Ids and validation, before anything is published.
+	var ok []int
+	seen := map[string]int{}
+	occ := map[string]int{}
+	now := time.Now().UTC()
+	for i := range jobs {
+		j := &jobs[i]
+		if err := j.Validate(c.validators, c.opts.Limits); err != nil {
+			out[i] = EnqueueResult{ID: j.ID, Status: Failed, Err: err}
+			report(i)
+			continue
+		}
+		if j.ID == "" {
+			d := j.Digest()
+			occ[d]++
+			j.ID = ContentID(d, occ[d])
+		}
+		if prev, dup := seen[j.ID]; dup {
+			out[i] = EnqueueResult{ID: j.ID, Status: Failed, Err: fmt.Errorf("%w: id %q repeats job %d of this batch", ErrInvalidJob, j.ID, prev+1)}
+			report(i)
+			continue
+		}
+		seen[j.ID] = i
+		if j.EnqueuedAt == nil {
+			j.EnqueuedAt = &now
+		}
+		if j.Priority == Normal {
+			j.Priority = ""
+		}
+		out[i].ID = j.ID
+		ok = append(ok, i)
+	}
+	for start := 0; start < len(ok); start += c.opts.Window {
+		win := ok[start:min(start+c.opts.Window, len(ok))]
+		if err := c.enqueueWindow(ctx, jobs, win, out); err != nil {
+			return out, err
+		}
+		for _, i := range win {
+			report(i)
+		}
+	}
+	return out, nil
+}
+
+// enqueueWindow enqueues jobs[i] for i in win: it reads what is known of
+// their ids (job state, then the queue) in a few batched requests,
+// publishes the new ones asynchronously, then checks the acknowledgements.
+func (c *Client) enqueueWindow(ctx context.Context, jobs []Job, win []int, out []EnqueueResult) error {
+	ids := make([]string, len(win))
+	for k, i := range win {
+		ids[k] = jobs[i].ID
+	}
+	states, err := c.states(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("reelq: reading job state: %w", err)
+	}
+	var unknown []int
+	for _, i := range win {
+		j := &jobs[i]
+		st := states[j.ID]
+		if st == nil {
+			unknown = append(unknown, i)
+			continue
+		}
+		if st.Digest != "" && st.Digest != j.Digest() {
+			out[i] = EnqueueResult{ID: j.ID, Status: Failed, Err: fmt.Errorf("%w: job %s (%s, %s)", ErrConflict, j.ID, st.Provider, st.Phase)}
+			continue
+		}
+		out[i] = EnqueueResult{ID: j.ID, Status: Known, Phase: st.Phase, Result: st.StoredResult()}
+	}
+	// Jobs with no state may still be waiting in the queue.
+	subjects := make([]string, len(unknown))
+	for k, i := range unknown {
+		subjects[k] = JobSubject(jobs[i].Provider, jobs[i].Priority, jobs[i].ID)
+	}
+	queued, err := c.queuedMsgs(ctx, subjects)
+	if err != nil {
+		return fmt.Errorf("reelq: reading the queue: %w", err)
+	}
+	type pending struct {
+		i int
+		f jetstream.PubAckFuture
+	}
+	var pubs []pending
+	for k, i := range unknown {
+		j := &jobs[i]
+		if m, ok := queued[subjects[k]]; ok {
+			out[i] = c.compareQueued(j, m)
+			continue
+		}
+		msg, err := c.jobMsg(j, 1)
+		if err != nil {
+			out[i] = EnqueueResult{ID: j.ID, Status: Failed, Err: err}
+			continue
+		}
+		f, err := c.js.PublishMsgAsync(msg, jetstream.WithMsgID(JobMsgID(j.ID, 1)))
+		if err != nil {
+			out[i] = EnqueueResult{ID: j.ID, Status: Failed, Err: publishErr(j, err)}
+			continue
+		}
+		pubs = append(pubs, pending{i, f})
+	}
+	published := map[string][]string{} // batch -> ids newly published
+	for _, p := range pubs {
+		j := &jobs[p.i]
+		select {
+		case ack := <-p.f.Ok():
+			if ack.Duplicate {
+				// Another producer published this id within the duplicate
+				// window, after we looked: compare with what it published.
+				out[p.i] = c.compareSeq(ctx, j, ack.Sequence)
+				continue
+			}
+			out[p.i] = EnqueueResult{ID: j.ID, Status: Published, Phase: PhaseQueued}
+			published[j.Batch] = append(published[j.Batch], j.ID)
+		case <-p.f.Err():
+			if err := c.republish(ctx, j); err != nil {
+				out[p.i] = EnqueueResult{ID: j.ID, Status: Failed, Err: publishErr(j, err)}
+				continue
+			}
+			out[p.i] = EnqueueResult{ID: j.ID, Status: Published, Phase: PhaseQueued}
+			published[j.Batch] = append(published[j.Batch], j.ID)
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	c.countEnqueued(published)
+	return nil
+}
+
+// compareQueued reports a job whose id is already waiting in the queue.
+func (c *Client) compareQueued(j *Job, m storedMsg) EnqueueResult {
+	q, err := DecodeJob(m.Data)
+	if err == nil && q.Provider == "" {
+		q.Provider = j.Provider
+	}
+	if err != nil || q.Digest() != j.Digest() {
+		return EnqueueResult{ID: j.ID, Status: Failed, Err: fmt.Errorf("%w: job %s is waiting in the queue with other content", ErrConflict, j.ID)}
+	}
+	return EnqueueResult{ID: j.ID, Status: Known, Phase: PhaseQueued}
+}
+
+func (c *Client) compareSeq(ctx context.Context, j *Job, seq uint64) EnqueueResult {
+	cctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	s, err := c.js.Stream(cctx, StreamJobs)
+	if err == nil {
+		var raw *jetstream.RawStreamMsg
+		if raw, err = s.GetMsg(cctx, seq); err == nil {
+			return c.compareQueued(j, storedMsg{Data: raw.Data})
+		}
+	}
+	// Gone already (a worker took it; its state decides, and a worker
+	// dead-letters a conflicting copy), or unreadable: report it as known,
+	// which it is.
+	return EnqueueResult{ID: j.ID, Status: Known, Phase: PhaseQueued}
+}
+
+// republish retries a failed publish with the same message id (so a
+// retry never duplicates).
+func (c *Client) republish(ctx context.Context, j *Job) error {
+	msg, err := c.jobMsg(j, 1)
+	if err != nil {
+		return err
+	}
+	b := backoff.WithContext(backoff.WithMaxRetries(backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMaxInterval(5*time.Second)), 5), ctx)
+	return backoff.Retry(func() error {
+		cctx, cancel := c.reqCtx(ctx)
+		defer cancel()
+		_, err := c.js.PublishMsg(cctx, msg, jetstream.WithMsgID(JobMsgID(j.ID, 1)))
+		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return backoff.Permanent(err)
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode != 0 {
+			return backoff.Permanent(err) // refused (too large, stream full): retrying will not help
+		}
+		return err
+	}, b)
+}
+
+// publishErr explains a refused publish.
+func publishErr(j *Job, err error) error {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse):
+		return fmt.Errorf("job %s: nothing stores %s (unknown provider, or the streams are missing): %w", j.ID, JobSubject(j.Provider, j.Priority, j.ID), err)
+	case errors.Is(err, nats.ErrMaxPayload):
+		return fmt.Errorf("job %s: the message is larger than the server allows: %w", j.ID, err)
+	case errors.As(err, &apiErr) && strings.Contains(strings.ToLower(apiErr.Description), "maximum"):
+		return fmt.Errorf("job %s: refused by the queue (%s); nothing was published: %w", j.ID, apiErr.Description, err)
+	}
+	return fmt.Errorf("job %s: publish failed (publishing again is safe): %w", j.ID, err)
+}
+
+// jobMsg is the message that carries j's run.
+func (c *Client) jobMsg(j *Job, run int) (*nats.Msg, error) {
+	data, err := json.Marshal(j)
+	if err != nil {
+		return nil, fmt.Errorf("encode job %s: %w", j.ID, err)
+	}
+	if err := c.opts.Limits.CheckMessage(len(data)); err != nil {
+		return nil, err
+	}
+	m := &nats.Msg{Subject: JobSubject(j.Provider, j.Priority, j.ID), Data: data, Header: nats.Header{}}
+	if run > 1 {
+		m.Header.Set(HeaderRun, strconv.Itoa(run))
+	}
+	return m, nil
+}
+
+// countEnqueued adds newly published jobs to their batches' counters,
+// deduplicated by the set of ids (a retried window is not counted twice).
+func (c *Client) countEnqueued(byBatch map[string][]string) {
+	batches := make([]string, 0, len(byBatch))
+	for b := range byBatch {
+		batches = append(batches, b)
+	}
+	sort.Strings(batches)
+	for _, b := range batches {
+		if b == "" {
+			continue
+		}
+		ids := byBatch[b]
+		h := sha256.Sum256([]byte(strings.Join(ids, ",")))
+		m := nats.NewMsg(BatchCounterSubject(b, "enqueued"))
+		m.Header.Set("Nats-Incr", "+"+strconv.Itoa(len(ids)))
+		_, _ = c.js.PublishMsgAsync(m, jetstream.WithMsgID("cnt:enq:"+b+":"+hex.EncodeToString(h[:12])))
+	}
+}

@@ -1,0 +1,280 @@
+package reelq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Get returns job id's state: from the job state bucket once a worker has
+// picked the job up, or, for a job still waiting in the queue (including
+// one published with `nats pub`), a state in phase "queued" read from the
+// JOBS stream itself. It returns ErrNotFound for an unknown id.
+func (c *Client) Get(ctx context.Context, id string) (*JobState, error) {
+	if !ValidID(id) {
+		return nil, fmt.Errorf("%w: id %q", ErrInvalidJob, id)
+	}
+	st, err := c.getState(ctx, id)
+	if !errors.Is(err, ErrNotFound) {
+		return st, err
+	}
+	j, m, err := c.findQueued(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if j == nil {
+		return nil, ErrNotFound
+	}
+	enq := m.Time.UTC()
+	if j.EnqueuedAt != nil {
+		enq = *j.EnqueuedAt
+	}
+	return &JobState{ID: id, Provider: j.Provider, Batch: j.Batch, Priority: j.Priority, FairnessKey: j.FairnessKey,
+		Digest: j.Digest(), Phase: PhaseQueued, Run: 1, Seq: m.Seq, Input: j.Input, Metadata: j.Metadata, EnqueuedAt: &enq,
+		UpdatedAt: m.Time}, nil
+}
+
+// findQueued looks for job id's message in JOBS under every provider and
+// priority subject form, in one request.
+func (c *Client) findQueued(ctx context.Context, id string) (*Job, storedMsg, error) {
+	var subjects []string
+	for _, p := range Providers {
+		subjects = append(subjects, "jobs."+p+"."+id, "jobs."+p+".high."+id, "jobs."+p+".normal."+id, "jobs."+p+".low."+id)
+	}
+	msgs, err := c.queuedMsgs(ctx, subjects)
+	if err != nil {
+		return nil, storedMsg{}, err
+	}
+	for _, s := range subjects {
+		m, ok := msgs[s]
+		if !ok {
+			continue
+		}
+		j, err := DecodeJob(m.Data)
+		if err != nil {
+			continue
+		}
+		if ps, ok := ParseJobSubject(s); ok {
+			j.Provider = ps.Provider
+			if ps.Priority != "" && ps.Priority != Normal {
+				j.Priority = ps.Priority
+			}
+		}
+		j.ID = id
+		return &j, m, nil
+	}
+	return nil, storedMsg{}, nil
+}
+
+// Wait blocks until job id's current run has a result and returns it (at
+// once if it already has one). It returns ErrNotFound for an unknown id,
+// and ctx's error if ctx ends first.
+func (c *Client) Wait(ctx context.Context, id string) (*Result, error) {
+	st, err := c.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if r := st.StoredResult(); r != nil && st.Phase == PhaseFinished {
+		return r, nil
+	}
+	// Follow the job's result subject from its last message on: an
+	// earlier run's result is skipped.
+	cons, err := c.js.OrderedConsumer(ctx, StreamResults, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{ResultSubject(st.Provider, id)}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+		NamePrefix: c.opts.ConsumerPrefix + "_wait",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reelq: follow results: %w", err)
+	}
+	for {
+		msg, err := cons.Next(jetstream.FetchContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, context.Cause(ctx)
+			}
+			if errors.Is(err, jetstream.ErrNoMessages) {
+				continue
+			}
+			return nil, fmt.Errorf("reelq: follow results: %w", err)
+		}
+		var r Result
+		if json.Unmarshal(msg.Data(), &r) != nil {
+			continue
+		}
+		if r.Run == 0 {
+			r.Run = 1
+		}
+		if r.Run >= st.Run {
+			return &r, nil
+		}
+	}
+}
+
+// Follow yields result events as they are stored, from the RESULTS stream
+// sequence after (0: from now on; use ResultsSeq before publishing so no
+// result can slip by), optionally only for some providers. It ends when
+// ctx ends (yielding ctx's error) or the caller stops ranging. It keeps no
+// state on the server (an ordered consumer): for results a service must
+// not miss across restarts, use Results.
+func (c *Client) Follow(ctx context.Context, after uint64, providers ...string) iter.Seq2[*Result, error] {
+	return func(yield func(*Result, error) bool) {
+		cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy, NamePrefix: c.opts.ConsumerPrefix + "_follow"}
+		if after > 0 {
+			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
+		}
+		for _, p := range providers {
+			cfg.FilterSubjects = append(cfg.FilterSubjects, ResultSubject(p, "*"))
+		}
+		cons, err := c.js.OrderedConsumer(ctx, StreamResults, cfg)
+		if err != nil {
+			yield(nil, fmt.Errorf("reelq: follow results: %w", err))
+			return
+		}
+		it, err := cons.Messages()
+		if err != nil {
+			yield(nil, fmt.Errorf("reelq: follow results: %w", err))
+			return
+		}
+		defer stopIter(it)
+		for {
+			msg, err := nextMsg(ctx, it)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			var r Result
+			if json.Unmarshal(msg.Data(), &r) != nil {
+				continue
+			}
+			if r.Run == 0 {
+				r.Run = 1
+			}
+			if !yield(&r, nil) {
+				return
+			}
+		}
+	}
+}
+
+// nextMsg returns it's next message, or ctx's error once ctx ends even if
+// nats.go does not return: while an ordered consumer re-creates itself
+// (after a NATS node loss, say) its Next can retry without end.
+func nextMsg(ctx context.Context, it jetstream.MessagesContext) (jetstream.Msg, error) {
+	type next struct {
+		msg jetstream.Msg
+		err error
+	}
+	ch := make(chan next, 1)
+	go func() {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		ch <- next{msg, err}
+	}()
+	select {
+	case n := <-ch:
+		if n.err != nil && ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		return n.msg, n.err
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+// stopIter stops an iterator, waiting at most 2 s (a re-creation, see
+// nextMsg, can hold it).
+func stopIter(it jetstream.MessagesContext) {
+	done := make(chan struct{})
+	go func() {
+		it.Stop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+}
+
+// ResultsSeq returns the RESULTS stream's last sequence: take it before
+// publishing, then Follow from it, and no result can be missed whatever
+// the clocks say.
+func (c *Client) ResultsSeq(ctx context.Context) (uint64, error) {
+	cctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	s, err := c.js.Stream(cctx, StreamResults)
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(cctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
+
+// WaitAll waits until every job in ids has a result for its current run,
+// calling progress (if set) with each as it arrives, and returns them by
+// id. Jobs already finished count at once. On ctx's end it returns the
+// results so far and ctx's error.
+func (c *Client) WaitAll(ctx context.Context, ids []string, progress func(*Result)) (map[string]*Result, error) {
+	after, err := c.ResultsSeq(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.WaitAllFrom(ctx, after, ids, progress)
+}
+
+// WaitAllFrom is WaitAll following results from the RESULTS sequence after
+// (taken with ResultsSeq before the jobs were published).
+func (c *Client) WaitAllFrom(ctx context.Context, after uint64, ids []string, progress func(*Result)) (map[string]*Result, error) {
+	out := make(map[string]*Result, len(ids))
+	want := make(map[string]int, len(ids)) // id -> run awaited
+	for _, id := range ids {
+		want[id] = 1
+	}
+	// Jobs that finished (or run a later run) are read from their state.
+	for start := 0; start < len(ids); start += maxMultiLast * 4 {
+		chunk := ids[start:min(start+maxMultiLast*4, len(ids))]
+		states, err := c.states(ctx, chunk)
+		if err != nil {
+			return out, err
+		}
+		for id, st := range states {
+			want[id] = st.Run
+			if r := st.StoredResult(); r != nil && st.Phase == PhaseFinished {
+				out[id] = r
+				delete(want, id)
+				if progress != nil {
+					progress(r)
+				}
+			}
+		}
+	}
+	if len(want) == 0 {
+		return out, nil
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for r, err := range c.Follow(fctx, after) {
+		if err != nil {
+			return out, err
+		}
+		run, ok := want[r.ID]
+		if !ok || r.Run < run {
+			continue
+		}
+		out[r.ID] = r
+		delete(want, r.ID)
+		if progress != nil {
+			progress(r)
+		}
+		if len(want) == 0 {
+			return out, nil
+		}
+	}
+	return out, context.Cause(ctx)
+}

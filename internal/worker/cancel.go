@@ -1,0 +1,282 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/jobstate"
+	"github.com/reelq/reelq/internal/queue"
+)
+
+// cancelSet is this replica's view of the cancel requests in the
+// reelq_cancel bucket, kept by a watch: producers write a key per job to
+// cancel, the workers carry the request out. A worker learns of a request
+// for a job it runs from the watch (no read per poll), and checks the set
+// before it starts any job.
+type cancelSet struct {
+	kv  jetstream.KeyValue
+	log *slog.Logger
+
+	mu   sync.RWMutex
+	ids  map[string]string // job id -> provider
+	sink func(id, provider string)
+}
+
+// CancelRequest is the value of a cancel key.
+type CancelRequest struct {
+	Provider string    `json:"provider,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	By       string    `json:"by,omitempty"`
+	At       time.Time `json:"at"`
+}
+
+func newCancelSet(kv jetstream.KeyValue, log *slog.Logger) *cancelSet {
+	return &cancelSet{kv: kv, log: log, ids: map[string]string{}}
+}
+
+func (c *cancelSet) setSink(f func(id, provider string)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sink = f
+}
+
+func (c *cancelSet) has(id string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	_, ok := c.ids[id]
+	return ok
+}
+
+// watch loads every cancel request, then follows new ones until ctx ends.
+// It returns once the initial values are loaded, with a channel closed when
+// the watch stops.
+func (c *cancelSet) watch(ctx context.Context) (<-chan struct{}, error) {
+	w, err := c.kv.WatchAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("watch cancel requests: %w", err)
+	}
+	ready, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		defer func() { _ = w.Stop() }()
+		initial := true
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					if initial {
+						initial = false
+						close(ready)
+					}
+					continue
+				}
+				c.apply(e, !initial)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+		return stopped, nil
+	case <-stopped:
+		return nil, errors.New("watch cancel requests: the watch ended before its initial values")
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+func (c *cancelSet) apply(e jetstream.KeyValueEntry, live bool) {
+	id := e.Key()
+	if e.Operation() != jetstream.KeyValuePut {
+		c.mu.Lock()
+		delete(c.ids, id)
+		c.mu.Unlock()
+		return
+	}
+	var req CancelRequest
+	_ = json.Unmarshal(e.Value(), &req)
+	c.mu.Lock()
+	c.ids[id] = req.Provider
+	sink := c.sink
+	c.mu.Unlock()
+	if live && sink != nil {
+		if req.Provider != "" {
+			sink(id, req.Provider)
+			return
+		}
+		for _, p := range reelq.Providers {
+			sink(id, p)
+		}
+	}
+}
+
+// runCanceller carries out cancel requests for jobs no worker holds: one
+// replica (a shared durable consumer) finishes a queued job as cancelled at
+// once, publishes its result and removes its message, so `cancel` does not
+// wait for the job's turn. Jobs that run are cancelled by the replica
+// running them (it sees the request in its cancelSet).
+func (w *Worker) runCanceller(ctx context.Context) {
+	cons, err := w.js.CreateOrUpdateConsumer(ctx, "KV_"+queue.BucketCancel, jetstream.ConsumerConfig{
+		Durable: "reelq-canceller", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxAckPending: 64,
+		DeliverPolicy: jetstream.DeliverNewPolicy, Description: "reelq: cancel requests for queued jobs",
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Error("canceller not started; queued jobs are cancelled when a worker picks them up", "err", err)
+		}
+		return
+	}
+	w.consumeLoop(ctx, cons, "canceller", func(ctx context.Context, m jetstream.Msg) error {
+		id := m.Subject()[strings.LastIndexByte(m.Subject(), '.')+1:]
+		if len(m.Data()) == 0 {
+			return nil // a deleted request
+		}
+		var req CancelRequest
+		_ = json.Unmarshal(m.Data(), &req)
+		return w.cancelQueued(ctx, id, req)
+	})
+}
+
+// consumeLoop feeds handle from a durable consumer one message at a time
+// until ctx ends; a handler error returns the message after a delay.
+func (w *Worker) consumeLoop(ctx context.Context, cons jetstream.Consumer, name string, handle func(context.Context, jetstream.Msg) error) {
+	for ctx.Err() == nil {
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		msg, err := cons.Next(jetstream.FetchContext(fctx))
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
+				w.log.Warn(name+" pull failed", "err", err)
+				sleepCtx(ctx, time.Second)
+			}
+			continue
+		}
+		if err := handle(ctx, msg); err != nil {
+			w.log.Warn(name+" request failed; will retry", "subject", msg.Subject(), "err", err)
+			_ = msg.NakWithDelay(5 * time.Second)
+			continue
+		}
+		_ = msg.Ack()
+	}
+}
+
+// cancelQueued finishes job id as cancelled if it has not started.
+func (w *Worker) cancelQueued(ctx context.Context, id string, req CancelRequest) error {
+	for range 10 {
+		st, rev, err := w.states.Get(ctx, id)
+		switch {
+		case errors.Is(err, jobstate.ErrNotFound):
+			st, rev = nil, 0
+		case err != nil:
+			return err
+		}
+		if st != nil && st.Phase != reelq.PhaseQueued && st.Phase != reelq.PhaseHeld {
+			return nil // running (its worker cancels it) or finished
+		}
+		provider := req.Provider
+		if st != nil {
+			provider = st.Provider
+		}
+		queued, subj := w.queuedJob(ctx, id, provider)
+		if st == nil && queued == nil {
+			return nil // unknown here: a worker that later pulls it checks the request
+		}
+		now := time.Now().UTC()
+		res := &reelq.Result{ID: id, Status: reelq.StatusCancelled, Run: 1, CompletedAt: now,
+			Error: &reelq.ErrorInfo{Code: reelq.CodeCancelled, Message: "cancelled before it started"}}
+		var next jobstate.State
+		if st != nil {
+			next = *st
+			res.Provider, res.Batch, res.Run, res.Attempts, res.Metadata = st.Provider, st.Batch, st.Run, st.Attempts, st.Metadata
+			res.EnqueuedAt, res.Priority, res.FairnessKey, res.Traceparent = st.EnqueuedAt, st.Priority, st.FairnessKey, st.Traceparent
+		} else {
+			j := queued
+			res.Provider, res.Batch, res.Metadata, res.EnqueuedAt = j.Provider, j.Batch, j.Metadata, j.EnqueuedAt
+			res.Priority, res.FairnessKey = j.Priority, j.FairnessKey
+			next = jobstate.State{ID: id, Provider: j.Provider, Batch: j.Batch, Priority: j.Priority, FairnessKey: j.FairnessKey,
+				Digest: j.Digest(), Run: 1, Input: j.Input, Metadata: j.Metadata, EnqueuedAt: j.EnqueuedAt}
+		}
+		if queued != nil && res.Provider == "" {
+			res.Provider = queued.Provider
+		}
+		data, _ := json.Marshal(res)
+		next.Phase, next.Result, next.LastError, next.Worker = reelq.PhaseFinished, data, "cancelled", w.cfg.WorkerID
+		if st == nil {
+			_, err = w.states.Create(ctx, &next)
+			if errors.Is(err, jobstate.ErrExists) {
+				continue
+			}
+		} else {
+			_, err = w.states.Update(ctx, st, &next, rev)
+			if errors.Is(err, jobstate.ErrConflict) {
+				continue
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := queue.PublishResult(ctx, w.js, res); err != nil {
+			return err // the job's state says finished: whoever sees it next republishes
+		}
+		if subj != "" {
+			if s, err := w.js.Stream(ctx, queue.StreamJobs); err == nil {
+				_ = s.Purge(ctx, jetstream.WithPurgeSubject(subj))
+			}
+		}
+		w.log.Info("queued job cancelled", "job_id", id, "provider", res.Provider, "by", req.By)
+		w.event(reelq.Event{Kind: reelq.EventCancelled, Provider: res.Provider, JobID: id, Batch: res.Batch, Reason: "cancelled before it started"})
+		return nil
+	}
+	return fmt.Errorf("cancel %s: %w", id, jobstate.ErrConflict)
+}
+
+// queuedJob finds job id's message still waiting in JOBS, under any of its
+// subject forms; provider may be empty (then every provider is tried).
+func (w *Worker) queuedJob(ctx context.Context, id, provider string) (*reelq.Job, string) {
+	s, err := w.js.Stream(ctx, queue.StreamJobs)
+	if err != nil {
+		return nil, ""
+	}
+	provs := reelq.Providers
+	if provider != "" {
+		provs = []string{provider}
+	}
+	for _, p := range provs {
+		for _, prio := range []reelq.Priority{reelq.Normal, reelq.High, reelq.Low, ""} {
+			subj := reelq.JobSubject(p, prio, id)
+			if prio == "" {
+				subj = "jobs." + p + ".normal." + id
+			}
+			m, err := s.GetLastMsgForSubject(ctx, subj)
+			if err != nil {
+				continue
+			}
+			j, err := reelq.DecodeJob(m.Data)
+			if err != nil {
+				continue
+			}
+			if j.Provider == "" {
+				j.Provider = p
+			}
+			if j.EnqueuedAt == nil {
+				t := m.Time.UTC()
+				j.EnqueuedAt = &t
+			}
+			return &j, subj
+		}
+	}
+	return nil, ""
+}

@@ -1,0 +1,115 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/jobstate"
+	"github.com/reelq/reelq/internal/queue"
+)
+
+// ResolveRequest is an operator's verdict on a held job, published on
+// reelq.ControlSubject("resolve", id): either the provider task the
+// operator found (the job then resumes polling it), or Resubmit (the job
+// is submitted again, knowing the provider may bill twice).
+type ResolveRequest struct {
+	TaskID   string `json:"task_id,omitempty"`
+	Resubmit bool   `json:"resubmit,omitempty"`
+	By       string `json:"by,omitempty"`
+}
+
+// runControl carries out operator requests from the CONTROL stream (only
+// operators may publish there): one replica handles each.
+func (w *Worker) runControl(ctx context.Context) {
+	cons, err := w.js.CreateOrUpdateConsumer(ctx, queue.StreamControl, jetstream.ConsumerConfig{
+		Durable: "reelq-control", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxAckPending: 16,
+		Description: "reelq: operator requests",
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Error("operator requests not served", "err", err)
+		}
+		return
+	}
+	w.consumeLoop(ctx, cons, "control", func(ctx context.Context, m jetstream.Msg) error {
+		kind, id, _ := strings.Cut(strings.TrimPrefix(m.Subject(), "control."), ".")
+		md, _ := m.Metadata()
+		switch kind {
+		case "resolve":
+			var req ResolveRequest
+			if err := json.Unmarshal(m.Data(), &req); err != nil || (req.TaskID == "") == !req.Resubmit {
+				w.log.Warn("bad resolve request; dropping it", "job_id", id, "err", err)
+				return nil
+			}
+			var seq uint64
+			if md != nil {
+				seq = md.Sequence.Stream
+			}
+			return w.resolve(ctx, id, req, seq)
+		}
+		w.log.Warn("unknown operator request; dropping it", "subject", m.Subject())
+		return nil
+	})
+}
+
+// resolve applies an operator's verdict to a held job and republishes its
+// message (from the stored payload) so a worker carries on with it.
+func (w *Worker) resolve(ctx context.Context, id string, req ResolveRequest, ctlSeq uint64) error {
+	st, rev, err := w.states.Get(ctx, id)
+	if errors.Is(err, jobstate.ErrNotFound) {
+		w.log.Warn("resolve: unknown job", "job_id", id)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.Phase != reelq.PhaseHeld {
+		w.log.Info("resolve: job is not held; nothing to do", "job_id", id, "phase", st.Phase)
+		w.event(reelq.Event{Kind: reelq.EventResolved, Provider: st.Provider, JobID: id, Reason: "not held (" + string(st.Phase) + "); nothing done"})
+		return nil
+	}
+	next := *st
+	next.Seq, next.HeldReason, next.HeldSince = 0, "", nil
+	how := ""
+	if req.TaskID != "" {
+		now := time.Now().UTC()
+		next.Phase, next.Task, next.SubmitUnknown = reelq.PhaseSubmitted, &reelq.Task{ID: req.TaskID}, false
+		next.Submissions++
+		if next.SubmitStartedAt != nil {
+			next.SubmittedAt = next.SubmitStartedAt
+		} else {
+			next.SubmittedAt = &now
+		}
+		how = "task " + req.TaskID + " given by " + req.By
+	} else {
+		next.Phase, next.SubmitUnknown = reelq.PhaseQueued, false
+		next.Submissions++ // the unknown submission may have been billed
+		how = "resubmit requested by " + req.By
+	}
+	if _, err := w.states.Update(ctx, st, &next, rev); err != nil {
+		return err
+	}
+	j := reelq.Job{ID: id, Provider: st.Provider, Batch: st.Batch, Priority: st.Priority, FairnessKey: st.FairnessKey,
+		Input: st.Input, Metadata: st.Metadata, EnqueuedAt: st.EnqueuedAt}
+	data, _ := json.Marshal(j)
+	msg := &nats.Msg{Subject: reelq.JobSubject(st.Provider, st.Priority, id), Data: data, Header: nats.Header{}}
+	msg.Header.Set(reelq.HeaderRun, strconv.Itoa(st.Run))
+	if st.Traceparent != "" {
+		msg.Header.Set(reelq.HeaderTraceparent, st.Traceparent)
+	}
+	if _, err := w.js.PublishMsg(ctx, msg, jetstream.WithMsgID(fmt.Sprintf("%s:resolve:%d", id, ctlSeq))); err != nil {
+		return err
+	}
+	w.log.Info("held job resolved", "job_id", id, "how", how)
+	w.event(reelq.Event{Kind: reelq.EventResolved, Provider: st.Provider, JobID: id, Batch: st.Batch, Reason: how})
+	return nil
+}

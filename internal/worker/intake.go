@@ -1,0 +1,175 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/jobstate"
+)
+
+// job is one delivered JOBS message and what the engine knows of it.
+// Fields marked loop are read and written only by the engine's loop;
+// step fields only by the one step running for the job (a job has at most
+// one step running at a time, and the loop does not touch step fields
+// while it runs).
+type job struct {
+	msg jetstream.Msg
+	seq uint64 // JOBS stream sequence
+	// deliveries is the message's delivery count.
+	deliveries uint64
+	received   time.Time
+	stamp      time.Time // the stream's timestamp
+
+	// Envelope, read at intake.
+	id          string
+	env         reelq.Job
+	run         int
+	digest      string
+	prio        reelq.Priority
+	fk          string
+	traceparent string
+	// bad is set when the message cannot be attributed to a job (the
+	// envelope is unreadable or contradicts itself); id is then SeqID.
+	bad error
+	// invalid is set when the envelope is fine but the input breaks the
+	// provider's rules or the size limits: the job fails under its id.
+	invalid error
+
+	// loop
+	slot     bool // holds one of the engine's slots
+	busy     bool // a step is running
+	heapIdx  int
+	due      time.Time
+	wake     bool // due means "back to the waiting queue", not "poll"
+	waiting  bool
+	probe    bool
+	settled  bool
+	cancelAt time.Time
+
+	// cancel is set by the loop when a cancel request for the job arrives;
+	// steps read it.
+	cancel atomic.Bool
+
+	// step
+	st        *jobstate.State
+	rev       uint64
+	poll      *pollState
+	exhausted bool
+}
+
+// decodeEnvelope reads a JOBS message for provider. The body id, the
+// subject's id token and the Nats-Msg-Id must agree (a run or resolve
+// suffix on the message id is allowed), the provider must be the
+// subject's and the priority the subject's; anything else is a message
+// that cannot be attributed to a job.
+func decodeEnvelope(msg jetstream.Msg, provider string, lim reelq.Limits, v reelq.Validator) *job {
+	j := &job{msg: msg, received: time.Now(), heapIdx: -1, run: 1}
+	md, err := msg.Metadata()
+	if err == nil {
+		j.seq, j.deliveries, j.stamp = md.Sequence.Stream, md.NumDelivered, md.Timestamp
+	}
+	j.traceparent = msg.Headers().Get(reelq.HeaderTraceparent)
+	fail := func(err error) *job {
+		j.bad, j.id = err, reelq.SeqID(j.seq)
+		if j.env.Provider == "" || j.env.Provider != provider {
+			j.env.Provider = provider
+		}
+		j.prio = reelq.Normal
+		return j
+	}
+	if err != nil {
+		return fail(fmt.Errorf("%w: message without metadata: %v", reelq.ErrInvalidJob, err))
+	}
+	subj, ok := reelq.ParseJobSubject(msg.Subject())
+	if !ok || subj.Provider != provider {
+		return fail(fmt.Errorf("%w: subject %s is not a job subject of %s", reelq.ErrInvalidJob, msg.Subject(), provider))
+	}
+	env, err := reelq.DecodeJob(msg.Data())
+	j.env = env
+	if err != nil {
+		return fail(err)
+	}
+	if h := msg.Headers().Get(reelq.HeaderRun); h != "" {
+		n, err := strconv.Atoi(h)
+		if err != nil || n < 1 {
+			return fail(fmt.Errorf("%w: header %s %q must be a run number from 1", reelq.ErrInvalidJob, reelq.HeaderRun, h))
+		}
+		j.run = n
+	}
+	// The id: every place that names it must agree.
+	id := env.ID
+	for _, c := range []struct{ what, id string }{{"the subject", subj.ID}, {"Nats-Msg-Id", msgIDJob(msg.Headers().Get(reelq.HeaderMsgID))}} {
+		switch {
+		case c.id == "":
+		case id == "":
+			id = c.id
+		case c.id != id:
+			return fail(fmt.Errorf("%w: the body's id %q disagrees with %s (%q)", reelq.ErrInvalidJob, id, c.what, c.id))
+		}
+	}
+	if id != "" && subj.ID != "" && subj.ID != id {
+		return fail(fmt.Errorf("%w: the body's id %q disagrees with the subject (%q)", reelq.ErrInvalidJob, id, subj.ID))
+	}
+	if id == "" {
+		id = reelq.SeqID(j.seq) // the documented name of an anonymous job
+	} else if !reelq.ValidID(id) || strings.HasPrefix(id, "seq-") {
+		return fail(fmt.Errorf("%w: id %q must be 1-128 characters of letters, digits, '-' or '_', not starting with seq-", reelq.ErrInvalidJob, id))
+	}
+	if env.Provider == "" {
+		env.Provider = provider
+	} else if env.Provider != provider {
+		return fail(fmt.Errorf("%w: provider %q does not match the subject %s", reelq.ErrInvalidJob, env.Provider, msg.Subject()))
+	}
+	switch {
+	case subj.Priority != "" && env.Priority != "" && env.Priority != subj.Priority:
+		return fail(fmt.Errorf("%w: priority %q disagrees with the subject %s", reelq.ErrInvalidJob, env.Priority, msg.Subject()))
+	case subj.Priority == "" && env.Priority != "" && env.Priority != reelq.Normal:
+		return fail(fmt.Errorf("%w: priority %q needs the subject %s", reelq.ErrInvalidJob, env.Priority, reelq.JobSubject(provider, env.Priority, id)))
+	}
+	prio := subj.Priority.Or()
+	env.ID, env.Priority = id, prio
+	if env.Priority == reelq.Normal {
+		env.Priority = "" // stored and echoed as the default
+	}
+	// The envelope's own fields (not the input): a bad batch or fairness
+	// key cannot be stored or indexed.
+	envOnly := env
+	envOnly.Input, envOnly.Metadata = []byte(`{}`), nil
+	if id == reelq.SeqID(j.seq) {
+		envOnly.ID = ""
+	}
+	if err := envOnly.Validate(nil, lim); err != nil {
+		return fail(err)
+	}
+	j.id, j.env, j.prio, j.fk = id, env, prio, env.FairKey()
+	j.digest = env.Digest()
+	full := env
+	if id == reelq.SeqID(j.seq) {
+		full.ID = ""
+	}
+	if err := full.Validate(map[string]reelq.Validator{provider: v}, lim); err != nil {
+		j.invalid = err
+	}
+	if err := lim.CheckMessage(len(msg.Data())); err != nil && j.invalid == nil {
+		j.invalid = err
+	}
+	return j
+}
+
+// msgIDJob is the job id a Nats-Msg-Id names: the id itself, or the part
+// before a ":" suffix (<id>:run:<n>, <id>:resolve:<seq>).
+func msgIDJob(h string) string {
+	id, _, _ := strings.Cut(h, ":")
+	return id
+}
+
+// errDuplicateMsg marks a message for a job whose current run another
+// message carries.
+var errDuplicateMsg = errors.New("another message carries this job")

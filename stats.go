@@ -1,0 +1,272 @@
+package reelq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/reelq/reelq/internal/ratelimit"
+)
+
+// Stats is a snapshot of the queue. Reading it costs a few requests per
+// provider and one for the batch counters, however many job states are
+// kept.
+type Stats struct {
+	At        time.Time       `json:"at"`
+	Providers []ProviderStats `json:"providers"`
+	Batches   []BatchStats    `json:"batches,omitempty"`
+}
+
+// ProviderStats is one provider's queue.
+type ProviderStats struct {
+	Provider string `json:"provider"`
+	// NoWorker is set when no worker has ever run this provider (its
+	// consumers do not exist): its jobs wait in the queue.
+	NoWorker bool `json:"no_worker,omitempty"`
+	// Queued counts jobs not yet delivered to a worker, by priority.
+	Queued map[Priority]uint64 `json:"queued"`
+	// Waiting counts jobs delivered but not running: pulled ahead for
+	// scheduling, or waiting for a retry.
+	Waiting uint64 `json:"waiting"`
+	// Running counts the slots held cluster-wide (jobs in flight at the
+	// provider), Cap the provider's cap (P_MAX_INFLIGHT).
+	Running int `json:"running"`
+	Cap     int `json:"cap,omitempty"`
+	// Holders is the slots held per worker.
+	Holders map[string]int `json:"holders,omitempty"`
+	// Redelivered counts messages delivered more than once.
+	Redelivered uint64 `json:"redelivered"`
+	// NextCall is when the rate limit allows the next call, when that is
+	// in the future and the provider has work.
+	NextCall *time.Time `json:"next_call,omitempty"`
+	// Pause is the provider's pause, when paused.
+	Pause *Pause `json:"pause,omitempty"`
+	// Done counts results by status since the counters began.
+	Done map[string]uint64 `json:"done,omitempty"`
+}
+
+// Pause describes a paused provider.
+type Pause struct {
+	// Code is credits_exhausted, auth, manual, ambiguous_submits,
+	// unknown_submission or budget.
+	Code   string     `json:"code"`
+	Reason string     `json:"reason"`
+	Since  *time.Time `json:"since,omitempty"`
+	By     string     `json:"by,omitempty"`
+	// NextProbeAt is when a worker next checks whether the cause is gone
+	// (automatic pauses only); nil means an operator must resume.
+	NextProbeAt *time.Time `json:"next_probe_at,omitempty"`
+}
+
+// BatchStats is one batch's progress, from counters kept as jobs move.
+type BatchStats struct {
+	Batch     string    `json:"batch"`
+	Enqueued  uint64    `json:"enqueued"`
+	Succeeded uint64    `json:"succeeded"`
+	Failed    uint64    `json:"failed"`
+	Cancelled uint64    `json:"cancelled"`
+	Updated   time.Time `json:"updated"`
+}
+
+// Done is the batch's finished jobs (runs).
+func (b BatchStats) Done() uint64 { return b.Succeeded + b.Failed + b.Cancelled }
+
+// StatsOptions select what Stats reads.
+type StatsOptions struct {
+	// Batch, if set, reports only that batch.
+	Batch string
+	// Recent is how many batches to report, most recently active first;
+	// zero means 20, negative none.
+	Recent int
+}
+
+// Stats reads the queue's state: per provider its queue per priority,
+// jobs in flight against the cap, pause, next call; per batch its
+// progress.
+func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
+	cctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	out := &Stats{At: time.Now().UTC()}
+	ps, err := c.providerStore(cctx)
+	if err != nil {
+		return nil, err
+	}
+	slotsKV, err := c.js.KeyValue(cctx, "reelq_slots")
+	if err != nil {
+		return nil, notReady(err)
+	}
+	rlKV, err := c.js.KeyValue(cctx, BucketRateLimit)
+	if err != nil {
+		return nil, notReady(err)
+	}
+	counters, err := c.lastMsgs(cctx, StreamCounters, []string{"counters.provider.>"})
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range Providers {
+		s := ProviderStats{Provider: p, Queued: map[Priority]uint64{}, Done: map[string]uint64{}}
+		var ackPending uint64
+		found := 0
+		for _, prio := range Priorities {
+			cons, err := c.js.Consumer(cctx, StreamJobs, ConsumerName(p, prio))
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			found++
+			info := cons.CachedInfo()
+			s.Queued[prio] = info.NumPending
+			ackPending += uint64(info.NumAckPending)
+			s.Redelivered += uint64(info.NumRedelivered)
+			if n, err := strconv.Atoi(info.Config.Metadata["reelq_max_inflight"]); err == nil && n > 0 {
+				s.Cap = n
+			}
+		}
+		if found == 0 {
+			s.NoWorker = true
+			if err := c.countQueued(cctx, p, s.Queued); err != nil {
+				return nil, err
+			}
+		}
+		if e, err := slotsKV.Get(cctx, p); err == nil {
+			var v struct {
+				Holders map[string]struct {
+					N     int       `json:"n"`
+					Until time.Time `json:"until"`
+				} `json:"holders"`
+			}
+			if json.Unmarshal(e.Value(), &v) == nil {
+				for w, h := range v.Holders {
+					if h.N > 0 && h.Until.After(out.At) {
+						if s.Holders == nil {
+							s.Holders = map[string]int{}
+						}
+						s.Holders[w] = h.N
+						s.Running += h.N
+					}
+				}
+			}
+		}
+		if ackPending > uint64(s.Running) {
+			s.Waiting = ackPending - uint64(s.Running)
+		}
+		if st, _, err := ps.Get(cctx, p); err == nil && st.Paused {
+			s.Pause = &Pause{Code: st.Code, Reason: st.Reason, Since: st.Since, By: st.By, NextProbeAt: st.NextProbeAt}
+		}
+		busy := s.Running > 0 || s.Waiting > 0 || s.Queued[High]+s.Queued[Normal]+s.Queued[Low] > 0
+		if busy && !s.NoWorker && s.Pause == nil {
+			lim := ratelimit.New(ratelimit.NewKVStore(rlKV), p, ratelimit.Config{Rate: 1})
+			if t, err := lim.BlockedUntil(cctx); err == nil && t.After(out.At) {
+				s.NextCall = &t
+			}
+		}
+		prefix := ProviderCounterSubject(p, "done_")
+		for subj, m := range counters {
+			if f, ok := strings.CutPrefix(subj, prefix); ok {
+				s.Done[f] = counterValue(m.Data)
+			}
+		}
+		out.Providers = append(out.Providers, s)
+	}
+	if o.Recent >= 0 {
+		b, err := c.batchStats(cctx, o)
+		if err != nil {
+			return nil, err
+		}
+		out.Batches = b
+	}
+	return out, nil
+}
+
+// countQueued counts provider's messages in JOBS by priority (for a
+// provider no worker has run: it has no consumers to ask).
+func (c *Client) countQueued(ctx context.Context, provider string, into map[Priority]uint64) error {
+	s, err := c.js.Stream(ctx, StreamJobs)
+	if err != nil {
+		return err
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter("jobs."+provider+".>"))
+	if err != nil {
+		return err
+	}
+	for subj, n := range info.State.Subjects {
+		ps, ok := ParseJobSubject(subj)
+		if !ok {
+			continue
+		}
+		into[ps.Priority.Or()] += n
+	}
+	return nil
+}
+
+func counterValue(data []byte) uint64 {
+	var v struct {
+		Val string `json:"val"`
+	}
+	if json.Unmarshal(data, &v) != nil {
+		return 0
+	}
+	n, _ := strconv.ParseUint(v.Val, 10, 64)
+	return n
+}
+
+// batchStats reads the batch counters.
+func (c *Client) batchStats(ctx context.Context, o StatsOptions) ([]BatchStats, error) {
+	filter := "counters.batch.>"
+	if o.Batch != "" {
+		filter = "counters.batch." + o.Batch + ".>"
+	}
+	msgs, err := c.lastMsgs(ctx, StreamCounters, []string{filter})
+	if err != nil {
+		return nil, err
+	}
+	by := map[string]*BatchStats{}
+	for subj, m := range msgs {
+		rest := strings.TrimPrefix(subj, "counters.batch.")
+		i := strings.LastIndexByte(rest, '.')
+		if i < 0 {
+			continue
+		}
+		name, field := rest[:i], rest[i+1:]
+		b := by[name]
+		if b == nil {
+			b = &BatchStats{Batch: name}
+			by[name] = b
+		}
+		if m.Time.After(b.Updated) {
+			b.Updated = m.Time
+		}
+		v := counterValue(m.Data)
+		switch field {
+		case "enqueued":
+			b.Enqueued = v
+		case "done_" + StatusSucceeded:
+			b.Succeeded = v
+		case "done_" + StatusFailed:
+			b.Failed = v
+		case "done_" + StatusCancelled:
+			b.Cancelled = v
+		}
+	}
+	out := make([]BatchStats, 0, len(by))
+	for _, b := range by {
+		out = append(out, *b)
+	}
+	slices.SortFunc(out, func(a, b BatchStats) int { return b.Updated.Compare(a.Updated) })
+	n := o.Recent
+	if n == 0 {
+		n = 20
+	}
+	if o.Batch == "" && len(out) > n {
+		out = out[:n]
+	}
+	return out, nil
+}
