@@ -27,6 +27,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/term"
 
+	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/buildinfo"
 	"github.com/reelq/reelq/internal/config"
 	"github.com/reelq/reelq/internal/embedded"
 	"github.com/reelq/reelq/internal/health"
@@ -52,11 +54,20 @@ func main() {
 func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	version := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: worker\n\nRuns reelq job workers; configured by environment variables (see README.md).")
+		fmt.Fprint(stderr, "usage: worker [--version]\n\nRuns reelq job workers, configured by these environment variables:\n\n")
+		config.FormatHelp(stderr)
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
+	}
+	if *version {
+		fmt.Fprintln(stderr, "worker", buildinfo.Version())
+		return nil
 	}
 	cfg, err := config.LoadWorker(environ)
 	if err != nil {
@@ -68,7 +79,10 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	}
 	secrets.Add(cfg.NATS.Secrets()...)
 	level, _ := config.ParseLevel(cfg.LogLevel)
-	log := logging.New(stderr, cfg.LogFormat, level, secrets, !isTerminal(stderr))
+	log := logging.New(stderr, cfg.LogFormat, level, secrets, !isTerminal(stderr) || os.Getenv("NO_COLOR") != "")
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration: " + w)
+	}
 
 	url := cfg.NATS.URL
 	var srv *server.Server
@@ -94,7 +108,8 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	layout := queue.Layout{Replicas: cfg.StreamReplicas, DedupeWindow: cfg.DedupeWindow, ResultsMaxAge: cfg.ResultsMaxAge, JobStateTTL: cfg.JobStateTTL}
+	layout := queue.Layout{Replicas: cfg.StreamReplicas, DedupeWindow: cfg.DedupeWindow, ResultsMaxAge: cfg.ResultsMaxAge, JobStateTTL: cfg.JobStateTTL,
+		MaxJobBytes: int32(cfg.MaxJobBytes), JobsMaxBytes: cfg.JobsMaxBytes}
 	if err := setup(ctx, js, layout, log); err != nil {
 		return err
 	}
@@ -118,7 +133,7 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 		// Every HTTP request the adapter sends takes a token from lim, not
 		// only the first of each call (worker.HTTPClient).
 		prov, err := registry.New(name, providers.Config{BaseURL: pc.BaseURL, APIKey: pc.APIKey, HTTPClient: worker.HTTPClient(lim, pc.RequestTimeout),
-			RequestTimeout: pc.RequestTimeout}, config.Environ(environ))
+			RequestTimeout: pc.RequestTimeout, AllowInsecure: pc.AllowInsecureHTTP}, config.Environ(environ))
 		if err != nil {
 			return err
 		}
@@ -131,7 +146,14 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 			MaxPollInterval: pc.MaxPollInterval,
 			JobTimeout:      pc.JobTimeout,
 			RequestTimeout:  pc.RequestTimeout,
+			Ambiguous:       pc.Ambiguous,
+			Calls:           pc.Calls,
 		}
+		rt := rts[name]
+		if pc.AmbiguousPauseAfter != 0 {
+			rt.AmbiguousPauseAfter = pc.AmbiguousPauseAfter
+		}
+		rt.AmbiguousWindow = pc.AmbiguousWindow
 		log.Info("provider enabled", "provider", name, "settings", *pc)
 	}
 	if len(rts) == 0 {
@@ -143,6 +165,8 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 		WorkerID: cfg.WorkerID, AckWait: cfg.AckWait, MaxAttempts: cfg.MaxAttempts, MaxDeliver: cfg.MaxDeliver,
 		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, ProbeInterval: cfg.ProbeInterval, MaxProbeInterval: cfg.MaxProbeInterval,
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log, Metrics: m, Secrets: secrets,
+		Lookahead: cfg.Lookahead, Window: cfg.Window,
+		Limits: reelq.Limits{MaxInputBytes: cfg.MaxInputBytes, MaxMetadataBytes: cfg.MaxMetadataBytes, MaxJobBytes: cfg.MaxJobBytes},
 	}, rts)
 	if err != nil {
 		return err
@@ -151,6 +175,9 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 		hs := &health.Server{Gatherer: reg, Logger: log, Ready: func(ctx context.Context) error {
 			if nc.Status() != nats.CONNECTED {
 				return fmt.Errorf("NATS connection is %s", nc.Status())
+			}
+			if err := w.Healthy(); err != nil {
+				return err
 			}
 			return queue.Ready(ctx, js)
 		}}

@@ -138,7 +138,7 @@ type Provider struct {
 	// Burst is how many calls may go back to back before Rate applies.
 	Burst int `env:"BURST" help:"calls allowed back to back before P_RATE applies"`
 	// MaxInflight caps the provider's jobs in flight cluster-wide.
-	MaxInflight int `env:"MAX_INFLIGHT" help:"jobs in flight cluster-wide (the consumer's MaxAckPending)"`
+	MaxInflight int `env:"MAX_INFLIGHT" help:"jobs in flight cluster-wide, all priorities together (slot leases in the reelq_slots bucket)"`
 	// Slots caps the provider's jobs in flight on this replica; zero means
 	// MaxInflight (one replica may take every cluster-wide slot).
 	Slots int `env:"SLOTS" help:"jobs in flight on this replica (below P_MAX_INFLIGHT spreads the work over replicas)" helpDefault:"P_MAX_INFLIGHT"`
@@ -152,6 +152,17 @@ type Provider struct {
 	// Enabled forces the provider on or off; by default a provider runs
 	// when it has an API key.
 	Enabled *bool `env:"ENABLED" help:"force the provider on (true) or off (false)" helpDefault:"(on with an API key)"`
+	// Ambiguous is the policy for a paid submission whose outcome is
+	// unknown (no answer) when the provider cannot be asked.
+	Ambiguous string `env:"AMBIGUOUS" help:"a submission got no answer and the provider cannot be asked: resubmit (may pay twice) or hold (wait for 'enqueue resolve')" helpDefault:"resubmit"`
+	// AmbiguousPauseAfter pauses the provider after this many unanswered
+	// submissions within AmbiguousWindow, cluster-wide.
+	AmbiguousPauseAfter int           `env:"AMBIGUOUS_PAUSE_AFTER" help:"pause the provider for an operator after this many unanswered submissions within P_AMBIGUOUS_WINDOW (-1: never)" helpDefault:"3"`
+	AmbiguousWindow     time.Duration `env:"AMBIGUOUS_WINDOW" help:"the window of P_AMBIGUOUS_PAUSE_AFTER" helpDefault:"10m"`
+	// AllowInsecureHTTP allows an http:// base URL on a non-loopback host.
+	AllowInsecureHTTP bool `env:"ALLOW_INSECURE_HTTP" help:"allow an http:// P_BASE_URL that is not on loopback (a simulator on another host); keys then cross the network in clear"`
+	// Calls bounds this replica's concurrent calls to the provider.
+	Calls int `env:"CALLS" help:"provider calls this replica makes at once (polls of many waiting jobs share them)" helpDefault:"min(max(P_SLOTS,16),256)"`
 }
 
 // LogValue implements slog.LogValuer without the key.
@@ -212,6 +223,14 @@ func (p *Provider) resolve(prefix string, def Provider) error {
 	if p.Slots < 0 {
 		return fmt.Errorf("%sSLOTS: must not be negative, got %d", prefix, p.Slots)
 	}
+	switch p.Ambiguous {
+	case "", "resubmit", "hold":
+	default:
+		return fmt.Errorf("%sAMBIGUOUS: must be resubmit or hold, got %q", prefix, p.Ambiguous)
+	}
+	if p.Calls < 0 {
+		return fmt.Errorf("%sCALLS: must not be negative, got %d", prefix, p.Calls)
+	}
 	return nil
 }
 
@@ -249,6 +268,16 @@ type Worker struct {
 	// RecordingMargin, so that a paid call in flight at SIGTERM finishes and
 	// its outcome is recorded.
 	ShutdownTimeout time.Duration `env:"REELQ_SHUTDOWN_TIMEOUT" envDefault:"70s" help:"how long running jobs may finish after SIGTERM; at least the longest enabled P_REQUEST_TIMEOUT plus 10s"`
+
+	// Lookahead is how many jobs per priority a replica pulls ahead of
+	// need to order them by priority and fairness key.
+	Lookahead int `env:"REELQ_LOOKAHEAD" envDefault:"10000" help:"jobs per provider and priority a replica pulls ahead to order them by priority and fairness key"`
+	// Window is each consumer's MaxAckPending.
+	Window int `env:"REELQ_WINDOW" envDefault:"100000" help:"messages delivered and not yet acknowledged per consumer (running, pulled ahead, retrying); not the concurrency cap"`
+	MaxJobBytes      int   `env:"REELQ_MAX_JOB_BYTES" envDefault:"65536" help:"largest job message the JOBS stream accepts (refused at publish time)"`
+	MaxInputBytes    int   `env:"REELQ_MAX_INPUT_BYTES" envDefault:"32768" help:"largest job input"`
+	MaxMetadataBytes int   `env:"REELQ_MAX_METADATA_BYTES" envDefault:"16384" help:"largest job metadata"`
+	JobsMaxBytes     int64 `env:"REELQ_JOBS_MAX_BYTES" envDefault:"1073741824" help:"storage of the JOBS stream; past it new jobs are refused at publish time (-1: no limit)"`
 
 	StreamReplicas int           `env:"REELQ_STREAM_REPLICAS" envDefault:"1" help:"replicas of every stream and bucket, 1 to 5 (3 on a cluster)"`
 	DedupeWindow   time.Duration `env:"REELQ_DEDUPE_WINDOW" envDefault:"1h" help:"duplicate window of the JOBS and RESULTS streams (at least 1h)"`

@@ -56,7 +56,7 @@ func Setup(t testing.TB, js jetstream.JetStream) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := queue.Setup(ctx, js, queue.Layout{}); err != nil {
+	if err := queue.Setup(ctx, js, queue.Layout{Outputs: true}); err != nil {
 		t.Fatalf("setup: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/archive"
 	"github.com/reelq/reelq/internal/slots"
 )
 
@@ -59,6 +60,11 @@ type Layout struct {
 	// JobsMaxBytes bounds the JOBS stream's storage: past it new jobs are
 	// refused at publish time (discard new). Zero means 1 GiB; -1 no limit.
 	JobsMaxBytes int64
+	// Outputs creates the JetStream object store that archives outputs
+	// (when the archive is "jetstream"), keeping each for OutputsRetention
+	// (zero: JobStateTTL).
+	Outputs          bool
+	OutputsRetention time.Duration
 }
 
 func (l Layout) withDefaults() Layout {
@@ -200,6 +206,7 @@ func (l Layout) KeyValueConfigs() []jetstream.KeyValueConfig {
 		{Bucket: BucketRateLimit, Description: "reelq cluster-wide rate limits", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 		{Bucket: BucketCancel, Description: "reelq cancel requests", History: 1, TTL: l.JobStateTTL, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 		slots.BucketConfig(l.Replicas),
+		{Bucket: reelq.BucketBudgets, Description: "reelq budgets: limits and spend", History: 1, TTL: l.JobStateTTL, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 	}
 }
 
@@ -231,6 +238,22 @@ func Setup(ctx context.Context, js jetstream.JetStream, l Layout) error {
 		}
 		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
 			return fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+		}
+	}
+	if l.Outputs {
+		l = l.withDefaults()
+		ret := l.OutputsRetention
+		if ret <= 0 {
+			ret = l.JobStateTTL
+		}
+		cfg := archive.BucketConfig(l.Replicas, ret)
+		if os, err := js.ObjectStore(ctx, cfg.Bucket); err == nil {
+			if st, err := os.Status(ctx); err == nil && st.TTL() == cfg.TTL && st.Replicas() == cfg.Replicas {
+				return nil
+			}
+		}
+		if _, err := js.CreateOrUpdateObjectStore(ctx, cfg); err != nil {
+			return fmt.Errorf("object store %s: %w", cfg.Bucket, err)
 		}
 	}
 	return nil

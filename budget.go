@@ -1,0 +1,286 @@
+package reelq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// BucketBudgets holds spending limits (written by producers and operators)
+// and what has been spent and reserved against them (written only by
+// workers, with compare-and-set).
+const BucketBudgets = "reelq_budgets"
+
+// Budget keys in BucketBudgets.
+func BudgetLimitKey(scope, name string) string { return "limit." + scope + "." + name }
+
+// BudgetSpendKey is where workers account spend for a scope in a period
+// (period 0: the whole life of a batch).
+func BudgetSpendKey(scope, name string, periodStart int64) string {
+	if periodStart == 0 {
+		return "spend." + scope + "." + name
+	}
+	return "spend." + scope + "." + name + "." + strconv.FormatInt(periodStart, 10)
+}
+
+// Budget scopes.
+const (
+	ScopeBatch    = "batch"
+	ScopeProvider = "provider"
+)
+
+// BudgetLimit is a spending limit: for one batch over its life, or for one
+// provider per period (a day, say). Units are "usd" and "credits"; a limit
+// binds only jobs whose estimate is in its unit.
+type BudgetLimit struct {
+	Scope  string  `json:"scope"`
+	Name   string  `json:"name"`
+	Amount float64 `json:"amount"`
+	Unit   string  `json:"unit"`
+	// Period is the accounting period of a provider limit (fixed windows
+	// aligned to the Unix epoch in UTC, e.g. 24h from midnight UTC).
+	Period time.Duration `json:"period,omitempty"`
+	By     string        `json:"by,omitempty"`
+	At     time.Time     `json:"at"`
+}
+
+// Spend is what workers have spent and reserved against a budget scope.
+// A reservation of the job's estimate is taken with one compare-and-set
+// before every paid submission and settled when its outcome is known, so
+// replicas racing at the edge of a budget cannot overspend by even one job.
+type Spend struct {
+	// Spent is the estimate of what was submitted, by unit (a job paid
+	// twice through an ambiguous submission counts twice).
+	Spent map[string]float64 `json:"spent,omitempty"`
+	// Reserved is held for submissions in progress, by unit.
+	Reserved map[string]float64 `json:"reserved,omitempty"`
+	// Submissions counts paid submissions.
+	Submissions int       `json:"submissions"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// ParseCost reads "500usd", "$500", "20000credits" or "20000 credits".
+func ParseCost(s string) (Cost, error) {
+	t := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), " ", ""))
+	t = strings.ReplaceAll(t, ",", "")
+	unit := ""
+	switch {
+	case strings.HasPrefix(t, "$"):
+		t, unit = t[1:], "usd"
+	case strings.HasSuffix(t, "usd"):
+		t, unit = strings.TrimSuffix(t, "usd"), "usd"
+	case strings.HasSuffix(t, "credits"):
+		t, unit = strings.TrimSuffix(t, "credits"), "credits"
+	case strings.HasSuffix(t, "credit"):
+		t, unit = strings.TrimSuffix(t, "credit"), "credits"
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if unit == "" || err != nil || v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return Cost{}, fmt.Errorf("cost %q: want an amount and a unit, e.g. 500usd, $500 or 20000credits", s)
+	}
+	return Cost{Amount: v, Unit: unit}, nil
+}
+
+// FormatCost renders an amount: "$1,443.96" or "36,000 credits".
+func FormatCost(c Cost) string {
+	if c.Unit == "usd" {
+		return "$" + thousands(strconv.FormatFloat(c.Amount, 'f', 2, 64))
+	}
+	s := strconv.FormatFloat(c.Amount, 'f', -1, 64)
+	return thousands(s) + " " + c.Unit
+}
+
+func thousands(s string) string {
+	intPart, frac, _ := strings.Cut(s, ".")
+	neg := strings.HasPrefix(intPart, "-")
+	intPart = strings.TrimPrefix(intPart, "-")
+	var b strings.Builder
+	for i, r := range intPart {
+		if i > 0 && (len(intPart)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	out := b.String()
+	if neg {
+		out = "-" + out
+	}
+	if frac != "" {
+		out += "." + frac
+	}
+	return out
+}
+
+// PeriodStart is the start (Unix seconds) of the period containing t.
+func PeriodStart(t time.Time, period time.Duration) int64 {
+	if period <= 0 {
+		return 0
+	}
+	p := int64(period / time.Second)
+	if p <= 0 {
+		p = 1
+	}
+	u := t.Unix()
+	return u - u%p
+}
+
+// SetBudget sets (or raises, or lowers) a spending limit. For a batch the
+// limit binds from the next submission on; jobs waiting because the batch
+// reached its old limit start again if the new one leaves room. A
+// provider limit set here overrides the worker's configuration (P_BUDGET).
+func (c *Client) SetBudget(ctx context.Context, l BudgetLimit) error {
+	switch l.Scope {
+	case ScopeBatch:
+		if !ValidID(l.Name) {
+			return fmt.Errorf("%w: batch %q", ErrInvalidJob, l.Name)
+		}
+	case ScopeProvider:
+		if !KnownProvider(l.Name) {
+			return fmt.Errorf("reelq: unknown provider %q (one of %s)", l.Name, strings.Join(Providers, ", "))
+		}
+		if l.Period <= 0 {
+			l.Period = 24 * time.Hour
+		}
+	default:
+		return fmt.Errorf("reelq: budget scope %q (want batch or provider)", l.Scope)
+	}
+	if l.Unit != "usd" && l.Unit != "credits" {
+		return fmt.Errorf("reelq: budget unit %q (want usd or credits)", l.Unit)
+	}
+	l.By, l.At = c.opts.By, time.Now().UTC()
+	kv, err := c.budgets(ctx)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(l)
+	cctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	if _, err := kv.Put(cctx, BudgetLimitKey(l.Scope, l.Name), b); err != nil {
+		return fmt.Errorf("reelq: set budget: %w", err)
+	}
+	return nil
+}
+
+// BudgetStatus is a limit with what was spent against it.
+type BudgetStatus struct {
+	BudgetLimit
+	// Spent and Reserved are in the limit's unit, for the current period
+	// of a provider limit.
+	Spent, Reserved float64
+	Submissions     int
+}
+
+// Remaining is what the budget still allows.
+func (b BudgetStatus) Remaining() float64 { return b.Amount - b.Spent - b.Reserved }
+
+// Budgets lists every limit set in the bucket with its spend (a provider's
+// limit from the worker configuration is not listed: see Stats).
+func (c *Client) Budgets(ctx context.Context) ([]BudgetStatus, error) {
+	kv, err := c.budgets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	msgs, err := c.lastMsgs(cctx, "KV_"+BucketBudgets, []string{"$KV." + BucketBudgets + ".>"})
+	if err != nil {
+		return nil, err
+	}
+	_ = kv
+	limits := map[string]BudgetLimit{}
+	spends := map[string]Spend{}
+	for subj, m := range msgs {
+		key := strings.TrimPrefix(subj, "$KV."+BucketBudgets+".")
+		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(key, "limit."):
+			var l BudgetLimit
+			if json.Unmarshal(m.Data, &l) == nil {
+				limits[key] = l
+			}
+		case strings.HasPrefix(key, "spend."):
+			var s Spend
+			if json.Unmarshal(m.Data, &s) == nil {
+				spends[key] = s
+			}
+		}
+	}
+	now := time.Now()
+	var out []BudgetStatus
+	for _, l := range limits {
+		st := BudgetStatus{BudgetLimit: l}
+		sp := spends[BudgetSpendKey(l.Scope, l.Name, PeriodStart(now, l.Period))]
+		st.Spent, st.Reserved, st.Submissions = sp.Spent[l.Unit], sp.Reserved[l.Unit], sp.Submissions
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Scope != out[j].Scope {
+			return out[i].Scope < out[j].Scope
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+// BatchSpend returns what was spent on batch, by unit.
+func (c *Client) BatchSpend(ctx context.Context, batch string) (Spend, error) {
+	kv, err := c.budgets(ctx)
+	if err != nil {
+		return Spend{}, err
+	}
+	cctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	e, err := kv.Get(cctx, BudgetSpendKey(ScopeBatch, batch, 0))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Spend{}, nil
+	}
+	if err != nil {
+		return Spend{}, err
+	}
+	var s Spend
+	err = json.Unmarshal(e.Value(), &s)
+	return s, err
+}
+
+func (c *Client) budgets(ctx context.Context) (jetstream.KeyValue, error) {
+	cctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	kv, err := c.js.KeyValue(cctx, BucketBudgets)
+	if err != nil {
+		return nil, notReady(err)
+	}
+	return kv, nil
+}
+
+// EstimateAll sums the estimated cost of jobs by provider and unit, and
+// counts the jobs without a price (an invalid input, or a provider that
+// publishes no price for it).
+func (c *Client) EstimateAll(jobs []Job) (totals map[string]map[string]float64, basis map[string]string, unpriced int) {
+	totals, basis = map[string]map[string]float64{}, map[string]string{}
+	for i := range jobs {
+		e, ok := c.Estimate(&jobs[i])
+		if !ok || e.Unit == "" {
+			unpriced++
+			continue
+		}
+		p := jobs[i].Provider
+		if totals[p] == nil {
+			totals[p] = map[string]float64{}
+		}
+		totals[p][e.Unit] += e.Amount
+		if basis[p] == "" {
+			basis[p] = e.Basis
+		}
+	}
+	return totals, basis, unpriced
+}
