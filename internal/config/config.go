@@ -273,7 +273,7 @@ type Worker struct {
 	// need to order them by priority and fairness key.
 	Lookahead int `env:"REELQ_LOOKAHEAD" envDefault:"10000" help:"jobs per provider and priority a replica pulls ahead to order them by priority and fairness key"`
 	// Window is each consumer's MaxAckPending.
-	Window int `env:"REELQ_WINDOW" envDefault:"100000" help:"messages delivered and not yet acknowledged per consumer (running, pulled ahead, retrying); not the concurrency cap"`
+	Window           int   `env:"REELQ_WINDOW" envDefault:"100000" help:"messages delivered and not yet acknowledged per consumer (running, pulled ahead, retrying); not the concurrency cap"`
 	MaxJobBytes      int   `env:"REELQ_MAX_JOB_BYTES" envDefault:"65536" help:"largest job message the JOBS stream accepts (refused at publish time)"`
 	MaxInputBytes    int   `env:"REELQ_MAX_INPUT_BYTES" envDefault:"32768" help:"largest job input"`
 	MaxMetadataBytes int   `env:"REELQ_MAX_METADATA_BYTES" envDefault:"16384" help:"largest job metadata"`

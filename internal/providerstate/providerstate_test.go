@@ -5,10 +5,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/reelq/reelq/internal/natstest"
-	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/embedded"
+)
+
+// The test's own layout: this package is imported by the reelq package,
+// so its tests cannot use the harnesses built on it (natstest, queue).
+const (
+	testStream = "JOBS"
+	testBucket = "reelq_providers"
 )
 
 type testBundle struct {
@@ -20,12 +27,27 @@ func setup(t *testing.T) *testBundle {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, js := natstest.Connect(t, natstest.Server(t))
-	natstest.Setup(t, js)
-	if _, err := queue.EnsureConsumer(ctx, js, "samsar", queue.ConsumerSettings{MaxInflight: 2}); err != nil {
+	srv, err := embedded.Start(embedded.Options{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
+	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := js.KeyValue(ctx, queue.BucketProviders)
+	t.Cleanup(func() { embedded.Stop(srv) })
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: testStream, Subjects: []string{"jobs.>"}, Retention: jetstream.WorkQueuePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateConsumer(ctx, testStream, jetstream.ConsumerConfig{Durable: "samsar", FilterSubject: "jobs.samsar.>", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 2}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: testBucket, History: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,10 +56,10 @@ func setup(t *testing.T) *testBundle {
 
 func (b *testBundle) store(t *testing.T) *Store {
 	t.Helper()
-	s := New(b.js, b.kv, queue.StreamJobs)
+	s := New(b.js, b.kv, testStream, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	if err := s.Watch(ctx); err != nil {
+	if _, err := s.Watch(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -45,7 +67,7 @@ func (b *testBundle) store(t *testing.T) *Store {
 
 func (b *testBundle) serverPaused(t *testing.T) bool {
 	t.Helper()
-	c, err := b.js.Consumer(context.Background(), queue.StreamJobs, "samsar")
+	c, err := b.js.Consumer(context.Background(), testStream, "samsar")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +177,7 @@ func TestResumeRepairsServer(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	if _, err := b.js.PauseConsumer(ctx, queue.StreamJobs, "samsar", time.Now().Add(time.Hour)); err != nil {
+	if _, err := b.js.PauseConsumer(ctx, testStream, "samsar", time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if changed, err := b.store(t).Resume(ctx, "samsar", "enqueue"); err != nil || changed {
