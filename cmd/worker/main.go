@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/archive"
 	"github.com/reelq/reelq/internal/buildinfo"
 	"github.com/reelq/reelq/internal/config"
 	"github.com/reelq/reelq/internal/embedded"
@@ -109,7 +111,8 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 		return err
 	}
 	layout := queue.Layout{Replicas: cfg.StreamReplicas, DedupeWindow: cfg.DedupeWindow, ResultsMaxAge: cfg.ResultsMaxAge, JobStateTTL: cfg.JobStateTTL,
-		MaxJobBytes: int32(cfg.MaxJobBytes), JobsMaxBytes: cfg.JobsMaxBytes}
+		MaxJobBytes: int32(cfg.MaxJobBytes), JobsMaxBytes: cfg.JobsMaxBytes,
+		Outputs: strings.EqualFold(cfg.Archive, archive.KindJetStream) && cfg.ArchiveBucket == "", OutputsRetention: cfg.ArchiveRetention}
 	if err := setup(ctx, js, layout, log); err != nil {
 		return err
 	}
@@ -161,11 +164,21 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	}
 	reg.MustRegister(metrics.NewQueueCollector(js, names(rts)))
 
+	arch, err := archiveConfig(ctx, cfg, js)
+	if err != nil {
+		return err
+	}
+	if arch.Fetcher != nil {
+		defer arch.Fetcher.Close()
+		log.Info("archiving outputs", "store", arch.Store.Name(), "bucket", arch.Store.Bucket(), "concurrency", arch.Concurrency, "bandwidth", arch.Bandwidth)
+	} else {
+		log.Warn("archiving is off: results carry only the providers' links, which expire")
+	}
 	w, err := worker.New(ctx, nc, js, worker.Config{
 		WorkerID: cfg.WorkerID, AckWait: cfg.AckWait, MaxAttempts: cfg.MaxAttempts, MaxDeliver: cfg.MaxDeliver,
 		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, ProbeInterval: cfg.ProbeInterval, MaxProbeInterval: cfg.MaxProbeInterval,
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log, Metrics: m, Secrets: secrets,
-		Lookahead: cfg.Lookahead, Window: cfg.Window,
+		Lookahead: cfg.Lookahead, Window: cfg.Window, Archive: arch,
 		Limits: reelq.Limits{MaxInputBytes: cfg.MaxInputBytes, MaxMetadataBytes: cfg.MaxMetadataBytes, MaxJobBytes: cfg.MaxJobBytes},
 	}, rts)
 	if err != nil {
@@ -211,6 +224,32 @@ func setup(ctx context.Context, js jetstream.JetStream, l queue.Layout, log *slo
 	}, b, func(err error, d time.Duration) {
 		log.Warn("stream setup failed; retrying", "err", err, "retry_in", d)
 	})
+}
+
+// archiveConfig builds the output archive the configuration asks for
+// (REELQ_ARCHIVE and friends); its zero value means off.
+func archiveConfig(ctx context.Context, cfg *config.Worker, js jetstream.JetStream) (worker.ArchiveConfig, error) {
+	ac := archive.Config{Kind: cfg.Archive, Bucket: cfg.ArchiveBucket, S3: archive.S3Config{
+		Endpoint: cfg.ArchiveS3Endpoint, Region: cfg.ArchiveS3Region, PathStyle: cfg.ArchiveS3PathStyle, DisableTLS: cfg.ArchiveS3DisableTLS}}
+	if !ac.Enabled() {
+		return worker.ArchiveConfig{}, nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	store, err := archive.NewStore(sctx, ac, js)
+	if err != nil {
+		return worker.ArchiveConfig{}, fmt.Errorf("REELQ_ARCHIVE: %w", err)
+	}
+	if err := store.Check(sctx); err != nil {
+		return worker.ArchiveConfig{}, fmt.Errorf("REELQ_ARCHIVE: %w", err)
+	}
+	f, err := archive.NewFetcher(archive.FetchConfig{AllowPrivate: cfg.ArchiveAllowPrivate, AllowHosts: cfg.ArchiveAllowHosts,
+		MaxSize: cfg.ArchiveMaxBytes, Timeout: cfg.ArchiveTimeout})
+	if err != nil {
+		return worker.ArchiveConfig{}, fmt.Errorf("REELQ_ARCHIVE_ALLOW_HOSTS: %w", err)
+	}
+	return worker.ArchiveConfig{Store: store, Fetcher: f, Concurrency: cfg.ArchiveConcurrency, Bandwidth: cfg.ArchiveBandwidth,
+		Retry: archive.Retry{Budget: cfg.ArchiveRetryBudget}}, nil
 }
 
 func names(rts map[string]*worker.Runtime) []string {

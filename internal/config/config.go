@@ -279,6 +279,23 @@ type Worker struct {
 	MaxMetadataBytes int   `env:"REELQ_MAX_METADATA_BYTES" envDefault:"16384" help:"largest job metadata"`
 	JobsMaxBytes     int64 `env:"REELQ_JOBS_MAX_BYTES" envDefault:"1073741824" help:"storage of the JOBS stream; past it new jobs are refused at publish time (-1: no limit)"`
 
+	// Archive settings: where succeeded jobs' outputs are copied before
+	// their result is published.
+	Archive             string        `env:"REELQ_ARCHIVE" envDefault:"jetstream" help:"where outputs are archived before the result is published: jetstream (object store reelq_outputs), s3, or off"`
+	ArchiveBucket       string        `env:"REELQ_ARCHIVE_BUCKET" help:"the archive's bucket (object store or S3 bucket)" helpDefault:"reelq_outputs"`
+	ArchiveS3Endpoint   string        `env:"REELQ_ARCHIVE_S3_ENDPOINT" help:"S3 endpoint, host[:port] or an http(s) URL; empty: AWS"`
+	ArchiveS3Region     string        `env:"REELQ_ARCHIVE_S3_REGION" help:"S3 region"`
+	ArchiveS3PathStyle  bool          `env:"REELQ_ARCHIVE_S3_PATH_STYLE" help:"address the bucket in the path (MinIO, Ceph and most self-hosted services)"`
+	ArchiveS3DisableTLS bool          `env:"REELQ_ARCHIVE_S3_DISABLE_TLS" help:"plain HTTP to an S3 endpoint given without a scheme"`
+	ArchiveMaxBytes     int64         `env:"REELQ_ARCHIVE_MAX_BYTES" envDefault:"4294967296" help:"largest output archived; a larger one is published with archive_error"`
+	ArchiveTimeout      time.Duration `env:"REELQ_ARCHIVE_TIMEOUT" envDefault:"30m" help:"bound on one output's download"`
+	ArchiveRetryBudget  time.Duration `env:"REELQ_ARCHIVE_RETRY_BUDGET" envDefault:"10m" help:"how long transient download and upload errors are retried"`
+	ArchiveConcurrency  int           `env:"REELQ_ARCHIVE_CONCURRENCY" envDefault:"4" help:"downloads at once, cluster-wide"`
+	ArchiveBandwidth    int64         `env:"REELQ_ARCHIVE_BANDWIDTH" help:"bytes per second of all replicas' downloads together (0: no limit)"`
+	ArchiveRetention    time.Duration `env:"REELQ_ARCHIVE_RETENTION" help:"how long archived outputs are kept (the object store's TTL; for S3, set a lifecycle rule)" helpDefault:"REELQ_JOB_STATE_TTL"`
+	ArchiveAllowPrivate bool          `env:"REELQ_ARCHIVE_ALLOW_PRIVATE" help:"let downloads reach loopback, link-local and private addresses (development only)"`
+	ArchiveAllowHosts   []string      `env:"REELQ_ARCHIVE_ALLOW_HOSTS" help:"hosts, IPs or CIDR ranges downloads may reach although internal, e.g. 127.0.0.1 for a local simulator"`
+
 	StreamReplicas int           `env:"REELQ_STREAM_REPLICAS" envDefault:"1" help:"replicas of every stream and bucket, 1 to 5 (3 on a cluster)"`
 	DedupeWindow   time.Duration `env:"REELQ_DEDUPE_WINDOW" envDefault:"1h" help:"duplicate window of the JOBS and RESULTS streams (at least 1h)"`
 	ResultsMaxAge  time.Duration `env:"REELQ_RESULTS_MAX_AGE" envDefault:"720h" help:"how long result events are kept (at most REELQ_JOB_STATE_TTL)"`
@@ -391,6 +408,31 @@ func (w *Worker) check(m map[string]string) []error {
 	if w.ResultsMaxAge > w.JobStateTTL {
 		add("REELQ_RESULTS_MAX_AGE: %s is longer than REELQ_JOB_STATE_TTL (%s); a result kept longer than its job's state lets a re-enqueued job id collide with the old result",
 			fmtDuration(w.ResultsMaxAge), fmtDuration(w.JobStateTTL))
+	}
+	switch strings.ToLower(w.Archive) {
+	case "jetstream", "off":
+	case "s3":
+		if w.ArchiveBucket == "" {
+			add("REELQ_ARCHIVE_BUCKET: required with REELQ_ARCHIVE=s3")
+		}
+	default:
+		add("REELQ_ARCHIVE: must be jetstream, s3 or off, got %q", w.Archive)
+	}
+	if w.ArchiveConcurrency < 1 {
+		add("REELQ_ARCHIVE_CONCURRENCY: must be at least 1, got %d", w.ArchiveConcurrency)
+	}
+	if w.ArchiveBandwidth < 0 {
+		add("REELQ_ARCHIVE_BANDWIDTH: must not be negative, got %d", w.ArchiveBandwidth)
+	}
+	if w.ArchiveRetention > w.JobStateTTL {
+		add("REELQ_ARCHIVE_RETENTION: %s is longer than REELQ_JOB_STATE_TTL (%s); an archived output would outlive the result that points at it",
+			fmtDuration(w.ArchiveRetention), fmtDuration(w.JobStateTTL))
+	}
+	if w.Lookahead < 1 {
+		add("REELQ_LOOKAHEAD: must be at least 1, got %d", w.Lookahead)
+	}
+	if w.MaxInputBytes+w.MaxMetadataBytes > w.MaxJobBytes {
+		add("REELQ_MAX_JOB_BYTES: %d does not hold REELQ_MAX_INPUT_BYTES (%d) plus REELQ_MAX_METADATA_BYTES (%d)", w.MaxJobBytes, w.MaxInputBytes, w.MaxMetadataBytes)
 	}
 	for _, name := range slices.Sorted(maps.Keys(w.Providers())) {
 		p, prefix := w.Providers()[name], strings.ToUpper(name)+"_"

@@ -23,6 +23,13 @@ type Metrics struct {
 	AmbiguousSubmits *prometheus.CounterVec   // provider, resolution
 	DeadLetters      *prometheus.CounterVec   // provider, reason
 	JobDuration      *prometheus.HistogramVec // provider, outcome
+	Waiting          *prometheus.GaugeVec     // provider (pulled ahead, not started)
+	Slots            *prometheus.GaugeVec     // provider (cluster-wide slots this replica holds)
+	Archives         *prometheus.CounterVec   // provider, result (archived, failed)
+	ArchiveBytes     *prometheus.CounterVec   // provider
+	ArchiveDuration  *prometheus.HistogramVec // provider
+	BudgetLimit      *prometheus.GaugeVec     // scope, name, unit
+	BudgetSpent      *prometheus.GaugeVec     // scope, name, unit
 }
 
 // New creates the collectors and registers them with reg (if not nil).
@@ -67,10 +74,33 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "reelq_job_duration_seconds", Help: "Time from enqueue to the result event.",
 			Buckets: prometheus.ExponentialBuckets(0.1, 2.5, 12),
 		}, []string{"provider", "outcome"}),
+		Waiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "reelq_jobs_waiting", Help: "Jobs this replica has pulled ahead and not started (ordered by priority and fairness key).",
+		}, []string{"provider"}),
+		Slots: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "reelq_slots_held", Help: "Cluster-wide concurrency slots this replica holds.",
+		}, []string{"provider"}),
+		Archives: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reelq_outputs_archived_total", Help: "Outputs copied into the archive, by result (archived, failed).",
+		}, []string{"provider", "result"}),
+		ArchiveBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reelq_archive_bytes_total", Help: "Bytes copied into the archive.",
+		}, []string{"provider"}),
+		ArchiveDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "reelq_archive_duration_seconds", Help: "Time to archive one output, retries included.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 3, 10),
+		}, []string{"provider"}),
+		BudgetLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "reelq_budget_limit", Help: "Spending limit in force, by scope (batch, provider), name and unit.",
+		}, []string{"scope", "name", "unit"}),
+		BudgetSpent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "reelq_budget_spent", Help: "Estimated spend against the limit (current period for providers), by scope, name and unit.",
+		}, []string{"scope", "name", "unit"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Jobs, m.Attempts, m.InFlight, m.CallDuration, m.CallStatus, m.RateLimitWait,
-			m.RateLimited, m.Paused, m.Spend, m.AmbiguousSubmits, m.DeadLetters, m.JobDuration)
+			m.RateLimited, m.Paused, m.Spend, m.AmbiguousSubmits, m.DeadLetters, m.JobDuration,
+			m.Waiting, m.Slots, m.Archives, m.ArchiveBytes, m.ArchiveDuration, m.BudgetLimit, m.BudgetSpent)
 	}
 	return m
 }
@@ -151,5 +181,33 @@ func (m *Metrics) Ambiguous(provider, resolution string) {
 func (m *Metrics) DeadLettered(provider, reason string) {
 	if m != nil {
 		m.DeadLetters.WithLabelValues(provider, reason).Inc()
+	}
+}
+
+// SetEngine records a provider engine's running, waiting and held slots.
+func (m *Metrics) SetEngine(provider string, running, waiting, slots int) {
+	if m != nil {
+		m.InFlight.WithLabelValues(provider).Set(float64(running))
+		m.Waiting.WithLabelValues(provider).Set(float64(waiting))
+		m.Slots.WithLabelValues(provider).Set(float64(slots))
+	}
+}
+
+// Archived records one output's archiving.
+func (m *Metrics) Archived(provider, result string, bytes int64, d time.Duration) {
+	if m != nil {
+		m.Archives.WithLabelValues(provider, result).Inc()
+		if bytes > 0 {
+			m.ArchiveBytes.WithLabelValues(provider).Add(float64(bytes))
+		}
+		m.ArchiveDuration.WithLabelValues(provider).Observe(d.Seconds())
+	}
+}
+
+// SetBudget records a budget's limit and spend.
+func (m *Metrics) SetBudget(scope, name, unit string, limit, spent float64) {
+	if m != nil {
+		m.BudgetLimit.WithLabelValues(scope, name, unit).Set(limit)
+		m.BudgetSpent.WithLabelValues(scope, name, unit).Set(spent)
 	}
 }

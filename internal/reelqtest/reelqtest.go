@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/archive"
 	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/logging"
 	"github.com/reelq/reelq/internal/natstest"
@@ -123,6 +124,9 @@ type WorkerOptions struct {
 	Providers map[string]Settings
 	Config    worker.Config
 	Logger    *slog.Logger
+	// Archive archives outputs into the JetStream object store, fetching
+	// from the simulator on loopback.
+	Archive bool
 }
 
 // Running is a worker replica running in the test.
@@ -210,6 +214,9 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 			cfg.Secrets.Add(APIKey(p))
 		}
 	}
+	if o.Archive && cfg.Archive.Store == nil {
+		cfg.Archive = e.ArchiveConfig()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w, err := worker.New(ctx, nc, js, cfg, rts)
 	if err != nil {
@@ -280,4 +287,23 @@ func SeqResult(results map[string][]reelq.Result) []reelq.Result {
 		}
 	}
 	return nil
+}
+
+// ArchiveConfig is an archive into the test server's object store that may
+// download from the simulator on loopback.
+func (e *Env) ArchiveConfig() worker.ArchiveConfig {
+	e.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	store, err := archive.NewJetStreamStore(ctx, e.JS, archive.DefaultBucket)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	f, err := archive.NewFetcher(archive.FetchConfig{AllowHosts: []string{"127.0.0.1"}})
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	e.T.Cleanup(f.Close)
+	return worker.ArchiveConfig{Store: store, Fetcher: f, Concurrency: 4,
+		Retry: archive.Retry{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, Budget: 2 * time.Second}}
 }

@@ -48,6 +48,7 @@ type engine struct {
 
 	events chan any
 	runq   *runQueue
+	archq  *runQueue // downloads, on executors of their own
 
 	// intake is cancelled when shutdown begins: no new paid call or poll
 	// starts after it. draining mirrors it for steps.
@@ -126,6 +127,7 @@ const (
 	outHold                       // parked for an operator: the state holds the job; ack the message
 	outPoll                       // keep the slot; run the poll step at `at`
 	outWait                       // release the slot; back to the waiting queue at `at`
+	outArchive                    // release the slot; archive the outputs (no provider work)
 )
 
 // outcome is what a step decided for its job.
@@ -159,6 +161,7 @@ func newEngine(w *Worker, name string, rt *Runtime, cons map[reelq.Priority]jets
 		def:      rt.Provider.Defaults(),
 		events:   make(chan any, 4096),
 		runq:     newRunQueue(),
+		archq:    newRunQueue(),
 		slotWake: make(chan struct{}, 1),
 		hbErrLog: rate.Sometimes{First: 1, Interval: 10 * time.Second},
 		jobs:     map[uint64]*job{},
@@ -201,7 +204,14 @@ func (e *engine) run(intake, work context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e.executor(work)
+			e.executor(work, e.runq)
+		}()
+	}
+	for range e.w.archiveWorkers() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.executor(work, e.archq)
 		}()
 	}
 	for _, p := range reelq.Priorities {
@@ -215,6 +225,7 @@ func (e *engine) run(intake, work context.Context) {
 	}
 	e.loop(intake)
 	e.runq.close()
+	e.archq.close()
 	stopAux()
 }
 
@@ -237,6 +248,7 @@ func (e *engine) loop(intake context.Context) {
 		e.publishDemand()
 		e.checkSpill()
 		e.waitingN.Store(int64(e.waitq.len()))
+		e.w.m.SetEngine(e.name, e.running, e.waitq.len(), e.slots)
 		if at, ok := e.timers.next(); ok {
 			timer.Reset(max(time.Until(at), 0))
 		} else {
@@ -323,9 +335,9 @@ func (e *engine) start(j *job, step func(*engine, context.Context, *job) outcome
 	e.runq.push(task{j: j, step: step})
 }
 
-func (e *engine) executor(ctx context.Context) {
+func (e *engine) executor(ctx context.Context, q *runQueue) {
 	for {
-		t, ok := e.runq.pop()
+		t, ok := q.pop()
 		if !ok {
 			return
 		}
@@ -367,6 +379,10 @@ func (e *engine) done(j *job, out outcome) {
 		if j.cancel.Load() {
 			e.timers.schedule(j, time.Now())
 		}
+	case outArchive:
+		e.freeSlot(j)
+		j.busy = true
+		e.archq.push(task{j: j, step: (*engine).stepArchive})
 	case outWait:
 		e.freeSlot(j)
 		e.pulled[j.prio.Rank()].Add(1)

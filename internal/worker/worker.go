@@ -51,12 +51,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/archive"
 	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/logging"
 	"github.com/reelq/reelq/internal/metrics"
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/providerstate"
 	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/ratelimit"
 	"github.com/reelq/reelq/internal/slots"
 )
 
@@ -139,7 +141,10 @@ type Config struct {
 	// retrying jobs together. Zero means 100,000.
 	Window int
 	// Limits are the job size limits.
-	Limits  reelq.Limits
+	Limits reelq.Limits
+	// Archive, when its Store is set, archives every succeeded job's
+	// outputs before the result is published.
+	Archive ArchiveConfig
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics
 	// Secrets are removed from error messages in results and events.
@@ -194,6 +199,9 @@ type Worker struct {
 	log     *slog.Logger
 	m       *metrics.Metrics
 	cancels *cancelSet
+
+	archiver    *archive.Archiver
+	archivePool *slots.Pool
 
 	mu      sync.Mutex
 	engines map[string]*engine
@@ -270,7 +278,38 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 		engines: map[string]*engine{}, watchErr: map[string]error{},
 	}
 	w.cancels = newCancelSet(cancelKV, w.log)
+	if a := cfg.Archive; a.Store != nil {
+		if a.Fetcher == nil {
+			return nil, errors.New("archive: a store needs a fetcher")
+		}
+		if a.Concurrency <= 0 {
+			a.Concurrency = 4
+		}
+		w.archivePool = slots.New(slotsKV, slots.Config{Provider: "archive", Worker: cfg.WorkerID, Cap: a.Concurrency, TTL: cfg.AckWait, Logger: w.log})
+		opts := archive.Options{Fetcher: a.Fetcher, Slots: clusterSlots{w.archivePool}, Retry: a.Retry, Logger: w.log.With("component", "archive")}
+		if a.Bandwidth > 0 {
+			rlKV, err := js.KeyValue(ctx, queue.BucketRateLimit)
+			if err != nil {
+				return nil, fmt.Errorf("rate limit bucket: %w", err)
+			}
+			opts.Bandwidth = clusterBandwidth{ratelimit.New(ratelimit.NewKVStore(rlKV), "archive-bandwidth",
+				ratelimit.Config{Rate: float64(a.Bandwidth) / archive.BandwidthChunk, Burst: 16, Logger: w.log})}
+		}
+		if w.archiver, err = archive.NewArchiver(a.Store, opts); err != nil {
+			return nil, err
+		}
+		w.cfg.Archive = a
+	}
 	return w, nil
+}
+
+// archiveWorkers is how many downloads one engine runs at once (the
+// cluster-wide bound is the archive slots).
+func (w *Worker) archiveWorkers() int {
+	if w.archiver == nil {
+		return 0
+	}
+	return w.cfg.Archive.Concurrency
 }
 
 // ProviderState exposes the provider state store (pause/resume).
@@ -338,6 +377,17 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.log.Info("consuming", "provider", name, "max_inflight", rt.MaxInflight, "slots", rt.Slots, "lookahead", w.cfg.Lookahead)
 	}
 	w.cancels.setSink(w.onCancel)
+	if w.archivePool != nil {
+		// The archive slots outlive the engines' last downloads.
+		apCtx, stopAP := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopAP()
+		bgWG.Add(1)
+		go func() {
+			defer bgWG.Done()
+			_ = w.archivePool.Run(apCtx)
+		}()
+		defer func() { stopAP() }()
+	}
 	bgWG.Add(2)
 	go func() {
 		defer bgWG.Done()
