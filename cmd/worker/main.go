@@ -127,6 +127,7 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	m := metrics.New(reg)
 
 	rts := map[string]*worker.Runtime{}
+	budgets := map[string]worker.ProviderBudget{}
 	for name, pc := range cfg.Providers() {
 		if !pc.Active() {
 			log.Info("provider disabled: no API key", "provider", name)
@@ -151,6 +152,17 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 			RequestTimeout:  pc.RequestTimeout,
 			Ambiguous:       pc.Ambiguous,
 			Calls:           pc.Calls,
+		}
+		if pc.Budget != "" {
+			c, err := reelq.ParseCost(pc.Budget)
+			if err != nil {
+				return fmt.Errorf("configuration: %s_BUDGET: %w", strings.ToUpper(name), err)
+			}
+			period := pc.BudgetPeriod
+			if period <= 0 {
+				period = 24 * time.Hour
+			}
+			budgets[name] = worker.ProviderBudget{Limit: c, Period: period}
 		}
 		rt := rts[name]
 		if pc.AmbiguousPauseAfter != 0 {
@@ -178,7 +190,7 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 		WorkerID: cfg.WorkerID, AckWait: cfg.AckWait, MaxAttempts: cfg.MaxAttempts, MaxDeliver: cfg.MaxDeliver,
 		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, ProbeInterval: cfg.ProbeInterval, MaxProbeInterval: cfg.MaxProbeInterval,
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log, Metrics: m, Secrets: secrets,
-		Lookahead: cfg.Lookahead, Window: cfg.Window, Archive: arch,
+		Lookahead: cfg.Lookahead, Window: cfg.Window, Archive: arch, ProviderBudgets: budgets,
 		Limits: reelq.Limits{MaxInputBytes: cfg.MaxInputBytes, MaxMetadataBytes: cfg.MaxMetadataBytes, MaxJobBytes: cfg.MaxJobBytes},
 	}, rts)
 	if err != nil {

@@ -161,6 +161,10 @@ type Provider struct {
 	AmbiguousWindow     time.Duration `env:"AMBIGUOUS_WINDOW" help:"the window of P_AMBIGUOUS_PAUSE_AFTER" helpDefault:"10m"`
 	// AllowInsecureHTTP allows an http:// base URL on a non-loopback host.
 	AllowInsecureHTTP bool `env:"ALLOW_INSECURE_HTTP" help:"allow an http:// P_BASE_URL that is not on loopback (a simulator on another host); keys then cross the network in clear"`
+	// Budget caps the provider's estimated spend per BudgetPeriod,
+	// cluster-wide, e.g. "500usd" or "20000credits".
+	Budget       string        `env:"BUDGET" help:"spending cap per P_BUDGET_PERIOD, cluster-wide, e.g. 500usd or 20000credits (an operator's 'enqueue budget set --provider' overrides it)"`
+	BudgetPeriod time.Duration `env:"BUDGET_PERIOD" help:"the period of P_BUDGET (fixed windows from the Unix epoch, UTC)" helpDefault:"24h"`
 	// Calls bounds this replica's concurrent calls to the provider.
 	Calls int `env:"CALLS" help:"provider calls this replica makes at once (polls of many waiting jobs share them)" helpDefault:"min(max(P_SLOTS,16),256)"`
 }

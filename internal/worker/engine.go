@@ -72,13 +72,16 @@ type engine struct {
 	// can start, while the cluster has free slots and other replicas wait
 	// for work, hands the surplus back so they can run it.
 	waitingN  atomic.Int64 // jobs in the waiting queue, for the gate
-	spillHold atomic.Bool  // pullers pause while set
-	spillAsk  atomic.Bool  // the slot manager should look for idle replicas
+	needMu    sync.Mutex
+	need      reelq.Cost  // the estimate a provider budget last refused
+	spillHold atomic.Bool // pullers pause while set
+	spillAsk  atomic.Bool // the slot manager should look for idle replicas
 	lastSpill time.Time
 
 	// Loop-owned.
 	jobs       map[uint64]*job
 	byID       map[string][]*job
+	parked     []*job // waiting for a budget to allow them (no slot)
 	waitq      *waitQueue
 	timers     timerHeap
 	slots      int // slots granted to this engine and not released
@@ -128,6 +131,7 @@ const (
 	outPoll                       // keep the slot; run the poll step at `at`
 	outWait                       // release the slot; back to the waiting queue at `at`
 	outArchive                    // release the slot; archive the outputs (no provider work)
+	outPark                       // release the slot; wait for a budget to allow the job
 )
 
 // outcome is what a step decided for its job.
@@ -254,7 +258,13 @@ func (e *engine) loop(intake context.Context) {
 		} else {
 			timer.Reset(time.Hour)
 		}
+		var budgetChanged <-chan struct{}
+		if len(e.parked) > 0 {
+			budgetChanged = e.w.budgets.Changed()
+		}
 		select {
+		case <-budgetChanged:
+			e.unpark()
 		case ev := <-e.events:
 			e.handle(ev)
 		case <-timer.C:
@@ -379,6 +389,9 @@ func (e *engine) done(j *job, out outcome) {
 		if j.cancel.Load() {
 			e.timers.schedule(j, time.Now())
 		}
+	case outPark:
+		e.freeSlot(j)
+		e.park(j, nil)
 	case outArchive:
 		e.freeSlot(j)
 		j.busy = true
@@ -433,6 +446,12 @@ func (e *engine) dispatch() {
 		e.pulled[j.prio.Rank()].Add(-1)
 		e.wakePuller(j.prio.Rank())
 		j.waiting = false
+		if sc := e.w.budgets.scopes(e.name, j.env.Batch, j.est); len(sc) > 0 {
+			if ok, over := e.w.budgets.fits(sc, j.est); !ok {
+				e.park(j, over)
+				continue
+			}
+		}
 		j.slot = true
 		e.running++
 		if probe {
@@ -442,6 +461,31 @@ func (e *engine) dispatch() {
 		}
 		e.start(j, (*engine).stepClaim)
 	}
+}
+
+// park sets j aside until a budget allows it: it holds no slot, and jobs
+// of other batches go on.
+func (e *engine) park(j *job, over *budgetScope) {
+	j.parked = true
+	e.parked = append(e.parked, j)
+	if over != nil {
+		e.w.budgetPaused(e.name, j, over)
+	}
+}
+
+// unpark returns parked jobs to the waiting queue when a budget changed;
+// dispatch parks again those that still do not fit.
+func (e *engine) unpark() {
+	for _, j := range e.parked {
+		j.parked = false
+		if j.settled {
+			continue
+		}
+		j.waiting = true
+		e.waitq.pushFront(j)
+		e.pulled[j.prio.Rank()].Add(1)
+	}
+	e.parked = e.parked[:0]
 }
 
 // publishDemand tells the slot manager how many slots this engine could
@@ -581,6 +625,15 @@ func (e *engine) settle(j *job, out outcome) {
 	if err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
 		e.log.Warn("settling the message failed; it returns after AckWait", "job_id", j.id, "stream_seq", j.seq, "outcome", out.String(), "err", err)
 	}
+	if j.parked {
+		j.parked = false
+		for i, x := range e.parked {
+			if x == j {
+				e.parked = append(e.parked[:i], e.parked[i+1:]...)
+				break
+			}
+		}
+	}
 	if j.waiting {
 		e.waitq.remove(j)
 		j.waiting = false
@@ -714,6 +767,9 @@ func (e *engine) puller(ctx context.Context, p reelq.Priority) {
 			for msg := range batch.Messages() {
 				got++
 				j := decodeEnvelope(msg, e.name, lim, e.rt.Provider)
+				if j.bad == nil && j.invalid == nil {
+					j.est = e.cost(j)
+				}
 				if j.bad == nil && j.env.Batch != "" && j.deliveries <= 1 {
 					// Index the job under its batch (fire and forget: the
 					// index is a listing aid, not part of any guarantee).

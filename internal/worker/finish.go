@@ -55,7 +55,7 @@ func (e *engine) finish(ctx context.Context, j *job, status string, outs []reelq
 			break // another delivery finished first: its result stands
 		}
 		next := *j.st
-		next.Phase, next.Result, next.LastError = reelq.PhaseFinished, rawJSON(res), lastError(errInfo)
+		next.Phase, next.Result, next.LastError, next.Reserved = reelq.PhaseFinished, rawJSON(res), lastError(errInfo), nil
 		if j.st.Run != res.Run {
 			res.Run = j.st.Run
 			next.Result = rawJSON(res)

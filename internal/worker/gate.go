@@ -27,6 +27,19 @@ func (e *engine) gateLoop(ctx context.Context) {
 		}
 		g := gateState{mode: gateOpen}
 		var wake <-chan time.Time
+		var budgetChanged <-chan struct{}
+		if st.Paused && st.Code == "budget" && st.Auto() {
+			// A budget pause ends when its period rolls over or its limit
+			// is raised: no probe is needed, the reservation decides.
+			if !st.NextProbeAt.After(time.Now()) || e.budgetRoom() {
+				e.w.resume(ctx, e.name, "the provider's budget allows submissions again")
+				continue
+			}
+			budgetChanged = e.w.budgets.Changed()
+			wake = time.After(max(time.Until(*st.NextProbeAt), 50*time.Millisecond))
+			st.NextProbeAt = nil // handled here; no probe below
+			st.Paused = true
+		}
 		if st.Paused {
 			g.mode = gateClosed
 			now := time.Now()
@@ -72,8 +85,29 @@ func (e *engine) gateLoop(ctx context.Context) {
 			return
 		case <-changed:
 		case <-wake:
+		case <-budgetChanged:
 		}
 	}
+}
+
+// budgetRoom reports whether the provider's budget for the current period
+// has room again (an operator raised it, say), from the local view.
+func (e *engine) budgetRoom() bool {
+	e.needMu.Lock()
+	need := e.need
+	e.needMu.Unlock()
+	if need.Unit == "" {
+		return false
+	}
+	for _, sc := range e.w.budgets.scopes(e.name, "", &need) {
+		if sc.limit.Scope != reelq.ScopeProvider {
+			continue
+		}
+		if ok, _ := e.w.budgets.fits([]budgetScope{sc}, &need); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // probe checks whether an automatically paused provider can work again.

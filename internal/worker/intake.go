@@ -41,6 +41,8 @@ type job struct {
 	// invalid is set when the envelope is fine but the input breaks the
 	// provider's rules or the size limits: the job fails under its id.
 	invalid error
+	// est is the estimated cost of one submission (nil: unknown).
+	est *reelq.Cost
 
 	// loop
 	slot     bool // holds one of the engine's slots
@@ -57,11 +59,14 @@ type job struct {
 	// steps read it.
 	cancel atomic.Bool
 
+	parked   bool // waiting for budget
+
 	// step
 	st        *jobstate.State
 	rev       uint64
 	poll      *pollState
 	exhausted bool
+	reserved  []budgetScope // the budget reservation of the paid call in progress
 }
 
 // decodeEnvelope reads a JOBS message for provider. The body id, the

@@ -59,16 +59,25 @@ func (e *engine) stepClaim(ctx context.Context, j *job) outcome {
 		if e.draining.Load() {
 			return nak(0)
 		}
+		sc, park := e.reserveFor(ctx, j)
+		if park != nil {
+			return *park
+		}
 		st := e.newState(j, reelq.PhaseSubmitting)
+		if len(sc) > 0 {
+			st.Reserved = j.est
+		}
 		rev, err := e.w.states.Create(ctx, st)
 		switch {
 		case err == nil:
-			j.st, j.rev = st, rev
+			j.st, j.rev, j.reserved = st, rev, sc
 			return e.submitCall(ctx, j)
 		case !errors.Is(err, jobstate.ErrExists):
+			e.settleBudget(ctx, j, sc, false)
 			return e.stateUnavailable(j, err)
 		}
 		// Known already: fall through to the slow path (the token is spent).
+		e.settleBudget(ctx, j, sc, false)
 	}
 	return e.claimExisting(ctx, j)
 }
@@ -93,6 +102,9 @@ func (e *engine) claimExisting(ctx context.Context, j *job) outcome {
 			return e.stateUnavailable(j, err)
 		}
 		j.st, j.rev = cur, rev
+		if cur.Reserved != nil && cur.Phase != reelq.PhaseQueued {
+			e.settleStaleReservation(ctx, j)
+		}
 		out, again := e.decide(ctx, j)
 		if !again {
 			return out
@@ -295,21 +307,31 @@ func (e *engine) submit(ctx context.Context, j *job, ambiguous bool) outcome {
 	if e.draining.Load() {
 		return nak(0)
 	}
+	sc, park := e.reserveFor(ctx, j)
+	if park != nil {
+		return *park
+	}
 	next := *j.st
 	now := time.Now().UTC()
 	next.Phase, next.SubmitStartedAt, next.Worker, next.SubmitUnknown = reelq.PhaseSubmitting, &now, e.w.cfg.WorkerID, false
-	next.SubmitToken, next.Seq = newToken(), j.seq
+	next.SubmitToken, next.Seq, next.Reserved = newToken(), j.seq, nil
+	if len(sc) > 0 {
+		next.Reserved = j.est
+	}
 	if ambiguous {
 		next.AmbiguousSubmits++
 	}
 	rev, err := e.w.states.Update(ctx, j.st, &next, j.rev)
+	if err != nil {
+		e.settleBudget(ctx, j, sc, false)
+	}
 	if errors.Is(err, jobstate.ErrConflict) {
 		return e.claimExisting(ctx, j)
 	}
 	if err != nil {
 		return e.stateUnavailable(j, err)
 	}
-	j.st, j.rev = &next, rev
+	j.st, j.rev, j.reserved = &next, rev, sc
 	if ambiguous {
 		e.w.m.Ambiguous(e.name, "resubmitted")
 		e.logJob(j).Warn("resubmitting a job whose earlier submission has an unknown outcome; the provider may bill twice",
@@ -389,6 +411,7 @@ func (e *engine) recordTask(ctx context.Context, j *job, task providers.Task, re
 		next := *cur
 		next.Phase, next.Task, next.SubmitUnknown = reelq.PhaseSubmitted, &reelq.Task{ID: task.ID, PollURL: task.PollURL}, false
 		next.Submissions++
+		next.Reserved = nil
 		next.SubmittedAt = &now
 		if recovered && cur.SubmitStartedAt != nil {
 			next.SubmittedAt = cur.SubmitStartedAt
@@ -407,6 +430,9 @@ func (e *engine) recordTask(ctx context.Context, j *job, task providers.Task, re
 		}
 		return err
 	}, b)
+	// The call created a task: it was paid, whoever records it.
+	e.settleBudget(ctx, j, j.reserved, true)
+	j.reserved = nil
 	switch {
 	case err == nil:
 		return pollAt(time.Now().Add(e.rt.PollInterval))
@@ -464,6 +490,11 @@ func usesTask(st *jobstate.State, id string) bool {
 // says the call was the paid submit (the state is "submitting").
 func (e *engine) callFailed(ctx context.Context, j *job, err error, submit bool) outcome {
 	log := e.logJob(j)
+	if submit {
+		// A call that may have started a task counts as paid.
+		e.settleBudget(ctx, j, j.reserved, noResponse(err) || errors.Is(err, providers.ErrUnknownSubmission))
+		j.reserved = nil
+	}
 	switch {
 	case submit && noResponse(err):
 		// The call may have reached the provider: keep "submitting", mark
@@ -471,7 +502,7 @@ func (e *engine) callFailed(ctx context.Context, j *job, err error, submit bool)
 		// it cluster-wide: a provider that creates tasks but does not answer
 		// is paused before it is paid again and again.
 		next := *j.st
-		next.SubmitUnknown, next.LastError = true, e.w.redact(err.Error())
+		next.SubmitUnknown, next.LastError, next.Reserved = true, e.w.redact(err.Error()), nil
 		if rev, uerr := e.w.states.Update(ctx, j.st, &next, j.rev); uerr == nil {
 			j.st, j.rev = &next, rev
 		}
@@ -506,7 +537,7 @@ func (e *engine) callFailed(ctx context.Context, j *job, err error, submit bool)
 	if submit {
 		// Nothing started (the provider answered with an error).
 		next := *j.st
-		next.Phase = reelq.PhaseQueued
+		next.Phase, next.Reserved = reelq.PhaseQueued, nil
 		if rev, uerr := e.w.states.Update(ctx, j.st, &next, j.rev); uerr == nil {
 			j.st, j.rev = &next, rev
 		}
@@ -516,8 +547,10 @@ func (e *engine) callFailed(ctx context.Context, j *job, err error, submit bool)
 
 // backToQueued returns a job whose submit started nothing to "queued".
 func (e *engine) backToQueued(ctx context.Context, j *job, out outcome) outcome {
+	e.settleBudget(ctx, j, j.reserved, false)
+	j.reserved = nil
 	next := *j.st
-	next.Phase = reelq.PhaseQueued
+	next.Phase, next.Reserved = reelq.PhaseQueued, nil
 	rev, err := e.w.states.Update(context.WithoutCancel(ctx), j.st, &next, j.rev)
 	if err == nil {
 		j.st, j.rev = &next, rev

@@ -145,6 +145,9 @@ type Config struct {
 	// Archive, when its Store is set, archives every succeeded job's
 	// outputs before the result is published.
 	Archive ArchiveConfig
+	// ProviderBudgets are per-provider spending limits per period (an
+	// operator's limit in the reelq_budgets bucket overrides them).
+	ProviderBudgets map[string]ProviderBudget
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics
 	// Secrets are removed from error messages in results and events.
@@ -199,12 +202,14 @@ type Worker struct {
 	log     *slog.Logger
 	m       *metrics.Metrics
 	cancels *cancelSet
+	budgets *budgeter
 
 	archiver    *archive.Archiver
 	archivePool *slots.Pool
 
-	mu      sync.Mutex
-	engines map[string]*engine
+	mu        sync.Mutex
+	engines   map[string]*engine
+	overBatch map[string]bool // batches seen over budget (events once)
 	// watchers reports the health of the background watchers (provider
 	// state, cancel requests) for readiness.
 	watchErr map[string]error
@@ -275,8 +280,13 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 		cfg: cfg, nc: nc, js: js, rts: rts, slotsKV: slotsKV,
 		states: jobstate.New(js, jobsKV), pstate: ps,
 		log: cfg.Logger.With("component", "worker", "worker_id", cfg.WorkerID), m: cfg.Metrics,
-		engines: map[string]*engine{}, watchErr: map[string]error{},
+		engines: map[string]*engine{}, watchErr: map[string]error{}, overBatch: map[string]bool{},
 	}
+	budgetKV, err := js.KeyValue(ctx, reelq.BucketBudgets)
+	if err != nil {
+		return nil, fmt.Errorf("budgets bucket: %w", err)
+	}
+	w.budgets = newBudgeter(budgetKV, w.log, cfg.Metrics, cfg.ProviderBudgets)
 	w.cancels = newCancelSet(cancelKV, w.log)
 	if a := cfg.Archive; a.Store != nil {
 		if a.Fetcher == nil {
@@ -350,6 +360,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	if err := w.startWatcher(bg, &bgWG, "cancel watch", w.cancels.watch); err != nil {
+		return err
+	}
+	if err := w.startWatcher(bg, &bgWG, "budget watch", w.budgets.watch); err != nil {
 		return err
 	}
 

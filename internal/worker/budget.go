@@ -1,0 +1,384 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/metrics"
+)
+
+// ProviderBudget is a provider's spending limit per period, from the
+// worker's configuration (P_BUDGET, P_BUDGET_PERIOD). A limit an operator
+// sets in the reelq_budgets bucket overrides it.
+type ProviderBudget struct {
+	Limit  reelq.Cost
+	Period time.Duration
+}
+
+// budgeter enforces spending limits cluster-wide. Before every paid
+// submission the job's estimate is reserved with one compare-and-set per
+// limit that applies (the batch's, the provider's for the current
+// period) on the scope's spend key in reelq_budgets; when the outcome is
+// known the reservation is settled (spent, or released if nothing
+// started). Replicas racing at the edge of a budget therefore cannot
+// overspend by even one job. A local view of the bucket, kept by a watch,
+// lets jobs that cannot fit wait without any request.
+type budgeter struct {
+	kv       jetstream.KeyValue
+	log      *slog.Logger
+	m        *metrics.Metrics
+	now      func() time.Time
+	provider map[string]ProviderBudget // from configuration
+
+	mu      sync.RWMutex
+	limits  map[string]reelq.BudgetLimit // by limit key
+	spends  map[string]spendEntry        // by spend key
+	changed chan struct{}
+}
+
+type spendEntry struct {
+	s   reelq.Spend
+	rev uint64
+}
+
+// budgetScope is a limit that applies to one submission.
+type budgetScope struct {
+	limit reelq.BudgetLimit
+	key   string // spend key
+}
+
+func newBudgeter(kv jetstream.KeyValue, log *slog.Logger, m *metrics.Metrics, provider map[string]ProviderBudget) *budgeter {
+	return &budgeter{kv: kv, log: log, m: m, now: time.Now, provider: provider,
+		limits: map[string]reelq.BudgetLimit{}, spends: map[string]spendEntry{}, changed: make(chan struct{})}
+}
+
+// watch keeps the view current until ctx ends (see Worker.startWatcher).
+func (b *budgeter) watch(ctx context.Context) (<-chan struct{}, error) {
+	w, err := b.kv.WatchAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("watch budgets: %w", err)
+	}
+	ready, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		defer func() { _ = w.Stop() }()
+		initial := true
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					if initial {
+						initial = false
+						close(ready)
+					}
+					continue
+				}
+				b.observe(e)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+		return stopped, nil
+	case <-stopped:
+		return nil, errors.New("watch budgets: the watch ended before its initial values")
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+func (b *budgeter) observe(e jetstream.KeyValueEntry) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	key := e.Key()
+	del := e.Operation() != jetstream.KeyValuePut
+	switch {
+	case strings.HasPrefix(key, "limit."):
+		var l reelq.BudgetLimit
+		if del || json.Unmarshal(e.Value(), &l) != nil {
+			delete(b.limits, key)
+		} else {
+			b.limits[key] = l
+			b.m.SetBudget(l.Scope, l.Name, l.Unit, l.Amount, 0)
+		}
+	case strings.HasPrefix(key, "spend."):
+		var s reelq.Spend
+		if del || json.Unmarshal(e.Value(), &s) != nil {
+			delete(b.spends, key)
+		} else if old, ok := b.spends[key]; !ok || old.rev < e.Revision() {
+			b.spends[key] = spendEntry{s: s, rev: e.Revision()}
+		}
+	}
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+// Changed is closed at the next change of any limit or spend.
+func (b *budgeter) Changed() <-chan struct{} {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.changed
+}
+
+// scopes returns the limits that bind a submission of est for provider and
+// batch now.
+func (b *budgeter) scopes(provider, batch string, est *reelq.Cost) []budgetScope {
+	if est == nil || est.Amount <= 0 {
+		return nil
+	}
+	now := b.now()
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	var out []budgetScope
+	if batch != "" {
+		if l, ok := b.limits[reelq.BudgetLimitKey(reelq.ScopeBatch, batch)]; ok && l.Unit == est.Unit {
+			out = append(out, budgetScope{limit: l, key: reelq.BudgetSpendKey(reelq.ScopeBatch, batch, 0)})
+		}
+	}
+	l, ok := b.limits[reelq.BudgetLimitKey(reelq.ScopeProvider, provider)]
+	if !ok {
+		if pb, has := b.provider[provider]; has && pb.Limit.Amount > 0 {
+			l, ok = reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: provider, Amount: pb.Limit.Amount, Unit: pb.Limit.Unit, Period: pb.Period}, true
+		}
+	}
+	if ok && l.Unit == est.Unit {
+		if l.Period <= 0 {
+			l.Period = 24 * time.Hour
+		}
+		out = append(out, budgetScope{limit: l, key: reelq.BudgetSpendKey(reelq.ScopeProvider, provider, reelq.PeriodStart(now, l.Period))})
+	}
+	return out
+}
+
+// fits reports, from the local view, whether est fits in every scope, and
+// the first scope it does not fit.
+func (b *budgeter) fits(scopes []budgetScope, est *reelq.Cost) (bool, *budgetScope) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for i := range scopes {
+		sc := &scopes[i]
+		sp := b.spends[sc.key].s
+		if sp.Spent[est.Unit]+sp.Reserved[est.Unit]+est.Amount > sc.limit.Amount+1e-9 {
+			return false, sc
+		}
+	}
+	return true, nil
+}
+
+// errOverBudget is returned by reserve when est does not fit.
+var errOverBudget = errors.New("over budget")
+
+// reserve takes est from every scope with compare-and-set, or none of
+// them: it returns the scope that has no room (wrapped errOverBudget).
+func (b *budgeter) reserve(ctx context.Context, scopes []budgetScope, est *reelq.Cost) (*budgetScope, error) {
+	for i := range scopes {
+		sc := &scopes[i]
+		err := b.update(ctx, sc.key, func(s *reelq.Spend) error {
+			if s.Spent[est.Unit]+s.Reserved[est.Unit]+est.Amount > sc.limit.Amount+1e-9 {
+				return errOverBudget
+			}
+			add(&s.Reserved, est.Unit, est.Amount)
+			return nil
+		})
+		if err != nil {
+			for k := range i {
+				b.settle(ctx, scopes[k:k+1], est, false)
+			}
+			if errors.Is(err, errOverBudget) {
+				return sc, err
+			}
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// settle ends a reservation: paid moves it to spent (one more
+// submission), otherwise it is released.
+func (b *budgeter) settle(ctx context.Context, scopes []budgetScope, est *reelq.Cost, paid bool) {
+	for _, sc := range scopes {
+		err := b.update(context.WithoutCancel(ctx), sc.key, func(s *reelq.Spend) error {
+			add(&s.Reserved, est.Unit, -est.Amount)
+			if paid {
+				add(&s.Spent, est.Unit, est.Amount)
+				s.Submissions++
+			}
+			return nil
+		})
+		if err != nil {
+			b.log.Warn("settling a budget reservation failed; the budget stays reduced by it", "key", sc.key, "err", err)
+		}
+	}
+}
+
+// update applies fn to the spend at key with compare-and-set, starting
+// from the watched value (a stale one costs a retry, not a mistake).
+func (b *budgeter) update(ctx context.Context, key string, fn func(*reelq.Spend) error) error {
+	for attempt := 0; attempt < 100; attempt++ {
+		var cur reelq.Spend
+		var rev uint64
+		if attempt == 0 {
+			b.mu.RLock()
+			e, ok := b.spends[key]
+			b.mu.RUnlock()
+			if ok {
+				cur, rev = cloneSpend(e.s), e.rev
+			}
+		} else {
+			e, err := b.kv.Get(ctx, key)
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+			case err != nil:
+				return err
+			default:
+				if err := json.Unmarshal(e.Value(), &cur); err != nil {
+					return err
+				}
+				rev = e.Revision()
+			}
+		}
+		next := cloneSpend(cur)
+		if err := fn(&next); err != nil {
+			return err
+		}
+		next.UpdatedAt = b.now().UTC()
+		data, _ := json.Marshal(next)
+		var err error
+		var nrev uint64
+		if rev == 0 {
+			nrev, err = b.kv.Create(ctx, key, data)
+		} else {
+			nrev, err = b.kv.Update(ctx, key, data, rev)
+		}
+		if err == nil {
+			b.mu.Lock()
+			if old, ok := b.spends[key]; !ok || old.rev < nrev {
+				b.spends[key] = spendEntry{s: next, rev: nrev}
+			}
+			b.mu.Unlock()
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return err
+		}
+	}
+	return fmt.Errorf("budget %s: too many concurrent writers", key)
+}
+
+func cloneSpend(s reelq.Spend) reelq.Spend {
+	c := s
+	c.Spent, c.Reserved = map[string]float64{}, map[string]float64{}
+	for k, v := range s.Spent {
+		c.Spent[k] = v
+	}
+	for k, v := range s.Reserved {
+		c.Reserved[k] = v
+	}
+	return c
+}
+
+func add(m *map[string]float64, unit string, v float64) {
+	if *m == nil {
+		*m = map[string]float64{}
+	}
+	n := math.Round(((*m)[unit]+v)*1e6) / 1e6
+	if math.Abs(n) < 1e-9 {
+		n = 0
+	}
+	(*m)[unit] = n
+}
+
+// reserveFor reserves j's estimate against every limit that applies
+// before its paid call. When a limit has no room the job is parked
+// (returned as the outcome) without using an attempt.
+func (e *engine) reserveFor(ctx context.Context, j *job) ([]budgetScope, *outcome) {
+	sc := e.w.budgets.scopes(e.name, j.env.Batch, j.est)
+	if len(sc) == 0 {
+		return nil, nil
+	}
+	over, err := e.w.budgets.reserve(ctx, sc, j.est)
+	switch {
+	case errors.Is(err, errOverBudget):
+		if over != nil && over.limit.Scope == reelq.ScopeProvider {
+			e.needMu.Lock()
+			e.need = *j.est
+			e.needMu.Unlock()
+		}
+		e.w.budgetPaused(e.name, j, over)
+		out := outcome{kind: outPark}
+		return nil, &out
+	case err != nil:
+		out := e.stateUnavailable(j, fmt.Errorf("budget reservation: %w", err))
+		return nil, &out
+	}
+	return sc, nil
+}
+
+// settleBudget ends j's reservation.
+func (e *engine) settleBudget(ctx context.Context, j *job, sc []budgetScope, paid bool) {
+	if len(sc) > 0 {
+		e.w.budgets.settle(ctx, sc, j.est, paid)
+	}
+}
+
+// settleStaleReservation settles a reservation a crashed delivery left in
+// the job state: the paid call may have happened, so it counts as spent.
+func (e *engine) settleStaleReservation(ctx context.Context, j *job) {
+	st := j.st
+	if st == nil || st.Reserved == nil {
+		return
+	}
+	est := st.Reserved
+	if sc := e.w.budgets.scopes(e.name, st.Batch, est); len(sc) > 0 {
+		e.w.budgets.settle(ctx, sc, est, true)
+	}
+	next := *st
+	next.Reserved = nil
+	if rev, err := e.w.states.Update(ctx, st, &next, j.rev); err == nil {
+		j.st, j.rev = &next, rev
+	}
+}
+
+// budgetPaused reports a job that does not fit its budget: for a batch,
+// the batch's jobs wait (an event says so); for a provider, the provider
+// is paused with code budget for every replica until the period rolls over
+// or the limit is raised.
+func (w *Worker) budgetPaused(provider string, j *job, over *budgetScope) {
+	if over == nil {
+		return
+	}
+	l := over.limit
+	lim := &reelq.Cost{Amount: l.Amount, Unit: l.Unit}
+	switch l.Scope {
+	case reelq.ScopeBatch:
+		w.mu.Lock()
+		first := !w.overBatch[l.Name]
+		w.overBatch[l.Name] = true
+		w.mu.Unlock()
+		if first {
+			w.log.Warn("batch reached its budget; its jobs wait until it is raised", "batch", l.Name, "limit", reelq.FormatCost(*lim))
+			w.event(reelq.Event{Kind: reelq.EventBudgetPaused, Provider: provider, Batch: l.Name, Code: "budget", Cost: lim,
+				Reason: "batch " + l.Name + " reached its budget of " + reelq.FormatCost(*lim) + "; raise it with 'enqueue budget set --batch " + l.Name + "'"})
+		}
+	case reelq.ScopeProvider:
+		next := time.Unix(reelq.PeriodStart(time.Now(), l.Period), 0).Add(l.Period)
+		w.pauseWith(context.Background(), provider, "budget", "the provider reached its budget of "+reelq.FormatCost(*lim)+" per "+l.Period.String()+
+			"; it resumes at "+next.UTC().Format(time.RFC3339)+" or when 'enqueue budget set --provider "+provider+"' raises it", time.Until(next))
+		w.event(reelq.Event{Kind: reelq.EventBudgetPaused, Provider: provider, Code: "budget", Cost: lim, Until: &next})
+	}
+}
