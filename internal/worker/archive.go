@@ -123,7 +123,9 @@ func (e *engine) stepArchive(ctx context.Context, j *job) outcome {
 			o.ContentType = cp.ContentType
 		}
 		e.w.m.Archived(e.name, "archived", cp.Size, time.Since(start))
-		e.jobEvent(j, reelq.EventArchived, func(ev *reelq.Event) { ev.Reason = fmt.Sprintf("output %d: %s/%s (%d bytes)", i, cp.Bucket, cp.Key, cp.Size) })
+		e.jobEvent(j, reelq.EventArchived, func(ev *reelq.Event) {
+			ev.Reason = fmt.Sprintf("output %d: %s/%s (%d bytes)", i, cp.Bucket, cp.Key, cp.Size)
+		})
 	}
 	return e.finish(ctx, j, reelq.StatusSucceeded, outs, nil)
 }

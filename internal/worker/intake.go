@@ -59,7 +59,7 @@ type job struct {
 	// steps read it.
 	cancel atomic.Bool
 
-	parked   bool // waiting for budget
+	parked bool // waiting for budget
 
 	// step
 	st        *jobstate.State

@@ -148,8 +148,8 @@ type Config struct {
 	// ProviderBudgets are per-provider spending limits per period (an
 	// operator's limit in the reelq_budgets bucket overrides them).
 	ProviderBudgets map[string]ProviderBudget
-	Logger  *slog.Logger
-	Metrics *metrics.Metrics
+	Logger          *slog.Logger
+	Metrics         *metrics.Metrics
 	// Secrets are removed from error messages in results and events.
 	Secrets *logging.Secrets
 }
