@@ -273,8 +273,17 @@ func sameStream(have, want jetstream.StreamConfig) bool {
 	return slices.Equal(have.Subjects, want.Subjects) && have.Retention == want.Retention &&
 		have.Storage == want.Storage && have.Replicas == want.Replicas && have.Duplicates == want.Duplicates &&
 		have.MaxAge == want.MaxAge && have.Discard == want.Discard && have.Description == want.Description &&
-		have.MaxMsgSize == want.MaxMsgSize && have.MaxBytes == want.MaxBytes && have.AllowDirect == want.AllowDirect &&
-		have.MaxMsgsPerSubject == want.MaxMsgsPerSubject && have.AllowMsgCounter == want.AllowMsgCounter
+		unlimited(int64(have.MaxMsgSize)) == unlimited(int64(want.MaxMsgSize)) && unlimited(have.MaxBytes) == unlimited(want.MaxBytes) &&
+		have.AllowDirect == want.AllowDirect && unlimited(have.MaxMsgsPerSubject) == unlimited(want.MaxMsgsPerSubject) &&
+		have.AllowMsgCounter == want.AllowMsgCounter
+}
+
+// unlimited maps the server's -1 ("no limit") and a config's 0 to one value.
+func unlimited(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
 
 // Ready checks that the streams and buckets exist, for readiness probes
