@@ -689,3 +689,42 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// TaskFor returns the id of the latest task provider created for a
+// submission key (the prompt or title Stats counts submissions under), or
+// "": what an operator finds on the provider's dashboard.
+func (s *Server) TaskFor(provider, key string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.provs[provider]
+	if p == nil {
+		return ""
+	}
+	var best *task
+	for _, t := range p.tasks {
+		if t.key == key && (best == nil || t.created.After(best.created)) {
+			best = t
+		}
+	}
+	if best == nil {
+		return ""
+	}
+	return best.id
+}
+
+// TaskTimes returns when each of provider's tasks was created (a paid
+// call arrived), oldest first.
+func (s *Server) TaskTimes(provider string) []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.provs[provider]
+	if p == nil {
+		return nil
+	}
+	out := make([]time.Time, 0, len(p.tasks))
+	for _, t := range p.tasks {
+		out = append(out, t.created)
+	}
+	slices.SortFunc(out, func(a, b time.Time) int { return a.Compare(b) })
+	return out
+}

@@ -116,6 +116,13 @@ type Settings struct {
 	// APIKey overrides the key the worker sends (default APIKey(provider)),
 	// e.g. a wrong one.
 	APIKey string
+	// RequestTimeout bounds one call (default 10s).
+	RequestTimeout time.Duration
+	// Ambiguous, AmbiguousPauseAfter and AmbiguousWindow are the
+	// provider's ambiguous-submission policy (worker.Runtime).
+	Ambiguous           string
+	AmbiguousPauseAfter int
+	AmbiguousWindow     time.Duration
 }
 
 // WorkerOptions configure a test worker.
@@ -180,17 +187,23 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 		if s.APIKey == "" {
 			s.APIKey = APIKey(name)
 		}
+		if s.RequestTimeout == 0 {
+			s.RequestTimeout = 10 * time.Second
+		}
 		lim := ratelimit.New(ratelimit.NewKVStore(kv), name, ratelimit.Config{Rate: s.Rate, Burst: s.Burst})
 		rts[name] = &worker.Runtime{
 			// As in cmd/worker: every HTTP request takes a token.
-			Provider:        e.provider(name, s.APIKey, worker.HTTPClient(lim, 10*time.Second)),
-			Limiter:         lim,
-			MaxInflight:     s.MaxInflight,
-			Slots:           s.Slots,
-			PollInterval:    s.PollInterval,
-			MaxPollInterval: 4 * s.PollInterval,
-			JobTimeout:      s.JobTimeout,
-			RequestTimeout:  10 * time.Second,
+			Provider:            e.provider(name, s.APIKey, worker.HTTPClient(lim, s.RequestTimeout)),
+			Limiter:             lim,
+			MaxInflight:         s.MaxInflight,
+			Slots:               s.Slots,
+			PollInterval:        s.PollInterval,
+			MaxPollInterval:     4 * s.PollInterval,
+			JobTimeout:          s.JobTimeout,
+			RequestTimeout:      s.RequestTimeout,
+			Ambiguous:           s.Ambiguous,
+			AmbiguousPauseAfter: s.AmbiguousPauseAfter,
+			AmbiguousWindow:     s.AmbiguousWindow,
 		}
 	}
 	cfg := o.Config

@@ -638,7 +638,7 @@ func (e *engine) limit(j *job) error {
 func (e *engine) rateLimited(j *job, err error) {
 	wait := providers.RetryAfter(err)
 	if wait <= 0 {
-		wait = 2 * time.Second
+		wait = e.w.cfg.RateLimitBackoff
 	}
 	until := time.Now().Add(wait)
 	if berr := e.rt.Limiter.Block(e.intake, until); berr != nil && e.intake.Err() == nil {

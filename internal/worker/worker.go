@@ -133,6 +133,9 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// PullWait bounds one pull request; zero means 5s.
 	PullWait time.Duration
+	// RateLimitBackoff is how long every replica backs off after a 429
+	// that says nothing of when to come back; zero means 2s.
+	RateLimitBackoff time.Duration
 	// Lookahead is how many jobs of each priority an engine pulls ahead of
 	// need, to schedule them by priority and fairness key. Zero means
 	// 10,000.
@@ -178,6 +181,9 @@ func (c *Config) defaults() {
 	}
 	if c.PullWait <= 0 {
 		c.PullWait = 5 * time.Second
+	}
+	if c.RateLimitBackoff <= 0 {
+		c.RateLimitBackoff = 2 * time.Second
 	}
 	if c.Lookahead <= 0 {
 		c.Lookahead = 10_000
