@@ -25,7 +25,7 @@ const (
 	// StreamCounters holds per-batch and per-provider counters (JetStream
 	// counters), maintained as jobs move.
 	StreamCounters = "COUNTERS"
-	// StreamBatches indexes jobs by batch (one empty message per job on
+	// StreamBatches indexes jobs by batch (chunks of job ids on
 	// BatchIndexSubject), so a batch can be listed without reading every
 	// job state.
 	StreamBatches = "BATCHES"
@@ -151,8 +151,10 @@ func DLQSubject(provider, id string) string { return "dlq.jobs." + provider + ".
 // ControlSubject is where an operator request of kind about job id goes.
 func ControlSubject(kind, id string) string { return "control." + kind + "." + id }
 
-// BatchIndexSubject is the batch index entry of job id in batch.
-func BatchIndexSubject(batch, id string) string { return "batches." + batch + "." + id }
+// BatchIndexSubject is where the workers index batch's jobs: each message
+// is a JSON array of job ids (workers write them in chunks, as they pull
+// jobs; an id may appear more than once).
+func BatchIndexSubject(batch string) string { return "batches." + batch }
 
 // Counter subjects. Values are JetStream counters (integers); costs are
 // counted in micro-units (1e-6 USD or 1e-6 credits).

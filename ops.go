@@ -103,20 +103,35 @@ func (c *Client) BatchJobs(ctx context.Context, batch string) ([]BatchJob, error
 	}); err != nil {
 		return nil, err
 	}
-	// Jobs a worker has seen.
-	cctx, cancel := c.reqCtx(ctx)
-	defer cancel()
-	s, err := c.js.Stream(cctx, StreamBatches)
-	if err != nil {
-		return nil, err
-	}
-	info, err := s.Info(cctx, jetstream.WithSubjectFilter(BatchIndexSubject(batch, "*")))
-	if err != nil {
-		return nil, err
-	}
+	// Jobs a worker has seen, from the batch index.
+	seen := map[string]bool{}
 	var ids []string
-	for subj := range info.State.Subjects {
-		ids = append(ids, subj[strings.LastIndexByte(subj, '.')+1:])
+	seq := uint64(1)
+	for {
+		n, last := 0, uint64(0)
+		cctx, cancel := c.reqCtx(ctx)
+		err := c.directBatch(cctx, StreamBatches, map[string]any{"seq": seq, "next_by_subj": BatchIndexSubject(batch), "batch": 1000}, func(m storedMsg) bool {
+			n++
+			last = m.Seq
+			var chunk []string
+			if json.Unmarshal(m.Data, &chunk) == nil {
+				for _, id := range chunk {
+					if !seen[id] {
+						seen[id] = true
+						ids = append(ids, id)
+					}
+				}
+			}
+			return true
+		})
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 || last < seq {
+			break
+		}
+		seq = last + 1
 	}
 	for start := 0; start < len(ids); start += maxMultiLast * 4 {
 		states, err := c.states(ctx, ids[start:min(start+maxMultiLast*4, len(ids))])

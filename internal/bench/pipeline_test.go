@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -14,8 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/reelq/reelq/internal/embedded"
-	"github.com/reelq/reelq/internal/jobstate"
+	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/providers/samsar"
 	"github.com/reelq/reelq/internal/queue"
@@ -31,7 +31,8 @@ func envInt(name string, def int) int {
 }
 
 // instant is a zero-latency provider: every task is done at its first
-// poll. It validates like Samsar so the jobs are real Samsar jobs.
+// poll. It validates and prices like Samsar, so the jobs are real Samsar
+// jobs.
 type instant struct{ *samsar.Client }
 
 func (instant) Submit(_ context.Context, req providers.Request) (providers.Task, error) {
@@ -42,30 +43,26 @@ func (instant) Poll(_ context.Context, t providers.Task) (providers.Status, erro
 	return providers.Status{State: providers.Succeeded, Outputs: []providers.Output{{URL: "https://example.invalid/" + t.ID + ".mp4"}}}, nil
 }
 
-// noLimit grants every call at once.
-type noLimit struct{}
-
-func (noLimit) Wait(context.Context) (time.Duration, error) { return 0, nil }
-func (noLimit) Block(context.Context, time.Time) error      { return nil }
-
-func job(i int) queue.Job {
-	return queue.Job{ID: fmt.Sprintf("bench-%07d", i), Provider: "samsar", Batch: "bench",
-		Input: json.RawMessage(fmt.Sprintf(`{"prompt":"benchmark shot %d","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":10}`, i))}
+func job(i int) reelq.Job {
+	return reelq.Job{ID: fmt.Sprintf("bench-%07d", i), Provider: "samsar", Batch: "bench",
+		Input: json.RawMessage(fmt.Sprintf(`{"prompt":"benchmark shot %d of a long series of shots","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":10}`, i))}
 }
 
-// BenchmarkPipeline measures, on one embedded server: raw async publish vs
-// enqueue's publish path, and raw consume+publish+ack vs reelq's whole job
-// path with a zero-latency provider. Run it with -benchtime 1x.
+// BenchmarkPipeline measures, on one server, in the same run: raw
+// JetStream async publish against the client's EnqueueBatch (with its
+// known-id checks), and raw consume + publish + ack against reelq's whole
+// job path with a zero-latency provider and every guarantee on: the
+// cluster-wide rate limiter on KV, the job state written before and after
+// the paid call, the result stored, published and acknowledged before the
+// job is acked, slots, counters and the batch index. It reports rates,
+// ratios to raw, NATS messages per job (round trips) and CPU per job.
+// Run it with -benchtime 1x; see doc.go for the knobs.
 func BenchmarkPipeline(b *testing.B) {
 	nPub := envInt("REELQ_BENCH_JOBS", 100000)
 	nE2E := envInt("REELQ_BENCH_E2E_JOBS", 20000)
-	sync := os.Getenv("REELQ_BENCH_SYNC") == "always"
 	for range b.N {
-		s, err := embedded.Start(embedded.Options{Name: "bench", Listen: "127.0.0.1:-1", StoreDir: b.TempDir(), SyncAlways: sync})
-		if err != nil {
-			b.Fatal(err)
-		}
-		nc, err := nats.Connect(s.ClientURL())
+		srv := startServer(b)
+		nc, err := nats.Connect(srv.url)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -75,19 +72,15 @@ func BenchmarkPipeline(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, name := range []string{"RAW", "RAWRES"} {
-			subj := "raw.>"
+			subj, ret := "raw.>", jetstream.WorkQueuePolicy
 			if name == "RAWRES" {
-				subj = "rawres.>"
-			}
-			ret := jetstream.WorkQueuePolicy
-			if name == "RAWRES" {
-				ret = jetstream.LimitsPolicy
+				subj, ret = "rawres.>", jetstream.LimitsPolicy
 			}
 			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subj}, Retention: ret, Storage: jetstream.FileStorage, Duplicates: time.Hour}); err != nil {
 				b.Fatal(err)
 			}
 		}
-		jobs := make([]queue.Job, nPub)
+		jobs := make([]reelq.Job, nPub)
 		payloads := make([][]byte, nPub)
 		for i := range jobs {
 			jobs[i] = job(i)
@@ -101,7 +94,7 @@ func BenchmarkPipeline(b *testing.B) {
 			for {
 				_, err := js.PublishAsync("raw.samsar."+jobs[i].ID, p, jetstream.WithMsgID(jobs[i].ID))
 				if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-					<-js.PublishAsyncComplete() // the window is full: let acks catch up
+					<-js.PublishAsyncComplete()
 					continue
 				}
 				if err != nil {
@@ -113,17 +106,20 @@ func BenchmarkPipeline(b *testing.B) {
 		<-js.PublishAsyncComplete()
 		rawPub := float64(nPub) / time.Since(start).Seconds()
 
-		// 2. enqueue's path: job state claim + job publish, windowed.
-		kv, _ := js.KeyValue(ctx, queue.BucketJobs)
-		prod := &queue.Producer{JS: js, States: jobstate.New(kv)}
+		// 2. The client's enqueue: known-id checks (job state and queue,
+		// batched) and the job publish, windowed.
+		client, err := reelq.NewClient(ctx, nc, reelq.Options{ProviderEnv: map[string]string{}})
+		if err != nil {
+			b.Fatal(err)
+		}
 		start = time.Now()
-		outs, err := prod.Publish(ctx, jobs, nil)
+		outs, err := client.EnqueueBatch(ctx, jobs, reelq.BatchOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
 		enqPub := float64(nPub) / time.Since(start).Seconds()
 		for _, o := range outs {
-			if o.Status != "published" {
+			if o.Status != reelq.Published {
 				b.Fatalf("job %s: %s %v", o.ID, o.Status, o.Err)
 			}
 		}
@@ -135,6 +131,7 @@ func BenchmarkPipeline(b *testing.B) {
 		}
 		var done atomic.Int64
 		finished := make(chan struct{})
+		cpu0, rawSrv0 := cpuTime(), srv.cpu()
 		start = time.Now()
 		cc, err := cons.Consume(func(m jetstream.Msg) {
 			md, _ := m.Metadata()
@@ -159,29 +156,46 @@ func BenchmarkPipeline(b *testing.B) {
 		}
 		<-finished
 		<-js.PublishAsyncComplete()
-		rawE2E := float64(nE2E) / time.Since(start).Seconds()
+		rawSecs := time.Since(start).Seconds()
+		rawE2E := float64(nE2E) / rawSecs
+		rawCPU := cpuTime() - cpu0
+		rawSrvCPU := srv.cpu() - rawSrv0
 		cc.Stop()
 
-		// 4. reelq: the whole job path with a zero-latency provider, timed
-		// to the nE2E-th result (the rest of the backlog stays queued).
-		rlKV, _ := js.KeyValue(ctx, queue.BucketRateLimit)
-		var lim worker.Limiter = ratelimit.New(ratelimit.NewKVStore(rlKV), "samsar", ratelimit.Config{Rate: 1e6, Burst: 1000})
-		if os.Getenv("REELQ_BENCH_LIMITER") == "off" {
-			lim = noLimit{} // to see the limiter's share of the cost
+		// 4. reelq: the whole job path, timed to the nE2E-th result.
+		wnc, err := nats.Connect(srv.url)
+		if err != nil {
+			b.Fatal(err)
 		}
+		wjs, _ := jetstream.New(wnc)
+		rlKV, _ := wjs.KeyValue(ctx, queue.BucketRateLimit)
+		lim := ratelimit.New(ratelimit.NewKVStore(rlKV), "samsar", ratelimit.Config{Rate: 1e6, Burst: 1000})
 		rt := &worker.Runtime{
 			Provider:     instant{samsar.New(providers.Config{}, samsar.Options{})},
 			Limiter:      lim,
 			MaxInflight:  256,
 			PollInterval: time.Millisecond,
 		}
-		w, err := worker.New(ctx, nc, js, worker.Config{WorkerID: "bench", AckWait: time.Minute}, map[string]*worker.Runtime{"samsar": rt})
+		w, err := worker.New(ctx, wnc, wjs, worker.Config{WorkerID: "bench", AckWait: time.Minute, Lookahead: 2000}, map[string]*worker.Runtime{"samsar": rt})
 		if err != nil {
 			b.Fatal(err)
 		}
 		results, _ := js.Stream(ctx, queue.StreamResults)
 		wctx, stop := context.WithCancel(ctx)
 		wdone := make(chan error, 1)
+		if f := os.Getenv("REELQ_BENCH_CPUPROFILE"); f != "" {
+			// Profile the reelq phase alone.
+			pf, err := os.Create(f)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := pprof.StartCPUProfile(pf); err != nil {
+				b.Fatal(err)
+			}
+			defer pf.Close()
+		}
+		st0 := wnc.Stats()
+		cpu0, srv0 := cpuTime(), srv.cpu()
 		start = time.Now()
 		go func() { wdone <- w.Run(wctx) }()
 		for {
@@ -194,10 +208,16 @@ func BenchmarkPipeline(b *testing.B) {
 			}
 			time.Sleep(20 * time.Millisecond) // polling an external counter, not waiting for an event
 		}
-		reelqE2E := float64(nE2E) / time.Since(start).Seconds()
+		secs := time.Since(start).Seconds()
+		reelqE2E := float64(nE2E) / secs
+		cpu, srvCPU := cpuTime()-cpu0, srv.cpu()-srv0
+		st := wnc.Stats()
+		pprof.StopCPUProfile()
 		stop()
 		<-wdone
 		b.StopTimer()
+		msgs := float64((st.OutMsgs-st0.OutMsgs)+(st.InMsgs-st0.InMsgs)) / float64(nE2E)
+		lstats := lim.Stats()
 
 		b.ReportMetric(rawPub, "raw_pub_jobs/s")
 		b.ReportMetric(enqPub, "enqueue_pub_jobs/s")
@@ -205,16 +225,15 @@ func BenchmarkPipeline(b *testing.B) {
 		b.ReportMetric(rawE2E, "raw_e2e_jobs/s")
 		b.ReportMetric(reelqE2E, "reelq_e2e_jobs/s")
 		b.ReportMetric(reelqE2E/rawE2E, "e2e_ratio")
-		b.Logf("sync_always=%v limiter=%s publish n=%d: raw %.0f/s, enqueue %.0f/s (x%.2f); end-to-end n=%d: raw %.0f/s, reelq %.0f/s (x%.3f)",
-			sync, limiterMode(), nPub, rawPub, enqPub, enqPub/rawPub, nE2E, rawE2E, reelqE2E, reelqE2E/rawE2E)
+		b.ReportMetric(msgs, "nats_msgs/job")
+		b.ReportMetric(cpu.Seconds()*1e3/float64(nE2E), "cpu_ms/job")
+		b.Logf("server=%s sync_always=%v publish n=%d: raw %.0f/s, enqueue %.0f/s (x%.2f); end-to-end n=%d: raw %.0f/s, reelq %.0f/s (x%.3f)",
+			srv.kind, srv.sync, nPub, rawPub, enqPub, enqPub/rawPub, nE2E, rawE2E, reelqE2E, reelqE2E/rawE2E)
+		b.Logf("per job: %.1f NATS messages sent+received by the worker; CPU %.3f ms in this process (raw path %.3f ms), %.3f ms in the server (raw %.3f ms); limiter: %d reads, %d writes for %d tokens",
+			msgs, cpu.Seconds()*1e3/float64(nE2E), rawCPU.Seconds()*1e3/float64(nE2E), srvCPU.Seconds()*1e3/float64(nE2E),
+			rawSrvCPU.Seconds()*1e3/float64(nE2E), lstats.Reads, lstats.Writes, lstats.Granted)
+		wnc.Close()
 		nc.Close()
-		embedded.Stop(s)
+		srv.stop()
 	}
-}
-
-func limiterMode() string {
-	if os.Getenv("REELQ_BENCH_LIMITER") == "off" {
-		return "off"
-	}
-	return "kv"
 }

@@ -23,10 +23,18 @@ import (
 // way the run ends in exactly one result event; PublishResult then reports
 // already=true and no error.
 func PublishResult(ctx context.Context, js jetstream.JetStream, r *reelq.Result) (already bool, err error) {
-	msg, err := ResultMsg(r)
-	if err != nil {
-		return false, err
+	return PublishResultData(ctx, js, r, nil)
+}
+
+// PublishResultData is PublishResult with r already encoded as data (nil:
+// encode it).
+func PublishResultData(ctx context.Context, js jetstream.JetStream, r *reelq.Result, data []byte) (already bool, err error) {
+	if data == nil {
+		if data, err = json.Marshal(r); err != nil {
+			return false, fmt.Errorf("encode result %s: %w", r.ID, err)
+		}
 	}
+	msg := resultMsg(r, data)
 	expect := uint64(0)
 	if r.Run > 1 {
 		last, seq, err := lastResult(ctx, js, r.Provider, r.ID)
@@ -50,18 +58,14 @@ func PublishResult(ctx context.Context, js jetstream.JetStream, r *reelq.Result)
 	return ack.Duplicate, nil
 }
 
-// ResultMsg is the message that carries r.
-func ResultMsg(r *reelq.Result) (*nats.Msg, error) {
-	data, err := json.Marshal(r)
-	if err != nil {
-		return nil, fmt.Errorf("encode result %s: %w", r.ID, err)
-	}
+// resultMsg is the message that carries r, encoded as data.
+func resultMsg(r *reelq.Result, data []byte) *nats.Msg {
 	msg := &nats.Msg{Subject: reelq.ResultSubject(r.Provider, r.ID), Data: data, Header: nats.Header{}}
 	if r.Traceparent != "" {
 		msg.Header.Set(reelq.HeaderTraceparent, r.Traceparent)
 	}
 	msg.Header.Set(reelq.HeaderRun, strconv.Itoa(max(r.Run, 1)))
-	return msg, nil
+	return msg
 }
 
 // LastResult returns the last result event stored for a job, or

@@ -47,6 +47,7 @@ type engine struct {
 	def  providers.Defaults
 
 	events chan any
+	index  *batchIndex
 	runq   *runQueue
 	archq  *runQueue // downloads, on executors of their own
 
@@ -165,6 +166,7 @@ func newEngine(w *Worker, name string, rt *Runtime, cons map[reelq.Priority]jets
 		def:      rt.Provider.Defaults(),
 		events:   make(chan any, 4096),
 		runq:     newRunQueue(),
+		index:    newBatchIndex(w.js),
 		archq:    newRunQueue(),
 		slotWake: make(chan struct{}, 1),
 		hbErrLog: rate.Sometimes{First: 1, Interval: 10 * time.Second},
@@ -198,6 +200,11 @@ func (e *engine) run(intake, work context.Context) {
 	go func() {
 		defer wg.Done()
 		e.slotManager(aux)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.index.run(aux)
 	}()
 	wg.Add(1)
 	go func() {
@@ -768,12 +775,10 @@ func (e *engine) puller(ctx context.Context, p reelq.Priority) {
 				got++
 				j := decodeEnvelope(msg, e.name, lim, e.rt.Provider)
 				if j.bad == nil && j.invalid == nil {
-					j.est = e.cost(j)
+					j.est = e.estimate(j)
 				}
-				if j.bad == nil && j.env.Batch != "" && j.deliveries <= 1 {
-					// Index the job under its batch (fire and forget: the
-					// index is a listing aid, not part of any guarantee).
-					_, _ = e.w.js.PublishAsync(reelq.BatchIndexSubject(j.env.Batch, j.id), nil)
+				if j.bad == nil && j.env.Batch != "" {
+					e.index.add(j.env.Batch, j.id)
 				}
 				e.post(evMsg{j: j})
 			}

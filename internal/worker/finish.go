@@ -28,6 +28,7 @@ func (e *engine) finish(ctx context.Context, j *job, status string, outs []reelq
 	res := e.result(j, status, outs, errInfo)
 	init := e.newState(j, reelq.PhaseQueued)
 	var cur *jobstate.State
+	mine := false // our result is the one stored
 	for range 20 {
 		if j.st == nil {
 			// No state yet (a job cancelled or found invalid before it ever
@@ -39,7 +40,7 @@ func (e *engine) finish(ctx context.Context, j *job, status string, outs []reelq
 			}
 			rev, err := e.w.states.Create(sctx, &st)
 			if err == nil {
-				j.st, j.rev = &st, rev
+				j.st, j.rev, mine = &st, rev, true
 				break
 			}
 			if !errors.Is(err, jobstate.ErrExists) {
@@ -62,7 +63,7 @@ func (e *engine) finish(ctx context.Context, j *job, status string, outs []reelq
 		}
 		rev, err := e.w.states.Update(sctx, j.st, &next, j.rev)
 		if err == nil {
-			j.st, j.rev = &next, rev
+			j.st, j.rev, mine = &next, rev, true
 			break
 		}
 		if errors.Is(err, jobstate.ErrInvalidTransition) {
@@ -78,7 +79,10 @@ func (e *engine) finish(ctx context.Context, j *job, status string, outs []reelq
 		}
 		j.st, j.rev = st, rev
 	}
-	return e.publishStored(ctx, j, j.st)
+	if !mine {
+		return e.publishStored(ctx, j, j.st) // another delivery's result stands
+	}
+	return e.publishResult(ctx, j, res, j.st.Result)
 }
 
 func lastError(ei *reelq.ErrorInfo) string {
@@ -141,12 +145,18 @@ func (e *engine) publishStored(ctx context.Context, j *job, st *jobstate.State) 
 	if res.Run == 0 {
 		res.Run = st.Run
 	}
+	return e.publishResult(ctx, j, res, nil)
+}
+
+// publishResult publishes res (data: its encoding, or nil), counts it and
+// acks.
+func (e *engine) publishResult(ctx context.Context, j *job, res *reelq.Result, data []byte) outcome {
 	sctx, cancel := settleCtx(ctx)
 	defer cancel()
 	var already bool
 	err := backoff.Retry(func() error {
 		var err error
-		already, err = queue.PublishResult(sctx, e.w.js, res)
+		already, err = queue.PublishResultData(sctx, e.w.js, res, data)
 		return err
 	}, backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond), backoff.WithMaxElapsedTime(20*time.Second)), sctx))
 	if err != nil {
@@ -162,21 +172,17 @@ func (e *engine) publishStored(ctx context.Context, j *job, st *jobstate.State) 
 		since = *res.EnqueuedAt
 	}
 	e.w.m.JobDone(e.name, res.Status, since)
-	attrs := []any{"status", res.Status, "attempts", res.Attempts, "run", res.Run}
-	if res.Error != nil {
-		attrs = append(attrs, "code", res.Error.Code, "error", res.Error.Message)
-	}
-	e.logJob(j).Info("job finished", attrs...)
-	e.jobEvent(j, reelq.EventCompleted, func(ev *reelq.Event) {
-		ev.Status, ev.Run = res.Status, res.Run
+	if e.log.Enabled(ctx, slog.LevelInfo) {
+		attrs := []any{"status", res.Status, "attempts", res.Attempts, "run", res.Run}
 		if res.Error != nil {
-			ev.Code, ev.Reason = res.Error.Code, res.Error.Message
+			attrs = append(attrs, "code", res.Error.Code, "error", res.Error.Message)
 		}
-	})
+		e.logJob(j).Info("job finished", attrs...)
+	}
 	return ack()
 }
 
-// count adds a published result to its batch's and provider's counters
+// count adds a published result to its batch's counters
 // (JetStream counters, deduplicated per job run within the duplicate
 // window). Fire and forget: the counters are statistics.
 func (e *engine) count(res *reelq.Result) {
@@ -185,12 +191,12 @@ func (e *engine) count(res *reelq.Result) {
 	incr := func(subj, id string) {
 		m := nats.NewMsg(subj)
 		m.Header.Set("Nats-Incr", "+1")
-		_, _ = e.w.js.PublishMsgAsync(m, jetstream.WithMsgID(id))
+		m.Header.Set(reelq.HeaderMsgID, id)
+		_ = e.w.nc.PublishMsg(m)
 	}
 	if res.Batch != "" {
 		incr(reelq.BatchCounterSubject(res.Batch, field), "cnt:b:"+res.ID+":"+run)
 	}
-	incr(reelq.ProviderCounterSubject(e.name, field), "cnt:p:"+res.ID+":"+run)
 }
 
 // stepInvalid fails a job whose input breaks the provider's rules (or the
@@ -374,13 +380,22 @@ func (e *engine) jobEvent(j *job, kind string, mod func(*reelq.Event)) {
 	e.w.event(ev)
 }
 
-// cost estimates the job's cost, if its input is valid.
-func (e *engine) cost(j *job) *reelq.Cost {
-	if len(j.env.Input) == 0 || j.invalid != nil || e.rt.Provider.Validate(j.env.Input) != nil {
+// estimate prices one submission of a valid job (done once, at intake).
+func (e *engine) estimate(j *job) *reelq.Cost {
+	if len(j.env.Input) == 0 || j.invalid != nil {
 		return nil
 	}
 	c := e.rt.Provider.Estimate(j.env.Input)
 	return &reelq.Cost{Amount: c.Amount, Unit: c.Unit, Basis: c.Basis}
+}
+
+// cost is the job's estimate (a copy), or nil.
+func (e *engine) cost(j *job) *reelq.Cost {
+	if j.est == nil {
+		return nil
+	}
+	c := *j.est
+	return &c
 }
 
 // errorInfo turns a classified error into the result's error.

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"log/slog"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -377,7 +378,9 @@ func (e *engine) submitted(ctx context.Context, j *job, task providers.Task) out
 	if c := e.cost(j); c != nil {
 		e.w.m.Spent(e.name, c.Unit, c.Amount)
 	}
-	e.logJob(j).Info("submitted", "task_id", task.ID)
+	if e.log.Enabled(ctx, slog.LevelInfo) {
+		e.logJob(j).Info("submitted", "task_id", task.ID)
+	}
 	e.jobEvent(j, reelq.EventSubmitted, func(ev *reelq.Event) { ev.Cost = e.cost(j) })
 	if j.probe && !e.def.CreditsOnPoll {
 		// A paid call made during the credit pause went through: the account

@@ -1,0 +1,104 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/reelq/reelq"
+)
+
+// batchIndex collects the ids of the jobs an engine pulls, per batch, and
+// publishes them in chunks to the BATCHES stream (one message per batch
+// per flush, not one per job). Listing a batch reads the chunks; jobs
+// still waiting in JOBS are found there, so an id not yet flushed when a
+// worker dies is not lost: its message is redelivered and indexed again.
+type batchIndex struct {
+	js jetstream.JetStream
+
+	mu      sync.Mutex
+	pending map[string][]string
+	n       int
+	full    chan struct{}
+}
+
+const (
+	indexFlushEvery = 250 * time.Millisecond
+	indexChunk      = 1000
+)
+
+func newBatchIndex(js jetstream.JetStream) *batchIndex {
+	return &batchIndex{js: js, pending: map[string][]string{}, full: make(chan struct{}, 1)}
+}
+
+func (x *batchIndex) add(batch, id string) {
+	x.mu.Lock()
+	x.pending[batch] = append(x.pending[batch], id)
+	x.n++
+	full := x.n >= indexChunk
+	x.mu.Unlock()
+	if full {
+		select {
+		case x.full <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// run flushes every indexFlushEvery (or when a chunk is full) until ctx
+// ends, then once more.
+func (x *batchIndex) run(ctx context.Context) {
+	t := time.NewTicker(indexFlushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			x.flush(context.WithoutCancel(ctx))
+			return
+		case <-t.C:
+		case <-x.full:
+		}
+		x.flush(ctx)
+	}
+}
+
+func (x *batchIndex) flush(ctx context.Context) {
+	x.mu.Lock()
+	batch := x.pending
+	x.pending, x.n = map[string][]string{}, 0
+	x.mu.Unlock()
+	type pub struct {
+		b   string
+		ids []string
+		f   jetstream.PubAckFuture
+	}
+	var pubs []pub
+	for b, ids := range batch {
+		data, _ := json.Marshal(ids)
+		f, err := x.js.PublishAsync(reelq.BatchIndexSubject(b), data)
+		if err != nil {
+			x.requeue(b, ids)
+			continue
+		}
+		pubs = append(pubs, pub{b, ids, f})
+	}
+	for _, p := range pubs {
+		select {
+		case <-p.f.Ok():
+		case <-p.f.Err():
+			x.requeue(p.b, p.ids)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (x *batchIndex) requeue(b string, ids []string) {
+	x.mu.Lock()
+	x.pending[b] = append(x.pending[b], ids...)
+	x.n += len(ids)
+	x.mu.Unlock()
+}
