@@ -136,7 +136,7 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 		lim := ratelimit.New(ratelimit.NewKVStore(rlKV), name, ratelimit.Config{Rate: pc.Rate, Burst: pc.Burst, Logger: log.With("provider", name)})
 		// Every HTTP request the adapter sends takes a token from lim, not
 		// only the first of each call (worker.HTTPClient).
-		prov, err := registry.New(name, providers.Config{BaseURL: pc.BaseURL, APIKey: pc.APIKey, HTTPClient: worker.HTTPClient(lim, pc.RequestTimeout),
+		prov, err := registry.New(name, providers.Config{BaseURL: pc.BaseURL, APIKey: pc.APIKey, HTTPClient: worker.HTTPClient(lim, pc.RequestTimeout, pc.Calls),
 			RequestTimeout: pc.RequestTimeout, AllowInsecure: pc.AllowInsecureHTTP}, config.Environ(environ))
 		if err != nil {
 			return err
@@ -197,7 +197,7 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 		return err
 	}
 	if cfg.HTTPAddr != "" {
-		hs := &health.Server{Gatherer: reg, Logger: log, Ready: func(ctx context.Context) error {
+		hs := &health.Server{Gatherer: reg, Logger: log, Profiling: cfg.Profiling, Ready: func(ctx context.Context) error {
 			if nc.Status() != nats.CONNECTED {
 				return fmt.Errorf("NATS connection is %s", nc.Status())
 			}

@@ -254,6 +254,7 @@ type Worker struct {
 	SyncAlways bool `env:"REELQ_SYNC_ALWAYS" envDefault:"true" help:"the embedded server fsyncs before acknowledging a write"`
 	// HTTPAddr serves /healthz, /readyz and /metrics when set.
 	HTTPAddr  string `env:"WORKER_HTTP_ADDR" help:"serve /healthz, /readyz and /metrics on this address"`
+	Profiling bool   `env:"WORKER_PPROF" help:"also serve Go profiles under /debug/pprof/ on WORKER_HTTP_ADDR (keep that address private)"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"text" help:"text (tint, for terminals) or json"`
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
 	// WorkerID names this replica in job state and events; default host-pid.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +20,9 @@ type Server struct {
 	Ready    func(ctx context.Context) error
 	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger
+	// Profiling serves net/http/pprof under /debug/pprof/ (off by
+	// default: it exposes internals; keep the address private).
+	Profiling bool
 }
 
 // Handler returns the HTTP handler.
@@ -40,6 +44,13 @@ func (s *Server) Handler() http.Handler {
 	})
 	if s.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
+	}
+	if s.Profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
 }

@@ -193,7 +193,7 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 		lim := ratelimit.New(ratelimit.NewKVStore(kv), name, ratelimit.Config{Rate: s.Rate, Burst: s.Burst})
 		rts[name] = &worker.Runtime{
 			// As in cmd/worker: every HTTP request takes a token.
-			Provider:            e.provider(name, s.APIKey, worker.HTTPClient(lim, s.RequestTimeout)),
+			Provider:            e.provider(name, s.APIKey, worker.HTTPClient(lim, s.RequestTimeout, 0)),
 			Limiter:             lim,
 			MaxInflight:         s.MaxInflight,
 			Slots:               s.Slots,

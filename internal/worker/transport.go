@@ -21,11 +21,20 @@ import (
 // request made with no token taken (a code path that forgot to) also waits.
 // The wait counts against timeout, which bounds one HTTP call; zero means
 // 60s.
-func HTTPClient(lim Limiter, timeout time.Duration) *http.Client {
+//
+// The transport keeps up to idle connections to the provider open for
+// reuse (net/http's default keeps 2 per host, so a worker polling many
+// jobs at once opened a new connection for most calls); zero means 256.
+func HTTPClient(lim Limiter, timeout time.Duration, idle int) *http.Client {
 	if timeout <= 0 {
 		timeout = 60 * time.Second
 	}
-	return &http.Client{Timeout: timeout, Transport: &limitedTransport{base: http.DefaultTransport, lim: lim}}
+	if idle <= 0 {
+		idle = 256
+	}
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.MaxIdleConns, base.MaxIdleConnsPerHost = idle, idle
+	return &http.Client{Timeout: timeout, Transport: &limitedTransport{base: base, lim: lim}}
 }
 
 type limitedTransport struct {

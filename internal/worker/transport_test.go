@@ -49,7 +49,7 @@ func TestHTTPClientTakesATokenPerRequest(t *testing.T) {
 		return err
 	}
 	lim := &countingLimiter{}
-	c := HTTPClient(lim, time.Second)
+	c := HTTPClient(lim, time.Second, 0)
 
 	call := prepaid(context.Background()) // one provider call, token taken
 	for range 3 {
