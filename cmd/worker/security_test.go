@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/archive"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/providerstate"
 	"github.com/reelq/reelq/internal/queue"
@@ -1117,3 +1119,366 @@ func (e *echoKey) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e.next.ServeHTTP(w, r)
 }
 
+// matrixRow is one operation of SECURITY.md's table: what each identity
+// (in the order of identities) is allowed, and the operation itself, run
+// on a connection of its own as that identity.
+type matrixRow struct {
+	slug, what string
+	allowed    [5]bool // worker, producer, results, operator, admin
+	// late rows run after the others (admin's destructive cells).
+	late bool
+	op   func(ctx context.Context, m *matrixEnv, id *ident) error
+}
+
+// matrixEnv is the seeded server the matrix runs on.
+type matrixEnv struct {
+	admin  *ident
+	copy   reelq.ArchivedCopy
+	dlqSeq map[string]uint64
+}
+
+func (m *matrixEnv) client(ctx context.Context, id *ident) (*reelq.Client, error) {
+	return reelq.NewClient(ctx, id.nc, reelq.Options{ProviderEnv: map[string]string{}, By: id.user, ConsumerPrefix: id.user, Timeout: 3 * time.Second})
+}
+
+// directGet asks stream for req's message and fails unless one comes back.
+func directGet(ctx context.Context, id *ident, stream string, req string) error {
+	msg, err := id.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+stream, []byte(req))
+	if err != nil {
+		return err
+	}
+	if st := msg.Header.Get("Status"); st != "" || len(msg.Data) == 0 {
+		return fmt.Errorf("direct get on %s: status %s %s", stream, st, msg.Header.Get("Description"))
+	}
+	return nil
+}
+
+func kvPut(ctx context.Context, id *ident, bucket, key string, value []byte) error {
+	kv, err := id.js.KeyValue(ctx, bucket)
+	if err != nil {
+		return err
+	}
+	_, err = kv.Put(ctx, key, value)
+	return err
+}
+
+// otherInbox is an identity whose replies id must not read.
+func otherInbox(user string) string {
+	if user == "worker" {
+		return "producer"
+	}
+	return "worker"
+}
+
+var (
+	A = true  // allowed
+	D = false // denied
+)
+
+// matrix is SECURITY.md's table, operation by operation.
+var matrix = []matrixRow{
+	{slug: "publish_jobs", what: "publish jobs", allowed: [5]bool{A, A, D, A, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			j := samsarJob("m-"+id.user, "matrix")
+			b, _ := json.Marshal(j)
+			_, err := id.js.Publish(ctx, reelq.JobSubject("samsar", "", j.ID), b, jetstream.WithMsgID(j.ID))
+			return err
+		}},
+	{slug: "write_job_state", what: "write job state", allowed: [5]bool{A, D, D, D, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			return kvPut(ctx, id, queue.BucketJobs, "m-"+id.user, []byte(`{"id":"m","provider":"samsar","phase":"finished"}`))
+		}},
+	{slug: "read_job_state", what: "read job state (inputs, outputs)", allowed: [5]bool{A, A, D, A, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			return directGet(ctx, id, "KV_"+queue.BucketJobs, `{"last_by_subj":"$KV.reelq_jobs.seed"}`)
+		}},
+	{slug: "read_jobs", what: "read queued jobs (payloads in JOBS)", allowed: [5]bool{A, A, D, A, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			return directGet(ctx, id, queue.StreamJobs, `{"last_by_subj":"jobs.samsar.seed"}`)
+		}},
+	{slug: "take_jobs", what: "take jobs from the queue (pull a provider consumer)", allowed: [5]bool{A, D, D, D, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			_, err := id.nc.RequestWithContext(ctx, "$JS.API.CONSUMER.MSG.NEXT.JOBS.samsar-low", []byte(`{"batch":1,"no_wait":true}`))
+			return err
+		}},
+	{slug: "write_results", what: "write results", allowed: [5]bool{A, D, D, D, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			_, err := id.js.Publish(ctx, reelq.ResultSubject("samsar", "m-"+id.user), []byte(`{"id":"m","status":"succeeded"}`))
+			return err
+		}},
+	{slug: "read_results", what: "read results", allowed: [5]bool{A, A, A, A, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			return directGet(ctx, id, queue.StreamResults, `{"last_by_subj":"results.samsar.seed"}`)
+		}},
+	{slug: "own_consumers", what: "create and delete its own consumers", allowed: [5]bool{A, A, A, A, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			stream, cfg := queue.StreamResults, jetstream.ConsumerConfig{Durable: id.user + "_main", AckPolicy: jetstream.AckExplicitPolicy}
+			if id.user == "worker" { // its KV watches
+				stream, cfg = "KV_"+queue.BucketProviders, jetstream.ConsumerConfig{Name: "matrix-watch", FilterSubject: "$KV.reelq_providers.>", AckPolicy: jetstream.AckNonePolicy}
+			}
+			c, err := id.js.CreateOrUpdateConsumer(ctx, stream, cfg)
+			if err != nil {
+				return err
+			}
+			return id.js.DeleteConsumer(ctx, stream, c.CachedInfo().Name)
+		}},
+	{slug: "others_consumers", what: "delete others' consumers (the downstream durable billing)", allowed: [5]bool{D, D, D, D, A}, late: true,
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			return id.js.DeleteConsumer(ctx, queue.StreamResults, "billing")
+		}},
+	{slug: "other_inboxes", what: "read other identities' inboxes", allowed: [5]bool{D, D, D, D, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			subj := "_INBOX_" + otherInbox(id.user) + ".matrix-" + id.user
+			sub, err := id.nc.SubscribeSync("_INBOX_" + otherInbox(id.user) + ".>")
+			if err != nil {
+				return err
+			}
+			defer func() { _ = sub.Unsubscribe() }()
+			if err := id.nc.Flush(); err != nil {
+				return err
+			}
+			if err := m.admin.nc.Publish(subj, []byte("a reply meant for someone else")); err != nil {
+				return err
+			}
+			got := make(chan error, 1)
+			go func() {
+				_, err := sub.NextMsgWithContext(ctx)
+				got <- err
+			}()
+			select {
+			case err := <-id.errs:
+				return err
+			case err := <-got:
+				return err
+			}
+		}},
+	{slug: "cancel_job", what: "cancel a job (any job)", allowed: [5]bool{D, A, D, A, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			return kvPut(ctx, id, queue.BucketCancel, "seed", []byte(`{"provider":"samsar","by":"`+id.user+`"}`))
+		}},
+	{slug: "pause_provider", what: "pause a provider", allowed: [5]bool{A, D, D, A, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			kv, err := id.js.KeyValue(ctx, queue.BucketProviders)
+			if err != nil {
+				return err
+			}
+			ps := providerstate.New(id.js, kv, queue.StreamJobs, queue.ConsumerNames)
+			if _, _, err := ps.Pause(ctx, "vimmerse", providerstate.CodeManual, "matrix", id.user, 0); err != nil {
+				return err
+			}
+			_, err = ps.Resume(ctx, "vimmerse", id.user)
+			return err
+		}},
+	{slug: "resolve_held_job", what: "resolve a held job (CONTROL)", allowed: [5]bool{D, D, D, A, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			_, err := id.js.Publish(ctx, reelq.ControlSubject("resolve", "seed"), []byte(`{"resubmit":true,"by":"`+id.user+`"}`))
+			return err
+		}},
+	{slug: "batch_budget", what: "set a batch's budget (any batch)", allowed: [5]bool{D, A, D, A, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			c, err := m.client(ctx, id)
+			if err != nil {
+				return err
+			}
+			return c.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "matrix", Amount: 10, Unit: "usd"})
+		}},
+	{slug: "provider_budget", what: "set a provider's budget", allowed: [5]bool{D, D, D, A, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			c, err := m.client(ctx, id)
+			if err != nil {
+				return err
+			}
+			return c.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: "samsar", Amount: 1000, Unit: "credits"})
+		}},
+	{slug: "write_spend", what: "write budget spend", allowed: [5]bool{A, D, D, D, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			return kvPut(ctx, id, reelq.BucketBudgets, reelq.BudgetSpendKey(reelq.ScopeBatch, "matrix-"+id.user, 0), []byte(`{}`))
+		}},
+	{slug: "archived_outputs", what: "read archived outputs", allowed: [5]bool{D, A, A, A, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			c, err := m.client(ctx, id)
+			if err != nil {
+				return err
+			}
+			_, err = c.DownloadOutput(ctx, m.copy, filepath.Join(os.TempDir(), fmt.Sprintf("reelq-matrix-%d-%s", os.Getpid(), id.user)), nil)
+			_ = os.Remove(filepath.Join(os.TempDir(), fmt.Sprintf("reelq-matrix-%d-%s", os.Getpid(), id.user)))
+			return err
+		}},
+	{slug: "dead_letters", what: "list and delete dead letters", allowed: [5]bool{D, D, D, A, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			if err := directGet(ctx, id, queue.StreamDLQ, fmt.Sprintf(`{"seq":%d}`, m.dlqSeq[id.user])); err != nil {
+				return err
+			}
+			s, err := id.js.Stream(ctx, queue.StreamDLQ)
+			if err != nil {
+				return err
+			}
+			return s.DeleteMsg(ctx, m.dlqSeq[id.user])
+		}},
+	{slug: "stream_admin", what: "create or update reelq's streams", allowed: [5]bool{A, D, D, D, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			for _, cfg := range (queue.Layout{}).StreamConfigs() {
+				if cfg.Name == queue.StreamEvents {
+					_, err := id.js.UpdateStream(ctx, cfg)
+					return err
+				}
+			}
+			return errors.New("no EVENTS stream in the layout")
+		}},
+	{slug: "delete_stream", what: "delete a stream", allowed: [5]bool{D, D, D, D, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			return id.js.DeleteStream(ctx, "SCRATCH_"+id.user)
+		}},
+}
+
+// Every cell of SECURITY.md's table, on the shipped config: each identity
+// runs each operation on a connection of its own. A cell is allowed when
+// the operation succeeds with no permission violation, denied when it
+// fails and the server logged a permission violation for that connection
+// (a failure for any other reason fails the test).
+func TestPermissionMatrix(t *testing.T) {
+	t.Parallel()
+	s, slog := startShippedServer(t)
+	m := &matrixEnv{admin: connectAs(t, s, "admin"), dlqSeq: map[string]uint64{}}
+	ajs := m.admin.js
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := queue.Setup(ctx, ajs, queue.Layout{Outputs: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := queue.EnsureConsumers(ctx, ajs, "samsar", queue.ConsumerSettings{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ajs.CreateOrUpdateConsumer(ctx, queue.StreamResults, jetstream.ConsumerConfig{Durable: "billing", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	seed := samsarJob("seed", "matrix")
+	b, _ := json.Marshal(seed)
+	for subj, data := range map[string][]byte{"jobs.samsar.seed": b, "results.samsar.seed": []byte(`{"id":"seed","provider":"samsar","status":"succeeded","run":1}`)} {
+		if _, err := ajs.Publish(ctx, subj, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := kvPut(ctx, m.admin, queue.BucketJobs, "seed", []byte(`{"id":"seed","provider":"samsar","phase":"held","run":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	store, err := archive.NewJetStreamStore(ctx, ajs, archive.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Repeat("archived output ", 1000)
+	cp, err := store.Put(ctx, "seed-1.mp4", strings.NewReader(body), int64(len(body)), "video/mp4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.copy = reelq.ArchivedCopy{Store: cp.Store, Bucket: cp.Bucket, Key: cp.Key, Size: cp.Size, ContentType: cp.ContentType, SHA256: cp.SHA256}
+	for _, u := range identities {
+		ack, err := ajs.Publish(ctx, reelq.DLQSubject("samsar", "m-"+u), []byte(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.dlqSeq[u] = ack.Sequence
+		if _, err := ajs.CreateStream(ctx, jetstream.StreamConfig{Name: "SCRATCH_" + u, Subjects: []string{"scratch." + u}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	type cell struct {
+		err  error
+		name string
+	}
+	results := map[string]*cell{}
+	run := func(late bool) {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for _, row := range matrix {
+			if row.late != late {
+				continue
+			}
+			for _, u := range identities {
+				name := "reelq-matrix/" + u + "/" + row.slug
+				id := &ident{user: u, errs: make(chan error, 16)}
+				nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(u, shippedPasswords[u]), nats.Name(name),
+					nats.CustomInboxPrefix("_INBOX_"+u),
+					nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+						select {
+						case id.errs <- err:
+						default:
+						}
+					}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(nc.Close)
+				id.nc = nc
+				id.js, _ = jetstream.New(nc)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					cctx, cancel := context.WithTimeout(ctx, 8*time.Second)
+					defer cancel()
+					err := row.op(cctx, m, id)
+					mu.Lock()
+					results[row.slug+"/"+u] = &cell{err: err, name: name}
+					mu.Unlock()
+				}()
+			}
+		}
+		wg.Wait()
+	}
+	run(false)
+	run(true)
+
+	for _, row := range matrix {
+		t.Run(row.slug, func(t *testing.T) {
+			for i, u := range identities {
+				c := results[row.slug+"/"+u]
+				viol := violations(slog, c.name+`"`)
+				switch {
+				case row.allowed[i] && (c.err != nil || len(viol) > 0):
+					t.Errorf("%s: %s must be allowed: %v %v", u, row.what, c.err, viol)
+				case !row.allowed[i] && c.err == nil:
+					t.Errorf("%s: %s must be denied, and succeeded", u, row.what)
+				case !row.allowed[i] && len(viol) == 0:
+					t.Errorf("%s: %s failed without a permission violation (the test does not test the permission): %v", u, row.what, c.err)
+				}
+			}
+		})
+	}
+	if t.Failed() {
+		t.Logf("server log:\n%s", slog)
+	}
+}
+
+var tableRow = regexp.MustCompile("^\\|\\s*([^|]+?)\\s*\\|\\s*(allowed|denied)\\s*\\|\\s*(allowed|denied)\\s*\\|\\s*(allowed|denied)\\s*\\|\\s*(allowed|denied)\\s*\\|\\s*(allowed|denied)\\s*\\|\\s*`(TestPermissionMatrix/[a-z_]+)`\\s*\\|\\s*$")
+
+// SECURITY.md's table of identities and operations says exactly what
+// TestPermissionMatrix checks: the same rows, in the same order, the same
+// cells, each row naming its test.
+func TestSecurityTable(t *testing.T) {
+	b, err := os.ReadFile("../../SECURITY.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows [][]string
+	for _, line := range strings.Split(string(b), "\n") {
+		if m := tableRow.FindStringSubmatch(line); m != nil {
+			rows = append(rows, m[1:])
+		}
+	}
+	if len(rows) != len(matrix) {
+		t.Fatalf("SECURITY.md has %d table rows, TestPermissionMatrix %d", len(rows), len(matrix))
+	}
+	for i, row := range matrix {
+		got := rows[i]
+		if got[0] != row.what || got[6] != "TestPermissionMatrix/"+row.slug {
+			t.Errorf("row %d: %q (%s), want %q (TestPermissionMatrix/%s)", i+1, got[0], got[6], row.what, row.slug)
+		}
+		for j, u := range identities {
+			want := map[bool]string{true: "allowed", false: "denied"}[row.allowed[j]]
+			if got[j+1] != want {
+				t.Errorf("%s, %s: SECURITY.md says %s, the test checks %s", row.what, u, got[j+1], want)
+			}
+		}
+	}
+}
