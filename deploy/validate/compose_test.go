@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -102,10 +103,31 @@ func TestComposeFile(t *testing.T) {
 		if !data || !conf {
 			t.Errorf("%s: data volume %v, config mount %v: want both", name, data, conf)
 		}
-		for _, v := range []string{"REELQ_NATS_ADMIN_PASSWORD", "REELQ_NATS_WORKER_PASSWORD", "REELQ_NATS_PRODUCER_PASSWORD", "REELQ_NATS_RESULTS_PASSWORD"} {
+		for _, v := range []string{"REELQ_NATS_ADMIN_PASSWORD", "REELQ_NATS_WORKER_PASSWORD", "REELQ_NATS_PRODUCER_PASSWORD",
+			"REELQ_NATS_RESULTS_PASSWORD", "REELQ_NATS_OPERATOR_PASSWORD", "REELQ_NATS_ROUTE_PASSWORD"} {
 			if val := s.Environment[v]; val == nil || *val == "" {
-				t.Errorf("%s: %s unset (auth.conf needs it)", name, v)
+				t.Errorf("%s: %s unset (auth.conf and cluster.conf need it)", name, v)
 			}
+		}
+		// The route URLs carry the route password (cluster.conf).
+		pw := s.Environment["REELQ_NATS_ROUTE_PASSWORD"]
+		for i := 1; i <= 3; i++ {
+			v := s.Environment[fmt.Sprintf("REELQ_NATS_ROUTE_%d", i)]
+			if v == nil || pw == nil || *v != fmt.Sprintf("nats-route://route:%s@nats-%d:6222", *pw, i) {
+				t.Errorf("%s: REELQ_NATS_ROUTE_%d %v does not carry the route password to nats-%d", name, i, v, i)
+			}
+		}
+		// Monitoring has no authentication: never published.
+		for _, p := range s.Ports {
+			if p.Target == 8222 || p.Target == 6222 {
+				t.Errorf("%s publishes port %d", name, p.Target)
+			}
+			if p.HostIP != "127.0.0.1" {
+				t.Errorf("%s publishes port %d on %q, want 127.0.0.1 only", name, p.Target, p.HostIP)
+			}
+		}
+		if s.StopGracePeriod == nil || time.Duration(*s.StopGracePeriod) < 40*time.Second+graceMargin {
+			t.Errorf("%s: stop_grace_period %v shorter than lame duck (10s + 30s) plus %s", name, s.StopGracePeriod, graceMargin)
 		}
 		if s.HealthCheck == nil || len(s.HealthCheck.Test) == 0 {
 			t.Errorf("%s: no healthcheck", name)
@@ -140,8 +162,45 @@ func TestComposeFile(t *testing.T) {
 	if env("REELQ_STREAM_REPLICAS") != "3" {
 		t.Errorf("worker REELQ_STREAM_REPLICAS %q, want 3", env("REELQ_STREAM_REPLICAS"))
 	}
-	if env("NATS_USER") != "worker" || env("NATS_PASSWORD") == "" {
-		t.Errorf("worker does not log in as the worker user")
+	if env("NATS_USER") != "worker" || env("NATS_PASSWORD") == "" || env("NATS_INBOX_PREFIX") != "_INBOX_worker" {
+		t.Errorf("worker does not log in as the worker user with the _INBOX_worker reply prefix")
+	}
+	wenv := map[string]string{}
+	for k, v := range w.Environment {
+		if v != nil {
+			wenv[k] = *v
+		}
+	}
+	if w.StopGracePeriod == nil {
+		t.Error("worker: no stop_grace_period")
+	} else {
+		for _, err := range checkShutdown(wenv, time.Duration(*w.StopGracePeriod)) {
+			t.Errorf("compose worker: %v", err)
+		}
+	}
+	// Plain http to a host that is not loopback needs the explicit opt-in.
+	for _, prov := range providers {
+		base := env(strings.ToUpper(prov) + "_BASE_URL")
+		if strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "http://127.") && !strings.HasPrefix(base, "http://localhost") &&
+			env(strings.ToUpper(prov)+"_ALLOW_INSECURE_HTTP") != "true" {
+			t.Errorf("worker %s_BASE_URL %s is plain http off loopback without %s_ALLOW_INSECURE_HTTP=true: the worker refuses it",
+				strings.ToUpper(prov), base, strings.ToUpper(prov))
+		}
+	}
+	// The CLI runs as the operator, with its own replies and consumer names.
+	if e, err := p.GetService("enqueue"); err != nil {
+		t.Error(err)
+	} else {
+		get := func(k string) string {
+			if v := e.Environment[k]; v != nil {
+				return *v
+			}
+			return ""
+		}
+		if get("NATS_USER") != "operator" || get("NATS_INBOX_PREFIX") != "_INBOX_operator" || get("REELQ_CONSUMER_PREFIX") != "operator" {
+			t.Errorf("enqueue: user %q, reply prefix %q, consumer prefix %q: want operator, _INBOX_operator, operator",
+				get("NATS_USER"), get("NATS_INBOX_PREFIX"), get("REELQ_CONSUMER_PREFIX"))
+		}
 	}
 	if env("WORKER_HTTP_ADDR") == "" {
 		t.Error("worker has no WORKER_HTTP_ADDR")

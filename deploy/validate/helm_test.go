@@ -1,12 +1,15 @@
 package validate
 
 import (
+	"fmt"
 	"os"
 	"reflect"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -17,8 +20,9 @@ import (
 type natsValues struct {
 	Config struct {
 		Cluster struct {
-			Enabled  bool `json:"enabled"`
-			Replicas int  `json:"replicas"`
+			Enabled  bool           `json:"enabled"`
+			Replicas int            `json:"replicas"`
+			Merge    map[string]any `json:"merge"`
 		} `json:"cluster"`
 		JetStream struct {
 			Enabled   bool `json:"enabled"`
@@ -53,7 +57,19 @@ type natsValues struct {
 	} `json:"container"`
 	PodTemplate struct {
 		TopologySpreadConstraints map[string]map[string]any `json:"topologySpreadConstraints"`
+		Merge                     struct {
+			Spec struct {
+				TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds"`
+			} `json:"spec"`
+		} `json:"merge"`
 	} `json:"podTemplate"`
+	Service struct {
+		Ports struct {
+			Monitor struct {
+				Enabled bool `json:"enabled"`
+			} `json:"monitor"`
+		} `json:"ports"`
+	} `json:"service"`
 	PodDisruptionBudget struct {
 		Enabled bool `json:"enabled"`
 	} `json:"podDisruptionBudget"`
@@ -90,6 +106,11 @@ func TestNATSHelmValues(t *testing.T) {
 	if !c.Monitor.Enabled || c.Monitor.Port != 8222 {
 		t.Errorf("monitor %v port %d, want 8222 (KEDA's natsServerMonitoringEndpoint)", c.Monitor.Enabled, c.Monitor.Port)
 	}
+	if v.Service.Ports.Monitor.Enabled {
+		t.Error("the client Service exposes monitoring (it has no authentication)")
+	}
+	checkHelmRoutes(t, &v)
+	checkHelmGrace(t, &v)
 	if err := natsImageOK(v.Container.Image.Repository + ":" + v.Container.Image.Tag); err != nil {
 		t.Error(err)
 	}
@@ -141,6 +162,86 @@ func TestNATSHelmValues(t *testing.T) {
 			t.Errorf("Helm values lack user %s", u)
 		}
 	}
+}
+
+// checkHelmRoutes: the cluster's routes authenticate. The chart writes its
+// route URLs without credentials unless the password is in the values in
+// clear, so the values replace them: cluster authorization with the route
+// user and REELQ_NATS_ROUTE_PASSWORD (from the Secret), and routes from
+// REELQ_NATS_ROUTE_URL_0..2, which the container environment builds from
+// the password with Kubernetes' $(VAR) expansion (the password variable
+// sorts, and so is listed, before them).
+func checkHelmRoutes(t *testing.T, v *natsValues) {
+	t.Helper()
+	m := v.Config.Cluster.Merge
+	auth, _ := m["authorization"].(map[string]any)
+	if auth["user"] != "route" || auth["password"] != "<< $REELQ_NATS_ROUTE_PASSWORD >>" {
+		t.Errorf("cluster authorization %v: want user route, password << $REELQ_NATS_ROUTE_PASSWORD >>", auth)
+	}
+	if e, ok := v.Container.Env["REELQ_NATS_ROUTE_PASSWORD"].(map[string]any); !ok || !strings.Contains(normalizeString(t, e), "secretKeyRef") {
+		t.Error("REELQ_NATS_ROUTE_PASSWORD is not set from a Secret in container.env")
+	}
+	routes, _ := m["routes"].([]any)
+	if len(routes) != v.Config.Cluster.Replicas {
+		t.Fatalf("%d routes for %d servers", len(routes), v.Config.Cluster.Replicas)
+	}
+	for i, r := range routes {
+		name := fmt.Sprintf("REELQ_NATS_ROUTE_URL_%d", i)
+		if r != "<< $"+name+" >>" {
+			t.Errorf("route %d is %v, want << $%s >>", i, r, name)
+		}
+		want := fmt.Sprintf("nats://route:$(REELQ_NATS_ROUTE_PASSWORD)@nats-%d.nats-headless:6222", i)
+		if got, _ := v.Container.Env[name].(string); got != want {
+			t.Errorf("container.env %s = %q, want %q", name, got, want)
+		}
+		if name < "REELQ_NATS_ROUTE_PASSWORD" {
+			t.Errorf("%s sorts before REELQ_NATS_ROUTE_PASSWORD: $(...) would not expand", name)
+		}
+	}
+}
+
+// checkHelmGrace: a NATS pod gets lame duck (grace plus duration) and the
+// workers' REELQ_SHUTDOWN_TIMEOUT (a node drain evicts both) plus the
+// margin before it is killed.
+func checkHelmGrace(t *testing.T, v *natsValues) {
+	t.Helper()
+	g := v.PodTemplate.Merge.Spec.TerminationGracePeriodSeconds
+	if g == nil {
+		t.Fatal("podTemplate.merge.spec.terminationGracePeriodSeconds unset")
+	}
+	grace := time.Duration(*g) * time.Second
+	lameGrace, err1 := time.ParseDuration(fmt.Sprint(v.Config.Merge["lame_duck_grace_period"]))
+	lameDur, err2 := time.ParseDuration(fmt.Sprint(v.Config.Merge["lame_duck_duration"]))
+	if err1 != nil || err2 != nil {
+		t.Fatalf("lame duck settings: %v %v", err1, err2)
+	}
+	if grace < lameGrace+lameDur+graceMargin {
+		t.Errorf("NATS terminationGracePeriodSeconds %s < lame duck %s + %s + %s", grace, lameGrace, lameDur, graceMargin)
+	}
+	cm := workerConfigMap(t)
+	shutdown, errs := workerShutdown(cm)
+	for _, err := range errs {
+		t.Error(err)
+	}
+	if grace < shutdown+graceMargin {
+		t.Errorf("NATS terminationGracePeriodSeconds %s < the workers' REELQ_SHUTDOWN_TIMEOUT %s + %s", grace, shutdown, graceMargin)
+	}
+}
+
+// workerConfigMap is the worker ConfigMap's data.
+func workerConfigMap(t *testing.T) map[string]string {
+	t.Helper()
+	for _, o := range loadManifests(t) {
+		if o.meta.Kind == "ConfigMap" && o.meta.Metadata.Name == "reelq-worker" {
+			var cm corev1.ConfigMap
+			if err := strict(o.doc, &cm); err != nil {
+				t.Fatal(err)
+			}
+			return cm.Data
+		}
+	}
+	t.Fatal("no reelq-worker ConfigMap")
+	return nil
 }
 
 func normalizeString(t *testing.T, v any) string {

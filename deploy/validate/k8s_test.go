@@ -8,9 +8,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -96,12 +98,18 @@ func TestKubernetesManifests(t *testing.T) {
 		services   []*corev1.Service
 		pdbs       []*policyv1.PodDisruptionBudget
 		scaled     []*scaledObject
+		policies   []*networkingv1.NetworkPolicy
 	)
 	for _, o := range objs {
 		if errs := validation.IsDNS1123Subdomain(o.meta.Metadata.Name); len(errs) > 0 {
 			t.Errorf("%s: name: %v", o, errs)
 		}
-		if o.meta.Kind != "Namespace" && o.meta.Metadata.Namespace != "reelq" {
+		switch {
+		case o.meta.Kind == "NetworkPolicy":
+			if o.meta.Metadata.Namespace != "nats" {
+				t.Errorf("%s: namespace %q, want nats (it guards the NATS servers)", o, o.meta.Metadata.Namespace)
+			}
+		case o.meta.Kind != "Namespace" && o.meta.Metadata.Namespace != "reelq":
 			t.Errorf("%s: namespace %q, want reelq", o, o.meta.Metadata.Namespace)
 		}
 		var err error
@@ -127,6 +135,10 @@ func TestKubernetesManifests(t *testing.T) {
 			var p policyv1.PodDisruptionBudget
 			err = strict(o.doc, &p)
 			pdbs = append(pdbs, &p)
+		case "networking.k8s.io/v1/NetworkPolicy":
+			var np networkingv1.NetworkPolicy
+			err = strict(o.doc, &np)
+			policies = append(policies, &np)
 		case "keda.sh/v1alpha1/ScaledObject":
 			var so scaledObject
 			err = strict(o.doc, &so)
@@ -156,6 +168,46 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Fatalf("%d ScaledObjects, want 1", len(scaled))
 	}
 	checkScaledObject(t, scaled[0], deploy)
+	if len(policies) != 1 {
+		t.Fatalf("%d NetworkPolicies, want 1 (the NATS servers')", len(policies))
+	}
+	checkNATSPolicy(t, policies[0])
+}
+
+// checkNATSPolicy: the NATS pods admit monitoring (8222) only from KEDA's
+// namespace and themselves, routes (6222) only from themselves, and
+// clients (4222) from anywhere in the cluster; no other port.
+func checkNATSPolicy(t *testing.T, np *networkingv1.NetworkPolicy) {
+	t.Helper()
+	nats := map[string]string{"app.kubernetes.io/name": "nats"}
+	if !selects(np.Spec.PodSelector.MatchLabels, nats) || !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+		t.Errorf("NetworkPolicy %s does not govern ingress to the NATS pods", np.Name)
+	}
+	for _, rule := range np.Spec.Ingress {
+		if len(rule.Ports) == 0 || len(rule.From) == 0 {
+			t.Errorf("NetworkPolicy %s: a rule admits every port or every peer", np.Name)
+			continue
+		}
+		for _, p := range rule.Ports {
+			port := p.Port.String()
+			for _, from := range rule.From {
+				ns, pods := from.NamespaceSelector, from.PodSelector
+				ok := false
+				switch port {
+				case "4222":
+					ok = true
+				case "6222":
+					ok = ns == nil && pods != nil && selects(pods.MatchLabels, nats)
+				case "8222":
+					ok = (ns == nil && pods != nil && selects(pods.MatchLabels, nats)) ||
+						(pods == nil && ns != nil && ns.MatchLabels["kubernetes.io/metadata.name"] == "keda" && len(ns.MatchLabels) == 1)
+				}
+				if !ok {
+					t.Errorf("NetworkPolicy %s admits port %s from %+v", np.Name, port, from)
+				}
+			}
+		}
+	}
 }
 
 func selects(sel, labels map[string]string) bool {
@@ -176,7 +228,8 @@ func contractVar(name string) bool {
 	for _, p := range providers {
 		if rest, ok := strings.CutPrefix(name, strings.ToUpper(p)+"_"); ok {
 			return slices.Contains([]string{"API_KEY", "API_KEY_FILE", "BASE_URL", "RATE", "BURST", "MAX_INFLIGHT",
-				"POLL_INTERVAL", "MAX_POLL_INTERVAL", "JOB_TIMEOUT", "REQUEST_TIMEOUT", "ENABLED"}, rest)
+				"POLL_INTERVAL", "MAX_POLL_INTERVAL", "JOB_TIMEOUT", "REQUEST_TIMEOUT", "ENABLED", "ALLOW_INSECURE_HTTP",
+				"SLOTS", "AMBIGUOUS", "AMBIGUOUS_PAUSE_AFTER", "AMBIGUOUS_WINDOW", "BUDGET", "BUDGET_PERIOD", "CALLS"}, rest)
 		}
 	}
 	return strings.HasPrefix(name, "NATS_") || strings.HasPrefix(name, "REELQ_") ||
@@ -233,6 +286,9 @@ func checkWorkerDeployment(t *testing.T, d *appsv1.Deployment, cms map[string]*c
 		if _, ok := env[want]; !ok {
 			t.Errorf("worker environment lacks %s", want)
 		}
+	}
+	if env["NATS_USER"] != "worker" || env["NATS_INBOX_PREFIX"] != "_INBOX_worker" {
+		t.Errorf("worker logs in as %q with reply prefix %q, want worker and _INBOX_worker (the only replies it may read)", env["NATS_USER"], env["NATS_INBOX_PREFIX"])
 	}
 	if env["REELQ_STREAM_REPLICAS"] != "3" {
 		t.Errorf("REELQ_STREAM_REPLICAS = %q, want 3 (R3 streams on the three-node cluster)", env["REELQ_STREAM_REPLICAS"])
@@ -309,8 +365,12 @@ func checkWorkerDeployment(t *testing.T, d *appsv1.Deployment, cms map[string]*c
 			t.Errorf("%s probe %s on %s, want %s on http", name, probe.HTTPGet.Path, probe.HTTPGet.Port.String(), want)
 		}
 	}
-	if g := pod.TerminationGracePeriodSeconds; g == nil || *g < 35 {
-		t.Errorf("terminationGracePeriodSeconds %v: leave REELQ_SHUTDOWN_TIMEOUT (30s) plus draining", g)
+	if g := pod.TerminationGracePeriodSeconds; g == nil {
+		t.Error("no terminationGracePeriodSeconds")
+	} else {
+		for _, err := range checkShutdown(env, time.Duration(*g)*time.Second) {
+			t.Errorf("Kubernetes worker: %v", err)
+		}
 	}
 	if c.Resources.Limits.Memory().IsZero() {
 		t.Error("no memory limit")
@@ -396,13 +456,18 @@ func checkScaledObject(t *testing.T, so *scaledObject, d *appsv1.Deployment) {
 		}
 		consumers[tr.Metadata["consumer"]] = true
 	}
+	// One trigger per consumer: each provider has three, one per priority.
+	var want []string
 	for _, p := range providers {
-		if !consumers[p] {
-			t.Errorf("no trigger on the %s consumer", p)
+		want = append(want, p, p+"-high", p+"-low")
+	}
+	for _, c := range want {
+		if !consumers[c] {
+			t.Errorf("no trigger on the %s consumer", c)
 		}
 	}
-	if len(consumers) != len(providers) {
-		t.Errorf("triggers on consumers %v, want exactly %v", consumers, providers)
+	if len(consumers) != len(want) || len(so.Spec.Triggers) != len(want) {
+		t.Errorf("%d triggers on consumers %v, want one on each of %v", len(so.Spec.Triggers), consumers, want)
 	}
 }
 

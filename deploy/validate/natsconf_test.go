@@ -2,9 +2,13 @@ package validate
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/url"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/conf"
 	"github.com/nats-io/nats-server/v2/server"
@@ -17,20 +21,29 @@ var users = map[string]string{
 	"worker":   "REELQ_NATS_WORKER_PASSWORD",
 	"producer": "REELQ_NATS_PRODUCER_PASSWORD",
 	"results":  "REELQ_NATS_RESULTS_PASSWORD",
+	"operator": "REELQ_NATS_OPERATOR_PASSWORD",
 }
+
+// routePassword is the route user's password in these tests.
+const routePassword = "pw-route-0123456789abcdef"
 
 func setPasswords(t *testing.T) {
 	for user, v := range users {
 		t.Setenv(v, "pw-"+user)
+	}
+	t.Setenv("REELQ_NATS_ROUTE_PASSWORD", routePassword)
+	for i := 1; i <= 3; i++ {
+		t.Setenv(fmt.Sprintf("REELQ_NATS_ROUTE_%d", i), fmt.Sprintf("nats-route://route:%s@nats-%d:6222", routePassword, i))
 	}
 }
 
 // The shipped server configs load with nats-server's own loader (the
 // authorization include, the password variables, every option) and say
 // what the deployment relies on: JetStream with sync_interval always,
-// the four users with permissions, and for cluster.conf a named cluster
-// routing to all three compose nodes, with the server name left to the
-// command line.
+// the five users with permissions, monitoring on loopback only, and for
+// cluster.conf a named cluster routing to all three compose nodes with
+// authenticated routes (the route user and password on both sides), with
+// the server name left to the command line.
 func TestNATSServerConfigs(t *testing.T) {
 	setPasswords(t)
 	for _, file := range []string{"../nats/nats-server.conf", "../nats/cluster.conf"} {
@@ -42,8 +55,11 @@ func TestNATSServerConfigs(t *testing.T) {
 		if !opts.JetStream || !opts.SyncAlways || opts.StoreDir == "" {
 			t.Errorf("%s: jetstream %v sync_interval always %v store_dir %q", file, opts.JetStream, opts.SyncAlways, opts.StoreDir)
 		}
-		if opts.HTTPPort != 8222 {
-			t.Errorf("%s: monitoring port %d, want 8222 (probes, KEDA)", file, opts.HTTPPort)
+		if opts.HTTPPort != 8222 || opts.HTTPHost != "127.0.0.1" {
+			t.Errorf("%s: monitoring on %s:%d, want 127.0.0.1:8222 (it has no authentication)", file, opts.HTTPHost, opts.HTTPPort)
+		}
+		if opts.HTTPSPort != 0 || opts.ProfPort != 0 {
+			t.Errorf("%s: https monitoring %d or profiling %d enabled", file, opts.HTTPSPort, opts.ProfPort)
 		}
 		if opts.MaxPayload < 4<<20 {
 			t.Errorf("%s: max_payload %d, want >= 4MB (the embedded server's)", file, opts.MaxPayload)
@@ -69,8 +85,15 @@ func TestNATSServerConfigs(t *testing.T) {
 			}
 			for i, r := range opts.Routes {
 				if want := []string{"nats-1", "nats-2", "nats-3"}[i]; r.Hostname() != want {
-					t.Errorf("%s: route %d is %s, want %s", file, i, r, want)
+					t.Errorf("%s: route %d is %s, want %s", file, i, r.Redacted(), want)
 				}
+				if pw, _ := r.User.Password(); r.User.Username() != opts.Cluster.Username || pw != opts.Cluster.Password {
+					t.Errorf("%s: route %d does not carry the route user's credentials", file, i)
+				}
+			}
+			if opts.Cluster.Username != "route" || opts.Cluster.Password != routePassword {
+				t.Errorf("%s: cluster authorization user %q (password from REELQ_NATS_ROUTE_PASSWORD: %v): routes must authenticate",
+					file, opts.Cluster.Username, opts.Cluster.Password == routePassword)
 			}
 			if opts.ServerName != "" {
 				t.Errorf("%s: server_name %q is fixed; every node needs its own (--name)", file, opts.ServerName)
@@ -132,6 +155,84 @@ func TestAuthRolesNamed(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("user %s has permissions that are no named role", user)
+		}
+	}
+}
+
+// lineLog is a nats-server logger that signals when a line matching want
+// is logged.
+type lineLog struct {
+	want string
+	hit  chan struct{}
+	once sync.Once
+}
+
+func (l *lineLog) log(format string, v ...any) {
+	if strings.Contains(fmt.Sprintf(format, v...), l.want) {
+		l.once.Do(func() { close(l.hit) })
+	}
+}
+func (l *lineLog) Noticef(format string, v ...any) { l.log(format, v...) }
+func (l *lineLog) Warnf(format string, v ...any)   { l.log(format, v...) }
+func (l *lineLog) Fatalf(format string, v ...any)  { l.log(format, v...) }
+func (l *lineLog) Errorf(format string, v ...any)  { l.log(format, v...) }
+func (l *lineLog) Debugf(format string, v ...any)  { l.log(format, v...) }
+func (l *lineLog) Tracef(format string, v ...any)  { l.log(format, v...) }
+
+// clusterNode starts cluster.conf on loopback (random client and route
+// ports, no JetStream: the routes are what is tested) routing to routes.
+func clusterNode(t *testing.T, name string, log server.Logger, routes ...*url.URL) *server.Server {
+	t.Helper()
+	opts, err := server.ProcessConfigFile("../nats/cluster.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.ServerName, opts.JetStream, opts.NoSigs = name, false, true
+	opts.Host, opts.Port, opts.HTTPPort = "127.0.0.1", -1, 0
+	opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", -1
+	opts.Routes = routes
+	opts.LameDuckDuration, opts.LameDuckGracePeriod = 0, 0
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if log != nil {
+		s.SetLogger(log, false, false)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatalf("%s not ready", name)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// The route port of cluster.conf is authenticated on a real server: a node
+// with the route user's password joins, one without it is refused.
+func TestClusterRoutesAuthenticate(t *testing.T) {
+	setPasswords(t)
+	a := clusterNode(t, "a", nil)
+	good := &url.URL{Scheme: "nats-route", User: url.UserPassword("route", routePassword), Host: a.ClusterAddr().String()}
+	b := clusterNode(t, "b", nil, good)
+	deadline := time.Now().Add(15 * time.Second)
+	for a.NumRoutes() == 0 || b.NumRoutes() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a node with the route password did not join")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i, user := range []*url.Userinfo{nil, url.UserPassword("route", "wrong-password")} {
+		refused := &lineLog{want: "authentication error", hit: make(chan struct{})}
+		a := clusterNode(t, fmt.Sprintf("a%d", i), refused)
+		u := &url.URL{Scheme: "nats-route", User: user, Host: a.ClusterAddr().String()}
+		c := clusterNode(t, fmt.Sprintf("c%d", i), nil, u)
+		select {
+		case <-refused.hit:
+		case <-time.After(15 * time.Second):
+			t.Errorf("a route from %s was not refused", u.Redacted())
+		}
+		if a.NumRoutes() != 0 || c.NumRoutes() != 0 {
+			t.Errorf("a node routing with %s joined", u.Redacted())
 		}
 	}
 }
