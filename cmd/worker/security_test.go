@@ -1482,3 +1482,59 @@ func TestSecurityTable(t *testing.T) {
 		}
 	}
 }
+
+// What a producer can put into JOBS is bounded on the server, whatever the
+// client: a message over MaxMsgSize (64 KiB) is refused, and once the
+// stream holds MaxBytes (1 GiB by default; REELQ_JOBS_MAX_BYTES, 16 KiB
+// here) new jobs are refused at publish time (discard new) instead of old
+// ones being dropped. The public client refuses inputs over
+// REELQ_MAX_INPUT_BYTES and metadata over REELQ_MAX_METADATA_BYTES before
+// publishing anything.
+func TestJobsSizeLimits(t *testing.T) {
+	t.Parallel()
+	s, _ := startShippedServer(t)
+	admin := connectAs(t, s, "admin")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := queue.Setup(ctx, admin.js, queue.Layout{JobsMaxBytes: 16 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range (queue.Layout{}).StreamConfigs() {
+		if cfg.Name == queue.StreamJobs && (cfg.MaxMsgSize != reelq.MaxJobBytes || cfg.MaxBytes != 1<<30 || cfg.Discard != jetstream.DiscardNew) {
+			t.Errorf("default JOBS: MaxMsgSize %d MaxBytes %d discard %v, want %d, 1 GiB, new", cfg.MaxMsgSize, cfg.MaxBytes, cfg.Discard, reelq.MaxJobBytes)
+		}
+	}
+	prod := connectAs(t, s, "producer")
+	if _, err := prod.js.Publish(ctx, "jobs.samsar.big", make([]byte, reelq.MaxJobBytes+1)); err == nil {
+		t.Errorf("a %d-byte job was stored", reelq.MaxJobBytes+1)
+	}
+	c := prod.client(t)
+	big := samsarJob("big-input", "limits")
+	big.Input = json.RawMessage(`{"prompt":"` + strings.Repeat("x", reelq.MaxInputBytes) + `"}`)
+	meta := samsarJob("big-meta", "limits")
+	meta.Metadata = json.RawMessage(`{"note":"` + strings.Repeat("x", reelq.MaxMetadataBytes) + `"}`)
+	out, err := c.EnqueueBatch(ctx, []reelq.Job{big, meta}, reelq.BatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range out {
+		if o.Status != reelq.Failed || !errors.Is(o.Err, reelq.ErrInvalidJob) || !strings.Contains(fmt.Sprint(o.Err), "bytes; the limit is") {
+			t.Errorf("%s: %s %v, want refused for its size", o.ID, o.Status, o.Err)
+		}
+	}
+	// Fill JOBS to its MaxBytes: the next job is refused, the first kept.
+	var refused error
+	for i := 0; i < 100 && refused == nil; i++ {
+		_, refused = prod.js.Publish(ctx, fmt.Sprintf("jobs.samsar.fill-%d", i), make([]byte, 2<<10))
+	}
+	if refused == nil || !strings.Contains(strings.ToLower(refused.Error()), "maximum bytes") {
+		t.Errorf("JOBS past MaxBytes: %v, want a refusal", refused)
+	}
+	st, err := admin.js.Stream(ctx, queue.StreamJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := st.GetLastMsgForSubject(ctx, "jobs.samsar.fill-0"); err != nil || m == nil {
+		t.Errorf("the first job was dropped to make room: %v", err)
+	}
+}
