@@ -15,7 +15,8 @@
 # Compose JSON schema embedded), the NATS configs through nats-server's own
 # loader, the Helm values against deploy/nats/auth.conf, the Dockerfile.
 # The permission set itself is exercised end to end by the main module's
-# `go test ./cmd/worker -run 'TestShippedPermissions|TestNoSecretsLeak'`.
+# `go test ./cmd/worker` (security_test.go: the whole batch, the permission
+# matrix of SECURITY.md, consumer ownership, inbox isolation, no leaks).
 set -euo pipefail
 cd "$(dirname "$0")/validate"
 

@@ -3,7 +3,9 @@
 // fields rejected, plus consistency checks), the KEDA ScaledObject, the NATS
 // Helm values, the Compose file (loaded and schema-validated by
 // compose-spec/compose-go, the loader docker compose uses), the NATS server
-// configs (loaded by nats-server's own config loader) and the Dockerfile.
+// configs (loaded by nats-server's own config loader; routes authenticated
+// on real servers, monitoring on loopback), the shutdown grace periods and
+// the Dockerfile.
 //
 // It is a separate module so that its heavy dependencies (Kubernetes API
 // types, the Compose loader) stay out of reelq's main module. Run it with
