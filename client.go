@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -138,8 +139,83 @@ func (c *Client) Conn() *nats.Conn { return c.nc }
 // JetStream returns the client's JetStream handle.
 func (c *Client) JetStream() jetstream.JetStream { return c.js }
 
-// Validate checks j as the worker will, without publishing it.
-func (c *Client) Validate(j *Job) error { return j.Validate(c.validators, c.opts.Limits) }
+// Validate checks j as the worker will, without publishing it. The error
+// wraps ErrInvalidJob and says what is wrong the way a person reads it:
+// `input.prompt is 501 characters; the limit is 500`, `input: unknown
+// field "promt"`, `field "duration" must be a number, not a string`.
+func (c *Client) Validate(j *Job) error {
+	return readableInvalid(j.Validate(c.validators, c.opts.Limits))
+}
+
+// invalidError is a validation error reworded for people; it still
+// matches ErrInvalidJob and the provider's error with errors.Is.
+type invalidError struct {
+	msg   string
+	cause error
+}
+
+func (e *invalidError) Error() string   { return ErrInvalidJob.Error() + ": " + e.msg }
+func (e *invalidError) Unwrap() []error { return []error{ErrInvalidJob, e.cause} }
+
+// readableInvalid rewords a provider's input rule error without its
+// "<provider> validate: invalid input:" prefix and without Go's JSON
+// decoder vocabulary (struct and type names).
+func readableInvalid(err error) error {
+	var pe *providers.Error
+	if err == nil || !errors.As(err, &pe) || !errors.Is(err, providers.ErrInvalidInput) {
+		return err
+	}
+	return &invalidError{msg: readableInput(pe.Message), cause: err}
+}
+
+var (
+	reTypeField = regexp.MustCompile(`^(?:input: )?json: cannot unmarshal (\w+)(?: [^ ]+)? into Go struct field [\w]+\.([\w.]+) of type (\S+)$`)
+	reTypeValue = regexp.MustCompile(`^(?:input: )?json: cannot unmarshal (\w+)(?: [^ ]+)? into Go value of type \S+$`)
+)
+
+func readableInput(msg string) string {
+	if m := reTypeField.FindStringSubmatch(msg); m != nil {
+		return fmt.Sprintf("field %q must be %s, not %s", m[2], goKind(m[3]), jsonValue(m[1]))
+	}
+	if m := reTypeValue.FindStringSubmatch(msg); m != nil {
+		return "input must be a JSON object, not " + jsonValue(m[1])
+	}
+	if msg == "input: missing" {
+		return "input is required"
+	}
+	return strings.Replace(msg, "json: unknown field", "unknown field", 1)
+}
+
+// goKind names the JSON a Go type takes.
+func goKind(t string) string {
+	t = strings.TrimLeft(t, "*")
+	switch {
+	case t == "string":
+		return "a string"
+	case t == "bool":
+		return "true or false"
+	case strings.HasPrefix(t, "int"), strings.HasPrefix(t, "uint"):
+		return "a whole number"
+	case strings.HasPrefix(t, "float"):
+		return "a number"
+	case strings.HasPrefix(t, "[]"):
+		return "an array"
+	case strings.HasPrefix(t, "map["):
+		return "an object"
+	}
+	return "an object"
+}
+
+// jsonValue names a JSON value kind as Go's decoder reports it.
+func jsonValue(v string) string {
+	switch v {
+	case "array", "object":
+		return "an " + v
+	case "bool":
+		return "a boolean"
+	}
+	return "a " + v
+}
 
 // Estimate returns what j is expected to cost at its provider, or false
 // when j is invalid or its provider publishes no price.

@@ -119,3 +119,72 @@ func (c *Client) DeleteResults(ctx context.Context, name string) error {
 	defer cancel()
 	return c.js.DeleteConsumer(cctx, StreamResults, c.opts.ConsumerPrefix+"_"+name)
 }
+
+// ReadOptions select the result events ReadResults yields.
+type ReadOptions struct {
+	// After skips the results up to this RESULTS sequence (0: from the
+	// oldest kept).
+	After uint64
+	// Provider, if set, yields only that provider's results.
+	Provider string
+	// Follow keeps yielding results as they are stored (as Follow does)
+	// instead of ending after the last one stored when ReadResults was
+	// called.
+	Follow bool
+}
+
+// ReadResults yields the result events kept in RESULTS, oldest first (a
+// job retried has one per run). It keeps no state on the server: it is for
+// listing and for tools; a service that must not miss a result across
+// restarts uses Results.
+func (c *Client) ReadResults(ctx context.Context, o ReadOptions) iter.Seq2[*Result, error] {
+	var providers []string
+	filter := "results.>"
+	if o.Provider != "" {
+		providers = []string{o.Provider}
+		filter = ResultSubject(o.Provider, "*")
+	}
+	if o.Follow {
+		return c.follow(ctx, o.After+1, providers)
+	}
+	return func(yield func(*Result, error) bool) {
+		last, err := c.ResultsSeq(ctx)
+		if err != nil {
+			yield(nil, fmt.Errorf("reelq: read results: %w", err))
+			return
+		}
+		for seq := o.After + 1; seq <= last; {
+			var page []*Result
+			next := uint64(0)
+			cctx, cancel := c.reqCtx(ctx)
+			err := c.directBatch(cctx, StreamResults, map[string]any{"seq": seq, "next_by_subj": filter, "batch": 500}, func(m storedMsg) bool {
+				if m.Seq > last {
+					return false
+				}
+				next = m.Seq + 1
+				var r Result
+				if json.Unmarshal(m.Data, &r) == nil {
+					if r.Run == 0 {
+						r.Run = 1
+					}
+					page = append(page, &r)
+				}
+				return true
+			})
+			cancel()
+			if err != nil {
+				yield(nil, fmt.Errorf("reelq: read results: %w", err))
+				return
+			}
+			for _, r := range page {
+				if !yield(r, nil) {
+					return
+				}
+			}
+			if next <= seq {
+				return // nothing more before last
+			}
+			seq = next
+		}
+	}
+}

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // Get returns job id's state: from the job state bucket once a worker has
@@ -72,21 +74,31 @@ func (c *Client) findQueued(ctx context.Context, id string) (*Job, storedMsg, er
 }
 
 // Wait blocks until job id's current run has a result and returns it (at
-// once if it already has one). It returns ErrNotFound for an unknown id,
-// and ctx's error if ctx ends first.
+// once if it already has one; a retry still waiting in the queue is the
+// current run). It returns ErrNotFound for an unknown id, and ctx's error
+// if ctx ends first.
 func (c *Client) Wait(ctx context.Context, id string) (*Result, error) {
 	st, err := c.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	if r := st.StoredResult(); r != nil && st.Phase == PhaseFinished {
-		return r, nil
+		// A retry not yet picked up by a worker is a later run: wait for it.
+		_, m, err := c.findQueued(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		run, _ := strconv.Atoi(m.Header.Get(HeaderRun))
+		if run <= st.Run {
+			return r, nil
+		}
+		st.Run = run
 	}
 	// Follow the job's result subject from its last message on: an
 	// earlier run's result is skipped.
 	cons, err := c.js.OrderedConsumer(ctx, StreamResults, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{ResultSubject(st.Provider, id)}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
-		NamePrefix: c.opts.ConsumerPrefix + "_wait",
+		NamePrefix: c.consumerName("wait"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reelq: follow results: %w", err)
@@ -122,10 +134,19 @@ func (c *Client) Wait(ctx context.Context, id string) (*Result, error) {
 // state on the server (an ordered consumer): for results a service must
 // not miss across restarts, use Results.
 func (c *Client) Follow(ctx context.Context, after uint64, providers ...string) iter.Seq2[*Result, error] {
+	if after == 0 {
+		return c.follow(ctx, 0, providers)
+	}
+	return c.follow(ctx, after+1, providers)
+}
+
+// follow yields result events from RESULTS sequence start on (0: the
+// next one stored).
+func (c *Client) follow(ctx context.Context, start uint64, providers []string) iter.Seq2[*Result, error] {
 	return func(yield func(*Result, error) bool) {
-		cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy, NamePrefix: c.opts.ConsumerPrefix + "_follow"}
-		if after > 0 {
-			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
+		cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy, NamePrefix: c.consumerName("follow")}
+		if start > 0 {
+			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
 		}
 		for _, p := range providers {
 			cfg.FilterSubjects = append(cfg.FilterSubjects, ResultSubject(p, "*"))
@@ -159,6 +180,16 @@ func (c *Client) Follow(ctx context.Context, after uint64, providers ...string) 
 			}
 		}
 	}
+}
+
+// consumerName is a name prefix for an ordered consumer of kind: the
+// client's ConsumerPrefix, the kind and a unique token. Ordered consumers
+// are named prefix_1, prefix_2...: without the token, two clients (or two
+// runs of a command within the consumer's inactivity threshold) would ask
+// for the same consumer with different start positions, and the server
+// refuses that ("start sequence can not be updated").
+func (c *Client) consumerName(kind string) string {
+	return c.opts.ConsumerPrefix + "_" + kind + "_" + nuid.Next()
 }
 
 // nextMsg returns it's next message, or ctx's error once ctx ends even if
@@ -229,7 +260,8 @@ func (c *Client) WaitAll(ctx context.Context, ids []string, progress func(*Resul
 }
 
 // WaitAllFrom is WaitAll following results from the RESULTS sequence after
-// (taken with ResultsSeq before the jobs were published).
+// (taken with ResultsSeq before the jobs were published; 0, from a stream
+// that was empty then, follows from its first result).
 func (c *Client) WaitAllFrom(ctx context.Context, after uint64, ids []string, progress func(*Result)) (map[string]*Result, error) {
 	out := make(map[string]*Result, len(ids))
 	want := make(map[string]int, len(ids)) // id -> run awaited
@@ -259,7 +291,7 @@ func (c *Client) WaitAllFrom(ctx context.Context, after uint64, ids []string, pr
 	}
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for r, err := range c.Follow(fctx, after) {
+	for r, err := range c.follow(fctx, after+1, nil) {
 		if err != nil {
 			return out, err
 		}

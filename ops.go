@@ -67,6 +67,32 @@ func (c *Client) cancel(ctx context.Context, st *JobState, reason string) (Cance
 	return out, nil
 }
 
+// CancelRequested reports which of ids have a cancel request that the
+// workers have not carried out yet, or keep (a request stays until the
+// job state expires).
+func (c *Client) CancelRequested(ctx context.Context, ids []string) (map[string]bool, error) {
+	subjects := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if ValidID(id) {
+			subjects = append(subjects, "$KV."+BucketCancel+"."+id)
+		}
+	}
+	cctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	msgs, err := c.lastMsgs(cctx, "KV_"+BucketCancel, subjects)
+	if err != nil {
+		return nil, fmt.Errorf("reelq: cancel requests: %w", err)
+	}
+	out := map[string]bool{}
+	for subj, m := range msgs {
+		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+			continue
+		}
+		out[strings.TrimPrefix(subj, "$KV."+BucketCancel+".")] = true
+	}
+	return out, nil
+}
+
 func (c *Client) cancelRequest(provider, reason string) []byte {
 	b, _ := json.Marshal(map[string]any{"provider": provider, "by": c.opts.By, "at": time.Now().UTC(), "reason": reason})
 	return b

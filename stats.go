@@ -42,6 +42,11 @@ type ProviderStats struct {
 	Holders map[string]int `json:"holders,omitempty"`
 	// Redelivered counts messages delivered more than once.
 	Redelivered uint64 `json:"redelivered"`
+	// Pulling counts the pull requests waiting on the provider's
+	// consumers: a worker that runs the provider keeps one open whenever it
+	// has room for more jobs. None while jobs are queued and none running
+	// means no worker is taking them.
+	Pulling int `json:"pulling"`
 	// NextCall is when the rate limit allows the next call, when that is
 	// in the future and the provider has work.
 	NextCall *time.Time `json:"next_call,omitempty"`
@@ -126,6 +131,7 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 			s.Queued[prio] = info.NumPending
 			ackPending += uint64(info.NumAckPending)
 			s.Redelivered += uint64(info.NumRedelivered)
+			s.Pulling += info.NumWaiting
 			if n, err := strconv.Atoi(info.Config.Metadata["reelq_max_inflight"]); err == nil && n > 0 {
 				s.Cap = n
 			}

@@ -2,464 +2,483 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"sort"
 	"strings"
-	"text/tabwriter"
+	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
 
-	"github.com/reelq/reelq/internal/jobstate"
-	"github.com/reelq/reelq/internal/providers/registry"
-	"github.com/reelq/reelq/internal/providerstate"
-	"github.com/reelq/reelq/internal/queue"
-	"github.com/reelq/reelq/internal/ratelimit"
+	"github.com/reelq/reelq"
 )
 
-// batchJobs returns the state of every job in batch (all jobs if batch
-// is empty), read from the job state bucket.
-func (a *app) batchJobs(ctx context.Context, batch string) ([]*jobstate.State, error) {
-	kv, err := a.js.KeyValue(ctx, queue.BucketJobs)
-	if err != nil {
-		return nil, err
-	}
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = w.Stop() }()
-	var out []*jobstate.State
-	for e := range w.Updates() {
-		if e == nil {
-			break
-		}
-		var st jobstate.State
-		if json.Unmarshal(e.Value(), &st) != nil {
-			continue
-		}
-		if batch == "" || st.Batch == batch {
-			out = append(out, &st)
-		}
-	}
-	return out, nil
+// progressHook, when a context carries one, sees every item a batch
+// command completes (tests use it to interrupt a command part-way).
+type progressHook struct{}
+
+func hookFrom(ctx context.Context) func(n int) {
+	f, _ := ctx.Value(progressHook{}).(func(int))
+	return f
 }
 
-func (a *app) status(ctx context.Context, args []string) error {
-	fs := newFlags("status", "status JOB_ID... | --batch B", a.stderr)
-	batch := fs.String("batch", "", "show every job of this batch")
-	asJSON := fs.Bool("json", false, "print job states as JSON lines")
-	ids, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
+type cancelLine struct {
+	ID          string      `json:"id"`
+	Outcome     string      `json:"outcome"` // requested, already finished, unknown, error
+	Phase       reelq.Phase `json:"phase,omitempty"`
+	Status      string      `json:"status,omitempty"`
+	StillBilled bool        `json:"still_billed,omitempty"`
+	Error       string      `json:"error,omitempty"`
+}
+
+type cancelReport struct {
+	Batch           string       `json:"batch,omitempty"`
+	Requested       int          `json:"requested"`
+	AlreadyFinished int          `json:"already_finished"`
+	Errors          int          `json:"errors"`
+	StillBilled     int          `json:"still_billed"`
+	Interrupted     bool         `json:"interrupted,omitempty"`
+	Jobs            []cancelLine `json:"jobs,omitempty"`
+}
+
+func (a *app) cancelCommand() *cobra.Command {
+	var (
+		batch, reason string
+		o             output
+	)
+	cmd := &cobra.Command{
+		Use:   "cancel JOB... | --batch B",
+		Short: "Cancel queued or running jobs",
+		Long: `Ask the workers to cancel jobs. A queued job finishes as cancelled without
+reaching the provider; a running one is stopped at the provider where its API
+allows. A running job at a provider without a cancel API still finishes there
+and is billed (the command says so). A batch is cancelled many jobs at a time;
+Ctrl-C stops it, and running it again finishes the rest.`,
+		Example: `  enqueue cancel j3f1c0ffee00112233445566
+  enqueue cancel --batch demo --reason "wrong prompts"`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if (len(args) == 0) == (batch == "") {
+				return errors.New("give JOB ids or --batch, not both")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			c, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			rep := &cancelReport{Batch: batch}
+			var mu sync.Mutex
+			hook := hookFrom(ctx)
+			done := 0
+			pb := newBar(a.stderr, a.errTTY)
+			record := func(out reelq.CancelOutcome, err error, keep bool) {
+				mu.Lock()
+				defer mu.Unlock()
+				l := cancelLine{ID: out.ID, Phase: out.Phase, StillBilled: out.StillBilled}
+				switch {
+				case errors.Is(err, reelq.ErrNotFound), errors.Is(err, reelq.ErrInvalidJob):
+					l.Outcome, l.Error = "unknown", "unknown job"
+					rep.Errors++
+				case err != nil:
+					l.Outcome, l.Error = "error", err.Error()
+					rep.Errors++
+				case out.Status == reelq.CancelAlreadyFinished:
+					l.Outcome = "already finished"
+					if out.Result != nil {
+						l.Status = out.Result.Status
+					}
+					rep.AlreadyFinished++
+				default:
+					l.Outcome = "requested"
+					rep.Requested++
+				}
+				if l.StillBilled {
+					rep.StillBilled++
+				}
+				if keep || l.StillBilled || l.Outcome == "error" {
+					rep.Jobs = append(rep.Jobs, l)
+				}
+				done++
+				pb.add(1)
+				if hook != nil {
+					hook(done)
+				}
+			}
+			var runErr error
+			if batch != "" {
+				pb.phase("cancelling batch "+batch, "jobs", 0)
+				_, runErr = c.CancelBatch(ctx, batch, reason, func(out reelq.CancelOutcome, err error) {
+					if ctx.Err() != nil && err != nil {
+						return // cut short by Ctrl-C: counted in the summary, not one line each
+					}
+					record(out, err, false)
+				})
+			} else {
+				pb.phase("cancelling", "jobs", len(args))
+				runErr = forEach(ctx, args, 16, func(id string) {
+					out, err := c.Cancel(ctx, id)
+					if ctx.Err() != nil && err != nil {
+						return
+					}
+					out.ID = id
+					record(out, err, true)
+				})
+			}
+			pb.clear()
+			if runErr != nil && ctx.Err() != nil {
+				rep.Interrupted = true
+			} else if runErr != nil {
+				return fmt.Errorf("cancel: %w (%d requested so far; running it again is safe)", runErr, rep.Requested)
+			}
+			if o.json() {
+				if err := a.writeJSON(rep); err != nil {
+					return err
+				}
+			} else {
+				a.printCancel(rep)
+			}
+			switch {
+			case rep.Interrupted:
+				return silent(exitInterrupted)
+			case rep.Errors > 0:
+				return exitf(exitFailure, "%s could not be cancelled", plural(rep.Errors, "job", "jobs"))
+			}
+			return nil
+		},
 	}
-	if len(ids) == 0 && *batch == "" {
-		return &exitError{exitUsage, errors.New("status needs JOB_IDs or --batch")}
+	cmd.Flags().StringVar(&batch, "batch", "", "cancel every unfinished job of this batch")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded with the cancel request)")
+	outputFlag(cmd, &o)
+	return cmd
+}
+
+func (a *app) printCancel(rep *cancelReport) {
+	for _, l := range rep.Jobs {
+		switch l.Outcome {
+		case "requested":
+			msg := fmt.Sprintf("%s: cancel requested (%s)", l.ID, l.Phase)
+			if l.StillBilled {
+				msg = fmt.Sprintf("%s: cancel requested, but it is running at a provider without a cancel API: the task finishes there and is still billed", l.ID)
+			}
+			fmt.Fprintln(a.stdout, msg)
+		case "already finished":
+			fmt.Fprintf(a.stdout, "%s: already finished (%s); nothing to cancel\n", l.ID, orDash(l.Status))
+		default:
+			fmt.Fprintf(a.stderr, "%s: %s\n", l.ID, l.Error)
+		}
 	}
-	if err := a.connect(ctx); err != nil {
-		return err
+	if rep.Interrupted {
+		fmt.Fprintf(a.stderr, "interrupted: %s made; running the same command again finishes the rest\n", plural(rep.Requested, "cancel request", "cancel requests"))
+		return
 	}
-	var states []*jobstate.State
-	if *batch != "" {
-		if states, err = a.batchJobs(ctx, *batch); err != nil {
-			return err
+	if rep.Batch != "" {
+		fmt.Fprintf(a.stdout, "batch %s: %s made, %s already finished", rep.Batch, plural(rep.Requested, "cancel request", "cancel requests"), commas(rep.AlreadyFinished))
+		if rep.StillBilled > 0 {
+			fmt.Fprintf(a.stdout, "; %s running at a provider without a cancel API (still billed)", plural(rep.StillBilled, "job is", "jobs are"))
 		}
-		if len(states) == 0 {
-			return fmt.Errorf("no jobs in batch %q", *batch)
-		}
+		fmt.Fprintln(a.stdout)
 	}
-	missing := 0
-	for _, id := range ids {
-		st, _, err := a.states.Get(ctx, id)
-		if errors.Is(err, jobstate.ErrNotFound) {
-			fmt.Fprintf(a.stderr, "%s: unknown job\n", id)
-			missing++
-			continue
+}
+
+// forEach runs f for every item, n at a time, until ctx ends.
+func forEach(ctx context.Context, items []string, n int, f func(string)) error {
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for _, it := range items {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return context.Cause(ctx)
 		}
-		if err != nil {
-			return err
-		}
-		states = append(states, st)
+		wg.Go(func() {
+			defer func() { <-sem }()
+			f(it)
+		})
 	}
-	sort.Slice(states, func(i, j int) bool { return naturalLess(states[i].ID, states[j].ID) })
-	if *asJSON {
-		enc := json.NewEncoder(a.stdout)
-		for _, st := range states {
-			_ = enc.Encode(st)
-		}
-	} else {
-		tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "JOB\tPROVIDER\tPHASE\tSTATUS\tRETRIES\tTASK\tUPDATED\tNOTE")
-		counts := map[string]int{}
-		for _, st := range states {
-			status, note := "", st.LastError
-			if len(st.Result) > 0 {
-				var r queue.Result
-				if json.Unmarshal(st.Result, &r) == nil {
-					status = r.Status
-					if r.Error != nil {
-						note = r.Error.Code + ": " + r.Error.Message
-					} else if len(r.Outputs) > 0 {
-						note = r.Outputs[0].URL
+	wg.Wait()
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
+type retryLine struct {
+	ID    string `json:"id"`
+	Run   int    `json:"run,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+func (a *app) retryCommand() *cobra.Command {
+	var (
+		batch, statuses string
+		o               output
+	)
+	cmd := &cobra.Command{
+		Use:   "retry JOB... | --batch B [--status failed,cancelled]",
+		Short: "Run finished jobs that did not succeed again, as a new run",
+		Long: `Run a finished job that failed or was cancelled again, under the same id, as
+run n+1 (its result carries the run number). A job that succeeded is never
+paid again: retry refuses it. With --batch, every job of the batch whose last
+run ended in one of --status (default failed,cancelled) is retried.`,
+		Example: `  enqueue retry j3f1c0ffee00112233445566
+  enqueue retry --batch demo --status failed`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if (len(args) == 0) == (batch == "") {
+				return errors.New("give JOB ids or --batch, not both")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			var sts []string
+			if statuses != "" {
+				for _, s := range strings.Split(statuses, ",") {
+					s = strings.TrimSpace(s)
+					switch s {
+					case reelq.StatusFailed, reelq.StatusCancelled:
+						sts = append(sts, s)
+					case reelq.StatusSucceeded:
+						return exitf(exitUsage, "--status succeeded: a job that succeeded is never paid again")
+					default:
+						return exitf(exitUsage, "--status %q: want failed and/or cancelled", s)
 					}
 				}
 			}
-			if st.CancelRequested && status == "" {
-				note = "cancel requested"
+			if statuses != "" && batch == "" {
+				return exitf(exitUsage, "--status needs --batch")
 			}
-			task := ""
-			if st.Task != nil {
-				task = st.Task.ID
+			c, err := a.connect(ctx)
+			if err != nil {
+				return err
 			}
-			counts[string(st.Phase)+"/"+status]++
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", st.ID, st.Provider, st.Phase, status, st.Attempts, task,
-				st.UpdatedAt.Local().Format(time.DateTime), truncate(note, 80))
-		}
-		_ = tw.Flush()
-	}
-	if missing > 0 {
-		return &exitError{exitFailedJobs, fmt.Errorf("%d unknown jobs", missing)}
-	}
-	return nil
-}
-
-func (a *app) results(ctx context.Context, args []string) error {
-	fs := newFlags("results", "results [--batch B] [--provider P] [--follow]", a.stderr)
-	batch := fs.String("batch", "", "only results of this batch")
-	provider := fs.String("provider", "", "only results of this provider")
-	followFlag := fs.Bool("follow", false, "keep printing new results until interrupted")
-	if _, err := parseInterspersed(fs, args); err != nil {
-		return err
-	}
-	if err := a.connect(ctx); err != nil {
-		return err
-	}
-	var subjects []string
-	if *provider != "" {
-		subjects = []string{queue.ResultSubject(*provider, "*")}
-	}
-	s, err := a.js.Stream(ctx, queue.StreamResults)
-	if err != nil {
-		return err
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return err
-	}
-	f, err := newFollower(ctx, a.js, time.Time{}, subjects...)
-	if err != nil {
-		return err
-	}
-	defer f.stop()
-	enc := json.NewEncoder(a.stdout)
-	seen := uint64(0)
-	for *followFlag || seen < info.State.Msgs {
-		wctx := ctx
-		var cancel context.CancelFunc = func() {}
-		if !*followFlag {
-			wctx, cancel = context.WithTimeout(ctx, 2*time.Second)
-		}
-		r, err := f.next(wctx)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil || !*followFlag {
-				break
+			var lines []retryLine
+			var mu sync.Mutex
+			add := func(id string, run int, err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				l := retryLine{ID: id, Run: run}
+				switch {
+				case errors.Is(err, reelq.ErrSucceeded):
+					l.Error = "succeeded; a job that succeeded is never paid again"
+				case errors.Is(err, reelq.ErrNotFinished):
+					l.Error = "not finished yet (" + strings.TrimPrefix(err.Error(), reelq.ErrNotFinished.Error()+": ") + "); nothing to retry"
+				case errors.Is(err, reelq.ErrNotFound), errors.Is(err, reelq.ErrInvalidJob):
+					l.Error = "unknown job"
+				case err != nil:
+					l.Error = err.Error()
+				}
+				lines = append(lines, l)
 			}
-			return err
-		}
-		seen++
-		if *batch == "" || r.Batch == *batch {
-			_ = enc.Encode(r)
-		}
-	}
-	return nil
-}
-
-func (a *app) cancel(ctx context.Context, args []string) error {
-	fs := newFlags("cancel", "cancel JOB_ID... | --batch B", a.stderr)
-	batch := fs.String("batch", "", "cancel every unfinished job of this batch")
-	ids, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(ids) == 0 && *batch == "" {
-		return &exitError{exitUsage, errors.New("cancel needs JOB_IDs or --batch")}
-	}
-	if err := a.connect(ctx); err != nil {
-		return err
-	}
-	if *batch != "" {
-		states, err := a.batchJobs(ctx, *batch)
-		if err != nil {
-			return err
-		}
-		for _, st := range states {
-			if st.Phase != jobstate.Finished {
-				ids = append(ids, st.ID)
-			}
-		}
-		if len(ids) == 0 {
-			fmt.Fprintf(a.stderr, "batch %s has no unfinished jobs\n", *batch)
-			return nil
-		}
-	}
-	c := &queue.Canceller{JS: a.js, States: a.states, By: "enqueue"}
-	failures := 0
-	counts := map[string]int{}
-	for _, id := range ids {
-		outcome, err := c.Cancel(ctx, id)
-		if err != nil {
-			fmt.Fprintf(a.stderr, "%s: %v\n", id, err)
-			failures++
-			continue
-		}
-		counts[outcome]++
-		fmt.Fprintf(a.stdout, "%s: %s\n", id, outcome)
-	}
-	if failures > 0 {
-		return &exitError{exitFailedJobs, fmt.Errorf("%d of %d cancels failed", failures, len(ids))}
-	}
-	return nil
-}
-
-func providerArg(pos []string) (string, error) {
-	if len(pos) != 1 {
-		return "", &exitError{exitUsage, fmt.Errorf("want one PROVIDER (%s)", strings.Join(registry.Names(), ", "))}
-	}
-	if !registry.Known(pos[0]) {
-		return "", &exitError{exitUsage, fmt.Errorf("unknown provider %q (%s)", pos[0], strings.Join(registry.Names(), ", "))}
-	}
-	return pos[0], nil
-}
-
-func (a *app) providerStore(ctx context.Context) (*providerstate.Store, error) {
-	kv, err := a.js.KeyValue(ctx, queue.BucketProviders)
-	if err != nil {
-		return nil, err
-	}
-	return providerstate.New(a.js, kv, queue.StreamJobs), nil
-}
-
-// providerCommand parses PROVIDER (and fs's flags) from args, connects,
-// and returns the provider-state store.
-func (a *app) providerCommand(ctx context.Context, fs *flag.FlagSet, args []string) (string, *providerstate.Store, error) {
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return "", nil, err
-	}
-	name, err := providerArg(pos)
-	if err != nil {
-		return "", nil, err
-	}
-	if err := a.connect(ctx); err != nil {
-		return "", nil, err
-	}
-	ps, err := a.providerStore(ctx)
-	return name, ps, err
-}
-
-func (a *app) pause(ctx context.Context, args []string) error {
-	fs := newFlags("pause", "pause PROVIDER [--reason R]", a.stderr)
-	reason := fs.String("reason", "paused by an operator", "why (shown by stats and in the event)")
-	name, ps, err := a.providerCommand(ctx, fs, args)
-	if err != nil {
-		return err
-	}
-	st, changed, err := ps.Pause(ctx, name, providerstate.CodeManual, *reason, "enqueue", 0)
-	if err != nil {
-		return err
-	}
-	if changed {
-		_ = queue.PublishEvent(a.nc, queue.Event{Kind: queue.EventProviderPaused, Provider: name, Code: st.Code, Reason: st.Reason, Worker: "enqueue"})
-		fmt.Fprintf(a.stdout, "%s paused for every worker until 'enqueue resume %s'\n", name, name)
-	} else {
-		fmt.Fprintf(a.stdout, "%s was already paused (%s: %s)\n", name, st.Code, st.Reason)
-	}
-	return nil
-}
-
-func (a *app) resume(ctx context.Context, args []string) error {
-	name, ps, err := a.providerCommand(ctx, newFlags("resume", "resume PROVIDER", a.stderr), args)
-	if err != nil {
-		return err
-	}
-	changed, err := ps.Resume(ctx, name, "enqueue")
-	if err != nil {
-		return err
-	}
-	if changed {
-		_ = queue.PublishEvent(a.nc, queue.Event{Kind: queue.EventProviderResumed, Provider: name, Reason: "resumed by an operator", Worker: "enqueue"})
-		fmt.Fprintf(a.stdout, "%s resumed\n", name)
-	} else {
-		fmt.Fprintf(a.stdout, "%s was not paused\n", name)
-	}
-	return nil
-}
-
-func (a *app) stats(ctx context.Context, args []string) error {
-	fs := newFlags("stats", "stats [--watch] [--no-batches]", a.stderr)
-	watch := fs.Duration("watch", 0, "refresh every interval (e.g. 2s) until interrupted")
-	noBatches := fs.Bool("no-batches", false, "skip per-batch progress (which reads every job's state)")
-	if _, err := parseInterspersed(fs, args); err != nil {
-		return err
-	}
-	if err := a.connect(ctx); err != nil {
-		return err
-	}
-	for {
-		if *watch > 0 {
-			fmt.Fprint(a.stdout, "\033[H\033[2J")
-		}
-		if err := a.printStats(ctx, !*noBatches); err != nil {
-			return err
-		}
-		if *watch <= 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(*watch):
-		}
-	}
-}
-
-func (a *app) printStats(ctx context.Context, batches bool) error {
-	ps, err := a.providerStore(ctx)
-	if err != nil {
-		return err
-	}
-	rlKV, err := a.js.KeyValue(ctx, queue.BucketRateLimit)
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "PROVIDER\tQUEUED\tIN FLIGHT\tMAX IN FLIGHT\tREDELIVERED\tNEXT CALL\tSTATE\n")
-	for _, name := range registry.Names() {
-		queued, inflight, maxIn, redelivered := "-", "-", "-", "-"
-		cons, cerr := a.js.Consumer(ctx, queue.StreamJobs, name)
-		if cerr == nil {
-			info := cons.CachedInfo()
-			queued, inflight, maxIn = fmt.Sprint(info.NumPending), fmt.Sprint(info.NumAckPending), fmt.Sprint(info.Config.MaxAckPending)
-			redelivered = fmt.Sprint(info.NumRedelivered)
-		}
-		next := "-"
-		if t, err := ratelimit.New(ratelimit.NewKVStore(rlKV), name, ratelimit.Config{Rate: 1}).BlockedUntil(ctx); err == nil && t.After(time.Now()) {
-			next = "in " + time.Until(t).Round(time.Millisecond).String()
-		} else if err == nil && cerr == nil {
-			next = "now" // "-" until a worker has created the consumer
-		}
-		state := "active"
-		st, _, err := ps.Get(ctx, name)
-		if err == nil && st.Paused {
-			state = fmt.Sprintf("PAUSED (%s) since %s: %s", st.Code, st.Since.Local().Format(time.TimeOnly), truncate(st.Reason, 60))
-			if st.NextProbeAt != nil {
-				state += fmt.Sprintf("; next probe %s", st.NextProbeAt.Local().Format(time.TimeOnly))
+			var runErr error
+			if batch != "" {
+				_, runErr = c.RetryBatch(ctx, batch, sts, add)
 			} else {
-				state += "; resume with 'enqueue resume " + name + "'"
+				runErr = forEach(ctx, args, 8, func(id string) {
+					run, err := c.Retry(ctx, id)
+					if ctx.Err() != nil && err != nil {
+						return
+					}
+					add(id, run, err)
+				})
 			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, queued, inflight, maxIn, redelivered, next, state)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if !batches {
-		return nil
-	}
-	states, err := a.batchJobs(ctx, "")
-	if err != nil {
-		return err
-	}
-	type prog struct{ total, queued, running, succeeded, failed, cancelled int }
-	byBatch := map[string]*prog{}
-	for _, st := range states {
-		p := byBatch[st.Batch]
-		if p == nil {
-			p = &prog{}
-			byBatch[st.Batch] = p
-		}
-		p.total++
-		switch st.Phase {
-		case jobstate.Queued:
-			p.queued++
-		case jobstate.Submitting, jobstate.Submitted:
-			p.running++
-		case jobstate.Finished:
-			var r queue.Result
-			_ = json.Unmarshal(st.Result, &r)
-			switch r.Status {
-			case queue.StatusSucceeded:
-				p.succeeded++
-			case queue.StatusCancelled:
-				p.cancelled++
-			default:
-				p.failed++
+			failed := 0
+			for _, l := range lines {
+				if l.Error != "" {
+					failed++
+				}
 			}
-		}
+			if o.json() {
+				if err := a.writeJSON(lines); err != nil {
+					return err
+				}
+			} else {
+				for _, l := range lines {
+					if l.Error != "" {
+						fmt.Fprintf(a.stderr, "%s: not retried: %s\n", l.ID, l.Error)
+					} else {
+						fmt.Fprintf(a.stdout, "%s: retrying as run %d\n", l.ID, l.Run)
+					}
+				}
+				if batch != "" {
+					fmt.Fprintf(a.stdout, "batch %s: %s retried\n", batch, plural(len(lines)-failed, "job", "jobs"))
+				}
+			}
+			if runErr != nil {
+				if ctx.Err() != nil {
+					fmt.Fprintf(a.stderr, "interrupted: %s retried; running the same command again retries the rest (a job already retried is not finished, so it is left alone)\n", plural(len(lines)-failed, "job", "jobs"))
+					return silent(exitInterrupted)
+				}
+				return fmt.Errorf("retry: %w", runErr)
+			}
+			if failed > 0 {
+				return exitf(exitFailure, "%s not retried", plural(failed, "job", "jobs"))
+			}
+			return nil
+		},
 	}
-	if len(byBatch) == 0 {
-		return nil
-	}
-	names := make([]string, 0, len(byBatch))
-	for b := range byBatch {
-		names = append(names, b)
-	}
-	sort.Strings(names)
-	fmt.Fprintln(a.stdout)
-	tw = tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "BATCH\tJOBS\tQUEUED\tRUNNING\tSUCCEEDED\tFAILED\tCANCELLED\tDONE\n")
-	for _, b := range names {
-		p := byBatch[b]
-		label := b
-		if label == "" {
-			label = "(none)"
-		}
-		done := p.succeeded + p.failed + p.cancelled
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.0f%%\n", label, p.total, p.queued, p.running, p.succeeded, p.failed, p.cancelled, 100*float64(done)/float64(p.total))
-	}
-	return tw.Flush()
+	cmd.Flags().StringVar(&batch, "batch", "", "retry the batch's jobs that did not succeed")
+	cmd.Flags().StringVar(&statuses, "status", "", "with --batch: the last run's statuses to retry (default failed,cancelled)")
+	_ = cmd.RegisterFlagCompletionFunc("status", cobra.FixedCompletions([]cobra.Completion{"failed", "cancelled", "failed,cancelled"}, cobra.ShellCompDirectiveNoFileComp))
+	outputFlag(cmd, &o)
+	return cmd
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
+func (a *app) resolveCommand() *cobra.Command {
+	var (
+		task     string
+		resubmit bool
+		timeout  time.Duration
+		o        output
+	)
+	cmd := &cobra.Command{
+		Use:   "resolve JOB --task ID | --resubmit",
+		Short: "Settle a job held after a paid submission with unknown outcome",
+		Long: `A job is held when a worker made the paid call to submit it but never learnt
+the answer (a timeout, a dropped connection) and the provider's policy is to
+ask an operator rather than risk paying twice. Look for the task on the
+provider's dashboard, then:
+
+  --task ID     the task exists: the job follows it (no new submission)
+  --resubmit    it does not: the job is submitted again (if the first call did
+                start a task, the provider bills both)
+
+Needs an operator identity (the request goes to the CONTROL stream; a worker
+carries it out). The command waits until the job has left the held phase.`,
+		Example: `  enqueue resolve j3f1c0ffee00112233445566 --task 8f2c1a
+  enqueue resolve j3f1c0ffee00112233445566 --resubmit`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if (task == "") == !resubmit {
+				return exitf(exitUsage, "give exactly one of --task ID and --resubmit")
+			}
+			ctx := cmd.Context()
+			c, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			rctx, cancel := context.WithTimeoutCause(ctx, timeout, errTimeout)
+			defer cancel()
+			st, err := c.Resolve(rctx, args[0], reelq.ResolveOptions{TaskID: task, Resubmit: resubmit})
+			switch {
+			case errors.Is(err, reelq.ErrNotFound):
+				return exitf(exitFailure, "%s: unknown job (or not picked up by a worker yet)", args[0])
+			case err != nil && errors.Is(context.Cause(rctx), errTimeout):
+				return exitf(exitTimeout, "%s: the request is sent, but no worker carried it out within %s (is a worker running %s?)", args[0], timeout, providerOf(st))
+			case err != nil && ctx.Err() != nil:
+				return silent(exitInterrupted)
+			case err != nil && st != nil:
+				return exitf(exitFailure, "%s: %v", args[0], strings.TrimPrefix(err.Error(), "reelq: "))
+			case err != nil:
+				return err
+			}
+			if o.json() {
+				return a.writeJSON(statusOf(st, false, false))
+			}
+			how := "following task " + task
+			if resubmit {
+				how = "submitting again"
+			}
+			fmt.Fprintf(a.stdout, "%s: resolved (%s); now %s\n", args[0], how, st.Phase)
+			return nil
+		},
 	}
-	return s[:n-3] + "..."
+	cmd.Flags().StringVar(&task, "task", "", "the provider task id found on the provider's dashboard")
+	cmd.Flags().BoolVar(&resubmit, "resubmit", false, "submit again (the provider may bill twice)")
+	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "how long to wait for a worker to carry it out")
+	outputFlag(cmd, &o)
+	return cmd
 }
 
-// naturalLess orders ids so that "b-2" comes before "b-10".
-func naturalLess(a, b string) bool {
-	for a != "" && b != "" {
-		if isDigit(a[0]) && isDigit(b[0]) {
-			i, j := digits(a), digits(b)
-			na, nb := strings.TrimLeft(a[:i], "0"), strings.TrimLeft(b[:j], "0")
-			if len(na) != len(nb) {
-				return len(na) < len(nb)
-			}
-			if na != nb {
-				return na < nb
-			}
-			a, b = a[i:], b[j:]
-			continue
-		}
-		if a[0] != b[0] {
-			return a[0] < b[0]
-		}
-		a, b = a[1:], b[1:]
+func providerOf(st *reelq.JobState) string {
+	if st == nil || st.Provider == "" {
+		return "its provider"
 	}
-	return len(a) < len(b)
+	return st.Provider
 }
 
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+type pauseLine struct {
+	Provider string `json:"provider"`
+	Paused   bool   `json:"paused"`
+	// Changed is false when it was already so.
+	Changed bool   `json:"changed"`
+	Reason  string `json:"reason,omitempty"`
+}
 
-func digits(s string) int {
-	i := 0
-	for i < len(s) && isDigit(s[i]) {
-		i++
+func (a *app) pauseCommand() *cobra.Command {
+	var (
+		reason string
+		o      output
+	)
+	cmd := &cobra.Command{
+		Use:               "pause PROVIDER [--reason R]",
+		Short:             "Pause a provider for every worker",
+		Long:              "Pause a provider for every worker until 'enqueue resume PROVIDER': its jobs wait in the queue, running ones finish. Needs an operator identity.",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeProviders,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if err := checkProvider(args[0]); err != nil {
+				return err
+			}
+			c, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			changed, err := c.Pause(ctx, args[0], reason)
+			if err != nil {
+				return err
+			}
+			if o.json() {
+				return a.writeJSON(pauseLine{Provider: args[0], Paused: true, Changed: changed, Reason: reason})
+			}
+			if changed {
+				fmt.Fprintf(a.stdout, "%s paused for every worker until 'enqueue resume %s'\n", args[0], args[0])
+			} else {
+				fmt.Fprintf(a.stdout, "%s was already paused (see 'enqueue stats')\n", args[0])
+			}
+			return nil
+		},
 	}
-	return i
+	cmd.Flags().StringVar(&reason, "reason", "", "why (shown by stats and in the event)")
+	outputFlag(cmd, &o)
+	return cmd
+}
+
+func (a *app) resumeCommand() *cobra.Command {
+	var o output
+	cmd := &cobra.Command{
+		Use:               "resume PROVIDER",
+		Short:             "Resume a paused provider",
+		Long:              "End a provider's pause, whatever its kind (manual, credits, auth, budget...). Needs an operator identity.",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeProviders,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if err := checkProvider(args[0]); err != nil {
+				return err
+			}
+			c, err := a.connect(ctx)
+			if err != nil {
+				return err
+			}
+			changed, err := c.Resume(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if o.json() {
+				return a.writeJSON(pauseLine{Provider: args[0], Paused: false, Changed: changed})
+			}
+			if changed {
+				fmt.Fprintf(a.stdout, "%s resumed\n", args[0])
+			} else {
+				fmt.Fprintf(a.stdout, "%s was not paused\n", args[0])
+			}
+			return nil
+		},
+	}
+	outputFlag(cmd, &o)
+	return cmd
 }

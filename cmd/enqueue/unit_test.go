@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBarRateIsSane(t *testing.T) {
+	var w bytes.Buffer
+	b := newBar(&w, true)
+	b.phase("publishing", "jobs", 5000)
+	// A first window of acknowledgements arrives at once: no rate yet.
+	b.n = 1000
+	if s := b.render(b.start.Add(3 * time.Millisecond)); strings.Contains(s, "/s") {
+		t.Errorf("rate shown after 3 ms: %q", s)
+	}
+	s := b.render(b.start.Add(2 * time.Second))
+	if !strings.Contains(s, "1,000/5,000") || !strings.Contains(s, " 500 jobs/s") || !strings.Contains(s, "ETA 8s") {
+		t.Errorf("after 2 s: %q", s)
+	}
+	b.phase("waiting", "results", 10)
+	if b.n != 0 || !strings.HasPrefix(b.render(b.start), "waiting") {
+		t.Errorf("a new phase starts from zero: %q", b.render(b.start))
+	}
+	off := newBar(&w, false)
+	w.Reset()
+	off.phase("x", "jobs", 1)
+	off.add(1)
+	off.clear()
+	if w.Len() != 0 {
+		t.Errorf("a bar off a terminal writes %q", w.String())
+	}
+}
+
+func TestParseMaxCost(t *testing.T) {
+	for in, want := range map[string]map[string]float64{
+		"500usd":              {"usd": 500},
+		"500usd,20000credits": {"usd": 500, "credits": 20000},
+		"$1,000,20000credits": {"usd": 1000, "credits": 20000},
+		"1,000usd, 5credits":  {"usd": 1000, "credits": 5},
+	} {
+		got, err := parseMaxCost([]string{in})
+		if err != nil || len(got) != len(want) {
+			t.Errorf("%q: %v %v", in, got, err)
+			continue
+		}
+		for u, v := range want {
+			if got[u] != v {
+				t.Errorf("%q: %s = %g, want %g", in, u, got[u], v)
+			}
+		}
+	}
+	if _, err := parseMaxCost([]string{"lots"}); err == nil || exitCode(err) != exitUsage {
+		t.Errorf("bad --max-cost: %v", err)
+	}
+}
+
+func TestDefaultBatch(t *testing.T) {
+	for in, want := range map[string]string{
+		"examples/demo.jsonl":      "demo",
+		"/tmp/Spring shoot.v2.csv": "Spring_shoot_v2",
+		"-":                        "",
+		"jobs":                     "jobs",
+	} {
+		if got := defaultBatch(in); got != want {
+			t.Errorf("defaultBatch(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestTableAlignsColouredCells(t *testing.T) {
+	var w bytes.Buffer
+	tb := &table{header: []string{"A", "B"}}
+	tb.add(cell{text: "held", color: yellow}, cell{text: "x"})
+	tb.add(cell{text: "queued"}, cell{text: "y"})
+	tb.write(&w, true)
+	plain := strings.NewReplacer("\033[33m", "", "\033[0m", "", "\033[1m", "").Replace(w.String())
+	if plain != "A       B\nheld    x\nqueued  y\n" {
+		t.Errorf("table:\n%q", plain)
+	}
+}
