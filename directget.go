@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
 )
 
 // storedMsg is one message read with a direct get.
@@ -29,14 +31,22 @@ const maxMultiLast = 256
 // result. Wildcards are allowed.
 func (c *Client) lastMsgs(ctx context.Context, stream string, subjects []string) (map[string]storedMsg, error) {
 	out := map[string]storedMsg{}
+	var mu sync.Mutex
+	var g errgroup.Group
+	g.SetLimit(8) // chunks in flight at once
 	for start := 0; start < len(subjects); start += maxMultiLast {
 		chunk := subjects[start:min(start+maxMultiLast, len(subjects))]
-		if err := c.directBatch(ctx, stream, map[string]any{"multi_last": chunk, "batch": 1_000_000}, func(m storedMsg) bool {
-			out[m.Subject] = m
-			return true
-		}); err != nil {
-			return nil, err
-		}
+		g.Go(func() error {
+			return c.directBatch(ctx, stream, map[string]any{"multi_last": chunk, "batch": 1_000_000}, func(m storedMsg) bool {
+				mu.Lock()
+				out[m.Subject] = m
+				mu.Unlock()
+				return true
+			})
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -1,6 +1,7 @@
 package reelq
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -94,7 +95,7 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []Job, opts BatchOptions
 	now := time.Now().UTC()
 	for i := range jobs {
 		j := &jobs[i]
-		if err := j.Validate(c.validators, c.opts.Limits); err != nil {
+		if err := c.Validate(j); err != nil {
 			out[i] = EnqueueResult{ID: j.ID, Status: Failed, Err: err}
 			report(i)
 			continue
@@ -119,29 +120,63 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []Job, opts BatchOptions
 		out[i].ID = j.ID
 		ok = append(ok, i)
 	}
+	// Windows are pipelined: the next window's known-id reads and
+	// publishes go out while the previous window's acknowledgements
+	// arrive, so the server is never idle waiting for the client.
+	var inflight []*window
+	collect := func(w *window) error {
+		if err := c.collect(ctx, jobs, w, out); err != nil {
+			return err
+		}
+		for _, i := range w.idx {
+			report(i)
+		}
+		return nil
+	}
 	for start := 0; start < len(ok); start += c.opts.Window {
-		win := ok[start:min(start+c.opts.Window, len(ok))]
-		if err := c.enqueueWindow(ctx, jobs, win, out); err != nil {
+		w, err := c.sendWindow(ctx, jobs, ok[start:min(start+c.opts.Window, len(ok))], out)
+		if err != nil {
 			return out, err
 		}
-		for _, i := range win {
-			report(i)
+		inflight = append(inflight, w)
+		if len(inflight) > 2 {
+			if err := collect(inflight[0]); err != nil {
+				return out, err
+			}
+			inflight = inflight[1:]
+		}
+	}
+	for _, w := range inflight {
+		if err := collect(w); err != nil {
+			return out, err
 		}
 	}
 	return out, nil
 }
 
-// enqueueWindow enqueues jobs[i] for i in win: it reads what is known of
-// their ids (job state, then the queue) in a few batched requests,
-// publishes the new ones asynchronously, then checks the acknowledgements.
-func (c *Client) enqueueWindow(ctx context.Context, jobs []Job, win []int, out []EnqueueResult) error {
+// window is a group of jobs whose publishes are in flight.
+type window struct {
+	idx  []int
+	pubs []pending
+}
+
+type pending struct {
+	i int
+	f jetstream.PubAckFuture
+}
+
+// sendWindow enqueues jobs[i] for i in win: it reads what is known of
+// their ids (job state, then the queue) in a few batched requests and
+// publishes the new ones asynchronously; collect checks the
+// acknowledgements.
+func (c *Client) sendWindow(ctx context.Context, jobs []Job, win []int, out []EnqueueResult) (*window, error) {
 	ids := make([]string, len(win))
 	for k, i := range win {
 		ids[k] = jobs[i].ID
 	}
 	states, err := c.states(ctx, ids)
 	if err != nil {
-		return fmt.Errorf("reelq: reading job state: %w", err)
+		return nil, fmt.Errorf("reelq: reading job state: %w", err)
 	}
 	var unknown []int
 	for _, i := range win {
@@ -164,13 +199,9 @@ func (c *Client) enqueueWindow(ctx context.Context, jobs []Job, win []int, out [
 	}
 	queued, err := c.queuedMsgs(ctx, subjects)
 	if err != nil {
-		return fmt.Errorf("reelq: reading the queue: %w", err)
+		return nil, fmt.Errorf("reelq: reading the queue: %w", err)
 	}
-	type pending struct {
-		i int
-		f jetstream.PubAckFuture
-	}
-	var pubs []pending
+	w := &window{idx: win}
 	for k, i := range unknown {
 		j := &jobs[i]
 		if m, ok := queued[subjects[k]]; ok {
@@ -187,10 +218,15 @@ func (c *Client) enqueueWindow(ctx context.Context, jobs []Job, win []int, out [
 			out[i] = EnqueueResult{ID: j.ID, Status: Failed, Err: publishErr(j, err)}
 			continue
 		}
-		pubs = append(pubs, pending{i, f})
+		w.pubs = append(w.pubs, pending{i, f})
 	}
+	return w, nil
+}
+
+// collect waits for a window's acknowledgements.
+func (c *Client) collect(ctx context.Context, jobs []Job, w *window, out []EnqueueResult) error {
 	published := map[string][]string{} // batch -> ids newly published
-	for _, p := range pubs {
+	for _, p := range w.pubs {
 		j := &jobs[p.i]
 		select {
 		case ack := <-p.f.Ok():
@@ -285,7 +321,7 @@ func publishErr(j *Job, err error) error {
 
 // jobMsg is the message that carries j's run.
 func (c *Client) jobMsg(j *Job, run int) (*nats.Msg, error) {
-	data, err := json.Marshal(j)
+	data, err := encodeJob(j)
 	if err != nil {
 		return nil, fmt.Errorf("encode job %s: %w", j.ID, err)
 	}
@@ -317,4 +353,53 @@ func (c *Client) countEnqueued(byBatch map[string][]string) {
 		m.Header.Set("Nats-Incr", "+"+strconv.Itoa(len(ids)))
 		_, _ = c.js.PublishMsgAsync(m, jetstream.WithMsgID("cnt:enq:"+b+":"+hex.EncodeToString(h[:12])))
 	}
+}
+
+// encodeJob is json.Marshal(j) for a validated job, without re-scanning
+// the raw input and metadata (already checked) or reflecting: the client
+// encodes every job it publishes, and this is most of its CPU. The id,
+// batch and fairness key of a valid job need no escaping.
+func encodeJob(j *Job) ([]byte, error) {
+	if !validTokens(j) {
+		return json.Marshal(j)
+	}
+	b := make([]byte, 0, 96+len(j.Input)+len(j.Metadata))
+	b = append(b, '{')
+	field := func(name, v string) {
+		if v == "" {
+			return
+		}
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, `":"`...)
+		b = append(b, v...)
+		b = append(b, '"')
+	}
+	field("id", j.ID)
+	field("provider", j.Provider)
+	field("batch", j.Batch)
+	field("priority", string(j.Priority))
+	field("fairness_key", j.FairnessKey)
+	b = append(b, `,"input":`...)
+	b = append(b, bytes.TrimSpace(j.Input)...)
+	if m := bytes.TrimSpace(j.Metadata); len(m) > 0 {
+		b = append(b, `,"metadata":`...)
+		b = append(b, m...)
+	}
+	if j.EnqueuedAt != nil {
+		b = append(b, `,"enqueued_at":"`...)
+		b = j.EnqueuedAt.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
+	}
+	return append(b, '}'), nil
+}
+
+// validTokens reports whether j's string fields need no JSON escaping,
+// and its input and metadata are single-line-safe raw JSON values.
+func validTokens(j *Job) bool {
+	return ValidID(j.ID) && KnownProvider(j.Provider) && (j.Batch == "" || ValidID(j.Batch)) &&
+		(j.FairnessKey == "" || ValidID(j.FairnessKey)) && j.Priority.valid() && len(bytes.TrimSpace(j.Input)) > 0
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -116,11 +115,21 @@ func (l Limits) withDefaults() Limits {
 // provider's rules reject.
 var ErrInvalidJob = errors.New("invalid job")
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
-
 // ValidID reports whether id can be a job id: 1-128 characters of
 // [A-Za-z0-9_-], so it is one NATS subject token and a KV key.
-func ValidID(id string) bool { return idPattern.MatchString(id) }
+func ValidID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // SeqID is the id a worker gives a message it cannot attribute to a job
 // (no id anywhere, or an unreadable or contradictory message): seq-<stream

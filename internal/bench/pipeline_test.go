@@ -112,8 +112,19 @@ func BenchmarkPipeline(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		if f := os.Getenv("REELQ_BENCH_ENQUEUE_CPUPROFILE"); f != "" {
+			pf, err := os.Create(f)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_ = pprof.StartCPUProfile(pf)
+			defer pf.Close()
+		}
 		start = time.Now()
 		outs, err := client.EnqueueBatch(ctx, jobs, reelq.BatchOptions{})
+		if os.Getenv("REELQ_BENCH_ENQUEUE_CPUPROFILE") != "" {
+			pprof.StopCPUProfile()
+		}
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -2,11 +2,11 @@ package worker
 
 import (
 	"context"
-	"log/slog"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
