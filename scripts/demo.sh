@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The embedded demo: builds reelq, starts the provider simulator and one
-# worker (which embeds NATS JetStream), publishes examples/demo.jsonl with
-# enqueue --wait, prints the results, and stops everything.
+# worker (which embeds NATS JetStream and archives outputs into its object
+# store), publishes examples/demo.jsonl with enqueue --wait, prints the
+# jobs' statuses, one result event and the queue statistics, downloads the
+# archived outputs, and stops everything.
 #
 # Ports: PROVIDERSIM_ADDR (127.0.0.1:8089) and REELQ_LISTEN (127.0.0.1:4222).
 # Set KEEP=1 to keep the data directory and logs.
@@ -45,24 +47,32 @@ for p in SEGMIND SAMSAR VIMMERSE CAMB; do
          "${p}_MAX_INFLIGHT=4" "${p}_POLL_INTERVAL=500ms" "${p}_MAX_POLL_INTERVAL=2s"
 done
 export CAMB_BASE_URL="http://$SIM_ADDR/apis"
+# The simulator serves its output files on loopback: let the archiver
+# fetch from it (the default refuses internal addresses).
 NATS_URL= REELQ_LISTEN="$LISTEN" REELQ_DATA_DIR="$WORK/data" LOG_FORMAT=text \
+  REELQ_ARCHIVE=jetstream REELQ_ARCHIVE_ALLOW_HOSTS="${SIM_ADDR%:*}" \
   bin/worker >"$WORK/worker.log" 2>&1 &
 pids+=($!)
 wait_port "$LISTEN"
-for _ in $(seq 1 100); do bin/enqueue stats --no-batches >/dev/null 2>&1 && break; sleep 0.1; done
+# enqueue exits 5 until the worker has created the streams.
+for _ in $(seq 1 100); do bin/enqueue stats -o json >/dev/null 2>&1 && break; sleep 0.1; done
 
-echo "== enqueue --wait $JOBS"
+batch=$(basename "$JOBS"); batch=${batch%.*}
+echo "== enqueue --wait $JOBS (batch $batch)"
 status=0
 bin/enqueue --wait --out "$WORK/results.jsonl" "$JOBS" || status=$?
 
 echo
-echo "== results ($(wc -l <"$WORK/results.jsonl") events on results.<provider>.<job_id>)"
-batch=$(head -n 1 "$WORK/results.jsonl" | sed -n 's/.*"batch":"\([^"]*\)".*/\1/p')
+echo "== status --batch $batch ($(wc -l <"$WORK/results.jsonl") result events on results.<provider>.<job_id>)"
 bin/enqueue status --batch "$batch" || true
 echo
 echo "one result event:"
 head -n 1 "$WORK/results.jsonl"
 echo
 echo "== stats"
-bin/enqueue stats || true
+bin/enqueue stats --batch "$batch" || true
+echo
+echo "== results --download $WORK/outputs --batch $batch"
+bin/enqueue results --download "$WORK/outputs" --batch "$batch" || true
+ls -l "$WORK/outputs" | head -n 30
 exit "$status"

@@ -43,7 +43,7 @@ func newApp(environ []string, stdin io.Reader, stdout, stderr io.Writer) *app {
 	return a
 }
 
-func isTerminal(w io.Writer) bool {
+func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }

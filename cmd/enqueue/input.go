@@ -30,9 +30,14 @@ type lineJob struct {
 type lineError struct {
 	Line int
 	Msg  string
+	// Whole says Msg names the line itself ("line 7 is longer ...").
+	Whole bool
 }
 
 func (e lineError) String() string {
+	if e.Whole {
+		return e.Msg
+	}
 	if e.Line == 0 {
 		return "job: " + e.Msg
 	}
@@ -172,7 +177,7 @@ func readJSONL(br *bufio.Reader) ([]lineJob, []lineError, error) {
 		}
 		switch {
 		case tooLong:
-			bad = append(bad, lineError{line, fmt.Sprintf("line %d is longer than the %d MiB line limit (a job is at most %d KiB)", line, maxLine>>20, reelq.MaxJobBytes>>10)})
+			bad = append(bad, lineError{Line: line, Msg: fmt.Sprintf("line %d is longer than the %d MiB line limit (a job is at most %d KiB)", line, maxLine>>20, reelq.MaxJobBytes>>10), Whole: true})
 		default:
 			text := bytes.TrimSpace(buf)
 			if line == 1 {
@@ -181,7 +186,7 @@ func readJSONL(br *bufio.Reader) ([]lineJob, []lineError, error) {
 			if len(text) > 0 && text[0] != '#' {
 				j, msg := decodeJob(text)
 				if msg != "" {
-					bad = append(bad, lineError{line, msg})
+					bad = append(bad, lineError{Line: line, Msg: msg})
 				} else {
 					jobs = append(jobs, lineJob{line, j})
 				}
@@ -259,14 +264,14 @@ func readJSON(br *bufio.Reader) ([]lineJob, []lineError, error) {
 		if err != nil {
 			var se *json.SyntaxError
 			if errors.As(err, &se) {
-				return jobs, append(bad, lineError{lineAt(int(se.Offset)), "not valid JSON: " + strings.TrimPrefix(se.Error(), "invalid character ")}), nil
+				return jobs, append(bad, lineError{Line: lineAt(int(se.Offset)), Msg: "not valid JSON: " + strings.TrimPrefix(se.Error(), "invalid character ")}), nil
 			}
-			return jobs, append(bad, lineError{lineAt(at), "not valid JSON: the input is cut short"}), nil
+			return jobs, append(bad, lineError{Line: lineAt(at), Msg: "not valid JSON: the input is cut short"}), nil
 		}
 		line := lineAt(at)
 		j, msg := decodeJob(bytes.TrimSpace(raw))
 		if msg != "" {
-			bad = append(bad, lineError{line, msg})
+			bad = append(bad, lineError{Line: line, Msg: msg})
 			continue
 		}
 		jobs = append(jobs, lineJob{line, j})
@@ -337,7 +342,7 @@ func readCSV(br *bufio.Reader) ([]lineJob, []lineError, error) {
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
-				bad = append(bad, lineError{pe.StartLine, "CSV: " + pe.Err.Error()})
+				bad = append(bad, lineError{Line: pe.StartLine, Msg: "CSV: " + pe.Err.Error()})
 				continue
 			}
 			return nil, nil, err
@@ -348,7 +353,7 @@ func readCSV(br *bufio.Reader) ([]lineJob, []lineError, error) {
 		}
 		j, msg := csvJob(header, rec)
 		if msg != "" {
-			bad = append(bad, lineError{line, msg})
+			bad = append(bad, lineError{Line: line, Msg: msg})
 			continue
 		}
 		jobs = append(jobs, lineJob{line, j})

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -135,7 +136,7 @@ func TestInvalidLinesAreNamedAsAPersonReadsThem(t *testing.T) {
 		`line 4: input: unknown field "promt"`,
 		`line 5: unknown field "inputs"`,
 		`line 6: a JSON array, not a job object`,
-		`line 7 is longer than the 16 MiB line limit`,
+		"\nline 7 is longer than the 16 MiB line limit",
 		`line 8: unknown provider "runway"`,
 		`line 9: input.video_model "SORA" is not one of`,
 		"8 invalid jobs; nothing published (fix them, or --skip-invalid publishes the 1 valid one)",
@@ -841,5 +842,41 @@ func waitIndexed(t *testing.T, env *reelqtest.Env, batch string, n int) {
 		for _, id := range ids {
 			seen[id] = true
 		}
+	}
+}
+
+func TestInterruptedPublishSaysHowManyAndRerunIsSafe(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, nil)
+	const n = 3000
+	var b strings.Builder
+	for i := range n {
+		b.WriteString(samsar(fmt.Sprint(i), 5) + "\n")
+	}
+	f := writeFile(t, "many.jsonl", b.String())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ctx = context.WithValue(ctx, progressHook{}, func(done int) {
+		if done == 1000 { // the first window is acknowledged
+			cancel()
+		}
+	})
+	r := c.runCtx(ctx, "", f)
+	if r.code != exitInterrupted || !strings.Contains(r.stderr, "of 3,000 jobs published; running the same command again is safe") {
+		t.Fatalf("interrupted publish:\n%s", r)
+	}
+	count, _, _ := strings.Cut(strings.TrimPrefix(r.stderr, "interrupted: "), " ")
+	published, err := strconv.Atoi(strings.ReplaceAll(count, ",", ""))
+	if err != nil || published < 1000 || published >= n {
+		t.Errorf("published %d (%v):\n%s", published, err, r.stderr)
+	}
+	r = c.run("-o", "json", f)
+	var rep publishReport
+	parseJSON(t, "re-run", r.stdout, &rep)
+	if r.code != 0 || rep.Published+rep.Known != n || rep.Known < published {
+		t.Errorf("re-run: published %d, known %d; want %d in all:\n%s", rep.Published, rep.Known, n, r.stderr)
+	}
+	if got := jobsInQueue(t, c.env); got != n {
+		t.Errorf("JOBS holds %d, want %d: none lost, none twice", got, n)
 	}
 }

@@ -170,12 +170,12 @@ func (a *app) publish(cmd *cobra.Command, po *publishOpts, args []string) error 
 	var valid []lineJob
 	for _, l := range lines {
 		if err := c.Validate(&l.Job); err != nil {
-			bad = append(bad, lineError{l.Line, reason(err)})
+			bad = append(bad, lineError{Line: l.Line, Msg: reason(err)})
 			continue
 		}
 		if l.Job.ID != "" {
 			if prev, dup := byID[l.Job.ID]; dup {
-				bad = append(bad, lineError{l.Line, fmt.Sprintf("id %q repeats line %d's", l.Job.ID, prev)})
+				bad = append(bad, lineError{Line: l.Line, Msg: fmt.Sprintf("id %q repeats line %d's", l.Job.ID, prev)})
 				continue
 			}
 			byID[l.Job.ID] = l.Line
@@ -247,7 +247,13 @@ func (a *app) publish(cmd *cobra.Command, po *publishOpts, args []string) error 
 
 	pb := newBar(a.stderr, a.errTTY)
 	pb.phase("publishing", "jobs", len(jobs))
-	outcomes, err := c.EnqueueBatch(ctx, jobs, reelq.BatchOptions{Progress: func(reelq.EnqueueResult, int, int) { pb.add(1) }})
+	hook := hookFrom(ctx)
+	outcomes, err := c.EnqueueBatch(ctx, jobs, reelq.BatchOptions{Progress: func(_ reelq.EnqueueResult, done, _ int) {
+		pb.add(1)
+		if hook != nil {
+			hook(done)
+		}
+	}})
 	pb.clear()
 	rep := a.report(valid, jobs, outcomes, bad, batch, est)
 	if err != nil {
@@ -281,7 +287,19 @@ func (a *app) publish(cmd *cobra.Command, po *publishOpts, args []string) error 
 		return a.publishExit(code, rep)
 	}
 	// With --wait, stdout is the result events'; the publish summary goes
-	// to stderr.
+	// to stderr, with the first jobs already known.
+	const showKnown = 20
+	known := 0
+	for _, l := range rep.Lines {
+		if l.Outcome == outcomeKnown {
+			if known++; known <= showKnown {
+				fmt.Fprintln(a.stderr, l.message())
+			}
+		}
+	}
+	if known > showKnown {
+		fmt.Fprintf(a.stderr, "... and %s more already known\n", commas(known-showKnown))
+	}
 	fmt.Fprintln(a.stderr, rep.summary())
 	var ids []string
 	for _, l := range rep.Lines {
@@ -328,6 +346,9 @@ func (a *app) readInput(po *publishOpts, args []string) ([]lineJob, []lineError,
 		return []lineJob{{Line: 0, Job: j}}, nil, nil
 	}
 	var r io.Reader = a.stdin
+	if args[0] == "-" && isTerminal(a.stdin) {
+		fmt.Fprintln(a.stderr, "reading jobs from stdin (one JSON object per line; Ctrl-D ends)")
+	}
 	if args[0] != "-" {
 		f, err := os.Open(args[0])
 		if err != nil {

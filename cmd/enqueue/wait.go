@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -178,8 +179,14 @@ func truncate(s string, n int) string {
 	return string([]rune(s)[:n-3]) + "..."
 }
 
-// naturalLess orders ids so that "b-2" comes before "b-10".
+var contentID = regexp.MustCompile(`^j[0-9a-f]{24}(-[0-9]+)?$`)
+
+// naturalLess orders ids so that "b-2" comes before "b-10" (content ids,
+// hex digests, in plain order).
 func naturalLess(a, b string) bool {
+	if contentID.MatchString(a) && contentID.MatchString(b) {
+		return a < b
+	}
 	for a != "" && b != "" {
 		if isDigit(a[0]) && isDigit(b[0]) {
 			i, j := digits(a), digits(b)
