@@ -97,13 +97,3 @@ func (c *Client) directBatch(ctx context.Context, stream string, req map[string]
 		}
 	}
 }
-
-// lastMsg reads one subject's last message, or ok=false.
-func (c *Client) lastMsg(ctx context.Context, stream, subject string) (storedMsg, bool, error) {
-	msgs, err := c.lastMsgs(ctx, stream, []string{subject})
-	if err != nil {
-		return storedMsg{}, false, err
-	}
-	m, ok := msgs[subject]
-	return m, ok, nil
-}

@@ -74,5 +74,5 @@ bin/enqueue stats --batch "$batch" || true
 echo
 echo "== results --download $WORK/outputs --batch $batch"
 bin/enqueue results --download "$WORK/outputs" --batch "$batch" || true
-ls -l "$WORK/outputs" | head -n 30
+ls -l "$WORK/outputs"
 exit "$status"

@@ -76,6 +76,9 @@ successive snapshots.`,
 				switch {
 				case redraw:
 					// Home, draw, clear what is left of the last frame.
+					if frames == 0 {
+						fmt.Fprint(a.stdout, "\033[2J")
+					}
 					fmt.Fprint(a.stdout, "\033[H"+strings.ReplaceAll(buf.String(), "\n", "\033[K\n")+"\033[J")
 				case watch > 0 && !o.json():
 					fmt.Fprintf(a.stdout, "-- %s\n%s\n", v.At.Local().Format(time.DateTime), buf.String())

@@ -100,6 +100,7 @@ type bar struct {
 	start   time.Time
 	drawn   time.Time
 	visible bool
+	stop    chan struct{} // ends the ticker that keeps the clock moving
 }
 
 func newBar(w io.Writer, on bool) *bar { return &bar{w: w, on: on} }
@@ -113,6 +114,27 @@ func (b *bar) phase(label, unit string, total int) {
 	defer b.mu.Unlock()
 	b.label, b.unit, b.total, b.n, b.start = label, unit, total, 0, time.Now()
 	b.drawLocked(true)
+	if b.on && b.stop == nil {
+		// Redraw every second, so elapsed time and rate move while no
+		// item completes.
+		b.stop = make(chan struct{})
+		go func(stop <-chan struct{}) {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					b.mu.Lock()
+					if b.visible {
+						b.drawLocked(true)
+					}
+					b.mu.Unlock()
+				}
+			}
+		}(b.stop)
+	}
 }
 
 // add counts k more done.
@@ -133,6 +155,10 @@ func (b *bar) clear() {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.stop != nil {
+		close(b.stop)
+		b.stop = nil
+	}
 	if b.on && b.visible {
 		fmt.Fprint(b.w, "\r\033[K")
 		b.visible = false

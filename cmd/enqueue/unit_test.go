@@ -11,8 +11,11 @@ func TestBarRateIsSane(t *testing.T) {
 	var w bytes.Buffer
 	b := newBar(&w, true)
 	b.phase("publishing", "jobs", 5000)
+	defer b.clear()
 	// A first window of acknowledgements arrives at once: no rate yet.
-	b.n = 1000
+	b.add(1000)
+	b.mu.Lock() // render reads what the ticker's redraw reads
+	defer b.mu.Unlock()
 	if s := b.render(b.start.Add(3 * time.Millisecond)); strings.Contains(s, "/s") {
 		t.Errorf("rate shown after 3 ms: %q", s)
 	}
@@ -20,7 +23,9 @@ func TestBarRateIsSane(t *testing.T) {
 	if !strings.Contains(s, "1,000/5,000") || !strings.Contains(s, " 500 jobs/s") || !strings.Contains(s, "ETA 8s") {
 		t.Errorf("after 2 s: %q", s)
 	}
+	b.mu.Unlock()
 	b.phase("waiting", "results", 10)
+	b.mu.Lock()
 	if b.n != 0 || !strings.HasPrefix(b.render(b.start), "waiting") {
 		t.Errorf("a new phase starts from zero: %q", b.render(b.start))
 	}

@@ -79,7 +79,7 @@ func (t *tally) String() string {
 	}
 	s := plural(t.Jobs, "job", "jobs") + ": " + strings.Join(parts, ", ")
 	if missing := t.Jobs - t.Results; missing > 0 {
-		s += fmt.Sprintf(", %s still running", commas(missing))
+		s += fmt.Sprintf(", %s not finished", commas(missing))
 	}
 	if len(t.Cost) > 0 {
 		s += "; estimated cost " + costs(t.Cost)
