@@ -458,7 +458,7 @@ func TestCommandsHelpCompletionVersion(t *testing.T) {
 	if r.code != exitUsage || !strings.Contains(r.stderr, `unknown command "statsx" for "enqueue"`) || !strings.Contains(r.stderr, "Did you mean this?\n\tstats") {
 		t.Errorf("statsx:\n%s", r)
 	}
-	if r := c.run("stauts", "x"); r.code != exitUsage {
+	if r := c.run("stauts", "x"); r.code != exitUsage || !strings.Contains(r.stderr, "\tstatus\n") {
 		t.Errorf("stauts x: want exit %d:\n%s", exitUsage, r)
 	}
 	r = c.run("--help")
@@ -878,5 +878,49 @@ func TestInterruptedPublishSaysHowManyAndRerunIsSafe(t *testing.T) {
 	}
 	if got := jobsInQueue(t, c.env); got != n {
 		t.Errorf("JOBS holds %d, want %d: none lost, none twice", got, n)
+	}
+}
+
+func TestCancelOfARunningJobWithoutCancelAPISaysItIsStillBilled(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(time.Minute)}})
+	startWorker(c, "samsar")
+	if r := c.run("--provider", "samsar", "--id", "long-1", "--input", `{"prompt":"long","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":5}`); r.code != 0 {
+		t.Fatalf("publish:\n%s", r)
+	}
+	waitPhase(t, c.env, "long-1", reelq.PhaseSubmitted)
+	r := c.run("cancel", "long-1")
+	if r.code != 0 || !strings.Contains(r.stdout, "long-1: cancel requested, but it is running at a provider without a cancel API: the task finishes there and is still billed") {
+		t.Errorf("cancel of a running samsar job:\n%s", r)
+	}
+}
+
+// waitPhase watches job id's state until it reaches phase.
+func waitPhase(t *testing.T, env *reelqtest.Env, id string, phase reelq.Phase) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kv, err := env.JS.KeyValue(ctx, reelq.BucketJobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := kv.Watch(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case e := <-w.Updates():
+			if e == nil {
+				continue
+			}
+			var st reelq.JobState
+			if json.Unmarshal(e.Value(), &st) == nil && st.Phase == phase {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatalf("job %s never reached %s", id, phase)
+		}
 	}
 }

@@ -124,7 +124,7 @@ var commandLike = regexp.MustCompile(`^[a-z][a-z-]*$`)
 // unknownCommand reports a positional FILE that is no file but looks like
 // a command ("statsx") as an unknown command, with suggestions.
 func (a *app) unknownCommand(root *cobra.Command, args []string) error {
-	if len(args) != 1 || args[0] == "-" || !commandLike.MatchString(args[0]) {
+	if len(args) == 0 || args[0] == "-" || !commandLike.MatchString(args[0]) {
 		return nil
 	}
 	if _, err := os.Stat(args[0]); err == nil || !errors.Is(err, os.ErrNotExist) {
