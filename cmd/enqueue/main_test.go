@@ -924,3 +924,40 @@ func waitPhase(t *testing.T, env *reelqtest.Env, id string, phase reelq.Phase) {
 		}
 	}
 }
+
+func TestDLQListAndRedrive(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, fast())
+	startWorker(c, "samsar")
+	// A message no worker can run: not JSON.
+	if _, err := c.env.JS.Publish(context.Background(), "jobs.samsar.broken-1", []byte("{not json")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cons, err := c.env.JS.OrderedConsumer(ctx, reelq.StreamDLQ, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cons.Next(jetstream.FetchContext(ctx)); err != nil {
+		t.Fatalf("no dead letter: %v", err)
+	}
+	var dl []dlqLine
+	r := c.run("dlq", "list", "-o", "json")
+	parseJSON(t, "dlq list", r.stdout, &dl)
+	if len(dl) != 1 || dl[0].Code == "" {
+		t.Fatalf("dlq list: %+v\n%s", dl, r)
+	}
+	r = c.run("dlq", "list")
+	mustContain(t, "dlq list", r.stdout, "1 dead letter;", dl[0].Code)
+	r = c.run("dlq", "redrive", "--all", "--dry-run")
+	if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("%d: would", dl[0].Seq)) {
+		t.Errorf("redrive --dry-run:\n%s", r)
+	}
+	if r := c.run("dlq", "redrive", "999"); r.code != exitFailure || !strings.Contains(r.stderr, "999: no such dead letter") {
+		t.Errorf("redrive of an unknown seq:\n%s", r)
+	}
+	if r := c.run("dlq", "redrive", "x"); r.code != exitUsage {
+		t.Errorf("redrive x:\n%s", r)
+	}
+}
