@@ -108,6 +108,9 @@ func (s *Server) cambCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	story := &cambStory{title: title, chars: utf8.RuneCount(text)}
 	var t *task
+	if c.unavailable(w, title, string(text)) {
+		return
+	}
 	if c.forbidden(title, string(text)) {
 		// Camb takes the request and fails the task with FORBIDDEN.
 		story.forbidden = true

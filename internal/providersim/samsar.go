@@ -84,6 +84,9 @@ func (s *Server) samsarCreate(legacyCreate bool) http.HandlerFunc {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"message": msg})
 			return
 		}
+		if c.unavailable(w, in.Prompt) {
+			return
+		}
 		if c.forbidden(in.Prompt) {
 			writeJSON(w, http.StatusForbidden, map[string]string{"message": "Forbidden: your plan does not allow this request."})
 			return

@@ -90,6 +90,9 @@ func (s *Server) segmindCreate(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "Invalid request body: expected a JSON object of workflow inputs"})
 		return
 	}
+	if c.unavailable(w, segmindKey(inputs)) {
+		return
+	}
 	if c.forbidden(segmindKey(inputs)) {
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "Forbidden: workflow " + wf + " is private or not shared with this account"})
 		return

@@ -114,6 +114,10 @@ type Knobs struct {
 	// 403 (Camb: accepted, then the task fails with exception_reason
 	// FORBIDDEN). Nothing is charged. Empty: off. See ForbiddenMarker.
 	ForbiddenMarker string `json:"forbidden_marker,omitempty"`
+	// UnavailableMarker answers every create whose prompt, title, text or
+	// inputs contain it with a 503 (nothing charged, no task), so chosen
+	// jobs keep failing with a retryable error. Empty: off.
+	UnavailableMarker string `json:"unavailable_marker,omitempty"`
 	// BalanceStatus makes the balance endpoint (Segmind, Samsar) answer
 	// this HTTP status, e.g. 503 or 404; BalanceMalformed makes it answer
 	// 200 with a body that has no balance in it.
@@ -400,6 +404,23 @@ func (c *call) forbidden(texts ...string) bool {
 	for _, t := range texts {
 		if strings.Contains(t, m) {
 			c.s.count(c.p, "submit", 403)
+			return true
+		}
+	}
+	return false
+}
+
+// unavailable answers a create mentioning any of texts with a 503 when the
+// UnavailableMarker knob says so, and reports whether it did.
+func (c *call) unavailable(w http.ResponseWriter, texts ...string) bool {
+	m := c.s.Knobs(c.p.name).UnavailableMarker
+	if m == "" {
+		return false
+	}
+	for _, t := range texts {
+		if strings.Contains(t, m) {
+			c.s.count(c.p, "submit", 503)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"message": "Service temporarily unavailable, try again later"})
 			return true
 		}
 	}
@@ -710,6 +731,30 @@ func (s *Server) TaskFor(provider, key string) string {
 		return ""
 	}
 	return best.id
+}
+
+// TaskInfo is one task the simulator started, for tests.
+type TaskInfo struct {
+	ID      string
+	Key     string // the prompt, title or inputs it was created for
+	Created time.Time
+	DoneAt  time.Time
+}
+
+// Tasks returns the provider's tasks in creation order.
+func (s *Server) Tasks(provider string) []TaskInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.provs[provider]
+	if p == nil {
+		return nil
+	}
+	out := make([]TaskInfo, 0, len(p.tasks))
+	for _, t := range p.tasks {
+		out = append(out, TaskInfo{ID: t.id, Key: t.key, Created: t.created, DoneAt: t.doneAt})
+	}
+	slices.SortFunc(out, func(a, b TaskInfo) int { return a.Created.Compare(b.Created) })
+	return out
 }
 
 // TaskTimes returns when each of provider's tasks was created (a paid

@@ -133,6 +133,9 @@ func (s *Server) vimmerseCreate(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"message": "NOT_FOUND"})
 		return
 	}
+	if c.unavailable(w, wf.title, wf.template, opts) {
+		return
+	}
 	if c.forbidden(wf.title, wf.template, opts) {
 		writeJSON(w, http.StatusForbidden, map[string]string{"message": "FORBIDDEN: template " + wf.template + " is not available to this account"})
 		return

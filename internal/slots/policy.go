@@ -11,6 +11,9 @@ type entry struct {
 	Until time.Time `json:"until"` // lease expiry, writer's clock (RFC 3339 with ns)
 	Want  int       `json:"want"`  // slots the worker could use now
 	Top   int       `json:"top"`   // highest priority rank among its waiting jobs
+	// Keys are the hashes (KeyHash) of the fairness keys of its jobs at
+	// rank Top, at most MaxKeys, sorted; none: a key of its own.
+	Keys []string `json:"keys,omitempty"`
 }
 
 // value is the JSON stored under the provider's key.
@@ -22,22 +25,10 @@ func (e entry) live(now time.Time) bool { return e.Until.After(now) }
 
 func (e entry) unmet() int { return max(0, e.Want-e.N) }
 
-// fairShare is max(1, cap / number of live holders with want > 0), counting
-// this worker through meWants (its own, local, demand).
-func fairShare(holders map[string]entry, me string, meWants bool, now time.Time, capacity int) int {
-	d := 0
-	if meWants {
-		d++
-	}
-	for id, e := range holders {
-		if id != me && e.live(now) && e.Want > 0 {
-			d++
-		}
-	}
-	if d == 0 {
-		return max(1, capacity)
-	}
-	return max(1, capacity/d)
+// fairShares is every wanting holder's entitlement (see entitlements),
+// counting this worker with its local demand mine.
+func fairShares(holders map[string]entry, me string, mine entry, now time.Time, capacity int) map[string]int {
+	return entitlements(wanting(holders, me, mine, now), capacity)
 }
 
 // othersHeld is the sum of n over live holders other than me.
@@ -52,12 +43,12 @@ func othersHeld(holders map[string]entry, me string, now time.Time) int {
 }
 
 // claims is the unmet demand of the live holders that come before this
-// worker for a slot it would take for a job of priority top while holding
-// held slots, split by reason: higher is owed to holders with a higher top
-// (all their unmet demand), equal to holders with the same top below their
-// fair share (up to the fair share; they come first only once this worker
-// holds its own fair share).
-func claims(holders map[string]entry, me string, now time.Time, top, fair int) (higher, equal int) {
+// worker for a slot it would take for a job of priority top, split by
+// reason: higher is owed to holders with a higher top (all their unmet
+// demand), equal to holders with the same top below their fair share
+// (up to the fair share; they come first only once this worker holds its
+// own fair share).
+func claims(holders map[string]entry, me string, now time.Time, top int, fair map[string]int) (higher, equal int) {
 	for id, e := range holders {
 		if id == me || !e.live(now) || e.unmet() == 0 {
 			continue
@@ -65,8 +56,8 @@ func claims(holders map[string]entry, me string, now time.Time, top, fair int) (
 		switch {
 		case e.Top > top:
 			higher += e.unmet()
-		case e.Top == top && e.N < fair:
-			equal += min(e.Want, fair) - e.N
+		case e.Top == top && e.N < fair[id]:
+			equal += min(e.Want, fair[id]) - e.N
 		}
 	}
 	return higher, equal
@@ -81,6 +72,7 @@ type request struct {
 	addTop   int // priority of the jobs the extra slots are for
 	want     int // demand to advertise
 	top      int
+	keys     []string
 	until    time.Time // new lease expiry
 }
 
@@ -119,8 +111,9 @@ func decide(cur map[string]entry, now time.Time, r request) outcome {
 	}
 	granted := 0
 	if free := r.capacity - others - base; r.add > 0 && free > 0 {
-		fair := fairShare(next, r.me, true, now, r.capacity)
-		higher, equal := claims(next, r.me, now, r.addTop, fair)
+		fairs := fairShares(next, r.me, entry{N: base, Want: max(r.want, base+r.add), Top: r.top, Keys: r.keys}, now, r.capacity)
+		fair := fairs[r.me]
+		higher, equal := claims(next, r.me, now, r.addTop, fairs)
 		avail := free - higher
 		if avail > 0 {
 			granted = min(r.add, avail)
@@ -133,10 +126,10 @@ func decide(cur map[string]entry, now time.Time, r request) outcome {
 	}
 	n := base + granted
 	if n > 0 || r.want > 0 {
-		next[r.me] = entry{N: n, Until: r.until, Want: r.want, Top: r.top}
+		next[r.me] = entry{N: n, Until: r.until, Want: r.want, Top: r.top, Keys: r.keys}
 	}
 	changed := had != (n > 0 || r.want > 0) ||
-		(had && (mine.N != n || mine.Want != r.want || mine.Top != r.top || !mine.live(now)))
+		(had && (mine.N != n || mine.Want != r.want || mine.Top != r.top || !slices.Equal(mine.Keys, r.keys) || !mine.live(now)))
 	return outcome{next: next, n: n, granted: granted, changed: changed}
 }
 
@@ -148,7 +141,7 @@ func decide(cur map[string]entry, now time.Time, r request) outcome {
 // disagree or were lowered), or when holders that come before it (a higher
 // top with unmet demand, or the same top below the fair share while this
 // worker holds more than it) need more than is free now.
-func shouldYield(holders map[string]entry, me string, now time.Time, capacity, held, want, myTop int) bool {
+func shouldYield(holders map[string]entry, me string, now time.Time, capacity, held, want, myTop int, keys []string) bool {
 	if held <= 0 {
 		return false
 	}
@@ -156,10 +149,10 @@ func shouldYield(holders map[string]entry, me string, now time.Time, capacity, h
 	if others+held > capacity {
 		return true
 	}
-	fair := fairShare(holders, me, want > 0, now, capacity)
-	higher, equal := claims(holders, me, now, myTop, fair)
+	fairs := fairShares(holders, me, entry{N: held, Want: want, Top: myTop, Keys: keys}, now, capacity)
+	higher, equal := claims(holders, me, now, myTop, fairs)
 	need := higher
-	if held > fair {
+	if held > fairs[me] {
 		need += equal
 	}
 	return need > capacity-others-held

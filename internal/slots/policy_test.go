@@ -131,7 +131,7 @@ func TestShouldYield(t *testing.T) {
 			for id, e := range tc.holders {
 				h[id] = e
 			}
-			if got := shouldYield(h, "me", t0, tc.capacity, tc.held, tc.want, tc.myTop); got != tc.yield {
+			if got := shouldYield(h, "me", t0, tc.capacity, tc.held, tc.want, tc.myTop, nil); got != tc.yield {
 				t.Errorf("shouldYield = %v, want %v", got, tc.yield)
 			}
 		})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -106,9 +107,13 @@ type Pool struct {
 	myRev   uint64
 	advWant int
 	advTop  int
+	advKeys []string
 	// Local state.
 	release     int // slots given back by Release, not committed yet
-	want, top   int // demand set by SetDemand
+	want, top   int      // demand set by SetDemand
+	keys        []string // fairness keys set by SetKeys
+	weights     map[string]float64
+	weightsRev  uint64 // view revision weights were computed at (0: stale)
 	lost        bool
 	lostLogged  bool
 	stopped     bool
@@ -218,7 +223,53 @@ func (p *Pool) Yield(myTop int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
-	return shouldYield(p.holders, p.me, now, p.capacity, p.heldLocked(now), p.want, myTop)
+	return shouldYield(p.holders, p.me, now, p.capacity, p.heldLocked(now), p.want, myTop, p.keys)
+}
+
+// SetKeys advertises the fairness keys of this worker's jobs at its top
+// priority (waiting or running), as KeyHash values; at most MaxKeys are
+// kept. Like SetDemand it never blocks and costs nothing when unchanged.
+// Workers use the keys to share the provider's slots equally among keys
+// cluster-wide (see KeyWeights).
+func (p *Pool) SetKeys(keys []string) {
+	keys = slices.Clone(keys)
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	if len(keys) > MaxKeys {
+		keys = keys[:MaxKeys]
+	}
+	p.mu.Lock()
+	if p.stopped || slices.Equal(keys, p.keys) {
+		p.mu.Unlock()
+		return
+	}
+	p.keys = keys
+	p.weightsRev = 0
+	dirty := !slices.Equal(keys, p.advKeys)
+	p.demandDirty = p.demandDirty || dirty
+	p.mu.Unlock()
+	if dirty {
+		p.poke()
+	}
+}
+
+// KeyWeights is how this worker should divide the slots it holds among its
+// fairness keys (KeyHash to planned slots) so that every key advertised by
+// the live holders gets an equal part of the provider: a key only this
+// worker has gets its part here, a key every worker has is served by all.
+// Every worker computes it from the same view. Nil means no plan (no slot
+// held, or no keys): serve the keys equally. No I/O; cached per view.
+func (p *Pool) KeyWeights() map[string]float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.weightsRev != 0 && p.weightsRev == p.rev {
+		return p.weights
+	}
+	now := p.now()
+	mine := entry{N: p.heldLocked(now), Want: p.want, Top: p.top, Keys: p.keys}
+	p.weights = keyWeights(wanting(p.holders, p.me, mine, now), p.me)
+	p.weightsRev = p.rev
+	return p.weights
 }
 
 // SetDemand advertises how many slots this worker could use now (want: its
@@ -240,8 +291,11 @@ func (p *Pool) SetDemand(_ context.Context, want, top int) error {
 		p.mu.Unlock()
 		return ErrStopped
 	}
+	if want != p.want || top != p.top {
+		p.weightsRev = 0
+	}
 	p.want, p.top = want, top
-	dirty := want != p.advWant || top != p.advTop
+	dirty := want != p.advWant || top != p.advTop || !slices.Equal(p.keys, p.advKeys)
 	p.demandDirty = dirty
 	p.mu.Unlock()
 	if dirty {
@@ -517,6 +571,7 @@ func (p *Pool) requestLocked(now time.Time, k, top int) request {
 		addTop:   top,
 		want:     p.want,
 		top:      p.top,
+		keys:     p.keys,
 		until:    now.Add(p.ttl).UTC(),
 	}
 }
@@ -607,8 +662,8 @@ func (p *Pool) committed(now time.Time, rev uint64, out outcome, r request, rele
 	if p.stopped {
 		p.release = 0
 	}
-	p.advWant, p.advTop = r.want, r.top
-	if p.want == r.want && p.top == r.top {
+	p.advWant, p.advTop, p.advKeys = r.want, r.top, r.keys
+	if p.want == r.want && p.top == r.top && slices.Equal(p.keys, r.keys) {
 		p.demandDirty = false
 	}
 	p.lost, p.lostLogged = false, false

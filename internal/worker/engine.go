@@ -91,6 +91,13 @@ type engine struct {
 	probeFor   time.Time // the probe claim a probe job was started for
 	idleTimer  *time.Timer
 	pullersOut int
+	// Fairness: running jobs per rank and key hash, and what was last
+	// advertised.
+	runKeys    [4]map[string]int
+	runKeysVer uint64
+	keysAt     [2]uint64 // waitq and runKeys versions of the advertised keys
+	keysRank   int
+	keyBuf     []string
 }
 
 type gateMode int
@@ -255,6 +262,7 @@ func (e *engine) loop(intake context.Context) {
 				return
 			}
 		}
+		e.publishKeys()
 		e.dispatch()
 		e.publishDemand()
 		e.checkSpill()
@@ -461,6 +469,7 @@ func (e *engine) dispatch() {
 		}
 		j.slot = true
 		e.running++
+		e.keyStarted(j)
 		if probe {
 			j.probe = true
 			e.probeFor = e.gate.claim
@@ -516,6 +525,64 @@ func (e *engine) publishDemand() {
 		// Slots held beyond need: give them back if they stay idle.
 		e.idleTimer.Reset(200 * time.Millisecond)
 	}
+}
+
+// fairPool is the part of *slots.Pool that shares slots among fairness
+// keys cluster-wide.
+type fairPool interface {
+	SetKeys(keys []string)
+	KeyWeights() map[string]float64
+}
+
+func (e *engine) keyStarted(j *job) {
+	r := j.prio.Rank()
+	if e.runKeys[r] == nil {
+		e.runKeys[r] = map[string]int{}
+	}
+	if e.runKeys[r][j.fkh]++; e.runKeys[r][j.fkh] == 1 {
+		e.runKeysVer++
+	}
+}
+
+func (e *engine) keyEnded(j *job) {
+	r := j.prio.Rank()
+	if e.runKeys[r][j.fkh]--; e.runKeys[r][j.fkh] <= 0 {
+		delete(e.runKeys[r], j.fkh)
+		e.runKeysVer++
+	}
+}
+
+// publishKeys advertises the fairness keys of the jobs at this engine's
+// top rank (waiting, or else running) when they changed, and takes the
+// cluster-wide plan for the waiting queue.
+func (e *engine) publishKeys() {
+	fp, ok := e.pool.(fairPool)
+	if !ok {
+		return
+	}
+	rank := e.waitq.top()
+	if rank == 0 {
+		for r := 3; r >= 1; r-- {
+			if len(e.runKeys[r]) > 0 {
+				rank = r
+				break
+			}
+		}
+	}
+	at := [2]uint64{e.waitq.version(), e.runKeysVer}
+	if at != e.keysAt || rank != e.keysRank {
+		e.keysAt, e.keysRank = at, rank
+		keys := e.keyBuf[:0]
+		if rank > 0 {
+			keys = e.waitq.keys(rank, keys)
+			for k := range e.runKeys[rank] {
+				keys = append(keys, k)
+			}
+		}
+		e.keyBuf = keys
+		fp.SetKeys(keys)
+	}
+	e.waitq.setWeights(fp.KeyWeights())
 }
 
 // checkSpill enters or leaves the spilling state: this replica runs as
@@ -603,6 +670,7 @@ func (e *engine) freeSlot(j *job) {
 	}
 	j.slot = false
 	e.running--
+	e.keyEnded(j)
 	if e.waitq.len() > 0 && e.pool.Yield(e.waitq.top()) {
 		e.releaseSlots(1)
 	}

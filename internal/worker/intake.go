@@ -12,6 +12,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
+	"github.com/reelq/reelq/internal/slots"
 )
 
 // job is one delivered JOBS message and what the engine knows of it.
@@ -33,7 +34,8 @@ type job struct {
 	run         int
 	digest      string
 	prio        reelq.Priority
-	fk          string
+	fk          string // fairness key
+	fkh         string // its slots.KeyHash
 	traceparent string
 	// bad is set when the message cannot be attributed to a job (the
 	// envelope is unreadable or contradicts itself); id is then SeqID.
@@ -45,15 +47,14 @@ type job struct {
 	est *reelq.Cost
 
 	// loop
-	slot     bool // holds one of the engine's slots
-	busy     bool // a step is running
-	heapIdx  int
-	due      time.Time
-	wake     bool // due means "back to the waiting queue", not "poll"
-	waiting  bool
-	probe    bool
-	settled  bool
-	cancelAt time.Time
+	slot    bool // holds one of the engine's slots
+	busy    bool // a step is running
+	heapIdx int
+	due     time.Time
+	wake    bool // due means "back to the waiting queue", not "poll"
+	waiting bool
+	probe   bool
+	settled bool
 
 	// cancel is set by the loop when a cancel request for the job arrives;
 	// steps read it.
@@ -154,6 +155,7 @@ func decodeEnvelope(msg jetstream.Msg, provider string, lim reelq.Limits, v reel
 		return fail(err)
 	}
 	j.id, j.env, j.prio, j.fk = id, env, prio, env.FairKey()
+	j.fkh = slots.KeyHash(j.fk)
 	j.digest = env.Digest()
 	full := env
 	if id == reelq.SeqID(j.seq) {

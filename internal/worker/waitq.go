@@ -4,12 +4,12 @@ import (
 	"container/heap"
 	"time"
 
-	"github.com/reelq/reelq"
 )
 
 // waitQueue holds the jobs an engine has pulled and not started, ordered
-// for dispatch: the highest priority first, fairness keys round-robin
-// within a priority (so two batches progress together), and a minimum
+// for dispatch: the highest priority first, fairness keys sharing the
+// provider within a priority (equal parts cluster-wide, see fairQueue and
+// slots.Pool.KeyWeights; so two batches progress together), and a minimum
 // share for the lower priorities (every lowShareEvery-th dispatch made
 // while a lower priority has jobs waiting goes to it), so they never
 // starve under a steady stream of higher-priority work. Not safe for
@@ -27,15 +27,12 @@ const lowShareEvery = 10
 func newWaitQueue() *waitQueue {
 	q := &waitQueue{}
 	for i := 1; i <= 3; i++ {
-		q.levels[i] = &fairQueue{byKey: map[string]*fifo{}}
+		q.levels[i] = &fairQueue{byKey: map[string]*line{}}
 	}
 	return q
 }
 
 func (q *waitQueue) len() int { return q.n }
-
-// count returns how many jobs of priority p wait.
-func (q *waitQueue) count(p reelq.Priority) int { return q.levels[p.Rank()].n }
 
 // top returns the rank of the highest priority with waiting jobs (0: none).
 func (q *waitQueue) top() int {
@@ -94,19 +91,18 @@ func (q *waitQueue) popSurplus() *job {
 		if f.n == 0 {
 			continue
 		}
-		best := -1
-		for i, k := range f.ring {
-			if best < 0 || f.byKey[k].len() > f.byKey[f.ring[best]].len() {
-				best = i
+		var best *line
+		for _, l := range f.heap {
+			if best == nil || l.len() > best.len() {
+				best = l
 			}
 		}
-		l := f.byKey[f.ring[best]]
-		j := l.items[len(l.items)-1]
-		l.items[len(l.items)-1] = nil
-		l.items = l.items[:len(l.items)-1]
+		j := best.items[len(best.items)-1]
+		best.items[len(best.items)-1] = nil
+		best.items = best.items[:len(best.items)-1]
 		f.n--
-		if l.len() == 0 {
-			f.dropKey(best)
+		if best.len() == 0 {
+			f.drop(best)
 		}
 		q.n--
 		return j
@@ -123,88 +119,114 @@ func (q *waitQueue) remove(j *job) bool {
 	return false
 }
 
-// all calls f for every waiting job.
-func (q *waitQueue) all(f func(*job)) {
+// setWeights sets the fairness plan: the slots this replica should give
+// each fairness key (by slots.KeyHash), from the cluster-wide plan. Nil
+// serves the keys equally.
+func (q *waitQueue) setWeights(w map[string]float64) {
 	for r := 1; r <= 3; r++ {
-		for _, k := range q.levels[r].ring {
-			for _, j := range q.levels[r].byKey[k].items[q.levels[r].byKey[k].head:] {
-				f(j)
-			}
-		}
+		q.levels[r].weights = w
 	}
+}
+
+// keys appends the hashes of the fairness keys waiting at rank r.
+func (q *waitQueue) keys(r int, dst []string) []string {
+	for _, l := range q.levels[r].heap {
+		dst = append(dst, l.hash)
+	}
+	return dst
+}
+
+// version changes whenever a fairness key starts or stops waiting.
+func (q *waitQueue) version() uint64 {
+	return q.levels[1].version + q.levels[2].version + q.levels[3].version
 }
 
 // fairQueue is one priority's jobs: a FIFO line per fairness key, served
-// round-robin.
+// by stride scheduling: each line has a pass, the line with the lowest pass
+// goes next and its pass grows by 1/weight (its key's planned slots here;
+// equal weights make it round-robin). A key that starts waiting joins at
+// the current pass, after the lines already there, so it waits at most
+// one round.
 type fairQueue struct {
-	byKey map[string]*fifo
-	ring  []string // keys with waiting jobs, in service order
-	next  int      // index in ring of the key served next
-	n     int
+	byKey   map[string]*line
+	heap    lineHeap
+	weights map[string]float64
+	vtime   float64 // pass of the line served last
+	joins   uint64
+	version uint64
+	n       int
 }
 
-func (f *fairQueue) line(key string) *fifo {
-	l := f.byKey[key]
+// line is one fairness key's waiting jobs.
+type line struct {
+	fifo
+	key   string
+	hash  string
+	pass  float64
+	order uint64
+	idx   int
+}
+
+func (f *fairQueue) line(j *job) *line {
+	l := f.byKey[j.fk]
 	if l == nil {
-		l = &fifo{}
-		f.byKey[key] = l
-	}
-	if l.len() == 0 {
-		// A key that (re)gains jobs joins the round just before the key
-		// served next, so it waits at most one round.
-		pos := f.next
-		f.ring = append(f.ring, "")
-		copy(f.ring[pos+1:], f.ring[pos:])
-		f.ring[pos] = key
-		f.next = pos + 1
-		if f.next >= len(f.ring) {
-			f.next = 0
-		}
-		if len(f.ring) == 1 {
-			f.next = 0
-		}
+		f.joins++
+		f.version++
+		l = &line{key: j.fk, hash: j.fkh, pass: f.vtime, order: f.joins}
+		f.byKey[j.fk] = l
+		heap.Push(&f.heap, l)
 	}
 	return l
 }
 
 func (f *fairQueue) push(j *job) {
-	f.line(j.fk).push(j)
+	f.line(j).push(j)
 	f.n++
 }
 
 func (f *fairQueue) pushFront(j *job) {
-	f.line(j.fk).pushFront(j)
+	f.line(j).pushFront(j)
 	f.n++
 }
 
+// stride is how far a line's pass moves per job served.
+func (f *fairQueue) stride(l *line) float64 {
+	if len(f.weights) == 0 {
+		return 1
+	}
+	w, ok := f.weights[l.hash]
+	if !ok {
+		// Not in the plan yet (the key just arrived): as an average key.
+		s := 0.0
+		for _, x := range f.weights {
+			s += x
+		}
+		w = s / float64(len(f.weights))
+	}
+	return 1 / max(w, 1e-3)
+}
+
 func (f *fairQueue) pop() *job {
-	if len(f.ring) == 0 {
+	if len(f.heap) == 0 {
 		return nil
 	}
-	if f.next >= len(f.ring) {
-		f.next = 0
-	}
-	key := f.ring[f.next]
-	l := f.byKey[key]
+	l := f.heap[0]
 	j := l.pop()
 	f.n--
+	f.vtime = l.pass
 	if l.len() == 0 {
-		f.dropKey(f.next)
+		f.drop(l)
 	} else {
-		f.next = (f.next + 1) % len(f.ring)
+		l.pass += f.stride(l)
+		heap.Fix(&f.heap, l.idx)
 	}
 	return j
 }
 
-func (f *fairQueue) dropKey(i int) {
-	delete(f.byKey, f.ring[i])
-	f.ring = append(f.ring[:i], f.ring[i+1:]...)
-	if f.next > i {
-		f.next--
-	}
-	if len(f.ring) == 0 || f.next >= len(f.ring) {
-		f.next = 0
-	}
+func (f *fairQueue) drop(l *line) {
+	heap.Remove(&f.heap, l.idx)
+	delete(f.byKey, l.key)
+	f.version++
 }
 
 func (f *fairQueue) remove(j *job) bool {
@@ -214,14 +236,36 @@ func (f *fairQueue) remove(j *job) bool {
 	}
 	f.n--
 	if l.len() == 0 {
-		for i, k := range f.ring {
-			if k == j.fk {
-				f.dropKey(i)
-				break
-			}
-		}
+		f.drop(l)
 	}
 	return true
+}
+
+// lineHeap orders lines by pass, then by the order they joined.
+type lineHeap []*line
+
+func (h lineHeap) Len() int { return len(h) }
+func (h lineHeap) Less(i, k int) bool {
+	if h[i].pass != h[k].pass {
+		return h[i].pass < h[k].pass
+	}
+	return h[i].order < h[k].order
+}
+func (h lineHeap) Swap(i, k int) {
+	h[i], h[k] = h[k], h[i]
+	h[i].idx, h[k].idx = i, k
+}
+func (h *lineHeap) Push(x any) {
+	l := x.(*line)
+	l.idx = len(*h)
+	*h = append(*h, l)
+}
+func (h *lineHeap) Pop() any {
+	old := *h
+	l := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return l
 }
 
 // fifo is a slice-backed queue.

@@ -1,0 +1,293 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/providersim"
+	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/worker"
+)
+
+// The priority and fairness scenarios run as tests (asserting the
+// targets) and as benchmarks (reporting the figures for the README):
+//
+//	go test -run '^$' -bench 'Priority|FairShare|RetrySlots' -benchtime 1x ./internal/worker/
+
+// samsarPromptJob is a Samsar job of batch with the given prompt.
+func samsarPromptJob(id, batch, prompt string) reelq.Job {
+	return reelq.Job{ID: id, Provider: "samsar", Batch: batch,
+		Input: []byte(fmt.Sprintf(`{"prompt":%q,"image_model":"FLUX1.1PRO","video_model":"LUMA","duration":5}`, prompt))}
+}
+
+func batchJobs(n int, batch string, prio reelq.Priority) []reelq.Job {
+	out := make([]reelq.Job, n)
+	for i := range out {
+		id := fmt.Sprintf("%s-%05d", batch, i)
+		out[i] = samsarPromptJob(id, batch, reelqtest.SamsarPrompt(id))
+		out[i].Priority = prio
+	}
+	return out
+}
+
+func jobIDs(jobs []reelq.Job) []string {
+	ids := make([]string, len(jobs))
+	for i, j := range jobs {
+		ids[i] = j.ID
+	}
+	return ids
+}
+
+// waitTasks waits until the simulator has started at least n samsar tasks.
+func waitTasks(tb testing.TB, env *reelqtest.Env, n int, timeout time.Duration) []providersim.TaskInfo {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ts := env.Sim.Tasks("samsar")
+		if len(ts) >= n {
+			return ts
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("the provider started %d tasks in %v, want %d", len(ts), timeout, n)
+		}
+		// Polling the simulator's in-memory task list: there is no event
+		// to wait on outside the HTTP exchange.
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitTaskFor waits until the simulator has a task whose key contains s.
+func waitTaskFor(tb testing.TB, env *reelqtest.Env, s string, timeout time.Duration) providersim.TaskInfo {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, t := range env.Sim.Tasks("samsar") {
+			if strings.Contains(t.Key, s) {
+				return t
+			}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("no task for %q within %v", s, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// checkPaidOnce asserts the simulator saw at most one paid submission per
+// prompt, and at most capN tasks active at once.
+func checkPaidOnce(tb testing.TB, env *reelqtest.Env, capN int) {
+	tb.Helper()
+	st := env.Sim.Stats(0)["samsar"]
+	for k, n := range st.Submissions {
+		if n > 1 {
+			tb.Errorf("%q submitted %d times, want once", k, n)
+		}
+	}
+	if st.MaxActive > capN {
+		tb.Errorf("provider saw %d tasks active at once, cap %d", st.MaxActive, capN)
+	}
+}
+
+type priorityFigures struct {
+	latency  time.Duration // high job published -> its task started
+	job      time.Duration // one job's duration
+	poll     time.Duration // longest poll interval
+	replicas int
+}
+
+// runPriority: 10,000 normal jobs wait for a provider with cap 5 across
+// three replicas (jobs of 2 s); a high job published then starts at the
+// next job end.
+func runPriority(tb testing.TB) priorityFigures {
+	const capN, replicas = 5, 3
+	f := priorityFigures{job: 2 * time.Second, poll: time.Second, replicas: replicas}
+	env := reelqtest.New(tb, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(f.job)}})
+	startReplicas(env, replicas, map[string]reelqtest.Settings{"samsar": {MaxInflight: capN, PollInterval: f.poll / 4}}, worker.Config{})
+	env.Enqueue(batchJobs(10_000, "bulk", reelq.Normal)...)
+	// The provider is busy with the bulk batch, and the rest of it waits.
+	waitTasks(tb, env, capN, 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := env.Client.Stats(ctx, reelq.StatsOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, p := range st.Providers {
+		if p.Provider == "samsar" && p.Queued[reelq.Normal]+p.Waiting < 9_000 {
+			tb.Fatalf("samsar: queued %v, waiting %d; want the bulk batch waiting", p.Queued, p.Waiting)
+		}
+	}
+	high := samsarPromptJob("interactive-1", "", "a person is waiting, interactive-1")
+	high.Priority = reelq.High
+	published := time.Now()
+	env.Enqueue(high)
+	task := waitTaskFor(tb, env, "interactive-1", time.Minute)
+	f.latency = task.Created.Sub(published)
+	if _, err := env.Client.Wait(ctx, high.ID); err != nil {
+		tb.Fatal(err)
+	}
+	checkPaidOnce(tb, env, capN)
+	return f
+}
+
+func TestHighPriorityStartsAtTheNextJobEnd(t *testing.T) {
+	t.Parallel()
+	f := runPriority(t)
+	t.Logf("high job started %v after it was published behind 10,000 normal jobs (cap 5, %d replicas, jobs of %v, polls up to %v)", f.latency, f.replicas, f.job, f.poll)
+	// One job's duration plus one poll, and a little for the slot to move
+	// between replicas.
+	if limit := f.job + f.poll + 500*time.Millisecond; f.latency > limit {
+		t.Fatalf("high job waited %v, want within %v", f.latency, limit)
+	}
+}
+
+func BenchmarkPriorityLatency(b *testing.B) {
+	for range b.N {
+		f := runPriority(b)
+		b.ReportMetric(f.latency.Seconds(), "high_start_s")
+		b.ReportMetric(f.job.Seconds(), "job_s")
+	}
+}
+
+type fairFigures struct {
+	small, big int // tasks started for each batch while the small one ran
+	share      float64
+	replicas   int
+	capN       int
+}
+
+// runFairShare: a batch of 10,000 and one of 100 queued together (the big
+// one first) on a provider with cap 6 across three replicas; the small
+// one's share of the tasks started from its first to its last.
+func runFairShare(tb testing.TB) fairFigures {
+	const capN, replicas = 6, 3
+	f := fairFigures{replicas: replicas, capN: capN}
+	env := reelqtest.New(tb, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(200 * time.Millisecond)}})
+	env.Enqueue(batchJobs(10_000, "big", reelq.Normal)...)
+	small := batchJobs(100, "small", reelq.Normal)
+	env.Enqueue(small...)
+	startReplicas(env, replicas, map[string]reelqtest.Settings{"samsar": {MaxInflight: capN, PollInterval: 20 * time.Millisecond}}, worker.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := env.Client.WaitAll(ctx, jobIDs(small), nil); err != nil {
+		tb.Fatal(err)
+	}
+	var first, last time.Time
+	ts := env.Sim.Tasks("samsar")
+	for _, t := range ts {
+		if strings.Contains(t.Key, "small-") {
+			if first.IsZero() {
+				first = t.Created
+			}
+			last = t.Created
+		}
+	}
+	for _, t := range ts {
+		if t.Created.Before(first) || t.Created.After(last) {
+			continue
+		}
+		if strings.Contains(t.Key, "small-") {
+			f.small++
+		} else {
+			f.big++
+		}
+	}
+	f.share = float64(f.small) / float64(f.small+f.big)
+	checkPaidOnce(tb, env, capN)
+	return f
+}
+
+func TestFairShareBetweenBatches(t *testing.T) {
+	t.Parallel()
+	f := runFairShare(t)
+	t.Logf("while the 100-job batch ran: %d of its tasks and %d of the 10,000-job batch's started (share %.3f; cap %d, %d replicas)", f.small, f.big, f.share, f.capN, f.replicas)
+	if f.share < 0.45 || f.share > 0.55 {
+		t.Fatalf("small batch got %.3f of the provider, want 0.5 within 10%%", f.share)
+	}
+}
+
+func BenchmarkFairShare(b *testing.B) {
+	for range b.N {
+		f := runFairShare(b)
+		b.ReportMetric(f.share, "small_share")
+	}
+}
+
+type retryFigures struct {
+	busy     float64 // slot occupancy by the other jobs
+	jobs     int
+	failures int // 503s the failing jobs got while the others ran
+}
+
+// runRetrySlots: cap 4, 4 jobs in retry back-off (the provider answers
+// them 503), then 40 jobs of 300 ms: the 40 keep all 4 slots busy.
+func runRetrySlots(tb testing.TB) retryFigures {
+	const capN, n = 4, 40
+	const dur = 300 * time.Millisecond
+	env := reelqtest.New(tb, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(dur), UnavailableMarker: "[unavailable]"}})
+	startReplicas(env, 2, map[string]reelqtest.Settings{"samsar": {MaxInflight: capN, PollInterval: 20 * time.Millisecond}},
+		worker.Config{RetryBase: 5 * time.Second, RetryMax: 20 * time.Second, MaxAttempts: 100})
+	var failing []reelq.Job
+	for i := range capN {
+		id := fmt.Sprintf("failing-%d", i)
+		failing = append(failing, samsarPromptJob(id, "failing", "[unavailable] "+id))
+	}
+	env.Enqueue(failing...)
+	// Every failing job has been answered 503 once: all four wait for
+	// their retry time.
+	deadline := time.Now().Add(30 * time.Second)
+	for env.Sim.Stats(0)["samsar"].Requests["submit 503"] < capN {
+		if time.Now().After(deadline) {
+			tb.Fatal("the failing jobs were not tried")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	before := env.Sim.Stats(0)["samsar"].Requests["submit 503"]
+	good := batchJobs(n, "good", reelq.Normal)
+	env.Enqueue(good...)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := env.Client.WaitAll(ctx, jobIDs(good), nil); err != nil {
+		tb.Fatal(err)
+	}
+	var first, end time.Time
+	var held time.Duration
+	for _, t := range env.Sim.Tasks("samsar") {
+		if !strings.Contains(t.Key, "good-") {
+			continue
+		}
+		if first.IsZero() || t.Created.Before(first) {
+			first = t.Created
+		}
+		if t.DoneAt.After(end) {
+			end = t.DoneAt
+		}
+		held += t.DoneAt.Sub(t.Created)
+	}
+	f := retryFigures{jobs: n, busy: held.Seconds() / (float64(capN) * end.Sub(first).Seconds())}
+	f.failures = env.Sim.Stats(0)["samsar"].Requests["submit 503"] - before
+	checkPaidOnce(tb, env, capN)
+	return f
+}
+
+func TestRetryBackoffHoldsNoSlot(t *testing.T) {
+	t.Parallel()
+	f := runRetrySlots(t)
+	t.Logf("with 4 jobs in retry back-off, %d other jobs kept the 4 slots %.0f%% busy (failing jobs retried %d times meanwhile)", f.jobs, 100*f.busy, f.failures)
+	// Jobs of 300 ms polled every 20-80 ms: a slot idles up to a poll
+	// interval per job.
+	if f.busy < 0.75 {
+		t.Fatalf("slots %.0f%% busy, want the other jobs to keep all 4 busy", 100*f.busy)
+	}
+}
+
+func BenchmarkRetrySlots(b *testing.B) {
+	for range b.N {
+		f := runRetrySlots(b)
+		b.ReportMetric(f.busy, "slot_busy")
+	}
+}
