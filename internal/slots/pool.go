@@ -109,7 +109,7 @@ type Pool struct {
 	advTop  int
 	advKeys []string
 	// Local state.
-	release     int // slots given back by Release, not committed yet
+	release     int      // slots given back by Release, not committed yet
 	want, top   int      // demand set by SetDemand
 	keys        []string // fairness keys set by SetKeys
 	weights     map[string]float64

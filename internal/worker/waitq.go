@@ -3,7 +3,6 @@ package worker
 import (
 	"container/heap"
 	"time"
-
 )
 
 // waitQueue holds the jobs an engine has pulled and not started, ordered
