@@ -305,5 +305,5 @@ func (c *Client) event(e Event) {
 		e.Worker = c.opts.By
 	}
 	data, _ := json.Marshal(e)
-	_ = c.nc.Publish(EventSubject(e.Provider, e.Kind), data)
+	_ = c.nc.Publish(e.subject(), data)
 }

@@ -3,7 +3,8 @@ package reelq
 import "time"
 
 // Event is a progress or operator event, published on
-// EventSubject(provider, kind) and kept in the EVENTS stream. Events are
+// JobEventSubject(provider, kind, job id) when it is about one job, else
+// EventSubject(provider, kind), and kept in the EVENTS stream. Events are
 // best-effort: a lost event never affects a job.
 type Event struct {
 	Kind     string    `json:"kind"`

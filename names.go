@@ -142,8 +142,37 @@ func ResultMsgID(id string, run int) string {
 	return "result:" + id + ":" + strconv.Itoa(run)
 }
 
-// EventSubject is where events of kind about provider are published.
+// EventSubject is where events of kind about provider itself are
+// published (provider_paused, provider_resumed, ...); events about one
+// job go to JobEventSubject. Subscribe to "events.>" for all events, or
+// EventFilter(provider, kind) for one kind of both.
 func EventSubject(provider, kind string) string { return "events." + provider + "." + kind }
+
+// JobEventSubject is where events of kind about job id are published:
+// events.<provider>.<kind>.<job_id>, so one job's events can be read by
+// subject (see Client.JobEvents).
+func JobEventSubject(provider, kind, id string) string {
+	return "events." + provider + "." + kind + "." + id
+}
+
+// EventFilter is the subject filters matching every event of kind about
+// provider: the provider's own and its jobs'. "*" matches any provider or
+// kind.
+func EventFilter(provider, kind string) []string {
+	s := "events." + provider + "." + kind
+	return []string{s, s + ".*"}
+}
+
+// subject is where e is published.
+func (e *Event) subject() string {
+	if e.JobID != "" {
+		return JobEventSubject(e.Provider, e.Kind, e.JobID)
+	}
+	return EventSubject(e.Provider, e.Kind)
+}
+
+// Subject is the subject e is published on.
+func (e *Event) Subject() string { return e.subject() }
 
 // DLQSubject is where a dead-lettered message's payload goes.
 func DLQSubject(provider, id string) string { return "dlq.jobs." + provider + "." + id }

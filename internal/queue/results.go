@@ -104,7 +104,7 @@ func PublishEvent(nc *nats.Conn, e reelq.Event) error {
 	if err != nil {
 		return err
 	}
-	return nc.Publish(reelq.EventSubject(e.Provider, e.Kind), data)
+	return nc.Publish(e.Subject(), data)
 }
 
 // IsWrongLastSequence reports a failed expected-last-sequence check: the

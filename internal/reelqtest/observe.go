@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -44,13 +45,18 @@ func (e *Env) ConsumerInfo(provider string) *jetstream.ConsumerInfo {
 }
 
 // Events follows the events stored in EVENTS on subject filter (e.g.
-// "events.samsar.provider_paused"), from the start of the stream, until
-// the test ends. Events published before the call are delivered too.
+// "events.samsar.provider_paused") and on filter.* (the same kind about
+// one job), from the start of the stream, until the test ends. Events
+// published before the call are delivered too.
 func (e *Env) Events(filter string) <-chan reelq.Event {
 	e.T.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	e.T.Cleanup(cancel)
-	cons, err := e.JS.OrderedConsumer(ctx, queue.StreamEvents, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	filters := []string{filter}
+	if !strings.HasSuffix(filter, ">") {
+		filters = append(filters, filter+".*")
+	}
+	cons, err := e.JS.OrderedConsumer(ctx, queue.StreamEvents, jetstream.OrderedConsumerConfig{FilterSubjects: filters})
 	if err != nil {
 		e.T.Fatalf("events consumer: %v", err)
 	}
