@@ -1,0 +1,118 @@
+package reelq
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// JobStates reads the states of ids in a few batched requests (a page of a
+// batch, say); ids without a state (unknown, or still in the queue) are
+// absent from the result.
+func (c *Client) JobStates(ctx context.Context, ids []string) (map[string]*JobState, error) {
+	out := make(map[string]*JobState, len(ids))
+	for start := 0; start < len(ids); start += maxMultiLast * 4 {
+		states, err := c.states(ctx, ids[start:min(start+maxMultiLast*4, len(ids))])
+		if err != nil {
+			return nil, fmt.Errorf("reelq: job states: %w", err)
+		}
+		for id, st := range states {
+			out[id] = st
+		}
+	}
+	return out, nil
+}
+
+// IndexCursor is a position in a batch's index (see BatchIndex): the
+// BATCHES sequence of a chunk and how many of its ids come before it.
+type IndexCursor struct {
+	Seq  uint64
+	Skip int
+}
+
+// BatchIndex reads up to limit job ids of batch from its index (the jobs
+// a worker has picked up, in the order they were), from cursor on (the
+// zero cursor: from the start). It returns the cursor after the last id
+// and whether more may follow. It reads only the chunks it returns,
+// however large the batch; an id the workers indexed twice (a job
+// redelivered) can appear on two pages.
+func (c *Client) BatchIndex(ctx context.Context, batch string, from IndexCursor, limit int) (ids []string, next IndexCursor, more bool, err error) {
+	if !ValidID(batch) {
+		return nil, from, false, fmt.Errorf("%w: batch %q", ErrInvalidJob, batch)
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	seq, skip := max(from.Seq, 1), from.Skip
+	next = IndexCursor{Seq: seq, Skip: skip}
+	seen := map[string]bool{}
+	for len(ids) < limit {
+		n := 0
+		full := false
+		cctx, cancel := c.reqCtx(ctx)
+		err = c.directBatch(cctx, StreamBatches, map[string]any{"seq": seq, "next_by_subj": BatchIndexSubject(batch), "batch": 16}, func(m storedMsg) bool {
+			n++
+			var chunk []string
+			if json.Unmarshal(m.Data, &chunk) != nil {
+				chunk = nil
+			}
+			if m.Seq != seq {
+				skip = 0
+			}
+			i := skip
+			for ; i < len(chunk) && len(ids) < limit; i++ {
+				if id := chunk[i]; !seen[id] {
+					seen[id] = true
+					ids = append(ids, id)
+				}
+			}
+			if i < len(chunk) {
+				next, full = IndexCursor{Seq: m.Seq, Skip: i}, true
+				return false
+			}
+			next, seq, skip = IndexCursor{Seq: m.Seq + 1}, m.Seq+1, 0
+			return len(ids) < limit
+		})
+		cancel()
+		if err != nil {
+			return ids, next, false, fmt.Errorf("reelq: batch index %s: %w", batch, err)
+		}
+		if full {
+			return ids, next, true, nil
+		}
+		if n == 0 {
+			return ids, next, false, nil
+		}
+	}
+	return ids, next, true, nil
+}
+
+// BatchStarted is when batch's first job was published (the first
+// "enqueued" count the client kept), or, for a batch published without
+// the client, when a worker first picked one up; zero when neither is
+// kept any more.
+func (c *Client) BatchStarted(ctx context.Context, batch string) (time.Time, error) {
+	if !ValidID(batch) {
+		return time.Time{}, fmt.Errorf("%w: batch %q", ErrInvalidJob, batch)
+	}
+	for _, q := range []struct{ stream, subj string }{
+		{StreamCounters, BatchCounterSubject(batch, "enqueued")},
+		{StreamBatches, BatchIndexSubject(batch)},
+	} {
+		var t time.Time
+		cctx, cancel := c.reqCtx(ctx)
+		err := c.directBatch(cctx, q.stream, map[string]any{"seq": 1, "next_by_subj": q.subj, "batch": 1}, func(m storedMsg) bool {
+			t = m.Time
+			return false
+		})
+		cancel()
+		if err != nil {
+			return time.Time{}, fmt.Errorf("reelq: batch %s start: %w", batch, err)
+		}
+		if !t.IsZero() {
+			return t, nil
+		}
+	}
+	return time.Time{}, nil
+}

@@ -1,0 +1,62 @@
+package reelq
+
+import (
+	"context"
+	"fmt"
+)
+
+// DeadLettersPage lists up to limit dead letters, oldest first, from the
+// DLQ sequence after on (0: from the oldest kept). It reads only what it
+// returns, however long the DLQ is.
+func (c *Client) DeadLettersPage(ctx context.Context, after uint64, limit int) ([]DeadLetter, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	var out []DeadLetter
+	cctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	err := c.directBatch(cctx, StreamDLQ, map[string]any{"seq": after + 1, "batch": limit}, func(m storedMsg) bool {
+		out = append(out, deadLetter(m))
+		return len(out) < limit
+	})
+	if err != nil {
+		return out, fmt.Errorf("reelq: dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// DeadLetterAt returns the dead letter at DLQ sequence seq.
+func (c *Client) DeadLetterAt(ctx context.Context, seq uint64) (DeadLetter, error) {
+	var out *DeadLetter
+	cctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	err := c.directBatch(cctx, StreamDLQ, map[string]any{"seq": seq, "batch": 1}, func(m storedMsg) bool {
+		if m.Seq == seq {
+			d := deadLetter(m)
+			out = &d
+		}
+		return false
+	})
+	if err != nil {
+		return DeadLetter{}, fmt.Errorf("reelq: dead letter %d: %w", seq, err)
+	}
+	if out == nil {
+		return DeadLetter{}, fmt.Errorf("reelq: dead letter %d: %w", seq, ErrNotFound)
+	}
+	return *out, nil
+}
+
+// DeadLetterCount is how many messages the DLQ holds.
+func (c *Client) DeadLetterCount(ctx context.Context) (uint64, error) {
+	cctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	s, err := c.js.Stream(cctx, StreamDLQ)
+	if err != nil {
+		return 0, fmt.Errorf("reelq: dead letters: %w", err)
+	}
+	info, err := s.Info(cctx)
+	if err != nil {
+		return 0, fmt.Errorf("reelq: dead letters: %w", err)
+	}
+	return info.State.Msgs, nil
+}
