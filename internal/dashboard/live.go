@@ -1,0 +1,132 @@
+package dashboard
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/reelq/reelq"
+)
+
+// live streams a page's fragments as server-sent events: once at once for
+// those that changed since the page was drawn (the page sends the hashes
+// it has), then whenever the hub says the view may have changed, at most
+// every MinInterval, only those whose content changed. Each event is
+// "frag" with {"id": ..., "html": ...}; the page replaces the element.
+func (s *Server) live(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	key := viewKey{kind: q.Get("view"), arg: q.Get("arg")}
+	names, ok := fragments[key.kind]
+	if !ok || (key.kind == viewBatch || key.kind == viewJob) && !reelq.ValidID(key.arg) {
+		http.Error(w, "unknown view", http.StatusBadRequest)
+		return
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming is not supported here", http.StatusInternalServerError)
+		return
+	}
+	have := map[string]string{}
+	for _, kv := range strings.Split(q.Get("have"), ",") {
+		if id, h, ok := strings.Cut(kv, ":"); ok {
+			have[id] = h
+		}
+	}
+	sub, unsubscribe := s.hub.subscribe(key)
+	defer func() {
+		if unsubscribe() {
+			s.cache.drop(key)
+		}
+	}()
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	_, _ = fmt.Fprint(w, "retry: 2000\n\n")
+	flusher.Flush()
+
+	v := s.viewerOf(r)
+	ctx := r.Context()
+	send := func() error {
+		gen := s.hub.gen(key)
+		data, err := s.cache.get(key, gen, func() (any, error) { return s.load(ctx, key, q) })
+		if err != nil {
+			return err
+		}
+		p := s.newPage(r, v)
+		p.ViewKind, p.ViewArg, p.Data = key.kind, key.arg, data
+		for _, name := range names {
+			html, sum, err := s.renderFrag(name, p)
+			if err != nil {
+				return err
+			}
+			if have[name] == sum {
+				continue
+			}
+			have[name] = sum
+			b, _ := json.Marshal(map[string]string{"id": name, "html": html})
+			if _, err := fmt.Fprintf(w, "event: frag\ndata: %s\n\n", b); err != nil {
+				return err
+			}
+		}
+		flusher.Flush()
+		return nil
+	}
+	if err := send(); err != nil {
+		s.liveFailed(key, err)
+		return
+	}
+	last := time.Now()
+	ping := time.NewTicker(15 * time.Second)
+	defer ping.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ping.C:
+			if _, err := fmt.Fprint(w, ": ping\n\n"); err != nil {
+				return
+			}
+			flusher.Flush()
+			continue
+		case <-sub.ch:
+		}
+		if wait := s.cfg.MinInterval - time.Since(last); wait > 0 {
+			t := time.NewTimer(wait) // pace the redraws of a busy queue
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		last = time.Now()
+		if err := send(); err != nil {
+			if ctx.Err() == nil {
+				s.liveFailed(key, err)
+			}
+			return
+		}
+	}
+}
+
+func (s *Server) liveFailed(key viewKey, err error) {
+	s.log.Warn("dashboard: live page update failed", "view", key.kind, "arg", key.arg, "err", err)
+}
+
+// liveURL is the live stream of page p, for the template.
+func liveURL(p *page) string {
+	v := url.Values{"view": {p.ViewKind}}
+	if p.ViewArg != "" {
+		v.Set("arg", p.ViewArg)
+	}
+	u := "/live?" + v.Encode()
+	if p.LiveQuery != "" {
+		u += "&" + p.LiveQuery
+	}
+	return u
+}

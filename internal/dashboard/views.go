@@ -1,0 +1,424 @@
+package dashboard
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/reelq/reelq"
+)
+
+// What the pages show. Each is read from the public client when a page is
+// rendered (or a live page is told it changed); none scans the job states.
+
+type overviewData struct {
+	At        time.Time
+	Providers []providerRow
+	Batches   []batchRow
+	Budgets   []reelq.BudgetStatus
+	DLQ       uint64
+}
+
+type providerRow struct {
+	reelq.ProviderStats
+	QueuedTotal   uint64
+	State         string // running, idle, paused, no worker
+	Warning       string
+	SubmitsPerMin float64
+}
+
+type batchRow struct {
+	reelq.BatchStats
+	Spend   reelq.Spend
+	Budgets []reelq.BudgetStatus
+	Started time.Time
+	// Finished is set when every enqueued job has a result.
+	Finished bool
+	// PerMin is the results per minute over the batch's life, RecentPerMin
+	// over the last minute this dashboard saw.
+	PerMin, RecentPerMin float64
+	// Projected is the spend per unit if the rest of the batch costs what
+	// its submissions so far did.
+	Projected map[string]float64
+}
+
+func (b batchRow) Pct() float64 {
+	if b.Enqueued == 0 {
+		return 0
+	}
+	return min(100, 100*float64(b.Done())/float64(b.Enqueued))
+}
+
+func (s *Server) overview(ctx context.Context) (*overviewData, error) {
+	var (
+		st      *reelq.Stats
+		budgets []reelq.BudgetStatus
+		dlq     uint64
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		st, err = s.c.Stats(gctx, reelq.StatsOptions{Recent: 20})
+		return err
+	})
+	g.Go(func() (err error) {
+		budgets, err = s.c.Budgets(gctx)
+		return err
+	})
+	g.Go(func() error {
+		n, err := s.c.DeadLetterCount(gctx)
+		dlq = n
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	d := &overviewData{At: st.At, Budgets: budgets, DLQ: dlq}
+	for _, p := range st.Providers {
+		d.Providers = append(d.Providers, s.providerRow(p))
+	}
+	rows, err := s.batchRows(ctx, st.Batches, budgets)
+	if err != nil {
+		return nil, err
+	}
+	d.Batches = rows
+	return d, nil
+}
+
+func (s *Server) providerRow(p reelq.ProviderStats) providerRow {
+	r := providerRow{ProviderStats: p, SubmitsPerMin: s.hub.submitRate(p.Provider)}
+	r.QueuedTotal = p.Queued[reelq.High] + p.Queued[reelq.Normal] + p.Queued[reelq.Low]
+	busy := p.Running > 0 || p.Waiting > 0 || r.QueuedTotal > 0
+	switch {
+	case p.Pause != nil:
+		r.State = "paused"
+	case p.NoWorker:
+		r.State = "no worker"
+	case busy:
+		r.State = "running"
+	default:
+		r.State = "idle"
+	}
+	if r.QueuedTotal > 0 && p.Pause == nil && (p.NoWorker || (p.Pulling == 0 && p.Running == 0 && p.Waiting == 0)) {
+		r.Warning = fmt.Sprintf("%d jobs queued, but no worker runs %s (start one with %s_API_KEY set)", r.QueuedTotal, p.Provider, strings.ToUpper(p.Provider))
+	}
+	return r
+}
+
+// batchRows adds spend, budgets and times to the batches' counters, with
+// a few requests per batch in parallel.
+func (s *Server) batchRows(ctx context.Context, bs []reelq.BatchStats, budgets []reelq.BudgetStatus) ([]batchRow, error) {
+	rows := make([]batchRow, len(bs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i, b := range bs {
+		rows[i] = batchRow{BatchStats: b, RecentPerMin: s.hub.batchRate(b.Batch)}
+		for _, l := range budgets {
+			if l.Scope == reelq.ScopeBatch && l.Name == b.Batch {
+				rows[i].Budgets = append(rows[i].Budgets, l)
+			}
+		}
+		g.Go(func() error {
+			sp, err := s.c.BatchSpend(gctx, b.Batch)
+			if err != nil {
+				return err
+			}
+			started, err := s.c.BatchStarted(gctx, b.Batch)
+			if err != nil {
+				return err
+			}
+			r := &rows[i]
+			r.Spend, r.Started = sp, started
+			r.Finished = b.Enqueued > 0 && b.Done() >= b.Enqueued
+			if !started.IsZero() && b.Updated.After(started) && b.Done() > 0 {
+				r.PerMin = float64(b.Done()) / b.Updated.Sub(started).Minutes()
+			}
+			if sp.Submissions > 0 && b.Enqueued > 0 {
+				r.Projected = map[string]float64{}
+				for unit, v := range sp.Spent {
+					r.Projected[unit] = v / float64(sp.Submissions) * float64(b.Enqueued)
+				}
+			}
+			return nil
+		})
+	}
+	return rows, g.Wait()
+}
+
+type batchData struct {
+	Row batchRow
+	// Jobs is one page of the batch's index.
+	Jobs   []jobRow
+	From   reelq.IndexCursor
+	Next   string // cursor of the next page, "" at the end
+	Unseen uint64 // enqueued jobs no worker has indexed yet (approximate)
+}
+
+type jobRow struct {
+	ID    string
+	State *reelq.JobState
+	// Status is the current run's result status, once finished.
+	Status string
+}
+
+const batchPage = 100
+
+func (s *Server) batch(ctx context.Context, name string, from reelq.IndexCursor) (*batchData, error) {
+	st, err := s.c.Stats(ctx, reelq.StatsOptions{Batch: name})
+	if err != nil {
+		return nil, err
+	}
+	var bs reelq.BatchStats
+	found := false
+	for _, b := range st.Batches {
+		if b.Batch == name {
+			bs, found = b, true
+		}
+	}
+	budgets, err := s.c.Budgets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids, next, more, err := s.c.BatchIndex(ctx, name, from, batchPage)
+	if err != nil {
+		return nil, err
+	}
+	if !found && len(ids) == 0 {
+		return nil, reelq.ErrNotFound
+	}
+	bs.Batch = name
+	rows, err := s.batchRows(ctx, []reelq.BatchStats{bs}, budgets)
+	if err != nil {
+		return nil, err
+	}
+	d := &batchData{Row: rows[0], From: from}
+	if more {
+		d.Next = cursorString(next)
+	}
+	states, err := s.c.JobStates(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		r := jobRow{ID: id, State: states[id]}
+		if r.State != nil && r.State.Phase == reelq.PhaseFinished {
+			if res := r.State.StoredResult(); res != nil {
+				r.Status = res.Status
+			}
+		}
+		d.Jobs = append(d.Jobs, r)
+	}
+	return d, nil
+}
+
+func cursorString(c reelq.IndexCursor) string {
+	return strconv.FormatUint(c.Seq, 10) + "." + strconv.Itoa(c.Skip)
+}
+
+func parseCursor(s string) reelq.IndexCursor {
+	a, b, _ := strings.Cut(s, ".")
+	seq, _ := strconv.ParseUint(a, 10, 64)
+	skip, _ := strconv.Atoi(b)
+	return reelq.IndexCursor{Seq: seq, Skip: max(skip, 0)}
+}
+
+type jobData struct {
+	State  *reelq.JobState
+	Result *reelq.Result
+	Events []reelq.Event
+	// Outputs are the current run's, with the dashboard's link to each
+	// archived copy.
+	Outputs []outputRow
+	// Input and Metadata are indented for reading.
+	Input, Metadata string
+	CancelRequested bool
+	Cancelable      bool
+}
+
+type outputRow struct {
+	N            int
+	Href         string // the archived copy through the dashboard, "" without one
+	Kind         string // video, audio, image or file
+	ContentType  string
+	Size         int64
+	ProviderURL  string
+	ArchiveError string
+}
+
+func (s *Server) job(ctx context.Context, id string) (*jobData, error) {
+	var (
+		st  *reelq.JobState
+		evs []reelq.Event
+		cr  map[string]bool
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		st, err = s.c.Get(gctx, id)
+		return err
+	})
+	g.Go(func() (err error) {
+		evs, err = s.c.JobEvents(gctx, id)
+		return err
+	})
+	g.Go(func() (err error) {
+		cr, err = s.c.CancelRequested(gctx, []string{id})
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	d := &jobData{State: st, Events: evs, Input: indent(st.Input), Metadata: indent(st.Metadata),
+		CancelRequested: cr[id] && st.Phase != reelq.PhaseFinished, Cancelable: s.c.Cancelable(st.Provider)}
+	if st.Phase == reelq.PhaseFinished {
+		d.Result = st.StoredResult()
+	}
+	for i, o := range currentOutputs(st) {
+		d.Outputs = append(d.Outputs, outputRowOf(id, i+1, o))
+	}
+	slices.Reverse(d.Events) // newest first
+	return d, nil
+}
+
+// currentOutputs are the current run's outputs: the result's (with their
+// archived copies) once finished, else those learnt from the last poll.
+func currentOutputs(st *reelq.JobState) []reelq.Output {
+	if st.Phase == reelq.PhaseFinished {
+		if r := st.StoredResult(); r != nil {
+			return r.Outputs
+		}
+	}
+	return st.Outputs
+}
+
+func outputRowOf(id string, n int, o reelq.Output) outputRow {
+	r := outputRow{N: n, ContentType: o.ContentType, ProviderURL: o.URL, ArchiveError: o.ArchiveError, Kind: "file"}
+	if o.Archive != nil {
+		r.Href = fmt.Sprintf("/jobs/%s/outputs/%d", id, n)
+		r.Size = o.Archive.Size
+		if o.Archive.ContentType != "" {
+			r.ContentType = o.Archive.ContentType
+		}
+	}
+	r.Kind = mediaKind(r.ContentType)
+	return r
+}
+
+// mediaKind is how a page shows a content type: only these play inline.
+func mediaKind(ct string) string {
+	ct, _, _ = strings.Cut(strings.ToLower(ct), ";")
+	switch {
+	case strings.HasPrefix(ct, "video/"):
+		return "video"
+	case strings.HasPrefix(ct, "audio/"):
+		return "audio"
+	case ct == "image/png" || ct == "image/jpeg" || ct == "image/gif" || ct == "image/webp":
+		return "image"
+	}
+	return "file"
+}
+
+func indent(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	var b bytes.Buffer
+	if json.Indent(&b, raw, "", "  ") != nil {
+		return string(raw)
+	}
+	return b.String()
+}
+
+type jobsData struct {
+	Query  string
+	Recent []reelq.Result
+}
+
+type dlqData struct {
+	Count   uint64
+	Letters []dlqRow
+	After   uint64
+	Next    uint64 // 0: no further page
+}
+
+type dlqRow struct {
+	reelq.DeadLetter
+	Payload string
+}
+
+const dlqPage = 50
+
+func (s *Server) dlq(ctx context.Context, after uint64) (*dlqData, error) {
+	n, err := s.c.DeadLetterCount(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ls, err := s.c.DeadLettersPage(ctx, after, dlqPage)
+	if err != nil {
+		return nil, err
+	}
+	d := &dlqData{Count: n, After: after}
+	for _, l := range ls {
+		p := indent(l.Data)
+		if len(p) > 4000 {
+			p = p[:4000] + "\n…"
+		}
+		d.Letters = append(d.Letters, dlqRow{DeadLetter: l, Payload: p})
+	}
+	if len(ls) == dlqPage {
+		d.Next = ls[len(ls)-1].Seq
+	}
+	return d, nil
+}
+
+// viewCache shares what live pages show between the pages watching the
+// same view: it is read once per change, however many are open.
+type viewCache struct {
+	mu sync.Mutex
+	m  map[viewKey]*cached
+}
+
+type cached struct {
+	mu   sync.Mutex
+	gen  uint64
+	ok   bool
+	data any
+	err  error
+}
+
+func (c *viewCache) get(key viewKey, gen uint64, load func() (any, error)) (any, error) {
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[viewKey]*cached{}
+	}
+	e := c.m[key]
+	if e == nil {
+		e = &cached{}
+		c.m[key] = e
+	}
+	c.mu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ok && e.gen == gen && e.err == nil {
+		return e.data, nil
+	}
+	e.data, e.err = load()
+	e.gen, e.ok = gen, true
+	return e.data, e.err
+}
+
+// drop forgets key (its last page went away).
+func (c *viewCache) drop(key viewKey) {
+	c.mu.Lock()
+	delete(c.m, key)
+	c.mu.Unlock()
+}
+
+var errNotFound = errors.New("not found")
