@@ -73,7 +73,7 @@ func TestClusterLosesStreamLeader(t *testing.T) {
 	nodes[leader].start()
 
 	c.waitSettled(t, len(jobs), 3*time.Minute)
-	rep := verify(t, c, s.stats(t, "samsar").Submissions, jobs, func(j queue.Job) string { return samsarPrompt(j.ID) })
+	rep := verify(t, c, s.stats(t, "samsar").Submissions, jobs, samsarKey)
 	if rep.Succeeded != len(jobs) {
 		t.Errorf("%d of %d jobs succeeded", rep.Succeeded, len(jobs))
 	}

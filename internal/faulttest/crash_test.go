@@ -6,7 +6,6 @@ import (
 
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
-	"github.com/reelq/reelq/internal/queue"
 )
 
 // samsarKnobs is a provider with some seconds of work per job and slow
@@ -55,7 +54,7 @@ func TestWorkersKilledDuringBatch(t *testing.T) {
 		ws.start(id)
 	}
 	c.waitSettled(t, len(jobs), 2*time.Minute)
-	rep := verify(t, c, s.stats(t, "samsar").Submissions, jobs, func(j queue.Job) string { return samsarPrompt(j.ID) })
+	rep := verify(t, c, s.stats(t, "samsar").Submissions, jobs, samsarKey)
 	if rep.Succeeded != len(jobs) {
 		t.Errorf("%d of %d jobs succeeded", rep.Succeeded, len(jobs))
 	}

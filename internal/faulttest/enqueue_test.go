@@ -2,13 +2,14 @@ package faulttest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/reelq/reelq/internal/jobstate"
+	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
@@ -19,11 +20,13 @@ func fastSamsar() map[string]providersim.Knobs {
 	return map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(100 * time.Millisecond)}}
 }
 
-// Enqueuing one job id twice gives one job: the server drops a repeated
-// Nats-Msg-Id within the duplicate window, the producer does not publish a
-// job that is still queued or already started, and a second copy that
-// slipped past both (published beyond the window, here with a distinct
-// Nats-Msg-Id) is run once: one result, one paid submission.
+// Enqueuing one job id twice gives one job: the client does not publish a
+// job that is still queued or already started (Known), the server drops a
+// repeated Nats-Msg-Id within the duplicate window, and a second copy that
+// slipped past both (what a publish beyond the duplicate window is: here a
+// distinct Nats-Msg-Id that still names the job) is run once: one result,
+// one paid submission. The same id with other content is refused and the
+// known job left alone.
 func TestEnqueueSameJobTwice(t *testing.T) {
 	t.Parallel()
 	env := reelqtest.New(t, fastSamsar())
@@ -31,57 +34,51 @@ func TestEnqueueSameJobTwice(t *testing.T) {
 	defer cancel()
 	job := reelqtest.SamsarJob("twice")
 
-	if out := env.Enqueue(job); out[0].Status != "published" {
+	if out := env.Enqueue(job); out[0].Status != reelq.Published {
 		t.Fatalf("first enqueue: %+v", out[0])
 	}
-	if out := env.Enqueue(job); out[0].Status != "duplicate" || out[0].Phase != jobstate.Queued {
-		t.Fatalf("second enqueue while queued: %+v, want duplicate (queued)", out[0])
+	if out := env.Enqueue(job); out[0].Status != reelq.Known || out[0].Phase != reelq.PhaseQueued {
+		t.Fatalf("second enqueue while queued: %+v, want known (queued)", out[0])
 	}
-	msg, err := queue.JobMsg(&job)
-	if err != nil {
-		t.Fatal(err)
+	other := job
+	other.Input = []byte(`{"prompt":"something else","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":5}`)
+	if out, err := env.Client.EnqueueBatch(ctx, []reelq.Job{other}, reelq.BatchOptions{}); err != nil || out[0].Status != reelq.Failed || !errors.Is(out[0].Err, reelq.ErrConflict) {
+		t.Fatalf("enqueue of the id with other content: %+v %v, want failed with ErrConflict", out, err)
 	}
-	if ack, err := env.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(job.ID)); err != nil || !ack.Duplicate {
+	msg := reelqtest.JobMsg(&job)
+	if ack, err := env.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(reelq.JobMsgID(job.ID, 1))); err != nil || !ack.Duplicate {
 		t.Fatalf("republish with the same Nats-Msg-Id: ack %+v err %v, want a duplicate", ack, err)
 	}
-	if _, err := env.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(job.ID+"-beyond-window")); err != nil {
+	msg = reelqtest.JobMsg(&job)
+	if _, err := env.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(job.ID+":beyond-window")); err != nil {
 		t.Fatal(err)
 	}
 	if got := natstest.StreamMsgs(t, env.JS, queue.StreamJobs); got != 2 {
 		t.Fatalf("JOBS holds %d messages, want 2 (the job and its late copy)", got)
 	}
-	// A claim whose message never made it (enqueue died between its two
-	// steps) is published again.
-	orphan := reelqtest.SamsarJob("orphan")
-	if _, err := env.States.Create(ctx, &jobstate.State{ID: orphan.ID, Provider: orphan.Provider, Batch: orphan.Batch, Phase: jobstate.Queued}); err != nil {
-		t.Fatal(err)
-	}
-	if out := env.Enqueue(orphan); out[0].Status != "requeued" {
-		t.Fatalf("enqueue of a claimed but unpublished job: %+v, want requeued", out[0])
-	}
 
 	// One slot, so the copy is handled after the original finished.
 	env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": {MaxInflight: 1}}})
-	results := env.Results(2, time.Minute)
+	results := env.Results(1, time.Minute)
 	waitDrained(t, env)
-	subs := env.Sim.Stats(0)["samsar"].Submissions
-	for _, id := range []string{job.ID, orphan.ID} {
-		if rs := results[id]; len(rs) != 1 || rs[0].Status != queue.StatusSucceeded {
-			t.Errorf("job %s: results %+v, want one succeeded", id, rs)
-		}
-		if got := subs[reelqtest.SamsarPrompt(id)]; got != 1 {
-			t.Errorf("job %s submitted %d times, want 1", id, got)
-		}
+	if rs := results[job.ID]; len(rs) != 1 || rs[0].Status != reelq.StatusSucceeded {
+		t.Errorf("job %s: results %+v, want one succeeded", job.ID, rs)
+	}
+	if got := env.Sim.Stats(0)["samsar"].Submissions[reelqtest.SamsarPrompt(job.ID)]; got != 1 {
+		t.Errorf("job %s submitted %d times, want 1", job.ID, got)
 	}
 	// Once finished, enqueuing the id again changes nothing.
-	if out := env.Enqueue(job); out[0].Status != "duplicate" || out[0].Phase != jobstate.Finished {
-		t.Errorf("enqueue after finishing: %+v, want duplicate (finished)", out[0])
+	if out := env.Enqueue(job); out[0].Status != reelq.Known || out[0].Phase != reelq.PhaseFinished || out[0].Result == nil {
+		t.Errorf("enqueue after finishing: %+v, want known (finished) with its result", out[0])
 	}
 	if got := natstest.StreamMsgs(t, env.JS, queue.StreamJobs); got != 0 {
 		t.Errorf("JOBS holds %d messages, want 0", got)
 	}
-	if got := natstest.StreamMsgs(t, env.JS, queue.StreamResults); got != 2 {
-		t.Errorf("RESULTS holds %d events, want 2", got)
+	if got := natstest.StreamMsgs(t, env.JS, queue.StreamResults); got != 1 {
+		t.Errorf("RESULTS holds %d events, want 1", got)
+	}
+	if got := natstest.StreamMsgs(t, env.JS, queue.StreamDLQ); got != 0 {
+		t.Errorf("DLQ holds %d messages, want 0 (the late copy is the same job, not a bad message)", got)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
@@ -103,6 +104,30 @@ func (p *proc) term() {
 }
 
 func (p *proc) signal(sig syscall.Signal) { _ = p.cmd.Process.Signal(sig) }
+
+// waitLog waits until the process has logged a line containing every one
+// of parts (for what a process does that leaves no other trace).
+func (p *proc) waitLog(t testing.TB, parts ...string) {
+	t.Helper()
+	if err := eventually(30*time.Second, func() error {
+		b, err := os.ReadFile(p.log)
+		if err != nil {
+			return err
+		}
+	lines:
+		for _, l := range strings.Split(string(b), "\n") {
+			for _, part := range parts {
+				if !strings.Contains(l, part) {
+					continue lines
+				}
+			}
+			return nil
+		}
+		return errNotYet
+	}); err != nil {
+		t.Fatalf("%s never logged %q: %v", p.name, parts, err)
+	}
+}
 
 // dumpLogs prints the tail of every log in dir when the test failed, and
 // fails it if a child built with -race (REELQ_FAULTTEST_RACE=1) reported
@@ -319,9 +344,14 @@ func newWorkers(t testing.TB, dir, natsURL, simURL string, env map[string]string
 		"REELQ_RETRY_BASE":         "100ms",
 		"REELQ_RETRY_MAX":          "1s",
 		"REELQ_MAX_ATTEMPTS":       "10",
-		"REELQ_SHUTDOWN_TIMEOUT":   "5s",
-		"LOG_FORMAT":               "json",
-		"LOG_LEVEL":                "info",
+		// At least the longest request timeout plus 10s (validated).
+		"REELQ_SHUTDOWN_TIMEOUT": "15s",
+		// Outputs are archived into the object store; the simulator that
+		// serves them is on loopback, which the fetcher refuses unless
+		// allowed.
+		"REELQ_ARCHIVE_ALLOW_HOSTS": "127.0.0.1",
+		"LOG_FORMAT":                "json",
+		"LOG_LEVEL":                 "info",
 	}
 	for k, v := range env {
 		base[k] = v
@@ -352,15 +382,18 @@ func (w *workers) get(id string) *proc {
 
 // ---- client side: producer and checks ----
 
+// client is the test's view of the queue: the public client, as a
+// producer uses it, plus direct reads of the streams and the job state.
 type client struct {
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	states   *jobstate.Store
-	producer *queue.Producer
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	rc     *reelq.Client
+	states *jobstate.Store
 }
 
 // connect opens a client to url and sets up reelq's streams and buckets
-// with the given replica count, retrying while a cluster forms.
+// with the given replica count (as a worker does at start), retrying while
+// a cluster forms.
 func connect(t testing.TB, url string, replicas int) *client {
 	t.Helper()
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.RetryOnFailedConnect(true))
@@ -375,7 +408,7 @@ func connect(t testing.TB, url string, replicas int) *client {
 	err = eventually(60*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		return queue.Setup(ctx, js, queue.Layout{Replicas: replicas})
+		return queue.Setup(ctx, js, queue.Layout{Replicas: replicas, Outputs: true})
 	})
 	if err != nil {
 		t.Fatalf("setup: %v", err)
@@ -386,8 +419,11 @@ func connect(t testing.TB, url string, replicas int) *client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	states := jobstate.New(kv)
-	return &client{nc: nc, js: js, states: states, producer: &queue.Producer{JS: js, States: states}}
+	rc, err := reelq.NewClient(ctx, nc, reelq.Options{ProviderEnv: map[string]string{}, By: "faulttest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &client{nc: nc, js: js, rc: rc, states: jobstate.New(js, kv)}
 }
 
 // eventually retries f every 100ms until it succeeds or d passes.
@@ -406,11 +442,11 @@ func eventually(d time.Duration, f func() error) error {
 
 // samsarJobs returns n valid Samsar jobs whose prompts name them, so the
 // simulator's submission counts can be matched to jobs.
-func samsarJobs(batch string, n int) []queue.Job {
-	jobs := make([]queue.Job, n)
+func samsarJobs(batch string, n int) []reelq.Job {
+	jobs := make([]reelq.Job, n)
 	for i := range jobs {
 		id := fmt.Sprintf("%s-%03d", batch, i)
-		jobs[i] = queue.Job{ID: id, Provider: "samsar", Batch: batch,
+		jobs[i] = reelq.Job{ID: id, Provider: "samsar", Batch: batch,
 			Input: []byte(fmt.Sprintf(`{"prompt":%q,"image_model":"FLUX1.1PRO","video_model":"LUMA","duration":5}`, samsarPrompt(id)))}
 	}
 	return jobs
@@ -418,16 +454,19 @@ func samsarJobs(batch string, n int) []queue.Job {
 
 func samsarPrompt(id string) string { return "fault test, job " + id }
 
-func (c *client) enqueue(t testing.TB, jobs []queue.Job) {
+func samsarKey(j reelq.Job) string { return samsarPrompt(j.ID) }
+
+// enqueue publishes jobs through the public client; every one must be new.
+func (c *client) enqueue(t testing.TB, jobs []reelq.Job) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := c.producer.Publish(ctx, jobs, nil)
+	out, err := c.rc.EnqueueBatch(ctx, jobs, reelq.BatchOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range out {
-		if o.Err != nil || o.Status != "published" {
+		if o.Err != nil || o.Status != reelq.Published {
 			t.Fatalf("enqueue %s: %s %v", o.ID, o.Status, o.Err)
 		}
 	}
@@ -477,123 +516,204 @@ func (c *client) waitSettled(t testing.TB, n int, timeout time.Duration) {
 		if got := c.resultCount(); got < n {
 			return fmt.Errorf("%d of %d jobs have a result", got, n)
 		}
-		left, err := c.streamMsgs(queue.StreamJobs)
-		if err != nil {
-			return err
-		}
-		if left > 0 {
-			return fmt.Errorf("all %d jobs have results but JOBS still holds %d messages", n, left)
-		}
-		return nil
+		return c.jobsEmpty()
 	})
 	if err != nil {
 		t.Fatalf("not settled after %s: %v", timeout, err)
 	}
 }
 
+// waitSettledOrHeld waits until every job has a result event or is held
+// for an operator (the hold policy acknowledges a held job's message: it
+// waits in its state), and JOBS is empty.
+func (c *client) waitSettledOrHeld(t testing.TB, jobs []reelq.Job, timeout time.Duration) {
+	t.Helper()
+	err := eventually(timeout, func() error {
+		counts := c.subjectCounts(queue.StreamResults, "results.>")
+		if counts == nil {
+			return errors.New("RESULTS unreachable")
+		}
+		open := 0
+		for _, j := range jobs {
+			if counts[reelq.ResultSubject(j.Provider, j.ID)] > 0 {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			st, _, err := c.states.Get(ctx, j.ID)
+			cancel()
+			if err != nil || st.Phase != reelq.PhaseHeld {
+				open++
+			}
+		}
+		if open > 0 {
+			return fmt.Errorf("%d of %d jobs have neither a result nor are held", open, len(jobs))
+		}
+		return c.jobsEmpty()
+	})
+	if err != nil {
+		t.Fatalf("not settled after %s: %v", timeout, err)
+	}
+}
+
+// jobsEmpty reports whether JOBS holds no message.
+func (c *client) jobsEmpty() error {
+	left, err := c.streamMsgs(queue.StreamJobs)
+	if err != nil {
+		return err
+	}
+	if left > 0 {
+		return fmt.Errorf("JOBS still holds %d messages", left)
+	}
+	return nil
+}
+
 // report is what one fault run measured.
 type report struct {
-	Jobs, Results, Succeeded, Failed, Cancelled int
-	// Ambiguous is the sum of the jobs' AmbiguousSubmits (resubmissions
-	// after an unknown outcome); AmbiguousJobs how many jobs had one.
+	Jobs, Results, Succeeded, Failed, Cancelled, Held int
+	// Ambiguous is the sum of the jobs' AmbiguousSubmits (submissions
+	// whose outcome was unknown); AmbiguousJobs how many jobs had one.
 	Ambiguous, AmbiguousJobs int
 	// ExtraSubmissions counts paid submissions beyond one per job, as the
-	// simulator saw them; every one must be covered by Ambiguous.
-	ExtraSubmissions int
-	// AmbiguousEvents and RecoveredEvents count the events of those kinds
-	// (best effort: events published while NATS was down are lost).
-	AmbiguousEvents, RecoveredEvents uint64
+	// simulator saw them (double payments); every one must be covered by
+	// Ambiguous. PaidTwiceJobs counts the jobs paid more than once.
+	ExtraSubmissions, PaidTwiceJobs int
+	// Archived counts outputs with an archived copy, ArchiveErrors those
+	// published with archive_error.
+	Archived, ArchiveErrors int
+	// AmbiguousEvents, RecoveredEvents, HeldEvents and PaidTwiceEvents
+	// count the events of those kinds (best effort: events published while
+	// NATS was down are lost).
+	AmbiguousEvents, RecoveredEvents, HeldEvents, PaidTwiceEvents uint64
 }
 
 func (r report) String() string {
-	return fmt.Sprintf("jobs=%d results=%d succeeded=%d failed=%d cancelled=%d ambiguous_resubmits=%d ambiguous_jobs=%d extra_paid_submissions=%d ambiguous_events=%d recovered_events=%d",
-		r.Jobs, r.Results, r.Succeeded, r.Failed, r.Cancelled, r.Ambiguous, r.AmbiguousJobs, r.ExtraSubmissions, r.AmbiguousEvents, r.RecoveredEvents)
+	return fmt.Sprintf("jobs=%d results=%d succeeded=%d failed=%d cancelled=%d held=%d ambiguous_submits=%d ambiguous_jobs=%d extra_paid_submissions=%d paid_twice_jobs=%d archived=%d archive_errors=%d ambiguous_events=%d recovered_events=%d held_events=%d paid_twice_events=%d",
+		r.Jobs, r.Results, r.Succeeded, r.Failed, r.Cancelled, r.Held, r.Ambiguous, r.AmbiguousJobs, r.ExtraSubmissions, r.PaidTwiceJobs,
+		r.Archived, r.ArchiveErrors, r.AmbiguousEvents, r.RecoveredEvents, r.HeldEvents, r.PaidTwiceEvents)
 }
 
 // verify checks the guarantees after a run: exactly one result event per
 // job (and none for anything else), every job finished, and no job paid
-// for more often than its recorded ambiguous resubmissions allow.
-func verify(t testing.TB, c *client, subs map[string]int, jobs []queue.Job, prompt func(queue.Job) string) report {
+// for more often than its recorded ambiguous submissions allow.
+func verify(t testing.TB, c *client, subs map[string]int, jobs []reelq.Job, key func(reelq.Job) string) report {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	return verifyHeld(t, c, subs, jobs, key, false)
+}
+
+// verifyHeld is verify where a job may instead be held (the hold policy):
+// a held job has no result event, its message is acknowledged, and it was
+// paid for at most once.
+func verifyHeld(t testing.TB, c *client, subs map[string]int, jobs []reelq.Job, key func(reelq.Job) string, holdOK bool) report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rep := report{Jobs: len(jobs)}
 	counts := c.subjectCounts(queue.StreamResults, "results.>")
-	if len(counts) != len(jobs) {
-		t.Errorf("RESULTS has %d subjects, want %d (one per job)", len(counts), len(jobs))
-	}
 	rs, err := c.js.Stream(ctx, queue.StreamResults)
 	if err != nil {
 		t.Fatal(err)
 	}
+	expected := map[string]bool{}
 	for _, j := range jobs {
-		subj := queue.ResultSubject(j.Provider, j.ID)
-		n := counts[subj]
-		rep.Results += int(n)
-		if n != 1 {
-			t.Errorf("job %s: %d result events, want exactly 1", j.ID, n)
-		}
-		if m, err := rs.GetLastMsgForSubject(ctx, subj); err == nil {
-			var r queue.Result
-			if err := json.Unmarshal(m.Data, &r); err != nil {
-				t.Errorf("job %s: bad result %s", j.ID, m.Data)
-			}
-			switch r.Status {
-			case queue.StatusSucceeded:
-				rep.Succeeded++
-			case queue.StatusFailed:
-				rep.Failed++
-				t.Logf("job %s failed: %+v", j.ID, r.Error)
-			case queue.StatusCancelled:
-				rep.Cancelled++
-			}
-		}
+		subj := reelq.ResultSubject(j.Provider, j.ID)
+		expected[subj] = true
 		st, _, err := c.states.Get(ctx, j.ID)
 		if err != nil {
 			t.Errorf("job %s: state: %v", j.ID, err)
 			continue
 		}
-		if st.Phase != jobstate.Finished {
+		n := counts[subj]
+		rep.Results += int(n)
+		switch {
+		case holdOK && st.Phase == reelq.PhaseHeld:
+			rep.Held++
+			if n != 0 {
+				t.Errorf("job %s: held, but %d result events", j.ID, n)
+			}
+		case st.Phase != reelq.PhaseFinished:
 			t.Errorf("job %s: phase %s, want finished", j.ID, st.Phase)
+		case n != 1:
+			t.Errorf("job %s: %d result events, want exactly 1", j.ID, n)
+		}
+		if n > 0 {
+			m, err := rs.GetLastMsgForSubject(ctx, subj)
+			if err != nil {
+				t.Errorf("job %s: result: %v", j.ID, err)
+			} else {
+				var r reelq.Result
+				if err := json.Unmarshal(m.Data, &r); err != nil {
+					t.Errorf("job %s: bad result %s", j.ID, m.Data)
+				}
+				switch r.Status {
+				case reelq.StatusSucceeded:
+					rep.Succeeded++
+				case reelq.StatusFailed:
+					rep.Failed++
+					t.Logf("job %s failed: %+v", j.ID, r.Error)
+				case reelq.StatusCancelled:
+					rep.Cancelled++
+				}
+				for _, o := range r.Outputs {
+					if o.Archive != nil {
+						rep.Archived++
+					}
+					if o.ArchiveError != "" {
+						rep.ArchiveErrors++
+					}
+				}
+			}
 		}
 		rep.Ambiguous += st.AmbiguousSubmits
 		if st.AmbiguousSubmits > 0 {
 			rep.AmbiguousJobs++
 		}
-		got := subs[prompt(j)]
+		got := subs[key(j)]
 		if got > 1 {
 			rep.ExtraSubmissions += got - 1
+			rep.PaidTwiceJobs++
 		}
 		if got > 1+st.AmbiguousSubmits {
-			t.Errorf("job %s: the provider saw %d paid submissions, but only %d ambiguous resubmissions were recorded",
+			t.Errorf("job %s: the provider saw %d paid submissions, but only %d ambiguous submissions were recorded",
 				j.ID, got, st.AmbiguousSubmits)
+		}
+	}
+	for subj, n := range counts {
+		if !expected[subj] {
+			t.Errorf("RESULTS holds %d events for %s, which is no job of this run", n, subj)
 		}
 	}
 	known := map[string]bool{}
 	for _, j := range jobs {
-		known[prompt(j)] = true
+		known[key(j)] = true
 	}
 	for p, n := range subs {
 		if n > 0 && !known[p] {
 			t.Errorf("provider saw %d submissions of an unknown prompt %q", n, p)
 		}
 	}
-	ev := c.subjectCounts(queue.StreamEvents, "events.>")
-	for subj, n := range ev {
-		switch {
-		case strings.HasSuffix(subj, "."+queue.EventAmbiguousSubmit):
-			rep.AmbiguousEvents += n
-		case strings.HasSuffix(subj, "."+queue.EventRecoveredTask):
-			rep.RecoveredEvents += n
-		}
-	}
+	rep.AmbiguousEvents = c.eventCount(reelq.EventAmbiguousSubmit)
+	rep.RecoveredEvents = c.eventCount(reelq.EventRecoveredTask)
+	rep.HeldEvents = c.eventCount(reelq.EventHeld)
+	rep.PaidTwiceEvents = c.eventCount(reelq.EventPaidTwice)
 	return rep
 }
 
+// eventCount is how many events of kind EVENTS holds, about any provider
+// or job (job events are on events.<provider>.<kind>.<job_id>).
+func (c *client) eventCount(kind string) uint64 {
+	var n uint64
+	for _, f := range reelq.EventFilter("*", kind) {
+		for _, m := range c.subjectCounts(queue.StreamEvents, f) {
+			n += m
+		}
+	}
+	return n
+}
+
 // waitPhase waits until job id's state satisfies ok.
-func (c *client) waitPhase(t testing.TB, id string, timeout time.Duration, ok func(*jobstate.State) bool) *jobstate.State {
+func (c *client) waitPhase(t testing.TB, id string, timeout time.Duration, ok func(*reelq.JobState) bool) *reelq.JobState {
 	t.Helper()
-	var st *jobstate.State
+	var st *reelq.JobState
 	err := eventually(timeout, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
@@ -20,17 +21,20 @@ import (
 // the worker's sweeper picks up the max-deliveries advisory and moves the
 // original payload to the DLQ, publishes one failed result and removes the
 // message, while the jobs behind it run. A message that cannot be parsed
-// fails at once the same way.
+// fails at once the same way, answered under a seq-<stream sequence> id
+// that cannot collide with a real job (its subject names a job id, but an
+// unreadable body proves nothing about it).
 func TestPoisonMessagesEndInDLQ(t *testing.T) {
 	t.Parallel()
 	env := reelqtest.New(t, fastSamsar())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	settings := queue.ConsumerSettings{MaxInflight: 1, AckWait: time.Second, MaxDeliver: 2}
-	cons, err := queue.EnsureConsumer(ctx, env.JS, "samsar", settings)
+	settings := queue.ConsumerSettings{Cap: 1, AckWait: time.Second, MaxDeliver: 2}
+	consumers, err := queue.EnsureConsumers(ctx, env.JS, "samsar", settings)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cons := consumers[reelq.Normal]
 	poison := reelqtest.SamsarJob("poison")
 	env.Enqueue(poison)
 	var payload []byte
@@ -48,32 +52,37 @@ func TestPoisonMessagesEndInDLQ(t *testing.T) {
 
 	// A worker with the same consumer settings, behind the poisoned job.
 	env.StartWorker(reelqtest.WorkerOptions{
-		Providers: map[string]reelqtest.Settings{"samsar": {MaxInflight: settings.MaxInflight}},
+		Providers: map[string]reelqtest.Settings{"samsar": {MaxInflight: settings.Cap}},
 		Config:    worker.Config{AckWait: settings.AckWait, MaxDeliver: settings.MaxDeliver},
 	})
 	next := reelqtest.SamsarJob("behind-poison")
 	env.Enqueue(next)
-	if _, err := env.JS.Publish(ctx, "jobs.samsar.garbage", []byte("{oops"), jetstream.WithMsgID("garbage")); err != nil {
+	ack, err := env.JS.Publish(ctx, "jobs.samsar.garbage", []byte("{oops"), jetstream.WithMsgID("garbage"))
+	if err != nil {
 		t.Fatal(err)
 	}
+	garbage := reelq.SeqID(ack.Sequence)
 	results := env.Results(3, time.Minute)
 	waitDrained(t, env)
 
-	if rs := results[poison.ID]; len(rs) != 1 || rs[0].Status != queue.StatusFailed || rs[0].Error == nil || rs[0].Error.Code != "poison" {
+	if rs := results[poison.ID]; len(rs) != 1 || rs[0].Status != reelq.StatusFailed || rs[0].Error == nil || rs[0].Error.Code != "poison" {
 		t.Errorf("poisoned job: %+v, want one failed result with code poison", rs)
 	}
-	if rs := results[next.ID]; len(rs) != 1 || rs[0].Status != queue.StatusSucceeded {
+	if rs := results[next.ID]; len(rs) != 1 || rs[0].Status != reelq.StatusSucceeded {
 		t.Errorf("job behind the poisoned one: %+v, want one succeeded", rs)
 	}
-	if rs := results["garbage"]; len(rs) != 1 || rs[0].Status != queue.StatusFailed || rs[0].Error.Code != "invalid_request" {
-		t.Errorf("unparseable message: %+v, want one failed result with code invalid_request", rs)
+	if rs := results[garbage]; len(rs) != 1 || rs[0].Status != reelq.StatusFailed || rs[0].Error == nil || rs[0].Error.Code != reelq.CodeInvalidRequest {
+		t.Errorf("unparseable message: %+v, want one failed result under %s with code invalid_request (all: %v)", rs, garbage, results)
+	}
+	if _, ok := results["garbage"]; ok {
+		t.Errorf("the unparseable message was answered under the id its subject names: %+v", results["garbage"])
 	}
 	dlq, err := env.JS.Stream(ctx, queue.StreamDLQ)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for id, want := range map[string][]byte{poison.ID: payload, "garbage": []byte("{oops")} {
-		m, err := dlq.GetLastMsgForSubject(ctx, queue.DLQSubject("samsar", id))
+	for id, want := range map[string][]byte{poison.ID: payload, garbage: []byte("{oops")} {
+		m, err := dlq.GetLastMsgForSubject(ctx, reelq.DLQSubject("samsar", id))
 		if err != nil {
 			t.Errorf("DLQ has no message for %s: %v", id, err)
 			continue

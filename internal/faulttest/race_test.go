@@ -12,7 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/reelq/reelq/internal/jobstate"
+	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providers/vimmerse"
 	"github.com/reelq/reelq/internal/providersim"
@@ -32,7 +32,7 @@ func TestStalledReplicaInsidePaidCall(t *testing.T) {
 	srv := natstest.Server(t)
 	s := startSim(t, dir, map[string]providersim.Knobs{"samsar": {SlowRate: 1, SlowFor: providersim.Duration(2 * time.Second)}})
 	c := connect(t, srv.ClientURL(), 1)
-	ws := newWorkers(t, dir, srv.ClientURL(), s.url, map[string]string{"SAMSAR_REQUEST_TIMEOUT": "15s"})
+	ws := newWorkers(t, dir, srv.ClientURL(), s.url, map[string]string{"SAMSAR_REQUEST_TIMEOUT": "15s", "REELQ_SHUTDOWN_TIMEOUT": "25s"})
 	a := ws.start("a")
 	jobs := samsarJobs("stall", 1)
 	c.enqueue(t, jobs)
@@ -44,8 +44,8 @@ func TestStalledReplicaInsidePaidCall(t *testing.T) {
 	a.signal(syscall.SIGCONT)
 
 	c.waitSettled(t, len(jobs), time.Minute)
-	rep := verify(t, c, s.stats(t, "samsar").Submissions, jobs, func(j queue.Job) string { return samsarPrompt(j.ID) })
-	st := c.waitPhase(t, jobs[0].ID, time.Second, func(*jobstate.State) bool { return true })
+	rep := verify(t, c, s.stats(t, "samsar").Submissions, jobs, samsarKey)
+	st := c.waitPhase(t, jobs[0].ID, 5*time.Second, func(*reelq.JobState) bool { return true })
 	if got := s.stats(t, "samsar").Submissions[samsarPrompt(jobs[0].ID)]; got != 1 || rep.Ambiguous != 0 || rep.Succeeded != 1 {
 		t.Errorf("submissions=%d ambiguous=%d succeeded=%d, want 1, 0, 1", got, rep.Ambiguous, rep.Succeeded)
 	}
@@ -82,7 +82,7 @@ func TestStalledPastGraceIsAmbiguous(t *testing.T) {
 
 			s.waitStats(t, "samsar", "the submit to arrive", func(st providersim.Stats) bool { return st.TotalRequests >= 1 })
 			a.signal(syscall.SIGSTOP)
-			if st := c.waitPhase(t, id, 5*time.Second, func(*jobstate.State) bool { return true }); st.Phase != jobstate.Submitting {
+			if st := c.waitPhase(t, id, 5*time.Second, func(*reelq.JobState) bool { return true }); st.Phase != reelq.PhaseSubmitting {
 				t.Fatalf("the stall landed after the paid call returned (phase %s): the machine is too loaded for this test", st.Phase)
 			}
 			ws.start("b")
@@ -90,10 +90,10 @@ func TestStalledPastGraceIsAmbiguous(t *testing.T) {
 			a.signal(syscall.SIGCONT)
 			// a wakes up inside its expired call, finds the job finished
 			// and republishes the stored result (deduplicated).
-			c.waitEvent(t, "samsar", queue.EventDuplicateDropped, func(e queue.Event) bool { return e.JobID == id && e.Worker == "a.1" })
+			a.waitLog(t, "job already finished; making sure its result is published", id)
 			c.waitSettled(t, 1, time.Minute)
 
-			rep := verify(t, c, s.stats(t, "samsar").Submissions, jobs, func(j queue.Job) string { return samsarPrompt(j.ID) })
+			rep := verify(t, c, s.stats(t, "samsar").Submissions, jobs, samsarKey)
 			wantSubs := 2
 			if idem {
 				wantSubs = 1
@@ -129,7 +129,7 @@ func TestSubmitTimeoutIsAmbiguous(t *testing.T) {
 	s.setKnobs(t, "samsar", map[string]any{"timeout_rate": 0})
 	c.waitSettled(t, 1, time.Minute)
 	st := s.stats(t, "samsar")
-	rep := verify(t, c, st.Submissions, jobs, func(j queue.Job) string { return samsarPrompt(j.ID) })
+	rep := verify(t, c, st.Submissions, jobs, samsarKey)
 	if hung := st.Requests["submit 504"]; rep.Ambiguous != hung || rep.AmbiguousEvents != uint64(hung) {
 		t.Errorf("%d submits timed out, but %d ambiguous resubmissions (%d events) were recorded", hung, rep.Ambiguous, rep.AmbiguousEvents)
 	}
@@ -190,11 +190,11 @@ func (c *client) waitRedelivered(t testing.TB, provider string) {
 }
 
 // waitEvent waits for an event of kind about provider that satisfies ok.
-func (c *client) waitEvent(t testing.TB, provider, kind string, ok func(queue.Event) bool) {
+func (c *client) waitEvent(t testing.TB, provider, kind string, ok func(reelq.Event) bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cons, err := c.js.OrderedConsumer(ctx, queue.StreamEvents, jetstream.OrderedConsumerConfig{FilterSubjects: []string{queue.EventSubject(provider, kind)}})
+	cons, err := c.js.OrderedConsumer(ctx, queue.StreamEvents, jetstream.OrderedConsumerConfig{FilterSubjects: reelq.EventFilter(provider, kind)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func (c *client) waitEvent(t testing.TB, provider, kind string, ok func(queue.Ev
 		if err != nil {
 			t.Fatalf("waiting for a %s event: %v", kind, err)
 		}
-		var e queue.Event
+		var e reelq.Event
 		if json.Unmarshal(m.Data(), &e) == nil && ok(e) {
 			return
 		}
@@ -226,32 +226,31 @@ func TestCancelWhileStalledInsidePaidCall(t *testing.T) {
 	ws := newWorkers(t, dir, srv.ClientURL(), s.url, map[string]string{
 		"SAMSAR_ENABLED": "false", "VIMMERSE_ENABLED": "true", "VIMMERSE_API_KEY": apiKey, "VIMMERSE_BASE_URL": s.url,
 		"VIMMERSE_RATE": "100", "VIMMERSE_BURST": "10", "VIMMERSE_MAX_INFLIGHT": "2",
-		"VIMMERSE_POLL_INTERVAL": "100ms", "VIMMERSE_REQUEST_TIMEOUT": "15s",
+		"VIMMERSE_POLL_INTERVAL": "100ms", "VIMMERSE_REQUEST_TIMEOUT": "15s", "REELQ_SHUTDOWN_TIMEOUT": "25s",
 	})
 	a := ws.start("a")
-	job := queue.Job{ID: "cancel-stalled", Provider: "vimmerse", Batch: "stall", Input: []byte(`{"title":"cancelled while stalled"}`)}
-	c.enqueue(t, []queue.Job{job})
+	job := reelq.Job{ID: "cancel-stalled", Provider: "vimmerse", Batch: "stall", Input: []byte(`{"title":"cancelled while stalled"}`)}
+	c.enqueue(t, []reelq.Job{job})
 	s.waitStats(t, "vimmerse", "the submit to arrive", func(st providersim.Stats) bool { return st.TotalRequests >= 1 })
 	a.signal(syscall.SIGSTOP)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cn := &queue.Canceller{JS: c.js, States: c.states, By: "test"}
-	if out, err := cn.Cancel(ctx, job.ID); err != nil || out != queue.CancelRequested {
-		t.Fatalf("cancel: %q %v, want %q", out, err, queue.CancelRequested)
+	if out, err := c.rc.Cancel(ctx, job.ID); err != nil || out.Status != reelq.CancelRequested || out.Phase != reelq.PhaseSubmitting {
+		t.Fatalf("cancel: %+v %v, want %q in phase submitting", out, err, reelq.CancelRequested)
 	}
 	ws.start("b")
 	c.waitSettled(t, 1, time.Minute) // b finishes the job as cancelled
 	a.signal(syscall.SIGCONT)
 	// a wakes up with a task for a finished job and deletes it.
 	s.waitStats(t, "vimmerse", "the orphaned task to be cancelled", func(st providersim.Stats) bool { return st.Requests["cancel 200"] >= 1 })
-	c.waitEvent(t, "vimmerse", queue.EventDuplicateDropped, func(e queue.Event) bool { return e.JobID == job.ID && e.Worker == "a.1" })
+	a.waitLog(t, "another delivery owns this job", job.ID)
 
-	rep := verify(t, c, s.stats(t, "vimmerse").Submissions, []queue.Job{job}, func(j queue.Job) string {
+	rep := verify(t, c, s.stats(t, "vimmerse").Submissions, []reelq.Job{job}, func(j reelq.Job) string {
 		return vimmerse.Title("cancelled while stalled", j.ID)
 	})
 	st := s.stats(t, "vimmerse")
-	if rep.Cancelled != 1 || st.Requests["cancel 200"] != 1 || st.Active != 0 {
-		t.Errorf("cancelled results %d, provider cancels %d, active tasks %d; want 1, 1, 0", rep.Cancelled, st.Requests["cancel 200"], st.Active)
+	if rep.Cancelled != 1 || st.Requests["cancel 200"] != 1 || st.Active != 0 || st.Tasks != 1 {
+		t.Errorf("cancelled results %d, provider cancels %d, active tasks %d, tasks %d; want 1, 1, 0, 1", rep.Cancelled, st.Requests["cancel 200"], st.Active, st.Tasks)
 	}
 	t.Logf("FIGURES %s: %s", t.Name(), rep)
 }

@@ -3,8 +3,6 @@ package faulttest
 import (
 	"testing"
 	"time"
-
-	"github.com/reelq/reelq/internal/queue"
 )
 
 // The JetStream server (a separate process, file store) is restarted
@@ -53,7 +51,7 @@ func TestServerRestartDuringBatch(t *testing.T) {
 		n.start()
 	}
 	c.waitSettled(t, len(jobs), 3*time.Minute)
-	rep := verify(t, c, s.stats(t, "samsar").Submissions, jobs, func(j queue.Job) string { return samsarPrompt(j.ID) })
+	rep := verify(t, c, s.stats(t, "samsar").Submissions, jobs, samsarKey)
 	if rep.Succeeded != len(jobs) {
 		t.Errorf("%d of %d jobs succeeded", rep.Succeeded, len(jobs))
 	}
