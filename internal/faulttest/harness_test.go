@@ -200,6 +200,9 @@ var (
 type sim struct {
 	p   *proc
 	url string
+	// mem is the simulator itself when it runs in the test process
+	// (startMemSim), nil for a process.
+	mem *providersim.Server
 }
 
 // startSim runs cmd/providersim with knobs (each gets the test API key).
@@ -340,7 +343,7 @@ func newWorkers(t testing.TB, dir, natsURL, simURL string, env map[string]string
 		"SAMSAR_MAX_POLL_INTERVAL": "300ms",
 		"SAMSAR_REQUEST_TIMEOUT":   "3s",
 		"VIMMERSE_ENABLED":         "false",
-		"REELQ_ACK_WAIT":           "2s",
+		"REELQ_ACK_WAIT":           slotLease.String(), // also the slot lease
 		"REELQ_RETRY_BASE":         "100ms",
 		"REELQ_RETRY_MAX":          "1s",
 		"REELQ_MAX_ATTEMPTS":       "10",
