@@ -99,7 +99,10 @@ func NewClient(ctx context.Context, nc *nats.Conn, opts Options) (*Client, error
 	if err != nil {
 		return nil, fmt.Errorf("reelq: provider options: %w", err)
 	}
-	js, err := jetstream.New(nc)
+	// An async publish whose ack never comes (the connection dropped
+	// after the message left) fails after a while instead of waiting
+	// forever.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(max(3*opts.Timeout, 30*time.Second)))
 	if err != nil {
 		return nil, err
 	}

@@ -106,7 +106,9 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	}
 	defer nc.Close()
 	log.Info("connected to NATS", "nats", cfg.NATS, "server", nc.ConnectedUrlRedacted())
-	js, err := jetstream.New(nc)
+	// An async publish whose ack never comes (the connection dropped
+	// after the message left) fails after 30 s instead of waiting forever.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(30*time.Second))
 	if err != nil {
 		return err
 	}

@@ -79,7 +79,12 @@ func startOpsWorker(t testing.TB, environ []string) *opsWorker {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &opsWorker{t: t, cancel: cancel, done: make(chan error, 1), Log: &opsLog{}}
 	go func() { w.done <- run(ctx, nil, environ, w.Log) }()
-	t.Cleanup(func() { _ = w.Stop() })
+	t.Cleanup(func() {
+		_ = w.Stop()
+		if t.Failed() {
+			t.Logf("worker log:\n%s", w.Log)
+		}
+	})
 	wantHTTP := false
 	for _, kv := range environ {
 		if strings.HasPrefix(kv, "WORKER_HTTP_ADDR=") && kv != "WORKER_HTTP_ADDR=" {

@@ -612,8 +612,16 @@ func (p *Pool) commit(ctx context.Context, kind op, k, top int) (outcome, error)
 			// Nothing to write. Pending releases are settled all the same:
 			// an unchanged entry with a grant means the grant took the
 			// released slots back (keep + granted = n).
+			// The view already holds this worker's entry as decided
+			// (or no entry, for n 0): take its n as committed, or a
+			// release that reached the server without an answer would be
+			// claimed back by the next renewal.
 			p.mu.Lock()
 			p.release = max(0, p.release-released)
+			p.n = out.n
+			if out.n == 0 {
+				p.lost = false
+			}
 			p.mu.Unlock()
 			return out, nil
 		}

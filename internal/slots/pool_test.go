@@ -503,3 +503,47 @@ func TestRunTwice(t *testing.T) {
 		t.Errorf("TryAcquire after Run = %v, want ErrStopped", err)
 	}
 }
+
+// TestReleaseAppliedAfterTimeout: a Release whose write timed out on the
+// client but reached the server (a request buffered across a reconnect)
+// leaves the view without this worker's entry and the release pending.
+// The renewal that follows must settle the release, not claim the slots
+// back: before, the no-change path forgot to lower n, so the next renewal
+// re-took every released slot and the worker held them with no job (its
+// engine, told they were released, waited for slots forever).
+func TestReleaseAppliedAfterTimeout(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	kv := e.conn(t)
+	p := New(kv, Config{Provider: "segmind", Worker: "a", Cap: 3, Logger: testLogger(t)})
+	ctx := t.Context()
+	if n, err := p.TryAcquire(ctx, 2, PriorityNormal); err != nil || n != 2 {
+		t.Fatalf("TryAcquire = %d, %v", n, err)
+	}
+	// Release: Held drops at once, the write is pending...
+	p.mu.Lock()
+	p.release += 2
+	p.mu.Unlock()
+	// ...and lands on the server without this Pool hearing the answer.
+	if _, err := kv.Put(ctx, "segmind", []byte(`{"holders":{}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The renewals that follow (no demand).
+	for range 2 {
+		if _, err := p.commit(ctx, opRenew, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h, ok := holderOf(p, "a"); ok {
+		t.Fatalf("a holds %+v after releasing everything", h)
+	}
+	p.mu.Lock()
+	n, rel := p.n, p.release
+	p.mu.Unlock()
+	if n != 0 || rel != 0 || p.Held() != 0 {
+		t.Fatalf("n=%d release=%d Held=%d, want 0 0 0", n, rel, p.Held())
+	}
+}

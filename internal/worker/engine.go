@@ -894,9 +894,16 @@ func (e *engine) slotManager(ctx context.Context) {
 			}
 			held -= n
 		}
-		if lost := held - e.pool.Held(); lost > 0 {
-			held -= lost
-			e.post(evLost{n: lost})
+		switch d := held - e.pool.Held(); {
+		case d > 0:
+			held -= d
+			e.post(evLost{n: d})
+		case d < 0 && int(e.toFree.Load()) == 0:
+			// The pool holds slots this engine was not told about (a
+			// release it answered as failed that the server applied
+			// later, say): use them rather than hold them idle.
+			held -= d
+			e.post(evGranted{n: -d})
 		}
 		if e.spillAsk.Swap(false) {
 			e.post(evSpill{waiting: e.othersWaiting(ctx)})

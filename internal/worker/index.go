@@ -65,7 +65,14 @@ func (x *batchIndex) run(ctx context.Context) {
 	}
 }
 
+// indexAckWait bounds the wait for a flush's acks: a publish whose ack
+// never comes (the connection dropped meanwhile) is published again with
+// the next flush, and shutdown never hangs on it.
+const indexAckWait = 5 * time.Second
+
 func (x *batchIndex) flush(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, indexAckWait)
+	defer cancel()
 	x.mu.Lock()
 	batch := x.pending
 	x.pending, x.n = map[string][]string{}, 0
@@ -91,7 +98,7 @@ func (x *batchIndex) flush(ctx context.Context) {
 		case <-p.f.Err():
 			x.requeue(p.b, p.ids)
 		case <-ctx.Done():
-			return
+			x.requeue(p.b, p.ids)
 		}
 	}
 }
