@@ -212,6 +212,14 @@ func (w *Worker) cancelQueued(ctx context.Context, id string, req CancelRequest)
 		if queued != nil && res.Provider == "" {
 			res.Provider = queued.Provider
 		}
+		if res.Batch != "" {
+			// No worker pulled it, so no worker indexed it: list it in
+			// its batch before it leaves JOBS.
+			ids, _ := json.Marshal([]string{id})
+			if _, err := w.js.Publish(ctx, reelq.BatchIndexSubject(res.Batch), ids); err != nil {
+				return err
+			}
+		}
 		data, _ := json.Marshal(res)
 		next.Phase, next.Result, next.LastError, next.Worker = reelq.PhaseFinished, data, "cancelled", w.cfg.WorkerID
 		if st == nil {

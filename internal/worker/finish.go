@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -153,6 +155,12 @@ func (e *engine) publishStored(ctx context.Context, j *job, st *jobstate.State) 
 func (e *engine) publishResult(ctx context.Context, j *job, res *reelq.Result, data []byte) outcome {
 	sctx, cancel := settleCtx(ctx)
 	defer cancel()
+	if j.env.Batch != "" {
+		// The batch lists the job before anyone can see its result.
+		ictx, icancel := context.WithTimeout(sctx, indexAckWait+time.Second)
+		e.index.waitIndexed(ictx, j.id)
+		icancel()
+	}
 	var already bool
 	err := backoff.Retry(func() error {
 		var err error
@@ -308,7 +316,10 @@ func (e *engine) deadLetterSeq(ctx context.Context, j *job, code string, cause e
 func publishDLQ(ctx context.Context, js jetstream.JetStream, provider, id, subject string, data []byte, hdr nats.Header, seq uint64, code, reason string) error {
 	msg := &nats.Msg{Subject: reelq.DLQSubject(provider, id), Data: data, Header: nats.Header{}}
 	for k, v := range hdr {
-		if k != reelq.HeaderMsgID {
+		// Nats-* headers are the server's (Nats-Msg-Id, and on a message
+		// read back from a stream Nats-Sequence, Nats-Stream, ...): the DLQ
+		// sets its own, and a copy would shadow them.
+		if !strings.HasPrefix(http.CanonicalHeaderKey(k), "Nats-") {
 			msg.Header[k] = v
 		}
 	}
