@@ -189,6 +189,10 @@ func BatchIndexSubject(batch string) string { return "batches." + batch }
 // counted in micro-units (1e-6 USD or 1e-6 credits).
 func BatchCounterSubject(batch, field string) string { return "counters.batch." + batch + "." + field }
 
+// SpendCounterField is the counter field holding the estimated spend in
+// unit ("usd", "credits"), in millionths of the unit: spent_micro_<unit>.
+func SpendCounterField(unit string) string { return "spent_micro_" + unit }
+
 // ProviderCounterSubject is provider's counter field.
 func ProviderCounterSubject(provider, field string) string {
 	return "counters.provider." + provider + "." + field

@@ -54,6 +54,9 @@ type ProviderStats struct {
 	Pause *Pause `json:"pause,omitempty"`
 	// Done counts results by status since the counters began.
 	Done map[string]uint64 `json:"done,omitempty"`
+	// Spent is the estimated cost of the provider's finished runs by
+	// unit since the counters began (a run paid twice counts twice).
+	Spent map[string]float64 `json:"spent,omitempty"`
 }
 
 // Pause describes a paused provider.
@@ -71,12 +74,15 @@ type Pause struct {
 
 // BatchStats is one batch's progress, from counters kept as jobs move.
 type BatchStats struct {
-	Batch     string    `json:"batch"`
-	Enqueued  uint64    `json:"enqueued"`
-	Succeeded uint64    `json:"succeeded"`
-	Failed    uint64    `json:"failed"`
-	Cancelled uint64    `json:"cancelled"`
-	Updated   time.Time `json:"updated"`
+	Batch     string `json:"batch"`
+	Enqueued  uint64 `json:"enqueued"`
+	Succeeded uint64 `json:"succeeded"`
+	Failed    uint64 `json:"failed"`
+	Cancelled uint64 `json:"cancelled"`
+	// Spent is the estimated cost of the batch's finished runs by unit
+	// ("usd", "credits"), budget or not; a run paid twice counts twice.
+	Spent   map[string]float64 `json:"spent,omitempty"`
+	Updated time.Time          `json:"updated"`
 }
 
 // Done is the batch's finished jobs (runs).
@@ -175,9 +181,16 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 			}
 		}
 		prefix := ProviderCounterSubject(p, "done_")
+		spent := ProviderCounterSubject(p, SpendCounterField(""))
 		for subj, m := range counters {
 			if f, ok := strings.CutPrefix(subj, prefix); ok {
 				s.Done[f] = counterValue(m.Data)
+			}
+			if unit, ok := strings.CutPrefix(subj, spent); ok {
+				if s.Spent == nil {
+					s.Spent = map[string]float64{}
+				}
+				s.Spent[unit] = float64(counterValue(m.Data)) / 1e6
 			}
 		}
 		out.Providers = append(out.Providers, s)
@@ -260,6 +273,13 @@ func (c *Client) batchStats(ctx context.Context, o StatsOptions) ([]BatchStats, 
 			b.Failed = v
 		case "done_" + StatusCancelled:
 			b.Cancelled = v
+		default:
+			if unit, ok := strings.CutPrefix(field, "spent_micro_"); ok {
+				if b.Spent == nil {
+					b.Spent = map[string]float64{}
+				}
+				b.Spent[unit] = float64(v) / 1e6
+			}
 		}
 	}
 	out := make([]BatchStats, 0, len(by))

@@ -225,6 +225,10 @@ func (a *app) printStats(w io.Writer, v *statsView) {
 					spent = reelq.FormatCost(reelq.Cost{Amount: bs.Spent, Unit: bs.Unit})
 				}
 			}
+			if spent == "" {
+				// No budget: the batch's spend counters.
+				spent = costs(b.Spent)
+			}
 			failed := cell{text: commas(int(b.Failed))}
 			if b.Failed > 0 {
 				failed.color = red

@@ -98,3 +98,36 @@ func totalSubmissions(env *reelqtest.Env, provider string) int {
 	}
 	return n
 }
+
+// Spend is counted for every batch and provider, budget or not: the
+// estimated cost of the finished runs.
+func TestSpendWithoutBudget(t *testing.T) {
+	t.Parallel()
+	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(10 * time.Millisecond)}})
+	env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": {}}})
+	env.Enqueue(reelqtest.Jobs(3, "spend", reelqtest.SamsarJob)...)
+	env.Results(3, time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var batch, provider float64
+	for ctx.Err() == nil {
+		st, err := env.Client.Stats(ctx, reelq.StatsOptions{Batch: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range st.Batches {
+			batch = b.Spent["credits"]
+		}
+		for _, p := range st.Providers {
+			if p.Provider == "samsar" {
+				provider = p.Spent["credits"]
+			}
+		}
+		if batch == 150 && provider == 150 {
+			return
+		}
+		// The counters are flushed every 250 ms; nothing to wait on.
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("spent: batch %v, provider %v credits; want 150 each (3 jobs x 50)", batch, provider)
+}

@@ -48,6 +48,7 @@ type engine struct {
 
 	events chan any
 	index  *batchIndex
+	spend  *spendCounters
 	runq   *runQueue
 	archq  *runQueue // downloads, on executors of their own
 
@@ -174,6 +175,7 @@ func newEngine(w *Worker, name string, rt *Runtime, cons map[reelq.Priority]jets
 		events:   make(chan any, 4096),
 		runq:     newRunQueue(),
 		index:    newBatchIndex(w.js),
+		spend:    newSpendCounters(w.nc),
 		archq:    newRunQueue(),
 		slotWake: make(chan struct{}, 1),
 		hbErrLog: rate.Sometimes{First: 1, Interval: 10 * time.Second},
@@ -212,6 +214,11 @@ func (e *engine) run(intake, work context.Context) {
 	go func() {
 		defer wg.Done()
 		e.index.run(aux)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.spend.run(aux)
 	}()
 	wg.Add(1)
 	go func() {

@@ -205,6 +205,7 @@ func (e *engine) count(res *reelq.Result) {
 	if res.Batch != "" {
 		incr(reelq.BatchCounterSubject(res.Batch, field), "cnt:b:"+res.ID+":"+run)
 	}
+	e.spend.add(res)
 }
 
 // stepInvalid fails a job whose input breaks the provider's rules (or the
