@@ -82,7 +82,7 @@ func (a *app) connect(ctx context.Context) (*reelq.Client, error) {
 	if u := a.env["USER"]; u != "" {
 		by += "/" + u
 	}
-	c, err := reelq.NewClient(ctx, nc, reelq.Options{ProviderEnv: a.env, By: by})
+	c, err := reelq.NewClient(ctx, nc, reelq.Options{ProviderEnv: a.env, By: by, ConsumerPrefix: a.env["REELQ_CONSUMER_PREFIX"]})
 	if errors.Is(err, reelq.ErrNotReady) {
 		return nil, &exitError{code: exitUnavailable, err: fmt.Errorf("NATS at %s has no reelq streams: start a worker first (it creates them; enqueue never does)", config.RedactURL(nc.ConnectedUrlRedacted()))}
 	}

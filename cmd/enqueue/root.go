@@ -47,6 +47,8 @@ Environment:
   NATS_URL (default nats://127.0.0.1:4222), NATS_CREDS, NATS_NKEY, NATS_USER,
   NATS_PASSWORD, NATS_TOKEN, NATS_CA, NATS_CERT, NATS_KEY, NATS_TIMEOUT,
   NATS_INBOX_PREFIX: as the nats CLI names them.
+  REELQ_CONSUMER_PREFIX: the start of the names of the consumers enqueue
+  creates (default reelq_client).
   Provider options the input rules and prices depend on (SAMSAR_VIDEO_MODELS,
   SEGMIND_PRICE_PER_RUN, ...) are read as the workers read them.
   REELQ_ARCHIVE_S3_ENDPOINT, REELQ_ARCHIVE_S3_REGION, REELQ_ARCHIVE_S3_PATH_STYLE,
