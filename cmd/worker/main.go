@@ -115,8 +115,19 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	layout := queue.Layout{Replicas: cfg.StreamReplicas, DedupeWindow: cfg.DedupeWindow, ResultsMaxAge: cfg.ResultsMaxAge, JobStateTTL: cfg.JobStateTTL,
 		MaxJobBytes: int32(cfg.MaxJobBytes), JobsMaxBytes: cfg.JobsMaxBytes,
 		Outputs: strings.EqualFold(cfg.Archive, archive.KindJetStream) && cfg.ArchiveBucket == "", OutputsRetention: cfg.ArchiveRetention}
-	if err := setup(ctx, js, layout, log); err != nil {
-		return err
+	switch cfg.Setup {
+	case "skip":
+		if err := expectSetup(ctx, js); err != nil {
+			return err
+		}
+	default:
+		if err := setup(ctx, js, layout, log); err != nil {
+			return err
+		}
+		if cfg.Setup == "only" {
+			log.Info("streams and buckets are set up; exiting (REELQ_SETUP=only)")
+			return nil
+		}
 	}
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -238,6 +249,21 @@ func setup(ctx context.Context, js jetstream.JetStream, l queue.Layout, log *slo
 	}, b, func(err error, d time.Duration) {
 		log.Warn("stream setup failed; retrying", "err", err, "retry_in", d)
 	})
+}
+
+// expectSetup checks, for REELQ_SETUP=skip, that the streams exist.
+func expectSetup(ctx context.Context, js jetstream.JetStream) error {
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, name := range []string{queue.StreamJobs, queue.StreamResults, queue.StreamEvents, queue.StreamDLQ} {
+		if _, err := js.Stream(sctx, name); err != nil {
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				return fmt.Errorf("REELQ_SETUP=skip: stream %s does not exist: run the worker once with REELQ_SETUP=only (and credentials allowed to create streams)", name)
+			}
+			return fmt.Errorf("REELQ_SETUP=skip: stream %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // archiveConfig builds the output archive the configuration asks for

@@ -301,6 +301,7 @@ type Worker struct {
 	ArchiveAllowPrivate bool          `env:"REELQ_ARCHIVE_ALLOW_PRIVATE" help:"let downloads reach loopback, link-local and private addresses (development only)"`
 	ArchiveAllowHosts   []string      `env:"REELQ_ARCHIVE_ALLOW_HOSTS" help:"hosts, IPs or CIDR ranges downloads may reach although internal, e.g. 127.0.0.1 for a local simulator"`
 
+	Setup          string        `env:"REELQ_SETUP" envDefault:"auto" help:"stream and bucket setup: auto (create or update them at start), only (do that and exit: run it once with admin credentials), skip (expect them; the worker then needs no right to create or change streams)"`
 	StreamReplicas int           `env:"REELQ_STREAM_REPLICAS" envDefault:"1" help:"replicas of every stream and bucket, 1 to 5 (3 on a cluster)"`
 	DedupeWindow   time.Duration `env:"REELQ_DEDUPE_WINDOW" envDefault:"1h" help:"duplicate window of the JOBS and RESULTS streams (at least 1h)"`
 	ResultsMaxAge  time.Duration `env:"REELQ_RESULTS_MAX_AGE" envDefault:"720h" help:"how long result events are kept (at most REELQ_JOB_STATE_TTL)"`
@@ -399,6 +400,11 @@ func (w *Worker) check(m map[string]string) []error {
 	}
 	if w.ProbeInterval > w.MaxProbeInterval {
 		add("REELQ_PROBE_INTERVAL: %s is longer than REELQ_MAX_PROBE_INTERVAL (%s)", fmtDuration(w.ProbeInterval), fmtDuration(w.MaxProbeInterval))
+	}
+	switch w.Setup {
+	case "auto", "only", "skip":
+	default:
+		add("REELQ_SETUP: must be auto, only or skip, got %q", w.Setup)
 	}
 	if w.StreamReplicas < 1 || w.StreamReplicas > 5 {
 		add("REELQ_STREAM_REPLICAS: must be 1 to 5 (JetStream's limit), got %d", w.StreamReplicas)

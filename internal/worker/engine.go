@@ -69,6 +69,7 @@ type engine struct {
 	toFree   atomic.Int64
 
 	hbErrLog rate.Sometimes
+	bg       sync.WaitGroup // short-lived I/O the loop starts (a probe release)
 
 	// Spilling: a replica that holds more waiting jobs than its own slots
 	// can start, while the cluster has free slots and other replicas wait
@@ -195,6 +196,7 @@ func (e *engine) run(intake, work context.Context) {
 	e.intake = intake
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer e.bg.Wait()
 	aux, stopAux := context.WithCancel(work)
 	defer stopAux()
 
@@ -726,7 +728,13 @@ func (e *engine) settle(j *job, out outcome) {
 	e.freeSlot(j)
 	if j.probe && out.kind != outAck && out.kind != outHold {
 		// The probe did not get a verdict: let another probe run.
-		go func() { _ = e.w.pstate.ReleaseProbe(context.Background(), e.name, e.w.cfg.WorkerID) }()
+		e.bg.Add(1)
+		go func() {
+			defer e.bg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = e.w.pstate.ReleaseProbe(ctx, e.name, e.w.cfg.WorkerID)
+		}()
 	}
 	delete(e.jobs, j.seq)
 	list := e.byID[j.id]

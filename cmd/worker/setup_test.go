@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reelq/reelq/internal/natstest"
+	"github.com/reelq/reelq/internal/queue"
+)
+
+// REELQ_SETUP=skip refuses to start without the streams, naming the fix;
+// REELQ_SETUP=only creates them and exits (no provider needed), after
+// which skip starts.
+func TestSetupModes(t *testing.T) {
+	t.Parallel()
+	s := natstest.Server(t)
+	base := []string{"NATS_URL=" + s.ClientURL(), "LOG_FORMAT=json", "REELQ_WORKER_ID=setup-test"}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	log := &opsLog{}
+	err := run(ctx, nil, append(base, "REELQ_SETUP=skip", "SAMSAR_API_KEY=k"), log)
+	if err == nil || !strings.Contains(err.Error(), "REELQ_SETUP=only") {
+		t.Fatalf("skip without streams: %v, want an error naming REELQ_SETUP=only", err)
+	}
+
+	log = &opsLog{}
+	if err := run(ctx, nil, append(base, "REELQ_SETUP=only"), log); err != nil {
+		t.Fatalf("only: %v\n%s", err, log)
+	}
+	_, js := natstest.Connect(t, s)
+	for _, name := range []string{queue.StreamJobs, queue.StreamResults, queue.StreamEvents, queue.StreamDLQ} {
+		if _, err := js.Stream(ctx, name); err != nil {
+			t.Errorf("after REELQ_SETUP=only: stream %s: %v", name, err)
+		}
+	}
+
+	log = &opsLog{}
+	err = run(ctx, nil, append(base, "REELQ_SETUP=skip"), log)
+	if err == nil || !strings.Contains(err.Error(), "no provider enabled") {
+		t.Fatalf("skip with streams and no provider: %v, want it to get past setup to the provider check", err)
+	}
+	if err := run(ctx, nil, append(base, "REELQ_SETUP=sometimes"), &opsLog{}); err == nil || !strings.Contains(err.Error(), "REELQ_SETUP") {
+		t.Fatalf("bad value: %v", err)
+	}
+}
