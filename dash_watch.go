@@ -134,3 +134,43 @@ func parseCounter(subj string) (CounterUpdate, bool) {
 	}
 	return CounterUpdate{}, false
 }
+
+// bucketSlots is the bucket the workers hold their providers' slots in
+// (what Stats reads as running against the cap).
+const bucketSlots = "reelq_slots"
+
+// FollowSlots yields the name of a provider each time the slots held for
+// it change (a job starts or ends at the provider, a worker renews or
+// drops its lease), from now on, until ctx ends (yielding ctx's error) or
+// the caller stops ranging. A program that shows Stats' running counts
+// reads them again when told. It keeps no state on the server.
+func (c *Client) FollowSlots(ctx context.Context) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		prefix := "$KV." + bucketSlots + "."
+		cons, err := c.js.OrderedConsumer(ctx, "KV_"+bucketSlots, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{prefix + ">"},
+			DeliverPolicy:  jetstream.DeliverNewPolicy,
+			NamePrefix:     c.consumerName("slots"),
+		})
+		if err != nil {
+			yield("", fmt.Errorf("reelq: follow slots: %w", err))
+			return
+		}
+		it, err := cons.Messages()
+		if err != nil {
+			yield("", fmt.Errorf("reelq: follow slots: %w", err))
+			return
+		}
+		defer stopIter(it)
+		for {
+			msg, err := nextMsg(ctx, it)
+			if err != nil {
+				yield("", err)
+				return
+			}
+			if !yield(strings.TrimPrefix(msg.Subject(), prefix), nil) {
+				return
+			}
+		}
+	}
+}

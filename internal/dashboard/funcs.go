@@ -13,20 +13,22 @@ import (
 )
 
 var funcs = template.FuncMap{
-	"frag":    func(string, *page) (template.HTML, error) { return "", nil }, // replaced per server
-	"live":    liveURL,
-	"commas":  commas,
-	"cost":    func(v float64, unit string) string { return reelq.FormatCost(reelq.Cost{Amount: round(v, unit), Unit: unit}) },
-	"costOf":  costOf,
-	"f1":      func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) },
-	"pct":     func(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) + "%" },
-	"rel":     rel,
-	"relp":    func(t *time.Time) template.HTML { return relPtr(t) },
-	"abs":     func(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") },
-	"phase":   func(p reelq.Phase) string { return string(p) },
-	"units":   units,
-	"queued":  func(p providerRow, prio string) uint64 { return p.Queued[reelq.Priority(prio)] },
-	"uint":    func(v int) uint64 { return uint64(max(v, 0)) },
+	"frag":   func(string, *page) (template.HTML, error) { return "", nil }, // replaced per server
+	"live":   liveURL,
+	"commas": commas,
+	"cost": func(v float64, unit string) string {
+		return reelq.FormatCost(reelq.Cost{Amount: round(v, unit), Unit: unit})
+	},
+	"costOf": costOf,
+	"f1":     func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) },
+	"pct":    func(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) + "%" },
+	"rel":    rel,
+	"relp":   func(t *time.Time) template.HTML { return relPtr(t) },
+	"abs":    func(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") },
+	"phase":  func(p reelq.Phase) string { return string(p) },
+	"units":  units,
+	"queued": func(p providerRow, prio string) uint64 { return p.Queued[reelq.Priority(prio)] },
+	"uint":   func(v int) uint64 { return uint64(max(v, 0)) },
 	"resultOf": func(st *reelq.JobState) *reelq.Result {
 		if st == nil || st.Phase != reelq.PhaseFinished {
 			return nil

@@ -28,8 +28,8 @@ type sub struct {
 	ch  chan struct{}
 }
 
-// hub follows what changes (EVENTS, RESULTS, the counters, the job state
-// of the jobs being looked at) and tells the live pages that show it. It
+// hub follows what changes (EVENTS, RESULTS, the counters, the slots held
+// at the providers, the job state of the jobs being looked at) and tells the live pages that show it. It
 // keeps no copy of the state: pages read what they show again when told.
 type hub struct {
 	c   *reelq.Client
@@ -104,6 +104,15 @@ func (h *hub) run(ctx context.Context) error {
 				return err
 			}
 			h.onCounter(u)
+		}
+		return nil
+	})
+	h.goFollow(ctx, "slots", func(ctx context.Context) error {
+		for _, err := range h.c.FollowSlots(ctx) {
+			if err != nil {
+				return err
+			}
+			h.notify(func(k viewKey) bool { return k.kind == viewOverview })
 		}
 		return nil
 	})
@@ -281,14 +290,11 @@ func (h *hub) subscribe(key viewKey) (*sub, func() bool) {
 // watchJob follows job id's state (called with h.mu held).
 func (h *hub) watchJob(ctx context.Context, id string) {
 	h.goFollow(ctx, "job "+id, func(ctx context.Context) error {
-		first := true
+		// The first state is the one the page was drawn from (or a newer
+		// one): the page asks again and gets only what changed.
 		for _, err := range h.c.WatchJob(ctx, id) {
 			if err != nil {
 				return err
-			}
-			if first { // the state the page was rendered from
-				first = false
-				continue
 			}
 			h.notify(func(k viewKey) bool { return k.kind == viewJob && k.arg == id })
 		}

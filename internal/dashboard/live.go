@@ -58,7 +58,7 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		p := s.newPage(r, v)
-		p.ViewKind, p.ViewArg, p.Data = key.kind, key.arg, data
+		p.ViewKind, p.ViewArg, p.Data, p.Back = key.kind, key.arg, data, pagePath(key, q)
 		for _, name := range names {
 			html, sum, err := s.renderFrag(name, p)
 			if err != nil {
@@ -112,6 +112,28 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// pagePath is the page a live view belongs to (where an action's form
+// returns).
+func pagePath(key viewKey, q url.Values) string {
+	switch key.kind {
+	case viewBatch:
+		if f := q.Get("from"); f != "" {
+			return "/batches/" + key.arg + "?from=" + url.QueryEscape(f)
+		}
+		return "/batches/" + key.arg
+	case viewJob:
+		return "/jobs/" + key.arg
+	case viewJobs:
+		return "/jobs"
+	case viewDLQ:
+		if a := q.Get("after"); a != "" {
+			return "/dlq?after=" + url.QueryEscape(a)
+		}
+		return "/dlq"
+	}
+	return "/"
 }
 
 func (s *Server) liveFailed(key viewKey, err error) {
