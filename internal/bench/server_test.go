@@ -96,14 +96,6 @@ func (bs *benchServer) cpu() time.Duration {
 	return procCPU(bs.cmd.Process.Pid)
 }
 
-// rss is the server process's resident memory (0 when embedded).
-func (bs *benchServer) rss() int64 {
-	if bs.cmd == nil {
-		return 0
-	}
-	return procRSS(bs.cmd.Process.Pid)
-}
-
 func (bs *benchServer) stop() {
 	if bs.s != nil {
 		embedded.Stop(bs.s)
