@@ -89,36 +89,16 @@ func (c *Client) EventsSeq(ctx context.Context) (uint64, error) {
 // and JobEventSubject). It ends when ctx ends (yielding ctx's error) or the
 // caller stops ranging, and keeps no state on the server.
 func (c *Client) FollowEvents(ctx context.Context, after uint64, filters ...string) iter.Seq2[*Event, error] {
-	return func(yield func(*Event, error) bool) {
-		cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverNewPolicy,
-			NamePrefix: c.consumerName("events")}
-		if after > 0 {
-			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
-		}
-		cons, err := c.js.OrderedConsumer(ctx, StreamEvents, cfg)
-		if err != nil {
-			yield(nil, fmt.Errorf("reelq: follow events: %w", err))
-			return
-		}
-		it, err := cons.Messages()
-		if err != nil {
-			yield(nil, fmt.Errorf("reelq: follow events: %w", err))
-			return
-		}
-		defer stopIter(it)
-		for {
-			msg, err := nextMsg(ctx, it)
-			if err != nil {
-				yield(nil, err)
-				return
-			}
-			var ev Event
-			if json.Unmarshal(msg.Data(), &ev) != nil {
-				continue
-			}
-			if !yield(&ev, nil) {
-				return
-			}
-		}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverNewPolicy,
+		NamePrefix: c.consumerName("events")}
+	if after > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
 	}
+	return followStream(ctx, c, StreamEvents, cfg, "follow events", func(msg jetstream.Msg) (*Event, bool) {
+		var ev Event
+		if json.Unmarshal(msg.Data(), &ev) != nil {
+			return nil, false
+		}
+		return &ev, true
+	})
 }

@@ -143,22 +143,38 @@ func (c *Client) Follow(ctx context.Context, after uint64, providers ...string) 
 // follow yields result events from RESULTS sequence start on (0: the
 // next one stored).
 func (c *Client) follow(ctx context.Context, start uint64, providers []string) iter.Seq2[*Result, error] {
-	return func(yield func(*Result, error) bool) {
-		cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy, NamePrefix: c.consumerName("follow")}
-		if start > 0 {
-			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy, NamePrefix: c.consumerName("follow")}
+	if start > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
+	}
+	for _, p := range providers {
+		cfg.FilterSubjects = append(cfg.FilterSubjects, ResultSubject(p, "*"))
+	}
+	return followStream(ctx, c, StreamResults, cfg, "follow results", func(msg jetstream.Msg) (*Result, bool) {
+		var r Result
+		if json.Unmarshal(msg.Data(), &r) != nil {
+			return nil, false
 		}
-		for _, p := range providers {
-			cfg.FilterSubjects = append(cfg.FilterSubjects, ResultSubject(p, "*"))
+		if r.Run == 0 {
+			r.Run = 1
 		}
-		cons, err := c.js.OrderedConsumer(ctx, StreamResults, cfg)
+		return &r, true
+	})
+}
+
+// followStream yields the messages of an ordered consumer on stream,
+// decoded (messages decode refuses are skipped), until ctx ends (yielding
+// its error) or the caller stops ranging.
+func followStream[T any](ctx context.Context, c *Client, stream string, cfg jetstream.OrderedConsumerConfig, what string, decode func(jetstream.Msg) (*T, bool)) iter.Seq2[*T, error] {
+	return func(yield func(*T, error) bool) {
+		cons, err := c.js.OrderedConsumer(ctx, stream, cfg)
 		if err != nil {
-			yield(nil, fmt.Errorf("reelq: follow results: %w", err))
+			yield(nil, fmt.Errorf("reelq: %s: %w", what, err))
 			return
 		}
 		it, err := cons.Messages()
 		if err != nil {
-			yield(nil, fmt.Errorf("reelq: follow results: %w", err))
+			yield(nil, fmt.Errorf("reelq: %s: %w", what, err))
 			return
 		}
 		defer stopIter(it)
@@ -168,14 +184,7 @@ func (c *Client) follow(ctx context.Context, start uint64, providers []string) i
 				yield(nil, err)
 				return
 			}
-			var r Result
-			if json.Unmarshal(msg.Data(), &r) != nil {
-				continue
-			}
-			if r.Run == 0 {
-				r.Run = 1
-			}
-			if !yield(&r, nil) {
+			if v, ok := decode(msg); ok && !yield(v, nil) {
 				return
 			}
 		}
