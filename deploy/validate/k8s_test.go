@@ -88,7 +88,7 @@ func strict(doc []byte, v any) error {
 // name in the reelq namespace, and the workload's references are
 // consistent: the ConfigMap and Secrets it uses exist and hold the keys it
 // mounts, every secret variable points at a mounted file, probes hit the
-// worker's HTTP port, and the variables are the ones DESIGN.md names.
+// worker's HTTP port, and the variables are the ones the configuration documents.
 func TestKubernetesManifests(t *testing.T) {
 	objs := loadManifests(t)
 	var (
@@ -222,8 +222,8 @@ func selects(sel, labels map[string]string) bool {
 	return true
 }
 
-// contractVar reports whether name is a configuration variable DESIGN.md
-// (or internal/config) defines.
+// contractVar reports whether name is a configuration variable
+// internal/config defines (docs/configuration.md lists them).
 func contractVar(name string) bool {
 	for _, p := range providers {
 		if rest, ok := strings.CutPrefix(name, strings.ToUpper(p)+"_"); ok {
