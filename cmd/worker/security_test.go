@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/archive"
+	"github.com/reelq/reelq/internal/dashboard"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/providerstate"
 	"github.com/reelq/reelq/internal/queue"
@@ -53,6 +55,9 @@ var shippedPasswords = map[string]string{
 	"producer": "prd-Pw-2b7d9e4a1c",
 	"results":  "res-Pw-6c4f2a8d3e",
 	"operator": "opr-Pw-9d1e7b3c5a",
+	// The dashboard's user is disabled in the shipped auth.conf (see
+	// TestDashboardPermissions, which enables it).
+	"dashboard": "dsh-Pw-3e8b1d6f2a",
 }
 
 var setPasswordsOnce sync.Once
@@ -1536,5 +1541,377 @@ func TestJobsSizeLimits(t *testing.T) {
 	}
 	if m, err := st.GetLastMsgForSubject(ctx, "jobs.samsar.fill-0"); err != nil || m == nil {
 		t.Errorf("the first job was dropped to make room: %v", err)
+	}
+}
+
+// startDashboardServer is startShippedServer with the dashboard identity of
+// auth.conf enabled (its "#: " lines uncommented), as its deployers will.
+func startDashboardServer(t *testing.T) (*server.Server, *opsLog) {
+	t.Helper()
+	setPasswordsOnce.Do(func() {
+		for user, pw := range shippedPasswords {
+			os.Setenv("REELQ_NATS_"+strings.ToUpper(user)+"_PASSWORD", pw)
+		}
+	})
+	dir := t.TempDir()
+	authConf, err := os.ReadFile("../../deploy/nats/auth.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(authConf), "DASHBOARD = {") {
+		t.Fatal("auth.conf has no DASHBOARD role")
+	}
+	serverConf, err := os.ReadFile(shippedConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enabled := strings.ReplaceAll(string(authConf), "#: ", "")
+	if err := os.WriteFile(filepath.Join(dir, "auth.conf"), []byte(enabled), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "nats-server.conf")
+	if err := os.WriteFile(cfg, serverConf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(cfg)
+	if err != nil {
+		t.Fatalf("load the shipped config with the dashboard enabled: %v", err)
+	}
+	opts.Host, opts.Port = "127.0.0.1", -1
+	opts.HTTPHost, opts.HTTPPort = "", 0
+	opts.StoreDir = t.TempDir()
+	opts.NoSigs = true
+	opts.LameDuckDuration, opts.LameDuckGracePeriod = 0, 0
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &opsLog{}
+	s.SetLoggerV2(serverLog{log}, false, false, false)
+	go s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s, log
+}
+
+// The dashboard identity (auth.conf's DASHBOARD role) runs the real
+// dashboard, every page, the live feeds and every action it offers
+// (pause, resume, cancel, retry, re-drive, an archived output) with no
+// permission violation; and cannot write job state, results, budgets or
+// spend, resolve held jobs, take jobs from the queue, delete streams or
+// read another identity's replies. SECURITY.md's dashboard table names
+// these subtests.
+func TestDashboardPermissions(t *testing.T) {
+	t.Parallel()
+	s, slog := startDashboardServer(t)
+	admin := connectAs(t, s, "admin")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ajs := admin.js
+	if err := queue.Setup(ctx, ajs, queue.Layout{Outputs: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range reelq.Providers {
+		if _, err := queue.EnsureConsumers(ctx, ajs, p, queue.ConsumerSettings{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ajs.CreateOrUpdateConsumer(ctx, queue.StreamResults, jetstream.ConsumerConfig{Durable: "billing", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ajs.CreateStream(ctx, jetstream.StreamConfig{Name: "SCRATCH_dashboard", Subjects: []string{"scratch.dashboard"}}); err != nil {
+		t.Fatal(err)
+	}
+	// A failed job with an archived output, a queued job, their events,
+	// counters, the batch index and a dead letter.
+	store, err := archive.NewJetStreamStore(ctx, ajs, archive.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Repeat("archived output ", 1000)
+	cp, err := store.Put(ctx, "seed/1/0", strings.NewReader(body), int64(len(body)), "video/mp4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := samsarJob("seed", "dash")
+	res := reelq.Result{ID: "seed", Provider: "samsar", Batch: "dash", Run: 1, Status: reelq.StatusFailed, CompletedAt: time.Now().UTC(),
+		Error: &reelq.ErrorInfo{Code: reelq.CodeProviderFailed, Message: "failed"},
+		Outputs: []reelq.Output{{URL: "https://example.invalid/x.mp4", ContentType: "video/mp4", Archive: &reelq.ArchivedCopy{Store: cp.Store,
+			Bucket: cp.Bucket, Key: cp.Key, Size: cp.Size, ContentType: cp.ContentType, SHA256: cp.SHA256}}}}
+	rb, _ := json.Marshal(res)
+	st, _ := json.Marshal(reelq.JobState{ID: "seed", Provider: "samsar", Batch: "dash", Phase: reelq.PhaseFinished, Run: 1, Input: seed.Input,
+		Digest: seed.Digest(), Result: rb, UpdatedAt: time.Now().UTC()})
+	if err := kvPut(ctx, admin, queue.BucketJobs, "seed", st); err != nil {
+		t.Fatal(err)
+	}
+	queued := samsarJob("queued-1", "dash")
+	qb, _ := json.Marshal(queued)
+	ev, _ := json.Marshal(reelq.Event{Kind: reelq.EventSubmitted, Provider: "samsar", JobID: "seed", Batch: "dash", Time: time.Now().UTC()})
+	for subj, data := range map[string][]byte{reelq.JobSubject("samsar", "", "queued-1"): qb, reelq.ResultSubject("samsar", "seed"): rb,
+		reelq.JobEventSubject("samsar", reelq.EventSubmitted, "seed"): ev, reelq.BatchIndexSubject("dash"): []byte(`["seed"]`)} {
+		if _, err := ajs.Publish(ctx, subj, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dl := nats.NewMsg(reelq.DLQSubject("samsar", "seq-9"))
+	dl.Data = []byte(`{"provider":"samsar","input":{}}`)
+	dl.Header.Set("Reelq-Provider", "samsar")
+	dl.Header.Set("Reelq-Job-Id", "seq-9")
+	dl.Header.Set("Reelq-Subject", "jobs.samsar")
+	dl.Header.Set("Reelq-Error-Code", reelq.CodeInvalidRequest)
+	if _, err := ajs.PublishMsg(ctx, dl); err != nil {
+		t.Fatal(err)
+	}
+	incr := nats.NewMsg(reelq.BatchCounterSubject("dash", "enqueued"))
+	incr.Header.Set("Nats-Incr", "+2")
+	if _, err := ajs.PublishMsg(ctx, incr); err != nil {
+		t.Fatal(err)
+	}
+
+	dash := connectAs(t, s, "dashboard")
+	c, err := reelq.NewClient(ctx, dash.nc, reelq.Options{ProviderEnv: map[string]string{}, By: "dashboard", ConsumerPrefix: "dashboard", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("client as dashboard: %v", err)
+	}
+	d, err := dashboard.New(dashboard.Config{Client: c, ListenHost: "127.0.0.1", Auth: dashboard.Auth{Token: "dash-matrix-token-0123456789"}, MinInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- d.Run(runCtx) }()
+	hs := httptest.NewServer(d)
+	defer hs.Close()
+	defer func() {
+		hs.CloseClientConnections()
+		stop()
+		if err := <-ran; err != nil {
+			t.Errorf("dashboard run: %v", err)
+		}
+	}()
+	call := func(method, path string) (int, string) {
+		req, _ := http.NewRequestWithContext(ctx, method, hs.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer dash-matrix-token-0123456789")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	live := func(query string) (int, string) {
+		lctx, lcancel := context.WithCancel(ctx)
+		defer lcancel()
+		req, _ := http.NewRequestWithContext(lctx, "GET", hs.URL+"/live?"+query, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("live %s: %v", query, err)
+		}
+		defer resp.Body.Close()
+		buf := make([]byte, 64<<10)
+		n, got := 0, ""
+		for !strings.Contains(got, "event: frag") {
+			m, err := resp.Body.Read(buf[n:])
+			n += m
+			got = string(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		return resp.StatusCode, got
+	}
+
+	allowed := []struct {
+		slug string
+		op   func() error
+	}{
+		{"pages", func() error {
+			for _, p := range []string{"/", "/batches/dash", "/jobs", "/jobs/seed", "/jobs/queued-1", "/dlq"} {
+				if code, body := call("GET", p); code != 200 {
+					return fmt.Errorf("GET %s: %d %s", p, code, body)
+				}
+			}
+			return nil
+		}},
+		{"live_pages", func() error {
+			for _, q := range []string{"view=overview", "view=job&arg=seed", "view=batch&arg=dash", "view=dlq"} {
+				if code, body := live(q); code != 200 || !strings.Contains(body, "event: frag") {
+					return fmt.Errorf("live %s: %d %q", q, code, body)
+				}
+			}
+			return nil
+		}},
+		{"archived_output", func() error {
+			if code, body := call("GET", "/jobs/seed/outputs/1"); code != 200 || body != strings.Repeat("archived output ", 1000) {
+				return fmt.Errorf("output: %d, %d bytes", code, len(body))
+			}
+			return nil
+		}},
+		{"pause_resume", func() error {
+			for _, p := range []string{"/providers/vimmerse/pause", "/providers/vimmerse/resume"} {
+				if code, body := call("POST", p); code != 200 {
+					return fmt.Errorf("POST %s: %d %s", p, code, body)
+				}
+			}
+			return nil
+		}},
+		{"cancel", func() error {
+			if code, body := call("POST", "/jobs/queued-1/cancel"); code != 200 || !strings.Contains(body, "cancel requested") {
+				return fmt.Errorf("cancel: %d %s", code, body)
+			}
+			return nil
+		}},
+		{"retry", func() error {
+			if code, body := call("POST", "/jobs/seed/retry"); code != 200 || !strings.Contains(body, "run 2") {
+				return fmt.Errorf("retry: %d %s", code, body)
+			}
+			return nil
+		}},
+		{"redrive", func() error {
+			ls, err := c.DeadLettersPage(ctx, 0, 10)
+			if err != nil || len(ls) == 0 {
+				return fmt.Errorf("dead letters: %d %v", len(ls), err)
+			}
+			if code, body := call("POST", fmt.Sprintf("/dlq/%d/redrive", ls[0].Seq)); code != 200 {
+				return fmt.Errorf("redrive: %d %s", code, body)
+			}
+			return nil
+		}},
+	}
+	for _, a := range allowed {
+		t.Run(a.slug, func(t *testing.T) {
+			if err := a.op(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if v := violations(slog, `"reelq-test/dashboard"`); len(v) > 0 {
+		t.Errorf("the dashboard identity hit permission violations:\n%s", strings.Join(v, "\n"))
+	}
+
+	denied := []struct {
+		slug string
+		op   func(ctx context.Context, id *ident) error
+	}{
+		{"write_job_state", func(ctx context.Context, id *ident) error {
+			return kvPut(ctx, id, queue.BucketJobs, "seed", []byte(`{"id":"seed","provider":"samsar","phase":"finished"}`))
+		}},
+		{"write_results", func(ctx context.Context, id *ident) error {
+			_, err := id.js.Publish(ctx, reelq.ResultSubject("samsar", "seed"), []byte(`{"id":"seed","status":"succeeded"}`))
+			return err
+		}},
+		{"budgets", func(ctx context.Context, id *ident) error {
+			return kvPut(ctx, id, reelq.BucketBudgets, reelq.BudgetLimitKey(reelq.ScopeBatch, "dash"), []byte(`{"scope":"batch","name":"dash","amount":1,"unit":"usd"}`))
+		}},
+		{"write_spend", func(ctx context.Context, id *ident) error {
+			return kvPut(ctx, id, reelq.BucketBudgets, reelq.BudgetSpendKey(reelq.ScopeBatch, "dash", 0), []byte(`{}`))
+		}},
+		{"resolve_held_job", func(ctx context.Context, id *ident) error {
+			_, err := id.js.Publish(ctx, reelq.ControlSubject("resolve", "seed"), []byte(`{"resubmit":true}`))
+			return err
+		}},
+		{"take_jobs", func(ctx context.Context, id *ident) error {
+			_, err := id.nc.RequestWithContext(ctx, "$JS.API.CONSUMER.MSG.NEXT.JOBS.samsar", []byte(`{"batch":1,"no_wait":true}`))
+			return err
+		}},
+		{"others_consumers", func(ctx context.Context, id *ident) error {
+			return id.js.DeleteConsumer(ctx, queue.StreamResults, "billing")
+		}},
+		{"delete_stream", func(ctx context.Context, id *ident) error {
+			return id.js.DeleteStream(ctx, "SCRATCH_dashboard")
+		}},
+		{"other_inboxes", func(ctx context.Context, id *ident) error {
+			sub, err := id.nc.SubscribeSync("_INBOX_operator.>")
+			if err != nil {
+				return err
+			}
+			defer func() { _ = sub.Unsubscribe() }()
+			if err := id.nc.Flush(); err != nil {
+				return err
+			}
+			select {
+			case err := <-id.errs:
+				return err
+			case <-ctx.Done():
+				return nil
+			}
+		}},
+	}
+	// Each denied request waits for its timeout: all at once.
+	type outcome struct {
+		err  error
+		name string
+	}
+	outcomes := make([]outcome, len(denied))
+	var wg sync.WaitGroup
+	for i, dn := range denied {
+		name := "reelq-dashboard-denied/" + dn.slug
+		id := &ident{user: "dashboard", errs: make(chan error, 16)}
+		nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("dashboard", shippedPasswords["dashboard"]), nats.Name(name),
+			nats.CustomInboxPrefix("_INBOX_dashboard"),
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				select {
+				case id.errs <- err:
+				default:
+				}
+			}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		id.nc = nc
+		id.js, _ = jetstream.New(nc)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			outcomes[i] = outcome{err: dn.op(cctx, id), name: name}
+		}()
+	}
+	wg.Wait()
+	for i, dn := range denied {
+		t.Run(dn.slug, func(t *testing.T) {
+			err, name := outcomes[i].err, outcomes[i].name
+			if err == nil {
+				t.Errorf("the dashboard identity may %s", dn.slug)
+			}
+			if len(violations(slog, name+`"`)) == 0 {
+				t.Errorf("%s failed without a permission violation (the test does not test the permission): %v", dn.slug, err)
+			}
+		})
+	}
+}
+
+var dashboardTableRow = regexp.MustCompile("^\\|\\s*([^|]+?)\\s*\\|\\s*(allowed|denied)\\s*\\|\\s*`(TestDashboardPermissions/[a-z_]+)`\\s*\\|\\s*$")
+
+// SECURITY.md's table of the dashboard identity names exactly the
+// subtests of TestDashboardPermissions, with what they check.
+func TestDashboardSecurityTable(t *testing.T) {
+	b, err := os.ReadFile("../../SECURITY.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, s := range []string{"pages", "live_pages", "archived_output", "pause_resume", "cancel", "retry", "redrive"} {
+		want["TestDashboardPermissions/"+s] = "allowed"
+	}
+	for _, s := range []string{"write_job_state", "write_results", "budgets", "write_spend", "resolve_held_job", "take_jobs", "others_consumers", "delete_stream", "other_inboxes"} {
+		want["TestDashboardPermissions/"+s] = "denied"
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if m := dashboardTableRow.FindStringSubmatch(line); m != nil {
+			got[m[3]] = m[2]
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("SECURITY.md's dashboard table says %v, TestDashboardPermissions checks %v", got, want)
 	}
 }
