@@ -49,21 +49,19 @@ func main() {
 
 // options are the command's settings, from flags over the environment.
 type options struct {
-	nats, listen             string
-	tokenFile, basicFile     string
-	authRead, secureCookies  bool
-	allowedHosts             string
-	tlsCert, tlsKey          string
-	consumerPrefix           string
-	logFormat, logLevel      string
-	s3                       *reelq.S3Options
-	minInterval, readTimeout time.Duration
-	shutdownTimeout          time.Duration
-	environ                  []string
-	env                      map[string]string
-	natsCfg                  *config.NATS
-	printListenAddr          func(string)
-	stderr                   io.Writer
+	nats, listen            string
+	tokenFile, basicFile    string
+	authRead, secureCookies bool
+	allowedHosts            string
+	tlsCert, tlsKey         string
+	consumerPrefix          string
+	logFormat, logLevel     string
+	s3                      *reelq.S3Options
+	minInterval             time.Duration
+	shutdownTimeout         time.Duration
+	env                     map[string]string
+	natsCfg                 *config.NATS
+	stderr                  io.Writer
 }
 
 func parse(args, environ []string, stderr io.Writer) (*options, error) {
@@ -74,7 +72,7 @@ func parse(args, environ []string, stderr io.Writer) (*options, error) {
 		}
 		return def
 	}
-	o := &options{environ: environ, env: env, stderr: stderr}
+	o := &options{env: env, stderr: stderr}
 	fs := flag.NewFlagSet("dashboard", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {

@@ -151,19 +151,6 @@ func (b *browser) csrf() string {
 	return m[1]
 }
 
-// waitFor polls cond (a read of the system's state, not a sleep for an
-// event) until it holds or timeout passes.
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func samsarJobs(batch string, n int) []reelq.Job {
 	out := make([]reelq.Job, n)
 	for i := range out {
