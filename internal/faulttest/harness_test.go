@@ -129,12 +129,28 @@ func (p *proc) waitLog(t testing.TB, parts ...string) {
 	}
 }
 
+// keepEnv names a directory where every test's process logs are copied
+// (one subdirectory per test), failed or not.
+const keepEnv = "REELQ_FAULTTEST_KEEP"
+
 // dumpLogs prints the tail of every log in dir when the test failed, and
 // fails it if a child built with -race (REELQ_FAULTTEST_RACE=1) reported
-// a data race.
+// a data race. With REELQ_FAULTTEST_KEEP=DIR the logs are kept in DIR.
 func dumpLogs(t testing.TB, dir string) {
 	t.Cleanup(func() {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+		if keep := os.Getenv(keepEnv); keep != "" {
+			to := filepath.Join(keep, strings.NewReplacer("/", "_", "=", "-").Replace(t.Name()))
+			if err := os.MkdirAll(to, 0o755); err != nil {
+				t.Errorf("%s: %v", keepEnv, err)
+			}
+			for _, f := range files {
+				if b, err := os.ReadFile(f); err == nil {
+					_ = os.WriteFile(filepath.Join(to, filepath.Base(f)), b, 0o644)
+				}
+			}
+			t.Logf("process logs kept in %s", to)
+		}
 		for _, f := range files {
 			if b, _ := os.ReadFile(f); strings.Contains(string(b), "WARNING: DATA RACE") {
 				t.Errorf("%s reports a data race", filepath.Base(f))
