@@ -158,8 +158,13 @@ type batchData struct {
 	// Jobs is one page of the batch's index.
 	Jobs   []jobRow
 	From   reelq.IndexCursor
-	Next   string // cursor of the next page, "" at the end
-	Unseen uint64 // enqueued jobs no worker has indexed yet (approximate)
+	Next string // cursor of the next page, "" at the end
+	// Sampled is how many finished jobs of this page have a cost; SoFar
+	// and Whole extrapolate their mean cost to the batch's finished jobs
+	// and to all its jobs, per unit (for a batch without a budget, whose
+	// spend the workers do not account).
+	Sampled      int
+	SoFar, Whole map[string]float64
 }
 
 type jobRow struct {
@@ -207,14 +212,26 @@ func (s *Server) batch(ctx context.Context, name string, from reelq.IndexCursor)
 	if err != nil {
 		return nil, err
 	}
+	sum := map[string]float64{}
 	for _, id := range ids {
 		r := jobRow{ID: id, State: states[id]}
 		if r.State != nil && r.State.Phase == reelq.PhaseFinished {
 			if res := r.State.StoredResult(); res != nil {
 				r.Status = res.Status
+				if res.Cost != nil && res.Cost.Unit != "" {
+					sum[res.Cost.Unit] += res.Cost.Amount
+					d.Sampled++
+				}
 			}
 		}
 		d.Jobs = append(d.Jobs, r)
+	}
+	if d.Sampled > 0 {
+		d.SoFar, d.Whole = map[string]float64{}, map[string]float64{}
+		for u, v := range sum {
+			mean := v / float64(d.Sampled)
+			d.SoFar[u], d.Whole[u] = mean*float64(bs.Done()), mean*float64(bs.Enqueued)
+		}
 	}
 	return d, nil
 }
