@@ -46,9 +46,6 @@ type batchRow struct {
 	// PerMin is the results per minute over the batch's life, RecentPerMin
 	// over the last minute this dashboard saw.
 	PerMin, RecentPerMin float64
-	// Projected is the spend per unit if the rest of the batch costs what
-	// its submissions so far did.
-	Projected map[string]float64
 }
 
 func (b batchRow) Pct() float64 {
@@ -140,12 +137,6 @@ func (s *Server) batchRows(ctx context.Context, bs []reelq.BatchStats, budgets [
 			r.Finished = b.Enqueued > 0 && b.Done() >= b.Enqueued
 			if !started.IsZero() && b.Updated.After(started) && b.Done() > 0 {
 				r.PerMin = float64(b.Done()) / b.Updated.Sub(started).Minutes()
-			}
-			if sp.Submissions > 0 && b.Enqueued > 0 {
-				r.Projected = map[string]float64{}
-				for unit, v := range sp.Spent {
-					r.Projected[unit] = v / float64(sp.Submissions) * float64(b.Enqueued)
-				}
 			}
 			return nil
 		})
