@@ -11,6 +11,10 @@ import (
 	"github.com/reelq/reelq"
 )
 
+// maxLive bounds the live pages open at once (each holds a connection and
+// a goroutine).
+const maxLive = 256
+
 // live streams a page's fragments as server-sent events: once at once for
 // those that changed since the page was drawn (the page sends the hashes
 // it has), then whenever the hub says the view may have changed, at most
@@ -24,6 +28,12 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown view", http.StatusBadRequest)
 		return
 	}
+	if n := s.liveCount.Add(1); n > maxLive {
+		s.liveCount.Add(-1)
+		http.Error(w, "too many live pages open", http.StatusServiceUnavailable)
+		return
+	}
+	defer s.liveCount.Add(-1)
 	flusher, ok := w.(http.Flusher)
 	if !ok {
 		http.Error(w, "streaming is not supported here", http.StatusInternalServerError)

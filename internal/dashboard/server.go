@@ -29,6 +29,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/reelq/reelq"
@@ -76,6 +77,8 @@ type Server struct {
 	tmpl     *template.Template
 	static   http.Handler
 	mux      *http.ServeMux
+	// liveCount is the live pages open now.
+	liveCount atomic.Int64
 }
 
 // New builds a Server.

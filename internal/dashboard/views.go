@@ -147,8 +147,8 @@ func (s *Server) batchRows(ctx context.Context, bs []reelq.BatchStats, budgets [
 type batchData struct {
 	Row batchRow
 	// Jobs is one page of the batch's index.
-	Jobs   []jobRow
-	From   reelq.IndexCursor
+	Jobs []jobRow
+	From reelq.IndexCursor
 	Next string // cursor of the next page, "" at the end
 	// Sampled is how many finished jobs of this page have a cost; SoFar
 	// and Whole extrapolate their mean cost to the batch's finished jobs

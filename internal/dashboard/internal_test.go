@@ -1,0 +1,92 @@
+package dashboard
+
+import (
+	"net/http/httptest"
+	"testing"
+)
+
+func TestParseRange(t *testing.T) {
+	for _, c := range []struct {
+		h                string
+		size, start, end int64
+		partial, ok      bool
+	}{
+		{"", 100, 0, 99, false, true},
+		{"bytes=0-9", 100, 0, 9, true, true},
+		{"bytes=90-", 100, 90, 99, true, true},
+		{"bytes=-10", 100, 90, 99, true, true},
+		{"bytes=-1000", 100, 0, 99, true, true},
+		{"bytes=50-5000", 100, 50, 99, true, true},
+		{"bytes=0-1,5-6", 100, 0, 99, false, true}, // several ranges: the whole
+		{"items=0-1", 100, 0, 99, false, true},
+		{"bytes=100-", 100, 0, 0, false, false},
+		{"bytes=9-3", 100, 0, 0, false, false},
+		{"bytes=-0", 100, 0, 0, false, false},
+		{"bytes=x-", 100, 0, 0, false, false},
+		{"bytes=0-", 0, 0, -1, false, true},
+	} {
+		start, end, partial, ok := parseRange(c.h, c.size)
+		if ok != c.ok || (ok && (start != c.start || end != c.end || partial != c.partial)) {
+			t.Errorf("%q of %d: %d-%d partial %v ok %v", c.h, c.size, start, end, partial, ok)
+		}
+	}
+}
+
+func TestLocalPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"/jobs/a?x=1": "/jobs/a?x=1", "": "/", "//evil.example/x": "/", "/\\evil.example": "/",
+		"https://evil.example/": "/", "jobs": "/", "/dlq": "/dlq", "javascript:alert(1)": "/",
+	} {
+		if got := localPath(in); got != want {
+			t.Errorf("localPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestHostAllowed(t *testing.T) {
+	loop := &Server{cfg: Config{ListenHost: "127.0.0.1"}}
+	for host, want := range map[string]bool{"127.0.0.1:8090": true, "localhost:8090": true, "[::1]:8090": true, "app.localhost": true,
+		"evil.example:8090": false, "10.0.0.5:8090": false, "127.0.0.1.evil.example": false} {
+		if got := loop.hostAllowed(host); got != want {
+			t.Errorf("on loopback, Host %q: %v", host, got)
+		}
+	}
+	open := &Server{cfg: Config{ListenHost: "0.0.0.0"}}
+	if !open.hostAllowed("dash.example.com") {
+		t.Error("beyond loopback without a list, any Host is answered")
+	}
+	listed := &Server{cfg: Config{ListenHost: "0.0.0.0", AllowedHosts: []string{"dash.example.com"}}}
+	if !listed.hostAllowed("DASH.example.com:443") || listed.hostAllowed("other.example.com") {
+		t.Error("the allowed hosts are not the only ones answered")
+	}
+}
+
+func TestSameOrigin(t *testing.T) {
+	for _, c := range []struct {
+		origin, site string
+		want         bool
+	}{
+		{"", "", true}, {"http://127.0.0.1:8090", "same-origin", true}, {"", "none", true},
+		{"http://evil.example", "", false}, {"", "cross-site", false}, {"", "same-site", false}, {"null", "", false},
+	} {
+		r := httptest.NewRequest("POST", "http://127.0.0.1:8090/x", nil)
+		if c.origin != "" {
+			r.Header.Set("Origin", c.origin)
+		}
+		if c.site != "" {
+			r.Header.Set("Sec-Fetch-Site", c.site)
+		}
+		if got := sameOrigin(r); got != c.want {
+			t.Errorf("Origin %q Sec-Fetch-Site %q: %v", c.origin, c.site, got)
+		}
+	}
+}
+
+func TestMediaKind(t *testing.T) {
+	for ct, want := range map[string]string{"video/mp4": "video", "audio/wav": "audio", "AUDIO/mpeg; x=1": "audio", "image/png": "image",
+		"image/svg+xml": "file", "text/html": "file", "": "file", "application/octet-stream": "file"} {
+		if got := mediaKind(ct); got != want {
+			t.Errorf("%q: %s, want %s", ct, got, want)
+		}
+	}
+}
