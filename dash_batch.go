@@ -88,17 +88,16 @@ func (c *Client) BatchIndex(ctx context.Context, batch string, from IndexCursor,
 	return ids, next, true, nil
 }
 
-// BatchStarted is when batch's first job was published (the first
-// "enqueued" count the client kept), or, for a batch published without
-// the client, when a worker first picked one up; zero when neither is
-// kept any more.
+// BatchStarted is when a worker first picked up one of batch's jobs (the
+// first chunk of its index), or, before that, when its jobs were last
+// counted as published; zero when neither is kept any more.
 func (c *Client) BatchStarted(ctx context.Context, batch string) (time.Time, error) {
 	if !ValidID(batch) {
 		return time.Time{}, fmt.Errorf("%w: batch %q", ErrInvalidJob, batch)
 	}
 	for _, q := range []struct{ stream, subj string }{
-		{StreamCounters, BatchCounterSubject(batch, "enqueued")},
 		{StreamBatches, BatchIndexSubject(batch)},
+		{StreamCounters, BatchCounterSubject(batch, "enqueued")},
 	} {
 		var t time.Time
 		cctx, cancel := c.reqCtx(ctx)
