@@ -17,13 +17,16 @@ import (
 
 // killsEnv sets how many SIGKILLs TestDoublePaymentsPerKill makes per
 // ambiguous-submission policy (the batch is six jobs per kill);
-// taskTimeEnv how long each task runs at the provider (plus up to 800ms).
+// taskTimeEnv how long each task runs at the provider (plus up to 800ms);
+// ackWaitEnv the workers' REELQ_ACK_WAIT, which is also their slot lease.
 const (
 	killsEnv    = "REELQ_FAULT_KILLS"
 	taskTimeEnv = "REELQ_FAULT_TASK_TIME"
+	ackWaitEnv  = "REELQ_FAULT_ACK_WAIT"
 )
 
-// slotLease is the workers' slot lease in these tests (REELQ_ACK_WAIT).
+// slotLease is the workers' slot lease in the fault tests
+// (REELQ_ACK_WAIT).
 const slotLease = 2 * time.Second
 
 // Worker processes are SIGKILLed at random moments while the provider
@@ -43,10 +46,11 @@ const slotLease = 2 * time.Second
 //   - both: JOBS drains (nothing lost), the provider never sees more
 //     calls in any second than the rate limit allows, nor more tasks
 //     running at once than the cap, as long as tasks end within the slot
-//     lease (REELQ_ACK_WAIT). With longer tasks (REELQ_FAULT_TASK_TIME=4s)
-//     a killed replica's slots are granted again when its lease expires
-//     while its tasks still run at the provider: the test then only
-//     reports how many ran at once (see RELIABILITY.md).
+//     lease (REELQ_ACK_WAIT, REELQ_FAULT_ACK_WAIT here). With longer tasks
+//     (REELQ_FAULT_TASK_TIME=4s) a killed replica's slots are granted
+//     again when its lease expires while its tasks still run at the
+//     provider: the test then only reports how many ran at once (see
+//     RELIABILITY.md).
 //
 // The simulator runs in the test process (over real HTTP, on loopback) so
 // that the test can read its task list: when each task started and ended,
@@ -65,23 +69,27 @@ func TestDoublePaymentsPerKill(t *testing.T) {
 		}
 		kills = n
 	}
-	task := 400 * time.Millisecond
-	if v := os.Getenv(taskTimeEnv); v != "" {
+	duration := func(env string, def time.Duration) time.Duration {
+		v := os.Getenv(env)
+		if v == "" {
+			return def
+		}
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
-			t.Fatalf("%s=%q: want a positive duration", taskTimeEnv, v)
+			t.Fatalf("%s=%q: want a positive duration", env, v)
 		}
-		task = d
+		return d
 	}
+	task, lease := duration(taskTimeEnv, 400*time.Millisecond), duration(ackWaitEnv, slotLease)
 	for _, policy := range []string{"resubmit", "hold"} {
 		t.Run("ambiguous="+policy, func(t *testing.T) {
 			t.Parallel()
-			slowCreateKills(t, policy, kills, task)
+			slowCreateKills(t, policy, kills, task, lease)
 		})
 	}
 }
 
-func slowCreateKills(t *testing.T, policy string, wantKills int, task time.Duration) {
+func slowCreateKills(t *testing.T, policy string, wantKills int, task, lease time.Duration) {
 	const (
 		rate, burst, capN = 40, 10, 6
 		replicas          = 3
@@ -102,6 +110,7 @@ func slowCreateKills(t *testing.T, policy string, wantKills int, task time.Durat
 		"SAMSAR_RATE":         strconv.Itoa(rate),
 		"SAMSAR_BURST":        strconv.Itoa(burst),
 		"SAMSAR_MAX_INFLIGHT": strconv.Itoa(capN),
+		"REELQ_ACK_WAIT":      lease.String(),
 	})
 	names := []string{"a", "b", "c"}[:replicas]
 	for _, id := range names {
@@ -144,7 +153,7 @@ func slowCreateKills(t *testing.T, policy string, wantKills int, task time.Durat
 	}
 	running := maxRunning(s.mem.Tasks("samsar"))
 	switch {
-	case running > capN && task+800*time.Millisecond <= slotLease:
+	case running > capN && task+800*time.Millisecond <= lease:
 		t.Errorf("the provider ran %d tasks at once; the cap is %d", running, capN)
 	case running > capN:
 		t.Logf("the provider ran %d tasks at once (cap %d): tasks of killed replicas outlived their slot leases", running, capN)
@@ -166,8 +175,8 @@ func slowCreateKills(t *testing.T, policy string, wantKills int, task time.Durat
 		}
 	}
 	per100 := func(n int) string { return fmt.Sprintf("%.1f", 100*float64(n)/float64(max(kills, 1))) }
-	t.Logf("FIGURES %s: policy=%s task=%s+0-800ms kills=%d mid_create_kills=%d jobs=%d double_paid=%d (per 100 kills %s) held=%d (per 100 kills %s) mid_create_per_100_kills=%s max_calls_1s=%d/%d max_running=%d/%d %s kill_phase=%s elapsed=%s",
-		t.Name(), policy, task, kills, midCreate, len(jobs), rep.ExtraSubmissions, per100(rep.ExtraSubmissions), rep.Held, per100(rep.Held), per100(midCreate),
+	t.Logf("FIGURES %s: policy=%s task=%s+0-800ms lease=%s kills=%d mid_create_kills=%d jobs=%d double_paid=%d (per 100 kills %s) held=%d (per 100 kills %s) mid_create_per_100_kills=%s max_calls_1s=%d/%d max_running=%d/%d %s kill_phase=%s elapsed=%s",
+		t.Name(), policy, task, lease, kills, midCreate, len(jobs), rep.ExtraSubmissions, per100(rep.ExtraSubmissions), rep.Held, per100(rep.Held), per100(midCreate),
 		window, rate+burst, running, capN, rep, killTime.Round(100*time.Millisecond), elapsed.Round(100*time.Millisecond))
 
 	if !hold || rep.Held == 0 {
