@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -25,11 +26,39 @@ type storedMsg struct {
 // maxMultiLast bounds the subjects asked for in one batched direct get.
 const maxMultiLast = 256
 
+// errTooManyResults is the server's refusal of a batched direct get whose
+// wildcards match more subjects than it answers at once (1,024).
+var errTooManyResults = errors.New("too many results")
+
 // lastMsgs reads the last message of each subject in one or a few
 // requests (JetStream's batched direct get, "multi_last"), which needs
 // the stream's AllowDirect. Subjects without a message are absent from the
-// result. Wildcards are allowed.
+// result. Wildcards are allowed; one that matches more subjects than the
+// server answers at once is expanded into its subjects first (a stream
+// info request) and read in chunks.
 func (c *Client) lastMsgs(ctx context.Context, stream string, subjects []string) (map[string]storedMsg, error) {
+	out, err := c.lastMsgsOnce(ctx, stream, subjects)
+	if !errors.Is(err, errTooManyResults) {
+		return out, err
+	}
+	s, err := c.js.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	var all []string
+	for _, f := range subjects {
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(f))
+		if err != nil {
+			return nil, err
+		}
+		for subj := range info.State.Subjects {
+			all = append(all, subj)
+		}
+	}
+	return c.lastMsgsOnce(ctx, stream, all)
+}
+
+func (c *Client) lastMsgsOnce(ctx context.Context, stream string, subjects []string) (map[string]storedMsg, error) {
 	out := map[string]storedMsg{}
 	var mu sync.Mutex
 	var g errgroup.Group
@@ -85,6 +114,8 @@ func (c *Client) directBatch(ctx context.Context, stream string, req map[string]
 		case "":
 		case "408":
 			return fmt.Errorf("direct get on %s: %s", stream, m.Header.Get("Description"))
+		case "413":
+			return fmt.Errorf("direct get on %s: %w (%s)", stream, errTooManyResults, m.Header.Get("Description"))
 		default:
 			if len(m.Data) == 0 {
 				return fmt.Errorf("direct get on %s: status %s %s", stream, m.Header.Get("Status"), m.Header.Get("Description"))

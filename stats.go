@@ -1,6 +1,7 @@
 package reelq
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -237,13 +238,32 @@ func counterValue(data []byte) uint64 {
 	return n
 }
 
-// batchStats reads the batch counters.
+// batchStats reads the batch counters: one batch's, or those of the
+// most recently updated batches (StatsOptions.Recent, default 20), found
+// from the tail of the COUNTERS stream (which keeps one message per
+// counter, so its last messages are the counters updated last): the cost
+// does not grow with the number of batches kept.
 func (c *Client) batchStats(ctx context.Context, o StatsOptions) ([]BatchStats, error) {
-	filter := "counters.batch.>"
-	if o.Batch != "" {
-		filter = "counters.batch." + o.Batch + ".>"
+	n := o.Recent
+	if n == 0 {
+		n = 20
 	}
-	msgs, err := c.lastMsgs(ctx, StreamCounters, []string{filter})
+	var filters []string
+	if o.Batch != "" {
+		filters = []string{"counters.batch." + o.Batch + ".>"}
+	} else {
+		names, err := c.recentBatches(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range names {
+			filters = append(filters, "counters.batch."+b+".>")
+		}
+		if len(filters) == 0 {
+			return nil, nil
+		}
+	}
+	msgs, err := c.lastMsgs(ctx, StreamCounters, filters)
 	if err != nil {
 		return nil, err
 	}
@@ -287,12 +307,56 @@ func (c *Client) batchStats(ctx context.Context, o StatsOptions) ([]BatchStats, 
 		out = append(out, *b)
 	}
 	slices.SortFunc(out, func(a, b BatchStats) int { return b.Updated.Compare(a.Updated) })
-	n := o.Recent
-	if n == 0 {
-		n = 20
-	}
 	if o.Batch == "" && len(out) > n {
 		out = out[:n]
 	}
 	return out, nil
+}
+
+// recentBatches returns up to n batch names whose counters changed last,
+// reading the COUNTERS stream backwards in growing windows.
+func (c *Client) recentBatches(ctx context.Context, n int) ([]string, error) {
+	s, err := c.js.Stream(ctx, StreamCounters)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	first, last := info.State.FirstSeq, info.State.LastSeq
+	if last == 0 {
+		return nil, nil
+	}
+	latest := map[string]uint64{} // batch -> its latest sequence seen
+	for window := uint64(8 * n); ; window *= 4 {
+		start := first
+		if last >= window && last-window+1 > first {
+			start = last - window + 1
+		}
+		err := c.directBatch(ctx, StreamCounters, map[string]any{"seq": start, "next_by_subj": "counters.batch.>", "batch": int(last - start + 1)}, func(m storedMsg) bool {
+			rest := strings.TrimPrefix(m.Subject, "counters.batch.")
+			if i := strings.LastIndexByte(rest, '.'); i > 0 {
+				if b := rest[:i]; m.Seq > latest[b] {
+					latest[b] = m.Seq
+				}
+			}
+			return m.Seq < last
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(latest) >= n || start <= first {
+			break
+		}
+	}
+	names := make([]string, 0, len(latest))
+	for b := range latest {
+		names = append(names, b)
+	}
+	slices.SortFunc(names, func(a, b string) int { return cmp.Compare(latest[b], latest[a]) })
+	if len(names) > n {
+		names = names[:n]
+	}
+	return names, nil
 }

@@ -146,7 +146,10 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 			log.Info("provider disabled: no API key", "provider", name)
 			continue
 		}
-		lim := ratelimit.New(ratelimit.NewKVStore(rlKV), name, ratelimit.Config{Rate: pc.Rate, Burst: pc.Burst, Logger: log.With("provider", name)})
+		// Linger: when tokens are plentiful (a high rate, polls of many
+		// jobs arriving one at a time), calls arriving within 5 ms share
+		// one compare-and-set.
+		lim := ratelimit.New(ratelimit.NewKVStore(rlKV), name, ratelimit.Config{Rate: pc.Rate, Burst: pc.Burst, Linger: ratelimit.DefaultLinger, Logger: log.With("provider", name)})
 		// Every HTTP request the adapter sends takes a token from lim, not
 		// only the first of each call (worker.HTTPClient).
 		prov, err := registry.New(name, providers.Config{BaseURL: pc.BaseURL, APIKey: pc.APIKey, HTTPClient: worker.HTTPClient(lim, pc.RequestTimeout, pc.Calls),

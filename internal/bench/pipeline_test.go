@@ -180,7 +180,7 @@ func BenchmarkPipeline(b *testing.B) {
 		}
 		wjs, _ := jetstream.New(wnc)
 		rlKV, _ := wjs.KeyValue(ctx, queue.BucketRateLimit)
-		lim := ratelimit.New(ratelimit.NewKVStore(rlKV), "samsar", ratelimit.Config{Rate: 1e6, Burst: 1000})
+		lim := ratelimit.New(ratelimit.NewKVStore(rlKV), "samsar", ratelimit.Config{Rate: 1e6, Burst: 1000, Linger: ratelimit.DefaultLinger})
 		rt := &worker.Runtime{
 			Provider:     instant{samsar.New(providers.Config{}, samsar.Options{})},
 			Limiter:      lim,

@@ -108,3 +108,43 @@ func TestKVReadsPerToken(t *testing.T) {
 		})
 	}
 }
+
+// TestLingerSharesWrites: at a rate far above the demand, callers that
+// arrive one at a time each cost a compare-and-set; with Linger the ones
+// arriving within it share one, and the rate is unchanged.
+func TestLingerSharesWrites(t *testing.T) {
+	s := startNATS(t)
+	kv := createBucket(t, connectJS(t, s), "rl_linger")
+	const callers, spacing = 40, time.Millisecond
+	run := func(name string, linger time.Duration) (writes int64, worst time.Duration) {
+		st := &countingStore{Store: NewKVStore(kv)}
+		l := New(st, name, Config{Rate: 10000, Burst: 100, Linger: linger})
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		tick := time.NewTicker(spacing)
+		defer tick.Stop()
+		for range callers {
+			<-tick.C // callers one at a time, as polls of many jobs arrive
+			wg.Go(func() {
+				d, err := l.Wait(t.Context())
+				if err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				worst = max(worst, d)
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		return st.writes.Load(), worst
+	}
+	plain, _ := run("plain", 0)
+	lingered, worst := run("linger", 10*time.Millisecond)
+	t.Logf("%d callers %v apart: %d writes without Linger, %d with 10ms (longest wait %v)", callers, spacing, plain, lingered, worst)
+	if lingered*3 > plain {
+		t.Errorf("Linger saved too little: %d writes vs %d", lingered, plain)
+	}
+	if worst > 100*time.Millisecond {
+		t.Errorf("a caller waited %v with Linger 10ms", worst)
+	}
+}

@@ -90,6 +90,9 @@ const (
 	storeErrLogEvery   = 10 * time.Second
 )
 
+// DefaultLinger is the Linger reelq's workers use.
+const DefaultLinger = 5 * time.Millisecond
+
 // Config configures a [Limiter].
 type Config struct {
 	// Rate is the number of requests per second across all replicas, e.g.
@@ -101,6 +104,12 @@ type Config struct {
 	// least 2 if the rate must be met exactly: with Burst 1 every late
 	// grant (timer or network latency) shifts the schedule.
 	Burst int
+	// Linger is how long the longest-waiting caller may be held so that
+	// callers arriving meanwhile share its compare-and-set, when more
+	// tokens are due than callers wait (a high rate with few callers at a
+	// time). It never delays a caller past its slot on the schedule by more
+	// than Linger, and changes nothing in the rate. Zero: none.
+	Linger time.Duration
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
 	// Logger receives store errors (at most one every 10s) and blocks.
@@ -122,6 +131,7 @@ type Limiter struct {
 	mu        sync.Mutex
 	interval  time.Duration // 0: closed
 	tolerance time.Duration
+	linger    time.Duration
 	queue     list.List          // of *waiter, FIFO
 	pumping   bool               // a pump goroutine runs
 	stopPump  context.CancelFunc // ends the pump's store calls and sleeps
@@ -135,6 +145,7 @@ type Limiter struct {
 type waiter struct {
 	ready chan struct{} // closed when the waiter got its token
 	elem  *list.Element // nil once out of the queue
+	at    int64         // when it called Wait, unix ns
 }
 
 type state struct {
@@ -161,6 +172,7 @@ func New(store Store, key string, cfg Config) *Limiter {
 		log:    cfg.Logger,
 		errLog: rate.Sometimes{First: 1, Interval: storeErrLogEvery},
 		wake:   make(chan struct{}, 1),
+		linger: max(cfg.Linger, 0),
 	}
 	if l.now == nil {
 		l.now = time.Now
@@ -213,7 +225,7 @@ func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
 	if ctx.Err() != nil {
 		return 0, context.Cause(ctx)
 	}
-	w := &waiter{ready: make(chan struct{})}
+	w := &waiter{ready: make(chan struct{}), at: start.UnixNano()}
 	l.mu.Lock()
 	w.elem = l.queue.PushBack(w)
 	if !l.pumping {
@@ -264,6 +276,10 @@ func (l *Limiter) pump(ctx context.Context) {
 		}
 		iv, tol := int64(l.interval), int64(l.tolerance)
 		known, tat, rev := l.known, l.tat, l.rev
+		var oldest int64
+		if e := l.queue.Front(); e != nil {
+			oldest = e.Value.(*waiter).at
+		}
 		l.mu.Unlock()
 
 		if iv == 0 { // closed until SetRate
@@ -285,7 +301,14 @@ func (l *Limiter) pump(ctx context.Context) {
 			l.sleep(ctx, time.Duration(due-now))
 			continue
 		}
-		k := min((now-t+tol)/iv+1, queued)
+		due := (now-t+tol)/iv + 1
+		if age := now - oldest; l.linger > 0 && queued < due && age < int64(l.linger) && conflicts == 0 {
+			// More tokens are due than callers wait: let a few more
+			// arrive to share this compare-and-set.
+			l.sleep(ctx, time.Duration(int64(l.linger)-age))
+			continue
+		}
+		k := min(due, queued)
 		next := t + k*iv
 		newRev, err := l.put(ctx, rev, next)
 		switch {

@@ -190,7 +190,7 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 		if s.RequestTimeout == 0 {
 			s.RequestTimeout = 10 * time.Second
 		}
-		lim := ratelimit.New(ratelimit.NewKVStore(kv), name, ratelimit.Config{Rate: s.Rate, Burst: s.Burst})
+		lim := ratelimit.New(ratelimit.NewKVStore(kv), name, ratelimit.Config{Rate: s.Rate, Burst: s.Burst, Linger: ratelimit.DefaultLinger})
 		rts[name] = &worker.Runtime{
 			// As in cmd/worker: every HTTP request takes a token.
 			Provider:            e.provider(name, s.APIKey, worker.HTTPClient(lim, s.RequestTimeout, 0)),
