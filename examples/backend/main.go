@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"log"
 
 	"github.com/nats-io/nats.go"
@@ -20,12 +19,17 @@ func main() {
 		log.Fatal(err)
 	}
 	defer nc.Close()
-	c, err := reelq.NewClient(ctx, nc, reelq.Options{})
+	// As the producer identity (deploy/nats/auth.conf), whose durable is
+	// producer_main.
+	c, err := reelq.NewClient(ctx, nc, reelq.Options{ConsumerPrefix: "producer"})
 	if err != nil {
 		log.Fatal(err)
 	}
-	job := reelq.Job{ID: "order-1234", Provider: "samsar", Priority: reelq.High,
-		Input: json.RawMessage(`{"prompt":"a red kite over dunes","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":10}`)}
+	job, err := reelq.NewJob("order-1234", reelq.SamsarInput{Prompt: "a red kite over dunes", ImageModel: "FLUX1.1PRO", VideoModel: "LUMA", Duration: 10})
+	if err != nil {
+		log.Fatal(err)
+	}
+	job.Priority = reelq.High
 	if _, err := c.Enqueue(ctx, job); err != nil { // same id and payload again: the same job, never paid twice
 		log.Fatal(err)
 	}
@@ -34,7 +38,7 @@ func main() {
 		log.Fatal(err)
 	}
 	log.Printf("%s: %s %v", r.ID, r.Status, r.Outputs)
-	for d, err := range c.Results(ctx, reelq.ResultsOptions{Name: "billing"}) { // durable: survives restarts
+	for d, err := range c.Results(ctx, reelq.ResultsOptions{Name: "main"}) { // durable: survives restarts
 		if err != nil {
 			log.Fatal(err)
 		}
