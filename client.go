@@ -21,8 +21,11 @@ import (
 // It needs the streams and buckets a worker creates at start-up (it never
 // creates or changes them), and only the permissions of a producer (see
 // SECURITY.md): it publishes jobs and cancel requests and reads job state,
-// queued messages and results. Operator calls (Pause, Resume, Resolve)
-// need an operator identity. A Client is safe for concurrent use.
+// queued messages and results. Operator calls (Pause, Resume, Resolve,
+// DeadLetters, Redrive, and SetBudget for a provider) need an operator
+// identity, and the event calls (JobEvents, FollowEvents, EventsSeq) an
+// identity that may read EVENTS (SECURITY.md). A Client is safe for
+// concurrent use.
 type Client struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
