@@ -46,6 +46,10 @@ type batchRow struct {
 	// PerMin is the results per minute over the batch's life, RecentPerMin
 	// over the last minute this dashboard saw.
 	PerMin, RecentPerMin float64
+	// Spent is the estimated cost of its finished runs by unit (the
+	// workers' counters; the budget accounting for workers that keep no
+	// such counter); Estimate extrapolates it to every enqueued job.
+	Spent, Estimate map[string]float64
 }
 
 func (b batchRow) Pct() float64 {
@@ -134,6 +138,18 @@ func (s *Server) batchRows(ctx context.Context, bs []reelq.BatchStats, budgets [
 			}
 			r := &rows[i]
 			r.Spend, r.Started = sp, started
+			r.Spent = b.Spent
+			if len(r.Spent) == 0 {
+				r.Spent = sp.Spent
+			}
+			if len(b.Spent) > 0 && b.Done() > 0 && b.Enqueued > b.Done() {
+				r.Estimate = map[string]float64{}
+				for u, v := range b.Spent {
+					r.Estimate[u] = v / float64(b.Done()) * float64(b.Enqueued)
+				}
+			} else if len(b.Spent) > 0 {
+				r.Estimate = b.Spent
+			}
 			r.Finished = b.Enqueued > 0 && b.Done() >= b.Enqueued
 			if !started.IsZero() && b.Updated.After(started) && b.Done() > 0 {
 				r.PerMin = float64(b.Done()) / b.Updated.Sub(started).Minutes()
