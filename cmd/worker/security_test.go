@@ -55,8 +55,6 @@ var shippedPasswords = map[string]string{
 	"producer": "prd-Pw-2b7d9e4a1c",
 	"results":  "res-Pw-6c4f2a8d3e",
 	"operator": "opr-Pw-9d1e7b3c5a",
-	// The dashboard's user is disabled in the shipped auth.conf (see
-	// TestDashboardPermissions, which enables it).
 	"dashboard": "dsh-Pw-3e8b1d6f2a",
 }
 
@@ -1542,8 +1540,7 @@ func TestJobsSizeLimits(t *testing.T) {
 	}
 }
 
-// startDashboardServer is startShippedServer with the dashboard identity of
-// auth.conf enabled (its "#: " lines uncommented), as its deployers will.
+// startDashboardServer is startShippedServer for the dashboard's tests.
 func startDashboardServer(t *testing.T) (*server.Server, *opsLog) {
 	t.Helper()
 	setPasswordsOnce.Do(func() {
@@ -1563,8 +1560,7 @@ func startDashboardServer(t *testing.T) (*server.Server, *opsLog) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enabled := strings.ReplaceAll(string(authConf), "#: ", "")
-	if err := os.WriteFile(filepath.Join(dir, "auth.conf"), []byte(enabled), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "auth.conf"), authConf, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "nats-server.conf")
@@ -1573,7 +1569,7 @@ func startDashboardServer(t *testing.T) (*server.Server, *opsLog) {
 	}
 	opts, err := server.ProcessConfigFile(cfg)
 	if err != nil {
-		t.Fatalf("load the shipped config with the dashboard enabled: %v", err)
+		t.Fatalf("load the shipped config: %v", err)
 	}
 	opts.Host, opts.Port = "127.0.0.1", -1
 	opts.HTTPHost, opts.HTTPPort = "", 0

@@ -17,11 +17,12 @@ import (
 // users are the NATS users of deploy/nats/auth.conf and the variables
 // their passwords come from.
 var users = map[string]string{
-	"admin":    "REELQ_NATS_ADMIN_PASSWORD",
-	"worker":   "REELQ_NATS_WORKER_PASSWORD",
-	"producer": "REELQ_NATS_PRODUCER_PASSWORD",
-	"results":  "REELQ_NATS_RESULTS_PASSWORD",
-	"operator": "REELQ_NATS_OPERATOR_PASSWORD",
+	"admin":     "REELQ_NATS_ADMIN_PASSWORD",
+	"worker":    "REELQ_NATS_WORKER_PASSWORD",
+	"producer":  "REELQ_NATS_PRODUCER_PASSWORD",
+	"results":   "REELQ_NATS_RESULTS_PASSWORD",
+	"operator":  "REELQ_NATS_OPERATOR_PASSWORD",
+	"dashboard": "REELQ_NATS_DASHBOARD_PASSWORD",
 }
 
 // routePassword is the route user's password in these tests.
