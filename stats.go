@@ -35,7 +35,7 @@ type ProviderStats struct {
 	// Waiting counts jobs delivered but not running: pulled ahead for
 	// scheduling, or waiting for a retry.
 	Waiting uint64 `json:"waiting"`
-	// Running counts the slots held cluster-wide (jobs in flight at the
+	// Running counts the slots in use cluster-wide (jobs in flight at the
 	// provider), Cap the provider's cap (P_MAX_INFLIGHT).
 	Running int `json:"running"`
 	Cap     int `json:"cap,omitempty"`
@@ -153,17 +153,21 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 			var v struct {
 				Holders map[string]struct {
 					N     int       `json:"n"`
+					Want  int       `json:"want"`
 					Until time.Time `json:"until"`
 				} `json:"holders"`
 			}
 			if json.Unmarshal(e.Value(), &v) == nil {
 				for w, h := range v.Holders {
-					if h.N > 0 && h.Until.After(out.At) {
+					// A worker keeps a slot a moment after its job ends,
+					// for the next one: only the slots its demand (running
+					// and waiting jobs) uses are jobs in flight.
+					if n := min(h.N, h.Want); n > 0 && h.Until.After(out.At) {
 						if s.Holders == nil {
 							s.Holders = map[string]int{}
 						}
-						s.Holders[w] = h.N
-						s.Running += h.N
+						s.Holders[w] = n
+						s.Running += n
 					}
 				}
 			}
