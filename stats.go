@@ -39,6 +39,10 @@ type ProviderStats struct {
 	// provider), Cap the provider's cap (P_MAX_INFLIGHT).
 	Running int `json:"running"`
 	Cap     int `json:"cap,omitempty"`
+	// Rate and Burst are the provider's rate limit (P_RATE requests per
+	// second, P_BURST), as the workers last started with them.
+	Rate  float64 `json:"rate,omitempty"`
+	Burst int     `json:"burst,omitempty"`
 	// Holders is the slots held per worker.
 	Holders map[string]int `json:"holders,omitempty"`
 	// Redelivered counts messages delivered more than once.
@@ -141,6 +145,10 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 			s.Pulling += info.NumWaiting
 			if n, err := strconv.Atoi(info.Config.Metadata["reelq_max_inflight"]); err == nil && n > 0 {
 				s.Cap = n
+			}
+			if r, err := strconv.ParseFloat(info.Config.Metadata["reelq_rate"], 64); err == nil && r > 0 {
+				s.Rate = r
+				s.Burst, _ = strconv.Atoi(info.Config.Metadata["reelq_burst"])
 			}
 		}
 		if found == 0 {

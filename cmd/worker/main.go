@@ -161,6 +161,8 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 			Provider:        prov,
 			Limiter:         lim,
 			MaxInflight:     pc.MaxInflight,
+			Rate:            pc.Rate,
+			Burst:           pc.Burst,
 			Slots:           pc.Slots,
 			PollInterval:    pc.PollInterval,
 			MaxPollInterval: pc.MaxPollInterval,

@@ -317,6 +317,10 @@ type ConsumerSettings struct {
 	// Cap is the provider's cluster-wide concurrency cap, recorded in the
 	// consumer's metadata for stats (package slots enforces it).
 	Cap int
+	// Rate and Burst are the provider's rate limit, recorded the same way
+	// (package ratelimit enforces it); zero records nothing.
+	Rate  float64
+	Burst int
 	// MaxDeliver bounds deliveries of one message; past it the server stops
 	// delivering and the dead-letter sweeper moves the job out. reelq counts
 	// real attempts itself; this only stops crash loops.
@@ -335,6 +339,11 @@ func ConsumerConfig(provider string, p reelq.Priority, s ConsumerSettings) jetst
 	if s.MaxDeliver == 0 {
 		s.MaxDeliver = 100
 	}
+	md := map[string]string{"reelq_provider": provider, "reelq_priority": string(p.Or()), "reelq_max_inflight": strconv.Itoa(s.Cap)}
+	if s.Rate > 0 {
+		md["reelq_rate"] = strconv.FormatFloat(s.Rate, 'g', -1, 64)
+		md["reelq_burst"] = strconv.Itoa(s.Burst)
+	}
 	return jetstream.ConsumerConfig{
 		Durable:        reelq.ConsumerName(provider, p),
 		Description:    "reelq " + string(p.Or()) + " priority jobs for " + provider,
@@ -344,7 +353,7 @@ func ConsumerConfig(provider string, p reelq.Priority, s ConsumerSettings) jetst
 		AckWait:        s.AckWait,
 		MaxAckPending:  s.Window,
 		MaxDeliver:     s.MaxDeliver,
-		Metadata:       map[string]string{"reelq_provider": provider, "reelq_priority": string(p.Or()), "reelq_max_inflight": strconv.Itoa(s.Cap)},
+		Metadata:       md,
 	}
 }
 

@@ -196,6 +196,8 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 			Provider:            e.provider(name, s.APIKey, worker.HTTPClient(lim, s.RequestTimeout, 0)),
 			Limiter:             lim,
 			MaxInflight:         s.MaxInflight,
+			Rate:                s.Rate,
+			Burst:               s.Burst,
 			Slots:               s.Slots,
 			PollInterval:        s.PollInterval,
 			MaxPollInterval:     4 * s.PollInterval,

@@ -100,7 +100,8 @@ func totalSubmissions(env *reelqtest.Env, provider string) int {
 }
 
 // Spend is counted for every batch and provider, budget or not: the
-// estimated cost of the finished runs.
+// estimated cost of the finished runs. Stats also shows the provider's
+// rate limit and cap as the worker runs them.
 func TestSpendWithoutBudget(t *testing.T) {
 	t.Parallel()
 	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(10 * time.Millisecond)}})
@@ -121,6 +122,9 @@ func TestSpendWithoutBudget(t *testing.T) {
 		for _, p := range st.Providers {
 			if p.Provider == "samsar" {
 				provider = p.Spent["credits"]
+				if p.Rate != 200 || p.Burst != 10 || p.Cap != 8 {
+					t.Fatalf("samsar stats rate %v burst %d cap %d, want the worker's 200, 10, 8", p.Rate, p.Burst, p.Cap)
+				}
 			}
 		}
 		if batch == 150 && provider == 150 {

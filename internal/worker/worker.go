@@ -90,6 +90,10 @@ type Runtime struct {
 	Limiter  Limiter
 	// MaxInflight is the provider's cluster-wide concurrency cap.
 	MaxInflight int
+	// Rate and Burst are the limiter's settings, recorded in the
+	// consumers' metadata for stats (the Limiter enforces them).
+	Rate  float64
+	Burst int
 	// Slots is how many of the provider's jobs this replica runs at once;
 	// zero means MaxInflight.
 	Slots int
@@ -489,7 +493,7 @@ func (w *Worker) startWatcher(ctx context.Context, wg *sync.WaitGroup, name stri
 
 func (w *Worker) newEngine(ctx context.Context, name string, rt *Runtime) (*engine, error) {
 	cons, err := queue.EnsureConsumers(ctx, w.js, name, queue.ConsumerSettings{
-		Window: w.cfg.Window, AckWait: w.cfg.AckWait, MaxDeliver: w.cfg.MaxDeliver, Cap: rt.MaxInflight,
+		Window: w.cfg.Window, AckWait: w.cfg.AckWait, MaxDeliver: w.cfg.MaxDeliver, Cap: rt.MaxInflight, Rate: rt.Rate, Burst: rt.Burst,
 	})
 	if err != nil {
 		return nil, err
