@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providers/vimmerse"
@@ -186,27 +184,6 @@ func (c *client) waitRedelivered(t testing.TB, provider string) {
 		return nil
 	}); err != nil {
 		t.Fatalf("waiting for a redelivery: %v", err)
-	}
-}
-
-// waitEvent waits for an event of kind about provider that satisfies ok.
-func (c *client) waitEvent(t testing.TB, provider, kind string, ok func(reelq.Event) bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cons, err := c.js.OrderedConsumer(ctx, queue.StreamEvents, jetstream.OrderedConsumerConfig{FilterSubjects: reelq.EventFilter(provider, kind)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		m, err := cons.Next(jetstream.FetchContext(ctx))
-		if err != nil {
-			t.Fatalf("waiting for a %s event: %v", kind, err)
-		}
-		var e reelq.Event
-		if json.Unmarshal(m.Data(), &e) == nil && ok(e) {
-			return
-		}
 	}
 }
 
