@@ -274,7 +274,7 @@ func (p *Pool) KeyWeights() map[string]float64 {
 
 // SetDemand advertises how many slots this worker could use now (want: its
 // running and waiting jobs, capped by its local limit) and the highest
-// priority among its waiting jobs (top, PriorityNone to PriorityHigh).
+// priority among its waiting jobs (top, PriorityNone to PriorityResume).
 // Other workers' Yield and TryAcquire act on it. SetDemand never blocks on
 // I/O (ctx is not used): Run writes the values when they differ from the
 // advertised ones, at once if its last demand write is at least 50 ms old
@@ -283,7 +283,7 @@ func (p *Pool) KeyWeights() map[string]float64 {
 // carries its demand too. Unchanged values cost nothing. The error reports
 // invalid values or a stopped Pool.
 func (p *Pool) SetDemand(_ context.Context, want, top int) error {
-	if want < 0 || top < PriorityNone || top > PriorityHigh {
+	if want < 0 || top < PriorityNone || top > PriorityResume {
 		return fmt.Errorf("slots: demand want=%d top=%d out of range", want, top)
 	}
 	p.mu.Lock()

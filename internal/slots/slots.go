@@ -14,7 +14,7 @@
 // n is the slots the worker holds, until its lease expiry, want the slots it
 // could use now (its running and waiting jobs, capped by its local limit)
 // and top the highest priority rank among its waiting jobs ([PriorityNone]
-// to [PriorityHigh]). A holder is live while until is after now, and
+// to [PriorityResume]). A holder is live while until is after now, and
 // free = Cap - sum of n over live holders.
 //
 // # Invariant
@@ -85,6 +85,10 @@ const (
 	PriorityLow    = 1
 	PriorityNormal = 2
 	PriorityHigh   = 3
+	// PriorityResume ranks above every priority: jobs whose task already
+	// runs at the provider (redelivered after their worker died) and need a
+	// slot to be polled again, before any new submission.
+	PriorityResume = 4
 )
 
 // BucketConfig is the configuration of [Bucket] with the given number of

@@ -95,7 +95,7 @@ type engine struct {
 	pullersOut int
 	// Fairness: running jobs per rank and key hash, and what was last
 	// advertised.
-	runKeys    [4]map[string]int
+	runKeys    [levels]map[string]int
 	runKeysVer uint64
 	keysAt     [2]uint64 // waitq and runKeys versions of the advertised keys
 	keysRank   int
@@ -142,6 +142,7 @@ const (
 	outWait                       // release the slot; back to the waiting queue at `at`
 	outArchive                    // release the slot; archive the outputs (no provider work)
 	outPark                       // release the slot; wait for a budget to allow the job
+	outPeeked                     // a redelivery's state was read: it waits at level (resume first if its task runs)
 )
 
 // outcome is what a step decided for its job.
@@ -150,6 +151,7 @@ type outcome struct {
 	delay  time.Duration
 	at     time.Time
 	reason string
+	lvl    int // outPeeked: the waiting queue level
 }
 
 func ack() outcome                  { return outcome{kind: outAck} }
@@ -357,10 +359,27 @@ func (e *engine) arrive(j *job) {
 	case e.w.cancels.has(j.id):
 		e.pulled[rank].Add(-1)
 		e.start(j, (*engine).stepCancelQueued)
+	case j.deliveries > 1:
+		// A redelivery: if its task already runs at the provider (its
+		// worker died), it takes the next slot before any new
+		// submission, or the provider would run more than the cap. Read
+		// its state first, without a slot.
+		e.start(j, (*engine).stepPeek)
 	default:
 		j.waiting = true
 		e.waitq.push(j)
 	}
+}
+
+// stepPeek reads a redelivered job's state to place it in the waiting
+// queue: resumeLevel when its task was submitted (or may have been), its
+// priority otherwise. Any failure places it by priority.
+func (e *engine) stepPeek(ctx context.Context, j *job) outcome {
+	lvl := j.prio.Rank()
+	if st, _, err := e.w.states.Get(ctx, j.id); err == nil && (st.Phase == reelq.PhaseSubmitted || st.Phase == reelq.PhaseSubmitting) {
+		lvl = resumeLevel
+	}
+	return outcome{kind: outPeeked, lvl: lvl}
 }
 
 // start hands j's next step to the executors.
@@ -393,6 +412,13 @@ func (e *engine) runStep(ctx context.Context, t task) (out outcome) {
 // done applies a step's outcome.
 func (e *engine) done(j *job, out outcome) {
 	j.busy = false
+	if out.kind == outPeeked {
+		// Still counted as pulled; now it waits.
+		j.lvl = out.lvl
+		j.waiting = true
+		e.waitq.push(j)
+		return
+	}
 	if out.settles() {
 		e.settle(j, out)
 		return
@@ -544,7 +570,7 @@ type fairPool interface {
 }
 
 func (e *engine) keyStarted(j *job) {
-	r := j.prio.Rank()
+	r := j.level()
 	if e.runKeys[r] == nil {
 		e.runKeys[r] = map[string]int{}
 	}
@@ -554,7 +580,7 @@ func (e *engine) keyStarted(j *job) {
 }
 
 func (e *engine) keyEnded(j *job) {
-	r := j.prio.Rank()
+	r := j.level()
 	if e.runKeys[r][j.fkh]--; e.runKeys[r][j.fkh] <= 0 {
 		delete(e.runKeys[r], j.fkh)
 		e.runKeysVer++
@@ -571,7 +597,7 @@ func (e *engine) publishKeys() {
 	}
 	rank := e.waitq.top()
 	if rank == 0 {
-		for r := 3; r >= 1; r-- {
+		for r := levels - 1; r >= 1; r-- {
 			if len(e.runKeys[r]) > 0 {
 				rank = r
 				break

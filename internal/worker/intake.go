@@ -15,6 +15,15 @@ import (
 	"github.com/reelq/reelq/internal/slots"
 )
 
+// level is the waiting-queue level of j: resumeLevel for a redelivery
+// whose task runs at the provider, else its priority's rank.
+func (j *job) level() int {
+	if j.lvl > 0 {
+		return j.lvl
+	}
+	return j.prio.Rank()
+}
+
 // job is one delivered JOBS message and what the engine knows of it.
 // Fields marked loop are read and written only by the engine's loop;
 // step fields only by the one step running for the job (a job has at most
@@ -34,6 +43,7 @@ type job struct {
 	run         int
 	digest      string
 	prio        reelq.Priority
+	lvl         int    // waiting queue level when not its priority's (resumeLevel); 0: the priority's
 	fk          string // fairness key
 	fkh         string // its slots.KeyHash
 	traceparent string

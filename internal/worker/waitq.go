@@ -2,6 +2,7 @@ package worker
 
 import (
 	"container/heap"
+	"github.com/reelq/reelq/internal/slots"
 	"time"
 )
 
@@ -14,7 +15,7 @@ import (
 // starve under a steady stream of higher-priority work. Not safe for
 // concurrent use: the engine's loop owns it.
 type waitQueue struct {
-	levels [4]*fairQueue // by Priority.Rank (1 low .. 3 high)
+	levels [levels]*fairQueue // by job.level: 1 low .. 3 high, 4 resume
 	n      int
 	picks  int
 }
@@ -23,9 +24,18 @@ type waitQueue struct {
 // dispatch in lowShareEvery.
 const lowShareEvery = 10
 
+// Waiting-queue levels: the priorities' ranks, and above them resumeLevel,
+// redelivered jobs whose task already runs at the provider (their worker
+// died): they take slots before any new submission, so the provider never
+// runs more than the cap (slots.PriorityResume in the slot leases).
+const (
+	resumeLevel = slots.PriorityResume
+	levels      = resumeLevel + 1
+)
+
 func newWaitQueue() *waitQueue {
 	q := &waitQueue{}
-	for i := 1; i <= 3; i++ {
+	for i := 1; i < levels; i++ {
 		q.levels[i] = &fairQueue{byKey: map[string]*line{}}
 	}
 	return q
@@ -35,7 +45,7 @@ func (q *waitQueue) len() int { return q.n }
 
 // top returns the rank of the highest priority with waiting jobs (0: none).
 func (q *waitQueue) top() int {
-	for r := 3; r >= 1; r-- {
+	for r := levels - 1; r >= 1; r-- {
 		if q.levels[r].n > 0 {
 			return r
 		}
@@ -44,14 +54,14 @@ func (q *waitQueue) top() int {
 }
 
 func (q *waitQueue) push(j *job) {
-	q.levels[j.prio.Rank()].push(j)
+	q.levels[j.level()].push(j)
 	q.n++
 }
 
 // pushFront returns j to the head of its fairness key's line (a job that
 // could not start: it keeps its place).
 func (q *waitQueue) pushFront(j *job) {
-	q.levels[j.prio.Rank()].pushFront(j)
+	q.levels[j.level()].pushFront(j)
 	q.n++
 }
 
@@ -85,7 +95,7 @@ func (q *waitQueue) pop() *job {
 // lowest priority, the last of the longest line (the job that would wait
 // longest here), or nil.
 func (q *waitQueue) popSurplus() *job {
-	for r := 1; r <= 3; r++ {
+	for r := 1; r < levels; r++ {
 		f := q.levels[r]
 		if f.n == 0 {
 			continue
@@ -111,7 +121,7 @@ func (q *waitQueue) popSurplus() *job {
 
 // remove takes j out of the queue (a cancel, or a settle while waiting).
 func (q *waitQueue) remove(j *job) bool {
-	if q.levels[j.prio.Rank()].remove(j) {
+	if q.levels[j.level()].remove(j) {
 		q.n--
 		return true
 	}
@@ -122,7 +132,7 @@ func (q *waitQueue) remove(j *job) bool {
 // each fairness key (by slots.KeyHash), from the cluster-wide plan. Nil
 // serves the keys equally.
 func (q *waitQueue) setWeights(w map[string]float64) {
-	for r := 1; r <= 3; r++ {
+	for r := 1; r < levels; r++ {
 		q.levels[r].weights = w
 	}
 }
@@ -137,7 +147,11 @@ func (q *waitQueue) keys(r int, dst []string) []string {
 
 // version changes whenever a fairness key starts or stops waiting.
 func (q *waitQueue) version() uint64 {
-	return q.levels[1].version + q.levels[2].version + q.levels[3].version
+	var v uint64
+	for r := 1; r < levels; r++ {
+		v += q.levels[r].version
+	}
+	return v
 }
 
 // fairQueue is one priority's jobs: a FIFO line per fairness key, served

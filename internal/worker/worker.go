@@ -506,7 +506,10 @@ func (w *Worker) newEngine(ctx context.Context, name string, rt *Runtime) (*engi
 	if st.Paused {
 		w.log.Warn("provider is paused", "provider", name, "code", st.Code, "reason", st.Reason, "since", st.Since)
 	}
-	pool := slots.New(w.slotsKV, slots.Config{Provider: name, Worker: w.cfg.WorkerID, Cap: rt.MaxInflight, TTL: w.cfg.AckWait,
+	// The lease outlives a dead replica's deliveries by an AckWait: its
+	// tasks still run at the provider until their redeliveries (after
+	// AckWait) take the slots back, first in line (resumeLevel).
+	pool := slots.New(w.slotsKV, slots.Config{Provider: name, Worker: w.cfg.WorkerID, Cap: rt.MaxInflight, TTL: 2 * w.cfg.AckWait,
 		Logger: w.log.With("provider", name)})
 	return newEngine(w, name, rt, cons, pool), nil
 }
