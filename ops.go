@@ -108,7 +108,9 @@ type BatchJob struct {
 }
 
 // BatchJobs lists the jobs of batch: those a worker has seen (from the
-// batch index) and those still waiting in the queue (read from JOBS).
+// batch index) and those whose messages are in the queue (read from JOBS),
+// each with its state (for a job no worker has taken yet, a "queued" state
+// read from its message).
 func (c *Client) BatchJobs(ctx context.Context, batch string) ([]BatchJob, error) {
 	if !ValidID(batch) {
 		return nil, fmt.Errorf("%w: batch %q", ErrInvalidJob, batch)
@@ -158,6 +160,13 @@ func (c *Client) BatchJobs(ctx context.Context, batch string) ([]BatchJob, error
 			break
 		}
 		seq = last + 1
+	}
+	// A message still in JOBS may be running already (a worker pulled it
+	// and has not indexed it yet): its state, where it has one, wins.
+	for id := range found {
+		if !seen[id] {
+			ids = append(ids, id)
+		}
 	}
 	for start := 0; start < len(ids); start += maxMultiLast * 4 {
 		states, err := c.states(ctx, ids[start:min(start+maxMultiLast*4, len(ids))])

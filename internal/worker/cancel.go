@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
@@ -129,9 +130,16 @@ func (c *cancelSet) apply(e jetstream.KeyValueEntry, live bool) {
 // wait for the job's turn. Jobs that run are cancelled by the replica
 // running them (it sees the request in its cancelSet).
 func (w *Worker) runCanceller(ctx context.Context) {
+	// A new consumer starts from every request kept (the last per job), so
+	// one made before any worker ran is carried out too; an existing one
+	// keeps its policy (the server refuses to change it) and its position.
+	policy := jetstream.DeliverLastPerSubjectPolicy
+	if c, err := w.js.Consumer(ctx, "KV_"+queue.BucketCancel, "reelq-canceller"); err == nil {
+		policy = c.CachedInfo().Config.DeliverPolicy
+	}
 	cons, err := w.js.CreateOrUpdateConsumer(ctx, "KV_"+queue.BucketCancel, jetstream.ConsumerConfig{
 		Durable: "reelq-canceller", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxAckPending: 64,
-		DeliverPolicy: jetstream.DeliverNewPolicy, Description: "reelq: cancel requests for queued jobs",
+		DeliverPolicy: policy, FilterSubject: "$KV." + queue.BucketCancel + ".>", Description: "reelq: cancel requests for queued jobs",
 	})
 	if err != nil {
 		if ctx.Err() == nil {
@@ -158,7 +166,9 @@ func (w *Worker) consumeLoop(ctx context.Context, cons jetstream.Consumer, name 
 		msg, err := cons.Next(jetstream.FetchContext(fctx))
 		cancel()
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
+			// An empty fetch ends in a deadline, no messages, or nats.go's
+			// timeout: nothing to report.
+			if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
 				w.log.Warn(name+" pull failed", "err", err)
 				sleepCtx(ctx, time.Second)
 			}

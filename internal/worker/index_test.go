@@ -78,3 +78,26 @@ func TestBatchListsJobBeforeItsResult(t *testing.T) {
 	}
 	t.Fatalf("batch test lists %d jobs without the job cancelled while queued", len(list))
 }
+
+// A cancel request made before any worker ran is carried out by the first
+// one, even if no worker runs the job's provider (the canceller used to
+// start at new requests only).
+func TestCancelRequestBeforeAnyWorker(t *testing.T) {
+	t.Parallel()
+	env := reelqtest.New(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	j := reelqtest.SamsarJob("cancel-early")
+	env.Enqueue(j)
+	if _, err := env.Client.Cancel(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"vimmerse": {}}})
+	r, err := env.Client.Wait(ctx, j.ID)
+	if err != nil || r.Status != reelq.StatusCancelled {
+		t.Fatalf("result %+v, %v; want cancelled by the canceller", r, err)
+	}
+	if n := totalSubmissions(env, "samsar"); n != 0 {
+		t.Fatalf("%d samsar submissions", n)
+	}
+}

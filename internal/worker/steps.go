@@ -461,12 +461,19 @@ func (e *engine) extraTask(ctx context.Context, j *job, task providers.Task, own
 	if owner != nil && owner.Task != nil && owner.Task.ID == task.ID {
 		return pollAt(time.Now()) // the same task (a recovered lookup): nothing extra
 	}
-	e.w.m.Ambiguous(e.name, "paid_twice")
-	log.Warn("another delivery owns this job; our late submission made an extra task", "task_id", task.ID)
-	e.jobEvent(j, reelq.EventPaidTwice, func(ev *reelq.Event) {
-		ev.TaskID, ev.Cost = task.ID, e.cost(j)
-		ev.Reason = "a late answer to a submission after another delivery took the job over"
-	})
+	if ownerHasTask(owner) {
+		e.w.m.Ambiguous(e.name, "paid_twice")
+		log.Warn("another delivery owns this job; our late submission made an extra task", "task_id", task.ID)
+		e.jobEvent(j, reelq.EventPaidTwice, func(ev *reelq.Event) {
+			ev.TaskID, ev.Cost = task.ID, e.cost(j)
+			ev.Reason = "a late answer to a submission after another delivery took the job over"
+		})
+	} else {
+		// The job was settled without a task of its own meanwhile
+		// (cancelled, say): this is its only task, paid once.
+		e.w.m.Ambiguous(e.name, "late_task")
+		log.Warn("the job was settled without a task while our submission was in flight; its task is cancelled where the provider allows", "task_id", task.ID)
+	}
 	if !usesTask(owner, task.ID) {
 		e.cancelTask(ctx, task)
 	}
@@ -475,6 +482,19 @@ func (e *engine) extraTask(ctx context.Context, j *job, task providers.Task, own
 		return e.republish(ctx, j, owner)
 	}
 	return abandon()
+}
+
+// ownerHasTask reports whether st (or its stored result) has a provider
+// task of its own.
+func ownerHasTask(st *jobstate.State) bool {
+	if st == nil {
+		return false
+	}
+	if st.Task != nil && st.Task.ID != "" {
+		return true
+	}
+	r := st.StoredResult()
+	return r != nil && r.ProviderTaskID != ""
 }
 
 // usesTask reports whether st (or its stored result) refers to task id.
