@@ -50,11 +50,11 @@ var identities = []string{"worker", "producer", "results", "operator", "admin"}
 // shippedPasswords are the users' passwords for the tests, given to the
 // server through the environment variables auth.conf reads.
 var shippedPasswords = map[string]string{
-	"admin":    "adm-Pw-4f1c9b7e2d",
-	"worker":   "wrk-Pw-8e3a6c1f5b",
-	"producer": "prd-Pw-2b7d9e4a1c",
-	"results":  "res-Pw-6c4f2a8d3e",
-	"operator": "opr-Pw-9d1e7b3c5a",
+	"admin":     "adm-Pw-4f1c9b7e2d",
+	"worker":    "wrk-Pw-8e3a6c1f5b",
+	"producer":  "prd-Pw-2b7d9e4a1c",
+	"results":   "res-Pw-6c4f2a8d3e",
+	"operator":  "opr-Pw-9d1e7b3c5a",
 	"dashboard": "dsh-Pw-3e8b1d6f2a",
 }
 
