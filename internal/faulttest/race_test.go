@@ -220,7 +220,7 @@ func TestCancelWhileStalledInsidePaidCall(t *testing.T) {
 	a.signal(syscall.SIGCONT)
 	// a wakes up with a task for a finished job and deletes it.
 	s.waitStats(t, "vimmerse", "the orphaned task to be cancelled", func(st providersim.Stats) bool { return st.Requests["cancel 200"] >= 1 })
-	a.waitLog(t, "another delivery owns this job", job.ID)
+	a.waitLog(t, "settled without a task while our submission was in flight", job.ID) // its only task, paid once: not paid twice
 
 	rep := verify(t, c, s.stats(t, "vimmerse").Submissions, []reelq.Job{job}, func(j reelq.Job) string {
 		return vimmerse.Title("cancelled while stalled", j.ID)

@@ -273,6 +273,12 @@ func (e *engine) stepCancelQueued(ctx context.Context, j *job) outcome {
 			}
 		}
 	}
+	if j.st != nil && j.st.Phase == reelq.PhaseSubmitting {
+		// Another delivery's paid call may still answer: the worker that
+		// made it cancels the task it gets, where the provider allows.
+		e.logJob(j).Info("cancelled before a task was recorded; a task the submission in flight creates is cancelled where the provider allows")
+		return e.finish(ctx, j, reelq.StatusCancelled, nil, &reelq.ErrorInfo{Code: reelq.CodeCancelled, Message: "cancelled before a task was recorded"})
+	}
 	e.logJob(j).Info("cancelled before it started; the provider is never called")
 	return e.finish(ctx, j, reelq.StatusCancelled, nil, &reelq.ErrorInfo{Code: reelq.CodeCancelled, Message: "cancelled before it started"})
 }
