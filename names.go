@@ -193,6 +193,13 @@ func BatchCounterSubject(batch, field string) string { return "counters.batch." 
 // unit ("usd", "credits"), in millionths of the unit: spent_micro_<unit>.
 func SpendCounterField(unit string) string { return "spent_micro_" + unit }
 
+// HeldMarkerSubject marks, in COUNTERS, that job id of provider was held
+// for an operator. Only its existence matters: [Client.Stats] reads the
+// state of each marked job and counts those still held.
+func HeldMarkerSubject(provider, id string) string {
+	return "counters.held." + provider + "." + id
+}
+
 // ProviderCounterSubject is provider's counter field.
 func ProviderCounterSubject(provider, field string) string {
 	return "counters.provider." + provider + "." + field

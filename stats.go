@@ -45,6 +45,9 @@ type ProviderStats struct {
 	Burst int     `json:"burst,omitempty"`
 	// Holders is the slots held per worker.
 	Holders map[string]int `json:"holders,omitempty"`
+	// Held counts jobs held for an operator (an ambiguous submission under
+	// P_AMBIGUOUS=hold): they run again only after `enqueue resolve`.
+	Held int `json:"held"`
 	// Redelivered counts messages delivered more than once.
 	Redelivered uint64 `json:"redelivered"`
 	// Pulling counts the pull requests waiting on the provider's
@@ -84,6 +87,8 @@ type BatchStats struct {
 	Succeeded uint64 `json:"succeeded"`
 	Failed    uint64 `json:"failed"`
 	Cancelled uint64 `json:"cancelled"`
+	// Held counts the batch's jobs held for an operator.
+	Held int `json:"held,omitempty"`
 	// Spent is the estimated cost of the batch's finished runs by unit
 	// ("usd", "credits"), budget or not; a run paid twice counts twice.
 	Spent   map[string]float64 `json:"spent,omitempty"`
@@ -121,7 +126,11 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 	if err != nil {
 		return nil, notReady(err)
 	}
-	counters, err := c.lastMsgs(cctx, StreamCounters, []string{"counters.provider.>"})
+	counters, err := c.lastMsgs(cctx, StreamCounters, []string{"counters.provider.>", "counters.held.>"})
+	if err != nil {
+		return nil, err
+	}
+	held, err := c.heldJobs(cctx, counters)
 	if err != nil {
 		return nil, err
 	}
@@ -193,6 +202,11 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 				s.NextCall = &t
 			}
 		}
+		for _, st := range held {
+			if st.Provider == p {
+				s.Held++
+			}
+		}
 		prefix := ProviderCounterSubject(p, "done_")
 		spent := ProviderCounterSubject(p, SpendCounterField(""))
 		for subj, m := range counters {
@@ -213,7 +227,43 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 		if err != nil {
 			return nil, err
 		}
+		for i := range b {
+			for _, st := range held {
+				if st.Batch == b[i].Batch {
+					b[i].Held++
+				}
+			}
+		}
 		out.Batches = b
+	}
+	return out, nil
+}
+
+// heldJobs reads the state of every job marked held in counters (held
+// jobs are few: each waits for an operator) and returns those still held.
+func (c *Client) heldJobs(ctx context.Context, counters map[string]storedMsg) ([]*JobState, error) {
+	var ids []string
+	for subj := range counters {
+		rest, ok := strings.CutPrefix(subj, "counters.held.")
+		if !ok {
+			continue
+		}
+		if i := strings.IndexByte(rest, '.'); i >= 0 {
+			ids = append(ids, rest[i+1:])
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	states, err := c.states(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	var out []*JobState
+	for _, st := range states {
+		if st.Phase == PhaseHeld {
+			out = append(out, st)
+		}
 	}
 	return out, nil
 }

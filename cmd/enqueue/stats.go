@@ -36,7 +36,8 @@ func (a *app) statsCommand() *cobra.Command {
 		Long: `Per provider: jobs queued per priority, waiting (pulled ahead or backing off),
 running against the cap, the pause (with its reason and since when), the next
 call allowed by the rate limit (only when the provider is busy), and a warning
-when jobs are queued for a provider no worker runs. Per batch (the most
+when jobs are queued for a provider no worker runs or held for an operator
+(P_AMBIGUOUS=hold). Per batch (the most
 recently active, or --batch): progress, spend and budget; and the provider
 budgets. --watch redraws in place on a terminal; into a pipe it prints
 successive snapshots.`,
@@ -136,6 +137,9 @@ func (a *app) readStats(ctx context.Context, c *reelq.Client, batch string, rece
 		if w := noWorker(p); w != "" {
 			v.Warnings = append(v.Warnings, w)
 		}
+		if w := heldWarning(p); w != "" {
+			v.Warnings = append(v.Warnings, w)
+		}
 	}
 	return v, nil
 }
@@ -157,6 +161,15 @@ func noWorker(p reelq.ProviderStats) string {
 	return fmt.Sprintf("%s queued for %s, but no worker runs %s (start one with %s_API_KEY set)", plural(int(q), "job", "jobs"), p.Provider, p.Provider, strings.ToUpper(p.Provider))
 }
 
+// heldWarning tells of jobs held for an operator (P_AMBIGUOUS=hold).
+func heldWarning(p reelq.ProviderStats) string {
+	if p.Held == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s on %s held for an operator after a paid submission with unknown outcome: check the provider's dashboard, then 'enqueue resolve JOB --task ID' or '--resubmit' ('enqueue status --batch B' lists them)",
+		plural(p.Held, "job", "jobs"), p.Provider)
+}
+
 func busy(p reelq.ProviderStats) bool { return p.Running > 0 || p.Waiting > 0 || queued(p) > 0 }
 
 func (a *app) printStats(w io.Writer, v *statsView) {
@@ -172,7 +185,7 @@ func (a *app) printStats(w io.Writer, v *statsView) {
 		case p.Pause != nil:
 			since := ""
 			if p.Pause.Since != nil {
-				since = " since " + ago(*p.Pause.Since, now)
+				since = " since " + ago(past(*p.Pause.Since, now), now)
 			}
 			state = cell{text: fmt.Sprintf("PAUSED (%s)%s: %s", p.Pause.Code, since, truncate(p.Pause.Reason, 60)), color: yellow}
 			if p.Pause.NextProbeAt != nil {
@@ -234,7 +247,7 @@ func (a *app) printStats(w io.Writer, v *statsView) {
 				failed.color = red
 			}
 			bt.add(cell{text: b.Batch}, cell{text: commas(int(b.Enqueued))}, cell{text: commas(int(b.Succeeded))}, failed,
-				cell{text: commas(int(b.Cancelled))}, cell{text: done}, cell{text: orDash(spent)}, cell{text: budget}, cell{text: ago(b.Updated, now)})
+				cell{text: commas(int(b.Cancelled))}, cell{text: done}, cell{text: orDash(spent)}, cell{text: budget}, cell{text: ago(past(b.Updated, now), now)})
 		}
 		bt.write(w, a.color)
 	}

@@ -215,6 +215,10 @@ func TestAmbiguousHoldAndResolve(t *testing.T) {
 	if got := totalSubmissions(env, "samsar"); got != 1 {
 		t.Fatalf("provider charged %d submissions before the operator, want 1", got)
 	}
+	// stats shows the held job, for the provider and for its batch.
+	if got := waitHeld(t, env, st.Batch, 1); got.Batches != nil && st.Batch != "" && (len(got.Batches) != 1 || got.Batches[0].Held != 1) {
+		t.Errorf("batch %q stats %+v, want 1 held", st.Batch, got.Batches)
+	}
 	// The operator finds the task on the provider's side (here: the
 	// simulator's task list) and resolves.
 	task := simTaskFor(t, env, "samsar", reelqtest.SamsarPrompt("held-1"))
@@ -229,6 +233,31 @@ func TestAmbiguousHoldAndResolve(t *testing.T) {
 	}
 	if got := totalSubmissions(env, "samsar"); got != 1 {
 		t.Errorf("provider charged %d submissions, want 1 (never paid twice)", got)
+	}
+	waitHeld(t, env, st.Batch, 0)
+}
+
+// waitHeld waits until Stats counts want samsar jobs held (the mark is
+// written just after the state) and returns those stats.
+func waitHeld(t *testing.T, env *reelqtest.Env, batch string, want int) *reelq.Stats {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		s, err := env.Client.Stats(ctx, reelq.StatsOptions{Batch: batch})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range s.Providers {
+			if p.Provider == "samsar" && p.Held == want {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats never counted %d held samsar jobs: %+v", want, s.Providers)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the stats with a deadline
 	}
 }
 

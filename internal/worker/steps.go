@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
@@ -160,6 +161,7 @@ func (e *engine) decide(ctx context.Context, j *job) (outcome, bool) {
 		return e.archive(ctx, j, cur.Outputs), false
 	case reelq.PhaseHeld:
 		log.Info("job is held for an operator; dropping the message", "held_reason", cur.HeldReason)
+		e.markHeld(ctx, j) // again: the worker that held it may have died before marking it
 		return term("held"), false
 	}
 	return e.finish(ctx, j, reelq.StatusFailed, nil, &reelq.ErrorInfo{Code: reelq.CodeInternal, Message: fmt.Sprintf("unknown job phase %q", cur.Phase)}), false
@@ -290,10 +292,24 @@ func (e *engine) holdJob(ctx context.Context, j *job, why string) outcome {
 		return e.stateUnavailable(j, err)
 	}
 	j.st, j.rev = &next, rev
+	e.markHeld(ctx, j)
 	e.w.m.Ambiguous(e.name, "held")
 	e.logJob(j).Warn("job held for an operator", "reason", why)
 	e.jobEvent(j, reelq.EventHeld, func(ev *reelq.Event) { ev.Reason = why })
 	return hold()
+}
+
+// markHeld records in COUNTERS that j is held, so that stats can count
+// held jobs without reading every job state. Marking again is harmless;
+// a lost mark is made again when the job's message comes back.
+func (e *engine) markHeld(ctx context.Context, j *job) {
+	m := nats.NewMsg(reelq.HeldMarkerSubject(e.name, j.id))
+	m.Header.Set("Nats-Incr", "+1")
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := e.w.js.PublishMsg(cctx, m); err != nil {
+		e.logJob(j).Warn("could not mark the held job for stats", "error", err)
+	}
 }
 
 // submit moves the job to "submitting" and makes the paid call.
