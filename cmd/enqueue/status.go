@@ -211,7 +211,7 @@ func (a *app) printStatus(jobs []jobStatus, runs bool) {
 		col := phaseColor(s)
 		t.add(cell{text: s.ID}, cell{text: s.Provider}, cell{text: phase, color: col}, cell{text: s.Status, color: col},
 			cell{text: fmt.Sprint(s.Run)}, cell{text: fmt.Sprint(s.Attempts)}, cell{text: orDash(s.Task)},
-			cell{text: ago(s.Updated, now)}, cell{text: truncate(s.Note, 100)})
+			cell{text: ago(past(s.Updated, now), now)}, cell{text: truncate(s.Note, 100)})
 	}
 	t.write(a.stdout, a.color)
 	if runs {

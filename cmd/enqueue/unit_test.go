@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/reelq/reelq"
 )
 
 func TestBarRateIsSane(t *testing.T) {
@@ -84,5 +86,29 @@ func TestTableAlignsColouredCells(t *testing.T) {
 	plain := strings.NewReplacer("\033[33m", "", "\033[0m", "", "\033[1m", "").Replace(w.String())
 	if plain != "A       B\nheld    x\nqueued  y\n" {
 		t.Errorf("table:\n%q", plain)
+	}
+}
+
+func TestHeldWarning(t *testing.T) {
+	if w := heldWarning(reelq.ProviderStats{Provider: "samsar"}); w != "" {
+		t.Errorf("no held job: warning %q", w)
+	}
+	w := heldWarning(reelq.ProviderStats{Provider: "samsar", Held: 2})
+	for _, want := range []string{"2 jobs on samsar held", "enqueue resolve JOB --task ID"} {
+		if !strings.Contains(w, want) {
+			t.Errorf("warning %q does not say %q", w, want)
+		}
+	}
+}
+
+// A time stamped by the server just after the client read its clock is
+// "0s ago", not "in 0s" (stats' UPDATED column read "in 0s").
+func TestAgoOfAServerTimeJustAhead(t *testing.T) {
+	now := time.Now()
+	if got := ago(past(now.Add(300*time.Millisecond), now), now); got != "0s ago" {
+		t.Errorf("got %q, want 0s ago", got)
+	}
+	if got := ago(now.Add(3*time.Second), now); got != "in 3s" {
+		t.Errorf("a future time (next probe): got %q, want in 3s", got)
 	}
 }

@@ -218,6 +218,15 @@ func digits(s string) int {
 	return i
 }
 
+// past is t, or now if t is after now: a time of something that has
+// happened, stamped by the server a moment after now was read.
+func past(t, now time.Time) time.Time {
+	if t.After(now) {
+		return now
+	}
+	return t
+}
+
 // ago renders how long ago t was, for tables.
 func ago(t time.Time, now time.Time) string {
 	if t.IsZero() {
