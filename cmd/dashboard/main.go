@@ -62,6 +62,7 @@ type options struct {
 	env                     map[string]string
 	natsCfg                 *config.NATS
 	stderr                  io.Writer
+	version                 bool
 }
 
 func parse(args, environ []string, stderr io.Writer) (*options, error) {
@@ -106,9 +107,13 @@ the dashboard is read-only.
 		return nil, fmt.Errorf("DASHBOARD_MIN_INTERVAL: %w", err)
 	}
 	fs.DurationVar(&o.minInterval, "min-interval", minInterval, "shortest time between two updates of a live page [DASHBOARD_MIN_INTERVAL]")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	o.shutdownTimeout = 5 * time.Second
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if o.version {
+		return o, nil
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
@@ -131,6 +136,10 @@ the dashboard is read-only.
 // the address it listens on (tests listen on port 0).
 func run(ctx context.Context, args, environ []string, stderr io.Writer, ready func(addr string)) error {
 	o, err := parse(args, environ, stderr)
+	if err == nil && o.version {
+		fmt.Fprintln(stderr, "dashboard", buildinfo.Version())
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -121,3 +121,13 @@ func TestRunErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestVersion(t *testing.T) {
+	var out strings.Builder
+	if err := run(context.Background(), []string{"--version"}, nil, &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "dashboard ") {
+		t.Errorf("--version printed %q", out.String())
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/reelq/reelq/internal/buildinfo"
 	"github.com/reelq/reelq/internal/logging"
 	"github.com/reelq/reelq/internal/providersim"
 )
@@ -52,8 +53,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	outputTTL := fs.Duration("output-ttl", 0, "output links expire this long after the task finished (0 = never)")
 	outputSize := fs.Int64("output-size", 0, "serve every MP4 and WAV output as a file of this many bytes (0 = a few KB)")
 	seed := fs.Uint64("seed", 1, "random seed")
+	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *version {
+		fmt.Fprintln(stdout, "providersim", buildinfo.Version())
+		return nil
 	}
 	base := providersim.Knobs{APIKey: *apiKey, CompleteAfter: providersim.Duration(*complete), Jitter: providersim.Duration(*jitter),
 		FailRate: *failRate, ErrorRate: *errorRate, RateLimit: *rateLimit, RateBurst: 5, RetryAfter: providersim.Duration(time.Second),

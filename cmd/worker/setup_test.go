@@ -46,3 +46,22 @@ func TestSetupModes(t *testing.T) {
 		t.Fatalf("bad value: %v", err)
 	}
 }
+
+func TestVersionAndHelp(t *testing.T) {
+	var out strings.Builder
+	if err := run(context.Background(), []string{"--version"}, nil, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "worker ") {
+		t.Errorf("--version printed %q", out.String())
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"--help"}, nil, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"NATS_URL", "P_MAX_INFLIGHT", "REELQ_SHUTDOWN_TIMEOUT"} {
+		if !strings.Contains(out.String(), v) {
+			t.Errorf("--help does not list %s", v)
+		}
+	}
+}
