@@ -84,7 +84,9 @@ echo "== stats"
 bin/enqueue stats --batch "$batch" || true
 echo
 echo "== results --download $WORK/outputs --batch $batch"
-bin/enqueue results --download "$WORK/outputs" --batch "$batch" || true
+if ! bin/enqueue results --download "$WORK/outputs" --batch "$batch"; then
+  echo "demo: results --download failed" >&2; status=1
+fi
 ls -l "$WORK/outputs"
 
 echo
