@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // seedEnv fixes the seed of every random fault schedule.
@@ -45,6 +47,18 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "faulttest: build:", err)
 	} else {
 		code = m.Run()
+	}
+	if code == 0 {
+		// No test leaves a goroutine behind (the processes it starts are
+		// its own; this checks the harness in this process).
+		if err := goleak.Find(
+			goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+			goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+		); err != nil {
+			fmt.Fprintln(os.Stderr, "faulttest: goroutines left behind:", err)
+			code = 1
+		}
 	}
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
