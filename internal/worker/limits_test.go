@@ -97,9 +97,19 @@ func TestLimitsHoldAcrossReplicas(t *testing.T) {
 	startReplicas(env, 3, map[string]reelqtest.Settings{"samsar": {
 		Rate: rate, Burst: burst, MaxInflight: maxInflight, PollInterval: 200 * time.Millisecond}}, worker.Config{})
 	jobs := reelqtest.Jobs(n, "rate", reelqtest.SamsarJob)
+	// All three priorities at once: the rate and the cap are the
+	// provider's, whatever consumer a job comes from.
+	for i := range jobs {
+		jobs[i].Priority = reelq.Priorities[i%len(reelq.Priorities)]
+	}
 	env.Enqueue(jobs...)
 	results := env.Results(n, 2*time.Minute)
 	checkSucceededOnce(t, env, "samsar", jobs, results, reelqtest.SamsarPrompt)
+	for _, j := range jobs {
+		if rs := results[j.ID]; len(rs) == 1 && rs[0].Priority.Or() != j.Priority.Or() {
+			t.Errorf("%s: result priority %q, want %q", j.ID, rs[0].Priority, j.Priority)
+		}
+	}
 
 	for _, w := range []time.Duration{time.Second, 2 * time.Second, 5 * time.Second} {
 		st := env.Sim.Stats(w)["samsar"]

@@ -292,3 +292,33 @@ func BenchmarkRetrySlots(b *testing.B) {
 		b.ReportMetric(f.busy, "slot_busy")
 	}
 }
+
+// Low priority still progresses under a steady high load across replicas:
+// the waiting queue gives one dispatch in lowShareEvery (10) to a lower
+// priority when both wait. 400 high jobs and 40 low ones wait together
+// for a provider with cap 4 across three replicas; among the first 120
+// tasks the provider starts, the low ones get their minimum share (about
+// 12), instead of none until every high job has run.
+func TestLowPriorityProgressesUnderHighLoad(t *testing.T) {
+	t.Parallel()
+	const capN, replicas = 4, 3
+	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(100 * time.Millisecond)}})
+	startReplicas(env, replicas, map[string]reelqtest.Settings{"samsar": {MaxInflight: capN, PollInterval: 25 * time.Millisecond}}, worker.Config{})
+	high, low := batchJobs(400, "steady", reelq.High), batchJobs(40, "background", reelq.Low)
+	env.Enqueue(append(high, low...)...)
+	first := waitTasks(t, env, 120, 2*time.Minute)[:120]
+	lowStarted := 0
+	for _, task := range first {
+		if strings.Contains(task.Key, "background-") {
+			lowStarted++
+		}
+	}
+	t.Logf("low jobs among the first 120 tasks: %d (high jobs waiting throughout)", lowStarted)
+	if lowStarted < 6 {
+		t.Errorf("%d low jobs among the first 120 tasks, want at least 6 (a minimum share of one in ten, per replica)", lowStarted)
+	}
+	if lowStarted > 30 {
+		t.Errorf("%d low jobs among the first 120 tasks: high priority is not served first", lowStarted)
+	}
+	checkPaidOnce(t, env, capN)
+}
