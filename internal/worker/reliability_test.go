@@ -440,6 +440,25 @@ func TestJobTimeoutPollsLastAndCancels(t *testing.T) {
 	}
 }
 
+// The job timeout looks once more before failing: a task that finished
+// after the deadline but before the poll that noticed it is a success,
+// not a paid task thrown away (before, the deadline failed the job
+// without that last poll). Polls at about 200 ms and 500 ms; the task
+// ends at 350 ms; the deadline is 300 ms.
+func TestJobTimeoutLooksOnceMoreBeforeFailing(t *testing.T) {
+	t.Parallel()
+	env := reelqtest.New(t, map[string]providersim.Knobs{"vimmerse": {CompleteAfter: providersim.Duration(350 * time.Millisecond)}})
+	env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"vimmerse": {JobTimeout: 300 * time.Millisecond, PollInterval: 200 * time.Millisecond}}})
+	env.Enqueue(reelqtest.VimmerseJob("late-done-1"))
+	rs := env.Results(1, time.Minute)["late-done-1"]
+	if len(rs) != 1 || rs[0].Status != reelq.StatusSucceeded {
+		t.Fatalf("late-done-1: %+v, want succeeded (the last poll finds the task done)", rs)
+	}
+	if st := env.Sim.Stats(0)["vimmerse"]; st.Requests["cancel 200"]+st.Requests["delete 200"] != 0 {
+		t.Errorf("a finished task was cancelled: %v", st.Requests)
+	}
+}
+
 // A job-state outage (the bucket gone) loses no job and marks none as
 // poison: the messages stay held and heartbeated, using no delivery, and
 // every job finishes once the bucket is back. (Before, each failed state
