@@ -248,6 +248,13 @@ func setup(ctx context.Context, js jetstream.JetStream, l queue.Layout, log *slo
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		if err := queue.Setup(actx, js, l); err != nil {
+			// The server answers a denied JetStream API request with an
+			// asynchronous error only, so the request times out: name the
+			// denied subject and the way out, and stop retrying.
+			if denied := js.Conn().LastError(); errors.Is(denied, nats.ErrPermissionViolation) && strings.Contains(denied.Error(), "$JS.API.STREAM.") {
+				return backoff.Permanent(fmt.Errorf("set up streams: %w (%w): this NATS user may not create or update reelq's streams; "+
+					"run the worker once with REELQ_SETUP=only as a user that may (the admin identity), and the workers with REELQ_SETUP=skip", err, denied))
+			}
 			return fmt.Errorf("set up streams: %w", err)
 		}
 		return nil

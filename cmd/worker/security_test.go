@@ -89,21 +89,28 @@ func violations(log *opsLog, name string) []string {
 // loader and starts it on a random loopback port with a temporary store.
 func startShippedServer(t testing.TB) (*server.Server, *opsLog) {
 	t.Helper()
+	return startConfigServer(t, shippedConfig)
+}
+
+// startConfigServer is startShippedServer for the config at path (the
+// shipped one, or a copy of it the test changed).
+func startConfigServer(t testing.TB, path string) (*server.Server, *opsLog) {
+	t.Helper()
 	setPasswordsOnce.Do(func() {
 		for user, pw := range shippedPasswords {
 			// The variables auth.conf reads; the same values in every test.
 			os.Setenv("REELQ_NATS_"+strings.ToUpper(user)+"_PASSWORD", pw)
 		}
 	})
-	opts, err := server.ProcessConfigFile(shippedConfig)
+	opts, err := server.ProcessConfigFile(path)
 	if err != nil {
-		t.Fatalf("load %s: %v", shippedConfig, err)
+		t.Fatalf("load %s: %v", path, err)
 	}
 	if !opts.SyncAlways || !opts.JetStream {
-		t.Errorf("%s: jetstream %v sync_interval always %v, want both", shippedConfig, opts.JetStream, opts.SyncAlways)
+		t.Errorf("%s: jetstream %v sync_interval always %v, want both", path, opts.JetStream, opts.SyncAlways)
 	}
 	if opts.HTTPHost != "127.0.0.1" {
-		t.Errorf("%s: monitoring on %q, want 127.0.0.1 only", shippedConfig, opts.HTTPHost)
+		t.Errorf("%s: monitoring on %q, want 127.0.0.1 only", path, opts.HTTPHost)
 	}
 	opts.Host, opts.Port = "127.0.0.1", -1
 	opts.HTTPHost, opts.HTTPPort = "", 0
@@ -112,7 +119,7 @@ func startShippedServer(t testing.TB) (*server.Server, *opsLog) {
 	opts.LameDuckDuration, opts.LameDuckGracePeriod = 0, 0
 	s, err := server.NewServer(opts)
 	if err != nil {
-		t.Fatalf("server from %s: %v", shippedConfig, err)
+		t.Fatalf("server from %s: %v", path, err)
 	}
 	log := &opsLog{}
 	s.SetLoggerV2(serverLog{log}, false, false, false)
