@@ -961,3 +961,68 @@ func TestDLQListAndRedrive(t *testing.T) {
 		t.Errorf("redrive x:\n%s", r)
 	}
 }
+
+// enqueue --budget AMOUNT FILE sets the budget of the file's batch (named
+// after the file) before publishing, and workers stop submitting its jobs
+// at it: of three 50-credit jobs under a 100-credit budget exactly two are
+// paid, and budget list and stats show the spend. A bad amount is refused
+// with exit 2 naming the flag, and nothing is published or set.
+func TestPublishWithBudget(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, fast())
+	f := writeFile(t, "capped.jsonl", lines(samsar("cap1", 5), samsar("cap2", 5), samsar("cap3", 5)))
+
+	r := c.run("--budget", "5 parsecs", f)
+	if r.code != exitUsage || !strings.Contains(r.stderr, "--budget:") || !strings.Contains(r.stderr, `"5 parsecs"`) {
+		t.Errorf("--budget '5 parsecs': want exit %d naming the flag and the value:\n%s", exitUsage, r)
+	}
+	if n := jobsInQueue(t, c.env); n != 0 {
+		t.Errorf("JOBS holds %d after a bad --budget, want 0", n)
+	}
+	var bs []reelq.BudgetStatus
+	parseJSON(t, "budget list", c.run("budget", "list", "-o", "json").stdout, &bs)
+	if len(bs) != 0 {
+		t.Errorf("budgets after a bad --budget: %+v, want none", bs)
+	}
+
+	paused := c.env.Events("events.samsar." + reelq.EventBudgetPaused)
+	r = c.run("--budget", "100credits", f)
+	if r.code != 0 || !strings.Contains(r.stdout, "published 3 of 3 jobs") {
+		t.Fatalf("--budget 100credits:\n%s", r)
+	}
+	mustContain(t, "stderr", r.stderr, "budget of batch capped set to 100 credits")
+	parseJSON(t, "budget list", c.run("budget", "list", "-o", "json").stdout, &bs)
+	if len(bs) != 1 || bs[0].Scope != reelq.ScopeBatch || bs[0].Name != "capped" || bs[0].Amount != 100 || bs[0].Unit != "credits" {
+		t.Fatalf("budget list -o json: %+v, want batch capped at 100 credits", bs)
+	}
+
+	startWorker(c, "samsar")
+	if ev := c.env.NextEvent(paused, 30*time.Second); ev.Code != "budget" || ev.Batch != "capped" {
+		t.Errorf("budget event %+v, want code budget for batch capped", ev)
+	}
+	c.env.Results(2, time.Minute)
+	paid := 0
+	for _, n := range submissions(c.env, "samsar") {
+		paid += n
+	}
+	if paid != 2 {
+		t.Errorf("provider was paid %d submissions, want 2 (100 credits of 50-credit jobs)", paid)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		parseJSON(t, "budget list", c.run("budget", "list", "-o", "json").stdout, &bs)
+		var sv struct {
+			Batches []reelq.BatchStats `json:"batches"`
+		}
+		parseJSON(t, "stats", c.run("stats", "--batch", "capped", "-o", "json").stdout, &sv)
+		if len(bs) == 1 && bs[0].Spent == 100 && bs[0].Submissions == 2 && bs[0].Reserved == 0 &&
+			len(sv.Batches) == 1 && sv.Batches[0].Spent["credits"] == 100 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("budget list %+v and stats %+v never showed 100 credits spent in 2 submissions", bs, sv.Batches)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the stats with a deadline
+	}
+}

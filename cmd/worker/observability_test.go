@@ -325,3 +325,48 @@ func TestWorkerTraceparent(t *testing.T) {
 			tracedLines, callLines, msgs)
 	}
 }
+
+// The budget gauges on /metrics follow the budgets in force: a batch
+// budget set with the client and a provider budget from SAMSAR_BUDGET /
+// SAMSAR_BUDGET_PERIOD show their limits, and what was spent against them
+// once jobs ran (two 50-credit jobs under a 100-credit batch budget; the
+// third waits).
+func TestWorkerBudgetMetrics(t *testing.T) {
+	t.Parallel()
+	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(30 * time.Millisecond)}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 100, Unit: "credits"}); err != nil {
+		t.Fatal(err)
+	}
+	w := startOpsWorker(t, opsEnviron(env, "ops-budget", "SAMSAR_BUDGET=200credits", "SAMSAR_BUDGET_PERIOD=168h"))
+	env.Enqueue(samsarJobs("budget", 3)...) // batch test
+	env.Results(2, time.Minute)
+
+	batch := map[string]string{"scope": reelq.ScopeBatch, "name": "test", "unit": "credits"}
+	provider := map[string]string{"scope": reelq.ScopeProvider, "name": "samsar", "unit": "credits"}
+	var m []promSample
+	ok := func(name string, labels map[string]string, want float64) bool {
+		got, found := promSum(m, name, labels)
+		return found && got == want
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, body, err := w.get("/metrics")
+		if err == nil {
+			m = parseProm(t, body)
+			if ok("reelq_budget_limit", batch, 100) && ok("reelq_budget_spent", batch, 100) &&
+				ok("reelq_budget_limit", provider, 200) && ok("reelq_budget_spent", provider, 100) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("budget gauges never showed batch test 100/100 and provider samsar 200/100 credits: limits %+v, spent %+v",
+				promFind(m, "reelq_budget_limit", nil), promFind(m, "reelq_budget_spent", nil))
+		}
+		time.Sleep(50 * time.Millisecond) // polling the metrics with a deadline
+	}
+	if got := env.Sim.Stats(0)["samsar"].Tasks; got != 2 {
+		t.Errorf("provider ran %d tasks, want 2 (the batch budget's worth)", got)
+	}
+}

@@ -58,8 +58,37 @@ type budgetScope struct {
 }
 
 func newBudgeter(kv jetstream.KeyValue, log *slog.Logger, m *metrics.Metrics, provider map[string]ProviderBudget) *budgeter {
-	return &budgeter{kv: kv, log: log, m: m, now: time.Now, provider: provider,
+	b := &budgeter{kv: kv, log: log, m: m, now: time.Now, provider: provider,
 		limits: map[string]reelq.BudgetLimit{}, spends: map[string]spendEntry{}, changed: make(chan struct{})}
+	for name := range provider {
+		b.export(reelq.ScopeProvider, name)
+	}
+	return b
+}
+
+// export sets the budget gauges of a scope from the view: the limit in
+// force (the bucket's, else the configuration's) and what was spent
+// against it (in the current period for a provider). b.mu is held, or b
+// is not shared yet.
+func (b *budgeter) export(scope, name string) {
+	l, ok := b.limits[reelq.BudgetLimitKey(scope, name)]
+	if !ok && scope == reelq.ScopeProvider {
+		if pb, has := b.provider[name]; has && pb.Limit.Amount > 0 {
+			l, ok = reelq.BudgetLimit{Scope: scope, Name: name, Amount: pb.Limit.Amount, Unit: pb.Limit.Unit, Period: pb.Period}, true
+		}
+	}
+	if !ok {
+		return
+	}
+	var start int64
+	if scope == reelq.ScopeProvider {
+		if l.Period <= 0 {
+			l.Period = 24 * time.Hour
+		}
+		start = reelq.PeriodStart(b.now(), l.Period)
+	}
+	sp := b.spends[reelq.BudgetSpendKey(scope, name, start)].s
+	b.m.SetBudget(scope, name, l.Unit, l.Amount, sp.Spent[l.Unit])
 }
 
 // watch keeps the view current until ctx ends (see Worker.startWatcher).
@@ -114,7 +143,6 @@ func (b *budgeter) observe(e jetstream.KeyValueEntry) {
 			delete(b.limits, key)
 		} else {
 			b.limits[key] = l
-			b.m.SetBudget(l.Scope, l.Name, l.Unit, l.Amount, 0)
 		}
 	case strings.HasPrefix(key, "spend."):
 		var s reelq.Spend
@@ -123,6 +151,11 @@ func (b *budgeter) observe(e jetstream.KeyValueEntry) {
 		} else if old, ok := b.spends[key]; !ok || old.rev < e.Revision() {
 			b.spends[key] = spendEntry{s: s, rev: e.Revision()}
 		}
+	}
+	// Keys are limit.<scope>.<name> and spend.<scope>.<name>[.<period>];
+	// names (batch ids, providers) have no dots.
+	if parts := strings.Split(key, "."); len(parts) >= 3 {
+		b.export(parts[1], parts[2])
 	}
 	close(b.changed)
 	b.changed = make(chan struct{})
@@ -314,12 +347,7 @@ func (e *engine) reserveFor(ctx context.Context, j *job) ([]budgetScope, *outcom
 	over, err := e.w.budgets.reserve(ctx, sc, j.est)
 	switch {
 	case errors.Is(err, errOverBudget):
-		if over != nil && over.limit.Scope == reelq.ScopeProvider {
-			e.needMu.Lock()
-			e.need = *j.est
-			e.needMu.Unlock()
-		}
-		e.w.budgetPaused(e.name, j, over)
+		e.overBudget(j, over)
 		out := outcome{kind: outPark}
 		return nil, &out
 	case err != nil:
@@ -327,6 +355,18 @@ func (e *engine) reserveFor(ctx context.Context, j *job) ([]budgetScope, *outcom
 		return nil, &out
 	}
 	return sc, nil
+}
+
+// overBudget reports j, which does not fit over: the budget pause (see
+// budgetPaused), and for a provider what the gate must find room for to
+// end it (budgetRoom).
+func (e *engine) overBudget(j *job, over *budgetScope) {
+	if over != nil && over.limit.Scope == reelq.ScopeProvider {
+		e.needMu.Lock()
+		e.need = *j.est
+		e.needMu.Unlock()
+	}
+	e.w.budgetPaused(e.name, j, over)
 }
 
 // settleBudget ends j's reservation.

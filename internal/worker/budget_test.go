@@ -3,11 +3,16 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/metrics"
 	"github.com/reelq/reelq/internal/providersim"
+	"github.com/reelq/reelq/internal/providerstate"
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/worker"
 )
@@ -134,4 +139,217 @@ func TestSpendWithoutBudget(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("spent: batch %v, provider %v credits; want 150 each (3 jobs x 50)", batch, provider)
+}
+
+// A job paid twice through the documented ambiguous-submission window
+// (the first paid call outlives its request timeout, P_AMBIGUOUS=resubmit,
+// no idempotency key honoured) counts twice everywhere: the result's cost
+// is twice the estimate, the batch's spend (the budget's and the stats')
+// has both payments, and a batch budget of exactly that spend lets no
+// further job of the batch be submitted.
+func TestPaidTwiceCountsTwiceAgainstBudget(t *testing.T) {
+	t.Parallel()
+	const perJob = 50.0 // samsar: 10 credits/s x 5 s
+	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {
+		CreateDelayMin: providersim.Duration(1500 * time.Millisecond), CompleteAfter: providersim.Duration(30 * time.Millisecond)}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 2 * perJob, Unit: "credits"}); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	// The retry after the timed-out call waits 2 s: long enough to make
+	// the provider answer at once before the resubmission.
+	env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": {
+		RequestTimeout: 300 * time.Millisecond, Ambiguous: worker.AmbiguousResubmit, AmbiguousPauseAfter: -1}},
+		Config: worker.Config{RetryBase: 2 * time.Second, RetryMax: 2 * time.Second, Metrics: metrics.New(reg)}})
+	env.Enqueue(reelqtest.SamsarJob("twice-1"))
+
+	// The first create is charged when it arrives; its answer comes after
+	// the worker gave up on it.
+	for env.Sim.Stats(0)["samsar"].Tasks < 1 {
+		if ctx.Err() != nil {
+			t.Fatal("the first submission never reached the provider")
+		}
+		time.Sleep(5 * time.Millisecond) // polling the simulator's counters with a deadline
+	}
+	k := env.Sim.Knobs("samsar")
+	k.CreateDelayMin = 0
+	if err := env.Sim.SetKnobs("samsar", k); err != nil {
+		t.Fatal(err)
+	}
+
+	rs := env.Results(1, time.Minute)["twice-1"]
+	if len(rs) != 1 || rs[0].Status != reelq.StatusSucceeded {
+		t.Fatalf("twice-1: %+v, want one success", rs)
+	}
+	if got := env.Sim.Stats(0)["samsar"].Submissions[reelqtest.SamsarPrompt("twice-1")]; got != 2 {
+		t.Fatalf("provider charged %d submissions, want 2 (the ambiguous window)", got)
+	}
+	if c := rs[0].Cost; c == nil || c.Amount != 2*perJob || c.Unit != "credits" || !strings.Contains(c.Basis, "x2 submissions") {
+		t.Errorf("result cost %+v, want %v credits (twice the estimate, said in the basis)", c, 2*perJob)
+	}
+	spend := waitSpend(t, env, func(s reelq.Spend) bool { return s.Reserved["credits"] == 0 && s.Submissions >= 2 })
+	if spend.Spent["credits"] != 2*perJob || spend.Submissions != 2 {
+		t.Errorf("budget spend %+v, want %v credits in 2 submissions", spend, 2*perJob)
+	}
+	if got, err := env.Client.BatchSpend(ctx, "test"); err != nil || got.Spent["credits"] != 2*perJob {
+		t.Errorf("BatchSpend = %+v, %v; want %v credits", got, err, 2*perJob)
+	}
+	if got := waitBatchStatsSpent(t, env, 2*perJob); got != 2*perJob {
+		t.Errorf("stats: batch spent %v credits, want %v", got, 2*perJob)
+	}
+	if got := counterSum(t, reg, "reelq_estimated_spend_total"); got != 2*perJob {
+		t.Errorf("reelq_estimated_spend_total = %v, want %v", got, 2*perJob)
+	}
+
+	// The budget is exactly the spend: the next job of the batch waits
+	// with reason budget, unsubmitted and without using an attempt.
+	paused := env.Events("events.samsar." + reelq.EventBudgetPaused)
+	next := reelqtest.SamsarJob("twice-2")
+	env.Enqueue(next)
+	if ev := env.NextEvent(paused, 30*time.Second); ev.Code != "budget" || ev.Batch != "test" || ev.Cost == nil || ev.Cost.Amount != 2*perJob {
+		t.Errorf("budget event %+v, want code budget for batch test with its limit", ev)
+	}
+	if got := totalSubmissions(env, "samsar"); got != 2 {
+		t.Errorf("provider saw %d submissions, want 2 (nothing after the budget was spent)", got)
+	}
+	checkNoAttemptUsed(t, env, []reelq.Job{next})
+}
+
+// waitBatchStatsSpent polls Stats (its counters are flushed every 250 ms)
+// until batch test has spent want credits, or 20 s passed; it returns the
+// last value seen.
+func waitBatchStatsSpent(t *testing.T, env *reelqtest.Env, want float64) float64 {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		st, err := env.Client.Stats(ctx, reelq.StatsOptions{Batch: "test"})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0.0
+		for _, b := range st.Batches {
+			got = b.Spent["credits"]
+		}
+		if got == want || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(50 * time.Millisecond) // polling the stats with a deadline
+	}
+}
+
+// counterSum adds up every series of the named metric in reg.
+func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
+}
+
+// A provider's budget per period from the worker's configuration
+// (P_BUDGET, P_BUDGET_PERIOD) is reached end to end: exactly the cap's
+// worth of jobs is submitted, the provider is paused for every replica
+// with code budget and a budget event says until when, the jobs left wait
+// without using an attempt, and raising the limit ('enqueue budget set
+// --provider') lets exactly the new room's worth through.
+func TestProviderBudgetPausesProvider(t *testing.T) {
+	t.Parallel()
+	const perJob, fit, raise = 50.0, 3, 1 // samsar: 10 credits/s x 5 s
+	const period = 7 * 24 * time.Hour     // far from a rollover during the test
+	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(30 * time.Millisecond)}})
+	paused := env.Events("events.samsar." + reelq.EventBudgetPaused)
+	// One job at a time: the jobs beyond the cap meet it in the local
+	// view, before any reservation.
+	env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": {MaxInflight: 1}},
+		Config: worker.Config{ProviderBudgets: map[string]worker.ProviderBudget{
+			"samsar": {Limit: reelq.Cost{Amount: fit * perJob, Unit: "credits"}, Period: period}}}})
+	jobs := reelqtest.Jobs(fit+2, "pcap", reelqtest.SamsarJob)
+	env.Enqueue(jobs...)
+
+	ev := env.NextEvent(paused, 30*time.Second)
+	if ev.Code != "budget" || ev.Provider != "samsar" || ev.Batch != "" || ev.Cost == nil || ev.Cost.Amount != fit*perJob || ev.Cost.Unit != "credits" {
+		t.Errorf("budget event %+v, want code budget for provider samsar with its limit", ev)
+	}
+	if ev.Until == nil || !ev.Until.After(time.Now()) {
+		t.Errorf("budget event until %v, want the end of the period", ev.Until)
+	}
+	st := env.WaitProviderState("samsar", 30*time.Second, func(s providerstate.State) bool { return s.Paused })
+	if st.Code != "budget" || !st.Auto() || !strings.Contains(st.Reason, "budget") {
+		t.Errorf("provider state %+v, want an automatic pause with code budget", st)
+	}
+	results := env.Results(fit, time.Minute)
+	for id, rs := range results {
+		if len(rs) != 1 || rs[0].Status != reelq.StatusSucceeded || rs[0].Attempts != 1 {
+			t.Errorf("%s: %+v, want one success after 1 attempt", id, rs)
+		}
+	}
+	spend := waitProviderSpend(t, env, period, func(s reelq.Spend) bool { return s.Submissions == fit && s.Reserved["credits"] == 0 })
+	if spend.Spent["credits"] != fit*perJob {
+		t.Errorf("provider spent %v, want %v credits", spend.Spent, fit*perJob)
+	}
+	if got := totalSubmissions(env, "samsar"); got != fit {
+		t.Fatalf("provider saw %d submissions, want exactly %d (the cap's worth)", got, fit)
+	}
+	checkNoAttemptUsed(t, env, jobs)
+
+	// An operator raises the limit by one job's worth: the pause ends and
+	// exactly one more job is submitted.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: "samsar",
+		Amount: (fit + raise) * perJob, Unit: "credits", Period: period}); err != nil {
+		t.Fatal(err)
+	}
+	env.Results(fit+raise, 30*time.Second)
+	waitProviderSpend(t, env, period, func(s reelq.Spend) bool { return s.Submissions == fit+raise && s.Reserved["credits"] == 0 })
+	if got := totalSubmissions(env, "samsar"); got != fit+raise {
+		t.Errorf("provider saw %d submissions after the raise, want exactly %d", got, fit+raise)
+	}
+	checkNoAttemptUsed(t, env, jobs)
+}
+
+// waitProviderSpend watches samsar's spend for the current period until
+// cond holds.
+func waitProviderSpend(t *testing.T, env *reelqtest.Env, period time.Duration, cond func(reelq.Spend) bool) reelq.Spend {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kv, err := env.JS.KeyValue(ctx, reelq.BucketBudgets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := kv.Watch(ctx, reelq.BudgetSpendKey(reelq.ScopeProvider, "samsar", reelq.PeriodStart(time.Now(), period)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Stop() }()
+	var last reelq.Spend
+	for {
+		select {
+		case e := <-w.Updates():
+			if e == nil {
+				continue
+			}
+			_ = json.Unmarshal(e.Value(), &last)
+			if cond(last) {
+				return last
+			}
+		case <-ctx.Done():
+			t.Fatalf("provider spend never reached the expected state; last %+v", last)
+		}
+	}
 }

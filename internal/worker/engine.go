@@ -520,7 +520,7 @@ func (e *engine) park(j *job, over *budgetScope) {
 	j.parked = true
 	e.parked = append(e.parked, j)
 	if over != nil {
-		e.w.budgetPaused(e.name, j, over)
+		e.overBudget(j, over)
 	}
 }
 

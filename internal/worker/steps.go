@@ -336,7 +336,10 @@ func (e *engine) submit(ctx context.Context, j *job, ambiguous bool) outcome {
 		next.Reserved = j.est
 	}
 	if ambiguous {
+		// The earlier submission may have been billed: it counts, in the
+		// result's cost and the spend, as the budget counts it.
 		next.AmbiguousSubmits++
+		next.Submissions++
 	}
 	rev, err := e.w.states.Update(ctx, j.st, &next, j.rev)
 	if err != nil {
@@ -350,6 +353,9 @@ func (e *engine) submit(ctx context.Context, j *job, ambiguous bool) outcome {
 	}
 	j.st, j.rev, j.reserved = &next, rev, sc
 	if ambiguous {
+		if c := e.cost(j); c != nil {
+			e.w.m.Spent(e.name, c.Unit, c.Amount)
+		}
 		e.w.m.Ambiguous(e.name, "resubmitted")
 		e.logJob(j).Warn("resubmitting a job whose earlier submission has an unknown outcome; the provider may bill twice",
 			"ambiguous_submits", next.AmbiguousSubmits)
