@@ -279,9 +279,10 @@ func TestRetryBackoffHoldsNoSlot(t *testing.T) {
 	f := runRetrySlots(t)
 	t.Logf("with 4 jobs in retry back-off, %d other jobs kept the 4 slots %.0f%% busy (failing jobs retried %d times meanwhile)", f.jobs, 100*f.busy, f.failures)
 	// Jobs of 300 ms polled every 20-80 ms: a slot idles up to a poll
-	// interval per job (and more under -race on a loaded host). Slots held
-	// by the jobs in back-off would leave none: 0% busy.
-	if f.busy < 0.5 {
+	// interval per job (73-82% busy measured alone; less under -race with
+	// the whole suite on two cores). Slots held by the jobs in back-off
+	// would leave none: 0% busy.
+	if f.busy < 0.3 {
 		t.Fatalf("slots %.0f%% busy, want the other jobs to keep all 4 busy", 100*f.busy)
 	}
 }
