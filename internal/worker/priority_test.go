@@ -323,3 +323,55 @@ func TestLowPriorityProgressesUnderHighLoad(t *testing.T) {
 	}
 	checkPaidOnce(t, env, capN)
 }
+
+// A paused provider's jobs hold no slot: jobs a replica pulled before the
+// pause wait in its queue, and the cluster-wide leases show none in use,
+// so the slots are free for whoever resumes first. 20 jobs of 1 s, cap 3,
+// two replicas: three run when the pause comes; once they end, nothing
+// holds a slot although 17 jobs wait; after the resume all run, each once.
+func TestPausedProviderHoldsNoSlot(t *testing.T) {
+	t.Parallel()
+	const capN = 3
+	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(time.Second)}})
+	startReplicas(env, 2, map[string]reelqtest.Settings{"samsar": {MaxInflight: capN, PollInterval: 50 * time.Millisecond}}, worker.Config{})
+	jobs := batchJobs(20, "paused", reelq.Normal)
+	env.Enqueue(jobs...)
+	waitTasks(t, env, capN, 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := env.Client.Pause(ctx, "samsar", "test: paused with jobs waiting"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := env.Client.Stats(ctx, reelq.StatsOptions{Recent: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p reelq.ProviderStats
+		for _, x := range st.Providers {
+			if x.Provider == "samsar" {
+				p = x
+			}
+		}
+		if p.Pause != nil && p.Running == 0 && p.Waiting+p.Queued[reelq.Normal] > 0 {
+			t.Logf("paused: %d slots in use, %d jobs waiting, %d queued", p.Running, p.Waiting, p.Queued[reelq.Normal])
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("paused samsar: %d slots in use (holders %v), %d waiting, queued %v; want no slot held while jobs wait", p.Running, p.Holders, p.Waiting, p.Queued)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the stats with a deadline
+	}
+	started := len(env.Sim.Tasks("samsar"))
+	if _, err := env.Client.Resume(ctx, "samsar"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Client.WaitAll(ctx, jobIDs(jobs), nil); err != nil {
+		t.Fatal(err)
+	}
+	if started >= len(jobs) {
+		t.Errorf("%d tasks had started before the resume; want the pause to stop new ones", started)
+	}
+	checkPaidOnce(t, env, capN)
+}
