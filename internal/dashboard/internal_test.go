@@ -2,7 +2,10 @@ package dashboard
 
 import (
 	"net/http/httptest"
+	"strings"
 	"testing"
+
+	"github.com/reelq/reelq"
 )
 
 func TestParseRange(t *testing.T) {
@@ -88,5 +91,29 @@ func TestMediaKind(t *testing.T) {
 		if got := mediaKind(ct); got != want {
 			t.Errorf("%q: %s, want %s", ct, got, want)
 		}
+	}
+}
+
+// A provider card shows jobs held for an operator, with how to resolve
+// them, and no such row when there are none.
+func TestProviderCardShowsHeldJobs(t *testing.T) {
+	s, err := New(Config{Client: new(reelq.Client)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	render := func(held int) string {
+		p := &page{Data: &overviewData{Providers: []providerRow{{
+			ProviderStats: reelq.ProviderStats{Provider: "samsar", Queued: map[reelq.Priority]uint64{}, Held: held}, State: "running"}}}}
+		html, _, err := s.renderFrag("providers", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return html
+	}
+	if html := render(2); !strings.Contains(html, `<span class="held">2</span>`) || !strings.Contains(html, "enqueue resolve JOB --task ID") {
+		t.Errorf("2 held jobs not shown:\n%s", html)
+	}
+	if html := render(0); strings.Contains(html, `class="held"`) {
+		t.Errorf("a held row with none held:\n%s", html)
 	}
 }
