@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/reelq/reelq/internal/leaktest"
 )
 
 // seedEnv fixes the seed of every random fault schedule.
@@ -51,11 +51,7 @@ func TestMain(m *testing.M) {
 	if code == 0 {
 		// No test leaves a goroutine behind (the processes it starts are
 		// its own; this checks the harness in this process).
-		if err := goleak.Find(
-			goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
-			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-			goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-		); err != nil {
+		if err := leaktest.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "faulttest: goroutines left behind:", err)
 			code = 1
 		}
