@@ -76,6 +76,10 @@ type Knobs struct {
 	FailRate float64 `json:"fail_rate"`
 	// ErrorRate is the fraction of calls answered with a 5xx.
 	ErrorRate float64 `json:"error_rate"`
+	// PollErrorRate is the fraction of polls (status reads) answered with
+	// a 503, on top of ErrorRate: a task that runs while its status
+	// cannot be read.
+	PollErrorRate float64 `json:"poll_error_rate,omitempty"`
 	// TimeoutRate is the fraction of calls that hang for HangFor, then 504.
 	TimeoutRate float64  `json:"timeout_rate"`
 	HangFor     Duration `json:"hang_for"`
@@ -279,7 +283,13 @@ func (s *Server) enter(g gate, w http.ResponseWriter, r *http.Request) (*call, b
 		return nil, false
 	}
 	roll := s.rng.Float64()
+	pollFails := g.op == "poll" && k.PollErrorRate > 0 && s.rng.Float64() < k.PollErrorRate
 	s.mu.Unlock()
+	if pollFails {
+		s.count(p, g.op, 503)
+		g.fault(w, http.StatusServiceUnavailable)
+		return nil, false
+	}
 
 	switch {
 	case roll < k.ErrorRate:

@@ -118,6 +118,8 @@ type Settings struct {
 	APIKey string
 	// RequestTimeout bounds one call (default 10s).
 	RequestTimeout time.Duration
+	// PollErrorBudget is worker.Runtime's (default 5 minutes).
+	PollErrorBudget time.Duration
 	// Ambiguous, AmbiguousPauseAfter and AmbiguousWindow are the
 	// provider's ambiguous-submission policy (worker.Runtime).
 	Ambiguous           string
@@ -203,6 +205,7 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 			MaxPollInterval:     4 * s.PollInterval,
 			JobTimeout:          s.JobTimeout,
 			RequestTimeout:      s.RequestTimeout,
+			PollErrorBudget:     s.PollErrorBudget,
 			Ambiguous:           s.Ambiguous,
 			AmbiguousPauseAfter: s.AmbiguousPauseAfter,
 			AmbiguousWindow:     s.AmbiguousWindow,

@@ -13,9 +13,10 @@ import (
 	"github.com/reelq/reelq/internal/providers"
 )
 
-// pollErrorBudget is how long polls may keep failing with transient errors
-// before the job gives up this attempt and returns to the queue.
-const pollErrorBudget = 5 * time.Minute
+// defaultPollErrorBudget is how long polls may keep failing with transient errors
+// before the job gives up this attempt and returns to the queue
+// (Runtime.PollErrorBudget).
+const defaultPollErrorBudget = 5 * time.Minute
 
 // notFoundGrace is how long after submission a 404 on poll is read as
 // "not visible yet" rather than "gone".
@@ -85,7 +86,7 @@ func (e *engine) stepPoll(ctx context.Context, j *job) outcome {
 			if ps.errSince.IsZero() {
 				ps.errSince = time.Now()
 			}
-			if time.Since(ps.errSince) < pollErrorBudget {
+			if time.Since(ps.errSince) < e.rt.PollErrorBudget {
 				e.logJob(j).Warn("poll failed; polling again", "err", err)
 				return next()
 			}

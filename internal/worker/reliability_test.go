@@ -459,6 +459,26 @@ func TestJobTimeoutLooksOnceMoreBeforeFailing(t *testing.T) {
 	}
 }
 
+// A submitted job that runs out of attempts (its task's status cannot be
+// read) has its task cancelled at the provider where the API allows, so it
+// does not run on unseen and billed; it is never submitted again.
+func TestAttemptsExhaustedCancelTheTask(t *testing.T) {
+	t.Parallel()
+	env := reelqtest.New(t, map[string]providersim.Knobs{"vimmerse": {CompleteAfter: providersim.Duration(time.Hour), PollErrorRate: 1}})
+	env.StartWorker(reelqtest.WorkerOptions{
+		Providers: map[string]reelqtest.Settings{"vimmerse": {PollInterval: 20 * time.Millisecond, PollErrorBudget: 200 * time.Millisecond}},
+		Config:    worker.Config{MaxAttempts: 2, RetryBase: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond}})
+	env.Enqueue(reelqtest.VimmerseJob("unreadable-1"))
+	rs := env.Results(1, time.Minute)["unreadable-1"]
+	if len(rs) != 1 || rs[0].Status != reelq.StatusFailed || rs[0].Attempts != 2 || rs[0].Error == nil || !strings.Contains(rs[0].Error.Message, "gave up after 2 attempts") {
+		t.Fatalf("unreadable-1: %+v, want failed after 2 attempts", rs)
+	}
+	st := env.Sim.Stats(0)["vimmerse"]
+	if st.Requests["cancel 200"]+st.Requests["delete 200"] != 1 || st.Tasks != 1 || st.Active != 0 {
+		t.Errorf("provider: requests %v, tasks %d, active %d; want its one task cancelled", st.Requests, st.Tasks, st.Active)
+	}
+}
+
 // A job-state outage (the bucket gone) loses no job and marks none as
 // poison: the messages stay held and heartbeated, using no delivery, and
 // every job finishes once the bucket is back. (Before, each failed state

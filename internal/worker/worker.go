@@ -103,6 +103,10 @@ type Runtime struct {
 	JobTimeout      time.Duration
 	// RequestTimeout bounds one provider call; zero means 60s.
 	RequestTimeout time.Duration
+	// PollErrorBudget is how long a submitted job's polls may keep failing
+	// with transient errors before it counts as a failed attempt; zero
+	// means 5 minutes.
+	PollErrorBudget time.Duration
 	// Ambiguous is the policy for a submission whose outcome is unknown:
 	// AmbiguousResubmit (default) or AmbiguousHold.
 	Ambiguous string
@@ -262,6 +266,9 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 		}
 		if rt.RequestTimeout <= 0 {
 			rt.RequestTimeout = 60 * time.Second
+		}
+		if rt.PollErrorBudget <= 0 {
+			rt.PollErrorBudget = defaultPollErrorBudget
 		}
 		if rt.MaxInflight <= 0 {
 			rt.MaxInflight = 1
