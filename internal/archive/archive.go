@@ -87,6 +87,8 @@ import (
 	"mime"
 	"path"
 	"strings"
+
+	"github.com/reelq/reelq/internal/netguard"
 )
 
 // Copy is an archived copy of one output, as it goes into a result event.
@@ -128,7 +130,7 @@ var (
 	// ErrUnsafeURL means the URL, a redirect, or the address it resolved
 	// to is not allowed (scheme, user info, redirect count, internal
 	// address). Permanent.
-	ErrUnsafeURL = errors.New("unsafe url")
+	ErrUnsafeURL = netguard.ErrUnsafe
 	// ErrTimeout means a download took longer than its overall timeout or
 	// received nothing for longer than its idle timeout. Transient.
 	ErrTimeout = errors.New("download timed out")

@@ -10,9 +10,9 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strings"
-	"syscall"
 	"time"
+
+	"github.com/reelq/reelq/internal/netguard"
 )
 
 // Fetcher defaults.
@@ -62,8 +62,7 @@ type FetchConfig struct {
 // safe for concurrent use; Close releases its idle connections.
 type Fetcher struct {
 	cfg       FetchConfig
-	hosts     map[string]bool
-	nets      []netip.Prefix
+	guard     *netguard.Guard
 	transport *http.Transport
 	client    *http.Client
 }
@@ -89,33 +88,14 @@ func NewFetcher(c FetchConfig) (*Fetcher, error) {
 	if c.UserAgent == "" {
 		c.UserAgent = "reelq-archive"
 	}
-	f := &Fetcher{cfg: c, hosts: map[string]bool{}}
-	for _, h := range c.AllowHosts {
-		h = strings.TrimSpace(h)
-		switch {
-		case h == "":
-			continue
-		case strings.Contains(h, "/"):
-			p, err := netip.ParsePrefix(h)
-			if err != nil {
-				return nil, fmt.Errorf("archive: AllowHosts entry %q: %w", h, err)
-			}
-			f.nets = append(f.nets, p.Masked())
-		default:
-			if a, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil {
-				a = a.Unmap()
-				f.nets = append(f.nets, netip.PrefixFrom(a, a.BitLen()))
-				continue
-			}
-			if strings.ContainsAny(h, ":@?# ") {
-				return nil, fmt.Errorf("archive: AllowHosts entry %q: want a host name, an address or a CIDR prefix", h)
-			}
-			f.hosts[strings.ToLower(strings.TrimSuffix(h, "."))] = true
-		}
+	g, err := netguard.New(netguard.Rules{AllowPrivate: c.AllowPrivate, AllowHosts: c.AllowHosts})
+	if err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
 	}
+	f := &Fetcher{cfg: c, guard: g}
 	f.transport = &http.Transport{
 		Proxy:                 nil, // a proxy would be the address dialed, defeating the checks
-		DialContext:           f.dial,
+		DialContext:           g.DialContext,
 		ForceAttemptHTTP2:     true,
 		TLSClientConfig:       c.TLSConfig,
 		TLSHandshakeTimeout:   15 * time.Second,
@@ -135,105 +115,15 @@ func (f *Fetcher) Close() { f.transport.CloseIdleConnections() }
 // MaxSize returns the size limit in bytes.
 func (f *Fetcher) MaxSize() int64 { return f.cfg.MaxSize }
 
-// dial connects to addr, checking every address actually dialed (after
-// resolution, for each address tried) in the dialer's Control function.
-func (f *Fetcher) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
-	}
-	trustedName := f.hosts[strings.ToLower(strings.TrimSuffix(host, "."))]
-	d := net.Dialer{
-		Timeout:   30 * time.Second,
-		KeepAlive: 30 * time.Second,
-		Control: func(_, address string, _ syscall.RawConn) error {
-			if trustedName {
-				return nil
-			}
-			return f.checkAddr(host, address)
-		},
-	}
-	return d.DialContext(ctx, network, addr)
-}
-
 // checkAddr refuses an internal address that the configuration does not
-// allow. address is the "ip:port" being connected to.
-func (f *Fetcher) checkAddr(host, address string) error {
-	ap, err := netip.ParseAddrPort(address)
-	if err != nil {
-		return fmt.Errorf("%w: cannot parse dialed address %q", ErrUnsafeURL, address)
-	}
-	ip := ap.Addr().Unmap().WithZone("")
-	for _, p := range f.nets {
-		if p.Contains(ip) {
-			return nil
-		}
-	}
-	kind, always := internal(ip)
-	if kind == "" || (f.cfg.AllowPrivate && !always) {
-		return nil
-	}
-	if host == ip.String() {
-		return fmt.Errorf("%w: %s is a %s address", ErrUnsafeURL, ip, kind)
-	}
-	return fmt.Errorf("%w: %s resolves to %s, a %s address", ErrUnsafeURL, host, ip, kind)
-}
+// allow (netguard's rules).
+func (f *Fetcher) checkAddr(host, address string) error { return f.guard.CheckAddr(host, address) }
 
-var (
-	thisNetwork = netip.MustParsePrefix("0.0.0.0/8")
-	sharedCGNAT = netip.MustParsePrefix("100.64.0.0/10")
-	broadcast   = netip.MustParseAddr("255.255.255.255")
-	nat64       = netip.MustParsePrefix("64:ff9b::/96")
-	sixToFour   = netip.MustParsePrefix("2002::/16")
-)
-
-// internal names the kind of internal address ip is ("" for a public
-// one); always reports kinds that AllowPrivate does not open.
-func internal(ip netip.Addr) (kind string, always bool) {
-	switch {
-	case ip.IsUnspecified() || thisNetwork.Contains(ip):
-		return "unspecified", true
-	case ip == broadcast:
-		return "broadcast", true
-	case ip.IsMulticast() || ip.IsInterfaceLocalMulticast() || ip.IsLinkLocalMulticast():
-		return "multicast", true
-	case ip.IsLoopback():
-		return "loopback", false
-	case ip.IsLinkLocalUnicast():
-		return "link-local", false
-	case ip.IsPrivate():
-		return "private", false
-	case sharedCGNAT.Contains(ip):
-		return "carrier-grade NAT", false
-	case nat64.Contains(ip):
-		b := ip.As16()
-		if k, a := internal(netip.AddrFrom4([4]byte(b[12:16]))); k != "" {
-			return "NAT64 " + k, a
-		}
-	case sixToFour.Contains(ip):
-		b := ip.As16()
-		if k, a := internal(netip.AddrFrom4([4]byte(b[2:6]))); k != "" {
-			return "6to4 " + k, a
-		}
-	}
-	return "", false
-}
+// internal names the kind of internal address ip is (netguard.Internal).
+func internal(ip netip.Addr) (string, bool) { return netguard.Internal(ip) }
 
 // checkURL enforces the URL rules on the first URL and on each redirect.
-func checkURL(u *url.URL) error {
-	switch strings.ToLower(u.Scheme) {
-	case "http", "https":
-	default:
-		return fmt.Errorf("%w: scheme %q (only http and https)", ErrUnsafeURL, u.Scheme)
-	}
-	if u.User != nil {
-		return fmt.Errorf("%w: user info in the URL", ErrUnsafeURL)
-	}
-	if u.Opaque != "" || u.Hostname() == "" {
-		return fmt.Errorf("%w: no host", ErrUnsafeURL)
-	}
-	return nil
-}
+func checkURL(u *url.URL) error { return netguard.CheckURL(u) }
 
 func (f *Fetcher) checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) > f.cfg.MaxRedirects {
@@ -247,27 +137,11 @@ func (f *Fetcher) checkRedirect(req *http.Request, via []*http.Request) error {
 
 // redact returns u without user info, query or fragment: signed URLs keep
 // their credentials in the query.
-func redact(u *url.URL) string {
-	if u == nil {
-		return ""
-	}
-	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
-	s := r.String()
-	if u.RawQuery != "" {
-		s += "?…"
-	}
-	return s
-}
+func redact(u *url.URL) string { return netguard.Redact(u) }
 
 // RedactURL returns raw without user info, query or fragment, for logs
 // and error messages.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable url)"
-	}
-	return redact(u)
-}
+func RedactURL(raw string) string { return netguard.RedactURL(raw) }
 
 // Response is a download in progress: its body, read through the size
 // limit and the idle timeout. Close it.
