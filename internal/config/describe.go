@@ -135,16 +135,7 @@ func formatValue(v reflect.Value) string {
 // FormatHelp writes Describe as an aligned table, with what P_ stands for
 // and which other names UnknownVars leaves alone.
 func FormatHelp(w io.Writer) {
-	var buf bytes.Buffer
-	tw := tabwriter.NewWriter(&buf, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
-	for _, v := range Describe() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Name, v.Default, v.Help)
-	}
-	_ = tw.Flush()
-	for line := range strings.Lines(buf.String()) {
-		fmt.Fprintln(w, strings.TrimRight(line, " \n"))
-	}
+	writeVars(w, Describe())
 	fmt.Fprintf(w, "\n%s is each provider's prefix: %s.\n", providerPlaceholder, strings.Join(ProviderPrefixes(), ", "))
 	var allowed []string
 	for _, p := range AllowedPrefixes() {
@@ -152,4 +143,18 @@ func FormatHelp(w io.Writer) {
 	}
 	fmt.Fprintf(w, "Other names starting with REELQ_ or a provider prefix are reported as unknown,\nexcept %s (tests, benchmarks, deployment).\n",
 		strings.Join(allowed, ", "))
+}
+
+// writeVars writes vars as an aligned VARIABLE DEFAULT MEANING table.
+func writeVars(w io.Writer, vars []Var) {
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
+	for _, v := range vars {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Name, v.Default, v.Help)
+	}
+	_ = tw.Flush()
+	for line := range strings.Lines(buf.String()) {
+		fmt.Fprintln(w, strings.TrimRight(line, " \n"))
+	}
 }
