@@ -51,7 +51,7 @@ type receiver struct {
 	acceptedIDs chan string
 }
 
-func newReceiver(t *testing.T, status func(id string, attempt int) int) *receiver {
+func newReceiver(t testing.TB, status func(id string, attempt int) int) *receiver {
 	t.Helper()
 	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(testSecret, "whsec_"))
 	r := &receiver{key: key, status: status, attempts: map[string]int{}, accepted: map[string]int{}, runs: map[string][]int{},
@@ -107,7 +107,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	fmt.Fprintf(w, "answer %d\n", code)
 }
 
-func (r *receiver) check(t *testing.T) {
+func (r *receiver) check(t testing.TB) {
 	t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -122,7 +122,7 @@ func (r *receiver) check(t *testing.T) {
 }
 
 // waitAccepted waits until n distinct ids were accepted.
-func (r *receiver) waitAccepted(t *testing.T, ctx context.Context, n int) map[string]bool {
+func (r *receiver) waitAccepted(t testing.TB, ctx context.Context, n int) map[string]bool {
 	t.Helper()
 	seen := map[string]bool{}
 	for len(seen) < n {
@@ -142,7 +142,7 @@ type env struct {
 	ctx context.Context
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	s := natstest.Server(t)
 	nc, js := natstest.Connect(t, s)
@@ -154,7 +154,7 @@ func newEnv(t *testing.T) *env {
 
 // config is a forwarder configuration for tests: receivers on loopback
 // allowed, quick back-off.
-func (e *env) config(t *testing.T, routes forwarder.Routes) forwarder.Config {
+func (e *env) config(t testing.TB, routes forwarder.Routes) forwarder.Config {
 	t.Helper()
 	s, err := webhook.NewSecrets(testSecret)
 	if err != nil {
@@ -165,7 +165,7 @@ func (e *env) config(t *testing.T, routes forwarder.Routes) forwarder.Config {
 }
 
 // start runs a forwarder until the test ends (Run must return, nil).
-func (e *env) start(t *testing.T, cfg forwarder.Config) *forwarder.Forwarder {
+func (e *env) start(t testing.TB, cfg forwarder.Config) *forwarder.Forwarder {
 	t.Helper()
 	f, err := forwarder.New(e.ctx, e.js, cfg)
 	if err != nil {
@@ -199,7 +199,7 @@ func (e *env) publish(t testing.TB, provider, batch, id string, run int) []byte 
 
 // settled waits until the forwarder's RESULTS consumer has nothing
 // pending or unacknowledged (its state, read until it says so).
-func (e *env) settled(t *testing.T, durable string) {
+func (e *env) settled(t testing.TB, durable string) {
 	t.Helper()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -223,7 +223,7 @@ func (e *env) settled(t *testing.T, durable string) {
 	}
 }
 
-func (e *env) deadLetters(t *testing.T) []forwarder.DeadLetter {
+func (e *env) deadLetters(t testing.TB) []forwarder.DeadLetter {
 	t.Helper()
 	dls, err := forwarder.DeadLetters(e.ctx, e.js)
 	if err != nil {
