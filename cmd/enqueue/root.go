@@ -26,6 +26,7 @@ const rootLong = `enqueue publishes reelq jobs, follows their results and operat
   enqueue stats [--watch 2s]            queues, running vs cap, pauses, batches, spend vs budget
   enqueue budget set|list               spending limits per batch or per provider
   enqueue dlq list|redrive              dead letters
+  enqueue hooks list|redrive            result webhooks never delivered (docs/webhooks.md)
 
 Jobs without an id get one from their content (provider, input, metadata), so
 publishing a file again, or an edited copy, never pays twice and never drops a
@@ -95,7 +96,8 @@ func (a *app) rootCommand() *cobra.Command {
 	addPublishFlags(root, po)
 
 	root.AddCommand(a.publishCommand(), a.statusCommand(), a.resultsCommand(), a.cancelCommand(), a.retryCommand(),
-		a.resolveCommand(), a.pauseCommand(), a.resumeCommand(), a.statsCommand(), a.budgetCommand(), a.dlqCommand())
+		a.resolveCommand(), a.pauseCommand(), a.resumeCommand(), a.statsCommand(), a.budgetCommand(), a.dlqCommand(),
+		a.hooksCommand())
 	root.InitDefaultCompletionCmd()
 	// Every command's usage errors exit 2.
 	for _, c := range root.Commands() {
