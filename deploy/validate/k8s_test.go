@@ -93,6 +93,7 @@ func TestKubernetesManifests(t *testing.T) {
 	objs := loadManifests(t)
 	var (
 		deploy     *appsv1.Deployment
+		forwarder  *appsv1.Deployment
 		configMaps = map[string]*corev1.ConfigMap{}
 		secrets    = map[string]*corev1.Secret{}
 		services   []*corev1.Service
@@ -129,8 +130,13 @@ func TestKubernetesManifests(t *testing.T) {
 			err = strict(o.doc, &s)
 			services = append(services, &s)
 		case "apps/v1/Deployment":
-			deploy = &appsv1.Deployment{}
-			err = strict(o.doc, deploy)
+			d := &appsv1.Deployment{}
+			err = strict(o.doc, d)
+			if d.Name == "reelq-forwarder" {
+				forwarder = d
+			} else {
+				deploy = d
+			}
 		case "policy/v1/PodDisruptionBudget":
 			var p policyv1.PodDisruptionBudget
 			err = strict(o.doc, &p)
@@ -154,6 +160,10 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Fatal("no worker Deployment")
 	}
 	checkWorkerDeployment(t, deploy, configMaps, secrets)
+	if forwarder == nil {
+		t.Fatal("no forwarder Deployment")
+	}
+	checkForwarderDeployment(t, forwarder, configMaps)
 	for _, s := range services {
 		if !selects(s.Spec.Selector, deploy.Spec.Template.Labels) {
 			t.Errorf("Service %s selects %v, not the worker pods %v", s.Name, s.Spec.Selector, deploy.Spec.Template.Labels)
@@ -484,5 +494,44 @@ func TestStrictDecodingRejectsUnknownFields(t *testing.T) {
 	so := []byte("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: x}\nspec:\n  scaleTargetRef: {name: w}\n  maxReplicas: 3\n")
 	if err := strict(so, &scaledObject{}); err == nil {
 		t.Error("an unknown ScaledObject field was accepted")
+	}
+}
+
+// checkForwarderDeployment: the forwarder runs as its NATS identity, reads
+// its password and signing secret from a mounted Secret (never the
+// environment), runs unprivileged, and has time to finish deliveries in
+// flight after SIGTERM.
+func checkForwarderDeployment(t *testing.T, d *appsv1.Deployment, cms map[string]*corev1.ConfigMap) {
+	t.Helper()
+	if !selects(d.Spec.Selector.MatchLabels, d.Spec.Template.Labels) {
+		t.Errorf("forwarder selector %v does not match its pod labels", d.Spec.Selector)
+	}
+	cm := cms["reelq-forwarder"]
+	if cm == nil || cm.Data["NATS_USER"] != "forwarder" || cm.Data["NATS_INBOX_PREFIX"] != "_INBOX_forwarder" {
+		t.Fatalf("ConfigMap reelq-forwarder: %v", cm)
+	}
+	for k := range cm.Data {
+		if strings.Contains(k, "SECRET") || strings.Contains(k, "PASSWORD") {
+			t.Errorf("ConfigMap reelq-forwarder holds %s", k)
+		}
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	if !strings.HasPrefix(env["NATS_PASSWORD_FILE"], "/var/run/secrets/") || !strings.HasPrefix(env["FORWARDER_SECRET_FILE"], "/var/run/secrets/") {
+		t.Errorf("forwarder secrets not from files: %v", env)
+	}
+	if len(c.Command) != 1 || c.Command[0] != "/usr/local/bin/forwarder" {
+		t.Errorf("forwarder command %v", c.Command)
+	}
+	sc := c.SecurityContext
+	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Error("forwarder container is not read-only and unprivileged")
+	}
+	shutdown, err := time.ParseDuration(cm.Data["FORWARDER_SHUTDOWN_TIMEOUT"])
+	if g := d.Spec.Template.Spec.TerminationGracePeriodSeconds; err != nil || g == nil || time.Duration(*g)*time.Second < shutdown+10*time.Second {
+		t.Errorf("terminationGracePeriodSeconds %v does not cover FORWARDER_SHUTDOWN_TIMEOUT %q plus 10s", g, cm.Data["FORWARDER_SHUTDOWN_TIMEOUT"])
 	}
 }
