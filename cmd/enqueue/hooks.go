@@ -15,25 +15,6 @@ import (
 	"github.com/reelq/reelq/internal/netguard"
 )
 
-// hookLine is one dead-lettered webhook as 'hooks list' prints it. The
-// URL is redacted (a receiver's URL may carry a credential in its query).
-type hookLine struct {
-	Seq          uint64    `json:"seq"`
-	Time         time.Time `json:"time"`
-	WebhookID    string    `json:"webhook_id"`
-	URL          string    `json:"url"`
-	Provider     string    `json:"provider"`
-	JobID        string    `json:"job_id"`
-	Batch        string    `json:"batch,omitempty"`
-	Run          int       `json:"run,omitempty"`
-	LastStatus   int       `json:"last_status,omitempty"`
-	LastError    string    `json:"last_error"`
-	Attempts     int       `json:"attempts"`
-	FirstAttempt time.Time `json:"first_attempt"`
-	LastAttempt  time.Time `json:"last_attempt"`
-	Payload      any       `json:"payload,omitempty"`
-}
-
 func (a *app) hookDeadLetters(ctx context.Context) ([]forwarder.DeadLetter, error) {
 	c, err := a.connect(ctx)
 	if err != nil {
@@ -68,11 +49,10 @@ attempts.`,
 			if err != nil {
 				return err
 			}
-			lines := make([]hookLine, 0, len(dls))
+			lines := make([]forwarder.DeadLetter, 0, len(dls))
 			for _, d := range dls {
-				lines = append(lines, hookLine{Seq: d.Seq, Time: d.Time, WebhookID: d.WebhookID, URL: netguard.RedactURL(d.URL), Provider: d.Provider,
-					JobID: d.JobID, Batch: d.Batch, Run: d.Run, LastStatus: d.LastStatus, LastError: d.LastError, Attempts: d.Attempts,
-					FirstAttempt: d.FirstAttempt, LastAttempt: d.LastAttempt, Payload: d.Payload})
+				d.URL = netguard.RedactURL(d.URL) // a receiver's URL may carry a credential in its query
+				lines = append(lines, d)
 			}
 			if lo.json() {
 				return a.writeJSON(lines)
