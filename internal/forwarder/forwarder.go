@@ -11,8 +11,8 @@
 // holds across restarts and replicas: the ledger (bucket reelq_hooks)
 // records per job the last RESULTS sequence whose deliveries are settled
 // (Done); a result whose job has an earlier routed result after Done
-// still in RESULTS waits (negative acknowledgement with a delay) and is
-// looked at again. Jobs never wait for one another: a receiver that fails
+// still in RESULTS and not yet acknowledged waits (negative
+// acknowledgement with a delay) and is looked at again. Jobs never wait for one another: a receiver that fails
 // holds back only the later results of the jobs it has not received yet,
 // up to MaxPending results in all (the consumer's MaxAckPending).
 //

@@ -328,3 +328,29 @@ func TestRunStopsAfterInFlight(t *testing.T) {
 	e.settled(t, forwarder.DefaultDurable)
 	r.check(t)
 }
+
+// A job whose ledger entry is gone (expired before the results it
+// describes, say) does not block its next run behind results the consumer
+// already acknowledged.
+func TestLostLedgerEntryBlocksNothing(t *testing.T) {
+	e := newEnv(t)
+	r := newReceiver(t, always(200))
+	e.start(t, e.config(t, forwarder.Routes{Default: []string{r.srv.URL}}))
+	e.publish(t, "camb", "", "lost", 1)
+	r.waitAccepted(t, e.ctx, 1)
+	e.settled(t, forwarder.DefaultDurable)
+	kv, err := e.js.KeyValue(e.ctx, forwarder.BucketLedger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Purge(e.ctx, "camb.lost"); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(t, "camb", "", "lost", 2)
+	ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	defer cancel()
+	if got := r.waitAccepted(t, ctx, 1); !got["result:lost:2"] {
+		t.Errorf("accepted %v", got)
+	}
+	r.check(t)
+}

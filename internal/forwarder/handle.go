@@ -128,8 +128,13 @@ type failure struct {
 }
 
 // earlierUnsettled returns the sequence of the job's first result in
-// [from, seq) that has receivers (routes may leave some results out), or 0.
+// [from, seq) that has receivers (routes may leave some results out) and
+// that the consumer has not acknowledged, or 0. Below the consumer's ack
+// floor every result is settled: that covers a ledger entry lost (expired
+// before the results it describes).
 func (f *Forwarder) earlierUnsettled(ctx context.Context, subject string, from, seq uint64) (uint64, error) {
+	var floor uint64
+	floorRead := false
 	for from < seq {
 		raw, err := f.results.GetMsg(ctx, from, jetstream.WithGetMsgSubject(subject))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -142,7 +147,16 @@ func (f *Forwarder) earlierUnsettled(ctx context.Context, subject string, from, 
 			return 0, nil
 		}
 		if ev := parseEvent(raw.Subject, raw.Data); len(f.cfg.Routes.For(ev.Provider, ev.Batch)) > 0 {
-			return raw.Sequence, nil
+			if !floorRead {
+				info, err := f.resCons.Info(ctx)
+				if err != nil {
+					return 0, err
+				}
+				floor, floorRead = info.AckFloor.Stream, true
+			}
+			if raw.Sequence > floor {
+				return raw.Sequence, nil
+			}
 		}
 		from = raw.Sequence + 1
 	}
