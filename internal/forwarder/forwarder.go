@@ -167,27 +167,22 @@ func maxURLs(r Routes) int {
 
 // Run delivers until ctx ends, then stops taking results, lets the
 // deliveries in flight finish (each POST is bounded by Timeout) and
-// returns nil. It returns an error only if it cannot read its consumers.
+// returns. Failed fetches (a NATS outage) are logged and tried again
+// every second meanwhile.
 func (f *Forwarder) Run(ctx context.Context) error {
 	defer f.send.close()
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	for _, c := range []struct {
-		cons   jetstream.Consumer
-		handle func(context.Context, jetstream.Msg)
-	}{{f.resCons, f.handleResult}, {f.redCons, f.handleRedrive}} {
-		wg.Go(func() { errs <- f.pull(ctx, c.cons, c.handle) })
-	}
+	wg.Go(func() { f.pull(ctx, f.resCons, f.handleResult) })
+	wg.Go(func() { f.pull(ctx, f.redCons, f.handleRedrive) })
 	wg.Wait()
-	close(errs)
-	return errors.Join(<-errs, <-errs)
+	return nil
 }
 
 // pull fetches from cons as slots free up and hands each message to
 // handle on a goroutine of its own, at most Concurrency at once. The
 // handlers run on a context that ctx's end does not cancel: a POST in
 // flight finishes, and its outcome is recorded.
-func (f *Forwarder) pull(ctx context.Context, cons jetstream.Consumer, handle func(context.Context, jetstream.Msg)) error {
+func (f *Forwarder) pull(ctx context.Context, cons jetstream.Consumer, handle func(context.Context, jetstream.Msg)) {
 	slots := make(chan struct{}, f.cfg.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -196,7 +191,7 @@ func (f *Forwarder) pull(ctx context.Context, cons jetstream.Consumer, handle fu
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
-			return nil
+			return
 		}
 		n := 1
 	fill:
@@ -216,7 +211,7 @@ func (f *Forwarder) pull(ctx context.Context, cons jetstream.Consumer, handle fu
 				<-slots
 			}
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
 			f.log.Warn("fetch failed; retrying", "consumer", cons.CachedInfo().Stream, "err", err)
 			select {
@@ -241,7 +236,6 @@ func (f *Forwarder) pull(ctx context.Context, cons jetstream.Consumer, handle fu
 			f.log.Debug("fetch ended", "consumer", cons.CachedInfo().Stream, "err", err)
 		}
 	}
-	return nil
 }
 
 // delay is the back-off before attempt n+1 (n ≥ 1), capped at limit:
