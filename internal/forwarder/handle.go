@@ -46,10 +46,20 @@ func (f *Forwarder) handleResult(ctx context.Context, m jetstream.Msg) {
 		f.ack(m) // settled before (a redelivery after a crash, or a duplicate)
 		return
 	}
-	earlier, err := f.earlierUnsettled(ctx, m.Subject(), max(e.Done+1, f.firstSeq), seq)
+	earlier, acked, err := f.earlierUnsettled(ctx, m.Subject(), max(e.Done+1, f.firstSeq), seq)
+	if err == nil && acked {
+		// An earlier result was settled since the entry was read (or its
+		// entry is gone): read it again, or the progress written below
+		// would conflict with the settled one and be lost.
+		e, rev, err = getEntry(ctx, f.ledger, key)
+	}
 	if err != nil {
 		log.Warn("reading the job's earlier results failed; retrying", "err", err)
 		f.nak(m, retrySoon)
+		return
+	}
+	if seq <= e.Done {
+		f.ack(m)
 		return
 	}
 	if earlier != 0 {
@@ -129,38 +139,41 @@ type failure struct {
 
 // earlierUnsettled returns the sequence of the job's first result in
 // [from, seq) that has receivers (routes may leave some results out) and
-// that the consumer has not acknowledged, or 0. Below the consumer's ack
-// floor every result is settled: that covers a ledger entry lost (expired
-// before the results it describes).
-func (f *Forwarder) earlierUnsettled(ctx context.Context, subject string, from, seq uint64) (uint64, error) {
+// that the consumer has not acknowledged, or 0; acked reports that it
+// passed over acknowledged ones. Below the consumer's ack floor every
+// result is settled: that covers a ledger entry read just before an
+// earlier result was settled, and one lost (expired before the results it
+// describes).
+func (f *Forwarder) earlierUnsettled(ctx context.Context, subject string, from, seq uint64) (earlier uint64, acked bool, err error) {
 	var floor uint64
 	floorRead := false
 	for from < seq {
 		raw, err := f.results.GetMsg(ctx, from, jetstream.WithGetMsgSubject(subject))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return 0, nil
+			return 0, acked, nil
 		}
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		if raw.Sequence >= seq {
-			return 0, nil
+			return 0, acked, nil
 		}
 		if ev := parseEvent(raw.Subject, raw.Data); len(f.cfg.Routes.For(ev.Provider, ev.Batch)) > 0 {
 			if !floorRead {
 				info, err := f.resCons.Info(ctx)
 				if err != nil {
-					return 0, err
+					return 0, false, err
 				}
 				floor, floorRead = info.AckFloor.Stream, true
 			}
 			if raw.Sequence > floor {
-				return raw.Sequence, nil
+				return raw.Sequence, false, nil
 			}
+			acked = true
 		}
 		from = raw.Sequence + 1
 	}
-	return 0, nil
+	return 0, acked, nil
 }
 
 // handleRedrive delivers a dead letter again on an operator's request
