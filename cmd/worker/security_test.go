@@ -56,6 +56,7 @@ var shippedPasswords = map[string]string{
 	"results":   "res-Pw-6c4f2a8d3e",
 	"operator":  "opr-Pw-9d1e7b3c5a",
 	"dashboard": "dsh-Pw-3e8b1d6f2a",
+	"forwarder": "fwd-Pw-7a2c5e9b4d",
 }
 
 var setPasswordsOnce sync.Once

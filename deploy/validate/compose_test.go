@@ -104,7 +104,7 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("%s: data volume %v, config mount %v: want both", name, data, conf)
 		}
 		for _, v := range []string{"REELQ_NATS_ADMIN_PASSWORD", "REELQ_NATS_WORKER_PASSWORD", "REELQ_NATS_PRODUCER_PASSWORD",
-			"REELQ_NATS_RESULTS_PASSWORD", "REELQ_NATS_OPERATOR_PASSWORD", "REELQ_NATS_DASHBOARD_PASSWORD", "REELQ_NATS_ROUTE_PASSWORD"} {
+			"REELQ_NATS_RESULTS_PASSWORD", "REELQ_NATS_OPERATOR_PASSWORD", "REELQ_NATS_DASHBOARD_PASSWORD", "REELQ_NATS_FORWARDER_PASSWORD", "REELQ_NATS_ROUTE_PASSWORD"} {
 			if val := s.Environment[v]; val == nil || *val == "" {
 				t.Errorf("%s: %s unset (auth.conf and cluster.conf need it)", name, v)
 			}

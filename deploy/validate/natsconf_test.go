@@ -23,6 +23,7 @@ var users = map[string]string{
 	"results":   "REELQ_NATS_RESULTS_PASSWORD",
 	"operator":  "REELQ_NATS_OPERATOR_PASSWORD",
 	"dashboard": "REELQ_NATS_DASHBOARD_PASSWORD",
+	"forwarder": "REELQ_NATS_FORWARDER_PASSWORD",
 }
 
 // routePassword is the route user's password in these tests.
