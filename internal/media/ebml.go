@@ -127,6 +127,8 @@ func newEBML() *ebml {
 
 func (e *ebml) feed(p []byte) { e.s.feed(p) }
 
+func (e *ebml) steps() *stepper { return &e.s }
+
 func (e *ebml) got(b []byte) {
 	switch e.state {
 	case ebmlID:

@@ -204,7 +204,7 @@ func TestCheck(t *testing.T) {
 }
 
 // boxAt is the offset of the first top-level MP4 box of type typ.
-func boxAt(t *testing.T, b []byte, typ string) int {
+func boxAt(t testing.TB, b []byte, typ string) int {
 	for off := 0; off+8 <= len(b); off += int(be.Uint32(b[off:])) {
 		if string(b[off+4:off+8]) == typ {
 			return off

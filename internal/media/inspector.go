@@ -18,6 +18,7 @@ type Inspector struct {
 	n        int64
 	head     []byte // the first bytes, until the format is known
 	f        format
+	s        *stepper // f's stepper, for the fast path, if its feed is the stepper's
 	rep      *Report
 }
 
@@ -44,6 +45,9 @@ func (in *Inspector) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	in.n += int64(len(p))
+	if in.s != nil && in.s.skips(len(p)) {
+		return len(p), nil
+	}
 	rest := p
 	if in.f == nil {
 		k := min(sniffLen-len(in.head), len(p))
@@ -63,6 +67,9 @@ func (in *Inspector) Write(p []byte) (int, error) {
 // start picks the format from the head and feeds it the head.
 func (in *Inspector) start() {
 	in.f = sniff(in.head)
+	if f, ok := in.f.(interface{ steps() *stepper }); ok {
+		in.s = f.steps()
+	}
 	in.f.feed(in.head)
 	in.head = nil
 }

@@ -103,6 +103,8 @@ func newMP3() *mp3 {
 
 func (m *mp3) feed(p []byte) { m.s.feed(p) }
 
+func (m *mp3) steps() *stepper { return &m.s }
+
 func (m *mp3) got(b []byte) {
 	switch m.state {
 	case mp3Sync:

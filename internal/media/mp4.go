@@ -79,6 +79,8 @@ func newMP4(k Kind) *mp4 {
 
 func (m *mp4) feed(p []byte) { m.s.feed(p) }
 
+func (m *mp4) steps() *stepper { return &m.s }
+
 func (m *mp4) got(b []byte) {
 	switch m.state {
 	case mp4Header:

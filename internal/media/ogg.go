@@ -54,6 +54,8 @@ func newOgg() *ogg {
 
 func (o *ogg) feed(p []byte) { o.s.feed(p) }
 
+func (o *ogg) steps() *stepper { return &o.s }
+
 func (o *ogg) got(b []byte) {
 	switch o.state {
 	case oggPage:

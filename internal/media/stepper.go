@@ -54,6 +54,21 @@ func (s *stepper) stopped() bool { return s.need == 0 && s.skip == 0 }
 // step and not a byte of it had arrived: at a boundary of the format.
 func (s *stepper) clean() bool { return s.skip == 0 && len(s.buf) == 0 }
 
+// skips passes over all of the next n bytes if the pending pass covers
+// them, and reports whether it did: feed's fast path, for the bulk of a
+// file (an MP4's mdat, a cluster's blocks) that arrives while a walker
+// passes over it.
+func (s *stepper) skips(n int) bool {
+	if s.skip < int64(n) {
+		return false
+	}
+	if s.skip != math.MaxInt64 {
+		s.skip -= int64(n)
+	}
+	s.pos += int64(n)
+	return true
+}
+
 // feed walks p and returns what is left of it once the walk stopped.
 func (s *stepper) feed(p []byte) []byte {
 	for len(p) > 0 {

@@ -48,6 +48,8 @@ func newWAV() *wav {
 
 func (w *wav) feed(p []byte) { w.s.feed(p) }
 
+func (w *wav) steps() *stepper { return &w.s }
+
 func (w *wav) got(b []byte) {
 	switch w.state {
 	case wavRIFF:
