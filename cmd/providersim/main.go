@@ -5,7 +5,7 @@
 // provider named there gets exactly those knobs), and the admin API
 // changes them at runtime (see package providersim). Output links point at
 // this server (/outputs/...) and serve small playable MP4, WAV and PNG
-// files.
+// files, or broken ones on demand (-output-broken).
 package main
 
 import (
@@ -52,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	delayMax := fs.Duration("create-delay-max", 0, "hold it at most this long (a delay is drawn from [min, max])")
 	outputTTL := fs.Duration("output-ttl", 0, "output links expire this long after the task finished (0 = never)")
 	outputSize := fs.Int64("output-size", 0, "serve every MP4 and WAV output as a file of this many bytes (0 = a few KB)")
+	outputDuration := fs.Duration("output-duration", 0, "every MP4 and WAV output lasts this long (0 = Samsar's asked duration, else 1 s)")
+	outputBroken := fs.String("output-broken", "", "serve every output broken: truncated, html, empty or no_audio")
 	seed := fs.Uint64("seed", 1, "random seed")
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -64,7 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	base := providersim.Knobs{APIKey: *apiKey, CompleteAfter: providersim.Duration(*complete), Jitter: providersim.Duration(*jitter),
 		FailRate: *failRate, ErrorRate: *errorRate, RateLimit: *rateLimit, RateBurst: 5, RetryAfter: providersim.Duration(time.Second),
 		CreateDelayMin: providersim.Duration(*delayMin), CreateDelayMax: providersim.Duration(*delayMax),
-		OutputTTL: providersim.Duration(*outputTTL), OutputSize: *outputSize}
+		OutputTTL: providersim.Duration(*outputTTL), OutputSize: *outputSize,
+		OutputDuration: providersim.Duration(*outputDuration), OutputBroken: *outputBroken}
 	knobs := map[string]providersim.Knobs{}
 	for _, p := range providersim.Providers {
 		knobs[p] = base
@@ -78,12 +81,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%s: %w", *knobsFile, err)
 		}
 	}
+	sim := providersim.New(knobs, *seed)
+	for _, p := range providersim.Providers {
+		if err := sim.SetKnobs(p, knobs[p]); err != nil { // checks the values
+			return fmt.Errorf("%s: %w", p, err)
+		}
+	}
 	log := logging.New(stderr, envOr("LOG_FORMAT", "text"), slog.LevelInfo, nil, true)
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: providersim.New(knobs, *seed), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 5 * time.Second}
 	u := "http://" + ln.Addr().String()
 	fmt.Fprintf(stdout, "providersim listening on %s\n  SEGMIND_BASE_URL=%s SAMSAR_BASE_URL=%s VIMMERSE_BASE_URL=%s CAMB_BASE_URL=%s/apis\n  admin: %s/admin/stats\n", u, u, u, u, u, u)
 	log.Info("providersim started", "addr", ln.Addr().String())

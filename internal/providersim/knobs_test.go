@@ -289,11 +289,11 @@ func TestOutputLarge(t *testing.T) {
 		checkMedia(t, resp.Header.Get("Content-Type"), b)
 	}
 	// A 64-bit free box, for files past 4 GiB, is only built here: serving one is too slow for a test.
-	m := mp4Media(5 << 30)
-	hdr := make([]byte, len(videoMP4)+16)
+	m := mp4Media(avMP4, 5<<30)
+	hdr := make([]byte, len(avMP4)+16)
 	if _, err := io.ReadFull(m.body, hdr); err != nil || m.size != 5<<30 ||
-		binary.BigEndian.Uint32(hdr[len(videoMP4):]) != 1 || binary.BigEndian.Uint64(hdr[len(videoMP4)+8:]) != uint64(5<<30-len(videoMP4)) {
-		t.Errorf("large MP4 header % x (size %d, %v)", hdr[len(videoMP4):], m.size, err)
+		binary.BigEndian.Uint32(hdr[len(avMP4):]) != 1 || binary.BigEndian.Uint64(hdr[len(avMP4)+8:]) != uint64(5<<30-len(avMP4)) {
+		t.Errorf("large MP4 header % x (size %d, %v)", hdr[len(avMP4):], m.size, err)
 	}
 }
 
@@ -330,7 +330,7 @@ func TestOutputCut(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	if !errors.Is(err, io.ErrUnexpectedEOF) || len(b) != 1000 || resp.ContentLength != int64(len(videoMP4)) {
+	if !errors.Is(err, io.ErrUnexpectedEOF) || len(b) != 1000 || resp.ContentLength != int64(len(avMP4)) {
 		t.Errorf("read %d bytes of %d, err %v; want 1000 and an unexpected EOF", len(b), resp.ContentLength, err)
 	}
 	// The handler records the cut after the client has seen it; the
@@ -357,9 +357,9 @@ func TestOutputRate(t *testing.T) {
 		rec = httptest.NewRecorder()
 		s.ServeHTTP(rec, httptest.NewRequest("GET", "/outputs/samsar/"+id+"/video.mp4", nil))
 		d := time.Since(start)
-		want := time.Duration(float64(len(videoMP4)-rate/20) / rate * float64(time.Second))
-		if rec.Code != 200 || rec.Body.Len() != len(videoMP4) || d < want {
-			t.Errorf("HTTP %d, %d bytes in %v; want %d bytes in at least %v", rec.Code, rec.Body.Len(), d, len(videoMP4), want)
+		want := time.Duration(float64(len(avMP4)-rate/20) / rate * float64(time.Second))
+		if rec.Code != 200 || rec.Body.Len() != len(avMP4) || d < want {
+			t.Errorf("HTTP %d, %d bytes in %v; want %d bytes in at least %v", rec.Code, rec.Body.Len(), d, len(avMP4), want)
 		}
 	})
 }

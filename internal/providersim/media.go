@@ -22,14 +22,32 @@ import (
 // valid file chosen by the file's extension:
 //
 //	.mp4  an H.264 (Constrained Baseline) video, 160x96, 1 s at 10 fps,
-//	      that plays in a browser's <video> element
+//	      with an AAC tone (16 kHz mono), that plays in a browser's
+//	      <video> element
 //	.wav  8 kHz mono 8-bit PCM audio, a 0.5 s 440 Hz tone
 //	.png  a 64x36 gradient
 //
-// The Output* knobs make links expire, serve slowly, cut off, 404, or
-// serve a large file (OutputSize bytes, generated while streaming).
+// The Output* knobs make links expire, serve slowly, cut off, 404, serve
+// a large file (OutputSize bytes, generated while streaming), a longer or
+// shorter one (OutputDuration; a Samsar output lasts the duration its
+// task asked for), or a broken one (OutputBroken, see broken.go).
 
-// videoMP4 was made once with
+// avMP4 was made once with
+//
+//	ffmpeg -f lavfi -i testsrc2=size=160x96:rate=10 \
+//	  -f lavfi -i sine=frequency=440:sample_rate=16000 -t 1 -c:v libx264 \
+//	  -profile:v baseline -level 3.0 -pix_fmt yuv420p -crf 40 -g 10 \
+//	  -x264-params no-info=1 -c:a aac -b:a 16k -ac 1 -movflags +faststart \
+//	  -map_metadata -1 -fflags +bitexact -flags:v +bitexact \
+//	  -flags:a +bitexact av.mp4
+//
+// (Debian's ffmpeg 5.1).
+//
+//go:embed media/av.mp4
+var avMP4 []byte
+
+// videoMP4, the same video without an audio track (served for
+// OutputBroken "no_audio"), was made once with
 //
 //	ffmpeg -f lavfi -i testsrc2=size=160x96:rate=10 -t 1 -c:v libx264 \
 //	  -profile:v baseline -level 3.0 -pix_fmt yuv420p -crf 40 -g 10 \
@@ -64,34 +82,45 @@ var imagePNG = func() []byte {
 	return b.Bytes()
 }()
 
-// media is one output file: its type, total size and a reader of its bytes.
-type media struct {
+// outputFile is one output file: its type, total size and a reader of its bytes.
+type outputFile struct {
 	contentType string
 	size        int64
 	body        io.Reader
 }
 
-// mediaFor returns the file served for name, padded or lengthened to size
-// bytes when size is larger than the natural file (MP4 and WAV only).
-func mediaFor(name string, size int64) (media, bool) {
+// mediaFor returns the file served for name as the knobs k shape it; d,
+// when positive, is how long the task asked its output to last.
+func mediaFor(name string, k Knobs, d time.Duration) (outputFile, bool) {
+	if k.OutputDuration > 0 {
+		d = time.Duration(k.OutputDuration)
+	}
+	noAudio := k.OutputBroken == BrokenNoAudio
+	var m outputFile
 	switch path.Ext(name) {
 	case ".mp4":
-		return mp4Media(size), true
+		clip := avMP4
+		if noAudio {
+			clip = videoMP4
+		}
+		m = mp4Media(stretched(clip, d), k.OutputSize)
 	case ".wav":
-		return wavMedia(size), true
+		m = wavMedia(k.OutputSize, d, noAudio)
 	case ".png":
-		return media{TypePNG, int64(len(imagePNG)), bytes.NewReader(imagePNG)}, true
+		m = outputFile{TypePNG, int64(len(imagePNG)), bytes.NewReader(imagePNG)}
+	default:
+		return outputFile{}, false
 	}
-	return media{}, false
+	return m.broken(k.OutputBroken), true
 }
 
-// mp4Media is the embedded video, followed, when size asks for more, by
-// one top-level "free" box of generated filler (players skip it), so the
+// mp4Media is an MP4 clip followed, when size asks for more, by one
+// top-level "free" box of generated filler (players skip it), so the
 // file stays valid at any size.
-func mp4Media(size int64) media {
-	n := int64(len(videoMP4))
+func mp4Media(clip []byte, size int64) outputFile {
+	n := int64(len(clip))
 	if size < n+8 {
-		return media{TypeMP4, n, bytes.NewReader(videoMP4)}
+		return outputFile{TypeMP4, n, bytes.NewReader(clip)}
 	}
 	var hdr []byte
 	if size-n <= math.MaxUint32 {
@@ -103,15 +132,22 @@ func mp4Media(size int64) media {
 		hdr = binary.BigEndian.AppendUint64(hdr, uint64(size-n))
 	}
 	fill := size - n - int64(len(hdr))
-	return media{TypeMP4, size, io.MultiReader(bytes.NewReader(videoMP4), bytes.NewReader(hdr), io.LimitReader(filler{}, fill))}
+	return outputFile{TypeMP4, size, io.MultiReader(bytes.NewReader(clip), bytes.NewReader(hdr), io.LimitReader(filler{}, fill))}
 }
 
 // wavMedia is a RIFF WAVE file of 8-bit PCM: a tone of wavSeconds, or
-// of as many samples as make size bytes.
-func wavMedia(size int64) media {
+// of d if positive, or of as many samples as make size bytes; no samples
+// at all if silent.
+func wavMedia(size int64, d time.Duration, silent bool) outputFile {
 	data := int64(wavRate * wavSeconds)
+	if d > 0 {
+		data = int64(d.Seconds() * wavRate)
+	}
 	if size > wavHeader+data {
 		data = size - wavHeader
+	}
+	if silent {
+		data = 0
 	}
 	riff := uint32(min(36+data, math.MaxUint32))
 	h := make([]byte, 0, wavHeader)
@@ -127,7 +163,7 @@ func wavMedia(size int64) media {
 	h = binary.LittleEndian.AppendUint16(h, 8)       // bits per sample
 	h = append(h, "data"...)
 	h = binary.LittleEndian.AppendUint32(h, uint32(min(data, math.MaxUint32)))
-	return media{TypeWAV, wavHeader + data, io.MultiReader(bytes.NewReader(h), io.LimitReader(&tone{}, data))}
+	return outputFile{TypeWAV, wavHeader + data, io.MultiReader(bytes.NewReader(h), io.LimitReader(&tone{}, data))}
 }
 
 // toneTable is one second of a 440 Hz sine as 8-bit unsigned samples; a
@@ -189,9 +225,13 @@ func (s *Server) serveOutput(w http.ResponseWriter, r *http.Request) {
 	if ok {
 		k = p.knobs
 	}
+	var asked time.Duration
+	if t != nil {
+		asked = t.duration
+	}
 	now := s.now()
 	s.mu.Unlock()
-	m, known := mediaFor(file, k.OutputSize)
+	m, known := mediaFor(file, k, asked)
 	switch {
 	case !ok:
 		http.NotFound(w, r)

@@ -104,6 +104,9 @@ func (s *Server) samsarCreate(legacyCreate bool) http.HandlerFunc {
 				"Insufficient credits or no credits remaining. Estimated required credits: %g. Please call /v1/credits/recharge.", cost)})
 			return
 		}
+		c.s.mu.Lock()
+		t.duration = time.Duration(*in.Duration * float64(time.Second))
+		c.s.mu.Unlock()
 		if !c.holdCreate(r) {
 			return
 		}

@@ -11,7 +11,9 @@
 // task is charged), answer a create 2xx without the task id, refuse one
 // job with the provider's per-job 403, break the balance endpoint, and
 // shape the output downloads (see media.go): every output URL points at
-// the simulator itself and serves a small valid MP4, WAV or PNG.
+// the simulator itself and serves a small valid MP4, WAV or PNG, of the
+// duration asked for, or broken on demand (truncated, an HTML page, no
+// bytes, no audio track; see broken.go).
 //
 // # Admin API
 //
@@ -144,6 +146,16 @@ type Knobs struct {
 	// many bytes, generated while streaming; 0 or less than the small
 	// file: the small file.
 	OutputSize int64 `json:"output_size,omitempty"`
+	// OutputDuration makes every MP4 and WAV output last this long (the
+	// MP4's frames spread over it; its audio stays 1 s); 0: a Samsar
+	// output lasts the duration its task asked for, the others 1 s (MP4)
+	// or 0.5 s (WAV). Set it to a duration the jobs did not ask for to
+	// serve outputs of the wrong duration.
+	OutputDuration Duration `json:"output_duration,omitempty"`
+	// OutputBroken serves every output broken in one way, with a 200:
+	// "truncated", "html", "empty" or "no_audio" (see BrokenTruncated and
+	// the others); "": not broken.
+	OutputBroken string `json:"output_broken,omitempty"`
 	// OutputURL replaces every output URL the provider returns (e.g.
 	// "javascript:alert(1)"), to test how clients treat a bogus one.
 	OutputURL string `json:"output_url,omitempty"`
@@ -197,7 +209,8 @@ type task struct {
 	cancelled bool
 	deleted   bool
 	cost      float64
-	data      any // provider-specific record
+	duration  time.Duration // how long the output should last (Samsar's input), 0: the clip's own
+	data      any           // provider-specific record
 }
 
 // New returns a simulator with the given knobs per provider (missing
@@ -600,6 +613,9 @@ func (s *Server) SetKnobs(provider string, k Knobs) error {
 	if !ok {
 		return fmt.Errorf("unknown provider %q", provider)
 	}
+	if err := checkBroken(k.OutputBroken); err != nil {
+		return err
+	}
 	p.setKnobs(k)
 	return nil
 }
@@ -687,7 +703,10 @@ func (s *Server) adminKnobs(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "knobs: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	_ = s.SetKnobs(name, k)
+	if err := s.SetKnobs(name, k); err != nil {
+		http.Error(w, "knobs: "+err.Error(), http.StatusBadRequest)
+		return
+	}
 	writeJSON(w, http.StatusOK, k)
 }
 

@@ -288,7 +288,7 @@ func (c *call) vimmerseObject(r *http.Request, v taskView, cancelled bool) map[s
 			completions = append(completions, map[string]any{"flow": st.flow, "result": []map[string]string{{"content_type": st.ct, "url": file(st.file)}}})
 		}
 		result = []map[string]string{{"content_type": "video/mp4", "url": file("final_output.mp4")}}
-		mediaResult = []map[string]any{{"updated_at": v.t.doneAt.UTC().Format("2006-01-02 15:04:05-07:00"), "size": len(videoMP4), "url": file("final_output.mp4")}}
+		mediaResult = []map[string]any{{"updated_at": v.t.doneAt.UTC().Format("2006-01-02 15:04:05-07:00"), "size": len(avMP4), "url": file("final_output.mp4")}}
 		updated = v.t.doneAt
 	case v.progress >= 20:
 		status = "processing_bullet"
