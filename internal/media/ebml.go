@@ -49,19 +49,35 @@ const (
 	maxElementDepth = 8
 )
 
-// ebmlMasters are the elements walked into.
-var ebmlMasters = map[uint32]bool{ebmlHeader: true, mkvSegment: true, mkvInfo: true, mkvTracks: true,
-	mkvTrackEntry: true, mkvVideo: true, mkvAudio: true, mkvCluster: true, mkvBlockGroup: true}
+// ebmlKeep says what the walker does with element id: walks into it
+// (-1), reads that many bytes of it, or passes over it (0). A switch, not
+// a map: it runs for every block.
+func ebmlKeep(id uint32) int {
+	switch id {
+	case ebmlHeader, mkvSegment, mkvInfo, mkvTracks, mkvTrackEntry, mkvVideo, mkvAudio, mkvCluster, mkvBlockGroup:
+		return -1
+	case mkvSimpleBlock, mkvBlock: // the track number and timestamp
+		return 12
+	case ebmlDocType:
+		return 16
+	case mkvCodecID:
+		return 32
+	case mkvTimestampSc, mkvDuration, mkvTrackNumber, mkvTrackType, mkvDefaultDur, mkvPixelWidth, mkvPixelHeight,
+		mkvSampling, mkvChannels, mkvTimestamp, mkvBlockDur:
+		return 8
+	}
+	return 0
+}
 
-// ebmlLeaves are the elements read, with how many bytes of them.
-var ebmlLeaves = map[uint32]int{ebmlDocType: 16, mkvTimestampSc: 8, mkvDuration: 8, mkvTrackNumber: 8,
-	mkvTrackType: 8, mkvCodecID: 32, mkvDefaultDur: 8, mkvPixelWidth: 8, mkvPixelHeight: 8, mkvSampling: 8,
-	mkvChannels: 8, mkvTimestamp: 8, mkvSimpleBlock: 12, mkvBlock: 12, mkvBlockDur: 8}
-
-// mkvTopLevel are the Segment's children: one of them ends a Cluster of
-// unknown size.
-var mkvTopLevel = map[uint32]bool{mkvSeekHead: true, mkvInfo: true, mkvTracks: true, mkvCluster: true,
-	mkvCues: true, mkvChapters: true, mkvTags: true, mkvAttachments: true}
+// mkvTopLevel reports whether id is one of the Segment's children: one
+// of them ends a Cluster of unknown size.
+func mkvTopLevel(id uint32) bool {
+	switch id {
+	case mkvSeekHead, mkvInfo, mkvTracks, mkvCluster, mkvCues, mkvChapters, mkvTags, mkvAttachments:
+		return true
+	}
+	return false
+}
 
 // ebmlNames names elements in messages.
 var ebmlNames = map[uint32]string{ebmlHeader: "EBML", mkvSegment: "Segment", mkvInfo: "Info", mkvTracks: "Tracks",
@@ -198,8 +214,9 @@ func (e *ebml) element() {
 		return
 	}
 	e.opened(id)
+	keep := ebmlKeep(id)
 	switch {
-	case ebmlMasters[id]:
+	case keep < 0:
 		if unknown && id != mkvSegment && id != mkvCluster {
 			e.fail("element %s at offset %d has an unknown size", ebmlName(id), start)
 			return
@@ -212,9 +229,9 @@ func (e *ebml) element() {
 		e.next(body)
 	case unknown:
 		e.fail("element %s at offset %d has an unknown size", ebmlName(id), start)
-	case ebmlLeaves[id] > 0 && e.size > 0:
+	case keep > 0 && e.size > 0:
 		e.state = ebmlLeaf
-		e.s.want(int(min(uint64(ebmlLeaves[id]), e.size)))
+		e.s.want(int(min(uint64(keep), e.size)))
 	default:
 		e.s.pass(end - body)
 		e.next(end)
@@ -227,7 +244,7 @@ func ebmlInside(id, parent uint32) bool {
 	if id == ebmlHeader || id == mkvSegment {
 		return false
 	}
-	return parent != mkvCluster || !mkvTopLevel[id]
+	return parent != mkvCluster || !mkvTopLevel(id)
 }
 
 // opened notes the elements that matter as they begin.

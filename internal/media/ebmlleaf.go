@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// The EBML leaf elements the walker reads (see ebmlLeaves).
+// The EBML leaf elements the walker reads (see ebmlKeep).
 
 // leaf reads the body start b of the element just opened.
 func (e *ebml) leaf(b []byte) {
