@@ -225,3 +225,28 @@ func audioOnly(t *testing.T, b []byte) []byte {
 	copy(b[i:], "meta")
 	return b
 }
+
+// TestUnknownSizes checks a WebM as a browser's MediaRecorder writes it:
+// a Segment and Clusters of unknown size, each Cluster ending where the
+// next begins. Twelve of them read as one valid file (not as Clusters
+// nested twelve deep), and a cut inside a block is still caught.
+func TestUnknownSizes(t *testing.T) {
+	t.Parallel()
+	live := file(t, "live.webm")
+	at := strings.Index(string(live), "\x1f\x43\xb6\x75") // the first Cluster, with a 2-byte size
+	size := int(be.Uint16(live[at+4:]) & 0x3fff)
+	cluster := append([]byte(nil), live[at:at+6+size]...)
+	cluster[4], cluster[5] = 0x7f, 0xff // unknown
+	b := append([]byte(nil), live[:at]...)
+	for range 12 {
+		b = append(b, cluster...)
+	}
+	r := inspect(b, "video/webm", -1, 0)
+	if err := r.Check(Expect{Audio: true, Duration: time.Second}); err != nil || r.Kind != WebM || len(r.Video) != 1 {
+		t.Errorf("%+v: %v", r, err)
+	}
+	var ve *ValidationError
+	if err := inspect(b[:len(b)-5], "video/webm", -1, 0).Check(Expect{}); !errors.As(err, &ve) || ve.Code != CodeTruncated {
+		t.Errorf("cut inside the last block: %v", err)
+	}
+}
