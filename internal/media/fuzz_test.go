@@ -83,7 +83,8 @@ func fuzzWalker(f *testing.F, newFormat func() format, names ...string) {
 func inspectAs(newFormat func() format, b []byte, chunk int) Report {
 	in := New("", -1)
 	if newFormat != nil {
-		in.f, in.head = newFormat(), nil
+		in.use(newFormat())
+		in.head = nil
 	}
 	write(in, b, chunk)
 	return in.Report()

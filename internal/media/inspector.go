@@ -66,12 +66,17 @@ func (in *Inspector) Write(p []byte) (int, error) {
 
 // start picks the format from the head and feeds it the head.
 func (in *Inspector) start() {
-	in.f = sniff(in.head)
-	if f, ok := in.f.(interface{ steps() *stepper }); ok {
-		in.s = f.steps()
-	}
+	in.use(sniff(in.head))
 	in.f.feed(in.head)
 	in.head = nil
+}
+
+// use makes f the format the bytes are fed to.
+func (in *Inspector) use(f format) {
+	in.f, in.s = f, nil
+	if f, ok := f.(interface{ steps() *stepper }); ok {
+		in.s = f.steps()
+	}
 }
 
 // Report ends the inspection and returns what it found. Call it once the
