@@ -36,8 +36,8 @@ var ErrInvalid = errors.New("invalid output")
 // ValidationError is a failed check: a stable code and words saying what
 // was wrong.
 type ValidationError struct {
-	Code    Code
-	Message string
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
 }
 
 func (e *ValidationError) Error() string {
