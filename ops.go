@@ -411,13 +411,23 @@ func (c *Client) Resolve(ctx context.Context, id string, o ResolveOptions) (*Job
 			return err
 		}
 		last = s
-		if s.Phase == PhaseHeld {
-			return errors.New("still held")
+		switch {
+		case s.Phase != PhaseHeld:
+			return nil
+		case s.ResolveRefused != "" && s.UpdatedAt.After(st.UpdatedAt):
+			// A worker refused this request (any write to a held job after
+			// the request is its answer).
+			return backoff.Permanent(fmt.Errorf("%w: %s", ErrResolveRefused, s.ResolveRefused))
 		}
-		return nil
+		return errors.New("still held")
 	}, b)
 	return last, err
 }
+
+// ErrResolveRefused is a resolve a worker refused: the task is recorded
+// by another job, the provider does not know it, or it names another job.
+// The job stays held.
+var ErrResolveRefused = errors.New("reelq: resolve refused")
 
 // providerStore opens the provider state store (operator calls).
 func (c *Client) providerStore(ctx context.Context) (*providerstate.Store, error) {

@@ -77,6 +77,10 @@ type JobState struct {
 	// HeldReason says why the job is held for an operator.
 	HeldReason string     `json:"held_reason,omitempty"`
 	HeldSince  *time.Time `json:"held_since,omitempty"`
+	// ResolveRefused says why a worker refused the operator's last resolve
+	// of this held job (a task another job owns, one the provider does not
+	// know, one that names another job); the job stays held.
+	ResolveRefused string `json:"resolve_refused,omitempty"`
 	// Outputs are the outputs learnt from the final poll, stored before
 	// archiving so a crash re-archives from them instead of polling again.
 	Outputs []Output `json:"outputs,omitempty"`

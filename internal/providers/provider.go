@@ -108,6 +108,12 @@ type Status struct {
 	// error classes (usually ErrTaskFailed; ErrCreditsExhausted when Camb
 	// reports PAYMENT_REQUIRED).
 	Err error
+	// NamesJob says the provider's task carries the reelq job it was
+	// submitted for (Vimmerse: the title's [reelq:<id>] tag); JobRef is
+	// that job, or "" when this task names none (it was not created by
+	// reelq).
+	NamesJob bool
+	JobRef   string
 }
 
 // Output is one generated artefact.

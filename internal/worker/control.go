@@ -14,6 +14,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
+	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/queue"
 )
 
@@ -77,8 +78,17 @@ func (w *Worker) resolve(ctx context.Context, id string, req ResolveRequest, ctl
 		w.event(reelq.Event{Kind: reelq.EventResolved, Provider: st.Provider, JobID: id, Reason: "not held (" + string(st.Phase) + "); nothing done"})
 		return nil
 	}
+	if req.TaskID != "" {
+		why, err := w.checkResolveTask(ctx, st, req.TaskID)
+		if err != nil {
+			return err // try again (the provider or the index did not answer)
+		}
+		if why != "" {
+			return w.refuseResolve(ctx, st, rev, req, why)
+		}
+	}
 	next := *st
-	next.Seq, next.HeldReason, next.HeldSince = 0, "", nil
+	next.Seq, next.HeldReason, next.HeldSince, next.ResolveRefused = 0, "", nil, ""
 	how := ""
 	if req.TaskID != "" {
 		now := time.Now().UTC()
@@ -111,5 +121,64 @@ func (w *Worker) resolve(ctx context.Context, id string, req ResolveRequest, ctl
 	}
 	w.log.Info("held job resolved", "job_id", id, "how", how)
 	w.event(reelq.Event{Kind: reelq.EventResolved, Provider: st.Provider, JobID: id, Batch: st.Batch, Reason: how})
+	return nil
+}
+
+// checkResolveTask decides whether a held job may adopt the task an
+// operator named: the task must be recorded by no other job (the task
+// index), the provider must know it (one poll), and where the provider's
+// task names its job (a Vimmerse title), it must name this one. It
+// claims the task for the job when all hold. why is the refusal ("" to
+// adopt); err is a failure worth retrying.
+func (w *Worker) checkResolveTask(ctx context.Context, st *jobstate.State, task string) (why string, err error) {
+	rt := w.rts[st.Provider]
+	if rt == nil {
+		return "", fmt.Errorf("this replica does not run %s; another one will", st.Provider)
+	}
+	owner, err := w.states.TaskOwner(ctx, st.Provider, task)
+	if err != nil {
+		return "", err
+	}
+	if owner != "" && owner != st.ID {
+		return fmt.Sprintf("task %s is job %s's", task, owner), nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, rt.RequestTimeout)
+	defer cancel()
+	if _, err := rt.Limiter.Wait(cctx); err != nil {
+		return "", err
+	}
+	start := time.Now()
+	status, err := rt.Provider.Poll(prepaid(cctx), providers.Task{ID: task})
+	w.observeCall(st.Provider, "poll", err, time.Since(start))
+	switch {
+	case err != nil && providers.Retryable(err):
+		return "", err
+	case err != nil:
+		return fmt.Sprintf("%s does not know task %s: %s", st.Provider, task, w.redact(err.Error())), nil
+	case status.NamesJob && status.JobRef != st.ID:
+		named := "no reelq job"
+		if status.JobRef != "" {
+			named = "job " + status.JobRef
+		}
+		return fmt.Sprintf("task %s names %s, not %s", task, named, st.ID), nil
+	}
+	if err := w.states.ClaimTask(ctx, st.Provider, task, st.ID); errors.Is(err, jobstate.ErrTaskOwned) {
+		return err.Error(), nil
+	} else if err != nil {
+		return "", err
+	}
+	return "", nil
+}
+
+// refuseResolve leaves the job held and says why in its state, where the
+// operator's Resolve reads the answer.
+func (w *Worker) refuseResolve(ctx context.Context, st *jobstate.State, rev uint64, req ResolveRequest, why string) error {
+	next := *st
+	next.ResolveRefused = "task " + req.TaskID + " not adopted: " + why
+	if _, err := w.states.Update(ctx, st, &next, rev); err != nil {
+		return err // a conflict too: the request is looked at again with the new state
+	}
+	w.log.Warn("resolve refused; the job stays held", "job_id", st.ID, "task_id", req.TaskID, "by", req.By, "reason", why)
+	w.event(reelq.Event{Kind: reelq.EventResolved, Provider: st.Provider, JobID: st.ID, Batch: st.Batch, Reason: "refused: " + next.ResolveRefused})
 	return nil
 }

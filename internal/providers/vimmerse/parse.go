@@ -87,7 +87,7 @@ func ParseStatus(body []byte) (providers.Status, error) {
 // Status returns the workflow's state as reelq sees it.
 func (w Workflow) Status() providers.Status {
 	raw := strings.ToLower(strings.TrimSpace(w.ProcessingStatus))
-	st := providers.Status{Raw: raw, Progress: w.Progress}
+	st := providers.Status{Raw: raw, Progress: w.Progress, NamesJob: true, JobRef: JobOfTitle(w.Title)}
 	switch raw {
 	case "success":
 		st.Outputs = w.outputs()

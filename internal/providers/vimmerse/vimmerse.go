@@ -229,6 +229,16 @@ func Title(title, jobID string) string {
 	return title + " " + tagPrefix + jobID + "]"
 }
 
+// JobOfTitle returns the job id a workflow title's tag names (what Title
+// appended), or "" when the title has no tag.
+func JobOfTitle(title string) string {
+	i := strings.LastIndex(title, " "+tagPrefix)
+	if i < 0 || !strings.HasSuffix(title, "]") {
+		return ""
+	}
+	return title[i+len(tagPrefix)+1 : len(title)-1]
+}
+
 // Submit implements providers.Provider: a multipart POST /workflow.
 func (c *Client) Submit(ctx context.Context, req providers.Request) (providers.Task, error) {
 	in, err := c.parse(req.Input)

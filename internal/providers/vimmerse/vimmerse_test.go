@@ -121,6 +121,14 @@ func TestTitle(t *testing.T) {
 		if got := vimmerse.Title(tc[0], tc[1]); got != tc[2] {
 			t.Errorf("Title(%q, %q) = %q, want %q", tc[0], tc[1], got, tc[2])
 		}
+		if got := vimmerse.JobOfTitle(tc[2]); got != tc[1] {
+			t.Errorf("JobOfTitle(%q) = %q, want %q", tc[2], got, tc[1])
+		}
+	}
+	for _, title := range []string{"[reelq:x]", "Walk [reelq:x", "Walk [reelq:x] more"} {
+		if got := vimmerse.JobOfTitle(title); got != "" {
+			t.Errorf("JobOfTitle(%q) = %q, want none", title, got)
+		}
 	}
 }
 
