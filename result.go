@@ -105,6 +105,7 @@ const (
 	CodeProviderFailed    = "provider_failed"    // the provider reported the task failed
 	CodeUnknownSubmission = "unknown_submission" // the provider answered a submit without a task id; never resubmitted
 	CodeTimeout           = "timeout"            // the task did not finish within the job timeout
+	CodeResultTooLarge    = "result_too_large"   // the provider's answer does not fit in the job state (too many outputs or too much text)
 	CodeCancelled         = "cancelled"
 	CodePoison            = "poison"   // delivered too many times without being settled
 	CodeInternal          = "internal" // a reelq bug

@@ -38,7 +38,21 @@ var (
 	ErrInvalidTransition = errors.New("job state transition not allowed")
 	// ErrNoChange, returned by a Mutate function, skips the write.
 	ErrNoChange = errors.New("no change")
+	// ErrTooLarge is a state larger than the server accepts (its
+	// max_payload, or the bucket's message size limit): writing it again
+	// can never succeed.
+	ErrTooLarge = errors.New("job state too large to store")
 )
+
+// tooLarge wraps err in ErrTooLarge when the client or the server refused
+// the write for its size.
+func tooLarge(err error, size int) error {
+	var apiErr *jetstream.APIError
+	if errors.Is(err, nats.ErrMaxPayload) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum) {
+		return fmt.Errorf("%w (%d bytes): %w", ErrTooLarge, size, err)
+	}
+	return err
+}
 
 // next lists, for each phase, the phases a write may move it to within
 // the same run.
@@ -139,12 +153,13 @@ func (s *Store) Create(ctx context.Context, st *State) (uint64, error) {
 		return 0, err
 	}
 	st.UpdatedAt = s.now().UTC()
-	rev, err := s.kv.Create(ctx, st.ID, Encode(st))
+	data := Encode(st)
+	rev, err := s.kv.Create(ctx, st.ID, data)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return 0, ErrExists
 	}
 	if err != nil {
-		return 0, fmt.Errorf("create job state %s: %w", st.ID, err)
+		return 0, fmt.Errorf("create job state %s: %w", st.ID, tooLarge(err, len(data)))
 	}
 	return rev, nil
 }
@@ -157,12 +172,13 @@ func (s *Store) Update(ctx context.Context, cur, next *State, rev uint64) (uint6
 		return 0, err
 	}
 	next.UpdatedAt = s.now().UTC()
-	nrev, err := s.kv.Update(ctx, next.ID, Encode(next), rev)
+	data := Encode(next)
+	nrev, err := s.kv.Update(ctx, next.ID, data, rev)
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
 		return 0, ErrConflict
 	}
 	if err != nil {
-		return 0, fmt.Errorf("update job state %s: %w", next.ID, err)
+		return 0, fmt.Errorf("update job state %s: %w", next.ID, tooLarge(err, len(data)))
 	}
 	return nrev, nil
 }
@@ -177,7 +193,8 @@ func (s *Store) UpdateAsync(cur, next *State, rev uint64) (jetstream.PubAckFutur
 	next.UpdatedAt = s.now().UTC()
 	msg := &nats.Msg{Subject: s.Subject(next.ID), Data: Encode(next), Header: nats.Header{}}
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
-	return s.js.PublishMsgAsync(msg)
+	f, err := s.js.PublishMsgAsync(msg)
+	return f, tooLarge(err, len(msg.Data))
 }
 
 // Result waits for an UpdateAsync future and returns the new revision,
@@ -192,7 +209,7 @@ func Result(ctx context.Context, f jetstream.PubAckFuture) (uint64, error) {
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
 			return 0, ErrConflict
 		}
-		return 0, fmt.Errorf("update job state: %w", err)
+		return 0, fmt.Errorf("update job state: %w", tooLarge(err, len(f.Msg().Data)))
 	case <-ctx.Done():
 		return 0, context.Cause(ctx)
 	}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // MaxBodyBytes bounds how much of a provider response is read.
@@ -162,15 +161,7 @@ const (
 func (c *Caller) clip(m string) string { return c.clipTo(m, maxMessage) }
 
 func (c *Caller) clipTo(m string, limit int) string {
-	m = Redact(strings.Join(strings.Fields(m), " "), c.Secrets)
-	if len(m) > limit {
-		cut := limit
-		for cut > 0 && !utf8.RuneStart(m[cut]) {
-			cut--
-		}
-		m = m[:cut] + "..."
-	}
-	return m
+	return ClipText(Redact(m, c.Secrets), limit)
 }
 
 func (c *Caller) retryAfter(h http.Header) time.Duration {

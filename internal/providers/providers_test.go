@@ -3,6 +3,7 @@ package providers_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/reelq/reelq/internal/providers"
 )
@@ -221,5 +223,36 @@ func TestUsableID(t *testing.T) {
 		if got := providers.UsableID(id); got != want {
 			t.Errorf("UsableID(%q) = %v, want %v", id, got, want)
 		}
+	}
+}
+
+// Bound keeps a provider's answer storable: texts clipped (control
+// characters and invalid UTF-8 gone), at most MaxOutputs outputs, the
+// error's class kept.
+func TestBound(t *testing.T) {
+	t.Parallel()
+	huge := strings.Repeat("\x1b[31mfail\x1b[0m\r\n\xff", 200_000)
+	st := providers.Status{State: providers.Failed, Raw: huge, JobRef: huge,
+		Err: &providers.Error{Provider: "p", Op: "poll", Class: providers.ErrTaskFailed, Message: huge}}
+	for i := range 1000 {
+		st.Outputs = append(st.Outputs, providers.Output{URL: "https://cdn.example/" + strings.Repeat("x", i%50), Name: huge, ContentType: huge})
+	}
+	b := providers.Bound(st)
+	if len(b.Outputs) != providers.MaxOutputs || b.Outputs[0].URL != st.Outputs[0].URL {
+		t.Errorf("%d outputs kept (first %q), want the first %d", len(b.Outputs), b.Outputs[0].URL, providers.MaxOutputs)
+	}
+	texts := []string{b.Raw, b.JobRef, b.Outputs[0].Name, b.Outputs[0].ContentType, b.Err.Error()}
+	for _, s := range texts {
+		if len(s) > providers.MaxStatusText+100 || strings.ContainsAny(s, "\x1b\r\n") || !utf8.ValidString(s) {
+			t.Errorf("text of %d bytes %.60q: want it clipped, without control characters, valid UTF-8", len(s), s)
+		}
+	}
+	if !errors.Is(b.Err, providers.ErrTaskFailed) || providers.Code(b.Err) != "provider_failed" {
+		t.Errorf("error %v lost its class", b.Err)
+	}
+	// Another error type keeps its classes behind the clipped text.
+	wrapped := providers.Bound(providers.Status{Err: fmt.Errorf("%w: %s", providers.ErrTaskFailed, huge)}).Err
+	if len(wrapped.Error()) > providers.MaxStatusText+100 || !errors.Is(wrapped, providers.ErrTaskFailed) {
+		t.Errorf("wrapped error of %d bytes, class kept %v", len(wrapped.Error()), errors.Is(wrapped, providers.ErrTaskFailed))
 	}
 }

@@ -170,7 +170,7 @@ func (s *Server) samsarStatus(w http.ResponseWriter, r *http.Request) {
 		if v.t.cancelled {
 			status = "CANCELLED"
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"request_id": id, "status": status, "message": "Video generation failed at video_generation stage."})
+		writeJSON(w, http.StatusOK, map[string]any{"request_id": id, "status": status, "message": c.failMessage("Video generation failed at video_generation stage.")})
 	case v.done:
 		url := c.outputURL(r, v.t, "video.mp4")
 		// Answer in the three documented shapes in turn.

@@ -148,7 +148,7 @@ func (s *Server) segmindStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case v.done && v.fail:
-		msg := "Node 'Video Generator' failed: upstream model returned an error"
+		msg := c.failMessage("Node 'Video Generator' failed: upstream model returned an error")
 		if v.t.cancelled {
 			msg = "Request was cancelled"
 		}

@@ -159,6 +159,10 @@ type Knobs struct {
 	// OutputURL replaces every output URL the provider returns (e.g.
 	// "javascript:alert(1)"), to test how clients treat a bogus one.
 	OutputURL string `json:"output_url,omitempty"`
+	// FailMessageBytes pads a failed task's message (Samsar, Segmind) to
+	// this many bytes with a log of escape sequences and lines, as a
+	// provider that sends its whole log; 0: the usual short message.
+	FailMessageBytes int `json:"fail_message_bytes,omitempty"`
 }
 
 // ForbiddenMarker is the conventional value of Knobs.ForbiddenMarker.
@@ -452,6 +456,16 @@ func (c *call) unavailable(w http.ResponseWriter, texts ...string) bool {
 
 // missingID reports whether the create answer must leave out the task id.
 func (c *call) missingID() bool { return c.s.Knobs(c.p.name).MissingTaskID }
+
+// failMessage is msg, padded per FailMessageBytes.
+func (c *call) failMessage(msg string) string {
+	n := c.s.Knobs(c.p.name).FailMessageBytes
+	if n <= len(msg) {
+		return msg
+	}
+	line := "\x1b[31mERROR\x1b[0m worker-7: CUDA out of memory at step 412\r\n"
+	return msg + strings.Repeat(line, (n-len(msg))/len(line)+1)[:n-len(msg)]
+}
 
 // balanceFault answers a balance call as the BalanceStatus and
 // BalanceMalformed knobs say, with the provider's error body; it returns

@@ -85,6 +85,9 @@ func (e *engine) archive(ctx context.Context, j *job, outs []reelq.Output) outco
 		if errors.Is(err, jobstate.ErrConflict) {
 			return e.claimExisting(ctx, j)
 		}
+		if errors.Is(err, jobstate.ErrTooLarge) {
+			return e.finish(ctx, j, reelq.StatusSucceeded, outs, nil) // finish fails it with result_too_large
+		}
 		if err != nil {
 			return e.stateUnavailable(j, err)
 		}

@@ -150,6 +150,7 @@ func (w *Worker) checkResolveTask(ctx context.Context, st *jobstate.State, task 
 	start := time.Now()
 	status, err := rt.Provider.Poll(prepaid(cctx), providers.Task{ID: task})
 	w.observeCall(st.Provider, "poll", err, time.Since(start))
+	status = providers.Bound(status)
 	switch {
 	case err != nil && providers.Retryable(err):
 		return "", err

@@ -30,7 +30,8 @@ func (e *engine) finish(ctx context.Context, j *job, status string, outs []reelq
 	res := e.result(j, status, outs, errInfo)
 	init := e.newState(j, reelq.PhaseQueued)
 	var cur *jobstate.State
-	mine := false // our result is the one stored
+	mine := false   // our result is the one stored
+	shrunk := false // res replaced by a result_too_large failure
 	for range 20 {
 		if j.st == nil {
 			// No state yet (a job cancelled or found invalid before it ever
@@ -44,6 +45,10 @@ func (e *engine) finish(ctx context.Context, j *job, status string, outs []reelq
 			if err == nil {
 				j.st, j.rev, mine = &st, rev, true
 				break
+			}
+			if errors.Is(err, jobstate.ErrTooLarge) && !shrunk {
+				res, errInfo, shrunk = e.tooLarge(j, res, err)
+				continue
 			}
 			if !errors.Is(err, jobstate.ErrExists) {
 				return e.stateUnavailable(j, err)
@@ -72,6 +77,10 @@ func (e *engine) finish(ctx context.Context, j *job, status string, outs []reelq
 			e.logJob(j).Error("cannot finish the job from its state", "phase", j.st.Phase, "err", err)
 			return term("invalid state")
 		}
+		if errors.Is(err, jobstate.ErrTooLarge) && !shrunk {
+			res, errInfo, shrunk = e.tooLarge(j, res, err)
+			continue
+		}
 		if !errors.Is(err, jobstate.ErrConflict) {
 			return e.stateUnavailable(j, err)
 		}
@@ -85,6 +94,19 @@ func (e *engine) finish(ctx context.Context, j *job, status string, outs []reelq
 		return e.publishStored(ctx, j, j.st) // another delivery's result stands
 	}
 	return e.publishResult(ctx, j, res, j.st.Result)
+}
+
+// tooLarge replaces a result the job state cannot hold (more outputs or
+// text than the server's message limit) with a failed one that says so:
+// writing it again would fail however often it were tried, so this is no
+// outage to wait out.
+func (e *engine) tooLarge(j *job, res *reelq.Result, err error) (*reelq.Result, *reelq.ErrorInfo, bool) {
+	e.logJob(j).Error("the run's result does not fit in its job state; failing the run", "status", res.Status, "outputs", len(res.Outputs), "err", err)
+	cp := *res
+	cp.Status, cp.Outputs = reelq.StatusFailed, nil
+	cp.Error = &reelq.ErrorInfo{Code: reelq.CodeResultTooLarge,
+		Message: fmt.Sprintf("the provider's answer (a %s result with %d outputs) does not fit in the job state: %s", res.Status, len(res.Outputs), e.w.redact(err.Error()))}
+	return &cp, cp.Error, true
 }
 
 func lastError(ei *reelq.ErrorInfo) string {

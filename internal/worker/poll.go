@@ -67,6 +67,7 @@ func (e *engine) stepPoll(ctx context.Context, j *job) outcome {
 	start := time.Now()
 	ps2, err := e.rt.Provider.Poll(prepaid(ctx), task)
 	e.w.observeCall(e.name, "poll", err, time.Since(start))
+	ps2 = providers.Bound(ps2)
 	next := func() outcome {
 		if ps.lastPoll {
 			e.cancelTask(ctx, task)
