@@ -295,8 +295,12 @@ func archiveConfig(ctx context.Context, cfg *config.Worker, js jetstream.JetStre
 	if err := store.Check(sctx); err != nil {
 		return worker.ArchiveConfig{}, fmt.Errorf("REELQ_ARCHIVE: %w", err)
 	}
+	minRate := cfg.ArchiveMinRate
+	if minRate == 0 {
+		minRate = -1 // no minimum
+	}
 	f, err := archive.NewFetcher(archive.FetchConfig{AllowPrivate: cfg.ArchiveAllowPrivate, AllowHosts: cfg.ArchiveAllowHosts,
-		MaxSize: cfg.ArchiveMaxBytes, Timeout: cfg.ArchiveTimeout})
+		MaxSize: cfg.ArchiveMaxBytes, Timeout: cfg.ArchiveTimeout, MinRate: minRate})
 	if err != nil {
 		return worker.ArchiveConfig{}, fmt.Errorf("REELQ_ARCHIVE_ALLOW_HOSTS: %w", err)
 	}

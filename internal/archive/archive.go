@@ -134,6 +134,10 @@ var (
 	// ErrTimeout means a download took longer than its overall timeout or
 	// received nothing for longer than its idle timeout. Transient.
 	ErrTimeout = errors.New("download timed out")
+	// ErrTooSlow means the source sent less than the minimum rate
+	// (FetchConfig.MinRate). Permanent: a source that trickles would hold
+	// a transfer slot for every retry.
+	ErrTooSlow = errors.New("source too slow")
 	// ErrNotFound means the store has no object under the key.
 	ErrNotFound = errors.New("object not found")
 	// ErrMismatch means downloaded bytes do not match a Copy's size or
@@ -142,10 +146,10 @@ var (
 )
 
 // Permanent reports whether err is of a class that retrying cannot fix:
-// ErrGone, ErrRejected, ErrTooLarge or ErrUnsafeURL.
+// ErrGone, ErrRejected, ErrTooLarge, ErrUnsafeURL or ErrTooSlow.
 func Permanent(err error) bool {
 	return errors.Is(err, ErrGone) || errors.Is(err, ErrRejected) ||
-		errors.Is(err, ErrTooLarge) || errors.Is(err, ErrUnsafeURL)
+		errors.Is(err, ErrTooLarge) || errors.Is(err, ErrUnsafeURL) || errors.Is(err, ErrTooSlow)
 }
 
 // knownExt maps the media types reelq's providers return to the file

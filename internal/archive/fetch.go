@@ -26,6 +26,12 @@ const (
 	// DefaultIdleTimeout bounds the wait for response headers and for
 	// each read of the body.
 	DefaultIdleTimeout = time.Minute
+	// DefaultMinRate is the slowest download accepted, in bytes per
+	// second of waiting for the source: 16 KiB/s.
+	DefaultMinRate = 16 << 10
+	// DefaultMinRateWindow is how long the source may be waited for
+	// before its rate is judged, and then each further stretch.
+	DefaultMinRateWindow = 30 * time.Second
 )
 
 // FetchConfig configures a Fetcher. The zero value is the safe default.
@@ -52,6 +58,16 @@ type FetchConfig struct {
 	// IdleTimeout bounds the wait for response headers and for each read
 	// of the body (default DefaultIdleTimeout).
 	IdleTimeout time.Duration
+	// MinRate is the slowest download accepted, in bytes per second,
+	// judged over each MinRateWindow spent waiting for the source (time
+	// spent waiting for our own bandwidth limit or store does not count):
+	// a source that trickles is cut off with ErrTooSlow instead of holding
+	// a transfer slot until Timeout. Default DefaultMinRate; negative: no
+	// minimum.
+	MinRate int64
+	// MinRateWindow is the stretch MinRate is judged over (default
+	// DefaultMinRateWindow).
+	MinRateWindow time.Duration
 	// UserAgent is sent with each request (default "reelq-archive").
 	UserAgent string
 	// TLSConfig replaces the TLS client configuration (tests, custom CAs).
@@ -87,6 +103,12 @@ func NewFetcher(c FetchConfig) (*Fetcher, error) {
 	}
 	if c.UserAgent == "" {
 		c.UserAgent = "reelq-archive"
+	}
+	if c.MinRate == 0 {
+		c.MinRate = DefaultMinRate
+	}
+	if c.MinRateWindow <= 0 {
+		c.MinRateWindow = DefaultMinRateWindow
 	}
 	g, err := netguard.New(netguard.Rules{AllowPrivate: c.AllowPrivate, AllowHosts: c.AllowHosts})
 	if err != nil {
@@ -163,6 +185,11 @@ type Response struct {
 	idleDur  time.Duration
 	deadline *time.Timer
 	err      error
+	// The rate check: bytes and time spent inside the source's reads in
+	// the current window.
+	minRate           int64
+	window, winWaited time.Duration
+	winBytes          int64
 }
 
 // Get starts downloading rawURL. A non-200 status, an unsafe URL, a
@@ -227,6 +254,8 @@ func (f *Fetcher) Get(ctx context.Context, rawURL string) (*Response, error) {
 		cancel:      cancel,
 		idleDur:     f.cfg.IdleTimeout,
 		deadline:    deadline,
+		minRate:     f.cfg.MinRate,
+		window:      f.cfg.MinRateWindow,
 	}
 	if r.Size < 0 {
 		r.Size = -1
@@ -264,11 +293,25 @@ func (r *Response) Read(p []byte) (int, error) {
 		return 0, r.err
 	}
 	r.idle.Reset(r.idleDur)
+	start := time.Now()
 	n, err := r.body.Read(p)
 	r.n += int64(n)
 	if r.n > r.max {
 		r.err = fmt.Errorf("fetch %s: %w: more than %d bytes", r.URL, ErrTooLarge, r.max)
 		return n, r.err
+	}
+	if r.minRate > 0 && err == nil {
+		r.winWaited += time.Since(start)
+		r.winBytes += int64(n)
+		if r.winWaited >= r.window {
+			if float64(r.winBytes) < float64(r.minRate)*r.winWaited.Seconds() {
+				r.err = fmt.Errorf("fetch %s: %w: %d bytes in %v of waiting for the source (the minimum is %d bytes/s), after %d bytes",
+					r.URL, ErrTooSlow, r.winBytes, r.winWaited.Round(time.Millisecond), r.minRate, r.n)
+				r.cancel(r.err)
+				return n, r.err
+			}
+			r.winWaited, r.winBytes = 0, 0
+		}
 	}
 	switch {
 	case err == nil:

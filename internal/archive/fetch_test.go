@@ -353,3 +353,62 @@ func TestFetchCutShort(t *testing.T) {
 		t.Errorf("error %q", err)
 	}
 }
+
+// A source that trickles (a byte every 20 ms, 50 B/s) is cut off once a
+// rate window has been spent waiting for it, with ErrTooSlow, which is
+// not retried. Time the reader spends elsewhere (a slow store, our own
+// bandwidth limit) does not count against the source. (Before, a trickle
+// that beat the idle timeout held its transfer slot until the overall
+// timeout, 30 minutes by default, and then through the retries.)
+func TestFetchMinRate(t *testing.T) {
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	trickle := source(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if _, err := w.Write([]byte("x")); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-tick.C:
+			case <-r.Context().Done():
+				return
+			case <-stop:
+				return
+			}
+		}
+	}))
+	f := fetcher(t, FetchConfig{MinRate: 1000, MinRateWindow: 300 * time.Millisecond, IdleTimeout: 10 * time.Second, Timeout: time.Minute})
+	b, err := get(t, f, trickle.URL)
+	if !errors.Is(err, ErrTooSlow) || !Permanent(err) || len(b) == 0 || !strings.Contains(err.Error(), "the minimum is 1000 bytes/s") {
+		t.Errorf("trickle: %d bytes, %v; want ErrTooSlow, permanent", len(b), err)
+	}
+	// A fast source read slowly by us is not too slow, even against a
+	// minimum (1 MiB/s) far above the pace we read at.
+	data := payload(4, 64<<10)
+	fast := source(t, serveBytes(data, "video/mp4"))
+	strict := fetcher(t, FetchConfig{MinRate: 1 << 20, MinRateWindow: 300 * time.Millisecond})
+	r, err := strict.Get(testCtx(t), fast.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var got []byte
+	buf := make([]byte, 4<<10)
+	for {
+		n, err := r.Read(buf)
+		got = append(got, buf[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("fast source read slowly: %v after %d bytes", err, len(got))
+		}
+		time.Sleep(25 * time.Millisecond) // the reader's own pace: 160 KiB/s at most, for 0.4 s in all
+	}
+	if !bytes.Equal(got, data) {
+		t.Errorf("read %d of %d bytes", len(got), len(data))
+	}
+}

@@ -294,6 +294,7 @@ type Worker struct {
 	ArchiveS3DisableTLS bool          `env:"REELQ_ARCHIVE_S3_DISABLE_TLS" help:"plain HTTP to an S3 endpoint given without a scheme"`
 	ArchiveMaxBytes     int64         `env:"REELQ_ARCHIVE_MAX_BYTES" envDefault:"4294967296" help:"largest output archived; a larger one is published with archive_error"`
 	ArchiveTimeout      time.Duration `env:"REELQ_ARCHIVE_TIMEOUT" envDefault:"30m" help:"bound on one output's download"`
+	ArchiveMinRate      int64         `env:"REELQ_ARCHIVE_MIN_RATE" envDefault:"16384" help:"slowest download accepted, bytes per second over each 30s of waiting for the source; a slower one is cut off and published with archive_error (0: no minimum)"`
 	ArchiveRetryBudget  time.Duration `env:"REELQ_ARCHIVE_RETRY_BUDGET" envDefault:"10m" help:"how long transient download and upload errors are retried"`
 	ArchiveConcurrency  int           `env:"REELQ_ARCHIVE_CONCURRENCY" envDefault:"4" help:"downloads at once, cluster-wide"`
 	ArchiveBandwidth    int64         `env:"REELQ_ARCHIVE_BANDWIDTH" help:"bytes per second of all replicas' downloads together (0: no limit)"`
@@ -434,6 +435,9 @@ func (w *Worker) check(m map[string]string) []error {
 	}
 	if w.ArchiveBandwidth < 0 {
 		add("REELQ_ARCHIVE_BANDWIDTH: must not be negative, got %d", w.ArchiveBandwidth)
+	}
+	if w.ArchiveMinRate < 0 {
+		add("REELQ_ARCHIVE_MIN_RATE: must not be negative, got %d", w.ArchiveMinRate)
 	}
 	if w.ArchiveRetention > w.JobStateTTL {
 		add("REELQ_ARCHIVE_RETENTION: %s is longer than REELQ_JOB_STATE_TTL (%s); an archived output would outlive the result that points at it",

@@ -260,7 +260,13 @@ func (s *Server) serveOutput(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+	s.mu.Lock()
+	p.dlActive++
+	s.mu.Unlock()
 	n, err := stream(w, r, m.body, k.OutputRate, k.OutputCutAfter)
+	s.mu.Lock()
+	p.dlActive--
+	s.mu.Unlock()
 	key := r.URL.Path
 	switch {
 	case errors.Is(err, errCut):

@@ -194,6 +194,7 @@ type provider struct {
 	downloads map[string]int // output path -> complete downloads
 	dlReqs    map[string]int // "200", "404", "403", "cut", "aborted" -> count
 	dlBytes   int64
+	dlActive  int // output bodies being served
 }
 
 func newProvider(name string, k Knobs) *provider {
@@ -579,10 +580,12 @@ type Stats struct {
 	// (/outputs/{provider}/{task}/{file}); DownloadRequests counts every
 	// output request by outcome ("200", "404", "403", "cut" for one cut
 	// short on purpose, "aborted" when the client went away);
-	// DownloadBytes is the bytes of output served.
+	// DownloadBytes is the bytes of output served; DownloadsActive the
+	// output bodies being served now.
 	Downloads        map[string]int `json:"downloads"`
 	DownloadRequests map[string]int `json:"download_requests"`
 	DownloadBytes    int64          `json:"download_bytes"`
+	DownloadsActive  int            `json:"downloads_active"`
 }
 
 // Stats returns a snapshot of every provider's counters, with window
@@ -609,6 +612,7 @@ func (s *Server) Stats(w time.Duration) map[string]Stats {
 			Downloads:        maps(p.downloads),
 			DownloadRequests: maps(p.dlReqs),
 			DownloadBytes:    p.dlBytes,
+			DownloadsActive:  p.dlActive,
 		}
 		if p.knobs.Credits != nil {
 			v := *p.knobs.Credits

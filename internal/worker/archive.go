@@ -100,20 +100,38 @@ func (e *engine) archive(ctx context.Context, j *job, outs []reelq.Output) outco
 // that is gone or an output over the size limit ends with the result
 // published anyway, the provider URL kept and archive_error set: the
 // result is never lost because archiving failed.
+//
+// Shutdown stops archiving at once (SIGTERM, not the end of the shutdown
+// grace): the job returns to the queue, and its next delivery archives
+// again from the outputs stored in its state. A source that trickles
+// below the fetcher's minimum rate is cut off and not retried, and the
+// job's later outputs are not tried, so one job holds an archive slot for
+// at most one rate window of trickling.
 func (e *engine) stepArchive(ctx context.Context, j *job) outcome {
 	a := e.w.archiver
+	actx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer context.AfterFunc(e.intake, stop)()
 	outs := append([]reelq.Output(nil), j.st.Outputs...)
+	slow := -1 // an output cut off for trickling
 	for i := range outs {
 		o := &outs[i]
 		if o.Archive != nil {
 			continue
 		}
+		if slow >= 0 {
+			o.ArchiveError = fmt.Sprintf("not archived: output %d of this job was too slow", slow)
+			continue
+		}
 		key := archive.Key(j.id, j.st.Run, i)
 		start := time.Now()
-		cp, err := a.Archive(ctx, key, o.URL)
+		cp, err := a.Archive(actx, key, o.URL)
 		if err != nil {
-			if ctx.Err() != nil {
+			if actx.Err() != nil {
 				return nak(0) // shutdown: the next delivery archives again
+			}
+			if errors.Is(err, archive.ErrTooSlow) {
+				slow = i
 			}
 			o.ArchiveError = e.w.redact(err.Error())
 			e.w.m.Archived(e.name, "failed", 0, time.Since(start))
