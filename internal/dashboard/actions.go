@@ -221,14 +221,16 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "this form is stale or came from another site: reload the sign-in page", http.StatusForbidden)
 		return
 	}
-	if s.sessions.failures.Tokens() < 1 {
-		http.Error(w, "too many failed sign-ins: wait a few seconds", http.StatusTooManyRequests)
+	// Every attempt takes its token before the (slow, with bcrypt) check,
+	// in one step: requests sent at once cannot all pass a look at the
+	// tokens left and then be checked.
+	if !s.sessions.attempts.Allow() {
+		http.Error(w, "too many sign-in attempts: wait a few seconds", http.StatusTooManyRequests)
 		return
 	}
 	back := localPath(r.PostFormValue("back"))
 	user, ok := s.cfg.Auth.check(r.PostFormValue("user"), r.PostFormValue("secret"))
 	if !ok {
-		s.sessions.failures.Allow()
 		s.log.Warn("dashboard: sign-in failed", "remote", r.RemoteAddr)
 		http.Redirect(w, r, "/login?failed=1&back="+url.QueryEscape(back), http.StatusSeeOther)
 		return

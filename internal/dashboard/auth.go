@@ -139,12 +139,13 @@ const (
 type sessions struct {
 	mu sync.Mutex
 	m  map[string]*session
-	// failures limits wrong credentials (all clients together).
-	failures *rate.Limiter
+	// attempts limits sign-in attempts (all clients together): 5 at
+	// once, then one a second.
+	attempts *rate.Limiter
 }
 
 func newSessions() *sessions {
-	return &sessions{m: map[string]*session{}, failures: rate.NewLimiter(rate.Every(time.Second), 5)}
+	return &sessions{m: map[string]*session{}, attempts: rate.NewLimiter(rate.Every(time.Second), 5)}
 }
 
 func randomToken() string {
