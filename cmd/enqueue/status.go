@@ -255,7 +255,7 @@ func (a *app) printStatus(jobs []jobStatus, runs bool) {
 			if h.HeldSince != nil {
 				since = " since " + h.HeldSince.Local().Format(time.DateTime)
 			}
-			fmt.Fprintf(a.stdout, "  %s (%s)%s: %s\n", h.ID, h.Provider, since, h.HeldReason)
+			fmt.Fprintf(a.stdout, "  %s (%s)%s: %s\n", h.ID, h.Provider, since, printable(h.HeldReason))
 			fmt.Fprintf(a.stdout, "    enqueue resolve %s --task TASK_ID   # the task exists: follow it\n", h.ID)
 			fmt.Fprintf(a.stdout, "    enqueue resolve %s --resubmit       # it does not: submit again (billed again if it did)\n", h.ID)
 		}

@@ -20,6 +20,32 @@ const (
 
 func colorize(code, s string) string { return "\033[" + code + "m" + s + "\033[0m" }
 
+// printable makes text that came from elsewhere (a provider's error, a
+// held reason, an output URL) safe to print on a terminal: line breaks
+// and tabs become spaces; other control characters (escape sequences),
+// Unicode bidirectional overrides and invalid UTF-8 are shown as escapes
+// (\x1b, \u202e) instead of acting on the terminal.
+func printable(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && strings.HasPrefix(s[i:], "\xef\xbf\xbd"):
+			b.WriteRune(r) // a real U+FFFD
+		case r == utf8.RuneError:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case r == '\n' || r == '\r' || r == '\t':
+			b.WriteByte(' ')
+		case r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			fmt.Fprintf(&b, "\\x%02x", r)
+		case (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) || r == 0x200e || r == 0x200f || r == 0x061c:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
 // cell is one table cell with an optional colour.
 type cell struct {
 	text  string
@@ -33,7 +59,12 @@ type table struct {
 	rows   [][]cell
 }
 
-func (t *table) add(cells ...cell) { t.rows = append(t.rows, cells) }
+func (t *table) add(cells ...cell) {
+	for i := range cells {
+		cells[i].text = printable(cells[i].text)
+	}
+	t.rows = append(t.rows, cells)
+}
 
 // addText adds a row of uncoloured cells.
 func (t *table) addText(cells ...string) {
@@ -41,7 +72,7 @@ func (t *table) addText(cells ...string) {
 	for i, c := range cells {
 		row[i] = cell{text: c}
 	}
-	t.rows = append(t.rows, row)
+	t.add(row...)
 }
 
 func (t *table) write(w io.Writer, color bool) {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/reelq/reelq"
 )
@@ -110,5 +111,29 @@ func TestAgoOfAServerTimeJustAhead(t *testing.T) {
 	}
 	if got := ago(now.Add(3*time.Second), now); got != "in 3s" {
 		t.Errorf("a future time (next probe): got %q, want in 3s", got)
+	}
+}
+
+// Text from a provider cannot drive the terminal: escape sequences,
+// other control characters, bidirectional overrides and invalid UTF-8 in
+// a status note are printed as visible escapes. (Before, a failure
+// message with "\x1b]0;...\x07" retitled the operator's terminal and
+// "\x1b[2J" cleared it.)
+func TestStatusPrintsNoControlCharacters(t *testing.T) {
+	var w bytes.Buffer
+	a := &app{stdout: &w}
+	msg := "boom\x1b[2J\x1b]0;pwned\x07 \u202eevil\xff\r\nnext"
+	a.printStatus([]jobStatus{
+		{ID: "j1", Provider: "samsar", Phase: reelq.PhaseFinished, Status: reelq.StatusFailed, Note: "provider_failed: " + msg},
+		{ID: "j2", Provider: "samsar", Phase: reelq.PhaseHeld, HeldReason: msg, Note: "held: " + msg},
+	}, false)
+	out := w.String()
+	if strings.ContainsAny(out, "\x1b\x07\r\u202e") || !utf8.ValidString(out) {
+		t.Errorf("status printed control characters:\n%q", out)
+	}
+	for _, want := range []string{`boom\x1b[2J\x1b]0;pwned\x07 \u202eevil\xff next`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status does not show %q:\n%s", want, out)
+		}
 	}
 }

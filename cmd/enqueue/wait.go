@@ -172,7 +172,7 @@ func (a *app) printTally(o output, t *tally, batch string) {
 }
 
 func truncate(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = strings.Join(strings.Fields(printable(s)), " ")
 	if len([]rune(s)) <= n {
 		return s
 	}
