@@ -82,7 +82,11 @@
 // digits of its digest, then -2, -3... for identical jobs in one
 // EnqueueBatch call), so enqueueing the same list twice pays once, and an
 // edited list pays only for its new and changed jobs. Give ids of your own (an order number) when the
-// same payload may legitimately be wanted twice.
+// same payload may legitimately be wanted twice. An id of the content-id
+// form must carry its own content ([CheckContentID]), and input or
+// metadata that JSON decoding would change (invalid UTF-8, lone surrogate
+// escapes, repeated keys) is refused, so different inputs never share an
+// id.
 //
 // # Results that must not be missed
 //

@@ -234,6 +234,9 @@ func (c *Client) collect(ctx context.Context, jobs []Job, w *window, out []Enque
 				// Another producer published this id within the duplicate
 				// window, after we looked: compare with what it published.
 				out[p.i] = c.compareSeq(ctx, j, ack.Sequence)
+				if out[p.i].Status == Published {
+					published[j.Batch] = append(published[j.Batch], j.ID)
+				}
 				continue
 			}
 			out[p.i] = EnqueueResult{ID: j.ID, Status: Published, Phase: PhaseQueued}
@@ -275,10 +278,39 @@ func (c *Client) compareSeq(ctx context.Context, j *Job, seq uint64) EnqueueResu
 			return c.compareQueued(j, storedMsg{Data: raw.Data})
 		}
 	}
-	// Gone already (a worker took it; its state decides, and a worker
-	// dead-letters a conflicting copy), or unreadable: report it as known,
-	// which it is.
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return c.afterGone(ctx, j, seq)
+	}
+	// Unreadable: report it as known, which it is.
 	return EnqueueResult{ID: j.ID, Status: Known, Phase: PhaseQueued}
+}
+
+// afterGone handles a duplicate of a message a worker has already
+// removed: the job's state decides. Without a state the message never
+// became the job: a worker dead-lettered it (a copy under this id with
+// other content, such as another producer squatting a content id, or an
+// unreadable one), so ours is published under a message id of its own
+// (<id>:after:<seq>; workers attribute it by the part before ":").
+func (c *Client) afterGone(ctx context.Context, j *Job, seq uint64) EnqueueResult {
+	st, err := c.getState(ctx, j.ID)
+	switch {
+	case err == nil && st.Digest != "" && st.Digest != j.Digest():
+		return EnqueueResult{ID: j.ID, Status: Failed, Err: fmt.Errorf("%w: job %s (%s, %s)", ErrConflict, j.ID, st.Provider, st.Phase)}
+	case err == nil:
+		return EnqueueResult{ID: j.ID, Status: Known, Phase: st.Phase, Result: st.StoredResult()}
+	case !errors.Is(err, ErrNotFound):
+		return EnqueueResult{ID: j.ID, Status: Known, Phase: PhaseQueued}
+	}
+	msg, err := c.jobMsg(j, 1)
+	if err == nil {
+		cctx, cancel := c.reqCtx(ctx)
+		_, err = c.js.PublishMsg(cctx, msg, jetstream.WithMsgID(JobMsgID(j.ID, 1)+":after:"+strconv.FormatUint(seq, 10)))
+		cancel()
+	}
+	if err != nil {
+		return EnqueueResult{ID: j.ID, Status: Failed, Err: publishErr(j, err)}
+	}
+	return EnqueueResult{ID: j.ID, Status: Published, Phase: PhaseQueued}
 }
 
 // republish retries a failed publish with the same message id (so a

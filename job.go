@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Job is a job request, published on its JobSubject.
@@ -175,14 +177,21 @@ func (j *Job) Validate(validators map[string]Validator, lim Limits) error {
 	if len(j.Input) > lim.MaxInputBytes {
 		return fmt.Errorf("%w: input is %d bytes; the limit is %d", ErrInvalidJob, len(j.Input), lim.MaxInputBytes)
 	}
-	if !json.Valid(j.Input) {
-		return fmt.Errorf("%w: input is not valid JSON", ErrInvalidJob)
+	if err := checkJSON("input", j.Input); err != nil {
+		return err
 	}
-	if len(j.Metadata) > 0 && !json.Valid(j.Metadata) {
-		return fmt.Errorf("%w: metadata is not valid JSON", ErrInvalidJob)
+	if len(j.Metadata) > 0 {
+		if err := checkJSON("metadata", j.Metadata); err != nil {
+			return err
+		}
 	}
 	if len(j.Metadata) > lim.MaxMetadataBytes {
 		return fmt.Errorf("%w: metadata is %d bytes; the limit is %d", ErrInvalidJob, len(j.Metadata), lim.MaxMetadataBytes)
+	}
+	if j.ID != "" {
+		if err := CheckContentID(j.ID, j.Digest()); err != nil {
+			return err
+		}
 	}
 	if v, ok := validators[j.Provider]; ok && v != nil {
 		if err := v.Validate(j.Input); err != nil {
@@ -264,6 +273,12 @@ func (j *Job) Digest() string {
 // and 24 hex digits of its digest, then "-<n>" for the n-th identical job
 // of one input file (n >= 2). Adding, removing, reordering or fixing
 // lines of a file therefore never changes the ids of the other lines.
+//
+// The digest sees what the provider will be sent: two inputs that differ
+// only in ways JSON decoding erases (invalid UTF-8, a lone UTF-16
+// surrogate escape, a key given twice) would share a digest, so Validate
+// refuses them (see checkJSON). An id of this form names its content:
+// CheckContentID refuses it for any other content.
 func ContentID(digest string, occurrence int) string {
 	hexd := strings.TrimPrefix(digest, "sha256:")
 	if len(hexd) > 24 {
@@ -274,6 +289,133 @@ func ContentID(digest string, occurrence int) string {
 		id += "-" + strconv.Itoa(occurrence)
 	}
 	return id
+}
+
+// contentIDForm matches the ids ContentID makes.
+var contentIDForm = regexp.MustCompile(`^j([0-9a-f]{24})(-[0-9]+)?$`)
+
+// CheckContentID refuses an id of ContentID's form ("j" and 24 hex
+// digits, perhaps "-<n>") that is not derived from digest: such an id
+// names its content, and a job with other content under it would take
+// the id from the job whose content it is.
+func CheckContentID(id, digest string) error {
+	m := contentIDForm.FindStringSubmatch(id)
+	if m == nil || strings.HasPrefix(strings.TrimPrefix(digest, "sha256:"), m[1]) {
+		return nil
+	}
+	return fmt.Errorf("%w: id %q has the form of a content id but is not this content's (%s): leave the id out to have it derived, or choose one of another form",
+		ErrInvalidJob, id, ContentID(digest, 1))
+}
+
+// checkJSON refuses field's JSON unless it is valid and means exactly
+// what its bytes say: invalid UTF-8 and lone UTF-16 surrogate escapes
+// (which decoding silently replaces with U+FFFD) and an object key given
+// twice (which parsers resolve differently) are errors naming the byte.
+func checkJSON(field string, raw []byte) error {
+	if !json.Valid(raw) {
+		return fmt.Errorf("%w: %s is not valid JSON", ErrInvalidJob, field)
+	}
+	if !utf8.Valid(raw) {
+		at := 0
+		for at < len(raw) {
+			r, n := utf8.DecodeRune(raw[at:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			at += n
+		}
+		return fmt.Errorf("%w: %s is not valid UTF-8 (byte %d)", ErrInvalidJob, field, at+1)
+	}
+	if at := loneSurrogate(raw); at >= 0 {
+		return fmt.Errorf("%w: %s holds a lone UTF-16 surrogate escape %s (byte %d), which no text can hold", ErrInvalidJob, field, raw[at:at+6], at+1)
+	}
+	if key, at := duplicateKey(raw); at >= 0 {
+		return fmt.Errorf("%w: %s gives the key %q twice (byte %d)", ErrInvalidJob, field, key, at+1)
+	}
+	return nil
+}
+
+// loneSurrogate returns the offset of the first \uXXXX escape in valid
+// JSON that is half of a UTF-16 surrogate pair without its other half,
+// or -1.
+func loneSurrogate(raw []byte) int {
+	in := false
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; {
+		case c == '"':
+			in = !in
+		case c != '\\' || !in:
+		case raw[i+1] != 'u':
+			i++ // a one-character escape, \" included
+		default:
+			r := hexRune(raw[i+2 : i+6])
+			switch {
+			case r >= 0xd800 && r < 0xdc00:
+				if i+12 > len(raw) || raw[i+6] != '\\' || raw[i+7] != 'u' {
+					return i
+				}
+				if lo := hexRune(raw[i+8 : i+12]); lo < 0xdc00 || lo >= 0xe000 {
+					return i
+				}
+				i += 11
+			case r >= 0xdc00 && r < 0xe000:
+				return i
+			default:
+				i += 5
+			}
+		}
+	}
+	return -1
+}
+
+func hexRune(h []byte) rune {
+	n, _ := strconv.ParseUint(string(h), 16, 32)
+	return rune(n)
+}
+
+// duplicateKey returns the first object key valid JSON gives twice in one
+// object and the offset after it, or -1.
+func duplicateKey(raw []byte) (string, int) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	type frame struct {
+		keys     map[string]bool // nil for an array
+		wantsKey bool
+	}
+	var stack []frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", -1 // io.EOF: the value ended (it is valid JSON)
+		}
+		top := len(stack) - 1
+		if d, ok := tok.(json.Delim); ok {
+			switch d {
+			case '{':
+				stack = append(stack, frame{keys: map[string]bool{}, wantsKey: true})
+			case '[':
+				stack = append(stack, frame{})
+			default:
+				stack = stack[:top]
+				if top > 0 && stack[top-1].keys != nil {
+					stack[top-1].wantsKey = true
+				}
+			}
+			continue
+		}
+		if top < 0 || stack[top].keys == nil {
+			continue
+		}
+		if stack[top].wantsKey {
+			k := tok.(string)
+			if stack[top].keys[k] {
+				return k, int(dec.InputOffset())
+			}
+			stack[top].keys[k] = true
+			stack[top].wantsKey = false
+		} else {
+			stack[top].wantsKey = true
+		}
+	}
 }
 
 // writeCanonical writes raw JSON in canonical form: objects with sorted

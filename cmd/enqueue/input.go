@@ -130,20 +130,23 @@ func detectFormat(br *bufio.Reader, name string) (string, error) {
 	return "", &errNotJobs{name: name}
 }
 
-// binary reports data that is no text: NUL bytes or invalid UTF-8 (a rune
-// cut at the end of the peeked prefix is fine).
+// binary reports data that is no text: NUL bytes, or more than one byte
+// in a hundred that is not UTF-8 (a rune cut at the end of the peeked
+// prefix does not count). A few bad bytes in a text file are named by
+// line and field when the jobs are validated.
 func binary(b []byte) bool {
 	if bytes.IndexByte(b, 0) >= 0 {
 		return true
 	}
-	for len(b) > 0 {
+	size, bad := len(b), 0
+	for len(b) >= utf8.UTFMax {
 		r, n := utf8.DecodeRune(b)
 		if r == utf8.RuneError && n <= 1 {
-			return len(b) >= utf8.UTFMax // a cut rune only at the very end
+			bad++
 		}
 		b = b[n:]
 	}
-	return false
+	return bad*100 > size
 }
 
 // readJSONL reads one job per line; blank lines and lines starting with
@@ -368,6 +371,11 @@ func csvJob(header, rec []string) (reelq.Job, string) {
 	fields := map[string]any{}
 	for i, h := range header {
 		v := rec[i]
+		if !utf8.ValidString(v) {
+			// Encoding the cell would replace the bytes silently, and a
+			// provider would be paid for text nobody wrote.
+			return j, fmt.Sprintf("column %s is not valid UTF-8 (byte %d of the cell)", h, invalidAt(v)+1)
+		}
 		t := strings.TrimSpace(v)
 		switch h {
 		case "provider":
@@ -410,6 +418,16 @@ func csvJob(header, rec []string) (reelq.Job, string) {
 	}
 	j.Input = in
 	return j, ""
+}
+
+// invalidAt is the offset of the first byte of s that is not UTF-8.
+func invalidAt(s string) int {
+	for i, r := range s {
+		if r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD") {
+			return i
+		}
+	}
+	return len(s)
 }
 
 func cellValue(v string) any {

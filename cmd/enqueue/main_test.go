@@ -1026,3 +1026,39 @@ func TestPublishWithBudget(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // polling the stats with a deadline
 	}
 }
+
+// Invalid UTF-8 is refused naming the line and the field, in JSONL and
+// CSV, before anything is paid. (Before, decoding replaced the bytes with
+// U+FFFD: the provider was paid for text nobody wrote, and two such lines
+// shared a content id; a file with one such byte in its first 64 KiB was
+// refused whole as "binary data".)
+func TestInvalidUTF8IsNamedByLineAndField(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, nil)
+	f := writeFile(t, "utf8.jsonl", lines(
+		samsar("ok", 5),
+		`{"provider":"samsar","input":{"prompt":"a kite `+"\xff"+`","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":5}}`,
+		`{"provider":"samsar","input":{"prompt":"a kite","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":5},"metadata":{"shot":"`+"\xc3"+`"}}`,
+		`{"provider":"samsar","input":{"prompt":"a kite \udc00","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":5}}`,
+	))
+	r := c.run(f)
+	if r.code != exitUsage {
+		t.Fatalf("want exit %d:\n%s", exitUsage, r)
+	}
+	mustContain(t, "stderr", r.stderr,
+		"line 2: input is not valid UTF-8 (byte 19)",
+		"line 3: metadata is not valid UTF-8 (byte 10)",
+		`line 4: input holds a lone UTF-16 surrogate escape \udc00 (byte 19)`,
+		"3 invalid jobs; nothing published")
+	csvFile := writeFile(t, "utf8.csv", "provider,input.prompt,input.image_model,input.video_model,input.duration\n"+
+		"samsar,a ferry,FLUX1.1PRO,LUMA,5\n"+
+		"samsar,a ferry \xfe,FLUX1.1PRO,LUMA,5\n")
+	r = c.run(csvFile)
+	if r.code != exitUsage {
+		t.Fatalf("CSV: want exit %d:\n%s", exitUsage, r)
+	}
+	mustContain(t, "stderr", r.stderr, "line 3: column input.prompt is not valid UTF-8 (byte 9 of the cell)")
+	if n := jobsInQueue(t, c.env); n != 0 {
+		t.Errorf("JOBS holds %d messages; nothing may be published", n)
+	}
+}

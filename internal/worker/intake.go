@@ -157,16 +157,17 @@ func decodeEnvelope(msg jetstream.Msg, provider string, lim reelq.Limits, v reel
 	// The envelope's own fields (not the input): a bad batch or fairness
 	// key cannot be stored or indexed.
 	envOnly := env
-	envOnly.Input, envOnly.Metadata = []byte(`{}`), nil
-	if id == reelq.SeqID(j.seq) {
-		envOnly.ID = ""
-	}
+	envOnly.Input, envOnly.Metadata, envOnly.ID = []byte(`{}`), nil, "" // the id is checked above
 	if err := envOnly.Validate(nil, lim); err != nil {
 		return fail(err)
 	}
 	j.id, j.env, j.prio, j.fk = id, env, prio, env.FairKey()
 	j.fkh = slots.KeyHash(j.fk)
 	j.digest = env.Digest()
+	if err := reelq.CheckContentID(id, j.digest); err != nil {
+		// Answered under seq-<n>: the id stays free for its content.
+		return fail(err)
+	}
 	full := env
 	if id == reelq.SeqID(j.seq) {
 		full.ID = ""
