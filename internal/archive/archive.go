@@ -187,7 +187,11 @@ var knownType = map[string]string{
 }
 
 // Ext returns the file extension, with its dot, for a media type: ".mp4"
-// for "video/mp4", ".bin" when the type is empty or unknown.
+// for "video/mp4", ".bin" for any type not among the media reelq's
+// providers deliver. The type comes from the provider (its CDN's
+// Content-Type), so nothing else is trusted: "text/html", "image/svg+xml"
+// or an executable's type would otherwise name a file that a double click
+// opens in a browser or runs.
 func Ext(contentType string) string {
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil {
@@ -195,9 +199,6 @@ func Ext(contentType string) string {
 	}
 	if e, ok := knownExt[mt]; ok {
 		return e
-	}
-	if exts, _ := mime.ExtensionsByType(mt); len(exts) > 0 {
-		return exts[0]
 	}
 	return ".bin"
 }

@@ -25,6 +25,14 @@ func TestKeyAndFileName(t *testing.T) {
 		{"job-1", "audio/wav; codecs=1", 2, "job-1-2.wav"},
 		{"job-1", "", 3, "job-1-3.bin"},
 		{"job-1", "application/x-unknown-thing", 3, "job-1-3.bin"},
+		// A provider's type never names an active file (before: .htm,
+		// .svg, .js, .wasm, .pdf, .xml from the mime table).
+		{"job-1", "text/html; charset=utf-8", 4, "job-1-4.bin"},
+		{"job-1", "image/svg+xml", 4, "job-1-4.bin"},
+		{"job-1", "text/javascript", 4, "job-1-4.bin"},
+		{"job-1", "application/wasm", 4, "job-1-4.bin"},
+		{"job-1", "application/pdf", 4, "job-1-4.bin"},
+		{"job-1", "text/xml", 4, "job-1-4.bin"},
 		{"../etc/x", "video/webm", 0, ".._etc_x-0.webm"},
 		{"..", "video/mp4", 0, "_..-0.mp4"},
 	} {
