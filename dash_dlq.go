@@ -3,6 +3,7 @@ package reelq
 import (
 	"context"
 	"fmt"
+	"math"
 )
 
 // DeadLettersPage lists up to limit dead letters, oldest first, from the
@@ -11,6 +12,9 @@ import (
 func (c *Client) DeadLettersPage(ctx context.Context, after uint64, limit int) ([]DeadLetter, error) {
 	if limit <= 0 {
 		limit = 100
+	}
+	if after == math.MaxUint64 {
+		return nil, nil // nothing comes after the last sequence
 	}
 	var out []DeadLetter
 	cctx, cancel := c.reqCtx(ctx)
@@ -27,6 +31,9 @@ func (c *Client) DeadLettersPage(ctx context.Context, after uint64, limit int) (
 
 // DeadLetterAt returns the dead letter at DLQ sequence seq.
 func (c *Client) DeadLetterAt(ctx context.Context, seq uint64) (DeadLetter, error) {
+	if seq == 0 {
+		return DeadLetter{}, fmt.Errorf("reelq: dead letter 0: %w (sequences start at 1)", ErrNotFound)
+	}
 	var out *DeadLetter
 	cctx, cancel := c.reqCtx(ctx)
 	defer cancel()

@@ -70,14 +70,31 @@ func target(r *http.Request) string {
 	return ""
 }
 
+// errUnknownProvider is an action on a provider reelq does not have.
+var errUnknownProvider = errors.New("unknown provider")
+
+// statusOf is the HTTP status of an action's error: a bad name 400, a
+// name nothing has 404, an action the job's state does not allow 409;
+// only the dashboard's own failures (NATS unreachable, say) are 500.
 func statusOf(err error) int {
 	switch {
-	case errors.Is(err, reelq.ErrNotFound):
+	case errors.Is(err, reelq.ErrInvalidJob):
+		return http.StatusBadRequest
+	case errors.Is(err, reelq.ErrNotFound), errors.Is(err, errUnknownProvider):
 		return http.StatusNotFound
-	case errors.Is(err, reelq.ErrSucceeded), errors.Is(err, reelq.ErrNotFinished), errors.Is(err, reelq.ErrInvalidJob):
+	case errors.Is(err, reelq.ErrSucceeded), errors.Is(err, reelq.ErrNotFinished):
 		return http.StatusConflict
 	}
 	return http.StatusInternalServerError
+}
+
+// provider is the action's provider, or errUnknownProvider.
+func provider(r *http.Request) (string, error) {
+	p := r.PathValue("provider")
+	if !reelq.KnownProvider(p) {
+		return p, fmt.Errorf("%w %q (one of %s)", errUnknownProvider, p, strings.Join(reelq.Providers, ", "))
+	}
+	return p, nil
 }
 
 // localPath keeps a redirect on this site: a path of its own, or "/".
@@ -90,7 +107,10 @@ func localPath(p string) string {
 }
 
 func (s *Server) pause(ctx context.Context, r *http.Request, v viewer) (string, error) {
-	p := r.PathValue("provider")
+	p, err := provider(r)
+	if err != nil {
+		return "", err
+	}
 	reason := strings.TrimSpace(r.PostFormValue("reason"))
 	if reason == "" {
 		reason = "paused from the dashboard"
@@ -109,7 +129,10 @@ func (s *Server) pause(ctx context.Context, r *http.Request, v viewer) (string, 
 }
 
 func (s *Server) resume(ctx context.Context, r *http.Request, _ viewer) (string, error) {
-	p := r.PathValue("provider")
+	p, err := provider(r)
+	if err != nil {
+		return "", err
+	}
 	changed, err := s.c.Resume(ctx, p)
 	if err != nil {
 		return "", err
@@ -173,8 +196,8 @@ func (s *Server) retryJob(ctx context.Context, r *http.Request, _ viewer) (strin
 
 func (s *Server) redrive(ctx context.Context, r *http.Request, _ viewer) (string, error) {
 	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
-	if err != nil {
-		return "", fmt.Errorf("%w: dead letter %q", reelq.ErrInvalidJob, r.PathValue("seq"))
+	if err != nil || seq == 0 {
+		return "", fmt.Errorf("%w: dead letter %q: want its DLQ sequence number", reelq.ErrInvalidJob, r.PathValue("seq"))
 	}
 	d, err := s.c.DeadLetterAt(ctx, seq)
 	if err != nil {

@@ -322,3 +322,43 @@ func TestSignInThrottleHoldsUnderConcurrency(t *testing.T) {
 		t.Errorf("40 concurrent wrong passwords in %v: %v (303: checked, 429: refused); want at most %d checked", elapsed, got, allowed)
 	}
 }
+
+// Bad input is the client's error, never the dashboard's: a name that is
+// not one answers 400, a name nothing has 404 (and an action the job's
+// state does not allow 409); 500 is kept for the dashboard's own
+// failures. (Before, an unknown provider's pause, dead letter 0 and a
+// DLQ cursor past the last sequence answered 500, and a malformed id 409.)
+func TestBadInputsAreClientErrors(t *testing.T) {
+	t.Parallel()
+	d := startDash(t, dashOptions{auth: dashboard.Auth{Token: testToken}})
+	b := d.browser(t)
+	for path, want := range map[string]int{
+		"/dlq?after=18446744073709551615": http.StatusOK, // past the end: an empty page
+		"/dlq?after=99999999999999999999": http.StatusBadRequest,
+		"/dlq?after=abc":                  http.StatusBadRequest,
+		"/jobs/bad.id":                    http.StatusBadRequest,
+		"/jobs/nope":                      http.StatusNotFound,
+		"/jobs/nope/outputs/0":            http.StatusNotFound,
+		"/batches/a.b":                    http.StatusBadRequest,
+	} {
+		if code, body := b.get(path); code != want {
+			t.Errorf("GET %s: %d, want %d\n%.300s", path, code, want, body)
+		}
+	}
+	bearer := map[string]string{"Authorization": "Bearer " + testToken}
+	for path, want := range map[string]int{
+		"/providers/runway/pause":  http.StatusNotFound,
+		"/providers/runway/resume": http.StatusNotFound,
+		"/jobs/bad.id/cancel":      http.StatusBadRequest,
+		"/jobs/bad.id/retry":       http.StatusBadRequest,
+		"/jobs/nope/retry":         http.StatusNotFound,
+		"/batches/a.b/cancel":      http.StatusBadRequest,
+		"/dlq/abc/redrive":         http.StatusBadRequest,
+		"/dlq/0/redrive":           http.StatusBadRequest,
+		"/dlq/99999/redrive":       http.StatusNotFound,
+	} {
+		if code, _, body := b.do("POST", path, url.Values{}, bearer); code != want {
+			t.Errorf("POST %s: %d %q, want %d", path, code, body, want)
+		}
+	}
+}

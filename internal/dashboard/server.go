@@ -345,7 +345,13 @@ func (s *Server) jobPage(r *http.Request, p *page) (int, error) {
 }
 
 func (s *Server) dlqPage(r *http.Request, p *page) (int, error) {
-	after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
+	var after uint64
+	if a := r.URL.Query().Get("after"); a != "" {
+		var err error
+		if after, err = strconv.ParseUint(a, 10, 64); err != nil {
+			return http.StatusBadRequest, fmt.Errorf("after=%q is not a dead-letter sequence number", a)
+		}
+	}
 	d, err := s.dlq(r.Context(), after)
 	if err != nil {
 		return 0, err
