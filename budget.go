@@ -60,11 +60,28 @@ type Spend struct {
 	// Spent is the estimate of what was submitted, by unit (a job paid
 	// twice through an ambiguous submission counts twice).
 	Spent map[string]float64 `json:"spent,omitempty"`
-	// Reserved is held for submissions in progress, by unit.
+	// Reserved is held for submissions in progress, by unit: the sum of
+	// Holds (and of reservations taken before holds were recorded).
 	Reserved map[string]float64 `json:"reserved,omitempty"`
+	// Holds are the reservations in progress, by the submit token of the
+	// delivery that took each: a reservation whose delivery died before
+	// any job state named it is found and released by the job's next
+	// delivery.
+	Holds map[string]Hold `json:"holds,omitempty"`
 	// Submissions counts paid submissions.
 	Submissions int       `json:"submissions"`
 	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// Hold is one reservation: the job, the amount, and the revision of the
+// job's state the reserving delivery read (0: none existed), after which
+// only that delivery's compare-and-set write could name it.
+type Hold struct {
+	Job    string    `json:"job"`
+	Unit   string    `json:"unit"`
+	Amount float64   `json:"amount"`
+	Rev    uint64    `json:"state_rev,omitempty"`
+	At     time.Time `json:"at"`
 }
 
 // ParseCost reads "500usd", "$500", "20000credits" or "20000 credits".

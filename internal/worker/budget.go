@@ -213,24 +213,57 @@ func (b *budgeter) fits(scopes []budgetScope, est *reelq.Cost) (bool, *budgetSco
 	return true, nil
 }
 
+// reservation is one delivery's reservation: its token (the submit token
+// its state write records), its hold (job and state revision; reserve
+// fills in the rest), and how to tell that another hold of the same job
+// is dead (nil: none is).
+type reservation struct {
+	token string
+	hold  reelq.Hold
+	dead  func(token string, h reelq.Hold) bool
+}
+
 // errOverBudget is returned by reserve when est does not fit.
 var errOverBudget = errors.New("over budget")
 
 // reserve takes est from every scope with compare-and-set, or none of
-// them: it returns the scope that has no room (wrapped errOverBudget).
-func (b *budgeter) reserve(ctx context.Context, scopes []budgetScope, est *reelq.Cost) (*budgetScope, error) {
+// them, as the hold of token: it returns the scope that has no room
+// (wrapped errOverBudget). Holds of the same job that r.dead reports can
+// never be named by a job state (their delivery died before its state
+// write) are released in the same write.
+func (b *budgeter) reserve(ctx context.Context, scopes []budgetScope, est *reelq.Cost, r reservation) (*budgetScope, error) {
+	token, hold := r.token, r.hold
+	hold.Unit, hold.Amount, hold.At = est.Unit, est.Amount, b.now().UTC()
+	gone := map[string]bool{} // tokens r.dead says are dead (asked once each)
 	for i := range scopes {
 		sc := &scopes[i]
 		err := b.update(ctx, sc.key, func(s *reelq.Spend) error {
+			for tok, h := range s.Holds {
+				if h.Job != hold.Job || tok == token {
+					continue
+				}
+				if _, asked := gone[tok]; !asked {
+					gone[tok] = r.dead != nil && r.dead(tok, h)
+				}
+				if gone[tok] {
+					add(&s.Reserved, h.Unit, -h.Amount)
+					delete(s.Holds, tok)
+					b.log.Warn("released a budget reservation whose delivery died before recording it", "key", sc.key, "job_id", h.Job, "amount", h.Amount, "unit", h.Unit)
+				}
+			}
 			if s.Spent[est.Unit]+s.Reserved[est.Unit]+est.Amount > sc.limit.Amount+1e-9 {
 				return errOverBudget
 			}
 			add(&s.Reserved, est.Unit, est.Amount)
+			if s.Holds == nil {
+				s.Holds = map[string]reelq.Hold{}
+			}
+			s.Holds[token] = hold
 			return nil
 		})
 		if err != nil {
 			for k := range i {
-				b.settle(ctx, scopes[k:k+1], est, false)
+				b.settle(ctx, scopes[k:k+1], est, false, token)
 			}
 			if errors.Is(err, errOverBudget) {
 				return sc, err
@@ -241,12 +274,19 @@ func (b *budgeter) reserve(ctx context.Context, scopes []budgetScope, est *reelq
 	return nil, nil
 }
 
-// settle ends a reservation: paid moves it to spent (one more
-// submission), otherwise it is released.
-func (b *budgeter) settle(ctx context.Context, scopes []budgetScope, est *reelq.Cost, paid bool) {
+// settle ends the reservation of token: it is released, and when paid
+// est counts as spent (one more submission). A hold already released
+// (by the delivery that found its state, or twice) releases nothing; a
+// reservation taken before holds were recorded is released by amount.
+func (b *budgeter) settle(ctx context.Context, scopes []budgetScope, est *reelq.Cost, paid bool, token string) {
 	for _, sc := range scopes {
 		err := b.update(context.WithoutCancel(ctx), sc.key, func(s *reelq.Spend) error {
-			add(&s.Reserved, est.Unit, -est.Amount)
+			if h, ok := s.Holds[token]; ok {
+				add(&s.Reserved, h.Unit, -h.Amount)
+				delete(s.Holds, token)
+			} else if untracked(s, est.Unit) >= est.Amount-1e-9 {
+				add(&s.Reserved, est.Unit, -est.Amount)
+			}
 			if paid {
 				add(&s.Spent, est.Unit, est.Amount)
 				s.Submissions++
@@ -313,8 +353,26 @@ func (b *budgeter) update(ctx context.Context, key string, fn func(*reelq.Spend)
 	return fmt.Errorf("budget %s: too many concurrent writers", key)
 }
 
+// untracked is the reservation of unit that no hold accounts for (taken
+// before holds were recorded).
+func untracked(s *reelq.Spend, unit string) float64 {
+	r := s.Reserved[unit]
+	for _, h := range s.Holds {
+		if h.Unit == unit {
+			r -= h.Amount
+		}
+	}
+	return r
+}
+
 func cloneSpend(s reelq.Spend) reelq.Spend {
 	c := s
+	if s.Holds != nil {
+		c.Holds = make(map[string]reelq.Hold, len(s.Holds))
+		for k, v := range s.Holds {
+			c.Holds[k] = v
+		}
+	}
 	c.Spent, c.Reserved = map[string]float64{}, map[string]float64{}
 	for k, v := range s.Spent {
 		c.Spent[k] = v
@@ -339,12 +397,17 @@ func add(m *map[string]float64, unit string, v float64) {
 // reserveFor reserves j's estimate against every limit that applies
 // before its paid call. When a limit has no room the job is parked
 // (returned as the outcome) without using an attempt.
-func (e *engine) reserveFor(ctx context.Context, j *job) ([]budgetScope, *outcome) {
+// reserveFor reserves j's estimate as the hold of token, the submit
+// token the state write that follows records; rev is the revision of the
+// job's state that write compares against (0: it creates the state).
+func (e *engine) reserveFor(ctx context.Context, j *job, token string, rev uint64) ([]budgetScope, *outcome) {
 	sc := e.w.budgets.scopes(e.name, j.env.Batch, j.est)
 	if len(sc) == 0 {
 		return nil, nil
 	}
-	over, err := e.w.budgets.reserve(ctx, sc, j.est)
+	j.reservedTok = token
+	over, err := e.w.budgets.reserve(ctx, sc, j.est, reservation{token: token, hold: reelq.Hold{Job: j.id, Rev: rev},
+		dead: func(tok string, h reelq.Hold) bool { return e.deadHold(ctx, tok, h) }})
 	switch {
 	case errors.Is(err, errOverBudget):
 		e.overBudget(j, over)
@@ -353,6 +416,9 @@ func (e *engine) reserveFor(ctx context.Context, j *job) ([]budgetScope, *outcom
 	case err != nil:
 		out := e.stateUnavailable(j, fmt.Errorf("budget reservation: %w", err))
 		return nil, &out
+	}
+	if f := e.w.afterReserve.Load(); f != nil {
+		(*f)(j.id)
 	}
 	return sc, nil
 }
@@ -372,8 +438,17 @@ func (e *engine) overBudget(j *job, over *budgetScope) {
 // settleBudget ends j's reservation.
 func (e *engine) settleBudget(ctx context.Context, j *job, sc []budgetScope, paid bool) {
 	if len(sc) > 0 {
-		e.w.budgets.settle(ctx, sc, j.est, paid)
+		e.w.budgets.settle(ctx, sc, j.est, paid, j.reservedTok)
 	}
+}
+
+// deadHold reports whether the hold of token can never be named by a job
+// state, and so never lead to a paid call: the job's state was written
+// after the hold's delivery read it (its compare-and-set write must fail)
+// and does not carry its token. A state that cannot be read keeps it.
+func (e *engine) deadHold(ctx context.Context, token string, h reelq.Hold) bool {
+	st, rev, err := e.w.states.Get(ctx, h.Job)
+	return err == nil && rev > h.Rev && st.SubmitToken != token
 }
 
 // settleStaleReservation settles a reservation a crashed delivery left in
@@ -385,7 +460,7 @@ func (e *engine) settleStaleReservation(ctx context.Context, j *job) {
 	}
 	est := st.Reserved
 	if sc := e.w.budgets.scopes(e.name, st.Batch, est); len(sc) > 0 {
-		e.w.budgets.settle(ctx, sc, est, true)
+		e.w.budgets.settle(ctx, sc, est, true, st.SubmitToken)
 	}
 	next := *st
 	next.Reserved = nil

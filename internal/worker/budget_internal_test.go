@@ -38,26 +38,26 @@ func TestProviderBudgetRollsOver(t *testing.T) {
 		if len(sc) != 1 {
 			t.Fatalf("scopes = %+v, want the provider's", sc)
 		}
-		if over, err := b.reserve(ctx, sc, est); err != nil {
+		if over, err := b.reserve(ctx, sc, est, reservation{token: "t1"}); err != nil {
 			t.Fatalf("job %d: reserve: %v (over %+v)", i, err, over)
 		}
-		b.settle(ctx, sc, est, true)
+		b.settle(ctx, sc, est, true, "t1")
 	}
 	set(time.Date(2026, 12, 1, 10, 59, 59, 0, time.UTC))
-	if _, err := b.reserve(ctx, b.scopes("segmind", "", est), est); !errors.Is(err, errOverBudget) {
+	if _, err := b.reserve(ctx, b.scopes("segmind", "", est), est, reservation{token: "t2"}); !errors.Is(err, errOverBudget) {
 		t.Fatalf("third job in the same hour: %v, want over budget", err)
 	}
 	set(time.Date(2026, 12, 1, 11, 0, 0, 0, time.UTC))
 	sc := b.scopes("segmind", "", est)
-	if _, err := b.reserve(ctx, sc, est); err != nil {
+	if _, err := b.reserve(ctx, sc, est, reservation{token: "t3"}); err != nil {
 		t.Fatalf("first job of the next hour: %v", err)
 	}
 	if sc[0].key != reelq.BudgetSpendKey(reelq.ScopeProvider, "segmind", time.Date(2026, 12, 1, 11, 0, 0, 0, time.UTC).Unix()) {
 		t.Errorf("spend key %s, want the 11:00 period's", sc[0].key)
 	}
 	// Released reservations give the room back; paid ones keep it.
-	b.settle(ctx, sc, est, false)
-	if _, err := b.reserve(ctx, b.scopes("segmind", "", est), est); err != nil {
+	b.settle(ctx, sc, est, false, "t3")
+	if _, err := b.reserve(ctx, b.scopes("segmind", "", est), est, reservation{token: "t4"}); err != nil {
 		t.Fatalf("after a released reservation: %v", err)
 	}
 }
@@ -87,7 +87,7 @@ func TestBudgetReservationIsAtomic(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range tries {
-				_, err := b.reserve(ctx, b.scopes("samsar", "", est), est)
+				_, err := b.reserve(ctx, b.scopes("samsar", "", est), est, reservation{token: newToken()})
 				if err == nil {
 					mu.Lock()
 					granted++

@@ -353,3 +353,42 @@ func waitProviderSpend(t *testing.T, env *reelqtest.Env, period time.Duration, c
 		}
 	}
 }
+
+// A replica that dies between its budget reservation and the state write
+// that records it leaves no reservation behind: the job's next delivery
+// (on another replica) finds the dead delivery's hold, which no state can
+// ever name, and releases it. (Confirmed before the fix: the reservation
+// stayed in the batch's spend for good, and with a budget one job wide
+// the job itself could never run again.)
+func TestReservationOfADeadReplicaIsReleased(t *testing.T) {
+	t.Parallel()
+	const perJob = 50.0 // samsar: 10 credits/s x 5 s
+	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(30 * time.Millisecond)}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 10 * perJob, Unit: "credits"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := worker.Config{AckWait: time.Second}
+	a := env.StartWorker(reelqtest.WorkerOptions{ID: "a", Providers: map[string]reelqtest.Settings{"samsar": {}}, Config: cfg})
+	died := make(chan struct{})
+	a.W.SetAfterReserve(func(string) {
+		// The replica is gone from here on: no state write, no release.
+		a.NC.Close()
+		close(died)
+	})
+	env.Enqueue(reelqtest.SamsarJob("orphan"))
+	<-died
+	if s := waitSpend(t, env, func(s reelq.Spend) bool { return s.Reserved["credits"] == perJob }); s.Submissions != 0 {
+		t.Fatalf("spend after the death %+v, want one reservation and nothing paid", s)
+	}
+	_ = a.Stop()
+	env.StartWorker(reelqtest.WorkerOptions{ID: "b", Providers: map[string]reelqtest.Settings{"samsar": {}}, Config: cfg})
+	if rs := env.Results(1, 30*time.Second)["orphan"]; len(rs) != 1 || rs[0].Status != reelq.StatusSucceeded {
+		t.Fatalf("orphan: %+v, want one success", rs)
+	}
+	s := waitSpend(t, env, func(s reelq.Spend) bool { return s.Submissions == 1 })
+	if s.Reserved["credits"] != 0 || s.Spent["credits"] != perJob || len(s.Holds) != 0 {
+		t.Errorf("spend %+v, want one job spent and nothing reserved", s)
+	}
+}

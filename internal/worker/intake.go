@@ -78,6 +78,8 @@ type job struct {
 	poll      *pollState
 	exhausted bool
 	reserved  []budgetScope // the budget reservation of the paid call in progress
+	// reservedTok is the token of the reservation (the submit token).
+	reservedTok string
 }
 
 // decodeEnvelope reads a JOBS message for provider. The body id, the

@@ -61,11 +61,13 @@ func (e *engine) stepClaim(ctx context.Context, j *job) outcome {
 		if e.draining.Load() {
 			return nak(0)
 		}
-		sc, park := e.reserveFor(ctx, j)
+		token := newToken()
+		sc, park := e.reserveFor(ctx, j, token, 0)
 		if park != nil {
 			return *park
 		}
 		st := e.newState(j, reelq.PhaseSubmitting)
+		st.SubmitToken = token
 		if len(sc) > 0 {
 			st.Reserved = j.est
 		}
@@ -324,14 +326,15 @@ func (e *engine) submit(ctx context.Context, j *job, ambiguous bool) outcome {
 	if e.draining.Load() {
 		return nak(0)
 	}
-	sc, park := e.reserveFor(ctx, j)
+	token := newToken()
+	sc, park := e.reserveFor(ctx, j, token, j.rev)
 	if park != nil {
 		return *park
 	}
 	next := *j.st
 	now := time.Now().UTC()
 	next.Phase, next.SubmitStartedAt, next.Worker, next.SubmitUnknown = reelq.PhaseSubmitting, &now, e.w.cfg.WorkerID, false
-	next.SubmitToken, next.Seq, next.Reserved = newToken(), j.seq, nil
+	next.SubmitToken, next.Seq, next.Reserved = token, j.seq, nil
 	if len(sc) > 0 {
 		next.Reserved = j.est
 	}

@@ -44,6 +44,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -227,6 +228,10 @@ type Worker struct {
 	// watchers reports the health of the background watchers (provider
 	// state, cancel requests) for readiness.
 	watchErr map[string]error
+	// afterReserve, when set (tests), runs after a budget reservation and
+	// before the state write that records it: where a crash leaves a
+	// reservation no state names.
+	afterReserve atomic.Pointer[func(jobID string)]
 }
 
 // New returns a worker. The streams and buckets must exist (queue.Setup).

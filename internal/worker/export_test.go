@@ -1,0 +1,11 @@
+package worker
+
+// SetAfterReserve runs f after each budget reservation of w and before
+// the state write that records it (nil: nothing).
+func (w *Worker) SetAfterReserve(f func(jobID string)) {
+	if f == nil {
+		w.afterReserve.Store(nil)
+		return
+	}
+	w.afterReserve.Store(&f)
+}
