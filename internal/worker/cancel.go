@@ -200,7 +200,7 @@ func (w *Worker) cancelQueued(ctx context.Context, id string, req CancelRequest)
 		if st != nil {
 			provider = st.Provider
 		}
-		queued, subj := w.queuedJob(ctx, id, provider)
+		queued, seq := w.queuedJob(ctx, id, provider)
 		if st == nil && queued == nil {
 			return nil // unknown here: a worker that later pulls it checks the request
 		}
@@ -249,9 +249,18 @@ func (w *Worker) cancelQueued(ctx context.Context, id string, req CancelRequest)
 		if _, err := queue.PublishResult(ctx, w.js, res); err != nil {
 			return err // the job's state says finished: whoever sees it next republishes
 		}
-		if subj != "" {
+		if seq != 0 {
+			// That one message, not its subject: a retry published since
+			// the state above was written is a later message of the
+			// subject. An engine that pulled this one ahead holds a job
+			// the cancel watch has flagged: it finds the state finished,
+			// republishes the stored result (deduplicated) and settles the
+			// delivery, whose message is gone
+			// (TestCancelOfAJobAnEngineHoldsIsSettledOnce).
 			if s, err := w.js.Stream(ctx, queue.StreamJobs); err == nil {
-				_ = s.Purge(ctx, jetstream.WithPurgeSubject(subj))
+				if err := s.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+					w.log.Warn("could not remove a cancelled job's message; the worker that pulls it republishes its result", "job_id", id, "stream_seq", seq, "err", err)
+				}
 			}
 		}
 		w.log.Info("queued job cancelled", "job_id", id, "provider", res.Provider, "by", req.By)
@@ -262,11 +271,12 @@ func (w *Worker) cancelQueued(ctx context.Context, id string, req CancelRequest)
 }
 
 // queuedJob finds job id's message still waiting in JOBS, under any of its
-// subject forms; provider may be empty (then every provider is tried).
-func (w *Worker) queuedJob(ctx context.Context, id, provider string) (*reelq.Job, string) {
+// subject forms, and its stream sequence; provider may be empty (then
+// every provider is tried).
+func (w *Worker) queuedJob(ctx context.Context, id, provider string) (*reelq.Job, uint64) {
 	s, err := w.js.Stream(ctx, queue.StreamJobs)
 	if err != nil {
-		return nil, ""
+		return nil, 0
 	}
 	provs := reelq.Providers
 	if provider != "" {
@@ -293,8 +303,8 @@ func (w *Worker) queuedJob(ctx context.Context, id, provider string) (*reelq.Job
 				t := m.Time.UTC()
 				j.EnqueuedAt = &t
 			}
-			return &j, subj
+			return &j, m.Sequence
 		}
 	}
-	return nil, ""
+	return nil, 0
 }
