@@ -345,6 +345,10 @@ provider's dashboard, then:
   --resubmit    it does not: the job is submitted again (if the first call did
                 start a task, the provider bills both)
 
+A task is adopted only if no other job recorded it, the provider knows it
+(it is polled once) and, for Vimmerse, its title names this job; otherwise
+the command says why and the job stays held.
+
 Needs an operator identity (the request goes to the CONTROL stream; a worker
 carries it out). The command waits until the job has left the held phase.`,
 		Example: `  enqueue resolve j3f1c0ffee00112233445566 --task 8f2c1a
