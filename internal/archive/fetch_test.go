@@ -293,23 +293,7 @@ func TestFetchTimeouts(t *testing.T) {
 	}
 	// A body that keeps trickling beats the idle timeout but not the
 	// overall one.
-	trickle := source(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			if _, err := w.Write([]byte("x")); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			select {
-			case <-tick.C:
-			case <-r.Context().Done():
-				return
-			case <-stop:
-				return
-			}
-		}
-	}))
+	trickle := source(t, trickling(stop))
 	slow := fetcher(t, FetchConfig{IdleTimeout: 10 * time.Second, Timeout: 300 * time.Millisecond})
 	b, err = get(t, slow, trickle.URL)
 	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "not complete within") || len(b) == 0 {
@@ -363,23 +347,7 @@ func TestFetchCutShort(t *testing.T) {
 func TestFetchMinRate(t *testing.T) {
 	stop := make(chan struct{})
 	t.Cleanup(func() { close(stop) })
-	trickle := source(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			if _, err := w.Write([]byte("x")); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			select {
-			case <-tick.C:
-			case <-r.Context().Done():
-				return
-			case <-stop:
-				return
-			}
-		}
-	}))
+	trickle := source(t, trickling(stop))
 	f := fetcher(t, FetchConfig{MinRate: 1000, MinRateWindow: 300 * time.Millisecond, IdleTimeout: 10 * time.Second, Timeout: time.Minute})
 	b, err := get(t, f, trickle.URL)
 	if !errors.Is(err, ErrTooSlow) || !Permanent(err) || len(b) == 0 || !strings.Contains(err.Error(), "the minimum is 1000 bytes/s") {
@@ -410,5 +378,27 @@ func TestFetchMinRate(t *testing.T) {
 	}
 	if !bytes.Equal(got, data) {
 		t.Errorf("read %d of %d bytes", len(got), len(data))
+	}
+}
+
+// trickling sends a byte every 20 ms until the client goes away or stop
+// is closed.
+func trickling(stop <-chan struct{}) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if _, err := w.Write([]byte("x")); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-tick.C:
+			case <-r.Context().Done():
+				return
+			case <-stop:
+				return
+			}
+		}
 	}
 }
