@@ -5,7 +5,9 @@ import (
 	"time"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
+	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
 )
 
@@ -31,6 +33,15 @@ func TestContentIDCannotBeSquatted(t *testing.T) {
 	dl := reelqtest.SeqResult(first)
 	if len(dl) != 1 || dl[0].Error == nil || dl[0].Error.Code != reelq.CodeInvalidRequest || len(first[cid]) != 0 {
 		t.Fatalf("the squatter's message: %+v, want one invalid_request result under a seq- id and nothing under %s", first, cid)
+	}
+	// Once the worker has removed it (the result goes out just before;
+	// while the message waits, the real job is refused as a conflict).
+	deadline := time.Now().Add(20 * time.Second)
+	for natstest.StreamMsgs(t, env.JS, queue.StreamJobs) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the squatter's message never left JOBS")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the stream with a deadline
 	}
 	out := env.Enqueue(victim)
 	if out[0].ID != cid || out[0].Status != reelq.Published {
