@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -143,7 +144,11 @@ const (
 	outArchive                    // release the slot; archive the outputs (no provider work)
 	outPark                       // release the slot; wait for a budget to allow the job
 	outPeeked                     // a redelivery's state was read: it waits at level (resume first if its task runs)
+	outKinds                      // the number of kinds
 )
+
+var outcomeNames = [outKinds]string{outAck: "ack", outNak: "nak", outTerm: "term", outAbandon: "abandon", outHold: "hold",
+	outPoll: "poll", outWait: "wait", outArchive: "archive", outPark: "park", outPeeked: "peeked"}
 
 // outcome is what a step decided for its job.
 type outcome struct {
@@ -163,7 +168,10 @@ func abandon() outcome              { return outcome{kind: outAbandon} }
 func hold() outcome                 { return outcome{kind: outHold} }
 func (o outcome) settles() bool     { return o.kind <= outHold }
 func (o outcome) String() string {
-	return [...]string{"ack", "nak", "term", "abandon", "hold", "poll", "wait"}[o.kind]
+	if o.kind < 0 || o.kind >= outKinds {
+		return "outcome(" + strconv.Itoa(int(o.kind)) + ")"
+	}
+	return outcomeNames[o.kind]
 }
 func waitFor(d time.Duration) outcome      { return waitUntil(time.Now().Add(d)) }
 func (e *engine) post(ev any)              { e.events <- ev }
