@@ -35,6 +35,10 @@ type Client struct {
 	cancels    jetstream.KeyValue
 	validators map[string]Validator
 	providers  map[string]providers.Provider
+
+	// betweenReads, set by tests, runs between Get's read of the job state
+	// and its read of the queue.
+	betweenReads func(id string)
 }
 
 // Options configure a Client. The zero value is usable.

@@ -17,6 +17,11 @@ import (
 // picked the job up, or, for a job still waiting in the queue (including
 // one published with `nats pub`), a state in phase "queued" read from the
 // JOBS stream itself. It returns ErrNotFound for an unknown id.
+//
+// A job always has its state or its message: a worker (or a canceller)
+// writes the state before the message leaves JOBS. Two reads cannot both
+// miss an existing job unless the state was written between them, so
+// when the queue has no message either, Get reads the state once more.
 func (c *Client) Get(ctx context.Context, id string) (*JobState, error) {
 	if !ValidID(id) {
 		return nil, fmt.Errorf("%w: id %q", ErrInvalidJob, id)
@@ -25,12 +30,17 @@ func (c *Client) Get(ctx context.Context, id string) (*JobState, error) {
 	if !errors.Is(err, ErrNotFound) {
 		return st, err
 	}
+	if c.betweenReads != nil {
+		c.betweenReads(id)
+	}
 	j, m, err := c.findQueued(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	if j == nil {
-		return nil, ErrNotFound
+		// Picked up (or cancelled) and removed from the queue since the
+		// first read: the state is there now.
+		return c.getState(ctx, id)
 	}
 	enq := m.Time.UTC()
 	if j.EnqueuedAt != nil {
