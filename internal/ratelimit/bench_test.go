@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -70,40 +71,43 @@ func BenchmarkWaitHighRate(b *testing.B) {
 	b.ReportMetric(float64(st.writes.Load())/float64(b.N), "writes/token")
 }
 
-// TestKVReadsPerToken counts store reads per granted token with 1 to 1000
-// goroutines waiting on one Limiter (one process) on a real KV bucket.
+// TestKVReadsPerToken: one process alone on its key reads the store once,
+// whatever the number of goroutines waiting on its Limiter (1 to 1000)
+// and the tokens they take (200 here), on a real KV bucket: it compares
+// and sets against the state it wrote last. A read more per store error
+// (a timed-out CAS is read again). The reads per token are the figure
+// README reports.
 func TestKVReadsPerToken(t *testing.T) {
-	const rate, burst, run = 200, 2, time.Second
+	const rate, burst, tokens = 2000, 2, 200
 	s := startNATS(t)
 	kv := createBucket(t, connectJS(t, s), "rl_reads")
 	for _, waiters := range []int{1, 10, 100, 1000} {
 		t.Run(fmt.Sprintf("waiters=%d", waiters), func(t *testing.T) {
 			st := &countingStore{Store: NewKVStore(kv)}
 			l := New(st, fmt.Sprintf("w%d", waiters), Config{Rate: rate, Burst: burst})
-			ctx, cancel := context.WithTimeout(t.Context(), run)
+			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			var grants atomic.Int64
 			var wg sync.WaitGroup
+			start := time.Now()
 			for range waiters {
 				wg.Go(func() {
 					for {
 						if _, err := l.Wait(ctx); err != nil {
 							return
 						}
-						grants.Add(1)
+						if grants.Add(1) >= tokens {
+							cancel()
+						}
 					}
 				})
 			}
 			wg.Wait()
-			n, reads := grants.Load(), st.reads.Load()
-			perToken := float64(reads) / float64(n)
-			t.Logf("%d waiters: %d tokens, %d reads (%.3f/token), %d writes, %d conflicts",
-				waiters, n, reads, perToken, st.writes.Load(), st.conflicts.Load())
-			if lo := int64(0.9 * rate * run.Seconds()); n < lo {
-				t.Errorf("%d tokens in %v, want >= %d", n, run, lo)
-			}
-			if perToken > 1.1 {
-				t.Errorf("%.3f reads per token, want <= 1.1", perToken)
+			n, reads, errs := grants.Load(), st.reads.Load(), l.Stats().Errors
+			t.Logf("%d waiters: %d tokens in %v, %d reads (%.3f/token), %d writes, %d conflicts, %d store errors",
+				waiters, n, time.Since(start).Round(time.Millisecond), reads, float64(reads)/float64(n), st.writes.Load(), st.conflicts.Load(), errs)
+			if reads > 1+errs {
+				t.Errorf("%d reads for %d tokens with %d store errors, want 1 (+1 per error)", reads, n, errs)
 			}
 		})
 	}
@@ -111,40 +115,43 @@ func TestKVReadsPerToken(t *testing.T) {
 
 // TestLingerSharesWrites: at a rate far above the demand, callers that
 // arrive one at a time each cost a compare-and-set; with Linger the ones
-// arriving within it share one, and the rate is unchanged.
+// arriving within it share one, and none waits more than Linger.
 func TestLingerSharesWrites(t *testing.T) {
-	s := startNATS(t)
-	kv := createBucket(t, connectJS(t, s), "rl_linger")
-	const callers, spacing = 40, time.Millisecond
+	t.Parallel()
+	const callers, spacing, linger = 40, time.Millisecond, 10 * time.Millisecond
 	run := func(name string, linger time.Duration) (writes int64, worst time.Duration) {
-		st := &countingStore{Store: NewKVStore(kv)}
-		l := New(st, name, Config{Rate: 10000, Burst: 100, Linger: linger})
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		tick := time.NewTicker(spacing)
-		defer tick.Stop()
-		for range callers {
-			<-tick.C // callers one at a time, as polls of many jobs arrive
-			wg.Go(func() {
-				d, err := l.Wait(t.Context())
-				if err != nil {
-					t.Error(err)
-				}
-				mu.Lock()
-				worst = max(worst, d)
-				mu.Unlock()
-			})
-		}
-		wg.Wait()
-		return st.writes.Load(), worst
+		synctest.Test(t, func(t *testing.T) {
+			st := &countingStore{Store: NewMemStore()}
+			l := New(st, name, Config{Rate: 10000, Burst: 100, Linger: linger})
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			for range callers {
+				time.Sleep(spacing) // callers one at a time, as polls of many jobs arrive
+				wg.Go(func() {
+					d, err := l.Wait(t.Context())
+					if err != nil {
+						t.Error(err)
+					}
+					mu.Lock()
+					worst = max(worst, d)
+					mu.Unlock()
+				})
+			}
+			wg.Wait()
+			writes = st.writes.Load()
+		})
+		return writes, worst
 	}
 	plain, _ := run("plain", 0)
-	lingered, worst := run("linger", 10*time.Millisecond)
-	t.Logf("%d callers %v apart: %d writes without Linger, %d with 10ms (longest wait %v)", callers, spacing, plain, lingered, worst)
+	lingered, worst := run("linger", linger)
+	t.Logf("%d callers %v apart: %d writes without Linger, %d with %v (longest wait %v)", callers, spacing, plain, lingered, linger, worst)
+	if plain != callers {
+		t.Errorf("%d writes for %d callers one at a time without Linger, want one each", plain, callers)
+	}
 	if lingered*3 > plain {
 		t.Errorf("Linger saved too little: %d writes vs %d", lingered, plain)
 	}
-	if worst > 100*time.Millisecond {
-		t.Errorf("a caller waited %v with Linger 10ms", worst)
+	if worst > linger {
+		t.Errorf("a caller waited %v with Linger %v", worst, linger)
 	}
 }

@@ -4,19 +4,27 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// TestKVClusterWideLimit: replicas (Limiters on their own connections)
+// sharing one key never take more than Burst + Rate·T tokens in a span T
+// between them, however loaded the machine. The span runs from before the
+// first Wait to after the last returned: a grant is decided within it,
+// and the schedule holds at most Rate·W + Burst decisions in any W. (The
+// most grants seen returned within 1 s is a figure, logged: on a busy
+// host grants decided apart can return together.)
 func TestKVClusterWideLimit(t *testing.T) {
 	t.Parallel()
 	const (
 		rate, burst = 20, 2
 		replicas    = 4
 		waiters     = 6 // per replica
-		run         = 2500 * time.Millisecond
+		tokens      = 30
 	)
 	s := startNATS(t)
 	kvs := []jetstream.KeyValue{createBucket(t, connectJS(t, s), "rl_limit")}
@@ -24,33 +32,35 @@ func TestKVClusterWideLimit(t *testing.T) {
 		kvs = append(kvs, openBucket(t, connectJS(t, s), "rl_limit"))
 	}
 	log, warns := testLogger(t)
-	ctx, cancel := context.WithTimeout(t.Context(), run)
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var g grantLog
+	var n atomic.Int64
 	var wg sync.WaitGroup
+	begin := time.Now()
 	for _, kv := range kvs {
 		l := New(NewKVStore(kv), "segmind", Config{Rate: rate, Burst: burst, Logger: log})
 		for range waiters {
-			wg.Go(func() { waitLoop(ctx, l, &g) })
+			wg.Go(func() {
+				for {
+					if _, err := l.Wait(ctx); err != nil {
+						return
+					}
+					g.add(time.Now())
+					if n.Add(1) >= tokens {
+						cancel()
+					}
+				}
+			})
 		}
 	}
 	wg.Wait()
+	span := time.Since(begin)
 
 	grants := sortedTimes(g.times())
-	m := maxInWindow(grants, time.Second)
-	span := grants[len(grants)-1].Sub(grants[0])
-	t.Logf("%d grants in %v, max %d in a 1s window", len(grants), span, m)
-	if m > rate+burst {
-		t.Errorf("max grants in a 1s window = %d, want <= %d", m, rate+burst)
-	}
-	// n grants need n-Burst intervals after the first: n <= Burst + span·Rate,
-	// +1 as these are the times Wait returned, which lag the decisions by a
-	// varying latency (under 1/Rate).
-	if hi := burst + int(span.Seconds()*rate) + 1; len(grants) > hi {
-		t.Errorf("%d grants in %v, want <= %d", len(grants), span, hi)
-	}
-	if lo := int(0.9 * run.Seconds() * rate); len(grants) < lo {
-		t.Errorf("%d grants in %v, want >= %d (limiter starves)", len(grants), run, lo)
+	t.Logf("%d grants in %v, max %d returned within 1s", len(grants), span, maxInWindow(grants, time.Second))
+	if hi := burst + int(span.Seconds()*rate); len(grants) > hi {
+		t.Errorf("%d grants in %v, want <= %d (Burst + Rate·T)", len(grants), span, hi)
 	}
 	if n := warns.Load(); n != 0 {
 		t.Errorf("%d store warnings", n)

@@ -8,7 +8,7 @@ import (
 )
 
 // TestMain runs the test binary as a replica process when replicaEnv is set
-// (see TestReplicaProcesses); otherwise it runs the tests and checks that
+// (see BenchmarkReplicaProcesses); otherwise it runs the tests and checks that
 // none leaves a goroutine behind.
 func TestMain(m *testing.M) {
 	if os.Getenv(replicaEnv) != "" {

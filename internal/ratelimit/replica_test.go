@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Environment of a replica process started by TestReplicaProcesses.
+// Environment of a replica process started by BenchmarkReplicaProcesses.
 const (
 	replicaEnv      = "RATELIMIT_TEST_REPLICA" // its name, for errors
 	replicaURL      = "RATELIMIT_TEST_URL"
@@ -139,7 +139,7 @@ type replicaRun struct {
 }
 
 // runReplicas runs procs replica processes on bucket for about run.
-func runReplicas(t *testing.T, url, bucket string, procs int, rate float64, burst, waiters int, run time.Duration) replicaRun {
+func runReplicas(t testing.TB, url, bucket string, procs int, rate float64, burst, waiters int, run time.Duration) replicaRun {
 	t.Helper()
 	deadline := time.Now().Add(run + 500*time.Millisecond) // + start-up
 	ctx, cancel := context.WithDeadline(t.Context(), deadline)
@@ -185,20 +185,20 @@ func runReplicas(t *testing.T, url, bucket string, procs int, rate float64, burs
 	return r
 }
 
-// TestReplicaProcesses runs 1, 3 and 8 replica processes (this test binary,
-// re-executed) against one key on a nats-server listening on loopback, each
-// taking tokens as fast as it may, and checks the merged grant times:
-// at most Rate+Burst in any 1s window, and under saturation the achieved
-// rate between any two grants at least 1s apart within 2% of Rate.
+// BenchmarkReplicaProcesses measures the limiter's precision across
+// processes: 1, 3 and 8 replica processes (this test binary, re-executed)
+// take tokens from one key on a nats-server listening on loopback, each as
+// fast as it may, and the merged grant times give the most grants within
+// any 1 s (the bound is Rate+Burst) and, under saturation, the worst
+// error of the achieved rate between any two grants at least 1 s apart.
+// Both are measured where Wait returned, so they are figures of the host
+// as much as of the limiter: a run where a process was kept from running
+// for over maxStall is repeated (twice at most). The bound is also checked
+// exactly, on decisions, by TestWaitManyWaitersFakeTime and
+// TestKVClusterWideLimit. Run it with -benchtime 1x:
 //
-// A replica (or the server) kept from running for longer than the schedule
-// tolerates misses its slot whatever the limiter does; a run where a
-// process's probe saw a stall over maxStall is repeated (twice at most), and
-// failures of a last such run name the stall.
-func TestReplicaProcesses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs for 35s")
-	}
+//	go test -run '^$' -bench ReplicaProcesses -benchtime 1x ./internal/ratelimit/
+func BenchmarkReplicaProcesses(b *testing.B) {
 	const (
 		burst    = 2
 		waiters  = 8 // per process
@@ -206,64 +206,57 @@ func TestReplicaProcesses(t *testing.T) {
 		attempts = 3
 		maxStall = 10 * time.Millisecond // half the tolerance at 50/s, burst 2
 	)
-	s := startNATS(t)
-	js := connectJS(t, s)
+	s := startNATS(b)
+	js := connectJS(b, s)
 	for _, c := range []struct {
 		procs int
 		rate  float64
 	}{{1, 20}, {1, 50}, {3, 20}, {3, 50}, {8, 20}, {8, 50}} {
-		t.Run(fmt.Sprintf("procs=%d/rate=%g", c.procs, c.rate), func(t *testing.T) {
-			var r replicaRun
-			for attempt := 1; ; attempt++ {
-				bucket := fmt.Sprintf("rl_procs_%d_%g_%d", c.procs, c.rate, attempt)
-				createBucket(t, js, bucket)
-				r = runReplicas(t, s.ClientURL(), bucket, c.procs, c.rate, burst, waiters, run)
-				if r.stall <= maxStall || attempt == attempts {
-					break
+		b.Run(fmt.Sprintf("procs=%d/rate=%g", c.procs, c.rate), func(b *testing.B) {
+			for i := 0; b.Loop(); i++ {
+				var r replicaRun
+				for attempt := 1; ; attempt++ {
+					bucket := fmt.Sprintf("rl_procs_%d_%g_%d_%d", c.procs, c.rate, i, attempt)
+					createBucket(b, js, bucket)
+					r = runReplicas(b, s.ClientURL(), bucket, c.procs, c.rate, burst, waiters, run)
+					if r.stall <= maxStall || attempt == attempts {
+						break
+					}
+					b.Logf("attempt %d: a process stalled for %v (host overloaded): run again", attempt, r.stall)
 				}
-				t.Logf("attempt %d: a process stalled for %v (host overloaded): run again", attempt, r.stall)
+				reportReplicaRun(b, r, c.procs, c.rate, burst, maxStall)
 			}
-			checkReplicaRun(t, r, c.procs, c.rate, burst, run, maxStall)
 		})
 	}
 }
 
-func checkReplicaRun(t *testing.T, r replicaRun, procs int, rate float64, burst int, run, maxStall time.Duration) {
-	t.Helper()
+// reportReplicaRun reports a run's figures. A run no process stalled in
+// must keep the window bound.
+func reportReplicaRun(b *testing.B, r replicaRun, procs int, rate float64, burst int, maxStall time.Duration) {
+	b.Helper()
 	var reads, writes, granted int64
 	for i, st := range r.stats {
-		t.Logf("replica %d: %d grants, %d reads, %d writes, %d conflicts", i, st.Granted, st.Reads, st.Writes, st.Conflicts)
+		b.Logf("replica %d: %d grants, %d reads, %d writes, %d conflicts", i, st.Granted, st.Reads, st.Writes, st.Conflicts)
 		reads, writes, granted = reads+st.Reads, writes+st.Writes, granted+st.Granted
 	}
 	grants := r.grants
 	if len(grants) < 2*burst {
-		t.Fatalf("%d grants", len(grants))
-	}
-	stalled := ""
-	if r.stall > maxStall {
-		stalled = fmt.Sprintf(" (a process stalled for %v: host overloaded)", r.stall)
+		b.Fatalf("%d grants", len(grants))
 	}
 	span := grants[len(grants)-1].Sub(grants[0])
 	m := maxInWindow(grants, time.Second)
-	worst, wi, wj := worstRateError(grants[burst-1:], rate, time.Second)
-	t.Logf("%d processes at %g/s burst %d: %d grants in %v (%.3f/s), max %d in a 1s window, "+
+	worst, _, _ := worstRateError(grants[burst-1:], rate, time.Second)
+	b.Logf("%d processes at %g/s burst %d: %d grants in %v (%.3f/s), max %d in a 1s window (bound %d), "+
 		"worst rate error over windows >= 1s %.2f%%, %.2f reads and %.2f writes per token, longest stall %v",
 		procs, rate, burst, len(grants), span.Round(time.Millisecond),
-		float64(len(grants)-burst)/span.Seconds(), m, 100*worst,
+		float64(len(grants)-burst)/span.Seconds(), m, int(rate)+burst, 100*worst,
 		float64(reads)/float64(granted), float64(writes)/float64(granted), r.stall)
-	if m > int(rate)+burst {
-		t.Errorf("max grants in a 1s window = %d, want <= %d%s", m, int(rate)+burst, stalled)
-	}
-	// +1: Wait's return times lag the decisions by a varying latency.
-	if hi := burst + int(span.Seconds()*rate) + 1; len(grants) > hi {
-		t.Errorf("%d grants in %v, want <= %d%s", len(grants), span, hi, stalled)
-	}
-	if worst > 0.02 {
-		t.Errorf("achieved rate off by %.2f%% over some window >= 1s, want <= 2%%%s: grants %d to %d at %v",
-			100*worst, stalled, wi+burst-1, wj+burst-1, offsets(grants[0], grants[burst-1+wi:burst+wj]))
-	}
-	if span < run-time.Second {
-		t.Errorf("grants span %v, want about %v%s", span, run, stalled)
+	b.ReportMetric(float64(m), "max_in_1s")
+	b.ReportMetric(100*worst, "rate_error_%")
+	b.ReportMetric(float64(reads)/float64(granted), "reads/token")
+	b.ReportMetric(float64(writes)/float64(granted), "writes/token")
+	if m > int(rate)+burst && r.stall <= maxStall {
+		b.Errorf("max grants in a 1s window = %d, want <= %d", m, int(rate)+burst)
 	}
 }
 
@@ -281,15 +274,6 @@ func worstRateError(grants []time.Time, rate float64, w time.Duration) (worst fl
 		}
 	}
 	return worst, wi, wj
-}
-
-// offsets returns ts as durations since t0, rounded to 0.1ms.
-func offsets(t0 time.Time, ts []time.Time) []time.Duration {
-	out := make([]time.Duration, len(ts))
-	for i, t := range ts {
-		out[i] = t.Sub(t0).Round(100 * time.Microsecond)
-	}
-	return out
 }
 
 func parseReplica(out string) ([]time.Time, Stats, time.Duration, error) {
