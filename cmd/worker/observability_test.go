@@ -220,11 +220,10 @@ func TestWorkerMetricsAndProbes(t *testing.T) {
 	if code, _, err := w.get("/healthz"); err != nil || code != 200 {
 		t.Errorf("/healthz without NATS: %d %v, want 200", code, err)
 	}
-	start := time.Now()
+	// (The queue collector bounds its NATS calls per scrape; a scrape
+	// that waited on NATS would time out the client.)
 	if code, body, err := w.get("/metrics"); err != nil || code != 200 || !strings.Contains(body, "reelq_jobs_total") {
 		t.Errorf("/metrics without NATS: %d %v", code, err)
-	} else if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("/metrics took %s without NATS", d)
 	}
 
 	// NATS comes back on the same address and store: ready again, and work
