@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/reelq/reelq/internal/changes"
 )
 
 // Pause codes.
@@ -71,9 +73,9 @@ type Store struct {
 	// MaxProbeInterval caps the probe back-off. Zero means 10 minutes.
 	MaxProbeInterval time.Duration
 
-	mu      sync.Mutex
-	cache   map[string]cached
-	changed chan struct{}
+	mu    sync.Mutex
+	cache map[string]cached
+	ver   changes.Version // of cache, bumped under mu
 }
 
 // cached is a provider's record in the local view, with its KV revision.
@@ -89,7 +91,7 @@ func New(js jetstream.JetStream, kv jetstream.KeyValue, stream string, consumers
 	if consumers == nil {
 		consumers = func(p string) []string { return []string{p} }
 	}
-	return &Store{kv: kv, js: js, stream: stream, consumers: consumers, now: time.Now, cache: map[string]cached{}, changed: make(chan struct{})}
+	return &Store{kv: kv, js: js, stream: stream, consumers: consumers, now: time.Now, cache: map[string]cached{}}
 }
 
 // farFuture is the server-side pause of a manual pause.
@@ -402,18 +404,22 @@ func (s *Store) store(st State, rev uint64) {
 		return
 	}
 	s.cache[st.Provider] = cached{st: st, rev: rev}
-	close(s.changed)
-	s.changed = make(chan struct{})
+	s.ver.Bump()
 }
 
-// View returns the local view of provider's state and a channel closed at
-// the next change of any provider's state.
-func (s *Store) View(provider string) (State, <-chan struct{}) {
+// View returns the local view of provider's state and the version of the
+// view: a caller that waits for the state to change waits on
+// Changed(version), so a change made since the read is not missed.
+func (s *Store) View(provider string) (State, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok := s.cache[provider]
 	if !ok {
 		c.st = State{Provider: provider}
 	}
-	return c.st, s.changed
+	return c.st, s.ver.Load()
 }
+
+// Changed returns a channel closed once any provider's state changed
+// after the view of version seen (from View): at once if one has already.
+func (s *Store) Changed(seen uint64) <-chan struct{} { return s.ver.Changed(seen) }

@@ -74,18 +74,18 @@ func (b *testBundle) serverPaused(t *testing.T) bool {
 	return c.CachedInfo().Paused
 }
 
-// waitView waits (on the view's change channel) until s's view of samsar
+// waitView waits (on the view's version) until s's view of samsar
 // satisfies cond.
 func waitView(t *testing.T, s *Store, what string, cond func(State) bool) {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
-		st, changed := s.View("samsar")
+		st, seen := s.View("samsar")
 		if cond(st) {
 			return
 		}
 		select {
-		case <-changed:
+		case <-s.Changed(seen):
 		case <-deadline:
 			t.Fatalf("view never became %s; last %+v", what, st)
 		}

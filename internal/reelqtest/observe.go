@@ -154,12 +154,12 @@ func (e *Env) WaitReplicaView(r *Running, provider string, timeout time.Duration
 	e.T.Helper()
 	deadline := time.After(timeout)
 	for {
-		st, changed := r.W.ProviderState().View(provider)
+		st, seen := r.W.ProviderState().View(provider)
 		if cond(st) {
 			return st
 		}
 		select {
-		case <-changed:
+		case <-r.W.ProviderState().Changed(seen):
 		case <-deadline:
 			e.T.Fatalf("replica %s: view of %s not as expected within %s; last %+v", r.ID, provider, timeout, st)
 		}

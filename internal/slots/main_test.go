@@ -142,18 +142,18 @@ func (w tlogWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// await waits on p's Changed channel until cond holds.
+// await waits on p's changes until cond holds.
 func await(tb testing.TB, p *Pool, timeout time.Duration, what string, cond func() bool) {
 	tb.Helper()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
-		ch := p.Changed()
+		seen := p.Version()
 		if cond() {
 			return
 		}
 		select {
-		case <-ch:
+		case <-p.Changed(seen):
 		case <-deadline.C:
 			tb.Fatalf("timed out after %v waiting for %s; allocation %+v", timeout, what, p.Snapshot())
 		}
@@ -166,7 +166,7 @@ func acquire(tb testing.TB, p *Pool, k, top int, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	for got := 0; got < k; {
-		ch := p.Changed()
+		seen := p.Version()
 		n, err := p.TryAcquire(ctx, k-got, top)
 		if err != nil {
 			tb.Fatalf("TryAcquire: %v (got %d of %d)", err, got, k)
@@ -174,7 +174,7 @@ func acquire(tb testing.TB, p *Pool, k, top int, timeout time.Duration) {
 		got += n
 		if got < k {
 			select {
-			case <-ch:
+			case <-p.Changed(seen):
 			case <-ctx.Done():
 				tb.Fatalf("acquired %d of %d slots in %v; allocation %+v", got, k, timeout, p.Snapshot())
 			}

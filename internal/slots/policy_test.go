@@ -158,7 +158,7 @@ func TestLeaseTimeline(t *testing.T) {
 			t.Fatalf("Held=%d Free=%d, want 2 and 0", h, f)
 		}
 
-		<-p.Changed()
+		<-p.Changed(p.Version())
 		if d := time.Since(start); d != ttl/2 {
 			t.Errorf("first change after %v, want the other lease's expiry at %v", d, ttl/2)
 		}
@@ -166,7 +166,7 @@ func TestLeaseTimeline(t *testing.T) {
 			t.Errorf("after the other lease expired: %+v", a)
 		}
 
-		<-p.Changed()
+		<-p.Changed(p.Version())
 		if d := time.Since(start); d != ttl-ttl/8 {
 			t.Errorf("second change after %v, want %v (own lease less TTL/8)", d, ttl-ttl/8)
 		}

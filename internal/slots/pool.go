@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
+
+	"github.com/reelq/reelq/internal/changes"
 )
 
 // DefaultTTL is the lease length when Config.TTL is zero.
@@ -66,12 +68,12 @@ type Config struct {
 //   - SetDemand(running + waiting, top of the waiting jobs) whenever either
 //     changes (free when unchanged; never blocks);
 //   - it starts a waiting job only while running < Held; otherwise it takes
-//     ch := Changed(), calls TryAcquire(ctx, jobs without a slot, top) and, if that
-//     granted nothing, waits on ch and tries again;
+//     seen := Version(), calls TryAcquire(ctx, jobs without a slot, top) and,
+//     if that granted nothing, waits on Changed(seen) and tries again;
 //   - when a job ends and another waits, it reuses the slot unless
 //     Yield(top of the waiting jobs) is true, in which case it calls
 //     Release(ctx, 1); a slot with no job for it is given back the same
-//     way, Yield(PriorityNone) on each Changed, or released after a linger.
+//     way, Yield(PriorityNone) on each change, or released after a linger.
 //
 // The Pool never gives back slots on its own while Run runs, so want may be
 // below Held (idle slots kept for the next job); Held drops only by Release
@@ -121,7 +123,7 @@ type Pool struct {
 	lastWrite   time.Time
 	demandNext  time.Time // earliest next demand-only write
 	demandDirty bool      // a demand-only write is due at demandNext
-	changed     chan struct{}
+	ver         changes.Version
 	expiry      *time.Timer
 }
 
@@ -145,7 +147,6 @@ func New(kv jetstream.KeyValue, cfg Config) *Pool {
 		turn:     make(chan struct{}, 1),
 		wake:     make(chan struct{}, 1),
 		capacity: max(0, cfg.Cap),
-		changed:  make(chan struct{}),
 	}
 	if p.now == nil {
 		p.now = time.Now
@@ -175,16 +176,20 @@ func (p *Pool) heldLocked(now time.Time) int {
 	return h
 }
 
-// Changed returns a channel closed at the next change of the allocation
-// seen by this worker: a write by any worker, a lease expiring, this
-// worker's holding or Cap changing, or the Pool stopping. Take it before
-// TryAcquire (or Yield) and wait on it when that gave nothing, so no change
-// is missed.
-func (p *Pool) Changed() <-chan struct{} {
+// Version numbers the allocation seen by this worker; it grows at every
+// change: a write by any worker, a lease expiring, this worker's holding or
+// Cap changing, or the Pool stopping. Take it before TryAcquire (or Yield)
+// and, when that gave nothing, wait on Changed(version): no change is
+// missed.
+func (p *Pool) Version() uint64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.changed
+	return p.ver.Load()
 }
+
+// Changed returns a channel closed once the allocation changed after
+// Version returned seen: at once if it has already.
+func (p *Pool) Changed(seen uint64) <-chan struct{} { return p.ver.Changed(seen) }
 
 // SetCap changes Cap. All workers are expected to use the same Cap; when
 // they disagree each one grants and yields by its own (a worker with a
@@ -310,7 +315,7 @@ func (p *Pool) SetDemand(_ context.Context, want, top int) error {
 // worker holds its own), so a slot given up for them is left to them. A
 // grant is one compare-and-set (retried on conflict); when the local view
 // shows nothing to grant it returns 0 without I/O, and the caller waits on
-// Changed (taken before the call) and tries again. An error means nothing
+// Changed(Version() taken before the call) and tries again. An error means nothing
 // was granted (fail closed). Every grant renews the lease.
 func (p *Pool) TryAcquire(ctx context.Context, k, top int) (int, error) {
 	if k <= 0 {
@@ -371,7 +376,7 @@ func (p *Pool) Release(ctx context.Context, k int) error {
 
 // Run keeps the local view current (a KV watch on the provider's key),
 // renews this worker's lease every TTL/4 while it holds slots or has
-// demand, writes coalesced demand updates, and fires Changed when a lease
+// demand, writes coalesced demand updates, and bumps Version when a lease
 // expires. It returns when ctx ends, after releasing every slot this worker
 // holds (best effort, within 2 s); the release error, if any, is returned.
 // Cancel ctx only once this worker's jobs on the provider have ended:
@@ -771,11 +776,10 @@ func (p *Pool) setViewLocked(rev uint64, holders map[string]entry) {
 	p.notifyLocked(now)
 }
 
-// notifyLocked closes the Changed channel, logs a lost lease and arms the
-// timer for the next lease expiry.
+// notifyLocked bumps Version, logs a lost lease and arms the timer for
+// the next lease expiry.
 func (p *Pool) notifyLocked(now time.Time) {
-	close(p.changed)
-	p.changed = make(chan struct{})
+	p.ver.Bump()
 	if !p.stopped && !p.lostLogged && p.n-p.release > 0 && p.heldLocked(now) == 0 {
 		p.lostLogged = true
 		p.log.Warn("slots lease lost; no new jobs until it is renewed", "held", p.n-p.release, "until", p.until)

@@ -88,7 +88,7 @@ func testCapUnderContention(t *testing.T, priority func() int) {
 					began := time.Now()
 					got := 0
 					for got == 0 && ctx.Err() == nil {
-						ch := p.Changed()
+						seen := p.Version()
 						var err error
 						if got, err = p.TryAcquire(ctx, 1, prio); err != nil {
 							if ctx.Err() == nil {
@@ -98,7 +98,7 @@ func testCapUnderContention(t *testing.T, priority func() int) {
 						}
 						if got == 0 {
 							select {
-							case <-ch:
+							case <-p.Changed(seen):
 							case <-ctx.Done():
 							}
 						}
@@ -430,7 +430,7 @@ func TestLeaseRenewed(t *testing.T) {
 	began := time.Now()
 	deadline := time.After(5 * ttl)
 	for done := false; !done; {
-		ch := b.Changed()
+		seen := b.Version()
 		if got, err := b.TryAcquire(t.Context(), 1, PriorityNormal); err != nil || got != 0 {
 			t.Fatalf("b got %d, %v while a holds its renewed slots", got, err)
 		}
@@ -438,7 +438,7 @@ func TestLeaseRenewed(t *testing.T) {
 			t.Fatalf("a's Held = %d during renewals", a.Held())
 		}
 		select {
-		case <-ch:
+		case <-b.Changed(seen):
 		case <-deadline:
 			done = true
 		}

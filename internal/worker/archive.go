@@ -35,7 +35,7 @@ type clusterSlots struct{ pool *slots.Pool }
 
 func (s clusterSlots) Acquire(ctx context.Context) (func(), error) {
 	for {
-		ch := s.pool.Changed()
+		seen := s.pool.Version()
 		n, err := s.pool.TryAcquire(ctx, 1, slots.PriorityNormal)
 		if err == nil && n > 0 {
 			var once bool
@@ -49,7 +49,7 @@ func (s clusterSlots) Acquire(ctx context.Context) (func(), error) {
 		select {
 		case <-ctx.Done():
 			return nil, context.Cause(ctx)
-		case <-ch:
+		case <-s.pool.Changed(seen):
 		case <-time.After(time.Second):
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/changes"
 	"github.com/reelq/reelq/internal/metrics"
 )
 
@@ -40,10 +41,10 @@ type budgeter struct {
 	now      func() time.Time
 	provider map[string]ProviderBudget // from configuration
 
-	mu      sync.RWMutex
-	limits  map[string]reelq.BudgetLimit // by limit key
-	spends  map[string]spendEntry        // by spend key
-	changed chan struct{}
+	mu     sync.RWMutex
+	limits map[string]reelq.BudgetLimit // by limit key
+	spends map[string]spendEntry        // by spend key
+	ver    changes.Version              // of limits and spends, bumped under mu
 }
 
 type spendEntry struct {
@@ -59,7 +60,7 @@ type budgetScope struct {
 
 func newBudgeter(kv jetstream.KeyValue, log *slog.Logger, m *metrics.Metrics, provider map[string]ProviderBudget) *budgeter {
 	b := &budgeter{kv: kv, log: log, m: m, now: time.Now, provider: provider,
-		limits: map[string]reelq.BudgetLimit{}, spends: map[string]spendEntry{}, changed: make(chan struct{})}
+		limits: map[string]reelq.BudgetLimit{}, spends: map[string]spendEntry{}}
 	for name := range provider {
 		b.export(reelq.ScopeProvider, name)
 	}
@@ -157,26 +158,24 @@ func (b *budgeter) observe(e jetstream.KeyValueEntry) {
 	if parts := strings.Split(key, "."); len(parts) >= 3 {
 		b.export(parts[1], parts[2])
 	}
-	close(b.changed)
-	b.changed = make(chan struct{})
+	b.ver.Bump()
 }
 
-// Changed is closed at the next change of any limit or spend.
-func (b *budgeter) Changed() <-chan struct{} {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return b.changed
-}
+// changed is closed once any limit or spend changed after the view seen
+// (a version scopes returned): at once if one has already.
+func (b *budgeter) changed(seen uint64) <-chan struct{} { return b.ver.Changed(seen) }
 
 // scopes returns the limits that bind a submission of est for provider and
-// batch now.
-func (b *budgeter) scopes(provider, batch string, est *reelq.Cost) []budgetScope {
-	if est == nil || est.Amount <= 0 {
-		return nil
-	}
+// batch now, and the version of the view it read them from: a job that
+// waits for a budget because of them waits on changed(seen).
+func (b *budgeter) scopes(provider, batch string, est *reelq.Cost) ([]budgetScope, uint64) {
 	now := b.now()
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	seen := b.ver.Load()
+	if est == nil || est.Amount <= 0 {
+		return nil, seen
+	}
 	var out []budgetScope
 	if batch != "" {
 		if l, ok := b.limits[reelq.BudgetLimitKey(reelq.ScopeBatch, batch)]; ok && l.Unit == est.Unit {
@@ -195,7 +194,7 @@ func (b *budgeter) scopes(provider, batch string, est *reelq.Cost) []budgetScope
 		}
 		out = append(out, budgetScope{limit: l, key: reelq.BudgetSpendKey(reelq.ScopeProvider, provider, reelq.PeriodStart(now, l.Period))})
 	}
-	return out
+	return out, seen
 }
 
 // fits reports, from the local view, whether est fits in every scope, and
@@ -342,6 +341,7 @@ func (b *budgeter) update(ctx context.Context, key string, fn func(*reelq.Spend)
 			b.mu.Lock()
 			if old, ok := b.spends[key]; !ok || old.rev < nrev {
 				b.spends[key] = spendEntry{s: next, rev: nrev}
+				b.ver.Bump()
 			}
 			b.mu.Unlock()
 			return nil
@@ -401,7 +401,7 @@ func add(m *map[string]float64, unit string, v float64) {
 // token the state write that follows records; rev is the revision of the
 // job's state that write compares against (0: it creates the state).
 func (e *engine) reserveFor(ctx context.Context, j *job, token string, rev uint64) ([]budgetScope, *outcome) {
-	sc := e.w.budgets.scopes(e.name, j.env.Batch, j.est)
+	sc, seen := e.w.budgets.scopes(e.name, j.env.Batch, j.est)
 	if len(sc) == 0 {
 		return nil, nil
 	}
@@ -411,7 +411,7 @@ func (e *engine) reserveFor(ctx context.Context, j *job, token string, rev uint6
 	switch {
 	case errors.Is(err, errOverBudget):
 		e.overBudget(j, over)
-		out := outcome{kind: outPark}
+		out := outcome{kind: outPark, seen: seen}
 		return nil, &out
 	case err != nil:
 		out := e.stateUnavailable(j, fmt.Errorf("budget reservation: %w", err))
@@ -459,7 +459,7 @@ func (e *engine) settleStaleReservation(ctx context.Context, j *job) {
 		return
 	}
 	est := st.Reserved
-	if sc := e.w.budgets.scopes(e.name, st.Batch, est); len(sc) > 0 {
+	if sc, _ := e.w.budgets.scopes(e.name, st.Batch, est); len(sc) > 0 {
 		e.w.budgets.settle(ctx, sc, est, true, st.SubmitToken)
 	}
 	next := *st

@@ -29,7 +29,8 @@ type slotPool interface {
 	Held() int
 	SetDemand(ctx context.Context, want, top int) error
 	Yield(myTop int) bool
-	Changed() <-chan struct{}
+	Version() uint64
+	Changed(seen uint64) <-chan struct{}
 }
 
 // An engine runs one provider's jobs on this replica. Its loop (run) owns
@@ -86,6 +87,7 @@ type engine struct {
 	jobs       map[uint64]*job
 	byID       map[string][]*job
 	parked     []*job // waiting for a budget to allow them (no slot)
+	parkedAt   uint64 // the oldest budget view a parked job was refused at
 	waitq      *waitQueue
 	timers     timerHeap
 	slots      int // slots granted to this engine and not released
@@ -156,7 +158,8 @@ type outcome struct {
 	delay  time.Duration
 	at     time.Time
 	reason string
-	lvl    int // outPeeked: the waiting queue level
+	lvl    int    // outPeeked: the waiting queue level
+	seen   uint64 // outPark: the budget view the job was refused at
 }
 
 func ack() outcome                  { return outcome{kind: outAck} }
@@ -173,7 +176,8 @@ func (o outcome) String() string {
 	}
 	return outcomeNames[o.kind]
 }
-func waitFor(d time.Duration) outcome      { return waitUntil(time.Now().Add(d)) }
+func waitFor(d time.Duration) outcome { return waitUntil(time.Now().Add(d)) }
+
 func (e *engine) post(ev any)              { e.events <- ev }
 func (e *engine) localSlots() int          { return e.rt.Slots }
 func (e *engine) heartbeat() time.Duration { return max(e.w.cfg.AckWait/4, 100*time.Millisecond) }
@@ -294,7 +298,7 @@ func (e *engine) loop(intake context.Context) {
 		}
 		var budgetChanged <-chan struct{}
 		if len(e.parked) > 0 {
-			budgetChanged = e.w.budgets.Changed()
+			budgetChanged = e.w.budgets.changed(e.parkedAt)
 		}
 		select {
 		case <-budgetChanged:
@@ -330,9 +334,13 @@ func (e *engine) handle(ev any) {
 		e.slots = max(e.slots-ev.n, 0)
 		e.log.Warn("slot lease lost; starting no new jobs until it is renewed", "lost", ev.n, "slots", e.slots, "running", e.running)
 	case evGate:
-		if ev.g != e.gate {
-			e.gate = ev.g
+		if ev.g.mode == gateOpen && e.gate.mode != gateOpen {
+			// A pause ended: one for a provider budget ends when the
+			// period rolls over too, which changes no budget key, so
+			// the jobs parked for it try again now.
+			e.unpark()
 		}
+		e.gate = ev.g
 	case evPuller:
 		e.pullersOut--
 	case evSpill:
@@ -449,7 +457,7 @@ func (e *engine) done(j *job, out outcome) {
 		}
 	case outPark:
 		e.freeSlot(j)
-		e.park(j, nil)
+		e.park(j, nil, out.seen)
 	case outArchive:
 		e.freeSlot(j)
 		j.busy = true
@@ -504,9 +512,9 @@ func (e *engine) dispatch() {
 		e.pulled[j.prio.Rank()].Add(-1)
 		e.wakePuller(j.prio.Rank())
 		j.waiting = false
-		if sc := e.w.budgets.scopes(e.name, j.env.Batch, j.est); len(sc) > 0 {
+		if sc, seen := e.w.budgets.scopes(e.name, j.env.Batch, j.est); len(sc) > 0 {
 			if ok, over := e.w.budgets.fits(sc, j.est); !ok {
-				e.park(j, over)
+				e.park(j, over, seen)
 				continue
 			}
 		}
@@ -523,8 +531,13 @@ func (e *engine) dispatch() {
 }
 
 // park sets j aside until a budget allows it: it holds no slot, and jobs
-// of other batches go on.
-func (e *engine) park(j *job, over *budgetScope) {
+// of other batches go on. seen is the version of the budget view that
+// refused it: the loop unparks at any change after the oldest such view,
+// including one that came before the loop went to sleep.
+func (e *engine) park(j *job, over *budgetScope, seen uint64) {
+	if len(e.parked) == 0 || seen < e.parkedAt {
+		e.parkedAt = seen
+	}
 	j.parked = true
 	e.parked = append(e.parked, j)
 	if over != nil {
@@ -924,55 +937,65 @@ func (e *engine) puller(ctx context.Context, p reelq.Priority) {
 
 // slotManager does the slot pool's I/O for the loop: it advertises the
 // engine's demand, acquires slots when there is demand, and releases the
-// slots the loop gave back.
+// slots the loop gave back. It reads the pool's version before anything
+// else, so a change during a pass (a slot freed after TryAcquire found
+// none) brings it round again instead of being slept through.
 func (e *engine) slotManager(ctx context.Context) {
 	held := 0
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
 	for {
+		seen := e.pool.Version()
+		held = e.manageSlots(ctx, held, retry)
 		select {
 		case <-ctx.Done():
 			return
 		case <-e.slotWake:
-		case <-e.pool.Changed():
+		case <-e.pool.Changed(seen):
 		case <-retry.C:
 		}
-		if n := int(e.toFree.Swap(0)); n > 0 {
-			if err := e.pool.Release(ctx, n); err != nil && ctx.Err() == nil {
-				e.log.Warn("releasing slots failed; they expire with the lease", "n", n, "err", err)
-			}
-			held -= n
+	}
+}
+
+// manageSlots is one pass of the slot manager; held is what the loop was
+// told it holds, before and after.
+func (e *engine) manageSlots(ctx context.Context, held int, retry *time.Timer) int {
+	if n := int(e.toFree.Swap(0)); n > 0 {
+		if err := e.pool.Release(ctx, n); err != nil && ctx.Err() == nil {
+			e.log.Warn("releasing slots failed; they expire with the lease", "n", n, "err", err)
 		}
-		switch d := held - e.pool.Held(); {
-		case d > 0:
-			held -= d
-			e.post(evLost{n: d})
-		case d < 0 && int(e.toFree.Load()) == 0:
-			// The pool holds slots this engine was not told about (a
-			// release it answered as failed that the server applied
-			// later, say): use them rather than hold them idle.
-			held -= d
-			e.post(evGranted{n: -d})
+		held -= n
+	}
+	switch d := held - e.pool.Held(); {
+	case d > 0:
+		held -= d
+		e.post(evLost{n: d})
+	case d < 0 && int(e.toFree.Load()) == 0:
+		// The pool holds slots this engine was not told about (a
+		// release it answered as failed that the server applied
+		// later, say): use them rather than hold them idle.
+		held -= d
+		e.post(evGranted{n: -d})
+	}
+	if e.spillAsk.Swap(false) {
+		e.post(evSpill{waiting: e.othersWaiting(ctx)})
+	}
+	want, top := int(e.want.Load()), int(e.top.Load())
+	if err := e.pool.SetDemand(ctx, want, top); err != nil && ctx.Err() == nil {
+		e.log.Debug("advertising slot demand failed", "err", err)
+	}
+	if need := want - held; need > 0 {
+		g, err := e.pool.TryAcquire(ctx, need, top)
+		if err != nil && ctx.Err() == nil {
+			e.log.Warn("acquiring slots failed; retrying", "err", err)
+			retry.Reset(time.Second)
 		}
-		if e.spillAsk.Swap(false) {
-			e.post(evSpill{waiting: e.othersWaiting(ctx)})
-		}
-		want, top := int(e.want.Load()), int(e.top.Load())
-		if err := e.pool.SetDemand(ctx, want, top); err != nil && ctx.Err() == nil {
-			e.log.Debug("advertising slot demand failed", "err", err)
-		}
-		if need := want - held; need > 0 {
-			g, err := e.pool.TryAcquire(ctx, need, top)
-			if err != nil && ctx.Err() == nil {
-				e.log.Warn("acquiring slots failed; retrying", "err", err)
-				retry.Reset(time.Second)
-			}
-			if g > 0 {
-				held += g
-				e.post(evGranted{n: g})
-			}
+		if g > 0 {
+			held += g
+			e.post(evGranted{n: g})
 		}
 	}
+	return held
 }
 
 // othersWaiting counts pull requests open on the provider's consumers:

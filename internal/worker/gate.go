@@ -20,7 +20,7 @@ func (e *engine) gateLoop(ctx context.Context) {
 	lastPaused := false
 	first := true
 	for ctx.Err() == nil {
-		st, changed := e.w.pstate.View(e.name)
+		st, seen := e.w.pstate.View(e.name)
 		if st.Paused != lastPaused || first {
 			lastPaused, first = st.Paused, false
 			e.w.m.SetPaused(e.name, st.Code, st.Paused)
@@ -31,11 +31,12 @@ func (e *engine) gateLoop(ctx context.Context) {
 		if st.Paused && st.Code == "budget" && st.Auto() {
 			// A budget pause ends when its period rolls over or its limit
 			// is raised: no probe is needed, the reservation decides.
-			if !st.NextProbeAt.After(time.Now()) || e.budgetRoom() {
+			room, budgetSeen := e.budgetRoom()
+			if !st.NextProbeAt.After(time.Now()) || room {
 				e.w.resume(ctx, e.name, "the provider's budget allows submissions again")
 				continue
 			}
-			budgetChanged = e.w.budgets.Changed()
+			budgetChanged = e.w.budgets.changed(budgetSeen)
 			wake = time.After(max(time.Until(*st.NextProbeAt), 50*time.Millisecond))
 			st.NextProbeAt = nil // handled here; no probe below
 			st.Paused = true
@@ -83,7 +84,7 @@ func (e *engine) gateLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-changed:
+		case <-e.w.pstate.Changed(seen):
 		case <-wake:
 		case <-budgetChanged:
 		}
@@ -91,23 +92,26 @@ func (e *engine) gateLoop(ctx context.Context) {
 }
 
 // budgetRoom reports whether the provider's budget for the current period
-// has room again (an operator raised it, say), from the local view.
-func (e *engine) budgetRoom() bool {
+// has room again (an operator raised it, say), from the local view, and
+// the version of the view it read.
+func (e *engine) budgetRoom() (bool, uint64) {
 	e.needMu.Lock()
 	need := e.need
 	e.needMu.Unlock()
 	if need.Unit == "" {
-		return false
+		_, seen := e.w.budgets.scopes(e.name, "", nil)
+		return false, seen
 	}
-	for _, sc := range e.w.budgets.scopes(e.name, "", &need) {
-		if sc.limit.Scope != reelq.ScopeProvider {
+	sc, seen := e.w.budgets.scopes(e.name, "", &need)
+	for _, s := range sc {
+		if s.limit.Scope != reelq.ScopeProvider {
 			continue
 		}
-		if ok, _ := e.w.budgets.fits([]budgetScope{sc}, &need); !ok {
-			return false
+		if ok, _ := e.w.budgets.fits([]budgetScope{s}, &need); !ok {
+			return false, seen
 		}
 	}
-	return true
+	return true, seen
 }
 
 // probe checks whether an automatically paused provider can work again.
