@@ -48,11 +48,12 @@ type engine struct {
 	log  *slog.Logger
 	def  providers.Defaults
 
-	events chan any
-	index  *batchIndex
-	spend  *spendCounters
-	runq   *runQueue
-	archq  *runQueue // downloads, on executors of their own
+	events  chan any
+	stopped chan struct{} // closed when the loop has returned: nothing reads events
+	index   *batchIndex
+	spend   *spendCounters
+	runq    *runQueue
+	archq   *runQueue // downloads, on executors of their own
 
 	// intake is cancelled when shutdown begins: no new paid call or poll
 	// starts after it. draining mirrors it for steps.
@@ -178,7 +179,18 @@ func (o outcome) String() string {
 }
 func waitFor(d time.Duration) outcome { return waitUntil(time.Now().Add(d)) }
 
-func (e *engine) post(ev any)              { e.events <- ev }
+// post hands ev to the loop from another goroutine (a puller, an executor,
+// the slot manager, the cancel watch). It blocks while the events buffer is
+// full and the loop runs, never after the loop has returned: the loop
+// returns only once every job is settled and no puller runs, so an event
+// posted then (a cancel request, a grant) has nothing left to act on.
+func (e *engine) post(ev any) {
+	select {
+	case e.events <- ev:
+	case <-e.stopped:
+	}
+}
+
 func (e *engine) localSlots() int          { return e.rt.Slots }
 func (e *engine) heartbeat() time.Duration { return max(e.w.cfg.AckWait/4, 100*time.Millisecond) }
 
@@ -188,6 +200,7 @@ func newEngine(w *Worker, name string, rt *Runtime, cons map[reelq.Priority]jets
 		log:      w.log.With("provider", name),
 		def:      rt.Provider.Defaults(),
 		events:   make(chan any, 4096),
+		stopped:  make(chan struct{}),
 		runq:     newRunQueue(),
 		index:    newBatchIndex(w.js),
 		spend:    newSpendCounters(w.nc),
@@ -271,6 +284,7 @@ func (e *engine) run(intake, work context.Context) {
 }
 
 func (e *engine) loop(intake context.Context) {
+	defer close(e.stopped)
 	hb := time.NewTicker(e.heartbeat())
 	defer hb.Stop()
 	timer := time.NewTimer(time.Hour)

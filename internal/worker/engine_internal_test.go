@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"testing"
@@ -320,6 +321,33 @@ func (h *loopHarness) waitParked() {
 	h.t.Helper()
 	if _, err := h.paused.NextMsg(30 * time.Second); err != nil {
 		h.t.Fatalf("no job was parked: %v", err)
+	}
+}
+
+// Once an engine's loop has returned, posting to it does not block: a
+// mass cancel arriving while another provider's engine finishes a long
+// shutdown used to fill this engine's events buffer and block the cancel
+// watch, and then Run.
+func TestPostAfterTheLoopEnded(t *testing.T) {
+	t.Parallel()
+	h := newLoopHarness(t, &harnessPool{})
+	h.stop()
+	select {
+	case <-h.e.stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the loop did not return after intake ended")
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 2 * cap(h.e.events) {
+			h.w.onCancel(fmt.Sprintf("job-%d", i), "samsar")
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%d cancel requests posted to an engine whose loop ended did not return", 2*cap(h.e.events))
 	}
 }
 
