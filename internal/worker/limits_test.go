@@ -84,8 +84,6 @@ func checkNoAttemptUsed(t *testing.T, env *reelqtest.Env, jobs []reelq.Job) {
 // job is paid for once and succeeds once.
 func TestLimitsHoldAcrossReplicas(t *testing.T) {
 	t.Parallel()
-	// 10/s leaves 100ms between requests: the simulator counts arrivals,
-	// which trail the limiter's grants by a little scheduling jitter.
 	const (
 		rate        = 10.0
 		burst       = 2
@@ -102,6 +100,7 @@ func TestLimitsHoldAcrossReplicas(t *testing.T) {
 	for i := range jobs {
 		jobs[i].Priority = reelq.Priorities[i%len(reelq.Priorities)]
 	}
+	began := time.Now() // no provider call before the jobs exist
 	env.Enqueue(jobs...)
 	results := env.Results(n, 2*time.Minute)
 	checkSucceededOnce(t, env, "samsar", jobs, results, reelqtest.SamsarPrompt)
@@ -111,12 +110,7 @@ func TestLimitsHoldAcrossReplicas(t *testing.T) {
 		}
 	}
 
-	for _, w := range []time.Duration{time.Second, 2 * time.Second, 5 * time.Second} {
-		st := env.Sim.Stats(w)["samsar"]
-		if bound := int(rate*w.Seconds()) + burst; st.MaxInWindow > bound {
-			t.Errorf("provider saw %d requests within %s; the limit allows %d (%.0f/s, burst %d)", st.MaxInWindow, w, bound, rate, burst)
-		}
-	}
+	checkRateOverRun(t, env, "samsar", began, rate, burst)
 	st := env.Sim.Stats(0)["samsar"]
 	if st.MaxActive > maxInflight {
 		t.Errorf("provider saw %d tasks running at once; the cap is %d", st.MaxActive, maxInflight)
@@ -124,8 +118,24 @@ func TestLimitsHoldAcrossReplicas(t *testing.T) {
 	if st.Requests["submit 429"]+st.Requests["poll 429"] != 0 {
 		t.Errorf("provider answered 429s: %v", st.Requests)
 	}
-	t.Logf("provider: %d requests, max %d in 1s (bound %d), max %d active (cap %d)",
-		st.TotalRequests, env.Sim.Stats(time.Second)["samsar"].MaxInWindow, int(rate)+burst, st.MaxActive, maxInflight)
+	t.Logf("provider: %d requests, max %d active (cap %d)", st.TotalRequests, st.MaxActive, maxInflight)
+}
+
+// checkRateOverRun asserts that provider saw no more than Burst + Rate·T
+// requests in the T since began (before any call could be made): the bound
+// the limiter keeps on its decisions, which arrivals can only trail. The
+// most requests that arrived within 1 s is logged, a figure: on a busy
+// host requests decided apart can arrive together.
+// (TestWaitManyWaitersFakeTime checks the window bound exactly.)
+func checkRateOverRun(t *testing.T, env *reelqtest.Env, provider string, began time.Time, rate float64, burst int) {
+	t.Helper()
+	span := time.Since(began)
+	st := env.Sim.Stats(time.Second)[provider]
+	t.Logf("%s: %d requests in %v (%.1f/s; limit %.0f/s, burst %d), max %d arrived within 1s",
+		provider, st.TotalRequests, span.Round(time.Millisecond), float64(st.TotalRequests)/span.Seconds(), rate, burst, st.MaxInWindow)
+	if bound := burst + int(rate*span.Seconds()); st.TotalRequests > bound {
+		t.Errorf("provider saw %d requests in %v; the limit allows %d (%.0f/s, burst %d)", st.TotalRequests, span, bound, rate, burst)
+	}
 }
 
 // Every HTTP request counts against the limit, not only the first of each
@@ -142,6 +152,7 @@ func TestEveryRequestIsRateLimited(t *testing.T) {
 	startReplicas(env, 2, map[string]reelqtest.Settings{"camb": {
 		Rate: rate, Burst: burst, MaxInflight: 4, PollInterval: 150 * time.Millisecond}}, worker.Config{})
 	jobs := reelqtest.Jobs(n, "camb", cambJob)
+	began := time.Now() // no provider call before the jobs exist
 	env.Enqueue(jobs...)
 	results := env.Results(n, time.Minute)
 	checkSucceededOnce(t, env, "camb", jobs, results, cambText)
@@ -149,9 +160,7 @@ func TestEveryRequestIsRateLimited(t *testing.T) {
 	if st.Requests["result 200"] != n {
 		t.Fatalf("provider served %d story results, want %d (one per job): %v", st.Requests["result 200"], n, st.Requests)
 	}
-	if bound := int(rate) + burst; st.MaxInWindow > bound {
-		t.Errorf("provider saw %d requests within 1s; the limit allows %d: %v", st.MaxInWindow, bound, st.Requests)
-	}
+	checkRateOverRun(t, env, "camb", began, rate, burst)
 }
 
 func cambJob(id string) reelq.Job {

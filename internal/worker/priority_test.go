@@ -13,8 +13,9 @@ import (
 	"github.com/reelq/reelq/internal/worker"
 )
 
-// The priority and fairness scenarios run as tests (asserting the
-// targets) and as benchmarks (reporting the figures for the README):
+// The priority and fairness scenarios run as tests (asserting what holds
+// on any machine) and as benchmarks (reporting the figures for the
+// README):
 //
 //	go test -run '^$' -bench 'Priority|FairShare|RetrySlots' -benchtime 1x ./internal/worker/
 
@@ -134,22 +135,20 @@ func runPriority(tb testing.TB) priorityFigures {
 	return f
 }
 
-func TestHighPriorityStartsAtTheNextJobEnd(t *testing.T) {
-	t.Parallel()
-	f := runPriority(t)
-	t.Logf("high job started %v after it was published behind 10,000 normal jobs (cap 5, %d replicas, jobs of %v, polls up to %v)", f.latency, f.replicas, f.job, f.poll)
-	// One job's duration plus one poll, and a little for the slot to move
-	// between replicas.
-	if limit := f.job + f.poll + 500*time.Millisecond; f.latency > limit {
-		t.Fatalf("high job waited %v, want within %v", f.latency, limit)
-	}
-}
-
+// BenchmarkPriorityLatency: how long the high job waits for its task
+// behind 10,000 normal ones; the target is one job's duration plus one
+// poll, and a little for the slot to move between replicas. (Which job a
+// freed slot goes to is checked without a clock by the waiting queue's
+// and the slots' tests.)
 func BenchmarkPriorityLatency(b *testing.B) {
 	for range b.N {
 		f := runPriority(b)
+		b.Logf("high job started %v after it was published behind 10,000 normal jobs (cap 5, %d replicas, jobs of %v, polls up to %v)", f.latency, f.replicas, f.job, f.poll)
 		b.ReportMetric(f.latency.Seconds(), "high_start_s")
 		b.ReportMetric(f.job.Seconds(), "job_s")
+		if limit := f.job + f.poll + 500*time.Millisecond; f.latency > limit {
+			b.Errorf("high job waited %v, want within %v", f.latency, limit)
+		}
 	}
 }
 
@@ -219,6 +218,7 @@ func BenchmarkFairShare(b *testing.B) {
 
 type retryFigures struct {
 	busy     float64 // slot occupancy by the other jobs
+	atOnce   int     // most of the other jobs' tasks running at once
 	jobs     int
 	failures int // 503s the failing jobs got while the others ran
 }
@@ -256,10 +256,12 @@ func runRetrySlots(tb testing.TB) retryFigures {
 	}
 	var first, end time.Time
 	var held time.Duration
+	var goodTasks []providersim.TaskInfo
 	for _, t := range env.Sim.Tasks("samsar") {
 		if !strings.Contains(t.Key, "good-") {
 			continue
 		}
+		goodTasks = append(goodTasks, t)
 		if first.IsZero() || t.Created.Before(first) {
 			first = t.Created
 		}
@@ -268,23 +270,38 @@ func runRetrySlots(tb testing.TB) retryFigures {
 		}
 		held += t.DoneAt.Sub(t.Created)
 	}
-	f := retryFigures{jobs: n, busy: held.Seconds() / (float64(capN) * end.Sub(first).Seconds())}
+	f := retryFigures{jobs: n, busy: held.Seconds() / (float64(capN) * end.Sub(first).Seconds()), atOnce: mostAtOnce(goodTasks)}
 	f.failures = env.Sim.Stats(0)["samsar"].Requests["submit 503"] - before
 	checkPaidOnce(tb, env, capN)
 	return f
 }
 
+// Jobs in retry back-off hold no slot: with all four failing jobs waiting
+// for their retry, the other jobs run four at once (a task runs at the
+// provider only while its job holds a slot). BenchmarkRetrySlots reports
+// how busy they kept the slots.
 func TestRetryBackoffHoldsNoSlot(t *testing.T) {
 	t.Parallel()
 	f := runRetrySlots(t)
-	t.Logf("with 4 jobs in retry back-off, %d other jobs kept the 4 slots %.0f%% busy (failing jobs retried %d times meanwhile)", f.jobs, 100*f.busy, f.failures)
-	// Jobs of 300 ms polled every 20-80 ms: a slot idles up to a poll
-	// interval per job (73-82% busy measured alone; less under -race with
-	// the whole suite on two cores). Slots held by the jobs in back-off
-	// would leave none: 0% busy.
-	if f.busy < 0.3 {
-		t.Fatalf("slots %.0f%% busy, want the other jobs to keep all 4 busy", 100*f.busy)
+	t.Logf("with 4 jobs in retry back-off, %d other jobs ran up to %d at once and kept the 4 slots %.0f%% busy (failing jobs retried %d times meanwhile)", f.jobs, f.atOnce, 100*f.busy, f.failures)
+	if f.atOnce != 4 {
+		t.Fatalf("the other jobs ran at most %d at once, want all 4 slots", f.atOnce)
 	}
+}
+
+// mostAtOnce is the most tasks running at the provider at one moment.
+func mostAtOnce(tasks []providersim.TaskInfo) int {
+	most := 0
+	for _, t := range tasks {
+		n := 0
+		for _, u := range tasks {
+			if !u.Created.After(t.Created) && u.DoneAt.After(t.Created) {
+				n++
+			}
+		}
+		most = max(most, n)
+	}
+	return most
 }
 
 func BenchmarkRetrySlots(b *testing.B) {
