@@ -17,7 +17,8 @@ test-short: ## run the tests without the race detector
 
 bench: ## run the benchmarks (pipeline, rate limiter, limits)
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/bench/
-	$(GO) test -run '^$$' -bench . ./internal/ratelimit/
+	$(GO) test -run '^$$' -bench WaitHighRate ./internal/ratelimit/
+	$(GO) test -run '^$$' -bench ReplicaProcesses -benchtime 1x ./internal/ratelimit/
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
