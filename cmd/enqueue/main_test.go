@@ -20,6 +20,7 @@ import (
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // cli runs enqueue against a test environment.
@@ -661,36 +662,21 @@ func waitSlotsFree(t *testing.T, env *reelqtest.Env, provider string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := kv.Watch(ctx, provider)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case e := <-w.Updates():
-			if e == nil {
-				continue
-			}
-			var v struct {
-				Holders map[string]struct {
-					N int `json:"n"`
-				} `json:"holders"`
-			}
-			if json.Unmarshal(e.Value(), &v) != nil {
-				continue
-			}
-			held := 0
-			for _, h := range v.Holders {
-				held += h.N
-			}
-			if held == 0 {
-				return
-			}
-		case <-ctx.Done():
-			t.Fatalf("%s slots still held after 30s", provider)
+	waitfor.Key(t, kv, provider, 30*time.Second, provider+"'s slots to be free", func(e jetstream.KeyValueEntry) bool {
+		var v struct {
+			Holders map[string]struct {
+				N int `json:"n"`
+			} `json:"holders"`
 		}
-	}
+		if e == nil || json.Unmarshal(e.Value(), &v) != nil {
+			return false
+		}
+		held := 0
+		for _, h := range v.Holders {
+			held += h.N
+		}
+		return held == 0
+	})
 }
 
 func TestResultsDownloadVerifiesArchivedOutputs(t *testing.T) {
@@ -888,40 +874,10 @@ func TestCancelOfARunningJobWithoutCancelAPISaysItIsStillBilled(t *testing.T) {
 	if r := c.run("--provider", "samsar", "--id", "long-1", "--input", `{"prompt":"long","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":5}`); r.code != 0 {
 		t.Fatalf("publish:\n%s", r)
 	}
-	waitPhase(t, c.env, "long-1", reelq.PhaseSubmitted)
+	waitfor.Job(t, c.env.JS, "long-1", 30*time.Second, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseSubmitted })
 	r := c.run("cancel", "long-1")
 	if r.code != 0 || !strings.Contains(r.stdout, "long-1: cancel requested, but it is running at a provider without a cancel API: the task finishes there and is still billed") {
 		t.Errorf("cancel of a running samsar job:\n%s", r)
-	}
-}
-
-// waitPhase watches job id's state until it reaches phase.
-func waitPhase(t *testing.T, env *reelqtest.Env, id string, phase reelq.Phase) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	kv, err := env.JS.KeyValue(ctx, reelq.BucketJobs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := kv.Watch(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case e := <-w.Updates():
-			if e == nil {
-				continue
-			}
-			var st reelq.JobState
-			if json.Unmarshal(e.Value(), &st) == nil && st.Phase == phase {
-				return
-			}
-		case <-ctx.Done():
-			t.Fatalf("job %s never reached %s", id, phase)
-		}
 	}
 }
 
@@ -1008,9 +964,7 @@ func TestPublishWithBudget(t *testing.T) {
 	if paid != 2 {
 		t.Errorf("provider was paid %d submissions, want 2 (100 credits of 50-credit jobs)", paid)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for {
+	waitfor.Until(t, 30*time.Second, "budget list and stats to show 100 credits spent in 2 submissions", func() error {
 		parseJSON(t, "budget list", c.run("budget", "list", "-o", "json").stdout, &bs)
 		var sv struct {
 			Batches []reelq.BatchStats `json:"batches"`
@@ -1018,13 +972,10 @@ func TestPublishWithBudget(t *testing.T) {
 		parseJSON(t, "stats", c.run("stats", "--batch", "capped", "-o", "json").stdout, &sv)
 		if len(bs) == 1 && bs[0].Spent == 100 && bs[0].Submissions == 2 && bs[0].Reserved == 0 &&
 			len(sv.Batches) == 1 && sv.Batches[0].Spent["credits"] == 100 {
-			break
+			return nil
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("budget list %+v and stats %+v never showed 100 credits spent in 2 submissions", bs, sv.Batches)
-		}
-		time.Sleep(50 * time.Millisecond) // polling the stats with a deadline
-	}
+		return fmt.Errorf("budget list %+v, stats %+v", bs, sv.Batches)
+	})
 }
 
 // Invalid UTF-8 is refused naming the line and the field, in JSONL and

@@ -19,6 +19,7 @@ import (
 	"github.com/reelq/reelq/internal/providerstate"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // opsEnviron is the worker environment for a samsar-only worker against
@@ -83,7 +84,7 @@ func TestWorkerMetricsAndProbes(t *testing.T) {
 	env.Results(n+1, time.Minute)
 
 	var m []promSample
-	waitFor(t, 10*time.Second, "reelq_jobs_total to count every job", func() bool {
+	waitfor.Until(t, 10*time.Second, "reelq_jobs_total to count every job", func() bool {
 		code, body, err := w.get("/metrics")
 		if err != nil || code != 200 {
 			return false
@@ -185,7 +186,7 @@ func TestWorkerMetricsAndProbes(t *testing.T) {
 	if _, _, err := ps.Pause(ctx, "samsar", providerstate.CodeManual, "test pause", "test", 0); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "paused gauges", func() bool {
+	waitfor.Until(t, 15*time.Second, "paused gauges", func() bool {
 		_, body, err := w.get("/metrics")
 		if err != nil {
 			return false
@@ -198,7 +199,7 @@ func TestWorkerMetricsAndProbes(t *testing.T) {
 	if _, err := ps.Resume(ctx, "samsar", "test"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "paused gauges back to 0", func() bool {
+	waitfor.Until(t, 15*time.Second, "paused gauges back to 0", func() bool {
 		_, body, err := w.get("/metrics")
 		if err != nil {
 			return false
@@ -213,7 +214,7 @@ func TestWorkerMetricsAndProbes(t *testing.T) {
 	// help) and still scrapeable.
 	addr := s.Addr().(*net.TCPAddr)
 	embedded.Stop(s)
-	waitFor(t, 15*time.Second, "/readyz to answer 503 without NATS", func() bool {
+	waitfor.Until(t, 15*time.Second, "/readyz to answer 503 without NATS", func() bool {
 		code, body, err := w.get("/readyz")
 		return err == nil && code == http.StatusServiceUnavailable && strings.Contains(body, "not ready")
 	})
@@ -233,12 +234,12 @@ func TestWorkerMetricsAndProbes(t *testing.T) {
 		t.Fatalf("restart nats: %v", err)
 	}
 	t.Cleanup(func() { embedded.Stop(s2) })
-	waitFor(t, 20*time.Second, "/readyz to answer 200 after NATS returned", func() bool {
+	waitfor.Until(t, 20*time.Second, "/readyz to answer 200 after NATS returned", func() bool {
 		code, _, err := w.get("/readyz")
 		return err == nil && code == 200
 	})
 	env.Enqueue(reelqtest.SamsarJob("metrics-after-restart"))
-	waitFor(t, 30*time.Second, "a job after the NATS restart", func() bool {
+	waitfor.Until(t, 30*time.Second, "a job after the NATS restart", func() bool {
 		r, err := queue.LastResult(ctx, env.JS, "samsar", "metrics-after-restart")
 		return err == nil && r.Status == reelq.StatusSucceeded
 	})
@@ -349,22 +350,18 @@ func TestWorkerBudgetMetrics(t *testing.T) {
 		got, found := promSum(m, name, labels)
 		return found && got == want
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	waitfor.Until(t, 15*time.Second, "budget gauges of batch test 100/100 and provider samsar 200/100 credits", func() error {
 		_, body, err := w.get("/metrics")
-		if err == nil {
-			m = parseProm(t, body)
-			if ok("reelq_budget_limit", batch, 100) && ok("reelq_budget_spent", batch, 100) &&
-				ok("reelq_budget_limit", provider, 200) && ok("reelq_budget_spent", provider, 100) {
-				break
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("budget gauges never showed batch test 100/100 and provider samsar 200/100 credits: limits %+v, spent %+v",
-				promFind(m, "reelq_budget_limit", nil), promFind(m, "reelq_budget_spent", nil))
+		m = parseProm(t, body)
+		if ok("reelq_budget_limit", batch, 100) && ok("reelq_budget_spent", batch, 100) &&
+			ok("reelq_budget_limit", provider, 200) && ok("reelq_budget_spent", provider, 100) {
+			return nil
 		}
-		time.Sleep(50 * time.Millisecond) // polling the metrics with a deadline
-	}
+		return fmt.Errorf("limits %+v, spent %+v", promFind(m, "reelq_budget_limit", nil), promFind(m, "reelq_budget_spent", nil))
+	})
 	if got := env.Sim.Stats(0)["samsar"].Tasks; got != 2 {
 		t.Errorf("provider ran %d tasks, want 2 (the batch budget's worth)", got)
 	}

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // opsLog is a concurrency-safe log sink for run()'s stderr.
@@ -91,8 +93,7 @@ func startOpsWorker(t testing.TB, environ []string) *opsWorker {
 			wantHTTP = true
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	waitfor.Until(t, 30*time.Second, "the worker to start", func() bool {
 		select {
 		case err := <-w.done:
 			w.done <- err
@@ -110,13 +111,9 @@ func startOpsWorker(t testing.TB, environ []string) *opsWorker {
 				consuming = true
 			}
 		}
-		if consuming && (!wantHTTP || w.HTTP != "") {
-			return w
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("worker did not start within 30s; log:\n%s", w.Log)
-	return nil
+		return consuming && (!wantHTTP || w.HTTP != "")
+	})
+	return w
 }
 
 // Stop cancels run() (as SIGTERM does) and returns its error.
@@ -212,16 +209,4 @@ func promSum(samples []promSample, name string, want map[string]string) (float64
 		sum += s.Value
 	}
 	return sum, len(found) > 0
-}
-
-// waitFor polls cond every 50ms until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -37,6 +37,7 @@ import (
 	"github.com/reelq/reelq/internal/providerstate"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // shippedConfig is the single-server config in deploy/nats, which includes
@@ -292,7 +293,7 @@ func holdCreate(id string) func(http.Handler) http.Handler {
 func waitState(t *testing.T, c *reelq.Client, id string, what string, cond func(*reelq.JobState) bool) *reelq.JobState {
 	t.Helper()
 	var last *reelq.JobState
-	waitFor(t, time.Minute, id+" "+what, func() bool {
+	waitfor.Until(t, time.Minute, id+" "+what, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		st, err := c.Get(ctx, id)
@@ -496,7 +497,7 @@ func TestShippedPermissions(t *testing.T) {
 		fail("producer: publish garbage: %v", err)
 	}
 	var dls []reelq.DeadLetter
-	waitFor(t, 30*time.Second, "two dead letters", func() bool {
+	waitfor.Until(t, 30*time.Second, "two dead letters", func() bool {
 		dls, err = op.DeadLetters(ctx)
 		return err == nil && len(dls) == 2
 	})
@@ -538,7 +539,7 @@ func TestShippedPermissions(t *testing.T) {
 	if _, err := prod.Enqueue(ctx, samsarJob("perm-credits", "perm-ops")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Minute, "the credits pause", func() bool {
+	waitfor.Until(t, time.Minute, "the credits pause", func() bool {
 		st, err := prod.Stats(ctx, reelq.StatsOptions{Recent: -1})
 		if err != nil {
 			return false
@@ -980,7 +981,7 @@ func TestNoSecretsLeak(t *testing.T) {
 
 	// The 401 pauses samsar for every replica until an operator resumes it.
 	op := connectAs(t, s, "operator").client(t)
-	waitFor(t, 30*time.Second, "the auth pause", func() bool {
+	waitfor.Until(t, 30*time.Second, "the auth pause", func() bool {
 		st, err := op.Stats(ctx, reelq.StatsOptions{Recent: -1})
 		if err != nil {
 			return false

@@ -20,6 +20,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/providersim"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // BenchmarkInFlight runs the real worker binary against the provider
@@ -177,17 +178,13 @@ func freeAddr(tb testing.TB) string {
 
 func waitTCP(tb testing.TB, addr string) {
 	tb.Helper()
-	for i := 0; ; i++ {
+	waitfor.Until(tb, 30*time.Second, "a listener on "+addr, func() error {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			_ = c.Close()
-			return
+		if err != nil {
+			return err
 		}
-		if i > 600 {
-			tb.Fatalf("nothing listening on %s", addr)
-		}
-		time.Sleep(50 * time.Millisecond) // waiting for a child process's port
-	}
+		return c.Close()
+	})
 }
 
 func simStats(tb testing.TB, addr string) providersim.Stats {

@@ -70,17 +70,7 @@ func startServer(tb testing.TB) *benchServer {
 			tb.Fatal(err)
 		}
 		bs.url = fmt.Sprintf("nats://127.0.0.1:%d", port)
-		for i := 0; ; i++ {
-			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
-			if err == nil {
-				_ = c.Close()
-				break
-			}
-			if i > 300 {
-				tb.Fatalf("nats-server did not start: %v", err)
-			}
-			time.Sleep(20 * time.Millisecond) // waiting for a child process's port
-		}
+		waitTCP(tb, fmt.Sprintf("127.0.0.1:%d", port))
 	default:
 		tb.Fatalf("REELQ_BENCH_SERVER=%q: want embedded or external", bs.kind)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // Archive fault tests use Camb: a story has two outputs (story.wav and
@@ -97,14 +98,14 @@ func TestWorkerKilledDuringArchiveUpload(t *testing.T) {
 	id := jobs[0].ID
 	c.enqueue(t, jobs)
 
-	c.waitPhase(t, id, time.Minute, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseArchiving })
+	waitfor.Job(t, c.js, id, time.Minute, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseArchiving })
 	obs := c.outputs(t)
 	// The kill lands once output 0 is archived and output 1 is a quarter
 	// copied: it streams from the download into the object store, so its
 	// chunks there show how far the copy has come (the simulator counts
 	// served bytes only once a download ends).
 	chunks := archiveOutputSize / archive.DefaultChunkSize
-	if err := eventually(time.Minute, func() error {
+	if err := waitfor.Poll(time.Minute, func() error {
 		if _, err := obs.GetInfo(context.Background(), archive.Key(id, 1, 0)); err != nil {
 			return err
 		}
@@ -185,10 +186,10 @@ func TestLinksExpireBeforeArchiving(t *testing.T) {
 	id := jobs[0].ID
 	c.enqueue(t, jobs)
 
-	st := c.waitPhase(t, id, time.Minute, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseArchiving })
+	st := waitfor.Job(t, c.js, id, time.Minute, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseArchiving })
 	// The first output is an eighth copied (its chunks in the archive's
 	// stream; the simulator counts served bytes only once a download ends).
-	if err := eventually(time.Minute, func() error {
+	if err := waitfor.Poll(time.Minute, func() error {
 		if n := c.archiveMsgs(); n < uint64(archiveOutputSize/archive.DefaultChunkSize/8) {
 			return fmt.Errorf("%d messages in the archive's stream", n)
 		}
@@ -201,7 +202,7 @@ func TestLinksExpireBeforeArchiving(t *testing.T) {
 	pollsAtKill, submitsAtKill := providerCalls(s.stats(t, "camb"))
 	// Wait (no sleep: ask the provider's storage) until every link is gone.
 	for _, o := range st.Outputs {
-		if err := eventually(time.Minute, func() error {
+		if err := waitfor.Poll(time.Minute, func() error {
 			resp, err := http.Head(o.URL)
 			if err != nil {
 				return err

@@ -13,6 +13,7 @@ import (
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // A job cancelled while queued (no worker running yet: the request waits
@@ -59,7 +60,7 @@ func TestCancelRunningJobAtProvider(t *testing.T) {
 	env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"vimmerse": {}}})
 	job := reelq.Job{ID: "cancel-running", Provider: "vimmerse", Batch: "test", Input: []byte(`{"title":"cancel me"}`)}
 	env.Enqueue(job)
-	waitState(t, env, job.ID, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseSubmitted })
+	waitfor.Job(t, env.JS, job.ID, 30*time.Second, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseSubmitted })
 	if out, err := env.Client.Cancel(ctx, job.ID); err != nil || out.Status != reelq.CancelRequested || out.StillBilled {
 		t.Fatalf("cancel: %+v %v, want %q and not still billed (Vimmerse can cancel)", out, err, reelq.CancelRequested)
 	}
@@ -92,11 +93,11 @@ func TestCancelBatchWithEnqueueCommand(t *testing.T) {
 	jobs := samsarJobs("cb", 3)
 	env.Enqueue(jobs...)
 	// One slot: the first job runs, the other two wait.
-	waitState(t, env, jobs[0].ID, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseSubmitted })
+	waitfor.Job(t, env.JS, jobs[0].ID, 30*time.Second, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseSubmitted })
 	// The batch lists a job as running once a worker has indexed it (the
 	// index is written in chunks, every 250ms); until then it is listed
 	// from its message, as queued.
-	if err := eventually(30*time.Second, func() error {
+	if err := waitfor.Poll(30*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		bj, err := env.Client.BatchJobs(ctx, "cb")
@@ -108,7 +109,7 @@ func TestCancelBatchWithEnqueueCommand(t *testing.T) {
 				return nil
 			}
 		}
-		return errNotYet
+		return waitfor.ErrNotYet
 	}); err != nil {
 		t.Fatalf("batch cb never lists %s as submitted: %v", jobs[0].ID, err)
 	}
@@ -144,25 +145,6 @@ func TestCancelBatchWithEnqueueCommand(t *testing.T) {
 	}
 }
 
-// waitState waits until job id's state satisfies ok.
-func waitState(t testing.TB, env *reelqtest.Env, id string, ok func(*reelq.JobState) bool) {
-	t.Helper()
-	if err := eventually(30*time.Second, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		st, _, err := env.States.Get(ctx, id)
-		if err != nil {
-			return err
-		}
-		if !ok(st) {
-			return errNotYet
-		}
-		return nil
-	}); err != nil {
-		t.Fatalf("job %s: %v", id, err)
-	}
-}
-
 // If the cancelled result of a queued job cannot be published (here:
 // RESULTS is gone for a moment), the job's state already says finished
 // and its message stays in JOBS, so the worker that gets the message
@@ -176,7 +158,7 @@ func TestCancelWhenResultPublishFails(t *testing.T) {
 	// so the job stays queued.
 	canceller := env.StartWorker(reelqtest.WorkerOptions{ID: "canceller", Providers: map[string]reelqtest.Settings{"vimmerse": {}}})
 	// Its canceller reads requests made after its durable consumer exists.
-	if err := eventually(30*time.Second, func() error {
+	if err := waitfor.Poll(30*time.Second, func() error {
 		_, err := env.JS.Consumer(ctx, "KV_"+reelq.BucketCancel, "reelq-canceller")
 		return err
 	}); err != nil {
@@ -190,7 +172,7 @@ func TestCancelWhenResultPublishFails(t *testing.T) {
 	if out, err := env.Client.Cancel(ctx, job.ID); err != nil || out.Status != reelq.CancelRequested {
 		t.Fatalf("cancel: %+v %v", out, err)
 	}
-	waitState(t, env, job.ID, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseFinished })
+	waitfor.Job(t, env.JS, job.ID, 30*time.Second, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseFinished })
 	if got := natstest.StreamMsgs(t, env.JS, queue.StreamJobs); got != 1 {
 		t.Fatalf("JOBS holds %d messages after a cancel whose result was not published, want 1", got)
 	}

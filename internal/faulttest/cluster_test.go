@@ -12,6 +12,7 @@ import (
 
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // A 3-node cluster (three server processes) runs every stream and bucket
@@ -78,7 +79,7 @@ func TestClusterLosesStreamLeader(t *testing.T) {
 		t.Errorf("%d of %d jobs succeeded", rep.Succeeded, len(jobs))
 	}
 	// The restarted node catches up: every replica of JOBS is current.
-	if err := eventually(time.Minute, func() error { return c.replicasCurrent(queue.StreamJobs, 3) }); err != nil {
+	if err := waitfor.Poll(time.Minute, func() error { return c.replicasCurrent(queue.StreamJobs, 3) }); err != nil {
 		t.Errorf("JOBS replicas after the restart: %v", err)
 	}
 	t.Logf("FIGURES %s: killed_leader=%s failover=%s %s elapsed=%s", t.Name(), leader,
@@ -88,7 +89,7 @@ func TestClusterLosesStreamLeader(t *testing.T) {
 // waitResults waits until at least n jobs have a result event.
 func waitResults(t testing.TB, c *client, n int, timeout time.Duration) {
 	t.Helper()
-	if err := eventually(timeout, func() error {
+	if err := waitfor.Poll(timeout, func() error {
 		if got := c.resultCount(); got < n {
 			return fmt.Errorf("%d of %d results", got, n)
 		}
@@ -102,7 +103,7 @@ func waitResults(t testing.TB, c *client, n int, timeout time.Duration) {
 func (c *client) streamLeader(t testing.TB, stream, not string) string {
 	t.Helper()
 	var leader string
-	err := eventually(time.Minute, func() error {
+	err := waitfor.Poll(time.Minute, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		s, err := c.js.Stream(ctx, stream)

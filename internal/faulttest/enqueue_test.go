@@ -14,6 +14,7 @@ import (
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 func fastSamsar() map[string]providersim.Knobs {
@@ -85,7 +86,7 @@ func TestEnqueueSameJobTwice(t *testing.T) {
 // waitDrained waits until JOBS is empty: every message acknowledged.
 func waitDrained(t testing.TB, env *reelqtest.Env) {
 	t.Helper()
-	if err := eventually(time.Minute, func() error {
+	if err := waitfor.Poll(time.Minute, func() error {
 		if n := natstest.StreamMsgs(t, env.JS, queue.StreamJobs); n > 0 {
 			return fmt.Errorf("JOBS still holds %d messages", n)
 		}

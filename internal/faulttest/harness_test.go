@@ -25,6 +25,7 @@ import (
 	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // apiKey is the key the simulator expects from every worker.
@@ -109,7 +110,7 @@ func (p *proc) signal(sig syscall.Signal) { _ = p.cmd.Process.Signal(sig) }
 // of parts (for what a process does that leaves no other trace).
 func (p *proc) waitLog(t testing.TB, parts ...string) {
 	t.Helper()
-	if err := eventually(30*time.Second, func() error {
+	if err := waitfor.Poll(30*time.Second, func() error {
 		b, err := os.ReadFile(p.log)
 		if err != nil {
 			return err
@@ -123,7 +124,7 @@ func (p *proc) waitLog(t testing.TB, parts ...string) {
 			}
 			return nil
 		}
-		return errNotYet
+		return waitfor.ErrNotYet
 	}); err != nil {
 		t.Fatalf("%s never logged %q: %v", p.name, parts, err)
 	}
@@ -318,7 +319,7 @@ func (n *natsd) start() {
 	n.gen++
 	n.p = startProc(n.t, n.dir, fmt.Sprintf("natsd-%s.%d", n.name, n.gen), bins["nats-server"], []string{"-c", conf}, baseEnv(nil), nil)
 	addr := fmt.Sprintf("127.0.0.1:%d", n.port)
-	if err := eventually(60*time.Second, func() error {
+	if err := waitfor.Poll(60*time.Second, func() error {
 		select {
 		case <-n.p.done:
 			return errors.New("exited")
@@ -424,7 +425,7 @@ func connect(t testing.TB, url string, replicas int) *client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = eventually(60*time.Second, func() error {
+	err = waitfor.Poll(60*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		return queue.Setup(ctx, js, queue.Layout{Replicas: replicas, Outputs: true})
@@ -443,20 +444,6 @@ func connect(t testing.TB, url string, replicas int) *client {
 		t.Fatal(err)
 	}
 	return &client{nc: nc, js: js, rc: rc, states: jobstate.New(js, kv)}
-}
-
-// eventually retries f every 100ms until it succeeds or d passes.
-func eventually(d time.Duration, f func() error) error {
-	deadline := time.Now().Add(d)
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		<-t.C
-	}
 }
 
 // samsarJobs returns n valid Samsar jobs whose prompts name them, so the
@@ -531,7 +518,7 @@ func (c *client) resultCount() int { return len(c.subjectCounts(queue.StreamResu
 // (every message acknowledged: nothing lost, nothing left to redeliver).
 func (c *client) waitSettled(t testing.TB, n int, timeout time.Duration) {
 	t.Helper()
-	err := eventually(timeout, func() error {
+	err := waitfor.Poll(timeout, func() error {
 		if got := c.resultCount(); got < n {
 			return fmt.Errorf("%d of %d jobs have a result", got, n)
 		}
@@ -547,7 +534,7 @@ func (c *client) waitSettled(t testing.TB, n int, timeout time.Duration) {
 // waits in its state), and JOBS is empty.
 func (c *client) waitSettledOrHeld(t testing.TB, jobs []reelq.Job, timeout time.Duration) {
 	t.Helper()
-	err := eventually(timeout, func() error {
+	err := waitfor.Poll(timeout, func() error {
 		counts := c.subjectCounts(queue.StreamResults, "results.>")
 		if counts == nil {
 			return errors.New("RESULTS unreachable")
@@ -728,29 +715,3 @@ func (c *client) eventCount(kind string) uint64 {
 	}
 	return n
 }
-
-// waitPhase waits until job id's state satisfies ok.
-func (c *client) waitPhase(t testing.TB, id string, timeout time.Duration, ok func(*reelq.JobState) bool) *reelq.JobState {
-	t.Helper()
-	var st *reelq.JobState
-	err := eventually(timeout, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s, _, err := c.states.Get(ctx, id)
-		if err != nil {
-			return err
-		}
-		st = s
-		if !ok(s) {
-			return fmt.Errorf("job %s in phase %s", id, s.Phase)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("waiting for job %s: %v", id, err)
-	}
-	return st
-}
-
-// errNotYet is what an eventually condition returns while it does not hold.
-var errNotYet = errors.New("not yet")

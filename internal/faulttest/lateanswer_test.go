@@ -13,6 +13,7 @@ import (
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providers/vimmerse"
 	"github.com/reelq/reelq/internal/providersim"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // A paid call's answer that comes back after another delivery took the
@@ -103,7 +104,7 @@ func TestLateAnswerNeverReplacesTheRecordedTask(t *testing.T) {
 	ws.env["VIMMERSE_REQUEST_TIMEOUT"] = "2s"
 	ws.mu.Unlock()
 	ws.start("b")
-	st := c.waitPhase(t, job.ID, 2*time.Minute, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseSubmitted })
+	st := waitfor.Job(t, c.js, job.ID, 2*time.Minute, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseSubmitted })
 	tasks := mem.Tasks("vimmerse")
 	if len(tasks) != 2 {
 		t.Fatalf("the provider has %d tasks, want 2 (a's, then b's resubmission)", len(tasks))
@@ -121,7 +122,7 @@ func TestLateAnswerNeverReplacesTheRecordedTask(t *testing.T) {
 
 	stats := mem.Stats(0)["vimmerse"]
 	rep := verify(t, c, stats.Submissions, []reelq.Job{job}, func(j reelq.Job) string { return vimmerse.Title("late answer", j.ID) })
-	res := c.waitPhase(t, job.ID, 5*time.Second, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseFinished })
+	res := waitfor.Job(t, c.js, job.ID, 5*time.Second, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseFinished })
 	if r := res.StoredResult(); r == nil || r.ProviderTaskID != second {
 		t.Errorf("the result is %+v, want b's task %s (a's late %s must not replace it)", r, second, first)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // The provider misbehaves: 15% of calls get a 5xx, 5% hang past the
@@ -130,7 +131,7 @@ func TestSubmitTimeoutsPauseProvider(t *testing.T) {
 	}
 	// The provider answers again; nothing runs until the operator says so.
 	s.setKnobs(t, "samsar", map[string]any{"timeout_rate": 0})
-	st := c.waitPhase(t, id, 5*time.Second, func(*reelq.JobState) bool { return true })
+	st := waitfor.Job(t, c.js, id, 5*time.Second, func(*reelq.JobState) bool { return true })
 	if st.Phase == reelq.PhaseFinished {
 		t.Fatalf("job finished while the provider was paused: %+v", st)
 	}
@@ -213,7 +214,7 @@ func TestSubmitWithoutTaskIDPausesProvider(t *testing.T) {
 func (c *client) waitPause(t testing.TB, provider string, timeout time.Duration) reelq.Pause {
 	t.Helper()
 	var p *reelq.Pause
-	if err := eventually(timeout, func() error {
+	if err := waitfor.Poll(timeout, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		st, err := c.rc.Stats(ctx, reelq.StatsOptions{Recent: -1})
@@ -226,7 +227,7 @@ func (c *client) waitPause(t testing.TB, provider string, timeout time.Duration)
 				return nil
 			}
 		}
-		return errNotYet
+		return waitfor.ErrNotYet
 	}); err != nil {
 		t.Fatalf("provider %s never paused: %v", provider, err)
 	}

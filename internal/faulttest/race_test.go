@@ -15,6 +15,7 @@ import (
 	"github.com/reelq/reelq/internal/providers/vimmerse"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // A replica stalls inside the paid call (SIGSTOP: think of a long GC
@@ -43,7 +44,7 @@ func TestStalledReplicaInsidePaidCall(t *testing.T) {
 
 	c.waitSettled(t, len(jobs), time.Minute)
 	rep := verify(t, c, s.stats(t, "samsar").Submissions, jobs, samsarKey)
-	st := c.waitPhase(t, jobs[0].ID, 5*time.Second, func(*reelq.JobState) bool { return true })
+	st := waitfor.Job(t, c.js, jobs[0].ID, 5*time.Second, func(*reelq.JobState) bool { return true })
 	if got := s.stats(t, "samsar").Submissions[samsarPrompt(jobs[0].ID)]; got != 1 || rep.Ambiguous != 0 || rep.Succeeded != 1 {
 		t.Errorf("submissions=%d ambiguous=%d succeeded=%d, want 1, 0, 1", got, rep.Ambiguous, rep.Succeeded)
 	}
@@ -80,7 +81,7 @@ func TestStalledPastGraceIsAmbiguous(t *testing.T) {
 
 			s.waitStats(t, "samsar", "the submit to arrive", func(st providersim.Stats) bool { return st.TotalRequests >= 1 })
 			a.signal(syscall.SIGSTOP)
-			if st := c.waitPhase(t, id, 5*time.Second, func(*reelq.JobState) bool { return true }); st.Phase != reelq.PhaseSubmitting {
+			if st := waitfor.Job(t, c.js, id, 5*time.Second, func(*reelq.JobState) bool { return true }); st.Phase != reelq.PhaseSubmitting {
 				t.Fatalf("the stall landed after the paid call returned (phase %s): the machine is too loaded for this test", st.Phase)
 			}
 			ws.start("b")
@@ -140,9 +141,9 @@ func TestSubmitTimeoutIsAmbiguous(t *testing.T) {
 // waitStats waits until the simulator's counters for provider satisfy ok.
 func (s *sim) waitStats(t testing.TB, provider, what string, ok func(providersim.Stats) bool) {
 	t.Helper()
-	if err := eventually(30*time.Second, func() error {
+	if err := waitfor.Poll(30*time.Second, func() error {
 		if !ok(s.stats(t, provider)) {
-			return errNotYet
+			return waitfor.ErrNotYet
 		}
 		return nil
 	}); err != nil {
@@ -167,7 +168,7 @@ func (s *sim) setKnobs(t testing.TB, provider string, knobs map[string]any) {
 // waitRedelivered waits until provider's consumer has redelivered a message.
 func (c *client) waitRedelivered(t testing.TB, provider string) {
 	t.Helper()
-	if err := eventually(30*time.Second, func() error {
+	if err := waitfor.Poll(30*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		cons, err := c.js.Consumer(ctx, queue.StreamJobs, provider)
@@ -179,7 +180,7 @@ func (c *client) waitRedelivered(t testing.TB, provider string) {
 			return err
 		}
 		if info.NumRedelivered == 0 {
-			return errNotYet
+			return waitfor.ErrNotYet
 		}
 		return nil
 	}); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // A real SIGTERM to a worker process in the middle of a batch (what a
@@ -31,7 +32,7 @@ func TestSIGTERMStartsNoPaidCall(t *testing.T) {
 	a := ws.start("a")
 	jobs := samsarJobs("sigterm", 40)
 	c.enqueue(t, jobs)
-	if err := eventually(30*time.Second, func() error {
+	if err := waitfor.Poll(30*time.Second, func() error {
 		if n := len(s.mem.TaskTimes("samsar")); n < 6 {
 			return fmt.Errorf("%d tasks created", n)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // A delivery waiting for another worker's submission holds no slot.
@@ -67,9 +68,9 @@ func TestWaitForAnotherSubmitHoldsNoSlot(t *testing.T) {
 	stalled := reelq.Job{ID: "stalled", Provider: "samsar", Batch: "stall",
 		Input: []byte(`{"prompt":"stalled job","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":5}`)}
 	c.enqueue(t, []reelq.Job{stalled})
-	if err := eventually(30*time.Second, func() error {
+	if err := waitfor.Poll(30*time.Second, func() error {
 		if len(mem.Tasks("samsar")) == 0 {
-			return errNotYet
+			return waitfor.ErrNotYet
 		}
 		return nil
 	}); err != nil {

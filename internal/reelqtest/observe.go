@@ -13,6 +13,7 @@ import (
 	"github.com/reelq/reelq/internal/providers/vimmerse"
 	"github.com/reelq/reelq/internal/providerstate"
 	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // ProviderStore is the provider-state store as an operator sees it: the
@@ -114,38 +115,17 @@ func (e *Env) WaitProviderState(provider string, timeout time.Duration, cond fun
 	if err != nil {
 		e.T.Fatal(err)
 	}
-	w, err := kv.Watch(ctx, provider)
-	if err != nil {
-		e.T.Fatal(err)
-	}
-	defer func() { _ = w.Stop() }()
-	last := providerstate.State{Provider: provider}
-	if cond(last) {
-		return last
-	}
-	for {
-		select {
-		case en, ok := <-w.Updates():
-			if !ok {
-				e.T.Fatalf("provider state watch for %s ended; last %+v", provider, last)
+	var st providerstate.State
+	waitfor.Key(e.T, kv, provider, timeout, "provider state "+provider, func(en jetstream.KeyValueEntry) bool {
+		st = providerstate.State{Provider: provider}
+		if en != nil && en.Operation() == jetstream.KeyValuePut {
+			if err := json.Unmarshal(en.Value(), &st); err != nil {
+				e.T.Fatalf("provider state %s: %v", provider, err)
 			}
-			if en == nil {
-				continue
-			}
-			st := providerstate.State{Provider: provider}
-			if en.Operation() == jetstream.KeyValuePut {
-				if err := json.Unmarshal(en.Value(), &st); err != nil {
-					e.T.Fatalf("provider state %s: %v", provider, err)
-				}
-			}
-			last = st
-			if cond(st) {
-				return st
-			}
-		case <-ctx.Done():
-			e.T.Fatalf("provider state %s: condition not met within %s; last %+v", provider, timeout, last)
 		}
-	}
+		return cond(st)
+	})
+	return st
 }
 
 // WaitReplicaView waits until replica r's local view of provider's state

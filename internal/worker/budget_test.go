@@ -3,10 +3,12 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/reelq/reelq"
@@ -14,6 +16,7 @@ import (
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/providerstate"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/waitfor"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -68,32 +71,24 @@ func TestBatchBudgetIsExactAcrossReplicas(t *testing.T) {
 // waitSpend watches the batch's spend until cond holds.
 func waitSpend(t *testing.T, env *reelqtest.Env, cond func(reelq.Spend) bool) reelq.Spend {
 	t.Helper()
+	return waitSpendKey(t, env, reelq.BudgetSpendKey(reelq.ScopeBatch, "test", 0), cond)
+}
+
+// waitSpendKey watches the spend at key until cond holds.
+func waitSpendKey(t *testing.T, env *reelqtest.Env, key string, cond func(reelq.Spend) bool) reelq.Spend {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	kv, err := env.JS.KeyValue(ctx, reelq.BucketBudgets)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := kv.Watch(ctx, reelq.BudgetSpendKey(reelq.ScopeBatch, "test", 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = w.Stop() }()
-	var last reelq.Spend
-	for {
-		select {
-		case e := <-w.Updates():
-			if e == nil {
-				continue
-			}
-			_ = json.Unmarshal(e.Value(), &last)
-			if cond(last) {
-				return last
-			}
-		case <-ctx.Done():
-			t.Fatalf("spend never reached the expected state; last %+v", last)
-		}
-	}
+	var sp reelq.Spend
+	waitfor.Key(t, kv, key, 30*time.Second, "spend "+key, func(e jetstream.KeyValueEntry) bool {
+		sp = reelq.Spend{}
+		return e != nil && json.Unmarshal(e.Value(), &sp) == nil && cond(sp)
+	})
+	return sp
 }
 
 func totalSubmissions(env *reelqtest.Env, provider string) int {
@@ -113,14 +108,15 @@ func TestSpendWithoutBudget(t *testing.T) {
 	env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": {}}})
 	env.Enqueue(reelqtest.Jobs(3, "spend", reelqtest.SamsarJob)...)
 	env.Results(3, time.Minute)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var batch, provider float64
-	for ctx.Err() == nil {
+	// The counters are flushed every 250 ms: Stats is polled.
+	waitfor.Until(t, 30*time.Second, "150 credits spent by batch test and by samsar (3 jobs x 50)", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		st, err := env.Client.Stats(ctx, reelq.StatsOptions{Batch: "test"})
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
+		var batch, provider float64
 		for _, b := range st.Batches {
 			batch = b.Spent["credits"]
 		}
@@ -132,13 +128,11 @@ func TestSpendWithoutBudget(t *testing.T) {
 				}
 			}
 		}
-		if batch == 150 && provider == 150 {
-			return
+		if batch != 150 || provider != 150 {
+			return fmt.Errorf("spent: batch %v, provider %v credits", batch, provider)
 		}
-		// The counters are flushed every 250 ms; nothing to wait on.
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("spent: batch %v, provider %v credits; want 150 each (3 jobs x 50)", batch, provider)
+		return nil
+	})
 }
 
 // A job paid twice through the documented ambiguous-submission window
@@ -167,12 +161,7 @@ func TestPaidTwiceCountsTwiceAgainstBudget(t *testing.T) {
 
 	// The first create is charged when it arrives; its answer comes after
 	// the worker gave up on it.
-	for env.Sim.Stats(0)["samsar"].Tasks < 1 {
-		if ctx.Err() != nil {
-			t.Fatal("the first submission never reached the provider")
-		}
-		time.Sleep(5 * time.Millisecond) // polling the simulator's counters with a deadline
-	}
+	waitfor.Until(t, 30*time.Second, "the first submission to reach the provider", func() bool { return env.Sim.Stats(0)["samsar"].Tasks >= 1 })
 	k := env.Sim.Knobs("samsar")
 	k.CreateDelayMin = 0
 	if err := env.Sim.SetKnobs("samsar", k); err != nil {
@@ -222,23 +211,23 @@ func TestPaidTwiceCountsTwiceAgainstBudget(t *testing.T) {
 // last value seen.
 func waitBatchStatsSpent(t *testing.T, env *reelqtest.Env, want float64) float64 {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	got := 0.0
+	_ = waitfor.Poll(20*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		st, err := env.Client.Stats(ctx, reelq.StatsOptions{Batch: "test"})
-		cancel()
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := 0.0
 		for _, b := range st.Batches {
 			got = b.Spent["credits"]
 		}
-		if got == want || time.Now().After(deadline) {
-			return got
+		if got != want {
+			return waitfor.ErrNotYet
 		}
-		time.Sleep(50 * time.Millisecond) // polling the stats with a deadline
-	}
+		return nil
+	})
+	return got
 }
 
 // counterSum adds up every series of the named metric in reg.
@@ -326,32 +315,7 @@ func TestProviderBudgetPausesProvider(t *testing.T) {
 // cond holds.
 func waitProviderSpend(t *testing.T, env *reelqtest.Env, period time.Duration, cond func(reelq.Spend) bool) reelq.Spend {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	kv, err := env.JS.KeyValue(ctx, reelq.BucketBudgets)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := kv.Watch(ctx, reelq.BudgetSpendKey(reelq.ScopeProvider, "samsar", reelq.PeriodStart(time.Now(), period)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = w.Stop() }()
-	var last reelq.Spend
-	for {
-		select {
-		case e := <-w.Updates():
-			if e == nil {
-				continue
-			}
-			_ = json.Unmarshal(e.Value(), &last)
-			if cond(last) {
-				return last
-			}
-		case <-ctx.Done():
-			t.Fatalf("provider spend never reached the expected state; last %+v", last)
-		}
-	}
+	return waitSpendKey(t, env, reelq.BudgetSpendKey(reelq.ScopeProvider, "samsar", reelq.PeriodStart(time.Now(), period)), cond)
 }
 
 // A replica that dies between its budget reservation and the state write

@@ -8,6 +8,7 @@ import (
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // A job's batch lists it before its result can be seen: a client that
@@ -33,12 +34,7 @@ func TestBatchListsJobBeforeItsResult(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Wait for the ack too: then only the index can list the job.
-		for {
-			if info := env.ConsumerInfo("samsar"); info.NumAckPending == 0 || ctx.Err() != nil {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
+		waitfor.Until(t, time.Minute, "the result's job to be acknowledged", func() bool { return env.ConsumerInfo("samsar").NumAckPending == 0 })
 		list, err := env.Client.BatchJobs(ctx, "test")
 		if err != nil {
 			t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/waitfor"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -70,13 +71,7 @@ func runBacklog(b *testing.B, replicas int, rate float64, burst int, measure tim
 	env.Enqueue(jobs...)
 
 	total := func() int { return env.Sim.Stats(0)["samsar"].TotalRequests }
-	deadline := time.Now().Add(30 * time.Second)
-	for total() == 0 {
-		if time.Now().After(deadline) {
-			b.Fatal("no provider request within 30s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitfor.Until(b, 30*time.Second, "a provider request", func() bool { return total() > 0 })
 	start, c0 := time.Now(), total()
 	time.Sleep(measure)
 	c1, elapsed := total(), time.Since(start)

@@ -10,6 +10,7 @@ import (
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/waitfor"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -46,36 +47,30 @@ func jobIDs(jobs []reelq.Job) []string {
 // waitTasks waits until the simulator has started at least n samsar tasks.
 func waitTasks(tb testing.TB, env *reelqtest.Env, n int, timeout time.Duration) []providersim.TaskInfo {
 	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ts := env.Sim.Tasks("samsar")
-		if len(ts) >= n {
-			return ts
+	var ts []providersim.TaskInfo
+	waitfor.Until(tb, timeout, fmt.Sprintf("%d samsar tasks", n), func() error {
+		if ts = env.Sim.Tasks("samsar"); len(ts) < n {
+			return fmt.Errorf("%d started", len(ts))
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("the provider started %d tasks in %v, want %d", len(ts), timeout, n)
-		}
-		// Polling the simulator's in-memory task list: there is no event
-		// to wait on outside the HTTP exchange.
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
+	return ts
 }
 
 // waitTaskFor waits until the simulator has a task whose key contains s.
 func waitTaskFor(tb testing.TB, env *reelqtest.Env, s string, timeout time.Duration) providersim.TaskInfo {
 	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	var task providersim.TaskInfo
+	waitfor.Until(tb, timeout, fmt.Sprintf("a task for %q", s), func() bool {
 		for _, t := range env.Sim.Tasks("samsar") {
 			if strings.Contains(t.Key, s) {
-				return t
+				task = t
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("no task for %q within %v", s, timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	})
+	return task
 }
 
 // checkPaidOnce asserts the simulator saw at most one paid submission per
@@ -239,13 +234,7 @@ func runRetrySlots(tb testing.TB) retryFigures {
 	env.Enqueue(failing...)
 	// Every failing job has been answered 503 once: all four wait for
 	// their retry time.
-	deadline := time.Now().Add(30 * time.Second)
-	for env.Sim.Stats(0)["samsar"].Requests["submit 503"] < capN {
-		if time.Now().After(deadline) {
-			tb.Fatal("the failing jobs were not tried")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitfor.Until(tb, 30*time.Second, "the failing jobs to be tried", func() bool { return env.Sim.Stats(0)["samsar"].Requests["submit 503"] >= capN })
 	before := env.Sim.Stats(0)["samsar"].Requests["submit 503"]
 	good := batchJobs(n, "good", reelq.Normal)
 	env.Enqueue(good...)
@@ -359,11 +348,10 @@ func TestPausedProviderHoldsNoSlot(t *testing.T) {
 	if _, err := env.Client.Pause(ctx, "samsar", "test: paused with jobs waiting"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitfor.Until(t, 30*time.Second, "paused samsar to hold no slot while jobs wait", func() error {
 		st, err := env.Client.Stats(ctx, reelq.StatsOptions{Recent: -1})
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		var p reelq.ProviderStats
 		for _, x := range st.Providers {
@@ -373,13 +361,10 @@ func TestPausedProviderHoldsNoSlot(t *testing.T) {
 		}
 		if p.Pause != nil && p.Running == 0 && p.Waiting+p.Queued[reelq.Normal] > 0 {
 			t.Logf("paused: %d slots in use, %d jobs waiting, %d queued", p.Running, p.Waiting, p.Queued[reelq.Normal])
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("paused samsar: %d slots in use (holders %v), %d waiting, queued %v; want no slot held while jobs wait", p.Running, p.Holders, p.Waiting, p.Queued)
-		}
-		time.Sleep(50 * time.Millisecond) // polling the stats with a deadline
-	}
+		return fmt.Errorf("%d slots in use (holders %v), %d waiting, queued %v", p.Running, p.Holders, p.Waiting, p.Queued)
+	})
 	started := len(env.Sim.Tasks("samsar"))
 	if _, err := env.Client.Resume(ctx, "samsar"); err != nil {
 		t.Fatal(err)

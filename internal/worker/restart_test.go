@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // The NATS server stops and comes back on the same address and store
@@ -35,12 +37,12 @@ func TestWorkerRecoversFromServerRestart(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	for !env.NC.IsConnected() || !w.NC.IsConnected() {
-		if ctx.Err() != nil {
-			t.Fatalf("did not reconnect: client %v, worker %v", env.NC.Status(), w.NC.Status())
+	waitfor.Until(t, time.Minute, "the client and the worker to reconnect", func() error {
+		if !env.NC.IsConnected() || !w.NC.IsConnected() {
+			return fmt.Errorf("client %v, worker %v", env.NC.Status(), w.NC.Status())
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	env.Enqueue(reelqtest.SamsarJob("after-restart"))
 	r, err := env.Client.Wait(ctx, "after-restart")
 	if err != nil {

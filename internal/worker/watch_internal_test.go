@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // A watcher that stops on its own (its updates channel closed by the
@@ -62,11 +64,5 @@ func TestWatcherIsRestarted(t *testing.T) {
 		t.Errorf("watch called %d times, want 3 (start, a failed restart, a good one)", n)
 	}
 	// The supervisor marks the watcher healthy right after watch returns.
-	deadline := time.Now().Add(10 * time.Second)
-	for w.Healthy() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("healthy after the restart: %v", w.Healthy())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitfor.Until(t, 10*time.Second, "healthy after the restart", w.Healthy)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/waitfor"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -184,19 +185,8 @@ func TestShutdownReturnsRunningJobsWithoutRepaying(t *testing.T) {
 	}
 	env.Enqueue(jobs...)
 	// Wait until every job has its provider task (the paid call is done).
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	for _, j := range jobs {
-		for {
-			st, _, err := env.States.Get(ctx, j.ID)
-			if err == nil && st.Phase == reelq.PhaseSubmitted {
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("job %s never reached submitted", j.ID)
-			}
-			time.Sleep(20 * time.Millisecond) // polling external state with a deadline
-		}
+		waitfor.Job(t, env.JS, j.ID, 30*time.Second, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseSubmitted })
 	}
 	// Stop returns once ShutdownTimeout cut the jobs short, polling no
 	// more: no result, though the tasks run on at the provider.
