@@ -339,9 +339,10 @@ func (b *budgeter) update(ctx context.Context, key string, fn func(*reelq.Spend)
 		}
 		if err == nil {
 			b.mu.Lock()
+			// No Bump: the watch delivers this revision too, and bumps
+			// then (a parked job re-checks once per change, not twice).
 			if old, ok := b.spends[key]; !ok || old.rev < nrev {
 				b.spends[key] = spendEntry{s: next, rev: nrev}
-				b.ver.Bump()
 			}
 			b.mu.Unlock()
 			return nil
