@@ -165,7 +165,7 @@ func runFairShare(tb testing.TB) fairFigures {
 	small := batchJobs(100, "small", reelq.Normal)
 	env.Enqueue(small...)
 	startReplicas(env, replicas, map[string]reelqtest.Settings{"samsar": {MaxInflight: capN, PollInterval: 20 * time.Millisecond}}, worker.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // 10,100 jobs pulled under -race on a busy host
 	defer cancel()
 	if _, err := env.Client.WaitAll(ctx, jobIDs(small), nil); err != nil {
 		tb.Fatal(err)
