@@ -14,6 +14,7 @@ import (
 	"github.com/reelq/reelq/internal/archive"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/waitfor"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -117,7 +118,7 @@ func TestTricklingOutputGivesUpItsSlot(t *testing.T) {
 	ac.Fetcher, ac.Concurrency = f, 1
 	env.StartWorker(reelqtest.WorkerOptions{Config: worker.Config{Archive: ac}, Providers: map[string]reelqtest.Settings{"camb": {}, "samsar": {}}})
 	env.Enqueue(reelq.Job{ID: "trickle", Provider: "camb", Input: []byte(`{"text":"Once upon a time, a lighthouse keeper found a bottle.","source_language":1}`)})
-	waitPhase(t, env, "trickle", reelq.PhaseArchiving)
+	waitfor.Job(t, env.JS, "trickle", 30*time.Second, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseArchiving })
 	env.Enqueue(reelqtest.SamsarJob("next"))
 	results := env.Results(2, 30*time.Second)
 	if rs := results["next"]; len(rs) != 1 || len(rs[0].Outputs) == 0 || rs[0].Outputs[0].Archive == nil {
@@ -153,7 +154,7 @@ func TestShutdownStopsArchiving(t *testing.T) {
 	opts := reelqtest.WorkerOptions{Archive: true, Providers: map[string]reelqtest.Settings{"samsar": {}}}
 	w1 := env.StartWorker(opts)
 	env.Enqueue(reelqtest.SamsarJob("slow-archive"))
-	waitPhase(t, env, "slow-archive", reelq.PhaseArchiving)
+	waitfor.Job(t, env.JS, "slow-archive", 30*time.Second, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseArchiving })
 	waitDownloading(t, env, "samsar")
 	if err := w1.Stop(); err != nil {
 		t.Fatal(err)
@@ -184,11 +185,5 @@ func TestShutdownStopsArchiving(t *testing.T) {
 // outputs.
 func waitDownloading(t *testing.T, env *reelqtest.Env, provider string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for env.Sim.Stats(0)[provider].DownloadsActive == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s output was being downloaded within 20s", provider)
-		}
-		time.Sleep(10 * time.Millisecond) // polling the simulator's counters with a deadline
-	}
+	waitfor.Until(t, 20*time.Second, "a "+provider+" output being downloaded", func() bool { return env.Sim.Stats(0)[provider].DownloadsActive > 0 })
 }

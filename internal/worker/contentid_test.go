@@ -9,6 +9,7 @@ import (
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // Another producer cannot take a content id with other content: its
@@ -36,13 +37,7 @@ func TestContentIDCannotBeSquatted(t *testing.T) {
 	}
 	// Once the worker has removed it (the result goes out just before;
 	// while the message waits, the real job is refused as a conflict).
-	deadline := time.Now().Add(20 * time.Second)
-	for natstest.StreamMsgs(t, env.JS, queue.StreamJobs) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the squatter's message never left JOBS")
-		}
-		time.Sleep(10 * time.Millisecond) // polling the stream with a deadline
-	}
+	waitfor.Until(t, 20*time.Second, "the squatter's message to leave JOBS", func() bool { return natstest.StreamMsgs(t, env.JS, queue.StreamJobs) == 0 })
 	out := env.Enqueue(victim)
 	if out[0].ID != cid || out[0].Status != reelq.Published {
 		t.Fatalf("the real job: %+v, want published under %s", out[0], cid)

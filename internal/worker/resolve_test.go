@@ -11,6 +11,7 @@ import (
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/waitfor"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -44,8 +45,8 @@ func TestResolveRefusesAnotherJobsTask(t *testing.T) {
 		}
 	}
 	env.Enqueue(reelqtest.SamsarJob("held-s"), reelqtest.VimmerseJob("held-v"))
-	waitPhase(t, env, "held-s", reelq.PhaseHeld)
-	waitPhase(t, env, "held-v", reelq.PhaseHeld)
+	waitfor.Job(t, env.JS, "held-s", 30*time.Second, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseHeld })
+	waitfor.Job(t, env.JS, "held-v", 30*time.Second, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseHeld })
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/waitfor"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -27,7 +29,7 @@ func TestCancelOfAJobAnEngineHoldsIsSettledOnce(t *testing.T) {
 	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(time.Second)}})
 	env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": {MaxInflight: 1}}})
 	env.Enqueue(reelqtest.SamsarJob("long"))
-	waitPhase(t, env, "long", reelq.PhaseSubmitted)
+	waitfor.Job(t, env.JS, "long", 30*time.Second, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseSubmitted })
 	env.Enqueue(reelqtest.SamsarJob("held"))
 	waitAckPending(t, env, 2) // the engine holds "held", waiting for the slot
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -91,15 +93,10 @@ func TestSweeperLeavesAHeldLastDeliveryAlone(t *testing.T) {
 // pending.
 func waitAckPending(t *testing.T, env *reelqtest.Env, n int) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		info := env.ConsumerInfo("samsar")
-		if info.NumAckPending == n {
-			return
+	waitfor.Until(t, 20*time.Second, fmt.Sprintf("%d samsar deliveries pending", n), func() error {
+		if got := env.ConsumerInfo("samsar").NumAckPending; got != n {
+			return fmt.Errorf("%d pending", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("samsar has %d deliveries pending, want %d", info.NumAckPending, n)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the consumer's info with a deadline
-	}
+		return nil
+	})
 }
