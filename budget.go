@@ -11,13 +11,25 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
-// BucketBudgets holds spending limits (written by producers and operators)
-// and what has been spent and reserved against them (written only by
-// workers, with compare-and-set).
+// BucketBudgets holds spending limits and what has been spent and
+// reserved against them. Batch limits are written by producers and
+// operators; provider limits (which operators request through CONTROL, see
+// SetBudget) and spend only by workers, with compare-and-set. Provider
+// limits are kept until changed; batch limits and spend expire after the
+// time the bucket's stream names in its metadata (BudgetsKeyTTLMetadata).
 const BucketBudgets = "reelq_budgets"
+
+// BudgetsKeyTTLMetadata is the entry of the budgets bucket stream's
+// metadata that says how long batch limits and spend are kept (a Go
+// duration: the workers' REELQ_JOB_STATE_TTL). They are written with that
+// per-message TTL; provider limits with none.
+const BudgetsKeyTTLMetadata = "reelq_key_ttl"
 
 // Budget keys in BucketBudgets.
 func BudgetLimitKey(scope, name string) string { return "limit." + scope + "." + name }
@@ -50,6 +62,9 @@ type BudgetLimit struct {
 	Period time.Duration `json:"period,omitempty"`
 	By     string        `json:"by,omitempty"`
 	At     time.Time     `json:"at"`
+	// Request is the id of the operator request that set a provider
+	// limit (SetBudget waits for it).
+	Request string `json:"request,omitempty"`
 }
 
 // Spend is what workers have spent and reserved against a budget scope.
@@ -152,7 +167,10 @@ func PeriodStart(t time.Time, period time.Duration) int64 {
 // SetBudget sets (or raises, or lowers) a spending limit. For a batch the
 // limit binds from the next submission on; jobs waiting because the batch
 // reached its old limit start again if the new one leaves room. A
-// provider limit set here overrides the worker's configuration (P_BUDGET).
+// provider limit set here overrides the worker's configuration (P_BUDGET)
+// and is kept until changed. Only workers write provider limits: this
+// sends the request to the CONTROL stream (an operator identity is
+// needed) and waits until a worker has written it, or ctx ends.
 func (c *Client) SetBudget(ctx context.Context, l BudgetLimit) error {
 	switch l.Scope {
 	case ScopeBatch:
@@ -172,16 +190,89 @@ func (c *Client) SetBudget(ctx context.Context, l BudgetLimit) error {
 	if l.Unit != "usd" && l.Unit != "credits" {
 		return fmt.Errorf("reelq: budget unit %q (want usd or credits)", l.Unit)
 	}
+	if l.Amount < 0 || math.IsNaN(l.Amount) || math.IsInf(l.Amount, 0) {
+		return fmt.Errorf("reelq: budget amount %v (want a finite amount, 0 or more)", l.Amount)
+	}
 	l.By, l.At = c.opts.By, time.Now().UTC()
+	if l.Scope == ScopeProvider {
+		return c.requestProviderBudget(ctx, l)
+	}
 	kv, err := c.budgets(ctx)
 	if err != nil {
 		return err
 	}
-	b, _ := json.Marshal(l)
 	cctx, cancel := c.reqCtx(ctx)
 	defer cancel()
-	if _, err := kv.Put(cctx, BudgetLimitKey(l.Scope, l.Name), b); err != nil {
+	ttl, err := budgetKeyTTL(cctx, kv)
+	if err != nil {
 		return fmt.Errorf("reelq: set budget: %w", err)
+	}
+	b, _ := json.Marshal(l)
+	msg := &nats.Msg{Subject: "$KV." + BucketBudgets + "." + BudgetLimitKey(l.Scope, l.Name), Data: b}
+	if _, err := c.js.PublishMsg(cctx, msg, jetstream.WithMsgTTL(ttl)); err != nil {
+		return fmt.Errorf("reelq: set budget: %w", err)
+	}
+	return nil
+}
+
+// budgetKeyTTL is how long batch limits and spend are kept, from the
+// budgets stream's metadata (0, none, for a bucket set up by an older
+// reelq).
+func budgetKeyTTL(ctx context.Context, kv jetstream.KeyValue) (time.Duration, error) {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return 0, err
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return 0, nil
+	}
+	v := bs.StreamInfo().Config.Metadata[BudgetsKeyTTLMetadata]
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("bucket %s: metadata %s=%q: %w", BucketBudgets, BudgetsKeyTTLMetadata, v, err)
+	}
+	return d, nil
+}
+
+// requestProviderBudget asks the workers, through CONTROL, to set a
+// provider limit, and waits until one has written it.
+func (c *Client) requestProviderBudget(ctx context.Context, l BudgetLimit) error {
+	l.Request = nuid.Next()
+	body, _ := json.Marshal(l)
+	cctx, cancel := c.reqCtx(ctx)
+	_, err := c.js.Publish(cctx, ControlSubject("budget", l.Name), body)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("reelq: set budget: %w", err)
+	}
+	kv, err := c.budgets(ctx)
+	if err != nil {
+		return err
+	}
+	b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(50*time.Millisecond),
+		backoff.WithMaxInterval(time.Second), backoff.WithMaxElapsedTime(0)), ctx)
+	err = backoff.Retry(func() error {
+		gctx, cancel := c.reqCtx(ctx)
+		defer cancel()
+		e, err := kv.Get(gctx, BudgetLimitKey(l.Scope, l.Name))
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return err
+		}
+		var have BudgetLimit
+		if err == nil {
+			_ = json.Unmarshal(e.Value(), &have)
+		}
+		if have.Request != l.Request {
+			return errors.New("not applied yet")
+		}
+		return nil
+	}, b)
+	if err != nil {
+		return fmt.Errorf("reelq: set budget: the request is sent, but no worker has applied it: %w", err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -31,7 +32,7 @@ estimate is in its unit (usd or credits).`,
 func (a *app) budgetSetCommand() *cobra.Command {
 	var (
 		batch, provider string
-		period          time.Duration
+		period, timeout time.Duration
 		o               output
 	)
 	cmd := &cobra.Command{
@@ -39,7 +40,9 @@ func (a *app) budgetSetCommand() *cobra.Command {
 		Short: "Set, raise or lower a budget",
 		Long: `Set a budget: for a batch over its whole life, or for a provider per period
 (fixed windows aligned to midnight UTC for 24h). AMOUNT is 800usd, $800 or
-20000credits. A provider budget set here overrides the worker's P_BUDGET.`,
+20000credits. A provider budget set here overrides the worker's P_BUDGET and
+is kept until changed; it needs an operator identity: the request goes to
+the CONTROL stream and a worker writes it (the command waits, --timeout).`,
 		Example: `  enqueue budget set --batch demo 800usd
   enqueue budget set --provider samsar 20000credits --period 24h`,
 		Args: cobra.ExactArgs(1),
@@ -68,7 +71,12 @@ func (a *app) budgetSetCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.SetBudget(ctx, l); err != nil {
+			sctx, cancel := context.WithTimeoutCause(ctx, timeout, errTimeout)
+			defer cancel()
+			if err := c.SetBudget(sctx, l); err != nil {
+				if errors.Is(context.Cause(sctx), errTimeout) && ctx.Err() == nil {
+					return exitf(exitTimeout, "the budget request is sent, but no worker carried it out within %s (is a worker running?)", timeout)
+				}
 				return err
 			}
 			if o.json() {
@@ -85,6 +93,7 @@ func (a *app) budgetSetCommand() *cobra.Command {
 	cmd.Flags().StringVar(&batch, "batch", "", "the batch the budget is for")
 	cmd.Flags().StringVar(&provider, "provider", "", "the provider the budget is for")
 	cmd.Flags().DurationVar(&period, "period", 24*time.Hour, "a provider budget's accounting period")
+	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "how long to wait for a worker to set a provider budget")
 	outputFlag(cmd, &o)
 	providerFlagCompletion(cmd)
 	return cmd

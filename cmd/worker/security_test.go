@@ -1292,13 +1292,16 @@ var matrix = []matrixRow{
 			}
 			return c.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "matrix", Amount: 10, Unit: "usd"})
 		}},
-	{slug: "provider_budget", what: "set a provider's budget", allowed: [5]bool{D, D, D, A, A},
+	{slug: "provider_budget", what: "request a provider's budget (CONTROL; a worker writes it)", allowed: [5]bool{D, D, D, A, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
-			c, err := m.client(ctx, id)
-			if err != nil {
-				return err
-			}
-			return c.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: "samsar", Amount: 1000, Unit: "credits"})
+			// What Client.SetBudget sends (no worker runs here to carry it out).
+			b, _ := json.Marshal(reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: "samsar", Amount: 1000, Unit: "credits", Period: time.Hour})
+			_, err := id.js.Publish(ctx, reelq.ControlSubject("budget", "samsar"), b)
+			return err
+		}},
+	{slug: "write_provider_limit", what: "write a provider's limit in reelq_budgets", allowed: [5]bool{A, D, D, D, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			return kvPut(ctx, id, reelq.BucketBudgets, reelq.BudgetLimitKey(reelq.ScopeProvider, "vimmerse"), []byte(`{"scope":"provider","name":"vimmerse","amount":1,"unit":"usd"}`))
 		}},
 	{slug: "write_spend", what: "write budget spend", allowed: [5]bool{A, D, D, D, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {

@@ -208,7 +208,28 @@ func (l Layout) KeyValueConfigs() []jetstream.KeyValueConfig {
 		{Bucket: BucketRateLimit, Description: "reelq cluster-wide rate limits", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 		{Bucket: BucketCancel, Description: "reelq cancel requests", History: 1, TTL: l.JobStateTTL, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 		slots.BucketConfig(l.Replicas),
-		{Bucket: reelq.BucketBudgets, Description: "reelq budgets: limits and spend", History: 1, TTL: l.JobStateTTL, Storage: jetstream.FileStorage, Replicas: l.Replicas},
+		// No MaxAge: a provider limit stays until it is changed. Batch
+		// limits and spend expire one by one (per-message TTLs, see
+		// tuneBucket).
+		{Bucket: reelq.BucketBudgets, Description: "reelq budgets: limits and spend", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
+	}
+}
+
+// tuneBucket sets what Setup adds to the stream nats.go makes of a bucket
+// (which always allows rollups). Rollups are refused: none of reelq's
+// writes needs one (no KV Purge, whose "Nats-Rollup: sub" would), and
+// NATS permissions cannot filter headers, so a role allowed to write one
+// key could otherwise erase the whole bucket with "Nats-Rollup: all". The
+// budgets bucket accepts per-message TTLs and says in its metadata how
+// long batch limits and spend are kept (JobStateTTL).
+func (l Layout) tuneBucket(sc *jetstream.StreamConfig) {
+	sc.AllowRollup = false
+	if sc.Name == "KV_"+reelq.BucketBudgets {
+		sc.AllowMsgTTL = true
+		if sc.Metadata == nil {
+			sc.Metadata = map[string]string{}
+		}
+		sc.Metadata[reelq.BudgetsKeyTTLMetadata] = l.withDefaults().JobStateTTL.String()
 	}
 }
 
@@ -231,16 +252,12 @@ func Setup(ctx context.Context, js jetstream.JetStream, l Layout) error {
 		}
 	}
 	for _, cfg := range l.KeyValueConfigs() {
-		if kv, err := js.KeyValue(ctx, cfg.Bucket); err == nil {
-			if st, err := kv.Status(ctx); err == nil {
-				if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && sameBucket(bs.StreamInfo().Config, cfg) {
-					continue // unchanged: no update (see sameStream)
-				}
-			}
-		}
-		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+		if err := l.setupBucket(ctx, js, cfg); err != nil {
 			return fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
 		}
+	}
+	if err := setupBudgetsEpoch(ctx, js); err != nil {
+		return fmt.Errorf("bucket %s: %w", reelq.BucketBudgets, err)
 	}
 	if l.Outputs {
 		l = l.withDefaults()
@@ -261,10 +278,48 @@ func Setup(ctx context.Context, js jetstream.JetStream, l Layout) error {
 	return nil
 }
 
-// sameBucket reports whether a bucket's stream already has cfg's settings.
-func sameBucket(have jetstream.StreamConfig, cfg jetstream.KeyValueConfig) bool {
+// setupBucket creates or updates the bucket of cfg, then its stream's
+// settings tuneBucket adds. The stream's metadata is kept (the budgets
+// epoch lives there).
+func (l Layout) setupBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) error {
+	s, err := js.Stream(ctx, "KV_"+cfg.Bucket)
+	if err == nil {
+		have := s.CachedInfo().Config
+		if l.sameBucket(have, cfg) {
+			return nil // unchanged: no update (see sameStream)
+		}
+		cfg.Metadata = have.Metadata
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return err
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return fmt.Errorf("unexpected bucket status %T", st)
+	}
+	sc := bs.StreamInfo().Config
+	l.tuneBucket(&sc)
+	_, err = js.UpdateStream(ctx, sc)
+	return err
+}
+
+// sameBucket reports whether a bucket's stream already has cfg's
+// settings, and tuneBucket's.
+func (l Layout) sameBucket(have jetstream.StreamConfig, cfg jetstream.KeyValueConfig) bool {
+	want := jetstream.StreamConfig{Name: have.Name}
+	l.tuneBucket(&want)
+	for k, v := range want.Metadata {
+		if have.Metadata[k] != v {
+			return false
+		}
+	}
 	return have.MaxMsgsPerSubject == int64(cfg.History) && have.MaxAge == cfg.TTL && have.Replicas == cfg.Replicas &&
-		have.Description == cfg.Description
+		have.Description == cfg.Description && have.AllowRollup == want.AllowRollup && have.AllowMsgTTL == want.AllowMsgTTL
 }
 
 // sameStream reports whether have already has want's settings. Setup only

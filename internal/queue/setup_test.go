@@ -47,7 +47,7 @@ func TestSetupLeavesUnchangedStreamsAlone(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !sameBucket(st.CachedInfo().Config, want) {
+		if !l.sameBucket(st.CachedInfo().Config, want) {
 			t.Errorf("bucket %s: created config not recognised as unchanged", want.Bucket)
 		}
 	}

@@ -11,11 +11,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/changes"
 	"github.com/reelq/reelq/internal/metrics"
+	"github.com/reelq/reelq/internal/queue"
 )
 
 // ProviderBudget is a provider's spending limit per period, from the
@@ -35,6 +37,7 @@ type ProviderBudget struct {
 // overspend by even one job. A local view of the bucket, kept by a watch,
 // lets jobs that cannot fit wait without any request.
 type budgeter struct {
+	js       jetstream.JetStream
 	kv       jetstream.KeyValue
 	log      *slog.Logger
 	m        *metrics.Metrics
@@ -45,6 +48,9 @@ type budgeter struct {
 	limits map[string]reelq.BudgetLimit // by limit key
 	spends map[string]spendEntry        // by spend key
 	ver    changes.Version              // of limits and spends, bumped under mu
+
+	epoch  epochState                // the bucket's witness of its history (budget_epoch.go)
+	onLost func(ctx context.Context) // called when the history is found lost
 }
 
 type spendEntry struct {
@@ -58,8 +64,8 @@ type budgetScope struct {
 	key   string // spend key
 }
 
-func newBudgeter(kv jetstream.KeyValue, log *slog.Logger, m *metrics.Metrics, provider map[string]ProviderBudget) *budgeter {
-	b := &budgeter{kv: kv, log: log, m: m, now: time.Now, provider: provider,
+func newBudgeter(js jetstream.JetStream, kv jetstream.KeyValue, log *slog.Logger, m *metrics.Metrics, provider map[string]ProviderBudget) *budgeter {
+	b := &budgeter{js: js, kv: kv, log: log, m: m, now: time.Now, provider: provider,
 		limits: map[string]reelq.BudgetLimit{}, spends: map[string]spendEntry{}}
 	for name := range provider {
 		b.export(reelq.ScopeProvider, name)
@@ -94,6 +100,9 @@ func (b *budgeter) export(scope, name string) {
 
 // watch keeps the view current until ctx ends (see Worker.startWatcher).
 func (b *budgeter) watch(ctx context.Context) (<-chan struct{}, error) {
+	if err := b.startEpoch(ctx); err != nil {
+		return nil, fmt.Errorf("watch budgets: %w", err)
+	}
 	w, err := b.kv.WatchAll(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("watch budgets: %w", err)
@@ -102,11 +111,15 @@ func (b *budgeter) watch(ctx context.Context) (<-chan struct{}, error) {
 	go func() {
 		defer close(stopped)
 		defer func() { _ = w.Stop() }()
+		check := time.NewTicker(epochCheckInterval)
+		defer check.Stop()
 		initial := true
 		for {
 			select {
 			case <-ctx.Done():
 				return
+			case <-check.C:
+				b.checkEpoch(ctx)
 			case e, ok := <-w.Updates():
 				if !ok {
 					return
@@ -133,6 +146,10 @@ func (b *budgeter) watch(ctx context.Context) (<-chan struct{}, error) {
 }
 
 func (b *budgeter) observe(e jetstream.KeyValueEntry) {
+	if e.Key() == queue.EpochKey {
+		b.observeEpoch(e)
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	key := e.Key()
@@ -315,6 +332,9 @@ func (b *budgeter) update(ctx context.Context, key string, fn func(*reelq.Spend)
 			e, err := b.kv.Get(ctx, key)
 			switch {
 			case errors.Is(err, jetstream.ErrKeyNotFound):
+				if err := b.checkEpoch(ctx); err != nil {
+					return err // the history is gone: never start again from zero
+				}
 			case err != nil:
 				return err
 			default:
@@ -330,13 +350,7 @@ func (b *budgeter) update(ctx context.Context, key string, fn func(*reelq.Spend)
 		}
 		next.UpdatedAt = b.now().UTC()
 		data, _ := json.Marshal(next)
-		var err error
-		var nrev uint64
-		if rev == 0 {
-			nrev, err = b.kv.Create(ctx, key, data)
-		} else {
-			nrev, err = b.kv.Update(ctx, key, data, rev)
-		}
+		nrev, err := b.write(ctx, key, data, rev)
 		if err == nil {
 			b.mu.Lock()
 			// No Bump: the watch delivers this revision too, and bumps
@@ -347,7 +361,7 @@ func (b *budgeter) update(ctx context.Context, key string, fn func(*reelq.Spend)
 			b.mu.Unlock()
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		if !errors.Is(err, errSpendConflict) {
 			return err
 		}
 	}
@@ -364,6 +378,25 @@ func untracked(s *reelq.Spend, unit string) float64 {
 		}
 	}
 	return r
+}
+
+// errSpendConflict: another writer changed the key since rev.
+var errSpendConflict = errors.New("spend changed meanwhile")
+
+// write stores a spend with compare-and-set on rev (0: the key must have
+// no value) and the bucket's TTL for spend, which kv.Update cannot set.
+func (b *budgeter) write(ctx context.Context, key string, data []byte, rev uint64) (uint64, error) {
+	ack, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: "$KV." + reelq.BucketBudgets + "." + key, Data: data},
+		jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(b.epoch.keyTTL))
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return 0, errSpendConflict
+	}
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
 }
 
 func cloneSpend(s reelq.Spend) reelq.Spend {

@@ -3,11 +3,13 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -354,5 +356,131 @@ func TestReservationOfADeadReplicaIsReleased(t *testing.T) {
 	s := waitSpend(t, env, func(s reelq.Spend) bool { return s.Submissions == 1 })
 	if s.Reserved["credits"] != 0 || s.Spent["credits"] != perJob || len(s.Holds) != 0 {
 		t.Errorf("spend %+v, want one job spent and nothing reserved", s)
+	}
+}
+
+// After the budgets bucket loses its history (an admin's purge here; a
+// producer's rollup before buckets refused them), the worker pays nothing
+// more from an empty view: the next reservation finds the loss, every
+// provider is paused for an operator (code budgets_lost), and the pause
+// outlives a restart. The operator sets the budget again (a request the
+// workers carry out) and resumes: the waiting job runs.
+func TestBudgetsLostPausesEveryProvider(t *testing.T) {
+	t.Parallel()
+	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(10 * time.Millisecond)}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	settings := map[string]reelqtest.Settings{"samsar": {}}
+	r := env.StartWorker(reelqtest.WorkerOptions{ID: "before", Providers: settings})
+	limit := reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: "samsar", Amount: 1000, Unit: "credits"}
+	if err := env.Client.SetBudget(ctx, limit); err != nil {
+		t.Fatal(err)
+	}
+	env.Enqueue(reelqtest.SamsarJob("lost-1"))
+	env.Results(1, time.Minute)
+	s, err := env.JS.Stream(ctx, "KV_"+reelq.BucketBudgets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	env.Enqueue(reelqtest.SamsarJob("lost-2"))
+	for _, p := range reelq.Providers {
+		st := env.WaitProviderState(p, 30*time.Second, func(s providerstate.State) bool { return s.Paused })
+		if st.Code != "budgets_lost" || st.Auto() || !strings.Contains(st.Reason, "budget set") {
+			t.Errorf("%s: %+v, want a pause for an operator with code budgets_lost", p, st)
+		}
+	}
+	if got := totalSubmissions(env, "samsar"); got != 1 {
+		t.Errorf("%d submissions, want 1 (none after the loss)", got)
+	}
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	env.StartWorker(reelqtest.WorkerOptions{ID: "after", Providers: settings})
+	if st, _, err := env.ProviderStore().Get(ctx, "samsar"); err != nil || !st.Paused || st.Code != "budgets_lost" {
+		t.Errorf("after a restart: %+v %v, want still paused", st, err)
+	}
+	if err := env.Client.SetBudget(ctx, limit); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Client.Resume(ctx, "samsar"); err != nil {
+		t.Fatal(err)
+	}
+	if res := env.Results(2, time.Minute); res["lost-2"] == nil || res["lost-2"][0].Status != reelq.StatusSucceeded {
+		t.Errorf("lost-2 after the resume: %+v", res)
+	}
+	if got := totalSubmissions(env, "samsar"); got != 2 {
+		t.Errorf("%d submissions, want 2", got)
+	}
+}
+
+// A provider limit is kept until it is changed, whatever the job state TTL
+// (an operator's limit silently disappeared after REELQ_JOB_STATE_TTL):
+// the budgets bucket has no MaxAge, batch limits and spend expire one by
+// one (a per-message TTL of the job state TTL, 2s here), provider limits
+// never. The batch limit expires; the provider limit, set at the same
+// time, stays.
+func TestProviderBudgetNeverExpires(t *testing.T) {
+	t.Parallel()
+	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(10 * time.Millisecond)}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// As Setup with REELQ_JOB_STATE_TTL=2s would make it (other streams
+	// refuse so short a MaxAge for their duplicate windows).
+	const ttl = 2 * time.Second
+	s, err := env.JS.Stream(ctx, "KV_"+reelq.BucketBudgets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.Metadata[reelq.BudgetsKeyTTLMetadata] = ttl.String()
+	if _, err := env.JS.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": {}}})
+	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: "samsar", Amount: 1000, Unit: "credits"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 1000, Unit: "credits"}); err != nil {
+		t.Fatal(err)
+	}
+	env.Enqueue(reelqtest.SamsarJob("ttl-1"))
+	env.Results(1, time.Minute)
+	if age := cfg.MaxAge; age != 0 {
+		t.Errorf("the budgets bucket keeps messages for %s, want no MaxAge", age)
+	}
+	period := reelq.PeriodStart(time.Now(), 24*time.Hour)
+	for key, want := range map[string]string{
+		reelq.BudgetLimitKey(reelq.ScopeProvider, "samsar"):         "",
+		reelq.BudgetLimitKey(reelq.ScopeBatch, "test"):              ttl.String(),
+		reelq.BudgetSpendKey(reelq.ScopeBatch, "test", 0):           ttl.String(),
+		reelq.BudgetSpendKey(reelq.ScopeProvider, "samsar", period): ttl.String(),
+	} {
+		m, err := s.GetLastMsgForSubject(ctx, "$KV."+reelq.BucketBudgets+"."+key)
+		if err != nil {
+			t.Errorf("%s: %v", key, err)
+			continue
+		}
+		if got := m.Header.Get("Nats-TTL"); got != want {
+			t.Errorf("%s: Nats-TTL %q, want %q", key, got, want)
+		}
+	}
+	kv, err := env.JS.KeyValue(ctx, reelq.BucketBudgets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := backoff.WithContext(backoff.NewConstantBackOff(100*time.Millisecond), ctx)
+	if err := backoff.Retry(func() error {
+		if _, err := kv.Get(ctx, reelq.BudgetLimitKey(reelq.ScopeBatch, "test")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("the batch limit is still there: %v", err)
+		}
+		return nil
+	}, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(ctx, reelq.BudgetLimitKey(reelq.ScopeProvider, "samsar")); err != nil {
+		t.Errorf("the provider limit after the batch limit expired: %v", err)
 	}
 }

@@ -29,7 +29,8 @@ type ResolveRequest struct {
 }
 
 // runControl carries out operator requests from the CONTROL stream (only
-// operators may publish there): one replica handles each.
+// operators may publish there): resolving a held job, setting a provider
+// budget. One replica handles each.
 func (w *Worker) runControl(ctx context.Context) {
 	cons, err := w.js.CreateOrUpdateConsumer(ctx, queue.StreamControl, jetstream.ConsumerConfig{
 		Durable: "reelq-control", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxAckPending: 16,
@@ -56,6 +57,12 @@ func (w *Worker) runControl(ctx context.Context) {
 				seq = md.Sequence.Stream
 			}
 			return w.resolve(ctx, id, req, seq)
+		case "budget":
+			at := time.Now()
+			if md != nil {
+				at = md.Timestamp
+			}
+			return w.applyBudget(ctx, id, m.Data(), at)
 		}
 		w.log.Warn("unknown operator request; dropping it", "subject", m.Subject())
 		return nil

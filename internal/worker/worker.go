@@ -308,7 +308,8 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 	if err != nil {
 		return nil, fmt.Errorf("budgets bucket: %w", err)
 	}
-	w.budgets = newBudgeter(budgetKV, w.log, cfg.Metrics, cfg.ProviderBudgets)
+	w.budgets = newBudgeter(js, budgetKV, w.log, cfg.Metrics, cfg.ProviderBudgets)
+	w.budgets.onLost = w.budgetsLost
 	w.cancels = newCancelSet(cancelKV, w.log)
 	if a := cfg.Archive; a.Store != nil {
 		if a.Fetcher == nil {
