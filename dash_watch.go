@@ -6,53 +6,34 @@ import (
 	"iter"
 	"strings"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // WatchJob yields job id's state now (if it has one) and then every time a
 // worker writes it, until ctx ends (yielding ctx's error) or the caller
-// stops ranging. It reads only that key of the job state bucket (an
-// ordered consumer filtered on it), whatever else the bucket holds, and
-// keeps no state on the server. A job still waiting in the queue has no
-// state yet: the first state comes when a worker picks it up.
+// stops ranging (states written in quick succession may be skipped: the
+// last one is yielded). It reads only that key of the job state bucket
+// (by direct get, woken by a subscription to the key) and keeps no state
+// on the server. A job still waiting in the queue has no state yet: the
+// first state comes when a worker picks it up.
 func (c *Client) WatchJob(ctx context.Context, id string) iter.Seq2[*JobState, error] {
 	return func(yield func(*JobState, error) bool) {
 		if !ValidID(id) {
 			yield(nil, fmt.Errorf("reelq: watch job: %w: id %q", ErrInvalidJob, id))
 			return
 		}
-		cons, err := c.js.OrderedConsumer(ctx, "KV_"+BucketJobs, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{"$KV." + BucketJobs + "." + id},
-			DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
-			NamePrefix:     c.consumerName("watch"),
+		err := c.watchLast(ctx, "KV_"+BucketJobs, "$KV."+BucketJobs+"."+id, func(m storedMsg) bool {
+			if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || len(m.Data) == 0 {
+				return true
+			}
+			st, err := decodeState(id, m.Data)
+			return err != nil || yield(st, nil)
 		})
-		if err != nil {
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			yield(nil, context.Cause(ctx))
+		default:
 			yield(nil, fmt.Errorf("reelq: watch job %s: %w", id, err))
-			return
-		}
-		it, err := cons.Messages()
-		if err != nil {
-			yield(nil, fmt.Errorf("reelq: watch job %s: %w", id, err))
-			return
-		}
-		defer stopIter(it)
-		for {
-			msg, err := nextMsg(ctx, it)
-			if err != nil {
-				yield(nil, err)
-				return
-			}
-			if op := msg.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" || len(msg.Data()) == 0 {
-				continue
-			}
-			st, err := decodeState(id, msg.Data())
-			if err != nil {
-				continue
-			}
-			if !yield(st, nil) {
-				return
-			}
 		}
 	}
 }
@@ -74,36 +55,19 @@ type CounterUpdate struct {
 // on the server.
 func (c *Client) FollowCounters(ctx context.Context) iter.Seq2[CounterUpdate, error] {
 	return func(yield func(CounterUpdate, error) bool) {
-		cons, err := c.js.OrderedConsumer(ctx, StreamCounters, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{"counters.>"},
-			DeliverPolicy:  jetstream.DeliverNewPolicy,
-			NamePrefix:     c.consumerName("counters"),
-		})
-		if err != nil {
-			yield(CounterUpdate{}, fmt.Errorf("reelq: follow counters: %w", err))
-			return
-		}
-		it, err := cons.Messages()
-		if err != nil {
-			yield(CounterUpdate{}, fmt.Errorf("reelq: follow counters: %w", err))
-			return
-		}
-		defer stopIter(it)
-		for {
-			msg, err := nextMsg(ctx, it)
+		for u, err := range tailSeq(ctx, c, StreamCounters, []string{"counters.>"}, 0, "follow counters", func(m storedMsg) (*CounterUpdate, bool) {
+			u, ok := parseCounter(m.Subject)
+			if !ok {
+				return nil, false
+			}
+			u.Value, u.Time = counterValue(m.Data), m.Time
+			return &u, true
+		}) {
 			if err != nil {
 				yield(CounterUpdate{}, err)
 				return
 			}
-			u, ok := parseCounter(msg.Subject())
-			if !ok {
-				continue
-			}
-			u.Value = counterValue(msg.Data())
-			if md, err := msg.Metadata(); err == nil {
-				u.Time = md.Timestamp
-			}
-			if !yield(u, nil) {
+			if !yield(*u, nil) {
 				return
 			}
 		}
@@ -147,28 +111,15 @@ const bucketSlots = "reelq_slots"
 func (c *Client) FollowSlots(ctx context.Context) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
 		prefix := "$KV." + bucketSlots + "."
-		cons, err := c.js.OrderedConsumer(ctx, "KV_"+bucketSlots, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{prefix + ">"},
-			DeliverPolicy:  jetstream.DeliverNewPolicy,
-			NamePrefix:     c.consumerName("slots"),
-		})
-		if err != nil {
-			yield("", fmt.Errorf("reelq: follow slots: %w", err))
-			return
-		}
-		it, err := cons.Messages()
-		if err != nil {
-			yield("", fmt.Errorf("reelq: follow slots: %w", err))
-			return
-		}
-		defer stopIter(it)
-		for {
-			msg, err := nextMsg(ctx, it)
+		for p, err := range tailSeq(ctx, c, "KV_"+bucketSlots, []string{prefix + ">"}, 0, "follow slots", func(m storedMsg) (*string, bool) {
+			p := strings.TrimPrefix(m.Subject, prefix)
+			return &p, true
+		}) {
 			if err != nil {
 				yield("", err)
 				return
 			}
-			if !yield(strings.TrimPrefix(msg.Subject(), prefix), nil) {
+			if !yield(*p, nil) {
 				return
 			}
 		}

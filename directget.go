@@ -83,18 +83,26 @@ func (c *Client) lastMsgsOnce(ctx context.Context, stream string, subjects []str
 // directBatch sends a batched direct get and calls f for each message
 // until the server's end-of-batch (or f returns false).
 func (c *Client) directBatch(ctx context.Context, stream string, req map[string]any, f func(storedMsg) bool) error {
+	_, err := c.directPage(ctx, stream, req, f)
+	return err
+}
+
+// directPage is directBatch that also returns how many matching messages
+// the server still holds after the batch (its end-of-batch count; 0 when
+// f stopped early or nothing matched).
+func (c *Client) directPage(ctx context.Context, stream string, req map[string]any, f func(storedMsg) bool) (uint64, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	inbox := c.nc.NewRespInbox()
 	sub, err := c.nc.SubscribeSync(inbox)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	if err := c.nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, body); err != nil {
-		return err
+		return 0, err
 	}
 	for {
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -102,29 +110,30 @@ func (c *Client) directBatch(ctx context.Context, stream string, req map[string]
 		cancel()
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-				return fmt.Errorf("direct get on %s: no answer (does the stream allow direct gets, and may this identity read it?)", stream)
+				return 0, fmt.Errorf("direct get on %s: no answer (does the stream allow direct gets, and may this identity read it?)", stream)
 			}
-			return fmt.Errorf("direct get on %s: %w", stream, err)
+			return 0, fmt.Errorf("direct get on %s: %w", stream, err)
 		}
 		switch m.Header.Get("Status") {
 		case "204": // end of batch
-			return nil
+			pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+			return pending, nil
 		case "404":
-			return nil // nothing matched
+			return 0, nil // nothing matched
 		case "":
 		case "408":
-			return fmt.Errorf("direct get on %s: %s", stream, m.Header.Get("Description"))
+			return 0, fmt.Errorf("direct get on %s: %s", stream, m.Header.Get("Description"))
 		case "413":
-			return fmt.Errorf("direct get on %s: %w (%s)", stream, errTooManyResults, m.Header.Get("Description"))
+			return 0, fmt.Errorf("direct get on %s: %w (%s)", stream, errTooManyResults, m.Header.Get("Description"))
 		default:
 			if len(m.Data) == 0 {
-				return fmt.Errorf("direct get on %s: status %s %s", stream, m.Header.Get("Status"), m.Header.Get("Description"))
+				return 0, fmt.Errorf("direct get on %s: status %s %s", stream, m.Header.Get("Status"), m.Header.Get("Description"))
 			}
 		}
 		seq, _ := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
 		t, _ := time.Parse(time.RFC3339Nano, m.Header.Get("Nats-Time-Stamp"))
 		if !f(storedMsg{Subject: m.Header.Get("Nats-Subject"), Seq: seq, Time: t, Header: m.Header, Data: m.Data}) {
-			return nil
+			return 0, nil
 		}
 	}
 }

@@ -3,102 +3,89 @@ package reelq
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"iter"
-	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
+	"strings"
 )
+
+// maxJobEvents bounds the events JobEvents returns for one job (the
+// newest are kept).
+const maxJobEvents = 10_000
 
 // JobEvents returns the events kept in EVENTS about job id (submitted,
 // progress, retries, holds, cancel requests, archive outcomes, ...),
-// oldest first. It reads them by subject (JobEventSubject), so its cost is
-// the job's own events, whatever else the stream holds; EVENTS keeps
-// events for a limited time (see the stream's MaxAge).
+// oldest first. It reads them by subject (JobEventSubject) with direct
+// gets, so its cost is the job's own events, whatever else the stream
+// holds, and it leaves nothing on the server; EVENTS keeps events for a
+// limited time (see the stream's MaxAge). Events whose content disagrees
+// with the subject they were published on are left out (see Event).
 func (c *Client) JobEvents(ctx context.Context, id string) ([]Event, error) {
 	if !ValidID(id) {
 		return nil, fmt.Errorf("reelq: job events: %w: id %q", ErrInvalidJob, id)
 	}
-	cctx, cancel := c.reqCtx(ctx)
-	defer cancel()
-	cons, err := c.js.OrderedConsumer(cctx, StreamEvents, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{"events.*.*." + id},
-		NamePrefix:     c.consumerName("events"),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reelq: job events: %w", err)
-	}
-	info := cons.CachedInfo()
-	if info == nil {
-		return nil, errors.New("reelq: job events: no consumer info")
-	}
-	pending := info.NumPending
-	out := make([]Event, 0, pending)
-	for pending > 0 {
-		batch, err := cons.Fetch(int(min(pending, 256)), jetstream.FetchMaxWait(time.Second))
+	var out []Event
+	for seq := uint64(1); ; {
+		cctx, cancel := c.reqCtx(ctx)
+		pending, err := c.directPage(cctx, StreamEvents, map[string]any{"seq": seq, "next_by_subj": "events.*.*." + id, "batch": 256},
+			func(m storedMsg) bool {
+				seq = m.Seq + 1
+				if ev, ok := decodeEvent(m.Subject, m.Data); ok {
+					out = append(out, *ev)
+				}
+				return true
+			})
+		cancel()
 		if err != nil {
 			return out, fmt.Errorf("reelq: job events: %w", err)
 		}
-		got := 0
-		for msg := range batch.Messages() {
-			got++
-			var ev Event
-			if json.Unmarshal(msg.Data(), &ev) == nil {
-				out = append(out, ev)
-			}
-			if md, err := msg.Metadata(); err == nil {
-				pending = md.NumPending
-			}
+		if len(out) > maxJobEvents {
+			out = out[len(out)-maxJobEvents:]
 		}
-		if err := batch.Error(); err != nil && got == 0 {
-			if cctx.Err() != nil {
-				return out, context.Cause(cctx)
-			}
-			if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, context.DeadlineExceeded) {
-				break // expired meanwhile
-			}
-			return out, fmt.Errorf("reelq: job events: %w", err)
-		}
-		if got == 0 {
-			break
+		if pending == 0 {
+			return out, nil
 		}
 	}
-	return out, nil
+}
+
+// decodeEvent reads the event stored on subj, or reports false if it is
+// no event or if its kind, provider or job id disagree with subj. NATS
+// permissions are per subject: an identity allowed to publish one kind of
+// event (an operator's provider_paused) cannot pass off another, nor put
+// it in a job's timeline, since the subject carries both.
+func decodeEvent(subj string, data []byte) (*Event, bool) {
+	var ev Event
+	if json.Unmarshal(data, &ev) != nil {
+		return nil, false
+	}
+	t := strings.Split(subj, ".")
+	if len(t) < 3 || len(t) > 4 || t[0] != "events" || ev.Provider != t[1] || ev.Kind != t[2] {
+		return nil, false
+	}
+	if (len(t) == 4) != (ev.JobID != "") || len(t) == 4 && ev.JobID != t[3] {
+		return nil, false
+	}
+	return &ev, true
 }
 
 // EventsSeq is the last sequence stored in EVENTS: pass it to
 // FollowEvents to see every event stored after this call.
 func (c *Client) EventsSeq(ctx context.Context) (uint64, error) {
-	cctx, cancel := c.reqCtx(ctx)
-	defer cancel()
-	s, err := c.js.Stream(cctx, StreamEvents)
-	if err != nil {
-		return 0, err
-	}
-	info, err := s.Info(cctx)
-	if err != nil {
-		return 0, err
-	}
-	return info.State.LastSeq, nil
+	return c.lastSeq(ctx, StreamEvents)
 }
 
 // FollowEvents yields events as they are stored, from the EVENTS stream
 // sequence after on (0: from now on; take EventsSeq first so none can slip
 // by), on the given subject filters (none: every event; see EventFilter
 // and JobEventSubject). It ends when ctx ends (yielding ctx's error) or the
-// caller stops ranging, and keeps no state on the server.
+// caller stops ranging, and keeps no state on the server (it reads by
+// direct get, woken by a subscription to the filters). Events whose
+// content disagrees with their subject are left out.
 func (c *Client) FollowEvents(ctx context.Context, after uint64, filters ...string) iter.Seq2[*Event, error] {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverNewPolicy,
-		NamePrefix: c.consumerName("events")}
+	start := uint64(0)
 	if after > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
+		start = after + 1
 	}
-	return followStream(ctx, c, StreamEvents, cfg, "follow events", func(msg jetstream.Msg) (*Event, bool) {
-		var ev Event
-		if json.Unmarshal(msg.Data(), &ev) != nil {
-			return nil, false
-		}
-		return &ev, true
+	return tailSeq(ctx, c, StreamEvents, filters, start, "follow events", func(m storedMsg) (*Event, bool) {
+		return decodeEvent(m.Subject, m.Data)
 	})
 }

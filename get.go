@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 )
 
 // Get returns job id's state: from the job state bucket once a worker has
@@ -104,45 +103,39 @@ func (c *Client) Wait(ctx context.Context, id string) (*Result, error) {
 		}
 		st.Run = run
 	}
-	// Follow the job's result subject from its last message on: an
+	// Watch the job's result subject from its last message on: an
 	// earlier run's result is skipped.
-	cons, err := c.js.OrderedConsumer(ctx, StreamResults, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{ResultSubject(st.Provider, id)}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
-		NamePrefix: c.consumerName("wait"),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reelq: follow results: %w", err)
-	}
-	for {
-		msg, err := cons.Next(jetstream.FetchContext(ctx))
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, context.Cause(ctx)
-			}
-			if errors.Is(err, jetstream.ErrNoMessages) {
-				continue
-			}
-			return nil, fmt.Errorf("reelq: follow results: %w", err)
-		}
+	var out *Result
+	err = c.watchLast(ctx, StreamResults, ResultSubject(st.Provider, id), func(m storedMsg) bool {
 		var r Result
-		if json.Unmarshal(msg.Data(), &r) != nil {
-			continue
+		if json.Unmarshal(m.Data, &r) != nil {
+			return true
 		}
 		if r.Run == 0 {
 			r.Run = 1
 		}
 		if r.Run >= st.Run {
-			return &r, nil
+			out = &r
+			return false
 		}
+		return true
+	})
+	switch {
+	case out != nil:
+		return out, nil
+	case ctx.Err() != nil:
+		return nil, context.Cause(ctx)
 	}
+	return nil, fmt.Errorf("reelq: follow results: %w", err)
 }
 
 // Follow yields result events as they are stored, from the RESULTS stream
 // sequence after (0: from now on; use ResultsSeq before publishing so no
 // result can slip by), optionally only for some providers. It ends when
 // ctx ends (yielding ctx's error) or the caller stops ranging. It keeps no
-// state on the server (an ordered consumer): for results a service must
-// not miss across restarts, use Results.
+// state on the server (it reads by direct get, woken by a subscription to
+// the results' subjects): for results a service must not miss across
+// restarts, use Results.
 func (c *Client) Follow(ctx context.Context, after uint64, providers ...string) iter.Seq2[*Result, error] {
 	if after == 0 {
 		return c.follow(ctx, 0, providers)
@@ -153,16 +146,13 @@ func (c *Client) Follow(ctx context.Context, after uint64, providers ...string) 
 // follow yields result events from RESULTS sequence start on (0: the
 // next one stored).
 func (c *Client) follow(ctx context.Context, start uint64, providers []string) iter.Seq2[*Result, error] {
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy, NamePrefix: c.consumerName("follow")}
-	if start > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
-	}
+	var filters []string
 	for _, p := range providers {
-		cfg.FilterSubjects = append(cfg.FilterSubjects, ResultSubject(p, "*"))
+		filters = append(filters, ResultSubject(p, "*"))
 	}
-	return followStream(ctx, c, StreamResults, cfg, "follow results", func(msg jetstream.Msg) (*Result, bool) {
+	return tailSeq(ctx, c, StreamResults, filters, start, "follow results", func(m storedMsg) (*Result, bool) {
 		var r Result
-		if json.Unmarshal(msg.Data(), &r) != nil {
+		if json.Unmarshal(m.Data, &r) != nil {
 			return nil, false
 		}
 		if r.Run == 0 {
@@ -172,48 +162,28 @@ func (c *Client) follow(ctx context.Context, start uint64, providers []string) i
 	})
 }
 
-// followStream yields the messages of an ordered consumer on stream,
-// decoded (messages decode refuses are skipped), until ctx ends (yielding
-// its error) or the caller stops ranging.
-func followStream[T any](ctx context.Context, c *Client, stream string, cfg jetstream.OrderedConsumerConfig, what string, decode func(jetstream.Msg) (*T, bool)) iter.Seq2[*T, error] {
+// tailSeq yields the messages tail reads, decoded (messages decode refuses
+// are skipped), until ctx ends (yielding its error) or the caller stops
+// ranging. It keeps no state on the server (see tail).
+func tailSeq[T any](ctx context.Context, c *Client, stream string, filters []string, start uint64, what string, decode func(storedMsg) (*T, bool)) iter.Seq2[*T, error] {
 	return func(yield func(*T, error) bool) {
-		cons, err := c.js.OrderedConsumer(ctx, stream, cfg)
-		if err != nil {
+		err := c.tail(ctx, stream, filters, start, func(m storedMsg) bool {
+			v, ok := decode(m)
+			return !ok || yield(v, nil)
+		})
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			yield(nil, context.Cause(ctx))
+		default:
 			yield(nil, fmt.Errorf("reelq: %s: %w", what, err))
-			return
-		}
-		it, err := cons.Messages()
-		if err != nil {
-			yield(nil, fmt.Errorf("reelq: %s: %w", what, err))
-			return
-		}
-		defer stopIter(it)
-		for {
-			msg, err := nextMsg(ctx, it)
-			if err != nil {
-				yield(nil, err)
-				return
-			}
-			if v, ok := decode(msg); ok && !yield(v, nil) {
-				return
-			}
 		}
 	}
 }
 
-// consumerName is a name prefix for an ordered consumer of kind: the
-// client's ConsumerPrefix, the kind and a unique token. Ordered consumers
-// are named prefix_1, prefix_2...: without the token, two clients (or two
-// runs of a command within the consumer's inactivity threshold) would ask
-// for the same consumer with different start positions, and the server
-// refuses that ("start sequence can not be updated").
-func (c *Client) consumerName(kind string) string {
-	return c.opts.ConsumerPrefix + "_" + kind + "_" + nuid.Next()
-}
-
 // nextMsg returns it's next message, or ctx's error once ctx ends even if
-// nats.go does not return: while an ordered consumer re-creates itself
-// (after a NATS node loss, say) its Next can retry without end.
+// nats.go does not return: while a consumer re-creates itself (after a
+// NATS node loss, say) its Next can retry without end.
 func nextMsg(ctx context.Context, it jetstream.MessagesContext) (jetstream.Msg, error) {
 	type next struct {
 		msg jetstream.Msg
@@ -253,17 +223,7 @@ func stopIter(it jetstream.MessagesContext) {
 // publishing, then Follow from it, and no result can be missed whatever
 // the clocks say.
 func (c *Client) ResultsSeq(ctx context.Context) (uint64, error) {
-	cctx, cancel := c.reqCtx(ctx)
-	defer cancel()
-	s, err := c.js.Stream(cctx, StreamResults)
-	if err != nil {
-		return 0, err
-	}
-	info, err := s.Info(cctx)
-	if err != nil {
-		return 0, err
-	}
-	return info.State.LastSeq, nil
+	return c.lastSeq(ctx, StreamResults)
 }
 
 // WaitAll waits until every job in ids has a result for its current run,

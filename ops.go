@@ -63,8 +63,7 @@ func (c *Client) cancel(ctx context.Context, st *JobState, reason string) (Cance
 	}
 	out.Status = CancelRequested
 	out.StillBilled = (st.Phase == PhaseSubmitted || st.Phase == PhaseSubmitting || st.Phase == PhaseArchiving) && !c.Cancelable(st.Provider)
-	c.event(Event{Kind: EventCancelRequested, Provider: st.Provider, JobID: st.ID, Batch: st.Batch, Reason: reason})
-	return out, nil
+	return out, nil // the worker that takes the request publishes the cancel_requested event
 }
 
 // CancelRequested reports which of ids have a cancel request that the

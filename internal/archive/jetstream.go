@@ -1,12 +1,15 @@
 package archive
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"regexp"
 	"time"
@@ -243,20 +246,66 @@ func (s *JetStreamStore) purge(subj string) {
 	_ = s.stream.Purge(ctx, jetstream.WithPurgeSubject(subj))
 }
 
-// Open returns a reader of the object; nats.go checks the object's
-// SHA-256 digest when the reader reaches the end.
+// Open returns a reader of the object, which checks its size and SHA-256
+// digest when it reaches the end. It reads the chunks one at a time by
+// direct get (the next message on the object's chunk subject), not with
+// nats.go's ObjectStore.Get: that creates a consumer, state on the server
+// that any identity allowed to read outputs could pile up until nobody
+// can (SECURITY.md); a direct get leaves nothing behind, even when the
+// reader is abandoned.
 func (s *JetStreamStore) Open(ctx context.Context, key string) (io.ReadCloser, Copy, error) {
-	res, err := s.obs.Get(ctx, key)
+	info, err := s.obs.GetInfo(ctx, key)
 	if err != nil {
 		return nil, Copy{}, s.err("get", key, err)
 	}
-	info, err := res.Info()
-	if err != nil {
-		res.Close()
-		return nil, Copy{}, s.err("get", key, err)
+	if info.NUID == "" || info.Opts != nil && info.Opts.Link != nil {
+		return nil, Copy{}, fmt.Errorf("archive: jetstream get %s/%s: not an object reelq wrote (a link, or no chunks)", s.bucket, key)
 	}
-	return res, s.copyOf(info), nil
+	want, err := jetstream.DecodeObjectDigest(info.Digest)
+	if err != nil && info.Size > 0 {
+		return nil, Copy{}, fmt.Errorf("archive: jetstream get %s/%s: digest %q: %w", s.bucket, key, info.Digest, err)
+	}
+	return &chunkReader{ctx: ctx, stream: s.stream, subj: "$O." + s.bucket + ".C." + info.NUID, left: info.Chunks,
+		size: info.Size, want: want, h: sha256.New(), seq: 1, name: s.bucket + "/" + key}, s.copyOf(info), nil
 }
+
+// chunkReader reads an object's chunks in order by direct get.
+type chunkReader struct {
+	ctx    context.Context
+	stream jetstream.Stream
+	subj   string
+	name   string
+	seq    uint64 // where the next chunk is looked for
+	left   uint32 // chunks still to read
+	size   uint64
+	read   uint64
+	buf    []byte
+	want   []byte
+	h      hash.Hash
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.left == 0 {
+			if r.read != r.size || (r.size > 0 && !bytes.Equal(r.h.Sum(nil), r.want)) {
+				return 0, fmt.Errorf("archive: jetstream get %s: %d bytes read of %d, or a digest mismatch", r.name, r.read, r.size)
+			}
+			return 0, io.EOF
+		}
+		m, err := r.stream.GetMsg(r.ctx, r.seq, jetstream.WithGetMsgSubject(r.subj))
+		if err != nil {
+			return 0, fmt.Errorf("archive: jetstream get %s: chunk after sequence %d: %w", r.name, r.seq, err)
+		}
+		r.seq, r.left, r.buf = m.Sequence+1, r.left-1, m.Data
+		r.read += uint64(len(m.Data))
+		r.h.Write(m.Data)
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func (r *chunkReader) Close() error { return nil }
 
 // Stat returns the object's copy.
 func (s *JetStreamStore) Stat(ctx context.Context, key string) (Copy, error) {

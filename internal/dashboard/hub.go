@@ -67,12 +67,15 @@ func (h *hub) run(ctx context.Context) error {
 	h.mu.Lock()
 	h.base = ctx
 	h.mu.Unlock()
+	var resSeq uint64
 	evSeq, err := h.c.EventsSeq(ctx)
-	if err != nil {
-		return err
+	if err == nil {
+		resSeq, err = h.c.ResultsSeq(ctx)
 	}
-	resSeq, err := h.c.ResultsSeq(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return err
 	}
 	h.loadRecent(ctx, resSeq)

@@ -2,18 +2,26 @@ package dashboard
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/reelq/reelq"
 )
 
 // maxLive bounds the live pages open at once (each holds a connection and
-// a goroutine).
-const maxLive = 256
+// a goroutine), and maxLivePerClient those of one client (one remote
+// address): the reviewer's 256 connections from one address took every
+// live page from everyone else.
+const (
+	maxLive          = 256
+	maxLivePerClient = 32
+)
 
 // live streams a page's fragments as server-sent events: once at once for
 // those that changed since the page was drawn (the page sends the hashes
@@ -28,12 +36,23 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown view", http.StatusBadRequest)
 		return
 	}
-	if n := s.liveCount.Add(1); n > maxLive {
-		s.liveCount.Add(-1)
+	if key.kind == viewJob {
+		// A live page follows a job that exists: no watch for any id.
+		if _, err := s.c.Get(r.Context(), key.arg); errors.Is(err, reelq.ErrNotFound) {
+			http.Error(w, "unknown job", http.StatusNotFound)
+			return
+		} else if err != nil {
+			s.liveFailed(key, err)
+			http.Error(w, "the job cannot be read now", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	release, ok := s.lives.take(r)
+	if !ok {
 		http.Error(w, "too many live pages open", http.StatusServiceUnavailable)
 		return
 	}
-	defer s.liveCount.Add(-1)
+	defer release()
 	flusher, ok := w.(http.Flusher)
 	if !ok {
 		http.Error(w, "streaming is not supported here", http.StatusInternalServerError)
@@ -122,6 +141,40 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// liveSlots counts the live pages open, in all and per client.
+type liveSlots struct {
+	mu     sync.Mutex
+	total  int
+	client map[string]int
+}
+
+// take reserves a live page for r's client, or reports false when it (or
+// the dashboard) has as many open as allowed.
+func (l *liveSlots) take(r *http.Request) (func(), bool) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.total >= maxLive || l.client[host] >= maxLivePerClient {
+		return nil, false
+	}
+	if l.client == nil {
+		l.client = map[string]int{}
+	}
+	l.total++
+	l.client[host]++
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.total--
+		if l.client[host]--; l.client[host] == 0 {
+			delete(l.client, host)
+		}
+	}, true
 }
 
 // pagePath is the page a live view belongs to (where an action's form

@@ -29,7 +29,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/reelq/reelq"
@@ -77,8 +76,7 @@ type Server struct {
 	tmpl     *template.Template
 	static   http.Handler
 	mux      *http.ServeMux
-	// liveCount is the live pages open now.
-	liveCount atomic.Int64
+	lives    liveSlots // the live pages open now
 }
 
 // New builds a Server.

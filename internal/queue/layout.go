@@ -138,6 +138,7 @@ func (l Layout) StreamConfigs() []jetstream.StreamConfig {
 			Replicas:    l.Replicas,
 			MaxAge:      l.EventsMaxAge,
 			Duplicates:  2 * time.Minute, // the server's default, stated so Setup sees no change
+			AllowDirect: true,            // clients read events by direct get, never with a consumer
 		},
 		{
 			Name:        StreamDLQ,

@@ -154,8 +154,29 @@ func (w *Worker) runCanceller(ctx context.Context) {
 		}
 		var req CancelRequest
 		_ = json.Unmarshal(m.Data(), &req)
+		if md, err := m.Metadata(); err == nil && md.NumDelivered == 1 && reelq.ValidID(id) && reelq.KnownProvider(req.Provider) {
+			// The job's timeline shows the request: only workers write
+			// job events, so nobody can forge one in a stranger's.
+			w.event(reelq.Event{Kind: reelq.EventCancelRequested, Provider: req.Provider, JobID: id, Reason: cancelReason(req)})
+		}
 		return w.cancelQueued(ctx, id, req)
 	})
+}
+
+// cancelReason is what the cancel_requested event says of req (who and
+// why, as the request says, at most 500 bytes).
+func cancelReason(req CancelRequest) string {
+	s := "requested"
+	if req.By != "" {
+		s += " by " + req.By
+	}
+	if req.Reason != "" {
+		s += ": " + req.Reason
+	}
+	if len(s) > 500 {
+		s = strings.ToValidUTF8(s[:500], "")
+	}
+	return s
 }
 
 // consumeLoop feeds handle from a durable consumer one message at a time
