@@ -316,13 +316,14 @@ func waitState(t *testing.T, c *reelq.Client, id string, what string, cond func(
 // the operator's pause and resume, resolve of a held job through CONTROL,
 // dead letters (the sweeper's poison job and the worker's invalid message)
 // and redrive; an automatic pause for credits ended by the worker's probe;
-// the results identity's durable consumer and follow. Nobody hits a
-// permission violation.
+// the results identity's durable consumer and follow; and the enqueue
+// command as each role runs it, every command the role is documented to
+// use (shippedCLI). Nobody hits a permission violation.
 func TestShippedPermissions(t *testing.T) {
 	t.Parallel()
 	s, slog := startShippedServer(t)
 	sim, simURL := simServer(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(100 * time.Millisecond)}},
-		holdCreate("perm-held"))
+		func(h http.Handler) http.Handler { return holdCreate("perm-held")(holdCreate("perm-cli-held")(h)) })
 
 	w := startOpsWorker(t, workerEnviron(s.ClientURL(), simURL, "perm-worker",
 		"NATS_USER=worker",
@@ -587,6 +588,8 @@ func TestShippedPermissions(t *testing.T) {
 	}
 	fcancel()
 
+	shippedCLI(t, s, prod, admin)
+
 	if err := w.Stop(); err != nil {
 		t.Errorf("worker: %v", err)
 	}
@@ -595,7 +598,7 @@ func TestShippedPermissions(t *testing.T) {
 			t.Errorf("worker log: %v", l)
 		}
 	}
-	for _, who := range []string{"reelq-worker/", "reelq-test/producer", "reelq-test/operator", "reelq-test/results"} {
+	for _, who := range []string{"reelq-worker/", "reelq-test/producer", "reelq-test/operator", "reelq-test/results", "reelq-enqueue"} {
 		for _, line := range violations(slog, who) {
 			t.Errorf("permission violation: %s", line)
 		}
