@@ -1149,6 +1149,9 @@ func (e *echoKey) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type matrixRow struct {
 	slug, what string
 	allowed    [5]bool // worker, producer, results, operator, admin
+	// refused cells fail without a permission violation: the server's
+	// stream settings refuse what the permissions let through (headers).
+	refused [5]bool
 	// late rows run after the others (admin's destructive cells).
 	late bool
 	op   func(ctx context.Context, m *matrixEnv, id *ident) error
@@ -1249,6 +1252,34 @@ var matrix = []matrixRow{
 	{slug: "others_consumers", what: "delete others' consumers (the downstream durable billing)", allowed: [5]bool{D, D, D, D, A}, late: true,
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
 			return id.js.DeleteConsumer(ctx, queue.StreamResults, "billing")
+		}},
+	{slug: "other_named_consumer", what: "create a consumer of another name on RESULTS (a second one)", allowed: [5]bool{D, D, D, D, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			name := "spare_" + id.user
+			if _, err := id.js.CreateOrUpdateConsumer(ctx, queue.StreamResults, jetstream.ConsumerConfig{Name: name, AckPolicy: jetstream.AckNonePolicy}); err != nil {
+				return err
+			}
+			return id.js.DeleteConsumer(ctx, queue.StreamResults, name)
+		}},
+	{slug: "undeclared_durable", what: "delete an undeclared durable on RESULTS (billing-eu)", allowed: [5]bool{D, D, D, D, A}, late: true,
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			return id.js.DeleteConsumer(ctx, queue.StreamResults, "billing-eu")
+		}},
+	{slug: "rollup_headers", what: "erase a bucket with Nats-Rollup: all, on a key it may write", allowed: [5]bool{D, D, D, D, D}, refused: [5]bool{A, A, D, A, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			subj := map[string]string{"worker": "$KV.reelq_jobs.m-worker", "producer": "$KV.reelq_budgets.limit.batch.zz",
+				"results": "$KV.reelq_cancel.m-results", "operator": "$KV.reelq_cancel.m-operator", "admin": "$KV.reelq_budgets.limit.batch.zz"}[id.user]
+			_, err := id.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Data: []byte(`{}`), Header: nats.Header{"Nats-Rollup": {"all"}}})
+			return err
+		}},
+	{slug: "budgets_witness", what: "write the budgets bucket's witness (epoch)", allowed: [5]bool{A, D, D, D, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			return kvPut(ctx, id, reelq.BucketBudgets, queue.EpochKey, []byte(`{"id":"matrix","mark":"`+id.user+`"}`))
+		}},
+	{slug: "job_events", what: "publish an event in a job's timeline", allowed: [5]bool{A, D, D, D, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			_, err := id.js.Publish(ctx, reelq.JobEventSubject("samsar", reelq.EventCancelRequested, "seed"), []byte(`{"kind":"cancel_requested","provider":"samsar","job_id":"seed"}`))
+			return err
 		}},
 	{slug: "other_inboxes", what: "read other identities' inboxes", allowed: [5]bool{D, D, D, D, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
@@ -1376,8 +1407,10 @@ func TestPermissionMatrix(t *testing.T) {
 	if _, err := queue.EnsureConsumers(ctx, ajs, "samsar", queue.ConsumerSettings{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ajs.CreateOrUpdateConsumer(ctx, queue.StreamResults, jetstream.ConsumerConfig{Durable: "billing", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{"billing", "billing-eu"} {
+		if _, err := ajs.CreateOrUpdateConsumer(ctx, queue.StreamResults, jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	seed := samsarJob("seed", "matrix")
 	b, _ := json.Marshal(seed)
@@ -1466,6 +1499,9 @@ func TestPermissionMatrix(t *testing.T) {
 					t.Errorf("%s: %s must be allowed: %v %v", u, row.what, c.err, viol)
 				case !row.allowed[i] && c.err == nil:
 					t.Errorf("%s: %s must be denied, and succeeded", u, row.what)
+				case row.refused[i] && len(viol) > 0:
+					t.Errorf("%s: %s must be refused by the stream, not by a permission: %v", u, row.what, viol)
+				case row.refused[i]:
 				case !row.allowed[i] && len(viol) == 0:
 					t.Errorf("%s: %s failed without a permission violation (the test does not test the permission): %v", u, row.what, c.err)
 				}
@@ -1477,7 +1513,7 @@ func TestPermissionMatrix(t *testing.T) {
 	}
 }
 
-var tableRow = regexp.MustCompile("^\\|\\s*([^|]+?)\\s*\\|\\s*(allowed|denied)\\s*\\|\\s*(allowed|denied)\\s*\\|\\s*(allowed|denied)\\s*\\|\\s*(allowed|denied)\\s*\\|\\s*(allowed|denied)\\s*\\|\\s*`(TestPermissionMatrix/[a-z_]+)`\\s*\\|\\s*$")
+var tableRow = regexp.MustCompile("^\\|\\s*([^|]+?)\\s*\\|\\s*(allowed|denied|refused)\\s*\\|\\s*(allowed|denied|refused)\\s*\\|\\s*(allowed|denied|refused)\\s*\\|\\s*(allowed|denied|refused)\\s*\\|\\s*(allowed|denied|refused)\\s*\\|\\s*`(TestPermissionMatrix/[a-z_]+)`\\s*\\|\\s*$")
 
 // SECURITY.md's table of identities and operations says exactly what
 // TestPermissionMatrix checks: the same rows, in the same order, the same
@@ -1503,6 +1539,9 @@ func TestSecurityTable(t *testing.T) {
 		}
 		for j, u := range identities {
 			want := map[bool]string{true: "allowed", false: "denied"}[row.allowed[j]]
+			if row.refused[j] {
+				want = "refused"
+			}
 			if got[j+1] != want {
 				t.Errorf("%s, %s: SECURITY.md says %s, the test checks %s", row.what, u, got[j+1], want)
 			}
@@ -1846,6 +1885,14 @@ func TestDashboardPermissions(t *testing.T) {
 		{"delete_stream", func(ctx context.Context, id *ident) error {
 			return id.js.DeleteStream(ctx, "SCRATCH_dashboard")
 		}},
+		{"consumers", func(ctx context.Context, id *ident) error {
+			_, err := id.js.CreateOrUpdateConsumer(ctx, "KV_"+queue.BucketSlots, jetstream.ConsumerConfig{Name: "dashboard_slots", AckPolicy: jetstream.AckNonePolicy})
+			return err
+		}},
+		{"job_events", func(ctx context.Context, id *ident) error {
+			_, err := id.js.Publish(ctx, reelq.JobEventSubject("samsar", reelq.EventCompleted, "seed"), []byte(`{"kind":"completed","provider":"samsar","job_id":"seed"}`))
+			return err
+		}},
 		{"other_inboxes", func(ctx context.Context, id *ident) error {
 			sub, err := id.nc.SubscribeSync("_INBOX_operator.>")
 			if err != nil {
@@ -1907,9 +1954,22 @@ func TestDashboardPermissions(t *testing.T) {
 			}
 		})
 	}
+	// Refused by the streams, whatever the permissions let through: a
+	// rollup on keys it may write (pause state, cancel requests).
+	t.Run("rollup", func(t *testing.T) {
+		for _, subj := range []string{"$KV." + queue.BucketProviders + ".samsar", "$KV." + queue.BucketCancel + ".seed"} {
+			_, err := dash.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Data: []byte(`{}`), Header: nats.Header{"Nats-Rollup": {"all"}}})
+			if err == nil || !strings.Contains(err.Error(), "rollup not permitted") {
+				t.Errorf("the dashboard identity's rollup on %s: %v, want refused", subj, err)
+			}
+		}
+		if v := violations(slog, `"reelq-test/dashboard"`); len(v) > 0 {
+			t.Errorf("a rollup refused with a permission violation: %v", v)
+		}
+	})
 }
 
-var dashboardTableRow = regexp.MustCompile("^\\|\\s*([^|]+?)\\s*\\|\\s*(allowed|denied)\\s*\\|\\s*`(TestDashboardPermissions/[a-z_]+)`\\s*\\|\\s*$")
+var dashboardTableRow = regexp.MustCompile("^\\|\\s*([^|]+?)\\s*\\|\\s*(allowed|denied|refused)\\s*\\|\\s*`(TestDashboardPermissions/[a-z_]+)`\\s*\\|\\s*$")
 
 // SECURITY.md's table of the dashboard identity names exactly the
 // subtests of TestDashboardPermissions, with what they check.
@@ -1922,9 +1982,10 @@ func TestDashboardSecurityTable(t *testing.T) {
 	for _, s := range []string{"pages", "live_pages", "archived_output", "pause_resume", "cancel", "retry", "redrive"} {
 		want["TestDashboardPermissions/"+s] = "allowed"
 	}
-	for _, s := range []string{"write_job_state", "write_results", "budgets", "write_spend", "resolve_held_job", "take_jobs", "others_consumers", "delete_stream", "other_inboxes"} {
+	for _, s := range []string{"write_job_state", "write_results", "budgets", "write_spend", "resolve_held_job", "take_jobs", "others_consumers", "delete_stream", "other_inboxes", "consumers", "job_events"} {
 		want["TestDashboardPermissions/"+s] = "denied"
 	}
+	want["TestDashboardPermissions/rollup"] = "refused"
 	got := map[string]string{}
 	for _, line := range strings.Split(string(b), "\n") {
 		if m := dashboardTableRow.FindStringSubmatch(line); m != nil {
