@@ -24,7 +24,11 @@ import (
 // queued messages and results. Operator calls (Pause, Resume, Resolve,
 // DeadLetters, Redrive, and SetBudget for a provider) need an operator
 // identity, and the event calls (JobEvents, FollowEvents, EventsSeq) an
-// identity that may read EVENTS (SECURITY.md). A Client is safe for
+// identity that may read EVENTS (SECURITY.md). Only Results keeps a
+// consumer on the server: every other read is a direct get, and the calls
+// that follow a stream (Wait, WaitAll, Follow, FollowEvents, WatchJob...)
+// also subscribe to the subjects they read, to know when to read again
+// (without that right they read every 5 s). A Client is safe for
 // concurrent use.
 type Client struct {
 	nc   *nats.Conn
@@ -57,9 +61,10 @@ type Options struct {
 	// Window is how many jobs EnqueueBatch has in flight at once. Default
 	// 1000.
 	Window int
-	// ConsumerPrefix starts the name of every consumer the client creates
-	// (Results, Wait): permissions can then let each identity create and
-	// delete only its own consumers. Default "reelq_client".
+	// ConsumerPrefix starts the name of the durable consumers Results
+	// creates (ConsumerPrefix_Name): permissions can then let each identity
+	// create and delete only its own. No other call creates a consumer.
+	// Default "reelq_client".
 	ConsumerPrefix string
 	// Timeout bounds each request to the server when ctx has no earlier
 	// deadline. Default 10s.

@@ -104,9 +104,10 @@
 //		if err := d.Ack(ctx); err != nil { return err }
 //	}
 //
-// [Client.Follow] and [Client.ReadResults] read RESULTS without keeping
-// state on the server (for tools and dashboards); [Client.DeleteResults]
-// removes a durable consumer that is no longer wanted.
+// [Client.Follow] and [Client.ReadResults] read RESULTS by direct get,
+// keeping no state on the server (for tools and dashboards);
+// [Client.DeleteResults] removes a durable consumer that is no longer
+// wanted.
 //
 // # Batches
 //
@@ -192,15 +193,16 @@
 //     ReadResults and DownloadOutput only: it reads no job state or queued
 //     job, so no Get, Wait, WaitAll or Enqueue.
 //   - operator (people and tools): the producer's calls, plus Pause,
-//     Resume, Resolve, DeadLetters, Redrive and SetBudget for a provider.
+//     Resume, Resolve, DeadLetters, Redrive and SetBudget for a provider
+//     (a request a worker carries out: SetBudget waits for it).
 //   - JobEvents and FollowEvents read the EVENTS stream, which none of
-//     these roles may consume (the dashboard identity, disabled in the
+//     these roles may read (the dashboard identity, disabled in the
 //     shipped configuration until given a password, may).
 //
 // Each identity connects with its own reply prefix
 // (nats.CustomInboxPrefix("_INBOX_<user>")) and uses its user name as
-// ConsumerPrefix. A durable Results consumer that other services must not
-// touch has to be declared in auth.conf.
+// ConsumerPrefix. Its durable Results consumer is the only consumer it
+// may create, and is declared by name in auth.conf.
 //
 // # Stability
 //
