@@ -387,10 +387,8 @@ var errSpendConflict = errors.New("spend changed meanwhile")
 // no value) and the bucket's TTL for spend, which kv.Update cannot set.
 func (b *budgeter) write(ctx context.Context, key string, data []byte, rev uint64) (uint64, error) {
 	ack, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: "$KV." + reelq.BucketBudgets + "." + key, Data: data},
-		jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(b.epoch.keyTTL))
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(b.epoch.ttl()))
+	if queue.IsWrongLastSequence(err) {
 		return 0, errSpendConflict
 	}
 	if err != nil {

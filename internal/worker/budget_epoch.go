@@ -29,6 +29,13 @@ type epochState struct {
 	keyTTL time.Duration // how long spend is kept
 }
 
+// ttl is how long spend is kept (0: no expiry).
+func (e *epochState) ttl() time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.keyTTL
+}
+
 // startEpoch reads the bucket's settings and checks its witness before
 // the view is loaded: a replica starting on a bucket that lost its
 // history must not trust the empty view.
