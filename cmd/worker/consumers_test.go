@@ -84,6 +84,7 @@ func TestConsumerExhaustion(t *testing.T) {
 		"results":   {queue.StreamResults},
 		"producer":  {queue.StreamResults},
 		"operator":  {queue.StreamResults},
+		"forwarder": {queue.StreamResults},
 		"dashboard": {queue.StreamResults, "KV_" + queue.BucketSlots, queue.StreamEvents, "KV_" + queue.BucketJobs},
 	}
 	var fw sync.WaitGroup

@@ -136,7 +136,7 @@ func TestRollupHeadersChangeNothingElse(t *testing.T) {
 	tried := 0
 	// The identities least trusted first, so a failure names the first
 	// that could erase what it may not write.
-	for _, u := range []string{"results", "producer", "dashboard", "operator", "worker"} {
+	for _, u := range []string{"results", "producer", "forwarder", "dashboard", "operator", "worker"} {
 		id := connectAs(t, s, u)
 		var subjects []string
 		if u != "results" { // it may publish nothing
