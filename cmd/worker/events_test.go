@@ -9,6 +9,7 @@ import (
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // Only workers write a job's timeline. The reviewer's producer put any
@@ -80,7 +81,7 @@ func TestForgedEventsStayOutOfTimelines(t *testing.T) {
 	if r, err := prod.Wait(ctx, "cancel-1"); err != nil || r.Status != reelq.StatusCancelled {
 		t.Fatalf("cancel-1: %+v %v", r, err)
 	}
-	waitFor(t, 30*time.Second, "the cancel_requested event", func() bool {
+	waitfor.Until(t, 30*time.Second, "the cancel_requested event", func() bool {
 		evs, err := dash.JobEvents(ctx, "cancel-1")
 		if err != nil {
 			return false
