@@ -78,6 +78,7 @@ func parse(args, environ []string, stderr io.Writer) (*options, error) {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: dashboard [flags]
+       dashboard version
 
 reelq's web dashboard. Every flag has an environment variable (in brackets);
 NATS credentials and TLS come from NATS_CREDS, NATS_NKEY, NATS_USER,
@@ -107,12 +108,13 @@ the dashboard is read-only.
 		return nil, fmt.Errorf("DASHBOARD_MIN_INTERVAL: %w", err)
 	}
 	fs.DurationVar(&o.minInterval, "min-interval", minInterval, "shortest time between two updates of a live page [DASHBOARD_MIN_INTERVAL]")
-	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit (also: dashboard version)")
 	o.shutdownTimeout = 5 * time.Second
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if o.version {
+	if o.version || fs.NArg() == 1 && fs.Arg(0) == "version" {
+		o.version = true
 		return o, nil
 	}
 	if fs.NArg() > 0 {
@@ -137,7 +139,7 @@ the dashboard is read-only.
 func run(ctx context.Context, args, environ []string, stderr io.Writer, ready func(addr string)) error {
 	o, err := parse(args, environ, stderr)
 	if err == nil && o.version {
-		fmt.Fprintln(stderr, "dashboard", buildinfo.Version())
+		buildinfo.Print(stderr, "dashboard")
 		return nil
 	}
 	if err != nil {

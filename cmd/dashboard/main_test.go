@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reelq/reelq/internal/buildinfo"
 	"github.com/reelq/reelq/internal/leaktest"
 	"github.com/reelq/reelq/internal/natstest"
 )
@@ -116,11 +117,13 @@ func TestRunErrors(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	var out strings.Builder
-	if err := run(context.Background(), []string{"--version"}, nil, &out, nil); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(out.String(), "dashboard ") {
-		t.Errorf("--version printed %q", out.String())
+	for _, arg := range []string{"--version", "version"} {
+		var out strings.Builder
+		if err := run(context.Background(), []string{arg}, nil, &out, nil); err != nil {
+			t.Fatalf("%s: %v", arg, err)
+		}
+		if out.String() != "dashboard "+buildinfo.Version()+"\n" {
+			t.Errorf("%s printed %q", arg, out.String())
+		}
 	}
 }

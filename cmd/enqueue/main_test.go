@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/buildinfo"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
@@ -478,9 +479,10 @@ func TestCommandsHelpCompletionVersion(t *testing.T) {
 	}
 	r = c.run("__complete", "pause", "")
 	mustContain(t, "pause completion", r.stdout, "samsar", "vimmerse")
-	r = c.run("--version")
-	if r.code != 0 || !strings.HasPrefix(r.stdout, "enqueue ") {
-		t.Errorf("--version:\n%s", r)
+	for _, arg := range []string{"--version", "version"} {
+		if r = c.run(arg); r.code != 0 || r.stdout != "enqueue "+buildinfo.Version()+"\n" {
+			t.Errorf("%s:\n%s", arg, r)
+		}
 	}
 }
 

@@ -97,13 +97,26 @@ func (a *app) rootCommand() *cobra.Command {
 
 	root.AddCommand(a.publishCommand(), a.statusCommand(), a.resultsCommand(), a.cancelCommand(), a.retryCommand(),
 		a.resolveCommand(), a.pauseCommand(), a.resumeCommand(), a.statsCommand(), a.budgetCommand(), a.dlqCommand(),
-		a.hooksCommand())
+		a.hooksCommand(), versionCommand())
 	root.InitDefaultCompletionCmd()
 	// Every command's usage errors exit 2.
 	for _, c := range root.Commands() {
 		wrapArgs(c)
 	}
 	return root
+}
+
+// versionCommand prints what --version prints.
+func versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version (as --version does)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			buildinfo.Print(cmd.OutOrStdout(), "enqueue")
+			return nil
+		},
+	}
 }
 
 // wrapArgs makes argument-count errors usage errors (exit 2), in c and

@@ -33,6 +33,7 @@ import (
 	"github.com/reelq/reelq/internal/forwarder"
 	"github.com/reelq/reelq/internal/health"
 	"github.com/reelq/reelq/internal/logging"
+	"github.com/reelq/reelq/internal/metrics"
 	"github.com/reelq/reelq/internal/natsconn"
 	"github.com/reelq/reelq/internal/netguard"
 	"github.com/reelq/reelq/internal/webhook"
@@ -50,9 +51,9 @@ func main() {
 func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("forwarder", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	version := fs.Bool("version", false, "print the version and exit")
+	version := fs.Bool("version", false, "print the version and exit (also: forwarder version)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: forwarder [--version]\n\nPOSTs reelq result events to webhook receivers (docs/webhooks.md), configured by these environment variables:\n\n")
+		fmt.Fprint(stderr, "usage: forwarder [--version | version]\n\nPOSTs reelq result events to webhook receivers (docs/webhooks.md), configured by these environment variables:\n\n")
 		config.FormatForwarderHelp(stderr)
 	}
 	if err := fs.Parse(args); err != nil {
@@ -61,8 +62,8 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 		}
 		return err
 	}
-	if *version {
-		fmt.Fprintln(stderr, "forwarder", buildinfo.Version())
+	if *version || fs.Arg(0) == "version" {
+		buildinfo.Print(stderr, "forwarder")
 		return nil
 	}
 	cfg, err := config.LoadForwarder(environ)
@@ -110,6 +111,7 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics.RegisterBuildInfo(reg, buildinfo.Get())
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	f, err := forwarder.New(sctx, js, forwarder.Config{

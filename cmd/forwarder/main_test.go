@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/buildinfo"
 	"github.com/reelq/reelq/internal/leaktest"
 	"github.com/reelq/reelq/internal/natstest"
 )
@@ -171,6 +172,16 @@ func TestSIGTERM(t *testing.T) {
 // variable and never echoing a secret.
 func TestHelpAndConfigErrors(t *testing.T) {
 	var out bytes.Buffer
+	for _, arg := range []string{"--version", "version"} {
+		out.Reset()
+		if err := run(context.Background(), []string{arg}, nil, &out); err != nil {
+			t.Fatalf("%s: %v", arg, err)
+		}
+		if out.String() != "forwarder "+buildinfo.Version()+"\n" {
+			t.Errorf("%s printed %q", arg, out.String())
+		}
+	}
+	out.Reset()
 	if err := run(context.Background(), []string{"--help"}, nil, &out); err != nil {
 		t.Fatal(err)
 	}

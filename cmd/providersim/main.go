@@ -55,12 +55,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	outputDuration := fs.Duration("output-duration", 0, "every MP4 and WAV output lasts this long (0 = Samsar's asked duration, else 1 s)")
 	outputBroken := fs.String("output-broken", "", "serve every output broken: truncated, html, empty or no_audio")
 	seed := fs.Uint64("seed", 1, "random seed")
-	version := fs.Bool("version", false, "print the version and exit")
+	version := fs.Bool("version", false, "print the version and exit (also: providersim version)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *version {
-		fmt.Fprintln(stdout, "providersim", buildinfo.Version())
+	if *version || fs.Arg(0) == "version" {
+		buildinfo.Print(stdout, "providersim")
 		return nil
 	}
 	base := providersim.Knobs{APIKey: *apiKey, CompleteAfter: providersim.Duration(*complete), Jitter: providersim.Duration(*jitter),

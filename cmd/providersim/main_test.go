@@ -4,15 +4,19 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/reelq/reelq/internal/buildinfo"
 )
 
 func TestVersion(t *testing.T) {
-	var out strings.Builder
-	if err := run(context.Background(), []string{"--version"}, &out, &out); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(out.String(), "providersim ") {
-		t.Errorf("--version printed %q", out.String())
+	for _, arg := range []string{"--version", "version"} {
+		var out strings.Builder
+		if err := run(context.Background(), []string{arg}, &out, &out); err != nil {
+			t.Fatalf("%s: %v", arg, err)
+		}
+		if out.String() != "providersim "+buildinfo.Version()+"\n" {
+			t.Errorf("%s printed %q", arg, out.String())
+		}
 	}
 }
 

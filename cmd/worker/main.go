@@ -56,9 +56,9 @@ func main() {
 func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	version := fs.Bool("version", false, "print the version and exit")
+	version := fs.Bool("version", false, "print the version and exit (also: worker version)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: worker [--version]\n\nRuns reelq job workers, configured by these environment variables:\n\n")
+		fmt.Fprint(stderr, "usage: worker [--version | version]\n\nRuns reelq job workers, configured by these environment variables:\n\n")
 		config.FormatHelp(stderr)
 	}
 	if err := fs.Parse(args); err != nil {
@@ -67,8 +67,8 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 		}
 		return err
 	}
-	if *version {
-		fmt.Fprintln(stderr, "worker", buildinfo.Version())
+	if *version || fs.Arg(0) == "version" {
+		buildinfo.Print(stderr, "worker")
 		return nil
 	}
 	cfg, err := config.LoadWorker(environ)
@@ -82,6 +82,8 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	secrets.Add(cfg.NATS.Secrets()...)
 	level, _ := config.ParseLevel(cfg.LogLevel)
 	log := logging.New(stderr, cfg.LogFormat, level, secrets, !isTerminal(stderr) || os.Getenv("NO_COLOR") != "")
+	bi := buildinfo.Get()
+	log.Info("worker starting", "version", bi.Version, "revision", bi.Revision, "go_version", bi.GoVersion, "worker_id", cfg.WorkerID)
 	for _, w := range cfg.Warnings {
 		log.Warn("configuration: " + w)
 	}
@@ -138,6 +140,7 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
+	metrics.RegisterBuildInfo(reg, bi)
 
 	rts := map[string]*worker.Runtime{}
 	budgets := map[string]worker.ProviderBudget{}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/buildinfo"
 	"github.com/reelq/reelq/internal/embedded"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
@@ -125,6 +126,17 @@ func TestWorkerMetricsAndProbes(t *testing.T) {
 			t.Errorf("%s%v = %g, want >= %g", name, labels, got, want)
 		}
 		return got
+	}
+
+	// The build, for a fleet's versions, and in the start log.
+	bi := buildinfo.Get()
+	expect("reelq_build_info", map[string]string{"version": bi.Version, "revision": bi.Revision, "go_version": bi.GoVersion}, 1)
+	started := false
+	for _, l := range w.Log.Lines() {
+		started = started || l["msg"] == "worker starting" && l["version"] == bi.Version && l["go_version"] == bi.GoVersion
+	}
+	if !started {
+		t.Errorf("no start line with the version %q in the log:\n%s", bi.Version, w.Log)
 	}
 
 	// Jobs by provider and outcome, and how long they took.

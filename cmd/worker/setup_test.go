@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reelq/reelq/internal/buildinfo"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/queue"
 )
@@ -49,11 +50,14 @@ func TestSetupModes(t *testing.T) {
 
 func TestVersionAndHelp(t *testing.T) {
 	var out strings.Builder
-	if err := run(context.Background(), []string{"--version"}, nil, &out); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(out.String(), "worker ") {
-		t.Errorf("--version printed %q", out.String())
+	for _, arg := range []string{"--version", "version"} {
+		out.Reset()
+		if err := run(context.Background(), []string{arg}, nil, &out); err != nil {
+			t.Fatalf("%s: %v", arg, err)
+		}
+		if out.String() != "worker "+buildinfo.Version()+"\n" {
+			t.Errorf("%s printed %q", arg, out.String())
+		}
 	}
 	out.Reset()
 	if err := run(context.Background(), []string{"--help"}, nil, &out); err != nil {

@@ -80,7 +80,9 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("build stage FROM %s, want golang:${GO_VERSION}", build.from)
 	}
 	all := strings.Join(build.instr, "\n")
-	for _, want := range []string{"CGO_ENABLED=0", "./cmd/worker", "./cmd/enqueue", "./cmd/providersim", "-trimpath"} {
+	for _, want := range []string{"CGO_ENABLED=0", "./cmd/worker", "./cmd/enqueue", "./cmd/providersim", "-trimpath",
+		// .git is not in the context: the version comes in as build args.
+		"ARG VERSION", "ARG REVISION", "internal/buildinfo.version=${VERSION}", "internal/buildinfo.revision=${REVISION}"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("build stage does not mention %s", want)
 		}
