@@ -93,10 +93,10 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	if url == "" {
 		srv, err = embedded.Start(embedded.Options{
 			Name: "reelq-embedded", Listen: cfg.Listen, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
-			SyncAlways: cfg.SyncAlways, Logger: log.With("component", "nats-server"),
+			SyncAlways: cfg.SyncAlways, Logger: log,
 		})
 		if err != nil {
-			return err
+			return fmt.Errorf("REELQ_LISTEN %s: %w", cfg.Listen, err)
 		}
 		defer embedded.Stop(srv)
 		url = srv.ClientURL()

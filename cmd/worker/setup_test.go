@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -67,5 +68,38 @@ func TestVersionAndHelp(t *testing.T) {
 		if !strings.Contains(out.String(), v) {
 			t.Errorf("--help does not list %s", v)
 		}
+	}
+}
+
+// With NATS_URL unset and REELQ_LISTEN taken, the worker fails at once
+// naming the variable, the address and the cause; the embedded server's
+// log lines carry component=nats-server once, its banner at DEBUG.
+func TestTakenEmbeddedPortIsNamed(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	log := &opsLog{}
+	err = run(ctx, nil, []string{"REELQ_LISTEN=" + ln.Addr().String(), "REELQ_DATA_DIR=" + t.TempDir(), "SAMSAR_API_KEY=k",
+		"LOG_FORMAT=json", "LOG_LEVEL=debug", "REELQ_WORKER_ID=taken-port"}, log)
+	if err == nil || !strings.Contains(err.Error(), "REELQ_LISTEN "+ln.Addr().String()) || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("err %v, want REELQ_LISTEN, the address and the cause", err)
+	}
+	banner := false
+	for _, l := range log.Lines() {
+		msg, _ := l["msg"].(string)
+		if strings.Contains(msg, "Starting nats-server") {
+			banner = l["level"] == "DEBUG" && l["component"] == "nats-server"
+		}
+	}
+	if !banner {
+		t.Errorf("no banner line at DEBUG with component nats-server:\n%s", log)
+	}
+	if n := strings.Count(log.String(), `"component":"nats-server","component":"nats-server"`); n > 0 {
+		t.Errorf("%d lines carry component twice:\n%s", n, log)
 	}
 }

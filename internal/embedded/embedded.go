@@ -4,6 +4,7 @@
 package embedded
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,7 +32,9 @@ type Options struct {
 	MaxStore int64
 	// Cluster, when set, joins a cluster (Name, Listen host:port, Routes).
 	Cluster *Cluster
-	// Logger receives the server's log; nil means silent.
+	// Logger receives the server's log, with component=nats-server: its
+	// start-up banner and notices at DEBUG, warnings and errors as such;
+	// nil means silent.
 	Logger *slog.Logger
 }
 
@@ -54,7 +57,6 @@ func Start(o Options) (*server.Server, error) {
 		SyncAlways:         o.SyncAlways,
 		NoSigs:             true,
 		DontListen:         o.DontListen,
-		NoLog:              o.Logger == nil,
 		MaxPayload:         4 << 20,
 	}
 	if opts.ServerName == "" {
@@ -86,13 +88,27 @@ func Start(o Options) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
-	if o.Logger != nil {
-		s.SetLoggerV2(&logAdapter{l: o.Logger.With("component", "nats-server")}, false, false, false)
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
+	// The server reports a port it cannot listen on through Fatalf and
+	// keeps waiting; the adapter hands the first fatal error over, so
+	// Start fails at once with it.
+	la := &logAdapter{l: log.With("component", "nats-server"), fatal: make(chan string, 1)}
+	s.SetLoggerV2(la, o.Logger != nil && o.Logger.Enabled(context.Background(), slog.LevelDebug), false, false)
 	go s.Start()
-	if !s.ReadyForConnections(30 * time.Second) {
-		s.Shutdown()
-		return nil, fmt.Errorf("embedded nats: not ready after 30s (is %s in use?)", o.Listen)
+	for deadline := time.Now().Add(30 * time.Second); !s.ReadyForConnections(50 * time.Millisecond); {
+		select {
+		case msg := <-la.fatal:
+			Stop(s)
+			return nil, fmt.Errorf("embedded nats: %s", msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			Stop(s)
+			return nil, errors.New("embedded nats: not ready after 30s")
+		}
 	}
 	return s, nil
 }
@@ -129,12 +145,24 @@ func joinRoutes(r []string) string {
 	return out
 }
 
-// logAdapter sends nats-server logs to slog.
-type logAdapter struct{ l *slog.Logger }
+// logAdapter sends nats-server logs to slog: notices (the banner, the
+// listening addresses, JetStream's settings: about 50 lines at start) at
+// DEBUG, since the worker logs what matters of them itself.
+type logAdapter struct {
+	l     *slog.Logger
+	fatal chan string // the first fatal error, for Start
+}
 
-func (a *logAdapter) Noticef(format string, v ...any) { a.l.Info(fmt.Sprintf(format, v...)) }
+func (a *logAdapter) Noticef(format string, v ...any) { a.l.Debug(fmt.Sprintf(format, v...)) }
 func (a *logAdapter) Warnf(format string, v ...any)   { a.l.Warn(fmt.Sprintf(format, v...)) }
-func (a *logAdapter) Fatalf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
+func (a *logAdapter) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	a.l.Error(msg)
+	select {
+	case a.fatal <- msg:
+	default:
+	}
+}
 func (a *logAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
 func (a *logAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
 func (a *logAdapter) Tracef(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
