@@ -345,7 +345,7 @@ func readCSV(br *bufio.Reader) ([]lineJob, []lineError, error) {
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
-				bad = append(bad, lineError{Line: pe.StartLine, Msg: "CSV: " + pe.Err.Error()})
+				bad = append(bad, csvError(pe))
 				continue
 			}
 			return nil, nil, err
@@ -361,6 +361,19 @@ func readCSV(br *bufio.Reader) ([]lineJob, []lineError, error) {
 		}
 		jobs = append(jobs, lineJob{line, j})
 	}
+}
+
+// csvError words a CSV syntax error. A quote left open swallows the rows
+// after it up to where the reader gave up (the next stray quote, or the
+// end of the file): every line it took is named, so none is dropped
+// unnoticed, with --skip-invalid too.
+func csvError(pe *csv.ParseError) lineError {
+	if pe.Line <= pe.StartLine || !errors.Is(pe.Err, csv.ErrQuote) {
+		return lineError{Line: pe.StartLine, Msg: "CSV: " + pe.Err.Error()}
+	}
+	return lineError{Line: pe.StartLine, Whole: true, Msg: fmt.Sprintf("lines %d-%d: CSV: the quote of a cell in the row of line %d is never closed: "+
+		"lines %d to %d were read as one row, invalid, and none of them is published; close the quote, or double a quote inside a cell (\"\")",
+		pe.StartLine, pe.Line, pe.StartLine, pe.StartLine, pe.Line)}
 }
 
 func csvJob(header, rec []string) (reelq.Job, string) {

@@ -137,3 +137,31 @@ func TestStatusPrintsNoControlCharacters(t *testing.T) {
 		}
 	}
 }
+
+// A CSV cell whose quote is never closed takes the rows after it into
+// itself; the error names every line it took, so no row is lost unsaid
+// (with --skip-invalid, the only report of those rows).
+func TestCSVUnterminatedQuoteNamesTheRowsItSwallows(t *testing.T) {
+	for _, tc := range []struct{ name, data, want string }{
+		{"to the end", "provider,input.prompt\nsegmind,\"a cat\nsegmind,a dog\nsegmind,a bird\n", "lines 2-4: CSV: the quote of a cell in the row of line 2 is never closed: lines 2 to 4 were read as one row"},
+		{"to a stray quote", "provider,input.prompt\nsegmind,\"a cat\nsegmind,a dog\nsegmind,a \"bird\"\nsegmind,a fish\n", "lines 2-4: CSV:"},
+	} {
+		jobs, bad, err := readJobs(strings.NewReader(tc.data), "x.csv", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bad) != 1 || !strings.HasPrefix(bad[0].String(), tc.want) {
+			t.Errorf("%s: errors %v, want one starting %q", tc.name, bad, tc.want)
+		}
+		for _, j := range jobs {
+			if j.Line <= 4 {
+				t.Errorf("%s: line %d read as a job: %s", tc.name, j.Line, j.Job.Input)
+			}
+		}
+	}
+	// A quoted cell over several lines, closed, is one row as before.
+	jobs, bad, err := readJobs(strings.NewReader("provider,input.prompt\nsegmind,\"a cat\non two lines\"\nsegmind,a dog\n"), "x.csv", "")
+	if err != nil || len(bad) != 0 || len(jobs) != 2 || jobs[1].Line != 4 {
+		t.Errorf("multi-line cell: %v %v %v", jobs, bad, err)
+	}
+}
