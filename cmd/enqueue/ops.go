@@ -22,6 +22,15 @@ func hookFrom(ctx context.Context) func(n int) {
 	return f
 }
 
+// validateHook, when a context carries one, sees each job publish is
+// about to validate (tests interrupt validation with it).
+type validateHook struct{}
+
+func validateHookFrom(ctx context.Context) func(n int) {
+	f, _ := ctx.Value(validateHook{}).(func(int))
+	return f
+}
+
 type cancelLine struct {
 	ID          string      `json:"id"`
 	Outcome     string      `json:"outcome"` // requested, already finished, unknown, error

@@ -165,10 +165,19 @@ func (a *app) publish(cmd *cobra.Command, po *publishOpts, args []string) error 
 	if err != nil {
 		return err
 	}
-	// Validate everything before anything is published.
+	// Validate everything before anything is published; Ctrl-C stops it
+	// at the line it is on.
 	byID := map[string]int{}
 	var valid []lineJob
-	for _, l := range lines {
+	validated := validateHookFrom(ctx)
+	for i, l := range lines {
+		if ctx.Err() != nil {
+			fmt.Fprintf(a.stderr, "interrupted while validating (%s of %s checked); nothing published\n", commas(i), plural(len(lines), "job", "jobs"))
+			return silent(exitInterrupted)
+		}
+		if validated != nil {
+			validated(i + 1)
+		}
 		if err := c.Validate(&l.Job); err != nil {
 			bad = append(bad, lineError{Line: l.Line, Msg: reason(err)})
 			continue
@@ -207,6 +216,10 @@ func (a *app) publish(cmd *cobra.Command, po *publishOpts, args []string) error 
 		jobs[i] = l.Job
 	}
 	est := a.estimate(c, jobs)
+	if ctx.Err() != nil {
+		fmt.Fprintln(a.stderr, "interrupted; nothing published")
+		return silent(exitInterrupted)
+	}
 	if po.dryRun {
 		return a.dryRun(po, src, est, len(bad), limits)
 	}

@@ -59,7 +59,7 @@ AWS tools take them (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE...).`
 			for r, err := range c.ReadResults(ctx, reelq.ReadOptions{Provider: provider, Follow: follow}) {
 				if err != nil {
 					if ctx.Err() != nil && follow {
-						return nil // Ctrl-C ends --follow
+						return silent(exitInterrupted) // Ctrl-C ends --follow: 130, as for every command
 					}
 					return err
 				}
@@ -69,6 +69,9 @@ AWS tools take them (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE...).`
 				if err := enc.Encode(r); err != nil {
 					return err
 				}
+			}
+			if follow && ctx.Err() != nil {
+				return silent(exitInterrupted)
 			}
 			return nil
 		},
