@@ -257,7 +257,7 @@ func (c *Client) getState(ctx context.Context, id string) (*JobState, error) {
 	defer cancel()
 	e, err := c.jobs.Get(cctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, ErrNotFound
+		return nil, fmt.Errorf("%w %q", ErrNotFound, id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reelq: job state %s: %w", id, err)

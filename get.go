@@ -15,7 +15,8 @@ import (
 // Get returns job id's state: from the job state bucket once a worker has
 // picked the job up, or, for a job still waiting in the queue (including
 // one published with `nats pub`), a state in phase "queued" read from the
-// JOBS stream itself. It returns ErrNotFound for an unknown id.
+// JOBS stream itself. It returns an error matching ErrNotFound, naming
+// the id, for an unknown id.
 //
 // A job always has its state or its message: a worker (or a canceller)
 // writes the state before the message leaves JOBS. Two reads cannot both
@@ -84,7 +85,8 @@ func (c *Client) findQueued(ctx context.Context, id string) (*Job, storedMsg, er
 
 // Wait blocks until job id's current run has a result and returns it (at
 // once if it already has one; a retry still waiting in the queue is the
-// current run). It returns ErrNotFound for an unknown id, and ctx's error
+// current run). It returns an error matching ErrNotFound, naming the id,
+// for an unknown id, and ctx's error
 // if ctx ends first.
 func (c *Client) Wait(ctx context.Context, id string) (*Result, error) {
 	st, err := c.Get(ctx, id)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,5 +77,21 @@ func finishOutsideTheQueue(t *testing.T, env *reelqtest.Env, job reelq.Job) {
 	}
 	if err := s.Purge(ctx, jetstream.WithPurgeSubject(reelq.JobSubject(job.Provider, "", job.ID))); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Get and Wait on an unknown id say which id: a service waiting on many
+// jobs can tell which one was never published.
+func TestUnknownIDIsNamed(t *testing.T) {
+	t.Parallel()
+	env := reelqtest.New(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, werr := env.Client.Wait(ctx, "never-published-7")
+	_, gerr := env.Client.Get(ctx, "never-published-7")
+	for what, err := range map[string]error{"Wait": werr, "Get": gerr} {
+		if !errors.Is(err, reelq.ErrNotFound) || err == nil || !strings.Contains(err.Error(), `"never-published-7"`) {
+			t.Errorf("%s(unknown) = %v, want ErrNotFound naming the id", what, err)
+		}
 	}
 }
