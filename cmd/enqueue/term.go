@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/mattn/go-runewidth"
 )
 
 // ANSI colours, used only on a terminal without NO_COLOR.
@@ -52,8 +54,9 @@ type cell struct {
 	color string
 }
 
-// table prints aligned columns; widths are measured on the plain text, so
-// colours never misalign them.
+// table prints aligned columns; widths are measured in terminal cells on
+// the plain text (a CJK character or an emoji takes two, a combining mark
+// none), so neither colours nor wide prompts misalign them.
 type table struct {
 	header []string
 	rows   [][]cell
@@ -78,12 +81,12 @@ func (t *table) addText(cells ...string) {
 func (t *table) write(w io.Writer, color bool) {
 	widths := make([]int, len(t.header))
 	for i, h := range t.header {
-		widths[i] = utf8.RuneCountInString(h)
+		widths[i] = runewidth.StringWidth(h)
 	}
 	for _, r := range t.rows {
 		for i, c := range r {
 			if i < len(widths) {
-				widths[i] = max(widths[i], utf8.RuneCountInString(c.text))
+				widths[i] = max(widths[i], runewidth.StringWidth(c.text))
 			}
 		}
 	}
@@ -93,7 +96,7 @@ func (t *table) write(w io.Writer, color bool) {
 		for i, c := range cells {
 			text := c.text
 			if i < len(cells)-1 {
-				text += strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c.text)+2)
+				text += strings.Repeat(" ", widths[i]-runewidth.StringWidth(c.text)+2)
 			}
 			if color && c.color != "" {
 				// Colour the text, not the padding.

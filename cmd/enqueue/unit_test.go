@@ -7,6 +7,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mattn/go-runewidth"
+
 	"github.com/reelq/reelq"
 )
 
@@ -163,5 +165,31 @@ func TestCSVUnterminatedQuoteNamesTheRowsItSwallows(t *testing.T) {
 	jobs, bad, err := readJobs(strings.NewReader("provider,input.prompt\nsegmind,\"a cat\non two lines\"\nsegmind,a dog\n"), "x.csv", "")
 	if err != nil || len(bad) != 0 || len(jobs) != 2 || jobs[1].Line != 4 {
 		t.Errorf("multi-line cell: %v %v %v", jobs, bad, err)
+	}
+}
+
+// Tables align by terminal cells: a CJK character or an emoji takes two
+// cells, a combining accent none; truncated text fits its cells.
+func TestTablesAlignWideText(t *testing.T) {
+	tb := &table{header: []string{"JOB", "PROMPT", "STATUS"}}
+	tb.addText("a", "夕暮れの灯台", "ok")
+	tb.addText("b", "🎬🎥 a film", "ok")
+	tb.addText("c", "cafe\u0301 au lait", "ok")
+	tb.addText("d", "plain ascii prompt", "ok")
+	var out bytes.Buffer
+	tb.write(&out, false)
+	col := -1
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		i := strings.LastIndex(l, " ")
+		if c := runewidth.StringWidth(l[:i+1]); col == -1 {
+			col = c
+		} else if c != col {
+			t.Errorf("the last column starts at cell %d, not %d:\n%s", c, col, out.String())
+		}
+	}
+	for _, s := range []string{"夕暮れの灯台を見下ろす丘の上の長い長いプロンプト", "🎬🎥🎞📽 a long film about film"} {
+		if got := truncate(s, 11); runewidth.StringWidth(got) > 11 || !strings.HasSuffix(got, "...") {
+			t.Errorf("truncate(%q, 11) = %q: %d cells", s, got, runewidth.StringWidth(got))
+		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mattn/go-runewidth"
+
 	"github.com/reelq/reelq"
 )
 
@@ -171,12 +173,10 @@ func (a *app) printTally(o output, t *tally, batch string) {
 	}
 }
 
+// truncate makes s printable on one line of at most n terminal cells.
 func truncate(s string, n int) string {
 	s = strings.Join(strings.Fields(printable(s)), " ")
-	if len([]rune(s)) <= n {
-		return s
-	}
-	return string([]rune(s)[:n-3]) + "..."
+	return runewidth.Truncate(s, n, "...")
 }
 
 var contentID = regexp.MustCompile(`^j[0-9a-f]{24}(-[0-9]+)?$`)
