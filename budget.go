@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+
+	"github.com/reelq/reelq/internal/money"
 )
 
 // BucketBudgets holds spending limits and what has been spent and
@@ -99,10 +101,12 @@ type Hold struct {
 	At     time.Time `json:"at"`
 }
 
-// ParseCost reads "500usd", "$500", "20000credits" or "20000 credits".
+// ParseCost reads "500usd", "$500", "$1,443.96", "20000credits" or
+// "20000 credits". The amount is a decimal, exact to a millionth (no
+// exponent, sign or misplaced thousands separator: "1e3usd" and
+// "1,0,0,0usd" are refused saying why).
 func ParseCost(s string) (Cost, error) {
-	t := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), " ", ""))
-	t = strings.ReplaceAll(t, ",", "")
+	t := strings.ToLower(strings.TrimSpace(s))
 	unit := ""
 	switch {
 	case strings.HasPrefix(t, "$"):
@@ -114,11 +118,15 @@ func ParseCost(s string) (Cost, error) {
 	case strings.HasSuffix(t, "credit"):
 		t, unit = strings.TrimSuffix(t, "credit"), "credits"
 	}
-	v, err := strconv.ParseFloat(t, 64)
-	if unit == "" || err != nil || v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+	if unit == "" {
 		return Cost{}, fmt.Errorf("cost %q: want an amount and a unit, e.g. 500usd, $500 or 20000credits", s)
 	}
-	return Cost{Amount: v, Unit: unit}, nil
+	t = strings.TrimSpace(t)
+	m, err := money.Parse(t)
+	if err != nil {
+		return Cost{}, fmt.Errorf("cost %q: amount %q: %v; write it in digits, e.g. 500usd, $1,443.96 or 20000credits", s, t, err)
+	}
+	return Cost{Amount: m.Float(), Unit: unit}, nil
 }
 
 // FormatCost renders an amount: "$1,443.96" or "36,000 credits".
@@ -287,7 +295,7 @@ type BudgetStatus struct {
 }
 
 // Remaining is what the budget still allows.
-func (b BudgetStatus) Remaining() float64 { return b.Amount - b.Spent - b.Reserved }
+func (b BudgetStatus) Remaining() float64 { return money.Sum(b.Amount, -b.Spent, -b.Reserved) }
 
 // Budgets lists every limit set in the bucket with its spend (a provider's
 // limit from the worker configuration is not listed: see Stats).
@@ -385,7 +393,7 @@ func (c *Client) EstimateAll(jobs []Job) (totals map[string]map[string]float64, 
 		if totals[p] == nil {
 			totals[p] = map[string]float64{}
 		}
-		totals[p][e.Unit] += e.Amount
+		totals[p][e.Unit] = money.Add(totals[p][e.Unit], e.Amount)
 		if basis[p] == "" {
 			basis[p] = e.Basis
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/money"
 )
 
 type publishOpts struct {
@@ -430,6 +431,11 @@ func parseMaxCost(vals []string) (map[string]float64, error) {
 				continue
 			}
 			cst, err := reelq.ParseCost(p)
+			if err != nil && len(parts) > 1 && allDigits(strings.TrimSpace(p)) {
+				// "1,0,0,0usd": read as costs separated by commas.
+				return nil, exitf(exitUsage, "--max-cost %q: a thousands separator ',' goes between groups of three digits (1,000usd); "+
+					"costs are separated by a ',' after their unit (500usd,20000credits)", v)
+			}
 			if err != nil {
 				return nil, exitf(exitUsage, "--max-cost: %v", err)
 			}
@@ -493,7 +499,7 @@ func (a *app) estimate(c *reelq.Client, jobs []reelq.Job) estimate {
 			pe.Amount = map[string]float64{}
 		}
 		for u, v := range pe.Amount {
-			e.Total[u] += v
+			e.Total[u] = money.Add(e.Total[u], v)
 		}
 		e.Providers = append(e.Providers, pe)
 	}
@@ -529,7 +535,7 @@ func (e estimate) String() string {
 func (e estimate) over(limits map[string]float64) string {
 	var why []string
 	for _, u := range units(limits) {
-		if e.Total[u] > limits[u] {
+		if money.FromFloat(e.Total[u]) > money.FromFloat(limits[u]) {
 			why = append(why, fmt.Sprintf("the estimate of %s exceeds --max-cost %s", reelq.FormatCost(reelq.Cost{Amount: e.Total[u], Unit: u}),
 				reelq.FormatCost(reelq.Cost{Amount: limits[u], Unit: u})))
 		}

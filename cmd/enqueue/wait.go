@@ -14,6 +14,7 @@ import (
 	"github.com/mattn/go-runewidth"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/money"
 )
 
 // errTimeout is the cause of a --timeout.
@@ -62,7 +63,7 @@ func (t *tally) add(r *reelq.Result) {
 		if t.Cost == nil {
 			t.Cost = map[string]float64{}
 		}
-		t.Cost[r.Cost.Unit] += r.Cost.Amount
+		t.Cost[r.Cost.Unit] = money.Add(t.Cost[r.Cost.Unit], r.Cost.Amount)
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/changes"
 	"github.com/reelq/reelq/internal/metrics"
+	"github.com/reelq/reelq/internal/money"
 	"github.com/reelq/reelq/internal/queue"
 )
 
@@ -221,8 +221,7 @@ func (b *budgeter) fits(scopes []budgetScope, est *reelq.Cost) (bool, *budgetSco
 	defer b.mu.RUnlock()
 	for i := range scopes {
 		sc := &scopes[i]
-		sp := b.spends[sc.key].s
-		if sp.Spent[est.Unit]+sp.Reserved[est.Unit]+est.Amount > sc.limit.Amount+1e-9 {
+		if over(b.spends[sc.key].s, est, sc.limit) {
 			return false, sc
 		}
 	}
@@ -267,7 +266,7 @@ func (b *budgeter) reserve(ctx context.Context, scopes []budgetScope, est *reelq
 					b.log.Warn("released a budget reservation whose delivery died before recording it", "key", sc.key, "job_id", h.Job, "amount", h.Amount, "unit", h.Unit)
 				}
 			}
-			if s.Spent[est.Unit]+s.Reserved[est.Unit]+est.Amount > sc.limit.Amount+1e-9 {
+			if over(*s, est, sc.limit) {
 				return errOverBudget
 			}
 			add(&s.Reserved, est.Unit, est.Amount)
@@ -300,7 +299,7 @@ func (b *budgeter) settle(ctx context.Context, scopes []budgetScope, est *reelq.
 			if h, ok := s.Holds[token]; ok {
 				add(&s.Reserved, h.Unit, -h.Amount)
 				delete(s.Holds, token)
-			} else if untracked(s, est.Unit) >= est.Amount-1e-9 {
+			} else if untracked(s, est.Unit) >= money.FromFloat(est.Amount) {
 				add(&s.Reserved, est.Unit, -est.Amount)
 			}
 			if paid {
@@ -370,11 +369,11 @@ func (b *budgeter) update(ctx context.Context, key string, fn func(*reelq.Spend)
 
 // untracked is the reservation of unit that no hold accounts for (taken
 // before holds were recorded).
-func untracked(s *reelq.Spend, unit string) float64 {
-	r := s.Reserved[unit]
+func untracked(s *reelq.Spend, unit string) money.Micros {
+	r := money.FromFloat(s.Reserved[unit])
 	for _, h := range s.Holds {
 		if h.Unit == unit {
-			r -= h.Amount
+			r -= money.FromFloat(h.Amount)
 		}
 	}
 	return r
@@ -395,6 +394,13 @@ func (b *budgeter) write(ctx context.Context, key string, data []byte, rev uint6
 		return 0, err
 	}
 	return ack.Sequence, nil
+}
+
+// over reports whether est does not fit in limit beside what s has spent
+// and reserved, summed in micros.
+func over(s reelq.Spend, est *reelq.Cost, limit reelq.BudgetLimit) bool {
+	u := est.Unit
+	return money.FromFloat(s.Spent[u])+money.FromFloat(s.Reserved[u])+money.FromFloat(est.Amount) > money.FromFloat(limit.Amount)
 }
 
 func cloneSpend(s reelq.Spend) reelq.Spend {
@@ -419,11 +425,7 @@ func add(m *map[string]float64, unit string, v float64) {
 	if *m == nil {
 		*m = map[string]float64{}
 	}
-	n := math.Round(((*m)[unit]+v)*1e6) / 1e6
-	if math.Abs(n) < 1e-9 {
-		n = 0
-	}
-	(*m)[unit] = n
+	(*m)[unit] = money.Add((*m)[unit], v)
 }
 
 // reserveFor reserves j's estimate against every limit that applies

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/money"
 )
 
 // spendCounters adds up the estimated spend of finished runs per batch and
@@ -36,7 +36,7 @@ func (s *spendCounters) add(res *reelq.Result) {
 	if res.Cost == nil || res.Cost.Amount <= 0 || res.Cost.Unit == "" {
 		return
 	}
-	micro := int64(math.Round(res.Cost.Amount * 1e6))
+	micro := int64(money.FromFloat(res.Cost.Amount))
 	field := reelq.SpendCounterField(res.Cost.Unit)
 	s.mu.Lock()
 	if res.Batch != "" {

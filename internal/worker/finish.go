@@ -17,6 +17,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
+	"github.com/reelq/reelq/internal/money"
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/queue"
 )
@@ -140,7 +141,7 @@ func (e *engine) result(j *job, status string, outs []reelq.Output, errInfo *ree
 		if res.Cost != nil && st.Submissions > 1 {
 			// Paid twice through an ambiguous submission: both count.
 			c := *res.Cost
-			c.Amount *= float64(st.Submissions)
+			c.Amount = (money.FromFloat(c.Amount) * money.Micros(st.Submissions)).Float()
 			c.Basis = fmt.Sprintf("%s, x%d submissions", c.Basis, st.Submissions)
 			res.Cost = &c
 		}
