@@ -16,7 +16,6 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/config"
-	"github.com/reelq/reelq/internal/natsconn"
 )
 
 // app is one invocation: its environment, streams and connection.
@@ -30,7 +29,8 @@ type app struct {
 	outTTY, errTTY bool
 	color          bool
 
-	server string // --server, overriding NATS_URL
+	server  string // --server, overriding NATS_URL
+	context string // --context, overriding NATS_CONTEXT
 	nc     *nats.Conn
 	client *reelq.Client
 }
@@ -65,17 +65,17 @@ func (a *app) connect(ctx context.Context) (*reelq.Client, error) {
 	if err != nil {
 		return nil, &exitError{code: exitUsage, err: err}
 	}
-	url := a.server
-	if url == "" {
-		url = cfg.URL
-	}
-	if url == "" {
-		url = nats.DefaultURL
+	name := a.context
+	if name == "" {
+		name = a.env["NATS_CONTEXT"]
 	}
 	log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	nc, err := natsconn.Connect(*cfg, url, "reelq-enqueue", log)
+	nc, err := dial(*cfg, name, a.server, log)
+	if isExitError(err) {
+		return nil, err
+	}
 	if err != nil {
-		return nil, &exitError{code: exitUnavailable, err: fmt.Errorf("could not reach NATS (NATS_URL or --server): %w", err)}
+		return nil, &exitError{code: exitUnavailable, err: fmt.Errorf("could not reach NATS (--server, NATS_URL or the nats context): %w", err)}
 	}
 	a.nc = nc
 	by := "enqueue"

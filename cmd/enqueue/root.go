@@ -45,9 +45,12 @@ Exit codes:
   130  interrupted (Ctrl-C); re-running the same command is safe
 
 Environment:
-  NATS_URL (default nats://127.0.0.1:4222), NATS_CREDS, NATS_NKEY, NATS_USER,
-  NATS_PASSWORD, NATS_TOKEN, NATS_CA, NATS_CERT, NATS_KEY, NATS_TIMEOUT,
-  NATS_INBOX_PREFIX: as the nats CLI names them.
+  NATS_URL (default: the nats context's, else nats://127.0.0.1:4222),
+  NATS_CREDS, NATS_NKEY, NATS_USER, NATS_PASSWORD, NATS_TOKEN, NATS_CA,
+  NATS_CERT, NATS_KEY, NATS_TIMEOUT, NATS_INBOX_PREFIX: as the nats CLI names
+  them, and winning over the context's settings.
+  NATS_CONTEXT (or --context): the nats CLI context to connect with (default:
+  the one 'nats context select' chose).
   REELQ_CONSUMER_PREFIX: the start of the names of the consumers enqueue
   creates (default reelq_client).
   Provider options the input rules and prices depend on (SAMSAR_VIDEO_MODELS,
@@ -92,7 +95,8 @@ func (a *app) rootCommand() *cobra.Command {
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return &exitError{code: exitUsage, err: fmt.Errorf("%w\nrun '%s --help' for usage", err, cmd.CommandPath())}
 	})
-	root.PersistentFlags().StringVarP(&a.server, "server", "s", "", "NATS server list (default: NATS_URL, else nats://127.0.0.1:4222)")
+	root.PersistentFlags().StringVarP(&a.server, "server", "s", "", "NATS server list (default: NATS_URL, else the nats context's, else nats://127.0.0.1:4222)")
+	root.PersistentFlags().StringVar(&a.context, "context", "", "nats CLI context to connect with (default: NATS_CONTEXT, else the one `nats context select` chose)")
 	addPublishFlags(root, po)
 
 	root.AddCommand(a.publishCommand(), a.statusCommand(), a.resultsCommand(), a.cancelCommand(), a.retryCommand(),
