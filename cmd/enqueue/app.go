@@ -31,8 +31,8 @@ type app struct {
 
 	server  string // --server, overriding NATS_URL
 	context string // --context, overriding NATS_CONTEXT
-	nc     *nats.Conn
-	client *reelq.Client
+	nc      *nats.Conn
+	client  *reelq.Client
 }
 
 func newApp(environ []string, stdin io.Reader, stdout, stderr io.Writer) *app {
