@@ -176,6 +176,10 @@ func (e *invalidError) Unwrap() []error { return []error{ErrInvalidJob, e.cause}
 // "<provider> validate: invalid input:" prefix and without Go's JSON
 // decoder vocabulary (struct and type names).
 func readableInvalid(err error) error {
+	var ie *invalidError
+	if errors.As(err, &ie) {
+		return err // already worded
+	}
 	var pe *providers.Error
 	if err == nil || !errors.As(err, &pe) || !errors.Is(err, providers.ErrInvalidInput) {
 		return err

@@ -147,58 +147,93 @@ type Validator interface {
 // input. The error wraps ErrInvalidJob and names the field at fault.
 // validators maps provider names to validators; nil checks the envelope
 // only.
+//
+// Every broken rule is reported, not only the first: the error's message
+// lists them separated by "; " (a rule that depends on another, such as
+// the provider's input rules on a known provider and a valid input, is
+// checked only when that one holds).
 func (j *Job) Validate(validators map[string]Validator, lim Limits) error {
 	lim = lim.withDefaults()
-	if j.ID != "" && !ValidID(j.ID) {
-		return fmt.Errorf("%w: id %q must be 1-128 characters of letters, digits, '-' or '_'", ErrInvalidJob, j.ID)
-	}
-	if strings.HasPrefix(j.ID, "seq-") {
-		return fmt.Errorf("%w: id %q: the seq- prefix is reserved for messages the worker names itself", ErrInvalidJob, j.ID)
+	var bad problems
+	switch {
+	case j.ID != "" && !ValidID(j.ID):
+		bad.addf("id %q must be 1-128 characters of letters, digits, '-' or '_'", j.ID)
+	case strings.HasPrefix(j.ID, "seq-"):
+		bad.addf("id %q: the seq- prefix is reserved for messages the worker names itself", j.ID)
 	}
 	if j.Batch != "" && !ValidID(j.Batch) {
-		return fmt.Errorf("%w: batch %q must be 1-128 characters of letters, digits, '-' or '_'", ErrInvalidJob, j.Batch)
+		bad.addf("batch %q must be 1-128 characters of letters, digits, '-' or '_'", j.Batch)
 	}
 	if j.FairnessKey != "" && !ValidID(j.FairnessKey) {
-		return fmt.Errorf("%w: fairness_key %q must be 1-128 characters of letters, digits, '-' or '_'", ErrInvalidJob, j.FairnessKey)
+		bad.addf("fairness_key %q must be 1-128 characters of letters, digits, '-' or '_'", j.FairnessKey)
 	}
 	if !j.Priority.valid() {
-		return fmt.Errorf("%w: priority %q must be high, normal or low", ErrInvalidJob, j.Priority)
+		bad.addf("priority %q must be high, normal or low", j.Priority)
 	}
-	if j.Provider == "" {
-		return fmt.Errorf("%w: provider is required (one of %s)", ErrInvalidJob, strings.Join(Providers, ", "))
+	known := KnownProvider(j.Provider)
+	switch {
+	case j.Provider == "":
+		bad.addf("provider is required (one of %s)", strings.Join(Providers, ", "))
+	case !known:
+		bad.addf("unknown provider %q (one of %s)", j.Provider, strings.Join(Providers, ", "))
 	}
-	if !KnownProvider(j.Provider) {
-		return fmt.Errorf("%w: unknown provider %q (one of %s)", ErrInvalidJob, j.Provider, strings.Join(Providers, ", "))
+	inputOK := false
+	switch in := bytes.TrimSpace(j.Input); {
+	case len(in) == 0 || string(in) == "null":
+		bad.addf("input is required")
+	case len(j.Input) > lim.MaxInputBytes:
+		bad.addf("input is %d bytes; the limit is %d", len(j.Input), lim.MaxInputBytes)
+	default:
+		inputOK = bad.add(checkJSON("input", j.Input))
 	}
-	in := bytes.TrimSpace(j.Input)
-	if len(in) == 0 || string(in) == "null" {
-		return fmt.Errorf("%w: input is required", ErrInvalidJob)
+	metaOK := true
+	switch {
+	case len(j.Metadata) > lim.MaxMetadataBytes:
+		metaOK = false
+		bad.addf("metadata is %d bytes; the limit is %d", len(j.Metadata), lim.MaxMetadataBytes)
+	case len(j.Metadata) > 0:
+		metaOK = bad.add(checkJSON("metadata", j.Metadata))
 	}
-	if len(j.Input) > lim.MaxInputBytes {
-		return fmt.Errorf("%w: input is %d bytes; the limit is %d", ErrInvalidJob, len(j.Input), lim.MaxInputBytes)
+	if j.ID != "" && known && inputOK && metaOK {
+		bad.add(CheckContentID(j.ID, j.Digest()))
 	}
-	if err := checkJSON("input", j.Input); err != nil {
-		return err
-	}
-	if len(j.Metadata) > 0 {
-		if err := checkJSON("metadata", j.Metadata); err != nil {
-			return err
-		}
-	}
-	if len(j.Metadata) > lim.MaxMetadataBytes {
-		return fmt.Errorf("%w: metadata is %d bytes; the limit is %d", ErrInvalidJob, len(j.Metadata), lim.MaxMetadataBytes)
-	}
-	if j.ID != "" {
-		if err := CheckContentID(j.ID, j.Digest()); err != nil {
-			return err
-		}
-	}
-	if v, ok := validators[j.Provider]; ok && v != nil {
+	if v, ok := validators[j.Provider]; ok && v != nil && inputOK {
 		if err := v.Validate(j.Input); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidJob, err)
+			bad.add(readableInvalid(fmt.Errorf("%w: %w", ErrInvalidJob, err)))
 		}
 	}
-	return nil
+	return bad.err()
+}
+
+// problems collects the rules a job breaks.
+type problems struct{ errs []error }
+
+// add records err (each wraps ErrInvalidJob) and reports whether it was nil.
+func (p *problems) add(err error) bool {
+	if err != nil {
+		p.errs = append(p.errs, err)
+	}
+	return err == nil
+}
+
+func (p *problems) addf(format string, args ...any) {
+	p.add(fmt.Errorf("%w: "+format, append([]any{ErrInvalidJob}, args...)...))
+}
+
+// err is nil, the one error, or an error listing them all that matches
+// each one's classes with errors.Is.
+func (p *problems) err() error {
+	switch len(p.errs) {
+	case 0:
+		return nil
+	case 1:
+		return p.errs[0]
+	}
+	msgs := make([]string, len(p.errs))
+	for i, e := range p.errs {
+		msgs[i] = strings.TrimPrefix(e.Error(), ErrInvalidJob.Error()+": ")
+	}
+	return &invalidError{msg: strings.Join(msgs, "; "), cause: errors.Join(p.errs...)}
 }
 
 // DecodeJob parses a job request strictly: unknown top-level fields are

@@ -122,51 +122,47 @@ func parse(raw json.RawMessage) (Input, error) {
 	if err := providers.StrictDecode(raw, &in); err != nil {
 		return in, providers.Invalid(Name, "input: %v", err)
 	}
-	if strings.TrimSpace(in.Text) == "" {
-		return in, providers.Invalid(Name, "input.text is required (the story to narrate)")
-	}
-	if !utf8.ValidString(in.Text) {
-		return in, providers.Invalid(Name, "input.text is not valid UTF-8")
+	bad := providers.Problems{Provider: Name}
+	switch {
+	case strings.TrimSpace(in.Text) == "":
+		bad.Add("input.text is required (the story to narrate)")
+	case !utf8.ValidString(in.Text):
+		bad.Add("input.text is not valid UTF-8")
 	}
 	switch {
 	case in.SourceLanguage == nil:
-		return in, providers.Invalid(Name, "input.source_language is required (Camb language id, 1 = English)")
+		bad.Add("input.source_language is required (Camb language id, 1 = English)")
 	case *in.SourceLanguage < MinLanguage || *in.SourceLanguage > MaxLanguage:
-		return in, providers.Invalid(Name, "input.source_language %d is not a language id (%d..%d)", *in.SourceLanguage, MinLanguage, MaxLanguage)
+		bad.Add("input.source_language %d is not a language id (%d..%d)", *in.SourceLanguage, MinLanguage, MaxLanguage)
 	}
-	if err := length("title", in.Title, MinTitle, MaxTitle); err != nil {
-		return in, err
-	}
-	if err := length("description", in.Description, MinDescription, MaxDescription); err != nil {
-		return in, err
-	}
+	length(&bad, "title", in.Title, MinTitle, MaxTitle)
+	length(&bad, "description", in.Description, MinDescription, MaxDescription)
 	if in.NarratorVoiceID != nil && in.Voice != nil && *in.NarratorVoiceID != *in.Voice {
-		return in, providers.Invalid(Name, "input.voice and input.narrator_voice_id disagree; set one")
+		bad.Add("input.voice and input.narrator_voice_id disagree; set one")
 	}
 	if in.NarratorVoiceID == nil {
 		in.NarratorVoiceID = in.Voice
 	}
 	if in.NarratorVoiceID != nil && *in.NarratorVoiceID <= 0 {
-		return in, providers.Invalid(Name, "input.narrator_voice_id must be a positive voice id")
+		bad.Add("input.narrator_voice_id must be a positive voice id")
 	}
 	if in.ChosenDictionaries != nil && len(*in.ChosenDictionaries) == 0 {
-		return in, providers.Invalid(Name, "input.chosen_dictionaries must list at least one dictionary id when present")
+		bad.Add("input.chosen_dictionaries must list at least one dictionary id when present")
 	}
 	if in.FolderID != nil && *in.FolderID <= 0 {
-		return in, providers.Invalid(Name, "input.folder_id must be a positive folder id")
+		bad.Add("input.folder_id must be a positive folder id")
 	}
-	return in, nil
+	return in, bad.Err()
 }
 
 // length checks an optional string's length in characters.
-func length(field, s string, lo, hi int) error {
+func length(bad *providers.Problems, field, s string, lo, hi int) {
 	if s == "" {
-		return nil
+		return
 	}
 	if n := utf8.RuneCountInString(s); n < lo || n > hi {
-		return providers.Invalid(Name, "input.%s is %d characters; it must be %d to %d", field, n, lo, hi)
+		bad.Add("input.%s is %d characters; it must be %d to %d", field, n, lo, hi)
 	}
-	return nil
 }
 
 // Estimate implements providers.Provider: a flat estimate per story.

@@ -145,44 +145,45 @@ func (c *Client) parse(raw json.RawMessage) (Input, error) {
 	if err := providers.StrictDecode(raw, &in); err != nil {
 		return in, providers.Invalid(Name, "input: %v", err)
 	}
+	bad := providers.Problems{Provider: Name}
 	switch n := utf8.RuneCountInString(in.Prompt); {
 	case strings.TrimSpace(in.Prompt) == "":
-		return in, providers.Invalid(Name, "input.prompt is required")
+		bad.Add("input.prompt is required")
 	case n > MaxPromptChars:
-		return in, providers.Invalid(Name, "input.prompt is %d characters; the limit is %d", n, MaxPromptChars)
+		bad.Add("input.prompt is %d characters; the limit is %d", n, MaxPromptChars)
 	}
-	if in.ImageModel == "" {
-		return in, providers.Invalid(Name, "input.image_model is required (one of %s)", strings.Join(c.opts.ImageModels, ", "))
+	switch {
+	case in.ImageModel == "":
+		bad.Add("input.image_model is required (one of %s)", strings.Join(c.opts.ImageModels, ", "))
+	case !slices.Contains(c.opts.ImageModels, in.ImageModel):
+		bad.Add("input.image_model %q is not one of %s", in.ImageModel, strings.Join(c.opts.ImageModels, ", "))
 	}
-	if !slices.Contains(c.opts.ImageModels, in.ImageModel) {
-		return in, providers.Invalid(Name, "input.image_model %q is not one of %s", in.ImageModel, strings.Join(c.opts.ImageModels, ", "))
-	}
-	if in.VideoModel == "" {
-		return in, providers.Invalid(Name, "input.video_model is required (one of %s)", strings.Join(c.opts.VideoModels, ", "))
-	}
-	if !slices.Contains(c.opts.VideoModels, in.VideoModel) {
-		return in, providers.Invalid(Name, "input.video_model %q is not one of %s", in.VideoModel, strings.Join(c.opts.VideoModels, ", "))
+	switch {
+	case in.VideoModel == "":
+		bad.Add("input.video_model is required (one of %s)", strings.Join(c.opts.VideoModels, ", "))
+	case !slices.Contains(c.opts.VideoModels, in.VideoModel):
+		bad.Add("input.video_model %q is not one of %s", in.VideoModel, strings.Join(c.opts.VideoModels, ", "))
 	}
 	switch {
 	case in.Duration == nil:
-		return in, providers.Invalid(Name, "input.duration is required (seconds, at most %d)", MaxDuration)
+		bad.Add("input.duration is required (seconds, at most %d)", MaxDuration)
 	case *in.Duration <= 0:
-		return in, providers.Invalid(Name, "input.duration must be positive, got %g", *in.Duration)
+		bad.Add("input.duration must be positive, got %g", *in.Duration)
 	case *in.Duration > MaxDuration:
-		return in, providers.Invalid(Name, "input.duration is %g s; the limit is %d s", *in.Duration, MaxDuration)
+		bad.Add("input.duration is %g s; the limit is %d s", *in.Duration, MaxDuration)
 	}
 	if in.AspectRatio != "" && !slices.Contains(AspectRatios, in.AspectRatio) {
-		return in, providers.Invalid(Name, "input.aspect_ratio %q is not one of %s", in.AspectRatio, strings.Join(AspectRatios, ", "))
+		bad.Add("input.aspect_ratio %q is not one of %s", in.AspectRatio, strings.Join(AspectRatios, ", "))
 	}
 	if in.WebhookURL == "" {
 		in.WebhookURL = in.WebhookURL2
 	}
 	if in.WebhookURL != "" {
 		if u, err := url.Parse(in.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return in, providers.Invalid(Name, "input.webhookUrl %q is not an http(s) URL", in.WebhookURL)
+			bad.Add("input.webhookUrl %q is not an http(s) URL", in.WebhookURL)
 		}
 	}
-	return in, nil
+	return in, bad.Err()
 }
 
 // Estimate implements providers.Provider: 10 credits per generated second.

@@ -155,32 +155,33 @@ func (c *Client) parse(raw json.RawMessage) (Input, error) {
 	if in.TemplateID == "" {
 		in.TemplateID = c.opts.DefaultTemplate
 	}
+	bad := providers.Problems{Provider: Name}
 	if !templateRe.MatchString(in.TemplateID) {
-		return in, providers.Invalid(Name, "input.template_id %q is not a template id", in.TemplateID)
+		bad.Add("input.template_id %q is not a template id", in.TemplateID)
 	}
-	opts, err := objectOptions(in.Options)
-	if err != nil {
-		return in, providers.Invalid(Name, "input.options must be a JSON object of template options: %v", err)
+	if opts, err := objectOptions(in.Options); err != nil {
+		bad.Add("input.options must be a JSON object of template options: %v", err)
+	} else {
+		in.Options = opts
 	}
-	in.Options = opts
 	for i, u := range in.ImageURLs {
 		if !httpURL(u) {
-			return in, providers.Invalid(Name, "input.image_urls[%d] %q is not an http(s) URL", i, u)
+			bad.Add("input.image_urls[%d] %q is not an http(s) URL", i, u)
 		}
 	}
 	if in.VisibilityStatus == "" {
 		in.VisibilityStatus = "1"
 	}
 	if !slices.Contains(VisibilityStatuses, in.VisibilityStatus) {
-		return in, providers.Invalid(Name, "input.visibility_status %q is not one of \"0\" (private), \"1\" (unlisted), \"2\" (public)", in.VisibilityStatus)
+		bad.Add("input.visibility_status %q is not one of \"0\" (private), \"1\" (unlisted), \"2\" (public)", in.VisibilityStatus)
 	}
 	if in.WebhookURL != "" && !httpURL(in.WebhookURL) {
-		return in, providers.Invalid(Name, "input.webhook_url %q is not an http(s) URL", in.WebhookURL)
+		bad.Add("input.webhook_url %q is not an http(s) URL", in.WebhookURL)
 	}
 	if strings.Contains(in.Title, tagPrefix) {
-		return in, providers.Invalid(Name, "input.title must not contain %q: reelq adds that tag itself", tagPrefix)
+		bad.Add("input.title must not contain %q: reelq adds that tag itself", tagPrefix)
 	}
-	return in, nil
+	return in, bad.Err()
 }
 
 // objectOptions returns options as a JSON object ({} if absent), unwrapping
