@@ -60,7 +60,8 @@ func (c cli) run(args ...string) string {
 }
 
 // follow runs a following enqueue command until it printed a line with
-// want, then interrupts it (Ctrl-C ends --follow: exit 0).
+// want, then interrupts it (Ctrl-C ends --follow: exit 130, the exit
+// code of an interrupted command).
 func (c cli) follow(want string, args ...string) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -84,8 +85,9 @@ func (c cli) follow(want string, args ...string) {
 	_ = cmd.Process.Signal(os.Interrupt)
 	for sc.Scan() {
 	}
-	if err := cmd.Wait(); !found || err != nil {
-		c.t.Errorf("%s: enqueue %s: saw %q: %v (%v), want it, then exit 0 on interrupt\nstderr:\n%s", c.user, strings.Join(args, " "), want, found, err, errb.String())
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !found || !ok || ee.ExitCode() != 130 {
+		c.t.Errorf("%s: enqueue %s: saw %q: %v (%v), want it, then exit 130 on interrupt\nstderr:\n%s", c.user, strings.Join(args, " "), want, found, err, errb.String())
 	}
 }
 
