@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq/internal/ratelimit"
+	"github.com/reelq/reelq/internal/slots"
 )
 
 // Stats is a snapshot of the queue. Reading it costs a few requests per
@@ -183,7 +184,7 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 						if s.Holders == nil {
 							s.Holders = map[string]int{}
 						}
-						s.Holders[w] = n
+						s.Holders[slots.WorkerOf(w)] += n // a worker's incarnations together
 						s.Running += n
 					}
 				}

@@ -182,10 +182,10 @@ func acquire(tb testing.TB, p *Pool, k, top int, timeout time.Duration) {
 	}
 }
 
-// holderOf returns w's entry in p's view.
+// holderOf returns the entry of worker w (any incarnation) in p's view.
 func holderOf(p *Pool, w string) (Holder, bool) {
 	for _, h := range p.Snapshot().Holders {
-		if h.Worker == w {
+		if WorkerOf(h.Worker) == w {
 			return h, true
 		}
 	}

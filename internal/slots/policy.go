@@ -5,15 +5,24 @@ import (
 	"time"
 )
 
-// entry is one worker's record in the provider's key.
+// entry is one holder's record in the provider's key.
 type entry struct {
-	N     int       `json:"n"`     // slots held
-	Until time.Time `json:"until"` // lease expiry, writer's clock (RFC 3339 with ns)
-	Want  int       `json:"want"`  // slots the worker could use now
-	Top   int       `json:"top"`   // highest priority rank among its waiting jobs
+	N int `json:"n"` // slots held
+	// Until is the lease expiry on the server's clock: Renewed + TTL (see
+	// normalize). Entries written by older releases carry no TTL: their
+	// Until is their writer's clock, taken as it is.
+	Until time.Time `json:"until"`
+	Want  int       `json:"want"` // slots the holder could use now
+	Top   int       `json:"top"`  // highest priority rank among its waiting jobs
 	// Keys are the hashes (KeyHash) of the fairness keys of its jobs at
 	// rank Top, at most MaxKeys, sorted; none: a key of its own.
 	Keys []string `json:"keys,omitempty"`
+	// Renewed is the server's timestamp of the write that last renewed the
+	// lease; absent in the entry the value's own write renewed (its holder
+	// made that write), which then renewed at the value's timestamp.
+	Renewed *time.Time `json:"renewed,omitempty"`
+	// TTL is the lease length from Renewed, in milliseconds.
+	TTL int64 `json:"ttl_ms,omitempty"`
 }
 
 // value is the JSON stored under the provider's key.
@@ -22,6 +31,30 @@ type value struct {
 }
 
 func (e entry) live(now time.Time) bool { return e.Until.After(now) }
+
+// normalize returns holders as read from a value the server stored at
+// stamp: every lease measured from the server's timestamp of the write
+// that renewed it (Renewed, or stamp for the entry whose holder made this
+// write), never from a holder's clock. A zero stamp (not known) leaves the
+// entries as written.
+func normalize(holders map[string]entry, stamp time.Time) map[string]entry {
+	if stamp.IsZero() {
+		return holders
+	}
+	out := make(map[string]entry, len(holders))
+	for id, e := range holders {
+		if e.TTL > 0 {
+			r := stamp
+			if e.Renewed != nil {
+				r = *e.Renewed
+			}
+			e.Renewed = &r
+			e.Until = r.Add(time.Duration(e.TTL) * time.Millisecond)
+		}
+		out[id] = e
+	}
+	return out
+}
 
 func (e entry) unmet() int { return max(0, e.Want-e.N) }
 
@@ -73,7 +106,8 @@ type request struct {
 	want     int // demand to advertise
 	top      int
 	keys     []string
-	until    time.Time // new lease expiry
+	until    time.Time     // new lease expiry (server clock, estimated)
+	ttl      time.Duration // lease length from the write
 }
 
 // outcome is the allocation a request leads to.
@@ -126,7 +160,7 @@ func decide(cur map[string]entry, now time.Time, r request) outcome {
 	}
 	n := base + granted
 	if n > 0 || r.want > 0 {
-		next[r.me] = entry{N: n, Until: r.until, Want: r.want, Top: r.top, Keys: r.keys}
+		next[r.me] = entry{N: n, Until: r.until, Want: r.want, Top: r.top, Keys: r.keys, TTL: r.ttl.Milliseconds()}
 	}
 	changed := had != (n > 0 || r.want > 0) ||
 		(had && (mine.N != n || mine.Want != r.want || mine.Top != r.top || !slices.Equal(mine.Keys, r.keys) || !mine.live(now)))
@@ -158,8 +192,9 @@ func shouldYield(holders map[string]entry, me string, now time.Time, capacity, h
 	return need > capacity-others-held
 }
 
-// Holder is one live worker's share of a provider's slots.
+// Holder is one live holder's share of a provider's slots.
 type Holder struct {
+	// Worker names the holder: "<worker id>/<incarnation>" (see WorkerOf).
 	Worker string    `json:"worker"`
 	N      int       `json:"n"`
 	Want   int       `json:"want"`

@@ -2,12 +2,15 @@ package slots
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,8 +45,11 @@ var (
 type Config struct {
 	// Provider names the provider; it is the key in [Bucket].
 	Provider string
-	// Worker identifies this worker process; it must be unique among live
-	// processes (two processes with one id would share one entry).
+	// Worker identifies this worker process. The lease belongs to the
+	// Pool, not to the name: the Pool's entry is "<Worker>/<incarnation>",
+	// with an incarnation drawn at random by New, so a process restarted
+	// under the same id never takes over the slots of its predecessor,
+	// whose tasks may still run at the provider until that lease expires.
 	Worker string
 	// Cap is the provider's cluster-wide concurrency limit; every worker is
 	// expected to use the same value (see SetCap).
@@ -54,8 +60,11 @@ type Config struct {
 	// Logger receives renewal failures (at most one every 10 s) and lease
 	// changes. Nil discards.
 	Logger *slog.Logger
-	// Now is the clock used for leases; nil means time.Now. Timers use
-	// real time.
+	// Now is this worker's clock, which times its own lease (it stops
+	// using its slots TTL/8 before TTL has passed since the write that
+	// renewed them); nil means time.Now. Other holders' leases are judged
+	// by the server's clock (see Clocks in the package documentation).
+	// Timers use real time.
 	Now func() time.Time
 }
 
@@ -103,7 +112,12 @@ type Pool struct {
 	known   bool
 	rev     uint64
 	holders map[string]entry // replaced, never modified in place
-	// This worker's entry as it last committed it.
+	// The server's clock as last seen: a server timestamp (a message's
+	// store time, a stream info's time) and the local time it was seen at
+	// (see serverNowLocked).
+	srvBase, srvAt time.Time
+	// This worker's entry as it last committed it; until is on this
+	// worker's clock (TTL after the write was sent).
 	n       int
 	until   time.Time
 	myRev   uint64
@@ -138,7 +152,7 @@ func New(kv jetstream.KeyValue, cfg Config) *Pool {
 	p := &Pool{
 		kv:       kv,
 		key:      cfg.Provider,
-		me:       cfg.Worker,
+		me:       cfg.Worker + "/" + incarnation(),
 		ttl:      ttl,
 		grace:    ttl / 8,
 		now:      cfg.Now,
@@ -154,8 +168,64 @@ func New(kv jetstream.KeyValue, cfg Config) *Pool {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
-	p.log = p.log.With("component", "slots", "provider", cfg.Provider, "worker", cfg.Worker)
+	p.log = p.log.With("component", "slots", "provider", cfg.Provider, "worker", cfg.Worker, "holder", p.me)
 	return p
+}
+
+// incarnation is a random name for one Pool's lease, 8 hex digits.
+func incarnation() string {
+	var b [4]byte
+	_, _ = crand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Holder is the name of this Pool's entry in the provider's key:
+// "<worker>/<incarnation>".
+func (p *Pool) Holder() string { return p.me }
+
+// WorkerOf returns the worker id of a holder name ("<worker>/<incarnation>").
+func WorkerOf(holder string) string {
+	if i := strings.LastIndexByte(holder, '/'); i >= 0 {
+		return holder[:i]
+	}
+	return holder
+}
+
+// serverNowLocked estimates the server's clock: the latest server
+// timestamp seen plus the time elapsed here since it was seen. It lags
+// the server by the delivery time of that timestamp, never leads it
+// (clock rates alike), so a lease it finds expired has expired on the
+// server too. Before any timestamp was seen it is the local clock.
+func (p *Pool) serverNowLocked() time.Time {
+	if p.srvAt.IsZero() {
+		return p.now()
+	}
+	return p.srvBase.Add(time.Since(p.srvAt))
+}
+
+// seenServerTimeLocked records t, a timestamp the server gave, if it is
+// later than the estimate.
+func (p *Pool) seenServerTimeLocked(t time.Time) {
+	if t.IsZero() {
+		return
+	}
+	if p.srvAt.IsZero() || t.After(p.serverNowLocked()) {
+		p.srvBase, p.srvAt = t, time.Now()
+	}
+}
+
+// syncClock reads the server's time from the bucket's info (best effort):
+// a fresh timestamp, where the key's value may be hours old.
+func (p *Pool) syncClock(ctx context.Context) {
+	st, err := p.kv.Status(ctx)
+	if err != nil {
+		return
+	}
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo() != nil {
+		p.mu.Lock()
+		p.seenServerTimeLocked(bs.StreamInfo().TimeStamp)
+		p.mu.Unlock()
+	}
 }
 
 // Held is the number of slots this worker may use now: the slots it holds,
@@ -208,10 +278,9 @@ func (p *Pool) SetCap(n int) {
 func (p *Pool) Snapshot() Allocation {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	now := p.now()
-	a := allocation(p.holders, now, p.capacity)
+	a := allocation(p.holders, p.serverNowLocked(), p.capacity)
 	a.Provider, a.Worker, a.Revision = p.key, p.me, p.rev
-	a.Held = p.heldLocked(now)
+	a.Held = p.heldLocked(p.now())
 	a.Writes, a.Conflicts = p.writes.Load(), p.conflicts.Load()
 	return a
 }
@@ -227,8 +296,7 @@ func (p *Pool) Snapshot() Allocation {
 func (p *Pool) Yield(myTop int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	now := p.now()
-	return shouldYield(p.holders, p.me, now, p.capacity, p.heldLocked(now), p.want, myTop, p.keys)
+	return shouldYield(p.holders, p.me, p.serverNowLocked(), p.capacity, p.heldLocked(p.now()), p.want, myTop, p.keys)
 }
 
 // SetKeys advertises the fairness keys of this worker's jobs at its top
@@ -270,9 +338,8 @@ func (p *Pool) KeyWeights() map[string]float64 {
 	if p.weightsRev != 0 && p.weightsRev == p.rev {
 		return p.weights
 	}
-	now := p.now()
-	mine := entry{N: p.heldLocked(now), Want: p.want, Top: p.top, Keys: p.keys}
-	p.weights = keyWeights(wanting(p.holders, p.me, mine, now), p.me)
+	mine := entry{N: p.heldLocked(p.now()), Want: p.want, Top: p.top, Keys: p.keys}
+	p.weights = keyWeights(wanting(p.holders, p.me, mine, p.serverNowLocked()), p.me)
 	p.weightsRev = p.rev
 	return p.weights
 }
@@ -327,9 +394,9 @@ func (p *Pool) TryAcquire(ctx context.Context, k, top int) (int, error) {
 		return 0, ErrStopped
 	}
 	if p.known && !p.lost {
-		now := p.now()
-		if p.heldLocked(now) == p.n-p.release { // lease valid (or nothing held)
-			out := decide(p.holders, now, p.requestLocked(now, k, top))
+		if p.heldLocked(p.now()) == p.n-p.release { // lease valid (or nothing held)
+			srv := p.serverNowLocked()
+			out := decide(p.holders, srv, p.requestLocked(srv, k, top))
 			if out.granted == 0 {
 				p.mu.Unlock()
 				return 0, nil
@@ -398,6 +465,7 @@ func (p *Pool) Run(ctx context.Context) error {
 		initial     bool      // the watch has not delivered the current value yet
 	)
 	defer func() { stopWatch() }()
+	p.syncClock(ctx)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	fail := func(msg string, err error) {
@@ -565,9 +633,10 @@ const (
 	opStop
 )
 
-// requestLocked is this worker's request at now: keep what it holds (minus
-// pending releases), add k for jobs of priority top, advertise its demand.
-func (p *Pool) requestLocked(now time.Time, k, top int) request {
+// requestLocked is this worker's request at srv (the server's clock): keep
+// what it holds (minus pending releases), add k for jobs of priority top,
+// advertise its demand.
+func (p *Pool) requestLocked(srv time.Time, k, top int) request {
 	return request{
 		me:       p.me,
 		capacity: p.capacity,
@@ -577,7 +646,8 @@ func (p *Pool) requestLocked(now time.Time, k, top int) request {
 		want:     p.want,
 		top:      p.top,
 		keys:     p.keys,
-		until:    now.Add(p.ttl).UTC(),
+		until:    srv.Add(p.ttl).UTC(),
+		ttl:      p.ttl,
 	}
 }
 
@@ -599,8 +669,8 @@ func (p *Pool) commit(ctx context.Context, kind op, k, top int) (outcome, error)
 			return outcome{}, ErrStopped
 		}
 		known, rev, cur := p.known, p.rev, p.holders
-		now := p.now()
-		r := p.requestLocked(now, k, top)
+		now, srv := p.now(), p.serverNowLocked()
+		r := p.requestLocked(srv, k, top)
 		released := p.release
 		if kind == opStop {
 			r.keep, r.want, r.top = 0, 0, 0
@@ -612,7 +682,7 @@ func (p *Pool) commit(ctx context.Context, kind op, k, top int) (outcome, error)
 			}
 			continue
 		}
-		out := decide(cur, now, r)
+		out := decide(cur, srv, r)
 		if !out.changed && !(kind == opRenew && (out.n > 0 || r.want > 0)) {
 			// Nothing to write. Pending releases are settled all the same:
 			// an unchanged entry with a grant means the grant took the
@@ -670,7 +740,7 @@ func (p *Pool) committed(now time.Time, rev uint64, out outcome, r request, rele
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	wasLost := p.lostLogged
-	p.n, p.until, p.myRev = out.n, r.until, rev
+	p.n, p.until, p.myRev = out.n, now.Add(r.ttl), rev
 	p.release = max(0, p.release-released)
 	if p.stopped {
 		p.release = 0
@@ -702,6 +772,7 @@ func (p *Pool) fetch(ctx context.Context) error {
 	var (
 		rev     uint64
 		holders map[string]entry
+		stamp   time.Time
 	)
 	e, err := p.kv.Get(ctx, p.key)
 	switch {
@@ -712,11 +783,12 @@ func (p *Pool) fetch(ctx context.Context) error {
 		if holders, err = decodeValue(e.Value()); err != nil {
 			return fmt.Errorf("slots: read %s revision %d: %w", p.key, e.Revision(), err)
 		}
-		rev = e.Revision()
+		rev, stamp = e.Revision(), e.Created()
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.setViewLocked(rev, holders)
+	p.seenServerTimeLocked(stamp)
+	p.setViewLocked(rev, normalize(holders, stamp))
 	return nil
 }
 
@@ -727,9 +799,10 @@ func (p *Pool) observe(e jetstream.KeyValueEntry, current bool) {
 	var (
 		holders map[string]entry
 		rev     uint64
+		stamp   time.Time
 	)
 	if e != nil {
-		rev = e.Revision()
+		rev, stamp = e.Revision(), e.Created()
 		if e.Operation() == jetstream.KeyValuePut {
 			var err error
 			if holders, err = decodeValue(e.Value()); err != nil {
@@ -744,10 +817,11 @@ func (p *Pool) observe(e jetstream.KeyValueEntry, current bool) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.seenServerTimeLocked(stamp)
 	if p.known && rev <= p.rev && !current {
 		return // this worker's own write, or older than a read
 	}
-	p.setViewLocked(rev, holders)
+	p.setViewLocked(rev, normalize(holders, stamp))
 }
 
 func decodeValue(b []byte) (map[string]entry, error) {
@@ -758,7 +832,8 @@ func decodeValue(b []byte) (map[string]entry, error) {
 	return v.Holders, nil
 }
 
-// setViewLocked installs a committed value. A value newer than this
+// setViewLocked installs a committed value (normalized: leases on the
+// server's clock). A value newer than this
 // worker's last write without its entry means another writer found its
 // lease expired and removed it: the slots are lost until a renewal claims
 // them back.
@@ -784,24 +859,29 @@ func (p *Pool) notifyLocked(now time.Time) {
 		p.lostLogged = true
 		p.log.Warn("slots lease lost; no new jobs until it is renewed", "held", p.n-p.release, "until", p.until)
 	}
-	var at time.Time
+	// The next lease to expire: another holder's on the server's clock,
+	// or this worker's own on its clock.
+	wait := time.Duration(-1)
 	if !p.stopped {
-		at = nextExpiry(p.holders, p.me, now)
+		srv := p.serverNowLocked()
+		if at := nextExpiry(p.holders, p.me, srv); !at.IsZero() {
+			wait = at.Sub(srv)
+		}
 		if p.heldLocked(now) > 0 {
-			if own := p.until.Add(-p.grace); at.IsZero() || own.Before(at) {
-				at = own
+			if own := p.until.Add(-p.grace).Sub(now); wait < 0 || own < wait {
+				wait = own
 			}
 		}
 	}
 	switch {
-	case at.IsZero():
+	case wait < 0:
 		if p.expiry != nil {
 			p.expiry.Stop()
 		}
 	case p.expiry == nil:
-		p.expiry = time.AfterFunc(at.Sub(now), p.expired)
+		p.expiry = time.AfterFunc(wait, p.expired)
 	default:
-		p.expiry.Reset(at.Sub(now))
+		p.expiry.Reset(wait)
 	}
 }
 

@@ -489,25 +489,31 @@ func TestLeaseRenewed(t *testing.T) {
 }
 
 // TestRemovedEntryLosesLease: when another writer removes this worker's
-// entry (it found the lease expired by its clock), Held drops to 0 at once;
-// the renewal that follows claims the slots back only within free (none
-// here), and later acquisitions work as usual.
+// entry (a writer of an older release, which judged leases by its own
+// clock, found it expired), Held drops to 0 at once; the renewal that
+// follows claims the slots back only within free (none here), and later
+// acquisitions work as usual.
 func TestRemovedEntryLosesLease(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
+	kv := e.conn(t)
 	a := e.start(t, Config{Worker: "a", Cap: 3})
 	acquire(t, a.Pool, 2, PriorityNormal, 5*time.Second)
-	// A writer whose clock runs 2 minutes ahead (past a's 60 s lease).
-	ahead := e.start(t, Config{Worker: "ahead", Cap: 3, Now: func() time.Time { return time.Now().Add(2 * time.Minute) }})
-	acquire(t, ahead.Pool, 3, PriorityNormal, 5*time.Second) // prunes a, takes all
-	rev := ahead.Snapshot().Revision
+	put := func(n int) uint64 {
+		t.Helper()
+		rev, err := kv.Put(t.Context(), "segmind", fmt.Appendf(nil, `{"holders":{"old/1":{"n":%d,"until":%q,"want":0,"top":0}}}`,
+			n, time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rev
+	}
+	rev := put(3) // a's entry gone, every slot taken
 	await(t, a.Pool, 5*time.Second, "a to see its entry gone", func() bool { return a.Snapshot().Revision >= rev })
 	if h := a.Held(); h != 0 {
 		t.Errorf("Held = %d after the entry was removed", h)
 	}
-	if err := ahead.Release(t.Context(), 2); err != nil {
-		t.Fatal(err)
-	}
+	put(1)
 	// Claimed back by a renewal if it comes after the release, or by an
 	// acquisition (which claims the lost slots first, then new ones).
 	await(t, a.Pool, 5*time.Second, "a to hold 2 slots again", func() bool {
@@ -519,7 +525,71 @@ func TestRemovedEntryLosesLease(t *testing.T) {
 		return a.Held() == 2
 	})
 	if s := a.Snapshot(); s.Free != 0 {
-		t.Errorf("free = %d, want 0 (a 2, ahead 1)", s.Free)
+		t.Errorf("free = %d, want 0 (a 2, old 1)", s.Free)
+	}
+}
+
+// TestSkewedClockCannotPrune: a writer whose clock runs two minutes ahead
+// (past a's 60 s lease) does not see a's lease expired: leases are judged
+// by the server's clock, so it gets only the free slot.
+func TestSkewedClockCannotPrune(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.start(t, Config{Worker: "a", Cap: 3})
+	acquire(t, a.Pool, 2, PriorityNormal, 5*time.Second)
+	ahead := e.start(t, Config{Worker: "ahead", Cap: 3, Now: func() time.Time { return time.Now().Add(2 * time.Minute) }})
+	acquire(t, ahead.Pool, 1, PriorityNormal, 5*time.Second)
+	if n, err := ahead.TryAcquire(t.Context(), 2, PriorityNormal); err != nil || n != 0 {
+		t.Errorf("TryAcquire beyond free = %d, %v; want 0 (a's lease is live)", n, err)
+	}
+	if h := a.Held(); h != 2 {
+		t.Errorf("a holds %d, want 2", h)
+	}
+}
+
+// TestSkewedCrashExpiresOnServerClock: a worker whose clock runs two
+// minutes ahead crashes holding every slot. Its lease ends TTL after its
+// last write by the server's clock, not TTL plus its skew: another worker
+// gets the slots within a few TTLs (before, it waited two minutes more).
+func TestSkewedCrashExpiresOnServerClock(t *testing.T) {
+	t.Parallel()
+	const ttl = time.Second
+	e := newEnv(t)
+	ahead := e.start(t, Config{Worker: "ahead", Cap: 2, TTL: ttl, Now: func() time.Time { return time.Now().Add(2 * time.Minute) }}, crash)
+	b := e.start(t, Config{Worker: "b", Cap: 2, TTL: ttl})
+	acquire(t, ahead.Pool, 2, PriorityNormal, 5*time.Second)
+	await(t, b.Pool, 5*time.Second, "b sees ahead's slots", func() bool { h, ok := holderOf(b.Pool, "ahead"); return ok && h.N == 2 })
+	if err := ahead.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	acquire(t, b.Pool, 2, PriorityNormal, 10*ttl)
+}
+
+// TestRestartSameWorkerID: a worker restarted under the same id (a new
+// Pool: a new incarnation) while its predecessor's lease is live does not
+// take that lease over. Its slots come out of free, so the two together
+// never hold more than Cap: the predecessor's tasks may still run at the
+// provider. Before, the new Pool found "its" entry, treated it as its own
+// and granted itself Cap more.
+func TestRestartSameWorkerID(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	old := e.start(t, Config{Worker: "a", Cap: 3}, crash)
+	acquire(t, old.Pool, 2, PriorityNormal, 5*time.Second)
+	if err := old.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	restarted := e.start(t, Config{Worker: "a", Cap: 3})
+	if restarted.Holder() == old.Holder() {
+		t.Errorf("two incarnations share the holder name %q", old.Holder())
+	}
+	acquire(t, restarted.Pool, 1, PriorityNormal, 5*time.Second)
+	if n, err := restarted.TryAcquire(t.Context(), 3, PriorityNormal); err != nil || n != 0 {
+		t.Errorf("TryAcquire with the predecessor's lease live = %d, %v; want 0", n, err)
+	}
+	s := restarted.Snapshot()
+	if s.Free != 0 || len(s.Holders) != 2 {
+		t.Errorf("allocation %+v: want both incarnations, 2 + 1 slots", s)
 	}
 }
 

@@ -9,19 +9,29 @@
 // Bucket [Bucket] (History 1, see [BucketConfig]) has one key per provider,
 // named after it, whose value is
 //
-//	{"holders": {"<worker id>": {"n": 3, "until": "<RFC 3339>", "want": 5, "top": 2}}}
+//	{"holders": {"<worker id>/<incarnation>": {"n": 3, "want": 5, "top": 2,
+//	  "ttl_ms": 120000, "renewed": "<RFC 3339>", "until": "<RFC 3339>"}}}
 //
-// n is the slots the worker holds, until its lease expiry, want the slots it
-// could use now (its running and waiting jobs, capped by its local limit)
-// and top the highest priority rank among its waiting jobs ([PriorityNone]
-// to [PriorityResume]). A holder is live while until is after now, and
-// free = Cap - sum of n over live holders.
+// A holder is one [Pool]: one process's lease on one provider. Its name
+// carries a random incarnation besides the worker id, so a process
+// restarted under the same REELQ_WORKER_ID (a StatefulSet pod, a fixed id)
+// starts a lease of its own and never takes over its predecessor's, whose
+// tasks may still run at the provider: the two together hold at most Cap.
+// n is the slots the holder holds, want the slots it could use now (its
+// running and waiting jobs, capped by its local limit) and top the highest
+// priority rank among its waiting jobs ([PriorityNone] to
+// [PriorityResume]). renewed is the server's timestamp of the write that
+// last renewed the lease (absent in the entry of the holder that made the
+// value's write: that write's own timestamp), ttl_ms the lease length from
+// it, and until = renewed + ttl_ms, kept for readers. A holder is live
+// while until is after the server's now, and free = Cap - sum of n over
+// live holders.
 //
 // # Invariant
 //
 // Every write is a compare-and-set on the key's revision computed from the
 // value at that revision. A writer prunes the holders whose lease has
-// expired by its clock and never raises the sum of n over the remaining
+// expired by the server's clock and never raises the sum of n over the remaining
 // holders above its Cap: a slot is granted only out of free, and a lease
 // that had expired is renewed like a new acquisition. So every committed
 // value holds at most Cap slots (all writers sharing one Cap). There is no
@@ -53,11 +63,24 @@
 //
 // # Clocks
 //
-// until is written and compared with each writer's clock ([Config.Now]).
-// NTP-synced hosts are assumed, with a skew well below TTL: a writer whose
-// clock runs s ahead sees leases expire s early. A worker stops treating its
-// own lease as valid TTL/8 before its until, so a skew below TTL/8 never
-// lets it start jobs on slots another writer already considers free.
+// Leases are measured on the server's clock, never a worker's: a lease
+// starts at the timestamp JetStream gave the write that renewed it (a KV
+// entry's Created time), and a writer carrying other holders' entries
+// into its value fills in that timestamp for the entry whose holder wrote
+// the value it read. To judge expiry, a Pool estimates the server's now as
+// the latest server timestamp it has seen (values it read or watched, and
+// the bucket's stream info at start) plus the time elapsed locally since:
+// a lower bound, so it finds a lease expired only once it has expired on
+// the server. A worker stops using its own slots TTL/8 before TTL has
+// passed on its own clock since it sent the write, which came before the
+// server stamped it. So a worker's clock skew changes nothing: a crashed
+// worker whose clock ran ahead blocks its slots for TTL, not TTL plus its
+// skew, and a writer whose clock runs ahead cannot prune a live lease.
+// What is assumed is that clocks run at the same rate (within TTL/8 over
+// a TTL) and that the servers of a cluster agree within a small fraction
+// of TTL (a failover hands the stamping to another server). Entries of
+// older releases (no ttl_ms) keep their until as written, on their
+// writer's clock.
 //
 // # Failures
 //
