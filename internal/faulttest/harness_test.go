@@ -382,9 +382,17 @@ func newWorkers(t testing.TB, dir, natsURL, simURL string, env map[string]string
 // start starts replica id (a new generation if it ran before).
 func (w *workers) start(id string) *proc {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.gens[id]++
 	wid := fmt.Sprintf("%s.%d", id, w.gens[id])
+	w.mu.Unlock()
+	return w.startAs(id, wid)
+}
+
+// startAs starts replica id under worker id wid, whatever ran under it
+// before (a StatefulSet pod restarted under its name).
+func (w *workers) startAs(id, wid string) *proc {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	env := map[string]string{"REELQ_WORKER_ID": wid}
 	for k, v := range w.env {
 		env[k] = v
