@@ -1,7 +1,11 @@
 // Package providerstate records whether a provider is paused, why and
-// since when, in a NATS KV bucket shared by every replica, and enforces the
-// pause on the server with PauseConsumer so no replica receives that
-// provider's jobs while it lasts.
+// since when, in a NATS KV bucket shared by every replica. Every replica
+// follows the record (Watch, View) and starts no new paid call while it
+// lasts; jobs whose task already runs at the provider (submitted,
+// archiving) are still polled and archived, by whichever replica holds
+// them, redeliveries included. So the provider's JOBS consumers are not
+// paused on the server: an older release did that, which froze those
+// redeliveries with the rest, and Enforce lifts such a pause.
 //
 // A pause is either automatic (credits exhausted: a probe checks again at
 // NextProbeAt, backing off while the account stays empty) or manual (auth
@@ -94,9 +98,6 @@ func New(js jetstream.JetStream, kv jetstream.KeyValue, stream string, consumers
 	return &Store{kv: kv, js: js, stream: stream, consumers: consumers, now: time.Now, cache: map[string]cached{}}
 }
 
-// farFuture is the server-side pause of a manual pause.
-const farFuture = 10 * 365 * 24 * time.Hour
-
 // Get reads provider's state from the bucket; a provider never paused has
 // the zero state.
 func (s *Store) Get(ctx context.Context, provider string) (State, uint64, error) {
@@ -163,7 +164,7 @@ func (s *Store) Pause(ctx context.Context, provider, code, reason, by string, pr
 	if maxProbe <= 0 {
 		maxProbe = 10 * time.Minute
 	}
-	st, rev, changed, err := s.mutate(ctx, provider, func(st *State) bool {
+	st, _, changed, err := s.mutate(ctx, provider, func(st *State) bool {
 		manual := probeAfter <= 0
 		switch {
 		case !st.Paused:
@@ -190,32 +191,26 @@ func (s *Store) Pause(ctx context.Context, provider, code, reason, by string, pr
 			return true
 		}
 	})
-	if err != nil {
-		return st, false, err
-	}
-	return st, changed, s.apply(ctx, st, rev)
+	return st, changed, err
 }
 
-// applyServer makes the provider's consumer on the server match st:
-// paused until the next probe (automatic pause; a probe that is due or
-// running needs deliveries), paused for good (manual pause), or running.
-func (s *Store) applyServer(ctx context.Context, st State) error {
-	var until time.Time
-	if st.Paused {
-		until = s.now().Add(farFuture)
-		if st.NextProbeAt != nil {
-			until = *st.NextProbeAt
+// liftServerPause resumes the provider's consumers on the server where
+// they are paused (by an older release, or by hand): a pause holds paid
+// calls in the replicas, never deliveries.
+func (s *Store) liftServerPause(ctx context.Context, provider string) error {
+	for _, name := range s.consumers(provider) {
+		c, err := s.js.Consumer(ctx, s.stream, name)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			continue
 		}
-	}
-	for _, name := range s.consumers(st.Provider) {
-		var err error
-		if until.After(s.now()) {
-			_, err = s.js.PauseConsumer(ctx, s.stream, name, until)
-		} else {
-			_, err = s.js.ResumeConsumer(ctx, s.stream, name)
+		if err != nil {
+			return fmt.Errorf("consumer %s: %w", name, err)
 		}
-		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return fmt.Errorf("pause or resume consumer %s: %w", name, err)
+		if !c.CachedInfo().Paused {
+			continue
+		}
+		if _, err := s.js.ResumeConsumer(ctx, s.stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("resume consumer %s: %w", name, err)
 		}
 	}
 	return nil
@@ -242,45 +237,22 @@ func (s *Store) NoteAmbiguous(ctx context.Context, provider string, window time.
 	return len(st.Ambiguous), nil
 }
 
-// apply sets the server-side pause from st, the record at revision rev,
-// then reads the record again and, if someone wrote it meanwhile, applies
-// the newer one too. The record write and the server call are two steps,
-// so a concurrent writer's server call may land before ours: a Resume
-// racing a Pause could otherwise leave the consumer paused on the server
-// (for a manual pause, for years) while the record, and so every replica
-// and `enqueue stats`, says the provider runs. Whoever touches the server
-// last re-reads afterwards, so the server ends up matching the last record.
-func (s *Store) apply(ctx context.Context, st State, rev uint64) error {
-	if err := s.applyServer(ctx, st); err != nil {
-		return err
-	}
-	latest, lrev, err := s.Get(ctx, st.Provider)
-	if err != nil || lrev == rev {
-		return err
-	}
-	s.store(latest, lrev)
-	return s.applyServer(ctx, latest)
-}
-
-// Enforce re-applies provider's recorded pause on the server (a replica
-// does this at start-up, after creating or updating the consumer, and to
-// let a probe job through). A provider not paused is left as it is.
+// Enforce reads provider's record into the local view and lifts a pause
+// of its consumers on the server (a replica does this at start-up, after
+// creating or updating the consumers).
 func (s *Store) Enforce(ctx context.Context, provider string) (State, error) {
 	st, rev, err := s.Get(ctx, provider)
 	if err != nil {
 		return st, err
 	}
 	s.store(st, rev)
-	if !st.Paused {
-		return st, nil
-	}
-	return st, s.apply(ctx, st, rev)
+	return st, s.liftServerPause(ctx, provider)
 }
 
 // Resume ends provider's pause, whatever its kind, for every replica, and
-// resumes its consumer on the server (even if the record was not paused,
-// so an operator can always get deliveries going). It reports whether the
-// provider was paused.
+// lifts a pause of its consumers on the server (even if the record was
+// not paused, so an operator can always get deliveries going). It reports
+// whether the provider was paused.
 func (s *Store) Resume(ctx context.Context, provider, by string) (bool, error) {
 	return s.resume(ctx, provider, by, false)
 }
@@ -293,20 +265,17 @@ func (s *Store) EndAuto(ctx context.Context, provider, by string) (bool, error) 
 }
 
 func (s *Store) resume(ctx context.Context, provider, by string, autoOnly bool) (bool, error) {
-	st, rev, changed, err := s.mutate(ctx, provider, func(st *State) bool {
+	_, _, changed, err := s.mutate(ctx, provider, func(st *State) bool {
 		if !st.Paused || (autoOnly && !st.Auto()) {
 			return false
 		}
 		*st = State{By: by}
 		return true
 	})
-	if err != nil {
-		return false, err
+	if err != nil || autoOnly {
+		return changed, err
 	}
-	if autoOnly && !changed {
-		return false, nil // nothing of ours to end; leave the server alone
-	}
-	return changed, s.apply(ctx, st, rev)
+	return changed, s.liftServerPause(ctx, provider)
 }
 
 // ClaimProbe lets one replica (owner) check whether an automatic pause can

@@ -117,7 +117,7 @@ func TestViewFollowsRevisionsNotClocks(t *testing.T) {
 }
 
 // A probe's verdict ends only an automatic pause; a manual pause that
-// replaced it stays, on the server too.
+// replaced it stays.
 func TestEndAutoKeepsManualPause(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -135,40 +135,35 @@ func TestEndAutoKeepsManualPause(t *testing.T) {
 	if st, _, err := ops.Get(ctx, "samsar"); err != nil || !st.Paused || st.Code != CodeManual {
 		t.Errorf("state after EndAuto: %+v %v, want still paused (manual)", st, err)
 	}
-	if !b.serverPaused(t) {
-		t.Error("EndAuto resumed the consumer on the server")
-	}
 }
 
-// Pause and Resume race: the resume's record lands after the pause's, but
-// the pause's server call lands last. Re-reading the record after the
-// server call puts the server back in line with it.
-func TestApplyFollowsANewerRecord(t *testing.T) {
+// A pause holds paid calls in the replicas, never deliveries: its
+// consumers stay unpaused on the server, so redeliveries of jobs whose
+// task already runs keep coming. Enforce (a replica starting) lifts a
+// server-side pause an older release set.
+func TestPauseLeavesDeliveries(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	pauser, ops := b.store(t), b.store(t)
-
-	// The pauser's record write, then the operator's resume (record and
-	// server), then the pauser's late server call.
-	st, rev, _, err := pauser.mutate(ctx, "samsar", func(st *State) bool {
-		now := time.Now().UTC()
-		*st = State{Paused: true, Code: CodeManual, Reason: "maintenance", Since: &now}
-		return true
-	})
-	if err != nil {
+	s := b.store(t)
+	for _, probe := range []time.Duration{time.Minute, 0} { // automatic, then manual
+		if _, _, err := s.Pause(ctx, "samsar", CodeCredits, "paused", "w1", probe); err != nil {
+			t.Fatal(err)
+		}
+		if b.serverPaused(t) {
+			t.Errorf("pause (probe after %v) paused the consumer on the server", probe)
+		}
+	}
+	if _, err := b.js.PauseConsumer(ctx, testStream, "samsar", time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if changed, err := ops.Resume(ctx, "samsar", "enqueue"); err != nil || !changed {
-		t.Fatalf("resume: changed=%v err=%v", changed, err)
-	}
-	if err := pauser.apply(ctx, st, rev); err != nil {
-		t.Fatal(err)
+	st, err := s.Enforce(ctx, "samsar")
+	if err != nil || !st.Paused {
+		t.Fatalf("Enforce = %+v, %v; want the pause on record", st, err)
 	}
 	if b.serverPaused(t) {
-		t.Error("consumer left paused on the server while the record says resumed")
+		t.Error("Enforce left the consumer paused on the server")
 	}
-	waitView(t, pauser, "resumed", func(s State) bool { return !s.Paused })
 }
 
 // An operator's resume also repairs a consumer paused on the server with

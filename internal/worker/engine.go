@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/slots"
 )
@@ -161,6 +162,9 @@ type outcome struct {
 	reason string
 	lvl    int    // outPeeked: the waiting queue level
 	seen   uint64 // outPark: the budget view the job was refused at
+	// paid (outWait): the job needs a paid call the provider's pause
+	// holds; it leaves resumeLevel, which a pause lets through.
+	paid bool
 }
 
 func ack() outcome                  { return outcome{kind: outAck} }
@@ -178,6 +182,7 @@ func (o outcome) String() string {
 	return outcomeNames[o.kind]
 }
 func waitFor(d time.Duration) outcome { return waitUntil(time.Now().Add(d)) }
+func pausedOutcome() outcome          { o := waitFor(pausedWait); o.paid = true; return o }
 
 // post hands ev to the loop from another goroutine (a puller, an executor,
 // the slot manager, the cancel watch). It blocks while the events buffer is
@@ -402,12 +407,17 @@ func (e *engine) arrive(j *job) {
 }
 
 // stepPeek reads a redelivered job's state to place it in the waiting
-// queue: resumeLevel when its task was submitted (or may have been), its
-// priority otherwise. Any failure places it by priority.
+// queue: resumeLevel when its task was submitted (or may have been), or
+// it needs no provider call at all (archiving, finished): those go first,
+// and a pause of the provider lets them through. Otherwise, or on any
+// failure, its priority.
 func (e *engine) stepPeek(ctx context.Context, j *job) outcome {
 	lvl := j.prio.Rank()
-	if st, _, err := e.w.states.Get(ctx, j.id); err == nil && (st.Phase == reelq.PhaseSubmitted || st.Phase == reelq.PhaseSubmitting) {
-		lvl = resumeLevel
+	if st, _, err := e.w.states.Get(ctx, j.id); err == nil {
+		switch st.Phase {
+		case reelq.PhaseSubmitted, reelq.PhaseSubmitting, reelq.PhaseArchiving, reelq.PhaseFinished:
+			lvl = resumeLevel
+		}
 	}
 	return outcome{kind: outPeeked, lvl: lvl}
 }
@@ -478,6 +488,12 @@ func (e *engine) done(j *job, out outcome) {
 		e.archq.push(task{j: j, step: (*engine).stepArchive})
 	case outWait:
 		e.freeSlot(j)
+		switch {
+		case out.paid && j.lvl == resumeLevel:
+			j.lvl = 0 // waits with the new submissions until the pause ends
+		case !out.paid && knownTask(j.st):
+			j.lvl = resumeLevel // a pause must not hold its polls
+		}
 		e.pulled[j.prio.Rank()].Add(1)
 		if out.at.After(time.Now()) {
 			j.wake = true
@@ -487,6 +503,19 @@ func (e *engine) done(j *job, out outcome) {
 		j.waiting = true
 		e.waitq.pushFront(j)
 	}
+}
+
+// knownTask reports whether st needs no new paid call: its task was
+// submitted, or it archives or republishes.
+func knownTask(st *jobstate.State) bool {
+	if st == nil {
+		return false
+	}
+	switch st.Phase {
+	case reelq.PhaseSubmitted, reelq.PhaseArchiving, reelq.PhaseFinished:
+		return true
+	}
+	return false
 }
 
 // due runs a job whose timer fired: a poll, or a return to the queue.
@@ -503,26 +532,31 @@ func (e *engine) due(j *job) {
 	e.start(j, (*engine).stepPoll)
 }
 
-// dispatch starts as many waiting jobs as the slots and the gate allow.
+// dispatch starts as many waiting jobs as the slots and the gate allow. A
+// paused provider (gate not open) still starts the jobs at resumeLevel:
+// their task runs at the provider already, or they need no provider call,
+// so a pause, which holds new paid calls only, must not hold their polls
+// and archiving (a provider's output links expire).
 func (e *engine) dispatch() {
 	if e.draining.Load() {
 		return
 	}
 	for e.waitq.len() > 0 {
-		probe := false
-		switch e.gate.mode {
-		case gateClosed:
-			return
-		case gateProbe:
-			if !e.probeFor.IsZero() && e.probeFor.Equal(e.gate.claim) {
-				return // this claim's probe job has started
-			}
-			probe = true
-		}
 		if e.running >= e.slots || e.running >= e.localSlots() {
 			return
 		}
-		j := e.waitq.pop()
+		probe := false
+		var j *job
+		switch {
+		case e.gate.mode == gateOpen:
+			j = e.waitq.pop()
+		case e.waitq.count(resumeLevel) > 0:
+			j = e.waitq.popLevel(resumeLevel)
+		case e.gate.mode == gateProbe && (e.probeFor.IsZero() || !e.probeFor.Equal(e.gate.claim)):
+			j, probe = e.waitq.pop(), true
+		default:
+			return // closed, or this claim's probe job has started
+		}
 		e.pulled[j.prio.Rank()].Add(-1)
 		e.wakePuller(j.prio.Rank())
 		j.waiting = false
@@ -579,10 +613,13 @@ func (e *engine) unpark() {
 func (e *engine) publishDemand() {
 	want := int64(min(e.running+e.waitq.len(), e.localSlots()))
 	if e.gate.mode != gateOpen {
-		want = int64(min(e.running, e.localSlots()))
-		if e.gate.mode == gateProbe && e.waitq.len() > 0 {
-			want = int64(min(e.running+1, e.localSlots()))
+		// Paused: the jobs a pause lets through (resumeLevel), and a
+		// probe job.
+		n := e.running + e.waitq.count(resumeLevel)
+		if e.gate.mode == gateProbe && e.waitq.len() > e.waitq.count(resumeLevel) {
+			n++
 		}
+		want = int64(min(n, e.localSlots()))
 	}
 	top := int64(e.waitq.top())
 	if e.want.Swap(want) != want || e.top.Swap(top) != top || int(want) > e.slots {

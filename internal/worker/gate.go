@@ -53,8 +53,8 @@ func (e *engine) gateLoop(ctx context.Context) {
 					if _, balance := e.rt.Provider.(providers.CreditChecker); !balance && e.waitingN.Load() == 0 {
 						// A probe job must come from the jobs this replica
 						// holds: leave the probe to a replica that holds some
-						// (the server lifts its pause at the probe time, so if
-						// none does, new deliveries arrive soon).
+						// (a pause holds no deliveries, so a replica with
+						// room pulls the queued jobs).
 						wake = time.After(250 * time.Millisecond)
 						break
 					}
@@ -115,9 +115,11 @@ func (e *engine) budgetRoom() (bool, uint64) {
 }
 
 // probe checks whether an automatically paused provider can work again.
-// With a credit endpoint it asks it; otherwise it claims the probe so the
-// next job started (alone) is the test. It reports whether the caller
-// should re-read the state at once, or else how long to wait.
+// With a credit endpoint it asks it; otherwise, or when that endpoint
+// itself fails, the claim lets the next job started (alone) be the test:
+// its submission either goes through (the pause ends) or is refused (the
+// pause backs off). It reports whether the caller should re-read the
+// state at once, or else how long to wait.
 func (e *engine) probe(ctx context.Context) (bool, time.Duration) {
 	w := e.w
 	ok, err := w.pstate.ClaimProbe(ctx, e.name, w.cfg.WorkerID, w.cfg.AckWait)
@@ -130,15 +132,8 @@ func (e *engine) probe(ctx context.Context) (bool, time.Duration) {
 	}
 	cc, hasCheck := e.rt.Provider.(providers.CreditChecker)
 	if !hasCheck {
-		// Let one job through as the probe. With the probe due, the record
-		// asks for deliveries on the server (Enforce applies the record as
-		// it is now, so an operator's pause that replaced ours since the
-		// claim is kept).
-		if _, err := w.pstate.Enforce(ctx, e.name); err != nil {
-			e.log.Warn("resume consumer for probe failed", "err", err)
-		}
 		e.log.Info("probing paused provider with one job")
-		return true, 0
+		return true, 0 // the claim is ours: the gate lets one job through
 	}
 	if _, err := e.rt.Limiter.Wait(ctx); err != nil {
 		return false, 0
@@ -156,10 +151,11 @@ func (e *engine) probe(ctx context.Context) (bool, time.Duration) {
 		e.log.Info("credit probe: still paused", "err", err)
 		w.pause(ctx, e.name, err)
 	default:
-		// The balance endpoint itself failed (503, 404, ...): back off as
-		// for an empty balance, so a broken endpoint is not hammered at the
-		// full rate limit by every replica.
-		e.log.Warn("credit probe failed; backing off", "err", err)
+		// The balance endpoint itself failed (503, 404, ...): it cannot
+		// tell, so one job is the probe instead, as for a provider without
+		// one (the claim stays ours). With no job here to probe with, back
+		// off as for an empty balance, so a broken endpoint is not hammered
+		// at the full rate limit by every replica.
 		if errors.Is(err, providers.ErrRateLimited) {
 			wait := providers.RetryAfter(err)
 			if wait <= 0 {
@@ -169,6 +165,11 @@ func (e *engine) probe(ctx context.Context) (bool, time.Duration) {
 				e.log.Warn("could not share the rate-limit back-off", "err", berr)
 			}
 		}
+		if e.waitingN.Load() > 0 {
+			e.log.Warn("credit probe: the balance endpoint failed; probing with one job instead", "err", err)
+			return true, 0
+		}
+		e.log.Warn("credit probe failed and no job here to probe with; backing off", "err", err)
 		w.probeFailed(ctx, e.name, err)
 	}
 	return true, 0

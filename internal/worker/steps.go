@@ -49,12 +49,12 @@ func (e *engine) stepClaim(ctx context.Context, j *job) outcome {
 	if j.cancel.Load() || e.w.cancels.has(j.id) {
 		return e.stepCancelQueued(ctx, j)
 	}
-	if e.pausedForUs(j) {
-		return waitFor(pausedWait)
-	}
 	if j.deliveries <= 1 && j.run == 1 {
 		// Most likely a new job: take the rate-limit token first, so the
 		// state can go straight to "submitting" (one write, not two).
+		if e.pausedForUs(j) {
+			return pausedOutcome()
+		}
 		if err := e.limit(j); err != nil {
 			return nak(0)
 		}
@@ -318,7 +318,7 @@ func (e *engine) markHeld(ctx context.Context, j *job) {
 // ambiguous counts a resubmission after an unknown outcome.
 func (e *engine) submit(ctx context.Context, j *job, ambiguous bool) outcome {
 	if e.pausedForUs(j) {
-		return waitFor(pausedWait)
+		return pausedOutcome()
 	}
 	if err := e.limit(j); err != nil {
 		return nak(0)

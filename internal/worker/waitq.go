@@ -65,6 +65,18 @@ func (q *waitQueue) pushFront(j *job) {
 	q.n++
 }
 
+// count returns the number of jobs waiting at level r.
+func (q *waitQueue) count(r int) int { return q.levels[r].n }
+
+// popLevel removes and returns the next job of level r, or nil.
+func (q *waitQueue) popLevel(r int) *job {
+	if q.levels[r].n == 0 {
+		return nil
+	}
+	q.n--
+	return q.levels[r].pop()
+}
+
 // pop removes and returns the next job to start, or nil.
 func (q *waitQueue) pop() *job {
 	top := q.top()
