@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -189,5 +190,80 @@ func TestKVUnavailableFailsClosed(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Wait did not grant after the bucket came back")
+	}
+}
+
+// A Repairable KVStore brings its bucket back when the Limiter finds it
+// unwritable: deleted under the workers (created again), or there but
+// refusing every write (a sealed stream here, as a file store's critical
+// write error makes it: deleted and created again once it refused writes
+// for brokenAfter). The Limiter reports the outage's start and end, and
+// grants again. Without the repair it kept failing until an operator
+// acted.
+func TestKVRepairBringsBucketBack(t *testing.T) {
+	t.Parallel()
+	for _, how := range []string{"deleted", "unwritable"} {
+		t.Run(how, func(t *testing.T) {
+			t.Parallel()
+			s := startNATS(t)
+			js := connectJS(t, s)
+			ctx := t.Context()
+			cfg := jetstream.KeyValueConfig{Bucket: "rl_repair", History: 1, Storage: jetstream.MemoryStorage}
+			kv, err := js.CreateKeyValue(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			outages := make(chan Outage, 16)
+			log, _ := testLogger(t)
+			l := New(NewKVStore(kv).Repairable(js, cfg, 500*time.Millisecond), "segmind", Config{Rate: 50, Burst: 1, Logger: log,
+				UnavailableAfter: 300 * time.Millisecond, OnOutage: func(o Outage) { outages <- o }})
+			if _, err := l.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			switch how {
+			case "deleted":
+				err = js.DeleteKeyValue(ctx, cfg.Bucket)
+			case "unwritable":
+				var st jetstream.Stream
+				if st, err = js.Stream(ctx, "KV_"+cfg.Bucket); err == nil {
+					c := st.CachedInfo().Config
+					c.Sealed = true
+					_, err = js.UpdateStream(ctx, c)
+				}
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			var lastErr error
+			for {
+				_, err := l.Wait(wctx)
+				if err == nil {
+					break
+				}
+				if !errors.Is(err, ErrUnavailable) {
+					t.Fatalf("Wait = %v (last: %v), want a token or ErrUnavailable", err, lastErr)
+				}
+				lastErr = err
+				select {
+				case <-wctx.Done():
+					t.Fatalf("no token after the bucket was %s: %v", how, err)
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			if o := <-outages; o.Err == nil || o.Since.IsZero() {
+				t.Errorf("first outage report %+v, want its start with the store's error", o)
+			} else if !strings.Contains(o.Err.Error(), cfg.Bucket) {
+				t.Errorf("outage error %q does not name the bucket", o.Err)
+			}
+			if o := <-outages; o.Err != nil {
+				t.Errorf("second outage report %+v, want its end", o)
+			}
+			info, err := js.Stream(ctx, "KV_"+cfg.Bucket)
+			if err != nil || info.CachedInfo().Config.Sealed || info.CachedInfo().Config.Storage != jetstream.MemoryStorage {
+				t.Errorf("bucket after the repair: %v, %+v", err, info)
+			}
+		})
 	}
 }

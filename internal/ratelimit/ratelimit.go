@@ -44,15 +44,43 @@
 // still holds. [Limiter.SetRate] wakes the pump, which applies the new rate
 // from the next token on.
 //
+// # Calls made late
+//
+// The bound above is on grants; a provider sees calls. A token is good for
+// a short while only ([Limiter.TokenTTL]: a quarter of the interval T,
+// between 50 ms and 1 s): a CAS whose answer comes back later than that
+// after the pump computed it (a request held across a reconnect or a
+// failover) hands out nothing (its tokens count as dropped), and a caller
+// that could not use its token within that time takes another
+// (worker.HTTPClient does). So calls held during an outage do not all go
+// out when it ends, and any window of length W sees at most
+// Rate·(W + 2·TokenTTL) + Burst calls: for T/4 that is Rate·W + Burst + ½,
+// so Rate·W + Burst wherever that is a whole number (network latency
+// aside). At rates above 5/s the 50 ms floor, which keeps the ordinary
+// latency of a loaded host from costing tokens, adds up to Rate·100 ms.
+//
 // # Failures
 //
 // The limiter fails closed: no token is granted without a successful CAS. If
 // the store is unavailable (KV bucket missing, no quorum, connection down),
 // the pump retries with exponential backoff (100ms to 5s) and logs at most
-// one warning every 10s; waiters stay queued until the store answers or their
-// ctx ends. A CAS whose outcome is unknown (error, timeout) grants nothing
-// and makes the pump read the key again. A lost or reset key (bucket
-// recreated) restarts the schedule, which allows one burst.
+// one warning every 10s. A CAS whose outcome is unknown (error, timeout)
+// grants nothing and makes the pump read the key again. Once store calls
+// have failed for UnavailableAfter (10 s by default) the shared state is
+// unavailable: the Limiter reports it (Config.OnOutage, [Limiter.Outage]),
+// its waiters return [ErrUnavailable] instead of waiting on (a caller
+// comes back later; nothing waits forever behind a broken store), and a
+// store that can repair itself ([Repairer], as [KVStore.Repairable] does:
+// it recreates a missing or unwritable bucket) is asked to. It ends at the
+// next store call that works.
+//
+// The schedule is soft state. When a Limiter that has seen it finds the
+// key gone (a bucket recreated, a memory-stored bucket after a server
+// restart), it writes the schedule again from the latest TAT it knew or,
+// if later, now + τ: as if a whole burst had just been taken, so a lost
+// schedule costs no extra burst (provided it was lost at least one
+// interval after its last grant, and after any Block it held). A Limiter
+// that never saw the key starts it with a burst.
 //
 // # Clocks
 //
@@ -81,6 +109,10 @@ import (
 )
 
 const (
+	defaultUnavailable = 10 * time.Second
+	minTokenTTL        = 50 * time.Millisecond
+	maxTokenTTL        = time.Second
+	repairTimeout      = 10 * time.Second
 	conflictBackoffMin = time.Millisecond      // after the second lost CAS in a row
 	conflictBackoffMax = 50 * time.Millisecond // cap under heavy contention
 	storeBackoffMin    = 100 * time.Millisecond
@@ -115,18 +147,50 @@ type Config struct {
 	// Logger receives store errors (at most one every 10s) and blocks.
 	// Nil discards.
 	Logger *slog.Logger
+	// UnavailableAfter is how long store calls may keep failing before the
+	// shared state counts as unavailable (see Failures in the package
+	// documentation). Zero means 10s; negative never.
+	UnavailableAfter time.Duration
+	// OnOutage, if set, is called when the shared state becomes unavailable
+	// (Err set) and when a store call works again after that (Err nil). It
+	// is called from the Limiter's goroutines and must not block.
+	OnOutage func(Outage)
+}
+
+// Outage describes the Limiter's shared state being unavailable.
+type Outage struct {
+	Key string // the Limiter's key (the provider)
+	// Since is when the store calls began to fail.
+	Since time.Time
+	// Err is the last store error (naming the bucket, for KVStore); nil
+	// when the outage has ended.
+	Err error
+}
+
+// ErrUnavailable is returned by Wait while the shared state is
+// unavailable (see Failures in the package documentation).
+var ErrUnavailable = errors.New("ratelimit: shared state unavailable")
+
+// Repairer is a Store that can repair itself when its calls keep failing
+// (KVStore.Repairable): the Limiter calls Repair after a failed call once
+// failures have lasted UnavailableAfter; since is when they began. Repair
+// returns nil when the store may work again.
+type Repairer interface {
+	Repair(ctx context.Context, since time.Time) error
 }
 
 // Limiter takes tokens from the schedule stored under one key. It is safe for
 // concurrent use. Every replica creates one Limiter per key and shares it
 // between its goroutines: Limiters on the same key contend like replicas.
 type Limiter struct {
-	store  Store
-	key    string
-	now    func() time.Time
-	log    *slog.Logger
-	errLog rate.Sometimes
-	wake   chan struct{} // SetRate: the pump recomputes at once
+	store    Store
+	key      string
+	now      func() time.Time
+	log      *slog.Logger
+	errLog   rate.Sometimes
+	wake     chan struct{} // SetRate: the pump recomputes at once
+	onOutage func(Outage)
+	unavail  time.Duration // UnavailableAfter; negative: never
 
 	mu        sync.Mutex
 	interval  time.Duration // 0: closed
@@ -138,14 +202,24 @@ type Limiter struct {
 	known     bool               // tat and rev are the last state seen
 	tat       int64
 	rev       uint64
+	seen      bool  // a stored state was read or written once
+	maxTAT    int64 // the latest TAT seen
+	// The current run of failed store calls (failSince zero: the last
+	// call worked); out once it lasted UnavailableAfter. While out, Wait
+	// fails at once until retryAt, when the pump tries the store again.
+	failSince time.Time
+	lastErr   error
+	out       bool
+	retryAt   time.Time
 
 	reads, writes, conflicts, errs, granted, dropped atomic.Int64
 }
 
 type waiter struct {
-	ready chan struct{} // closed when the waiter got its token
+	ready chan struct{} // closed when the waiter got its token (or err)
 	elem  *list.Element // nil once out of the queue
 	at    int64         // when it called Wait, unix ns
+	err   error         // set before ready is closed: no token (ErrUnavailable)
 }
 
 type state struct {
@@ -166,13 +240,18 @@ type Stats struct {
 // name; it is logged as "provider".
 func New(store Store, key string, cfg Config) *Limiter {
 	l := &Limiter{
-		store:  store,
-		key:    key,
-		now:    cfg.Now,
-		log:    cfg.Logger,
-		errLog: rate.Sometimes{First: 1, Interval: storeErrLogEvery},
-		wake:   make(chan struct{}, 1),
-		linger: max(cfg.Linger, 0),
+		store:    store,
+		key:      key,
+		now:      cfg.Now,
+		log:      cfg.Logger,
+		errLog:   rate.Sometimes{First: 1, Interval: storeErrLogEvery},
+		wake:     make(chan struct{}, 1),
+		linger:   max(cfg.Linger, 0),
+		onOutage: cfg.OnOutage,
+		unavail:  cfg.UnavailableAfter,
+	}
+	if l.unavail == 0 {
+		l.unavail = defaultUnavailable
 	}
 	if l.now == nil {
 		l.now = time.Now
@@ -215,11 +294,36 @@ func (l *Limiter) Stats() Stats {
 	}
 }
 
+// TokenTTL is how long a token stays good for a call after Wait returned
+// it: a quarter of the interval 1/Rate, between 50 ms and 1 s. A caller
+// that could not start its call within it should take another (see Calls
+// made late in the package documentation).
+func (l *Limiter) TokenTTL() time.Duration {
+	l.mu.Lock()
+	iv := l.interval
+	l.mu.Unlock()
+	return tokenTTL(iv)
+}
+
+func tokenTTL(interval time.Duration) time.Duration {
+	return min(max(interval/4, minTokenTTL), maxTokenTTL)
+}
+
+// Outage reports whether the shared state is unavailable now (store calls
+// have failed for UnavailableAfter), since when, and the last error.
+func (l *Limiter) Outage() (Outage, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return Outage{Key: l.key, Since: l.failSince, Err: l.lastErr}, l.out
+}
+
 // Wait blocks until it has taken one token from the shared schedule and
 // returns how long it waited. Callers are served in the order they called.
 // It returns context.Cause(ctx) as soon as ctx ends, and a ctx already done
 // takes no token. Store errors are logged and retried with backoff: Wait
-// never returns success without a successful compare-and-set.
+// never returns success without a successful compare-and-set. While the
+// shared state is unavailable it returns an error wrapping ErrUnavailable
+// (see Failures in the package documentation).
 func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
 	start := l.now()
 	if ctx.Err() != nil {
@@ -227,6 +331,11 @@ func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
 	}
 	w := &waiter{ready: make(chan struct{}), at: start.UnixNano()}
 	l.mu.Lock()
+	if l.out && start.Before(l.retryAt) {
+		err := l.unavailableLocked()
+		l.mu.Unlock()
+		return 0, err
+	}
 	w.elem = l.queue.PushBack(w)
 	if !l.pumping {
 		l.pumping = true
@@ -238,6 +347,9 @@ func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
 
 	select {
 	case <-w.ready:
+		if w.err != nil {
+			return l.now().Sub(start), w.err
+		}
 		if waited = l.now().Sub(start); waited > 0 {
 			l.log.DebugContext(ctx, "ratelimit: token taken", "wait", waited)
 		}
@@ -250,7 +362,7 @@ func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
 			if l.queue.Len() == 0 {
 				l.stopPump() // nobody left to serve: end the pump's sleep or store call
 			}
-		} else { // handed over as ctx ended: not granted after all
+		} else if w.err == nil { // handed over as ctx ended: not granted after all
 			l.granted.Add(-1)
 			l.dropped.Add(1)
 		}
@@ -295,6 +407,9 @@ func (l *Limiter) pump(ctx context.Context) {
 			}
 		}
 		now := l.now().UnixNano()
+		if rev == 0 {
+			tat = l.reseed(tat, now, tol)
+		}
 		t := max(tat, now)
 		if due := t - tol; now < due {
 			conflicts = 0 // paced by the schedule, not retrying
@@ -327,6 +442,15 @@ func (l *Limiter) pump(ctx context.Context) {
 		failures, conflicts = 0, 0
 		l.mu.Lock()
 		l.remember(next, newRev)
+		if took := l.now().UnixNano() - now; took > int64(tokenTTL(time.Duration(iv))) {
+			// The answer came back late (a request held across a
+			// reconnect): these tokens were for then, and calls made with
+			// them now would exceed the bound. Take new ones.
+			l.dropped.Add(k)
+			l.mu.Unlock()
+			l.log.Debug("ratelimit: a grant came back late; its tokens are dropped", "late", time.Duration(took), "tokens", k)
+			continue
+		}
 		for range k {
 			e := l.queue.Front()
 			if e == nil { // waiters left during the CAS
@@ -343,6 +467,9 @@ func (l *Limiter) pump(ctx context.Context) {
 }
 
 // storeFailed logs (at most every 10s) and backs off after a store error.
+// Once the shared state is unavailable it asks a Repairer store to repair
+// itself (retrying at once if it did), and hands the queued waiters
+// ErrUnavailable instead of holding them.
 func (l *Limiter) storeFailed(ctx context.Context, err error, failures int) {
 	if ctx.Err() != nil {
 		return // stopped: the error is the cancellation
@@ -352,7 +479,91 @@ func (l *Limiter) storeFailed(ctx context.Context, err error, failures int) {
 		l.log.WarnContext(ctx, "ratelimit: shared state unavailable, holding requests",
 			"err", err, "retry_after", wait, "failures", failures)
 	})
-	l.sleep(ctx, wait)
+	l.mu.Lock()
+	out, since := l.out, l.failSince
+	l.mu.Unlock()
+	if !out {
+		l.sleep(ctx, wait)
+		return
+	}
+	if r, ok := l.store.(Repairer); ok {
+		rctx, cancel := context.WithTimeout(ctx, repairTimeout)
+		rerr := r.Repair(rctx, since)
+		cancel()
+		if rerr == nil {
+			l.log.InfoContext(ctx, "ratelimit: store repaired; trying again")
+			return
+		}
+		l.errLog.Do(func() { l.log.WarnContext(ctx, "ratelimit: repairing the store failed", "err", rerr) })
+	}
+	l.mu.Lock()
+	l.retryAt = l.now().Add(wait)
+	uerr := l.unavailableLocked()
+	for e := l.queue.Front(); e != nil; e = l.queue.Front() {
+		w := l.queue.Remove(e).(*waiter)
+		w.elem, w.err = nil, uerr
+		close(w.ready)
+	}
+	l.mu.Unlock()
+}
+
+// unavailableLocked is the error Wait returns while the state is out.
+func (l *Limiter) unavailableLocked() error {
+	return fmt.Errorf("%w since %s: %w", ErrUnavailable, l.failSince.UTC().Format(time.RFC3339), l.lastErr)
+}
+
+// noteStore records the outcome of a store call and reports an outage
+// starting or ending. A failed call starts or continues a run of
+// failures; only a write the store answered (done, or ErrConflict) ends
+// it: a store that reads but cannot write is unavailable all the same.
+func (l *Limiter) noteStore(err error, write bool) {
+	var report *Outage
+	l.mu.Lock()
+	now := l.now()
+	answered := err == nil || errors.Is(err, ErrNoState) || errors.Is(err, ErrConflict)
+	if answered && !write {
+		l.mu.Unlock()
+		return
+	}
+	if answered {
+		if l.out {
+			report = &Outage{Key: l.key, Since: l.failSince}
+		}
+		l.out, l.failSince, l.lastErr = false, time.Time{}, nil
+	} else {
+		if l.failSince.IsZero() {
+			l.failSince = now
+		}
+		l.lastErr = err
+		if !l.out && l.unavail >= 0 && now.Sub(l.failSince) >= l.unavail {
+			l.out = true
+			report = &Outage{Key: l.key, Since: l.failSince, Err: err}
+		}
+	}
+	l.mu.Unlock()
+	if report == nil {
+		return
+	}
+	if report.Err != nil {
+		l.log.Error("ratelimit: shared state unavailable; calls wait until it is back", "since", report.Since, "err", report.Err)
+	} else {
+		l.log.Info("ratelimit: shared state available again", "unavailable_for", now.Sub(report.Since))
+	}
+	if l.onOutage != nil {
+		l.onOutage(*report)
+	}
+}
+
+// reseed is the TAT to start from when the key is absent: tat (0) for a
+// Limiter that never saw it, else the latest TAT it knew or now + τ,
+// whichever is later (a lost schedule allows no extra burst).
+func (l *Limiter) reseed(tat, now, tol int64) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.seen {
+		return tat
+	}
+	return max(tat, l.maxTAT, now+tol)
 }
 
 // sleep waits for d (forever if d < 0), SetRate or the pump's stop.
@@ -373,6 +584,10 @@ func (l *Limiter) sleep(ctx context.Context, d time.Duration) {
 // remember records a state just read or written. A state older than the one
 // known is ignored; after a conflict (forget) any state is taken.
 func (l *Limiter) remember(tat int64, rev uint64) {
+	if rev > 0 {
+		l.seen = true
+		l.maxTAT = max(l.maxTAT, tat)
+	}
 	if !l.known || rev > l.rev {
 		l.known, l.tat, l.rev = true, tat, rev
 	}
@@ -449,6 +664,9 @@ func (l *Limiter) BlockedUntil(ctx context.Context) (time.Time, error) {
 func (l *Limiter) read(ctx context.Context) (tat int64, rev uint64, err error) {
 	l.reads.Add(1)
 	v, rev, err := l.store.Get(ctx, l.key)
+	if ctx.Err() == nil {
+		l.noteStore(err, false)
+	}
 	switch {
 	case errors.Is(err, ErrNoState):
 		tat, rev = 0, 0
@@ -481,10 +699,13 @@ func (l *Limiter) put(ctx context.Context, rev uint64, tat int64) (uint64, error
 	} else {
 		rev, err = l.store.Update(ctx, l.key, v, rev)
 	}
+	if ctx.Err() == nil { // not the pump's stop
+		l.noteStore(err, true)
+	}
 	switch {
 	case errors.Is(err, ErrConflict):
 		l.conflicts.Add(1)
-	case err != nil && ctx.Err() == nil: // not the pump's stop
+	case err != nil && ctx.Err() == nil:
 		l.errs.Add(1)
 	}
 	return rev, err

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -29,45 +31,122 @@ type Store interface {
 }
 
 // KVStore is a [Store] on a JetStream KV bucket (create it with History: 1).
-type KVStore struct{ kv jetstream.KeyValue }
+// Its errors name the bucket.
+type KVStore struct {
+	bucket string
+	kv     atomic.Pointer[jetstream.KeyValue]
+
+	// Set by Repairable.
+	js          jetstream.JetStream
+	cfg         jetstream.KeyValueConfig
+	brokenAfter time.Duration
+	repairMu    sync.Mutex
+}
 
 // NewKVStore returns a Store backed by kv.
-func NewKVStore(kv jetstream.KeyValue) *KVStore { return &KVStore{kv: kv} }
+func NewKVStore(kv jetstream.KeyValue) *KVStore {
+	s := &KVStore{bucket: kv.Bucket()}
+	s.kv.Store(&kv)
+	return s
+}
+
+// DefaultBrokenAfter is how long a KVStore's bucket may exist and refuse
+// every call before Repair deletes and recreates it.
+const DefaultBrokenAfter = 30 * time.Second
+
+// Repairable lets the store repair its bucket (see [Repairer]): create it
+// again, with cfg, when it is gone (deleted under the workers), or delete
+// and create it when it exists but its calls have failed for brokenAfter
+// (zero: DefaultBrokenAfter), as a file store's critical write error
+// ("stream store EOF") makes it. The state it holds is soft: a Limiter
+// writes its schedule again (see Failures). It returns s.
+func (s *KVStore) Repairable(js jetstream.JetStream, cfg jetstream.KeyValueConfig, brokenAfter time.Duration) *KVStore {
+	if brokenAfter <= 0 {
+		brokenAfter = DefaultBrokenAfter
+	}
+	s.js, s.cfg, s.brokenAfter = js, cfg, brokenAfter
+	return s
+}
+
+func (s *KVStore) bucketKV() jetstream.KeyValue { return *s.kv.Load() }
+
+// Repair implements [Repairer] for a Repairable store. Deleting needs the
+// right to delete the bucket's stream; without it, the error says how an
+// operator repairs the bucket.
+func (s *KVStore) Repair(ctx context.Context, since time.Time) error {
+	if s.js == nil {
+		return errors.New("ratelimit: the store cannot repair itself")
+	}
+	s.repairMu.Lock()
+	defer s.repairMu.Unlock()
+	st, err := s.bucketKV().Status(ctx)
+	switch {
+	case errors.Is(err, jetstream.ErrBucketNotFound), errors.Is(err, jetstream.ErrStreamNotFound):
+		// Gone: create it again.
+	case err != nil:
+		return fmt.Errorf("ratelimit: bucket %s: %w", s.bucket, err) // the server does not answer for it
+	default:
+		bs, ok := st.(*jetstream.KeyValueBucketStatus)
+		if !ok || bs.StreamInfo() == nil {
+			return fmt.Errorf("ratelimit: bucket %s: no stream info", s.bucket)
+		}
+		info := bs.StreamInfo()
+		if info.TimeStamp.Sub(info.Created) < s.brokenAfter {
+			return nil // created a moment ago (by another replica): try it
+		}
+		if time.Since(since) < s.brokenAfter {
+			return fmt.Errorf("ratelimit: bucket %s exists but fails; recreated after %s of failures", s.bucket, s.brokenAfter)
+		}
+		if err := s.js.DeleteKeyValue(ctx, s.bucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("ratelimit: bucket %s cannot be written and could not be deleted (%w): "+
+				"delete it as an admin (nats kv del %s); the workers create it again", s.bucket, err, s.bucket)
+		}
+	}
+	kv, err := s.js.CreateKeyValue(ctx, s.cfg)
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = s.js.KeyValue(ctx, s.bucket)
+	}
+	if err != nil {
+		return fmt.Errorf("ratelimit: create bucket %s: %w", s.bucket, err)
+	}
+	s.kv.Store(&kv)
+	return nil
+}
 
 // Get implements [Store].
 func (s *KVStore) Get(ctx context.Context, key string) ([]byte, uint64, error) {
-	e, err := s.kv.Get(ctx, key)
+	e, err := s.bucketKV().Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) { // also a deleted or purged key
 		return nil, 0, ErrNoState
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("ratelimit: kv get %q: %w", key, err)
+		return nil, 0, fmt.Errorf("ratelimit: bucket %s: get %q: %w", s.bucket, key, err)
 	}
 	return e.Value(), e.Revision(), nil
 }
 
 // Create implements [Store].
 func (s *KVStore) Create(ctx context.Context, key string, value []byte) (uint64, error) {
-	rev, err := s.kv.Create(ctx, key, value)
-	return rev, kvErr("create", key, err)
+	rev, err := s.bucketKV().Create(ctx, key, value)
+	return rev, s.kvErr("create", key, err)
 }
 
 // Update implements [Store].
 func (s *KVStore) Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error) {
-	rev, err := s.kv.Update(ctx, key, value, revision)
-	return rev, kvErr("update", key, err)
+	rev, err := s.bucketKV().Update(ctx, key, value, revision)
+	return rev, s.kvErr("update", key, err)
 }
 
 // kvErr maps CAS failures (codes 10071 and 10164, which nats.go reports as
 // ErrKeyExists for Create and ErrKeyRevisionMismatch for Update) to ErrConflict.
-func kvErr(op, key string, err error) error {
+func (s *KVStore) kvErr(op, key string, err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 		return fmt.Errorf("%w: %w", ErrConflict, err)
 	default:
-		return fmt.Errorf("ratelimit: kv %s %q: %w", op, key, err)
+		return fmt.Errorf("ratelimit: bucket %s: %s %q: %w", s.bucket, op, key, err)
 	}
 }
 
