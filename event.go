@@ -56,4 +56,10 @@ const (
 	EventArchiveFailed    = "archive_failed"
 	EventBudgetPaused     = "budget_paused"
 	EventBudgetResumed    = "budget_resumed"
+	// EventLimiterUnavailable: the provider's rate limiter has not been
+	// able to write its shared state (Reason names the bucket and the
+	// server's error) for longer than its bound; no call to the provider
+	// goes out until EventLimiterRecovered.
+	EventLimiterUnavailable = "limiter_unavailable"
+	EventLimiterRecovered   = "limiter_recovered"
 )

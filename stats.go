@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq/internal/ratelimit"
-	"github.com/reelq/reelq/internal/slots"
 )
 
 // Stats is a snapshot of the queue. Reading it costs a few requests per
@@ -61,11 +60,26 @@ type ProviderStats struct {
 	NextCall *time.Time `json:"next_call,omitempty"`
 	// Pause is the provider's pause, when paused.
 	Pause *Pause `json:"pause,omitempty"`
+	// Limiter is set while the provider's rate limiter cannot write its
+	// shared state: no call to the provider goes out until it can.
+	Limiter *LimiterAlarm `json:"limiter,omitempty"`
 	// Done counts results by status since the counters began.
 	Done map[string]uint64 `json:"done,omitempty"`
 	// Spent is the estimated cost of the provider's finished runs by
 	// unit since the counters began (a run paid twice counts twice).
 	Spent map[string]float64 `json:"spent,omitempty"`
+}
+
+// LimiterAlarm says a provider's rate limiter has found its shared state
+// unwritable for longer than its bound (10 s), as a worker reported it.
+type LimiterAlarm struct {
+	// Bucket is the KV bucket of the shared state (reelq_ratelimit).
+	Bucket string `json:"bucket"`
+	// Error is the server's error as the worker saw it.
+	Error string    `json:"error"`
+	Since time.Time `json:"since"`
+	// By is the worker that raised the alarm.
+	By string `json:"by"`
 }
 
 // Pause describes a paused provider.
@@ -123,8 +137,10 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 	if err != nil {
 		return nil, notReady(err)
 	}
+	// The rate limits' bucket only tells the next call: stats go on
+	// without it (a bucket lost is what the limiter alarm reports).
 	rlKV, err := c.js.KeyValue(cctx, BucketRateLimit)
-	if err != nil {
+	if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, notReady(err)
 	}
 	counters, err := c.lastMsgs(cctx, StreamCounters, []string{"counters.provider.>", "counters.held.>"})
@@ -184,7 +200,7 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 						if s.Holders == nil {
 							s.Holders = map[string]int{}
 						}
-						s.Holders[slots.WorkerOf(w)] += n // a worker's incarnations together
+						s.Holders[workerOf(w)] += n // a worker's incarnations together
 						s.Running += n
 					}
 				}
@@ -193,11 +209,16 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 		if ackPending > uint64(s.Running) {
 			s.Waiting = ackPending - uint64(s.Running)
 		}
-		if st, _, err := ps.Get(cctx, p); err == nil && st.Paused {
-			s.Pause = &Pause{Code: st.Code, Reason: st.Reason, Since: st.Since, By: st.By, NextProbeAt: st.NextProbeAt}
+		if st, _, err := ps.Get(cctx, p); err == nil {
+			if st.Paused {
+				s.Pause = &Pause{Code: st.Code, Reason: st.Reason, Since: st.Since, By: st.By, NextProbeAt: st.NextProbeAt}
+			}
+			if a := st.Limiter; a != nil {
+				s.Limiter = &LimiterAlarm{Bucket: a.Bucket, Error: a.Error, Since: a.Since, By: a.By}
+			}
 		}
 		busy := s.Running > 0 || s.Waiting > 0 || s.Queued[High]+s.Queued[Normal]+s.Queued[Low] > 0
-		if busy && !s.NoWorker && s.Pause == nil {
+		if busy && !s.NoWorker && s.Pause == nil && rlKV != nil {
 			lim := ratelimit.New(ratelimit.NewKVStore(rlKV), p, ratelimit.Config{Rate: 1})
 			if t, err := lim.BlockedUntil(cctx); err == nil && t.After(out.At) {
 				s.NextCall = &t
@@ -238,6 +259,15 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 		out.Batches = b
 	}
 	return out, nil
+}
+
+// workerOf is the worker id of a slot holder, "<worker id>/<incarnation>"
+// (see package slots).
+func workerOf(holder string) string {
+	if i := strings.LastIndexByte(holder, '/'); i >= 0 {
+		return holder[:i]
+	}
+	return holder
 }
 
 // heldJobs reads the state of every job marked held in counters (held

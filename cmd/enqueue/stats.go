@@ -140,6 +140,9 @@ func (a *app) readStats(ctx context.Context, c *reelq.Client, batch string, rece
 		if w := heldWarning(p); w != "" {
 			v.Warnings = append(v.Warnings, w)
 		}
+		if w := limiterWarning(p, s.At); w != "" {
+			v.Warnings = append(v.Warnings, w)
+		}
 	}
 	return v, nil
 }
@@ -159,6 +162,17 @@ func noWorker(p reelq.ProviderStats) string {
 		return ""
 	}
 	return fmt.Sprintf("%s queued for %s, but no worker runs %s (start one with %s_API_KEY set)", plural(int(q), "job", "jobs"), p.Provider, p.Provider, strings.ToUpper(p.Provider))
+}
+
+// limiterWarning tells of a rate limiter that cannot write its shared
+// state: nothing goes out to the provider meanwhile.
+func limiterWarning(p reelq.ProviderStats, now time.Time) string {
+	a := p.Limiter
+	if a == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s: the rate limiter cannot write its shared state (bucket %s) since %s (reported by %s): %s; no call to %s goes out until it can (the workers recreate the bucket; see RELIABILITY.md)",
+		p.Provider, a.Bucket, ago(past(a.Since, now), now), a.By, truncate(a.Error, 200), p.Provider)
 }
 
 // heldWarning tells of jobs held for an operator (P_AMBIGUOUS=hold).

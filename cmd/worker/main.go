@@ -137,6 +137,16 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// One store for every provider's limiter: when its bucket is gone or
+	// cannot be written, it recreates it as Setup would (the limiters'
+	// state is soft; see RELIABILITY.md).
+	rlStore := ratelimit.NewKVStore(rlKV)
+	for _, kc := range layout.KeyValueConfigs() {
+		if kc.Bucket == queue.BucketRateLimit {
+			rlStore.Repairable(js, kc, 0)
+		}
+	}
+	outages, onOutage := worker.Outages()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
@@ -152,7 +162,8 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 		// Linger: when tokens are plentiful (a high rate, polls of many
 		// jobs arriving one at a time), calls arriving within 5 ms share
 		// one compare-and-set.
-		lim := ratelimit.New(ratelimit.NewKVStore(rlKV), name, ratelimit.Config{Rate: pc.Rate, Burst: pc.Burst, Linger: ratelimit.DefaultLinger, Logger: log.With("provider", name)})
+		lim := ratelimit.New(rlStore, name, ratelimit.Config{Rate: pc.Rate, Burst: pc.Burst, Linger: ratelimit.DefaultLinger,
+			Logger: log.With("provider", name), OnOutage: onOutage})
 		// Every HTTP request the adapter sends takes a token from lim, not
 		// only the first of each call (worker.HTTPClient).
 		prov, err := registry.New(name, providers.Config{BaseURL: pc.BaseURL, APIKey: pc.APIKey, HTTPClient: worker.HTTPClient(lim, pc.RequestTimeout, pc.Calls),
@@ -211,7 +222,7 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 		WorkerID: cfg.WorkerID, AckWait: cfg.AckWait, MaxAttempts: cfg.MaxAttempts, MaxDeliver: cfg.MaxDeliver,
 		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, ProbeInterval: cfg.ProbeInterval, MaxProbeInterval: cfg.MaxProbeInterval,
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log, Metrics: m, Secrets: secrets,
-		Lookahead: cfg.Lookahead, Window: cfg.Window, Archive: arch, ProviderBudgets: budgets,
+		Lookahead: cfg.Lookahead, Window: cfg.Window, Archive: arch, ProviderBudgets: budgets, LimiterOutages: outages,
 		Limits: reelq.Limits{MaxInputBytes: cfg.MaxInputBytes, MaxMetadataBytes: cfg.MaxMetadataBytes, MaxJobBytes: cfg.MaxJobBytes},
 	}, rts)
 	if err != nil {

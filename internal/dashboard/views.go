@@ -111,6 +111,10 @@ func (s *Server) providerRow(p reelq.ProviderStats) providerRow {
 	if r.QueuedTotal > 0 && p.Pause == nil && (p.NoWorker || (p.Pulling == 0 && p.Running == 0 && p.Waiting == 0)) {
 		r.Warning = fmt.Sprintf("%d jobs queued, but no worker runs %s (start one with %s_API_KEY set)", r.QueuedTotal, p.Provider, strings.ToUpper(p.Provider))
 	}
+	if a := p.Limiter; a != nil {
+		r.Warning = fmt.Sprintf("the rate limiter cannot write its shared state (bucket %s) since %s (reported by %s): %s; no call to %s goes out until it can",
+			a.Bucket, a.Since.UTC().Format(time.RFC3339), a.By, a.Error, p.Provider)
+	}
 	return r
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // A replica SIGKILLed while its tasks run at the provider and started
@@ -48,7 +49,7 @@ func TestRestartSameWorkerIDKeepsCap(t *testing.T) {
 		return nil
 	}
 	for _, id := range []string{"a", "b"} {
-		if err := eventually(time.Minute, full); err != nil {
+		if err := waitfor.Poll(time.Minute, full); err != nil {
 			t.Fatalf("the slots never filled before killing %s: %v", id, err)
 		}
 		ws.get(id).kill()

@@ -30,6 +30,7 @@ type Metrics struct {
 	ArchiveDuration  *prometheus.HistogramVec // provider
 	BudgetLimit      *prometheus.GaugeVec     // scope, name, unit
 	BudgetSpent      *prometheus.GaugeVec     // scope, name, unit
+	LimiterDown      *prometheus.GaugeVec     // provider (1: the limiter's shared state is unavailable)
 }
 
 // New creates the collectors and registers them with reg (if not nil).
@@ -96,11 +97,14 @@ func New(reg prometheus.Registerer) *Metrics {
 		BudgetSpent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "reelq_budget_spent", Help: "Estimated spend against the limit (current period for providers), by scope, name and unit.",
 		}, []string{"scope", "name", "unit"}),
+		LimiterDown: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "reelq_rate_limiter_unavailable", Help: "1 while the provider's rate limiter cannot write its shared state (bucket reelq_ratelimit): no call to the provider goes out.",
+		}, []string{"provider"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Jobs, m.Attempts, m.InFlight, m.CallDuration, m.CallStatus, m.RateLimitWait,
 			m.RateLimited, m.Paused, m.Spend, m.AmbiguousSubmits, m.DeadLetters, m.JobDuration,
-			m.Waiting, m.Slots, m.Archives, m.ArchiveBytes, m.ArchiveDuration, m.BudgetLimit, m.BudgetSpent)
+			m.Waiting, m.Slots, m.Archives, m.ArchiveBytes, m.ArchiveDuration, m.BudgetLimit, m.BudgetSpent, m.LimiterDown)
 	}
 	return m
 }
@@ -161,6 +165,18 @@ func (m *Metrics) SetPaused(provider, code string, paused bool) {
 		}
 		m.Paused.WithLabelValues(provider, c).Set(v)
 	}
+}
+
+// SetLimiterDown records whether provider's rate limiter is unavailable.
+func (m *Metrics) SetLimiterDown(provider string, down bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if down {
+		v = 1
+	}
+	m.LimiterDown.WithLabelValues(provider).Set(v)
 }
 
 // Spent records the estimated cost of an accepted submission.

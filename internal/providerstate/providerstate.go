@@ -61,7 +61,20 @@ type State struct {
 	// Ambiguous holds the times of recent submissions that got no answer
 	// (see NoteAmbiguous); it survives pauses and resumes.
 	Ambiguous []time.Time `json:"ambiguous,omitempty"`
-	UpdatedAt time.Time   `json:"updated_at"`
+	// Limiter is set while the provider's rate limiter cannot write its
+	// shared state (see SetLimiterAlarm); it survives pauses and resumes.
+	Limiter   *LimiterAlarm `json:"limiter,omitempty"`
+	UpdatedAt time.Time     `json:"updated_at"`
+}
+
+// LimiterAlarm says a provider's rate limiter has found its shared state
+// unwritable for longer than its bound: no call to the provider goes out
+// until a write works again (or the bucket is repaired).
+type LimiterAlarm struct {
+	Bucket string    `json:"bucket"`
+	Error  string    `json:"error"` // the server's error, as the replica saw it
+	Since  time.Time `json:"since"`
+	By     string    `json:"by"` // the replica that raised it
 }
 
 // Auto reports whether a probe may end the pause.
@@ -168,7 +181,7 @@ func (s *Store) Pause(ctx context.Context, provider, code, reason, by string, pr
 		manual := probeAfter <= 0
 		switch {
 		case !st.Paused:
-			*st = State{Paused: true, Code: code, Reason: reason, Since: &now, By: by, Ambiguous: st.Ambiguous}
+			*st = State{Paused: true, Code: code, Reason: reason, Since: &now, By: by, Ambiguous: st.Ambiguous, Limiter: st.Limiter}
 			if !manual {
 				next := now.Add(probeAfter)
 				st.NextProbeAt, st.ProbeInterval = &next, probeAfter
@@ -269,13 +282,29 @@ func (s *Store) resume(ctx context.Context, provider, by string, autoOnly bool) 
 		if !st.Paused || (autoOnly && !st.Auto()) {
 			return false
 		}
-		*st = State{By: by}
+		*st = State{By: by, Limiter: st.Limiter}
 		return true
 	})
 	if err != nil || autoOnly {
 		return changed, err
 	}
 	return changed, s.liftServerPause(ctx, provider)
+}
+
+// SetLimiterAlarm raises (a set) or clears (nil) the provider's limiter
+// alarm for every reader (stats, the dashboard). Raising keeps an alarm
+// already raised (and its start); clearing clears whoever raised it: a
+// write that worked proves the bucket writable. It reports whether the
+// record changed.
+func (s *Store) SetLimiterAlarm(ctx context.Context, provider string, a *LimiterAlarm) (bool, error) {
+	_, _, changed, err := s.mutate(ctx, provider, func(st *State) bool {
+		if (a == nil) == (st.Limiter == nil) {
+			return false
+		}
+		st.Limiter = a
+		return true
+	})
+	return changed, err
 }
 
 // ClaimProbe lets one replica (owner) check whether an automatic pause can

@@ -206,7 +206,11 @@ func (l Layout) KeyValueConfigs() []jetstream.KeyValueConfig {
 	return []jetstream.KeyValueConfig{
 		{Bucket: BucketJobs, Description: "reelq job state", History: 1, TTL: l.JobStateTTL, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 		{Bucket: BucketProviders, Description: "reelq provider state (paused, reason)", History: 5, Storage: jetstream.FileStorage, Replicas: l.Replicas},
-		{Bucket: BucketRateLimit, Description: "reelq cluster-wide rate limits", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
+		// Soft state (a schedule per provider, written again when lost), in
+		// memory: a file store fault cannot make it unwritable. Setup keeps
+		// an existing file-stored bucket (a stream's storage cannot change);
+		// deleting it once moves it (RELIABILITY.md).
+		{Bucket: BucketRateLimit, Description: "reelq cluster-wide rate limits", History: 1, Storage: jetstream.MemoryStorage, Replicas: l.Replicas},
 		{Bucket: BucketCancel, Description: "reelq cancel requests", History: 1, TTL: l.JobStateTTL, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 		slots.BucketConfig(l.Replicas),
 		// No MaxAge: a provider limit stays until it is changed. Batch

@@ -125,6 +125,9 @@ type Settings struct {
 	Ambiguous           string
 	AmbiguousPauseAfter int
 	AmbiguousWindow     time.Duration
+	// LimiterUnavailableAfter is the limiter's UnavailableAfter (default
+	// ratelimit's 10s).
+	LimiterUnavailableAfter time.Duration
 }
 
 // WorkerOptions configure a test worker.
@@ -173,6 +176,7 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 		log = slog.New(slog.NewTextHandler(e.T.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	rts := map[string]*worker.Runtime{}
+	outages, onOutage := worker.Outages()
 	for name, s := range o.Providers {
 		if s.Rate == 0 {
 			s.Rate = 200
@@ -192,7 +196,8 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 		if s.RequestTimeout == 0 {
 			s.RequestTimeout = 10 * time.Second
 		}
-		lim := ratelimit.New(ratelimit.NewKVStore(kv), name, ratelimit.Config{Rate: s.Rate, Burst: s.Burst, Linger: ratelimit.DefaultLinger})
+		lim := ratelimit.New(ratelimit.NewKVStore(kv), name, ratelimit.Config{Rate: s.Rate, Burst: s.Burst, Linger: ratelimit.DefaultLinger, OnOutage: onOutage,
+			UnavailableAfter: s.LimiterUnavailableAfter})
 		rts[name] = &worker.Runtime{
 			// As in cmd/worker: every HTTP request takes a token.
 			Provider:            e.provider(name, s.APIKey, worker.HTTPClient(lim, s.RequestTimeout, 0)),
@@ -213,6 +218,7 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 	}
 	cfg := o.Config
 	cfg.WorkerID = o.ID
+	cfg.LimiterOutages = outages
 	cfg.Logger = log.With("replica", o.ID)
 	if cfg.AckWait == 0 {
 		cfg.AckWait = 10 * time.Second

@@ -185,7 +185,7 @@ func acquire(tb testing.TB, p *Pool, k, top int, timeout time.Duration) {
 // holderOf returns the entry of worker w (any incarnation) in p's view.
 func holderOf(p *Pool, w string) (Holder, bool) {
 	for _, h := range p.Snapshot().Holders {
-		if WorkerOf(h.Worker) == w {
+		if workerOf(h.Worker) == w {
 			return h, true
 		}
 	}

@@ -194,7 +194,7 @@ func shouldYield(holders map[string]entry, me string, now time.Time, capacity, h
 
 // Holder is one live holder's share of a provider's slots.
 type Holder struct {
-	// Worker names the holder: "<worker id>/<incarnation>" (see WorkerOf).
+	// Worker names the holder: "<worker id>/<incarnation>" (see workerOf).
 	Worker string    `json:"worker"`
 	N      int       `json:"n"`
 	Want   int       `json:"want"`

@@ -183,8 +183,8 @@ func incarnation() string {
 // "<worker>/<incarnation>".
 func (p *Pool) Holder() string { return p.me }
 
-// WorkerOf returns the worker id of a holder name ("<worker>/<incarnation>").
-func WorkerOf(holder string) string {
+// workerOf returns the worker id of a holder name ("<worker>/<incarnation>").
+func workerOf(holder string) string {
 	if i := strings.LastIndexByte(holder, '/'); i >= 0 {
 		return holder[:i]
 	}

@@ -155,7 +155,7 @@ func (w *Worker) checkResolveTask(ctx context.Context, st *jobstate.State, task 
 		return "", err
 	}
 	start := time.Now()
-	status, err := rt.Provider.Poll(prepaid(cctx), providers.Task{ID: task})
+	status, err := rt.Provider.Poll(prepaid(cctx, start), providers.Task{ID: task})
 	w.observeCall(st.Provider, "poll", err, time.Since(start))
 	status = providers.Bound(status)
 	switch {

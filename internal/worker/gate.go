@@ -136,11 +136,12 @@ func (e *engine) probe(ctx context.Context) (bool, time.Duration) {
 		return true, 0 // the claim is ours: the gate lets one job through
 	}
 	if _, err := e.rt.Limiter.Wait(ctx); err != nil {
-		return false, 0
+		_ = w.pstate.ReleaseProbe(context.WithoutCancel(ctx), e.name, w.cfg.WorkerID)
+		return false, limiterRetry
 	}
 	cctx, cancel := context.WithTimeout(ctx, e.rt.RequestTimeout)
 	start := time.Now()
-	err = cc.CheckCredits(prepaid(cctx))
+	err = cc.CheckCredits(prepaid(cctx, start))
 	cancel()
 	w.observeCall(e.name, "credits", err, time.Since(start))
 	switch {

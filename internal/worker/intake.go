@@ -80,6 +80,7 @@ type job struct {
 	reserved  []budgetScope // the budget reservation of the paid call in progress
 	// reservedTok is the token of the reservation (the submit token).
 	reservedTok string
+	tokenAt     time.Time // when the step's last rate-limit token came
 }
 
 // decodeEnvelope reads a JOBS message for provider. The body id, the

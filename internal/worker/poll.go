@@ -11,6 +11,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/providers"
+	"github.com/reelq/reelq/internal/ratelimit"
 )
 
 // defaultPollErrorBudget is how long polls may keep failing with transient errors
@@ -62,10 +63,14 @@ func (e *engine) stepPoll(ctx context.Context, j *job) outcome {
 		ps.lastPoll = true // one more look before giving up
 	}
 	if err := e.limit(j); err != nil {
+		if errors.Is(err, ratelimit.ErrUnavailable) {
+			// The paid task runs on; its poll comes late, never not at all.
+			return pollAt(time.Now().Add(limiterRetry))
+		}
 		return nak(0)
 	}
 	start := time.Now()
-	ps2, err := e.rt.Provider.Poll(prepaid(ctx), task)
+	ps2, err := e.rt.Provider.Poll(prepaid(ctx, j.tokenAt), task)
 	e.w.observeCall(e.name, "poll", err, time.Since(start))
 	ps2 = providers.Bound(ps2)
 	next := func() outcome {
@@ -173,10 +178,11 @@ func (e *engine) cancelTask(ctx context.Context, task providers.Task) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.rt.RequestTimeout)
 	defer cancel()
 	if _, err := e.rt.Limiter.Wait(cctx); err != nil {
+		e.log.Warn("cancel at provider not sent: no rate-limit token", "task_id", task.ID, "err", err)
 		return
 	}
 	start := time.Now()
-	err := c.Cancel(prepaid(cctx), task)
+	err := c.Cancel(prepaid(cctx, start), task)
 	e.w.observeCall(e.name, "cancel", err, time.Since(start))
 	if err != nil && !errors.Is(err, providers.ErrNotFound) {
 		e.log.Warn("cancel at provider failed", "task_id", task.ID, "err", err)

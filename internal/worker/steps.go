@@ -15,6 +15,7 @@ import (
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/providers"
+	"github.com/reelq/reelq/internal/ratelimit"
 )
 
 // Job steps. Each runs on an executor for one job and returns the job's
@@ -56,7 +57,7 @@ func (e *engine) stepClaim(ctx context.Context, j *job) outcome {
 			return pausedOutcome()
 		}
 		if err := e.limit(j); err != nil {
-			return nak(0)
+			return limited(err)
 		}
 		if e.draining.Load() {
 			return nak(0)
@@ -254,11 +255,11 @@ func (e *engine) ambiguous(ctx context.Context, j *job) outcome {
 	log := e.logJob(j)
 	if f, ok := e.rt.Provider.(providers.Finder); ok {
 		if err := e.limit(j); err != nil {
-			return nak(0)
+			return limited(err)
 		}
 		cctx, cancel := context.WithTimeout(ctx, e.rt.RequestTimeout)
 		start := time.Now()
-		task, err := f.Find(prepaid(cctx), providers.Request{JobID: j.id, Input: j.env.Input})
+		task, err := f.Find(prepaid(cctx, j.tokenAt), providers.Request{JobID: j.id, Input: j.env.Input})
 		cancel()
 		e.w.observeCall(e.name, "find", err, time.Since(start))
 		switch {
@@ -321,7 +322,7 @@ func (e *engine) submit(ctx context.Context, j *job, ambiguous bool) outcome {
 		return pausedOutcome()
 	}
 	if err := e.limit(j); err != nil {
-		return nak(0)
+		return limited(err)
 	}
 	if e.draining.Load() {
 		return nak(0)
@@ -376,7 +377,7 @@ func (e *engine) submitCall(ctx context.Context, j *job) outcome {
 		// recorded, or the next worker cannot know whether we paid.
 		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.rt.RequestTimeout)
 		start := time.Now()
-		task, err := e.rt.Provider.Submit(prepaid(callCtx), req)
+		task, err := e.rt.Provider.Submit(prepaid(callCtx, j.tokenAt), req)
 		cancel()
 		e.w.observeCall(e.name, "submit", err, time.Since(start))
 		if err == nil {
@@ -388,7 +389,10 @@ func (e *engine) submitCall(ctx context.Context, j *job) outcome {
 		// Refused with 429: nothing started. Slow every replica down and try
 		// again without using an attempt.
 		e.rateLimited(j, err)
-		if err := e.limit(j); err != nil || e.draining.Load() {
+		if err := e.limit(j); err != nil {
+			return e.backToQueued(ctx, j, limited(err))
+		}
+		if e.draining.Load() {
 			return e.backToQueued(ctx, j, nak(0))
 		}
 	}
@@ -688,12 +692,30 @@ func noResponse(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded)
 }
 
-// limit waits for the cluster-wide rate limiter; it gives up when
-// shutdown begins (no new call starts after it).
+// limiterRetry is how long a job whose call found the rate limiter's
+// shared state unavailable waits before it tries again (holding its
+// message, so it uses no delivery).
+const limiterRetry = 5 * time.Second
+
+// limit waits for the cluster-wide rate limiter and records when the
+// token came (the call must start within the limiter's TokenTTL, or take
+// another). It gives up when shutdown begins (no new call starts after
+// it), and while the limiter's shared state is unavailable.
 func (e *engine) limit(j *job) error {
 	waited, err := e.rt.Limiter.Wait(e.intake)
 	e.w.m.Waited(e.name, waited)
+	j.tokenAt = time.Now()
 	return err
+}
+
+// limited is what a step whose limiter wait failed does: at shutdown the
+// job returns to the queue; while the limiter is unavailable it waits,
+// holding no slot, and comes back.
+func limited(err error) outcome {
+	if errors.Is(err, ratelimit.ErrUnavailable) {
+		return waitFor(limiterRetry)
+	}
+	return nak(0)
 }
 
 // rateLimited pushes every replica's next call to this provider past the

@@ -14,7 +14,11 @@ import (
 //
 // The worker takes a token before each provider call (Submit, Poll,
 // Cancel, Find, CheckCredits), so it can wait outside the call's timeout
-// and record the wait. That token pays for the call's first HTTP request.
+// and record the wait. That token pays for the call's first HTTP request
+// if the request starts within the limiter's TokenTTL of the token: a
+// token held longer (a state write stalled by a NATS outage in between)
+// is thrown away and the request waits for a fresh one, so calls held
+// during an outage do not all go out when it ends.
 // Every further request in the same call waits for a token of its own:
 // Camb's Poll, for example, reads the story status and then, on success,
 // fetches the result, which is two requests to the account's budget. A
@@ -44,16 +48,22 @@ type limitedTransport struct {
 
 type prepaidKey struct{}
 
-// prepaid marks ctx as carrying one token already taken from the limiter,
+// token is one token taken from the limiter at a time.
+type token struct {
+	at   time.Time
+	used atomic.Bool
+}
+
+// prepaid marks ctx as carrying one token taken from the limiter at at,
 // to be used by the first request made with it.
-func prepaid(ctx context.Context) context.Context {
-	return context.WithValue(ctx, prepaidKey{}, new(atomic.Bool))
+func prepaid(ctx context.Context, at time.Time) context.Context {
+	return context.WithValue(ctx, prepaidKey{}, &token{at: at})
 }
 
 // RoundTrip implements http.RoundTripper.
 func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	used, ok := req.Context().Value(prepaidKey{}).(*atomic.Bool)
-	if !ok || !used.CompareAndSwap(false, true) {
+	tok, ok := req.Context().Value(prepaidKey{}).(*token)
+	if !ok || !tok.used.CompareAndSwap(false, true) || time.Since(tok.at) > t.lim.TokenTTL() {
 		if _, err := t.lim.Wait(req.Context()); err != nil {
 			if req.Body != nil {
 				_ = req.Body.Close() // RoundTrip must close the body, even on error

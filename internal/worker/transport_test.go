@@ -25,6 +25,8 @@ func (l *countingLimiter) Wait(context.Context) (time.Duration, error) {
 
 func (l *countingLimiter) Block(context.Context, time.Time) error { return nil }
 
+func (l *countingLimiter) TokenTTL() time.Duration { return time.Minute }
+
 // closeRecorder records whether a request body was closed.
 type closeRecorder struct {
 	io.Reader
@@ -51,7 +53,7 @@ func TestHTTPClientTakesATokenPerRequest(t *testing.T) {
 	lim := &countingLimiter{}
 	c := HTTPClient(lim, time.Second, 0)
 
-	call := prepaid(context.Background()) // one provider call, token taken
+	call := prepaid(context.Background(), time.Now()) // one provider call, token taken
 	for range 3 {
 		if err := get(c, call); err != nil {
 			t.Fatal(err)
@@ -66,6 +68,14 @@ func TestHTTPClientTakesATokenPerRequest(t *testing.T) {
 	if got := lim.waits.Load(); got != 3 {
 		t.Errorf("a request without a token waited %d times in all, want 3", got)
 	}
+	// A token held past the limiter's TokenTTL (a state write stalled in
+	// between) is not used: the request waits for a fresh one.
+	if err := get(c, prepaid(context.Background(), time.Now().Add(-2*time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	if got := lim.waits.Load(); got != 4 {
+		t.Errorf("a call with a stale token waited %d times in all, want 4", got)
+	}
 
 	// A failed wait sends nothing, returns the error and closes the body.
 	lim.err = errors.New("shutting down")
@@ -77,7 +87,7 @@ func TestHTTPClientTakesATokenPerRequest(t *testing.T) {
 	if !body.closed.Load() {
 		t.Error("request body not closed after a failed wait")
 	}
-	if got := served.Load(); got != 4 {
-		t.Errorf("server got %d requests, want 4", got)
+	if got := served.Load(); got != 5 {
+		t.Errorf("server got %d requests, want 5", got)
 	}
 }

@@ -69,10 +69,14 @@ var ErrShutdown = errors.New("worker shutting down")
 
 // Limiter is the cluster-wide rate limiter for one provider.
 type Limiter interface {
-	// Wait blocks until a call may be made.
+	// Wait blocks until a call may be made. An error wrapping
+	// ratelimit.ErrUnavailable means its shared state is unavailable: the
+	// caller comes back later.
 	Wait(ctx context.Context) (time.Duration, error)
 	// Block delays every replica's next call until at least until.
 	Block(ctx context.Context, until time.Time) error
+	// TokenTTL is how long a token from Wait stays good for a call.
+	TokenTTL() time.Duration
 }
 
 // Ambiguous-submission policies.
@@ -164,6 +168,9 @@ type Config struct {
 	Metrics         *metrics.Metrics
 	// Secrets are removed from error messages in results and events.
 	Secrets *logging.Secrets
+	// LimiterOutages carries the providers' limiters' outage reports (see
+	// Outages): the worker raises and clears each provider's alarm.
+	LimiterOutages <-chan ratelimit.Outage
 }
 
 func (c *Config) defaults() {
@@ -325,8 +332,10 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 			if err != nil {
 				return nil, fmt.Errorf("rate limit bucket: %w", err)
 			}
+			// A download waits for bandwidth however long the store is
+			// unavailable (UnavailableAfter -1): its retries would not help.
 			opts.Bandwidth = clusterBandwidth{ratelimit.New(ratelimit.NewKVStore(rlKV), "archive-bandwidth",
-				ratelimit.Config{Rate: float64(a.Bandwidth) / archive.BandwidthChunk, Burst: 16, Logger: w.log})}
+				ratelimit.Config{Rate: float64(a.Bandwidth) / archive.BandwidthChunk, Burst: 16, Logger: w.log, UnavailableAfter: -1})}
 		}
 		if w.archiver, err = archive.NewArchiver(a.Store, opts); err != nil {
 			return nil, err
@@ -349,16 +358,18 @@ func (w *Worker) archiveWorkers() int {
 func (w *Worker) ProviderState() *providerstate.Store { return w.pstate }
 
 // Healthy reports an error when a background watcher the worker depends
-// on has stopped and could not be restarted yet (for /readyz).
+// on has stopped and could not be restarted yet, or a provider's rate
+// limiter cannot use its shared state (for /readyz).
 func (w *Worker) Healthy() error {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	for name, err := range w.watchErr {
 		if err != nil {
+			w.mu.Unlock()
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	return nil
+	w.mu.Unlock()
+	return w.limiterHealth()
 }
 
 func (w *Worker) setWatchErr(name string, err error) {
@@ -438,6 +449,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		defer bgWG.Done()
 		w.runCanceller(intake)
 	}()
+	if w.cfg.LimiterOutages != nil {
+		bgWG.Add(1)
+		go func() {
+			defer bgWG.Done()
+			w.watchLimiters(bg)
+		}()
+	}
 
 	<-ctx.Done()
 	w.log.Info("shutting down: no new paid calls; returning waiting jobs to the queue", "timeout", w.cfg.ShutdownTimeout)

@@ -1,0 +1,90 @@
+package worker_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/providersim"
+	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/reelqtest"
+)
+
+// A rate limiter whose shared state cannot be written (its bucket deleted
+// here; no repair in this worker) past its bound is an alarm everywhere
+// an operator looks: readiness, an event, the provider's record that
+// stats and the dashboard show, each naming the bucket and the server's
+// error. The job already paid for keeps its task: its polls come late,
+// and once the bucket is back it finishes, paid once. The alarm clears.
+// Before, every call waited silently and forever.
+func TestLimiterOutageIsAnAlarm(t *testing.T) {
+	t.Parallel()
+	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(2 * time.Second)}})
+	submitted := env.Events("events.samsar." + reelq.EventSubmitted)
+	down := env.Events("events.samsar." + reelq.EventLimiterUnavailable)
+	up := env.Events("events.samsar." + reelq.EventLimiterRecovered)
+	w := env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": {
+		PollInterval: 100 * time.Millisecond, LimiterUnavailableAfter: 500 * time.Millisecond}}})
+	env.Enqueue(reelqtest.SamsarJob("paid"))
+	env.NextEvent(submitted, 30*time.Second)
+	ctx := context.Background()
+	if err := env.JS.DeleteKeyValue(ctx, queue.BucketRateLimit); err != nil {
+		t.Fatal(err)
+	}
+
+	ev := env.NextEvent(down, 30*time.Second)
+	if !strings.Contains(ev.Reason, queue.BucketRateLimit) || !strings.Contains(ev.Reason, "no responders") {
+		t.Errorf("limiter_unavailable reason %q, want the bucket and the server's error", ev.Reason)
+	}
+	if err := w.W.Healthy(); err == nil || !strings.Contains(err.Error(), queue.BucketRateLimit) {
+		t.Errorf("Healthy() = %v, want the limiter's outage naming the bucket", err)
+	}
+	var alarm *reelq.LimiterAlarm
+	deadline := time.Now().Add(10 * time.Second)
+	for alarm == nil && time.Now().Before(deadline) { // the record follows the event
+		st, err := env.Client.Stats(ctx, reelq.StatsOptions{Recent: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range st.Providers {
+			if p.Provider == "samsar" {
+				alarm = p.Limiter
+			}
+		}
+		if alarm == nil {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if alarm == nil || alarm.Bucket != queue.BucketRateLimit || alarm.Error == "" || alarm.By != w.ID || alarm.Since.IsZero() {
+		t.Errorf("stats' limiter alarm %+v, want the bucket, the error, the worker and the start", alarm)
+	}
+	if rs := env.Sim.Stats(0)["samsar"].Requests; rs["submit 200"] != 1 {
+		t.Errorf("provider requests %v, want one submission", rs)
+	}
+
+	if err := queue.Setup(ctx, env.JS, queue.Layout{}); err != nil { // the bucket is back
+		t.Fatal(err)
+	}
+	env.NextEvent(up, 30*time.Second)
+	r := env.Results(1, time.Minute)["paid"]
+	if len(r) != 1 || r[0].Status != reelq.StatusSucceeded || r[0].Attempts != 1 {
+		t.Errorf("paid after the outage: %+v, want succeeded once, first attempt", r)
+	}
+	if n := env.Sim.Stats(0)["samsar"].Submissions[reelqtest.SamsarPrompt("paid")]; n != 1 {
+		t.Errorf("paid submitted %d times, want 1", n)
+	}
+	if err := w.W.Healthy(); err != nil {
+		t.Errorf("Healthy() after the outage = %v", err)
+	}
+	st, err := env.Client.Stats(ctx, reelq.StatsOptions{Recent: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range st.Providers {
+		if p.Limiter != nil {
+			t.Errorf("%s: limiter alarm %+v after the outage", p.Provider, p.Limiter)
+		}
+	}
+}
