@@ -177,8 +177,11 @@ func TestKVUnavailableFailsClosed(t *testing.T) {
 	if warns.Load() == 0 {
 		t.Error("no warning while the bucket was gone")
 	}
-	if st := l.Stats(); st.Granted != 1 || st.Errors < 3 {
-		t.Errorf("stats while down = %+v, want 1 grant and >= 3 errors", st)
+	// Three errors were tapped; the third one's count may still be on its
+	// way (the tap sees an error before the Limiter counts it), the first
+	// two were counted before the third call was made.
+	if st := l.Stats(); st.Granted != 1 || st.Errors < 2 {
+		t.Errorf("stats while down = %+v, want 1 grant and >= 2 errors", st)
 	}
 
 	recreated := time.Now()
@@ -194,12 +197,12 @@ func TestKVUnavailableFailsClosed(t *testing.T) {
 }
 
 // A Repairable KVStore brings its bucket back when the Limiter finds it
-// unwritable: deleted under the workers (created again), or there but
-// refusing every write (a sealed stream here, as a file store's critical
-// write error makes it: deleted and created again once it refused writes
-// for brokenAfter). The Limiter reports the outage's start and end, and
-// grants again. Without the repair it kept failing until an operator
-// acted.
+// unwritable: deleted under the workers (created again at once), or there
+// but refusing every write (a sealed stream here, as a file store's
+// critical write error makes it: deleted and created again once it
+// refused writes for brokenAfter; the Limiter reports the outage's start
+// and end). The Limiter grants again. Without the repair it kept failing
+// until an operator acted.
 func TestKVRepairBringsBucketBack(t *testing.T) {
 	t.Parallel()
 	for _, how := range []string{"deleted", "unwritable"} {
@@ -252,13 +255,20 @@ func TestKVRepairBringsBucketBack(t *testing.T) {
 				case <-time.After(100 * time.Millisecond):
 				}
 			}
-			if o := <-outages; o.Err == nil || o.Since.IsZero() {
-				t.Errorf("first outage report %+v, want its start with the store's error", o)
-			} else if !strings.Contains(o.Err.Error(), cfg.Bucket) {
-				t.Errorf("outage error %q does not name the bucket", o.Err)
+			// A bucket gone is created again at the second failure, before
+			// it makes an outage; one that refuses writes is recreated only
+			// after brokenAfter, past UnavailableAfter: an outage, reported
+			// when it starts and when it ends.
+			var reports []Outage
+			for len(outages) > 0 {
+				reports = append(reports, <-outages)
 			}
-			if o := <-outages; o.Err != nil {
-				t.Errorf("second outage report %+v, want its end", o)
+			switch {
+			case how == "deleted" && len(reports) == 0:
+			case len(reports) != 2 || reports[0].Err == nil || reports[1].Err != nil:
+				t.Errorf("outage reports %+v, want its start and its end", reports)
+			case !strings.Contains(reports[0].Err.Error(), cfg.Bucket):
+				t.Errorf("outage error %q does not name the bucket", reports[0].Err)
 			}
 			info, err := js.Stream(ctx, "KV_"+cfg.Bucket)
 			if err != nil || info.CachedInfo().Config.Sealed || info.CachedInfo().Config.Storage != jetstream.MemoryStorage {

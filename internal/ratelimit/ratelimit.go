@@ -172,9 +172,10 @@ type Outage struct {
 var ErrUnavailable = errors.New("ratelimit: shared state unavailable")
 
 // Repairer is a Store that can repair itself when its calls keep failing
-// (KVStore.Repairable): the Limiter calls Repair after a failed call once
-// failures have lasted UnavailableAfter; since is when they began. Repair
-// returns nil when the store may work again.
+// (KVStore.Repairable): the Limiter calls Repair after every failed call
+// from the second in a row on; since is when the failures began. Repair
+// returns nil only when it changed something (the store may work now),
+// and decides itself what is worth doing after how long.
 type Repairer interface {
 	Repair(ctx context.Context, since time.Time) error
 }
@@ -467,9 +468,11 @@ func (l *Limiter) pump(ctx context.Context) {
 }
 
 // storeFailed logs (at most every 10s) and backs off after a store error.
-// Once the shared state is unavailable it asks a Repairer store to repair
-// itself (retrying at once if it did), and hands the queued waiters
-// ErrUnavailable instead of holding them.
+// From the second failure in a row on (or the first of a pump started
+// during an outage) it asks a Repairer store to repair
+// itself (trying again at once if it did); once the shared state is
+// unavailable it hands the queued waiters ErrUnavailable instead of
+// holding them.
 func (l *Limiter) storeFailed(ctx context.Context, err error, failures int) {
 	if ctx.Err() != nil {
 		return // stopped: the error is the cancellation
@@ -482,11 +485,7 @@ func (l *Limiter) storeFailed(ctx context.Context, err error, failures int) {
 	l.mu.Lock()
 	out, since := l.out, l.failSince
 	l.mu.Unlock()
-	if !out {
-		l.sleep(ctx, wait)
-		return
-	}
-	if r, ok := l.store.(Repairer); ok {
+	if r, ok := l.store.(Repairer); ok && (failures >= 2 || out) {
 		rctx, cancel := context.WithTimeout(ctx, repairTimeout)
 		rerr := r.Repair(rctx, since)
 		cancel()
@@ -494,7 +493,13 @@ func (l *Limiter) storeFailed(ctx context.Context, err error, failures int) {
 			l.log.InfoContext(ctx, "ratelimit: store repaired; trying again")
 			return
 		}
-		l.errLog.Do(func() { l.log.WarnContext(ctx, "ratelimit: repairing the store failed", "err", rerr) })
+		if out {
+			l.errLog.Do(func() { l.log.WarnContext(ctx, "ratelimit: the store cannot be repaired yet", "err", rerr) })
+		}
+	}
+	if !out {
+		l.sleep(ctx, wait)
+		return
 	}
 	l.mu.Lock()
 	l.retryAt = l.now().Add(wait)
@@ -664,16 +669,16 @@ func (l *Limiter) BlockedUntil(ctx context.Context) (time.Time, error) {
 func (l *Limiter) read(ctx context.Context) (tat int64, rev uint64, err error) {
 	l.reads.Add(1)
 	v, rev, err := l.store.Get(ctx, l.key)
-	if ctx.Err() == nil {
+	if ctx.Err() == nil { // not the pump's stop
+		if err != nil && !errors.Is(err, ErrNoState) {
+			l.errs.Add(1)
+		}
 		l.noteStore(err, false)
 	}
 	switch {
 	case errors.Is(err, ErrNoState):
 		tat, rev = 0, 0
 	case err != nil:
-		if ctx.Err() == nil { // not the pump's stop
-			l.errs.Add(1)
-		}
 		return 0, 0, err
 	default:
 		var s state
@@ -699,14 +704,14 @@ func (l *Limiter) put(ctx context.Context, rev uint64, tat int64) (uint64, error
 	} else {
 		rev, err = l.store.Update(ctx, l.key, v, rev)
 	}
-	if ctx.Err() == nil { // not the pump's stop
-		l.noteStore(err, true)
-	}
 	switch {
 	case errors.Is(err, ErrConflict):
 		l.conflicts.Add(1)
-	case err != nil && ctx.Err() == nil:
+	case err != nil && ctx.Err() == nil: // not the pump's stop
 		l.errs.Add(1)
+	}
+	if ctx.Err() == nil {
+		l.noteStore(err, true)
 	}
 	return rev, err
 }

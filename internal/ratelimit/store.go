@@ -70,9 +70,12 @@ func (s *KVStore) Repairable(js jetstream.JetStream, cfg jetstream.KeyValueConfi
 
 func (s *KVStore) bucketKV() jetstream.KeyValue { return *s.kv.Load() }
 
-// Repair implements [Repairer] for a Repairable store. Deleting needs the
-// right to delete the bucket's stream; without it, the error says how an
-// operator repairs the bucket.
+// Repair implements [Repairer] for a Repairable store: a bucket gone is
+// created at once; one that exists is deleted and created once its calls
+// have failed for brokenAfter, unless it was created less than that ago
+// (by another replica's repair). Deleting needs the right to delete the
+// bucket's stream; without it, the error says how an operator repairs the
+// bucket.
 func (s *KVStore) Repair(ctx context.Context, since time.Time) error {
 	if s.js == nil {
 		return errors.New("ratelimit: the store cannot repair itself")
@@ -91,11 +94,11 @@ func (s *KVStore) Repair(ctx context.Context, since time.Time) error {
 			return fmt.Errorf("ratelimit: bucket %s: no stream info", s.bucket)
 		}
 		info := bs.StreamInfo()
-		if info.TimeStamp.Sub(info.Created) < s.brokenAfter {
-			return nil // created a moment ago (by another replica): try it
+		if age := info.TimeStamp.Sub(info.Created); age < s.brokenAfter {
+			return fmt.Errorf("ratelimit: bucket %s was created %s ago; it is left to work", s.bucket, age.Round(time.Millisecond))
 		}
 		if time.Since(since) < s.brokenAfter {
-			return fmt.Errorf("ratelimit: bucket %s exists but fails; recreated after %s of failures", s.bucket, s.brokenAfter)
+			return fmt.Errorf("ratelimit: bucket %s exists but fails; it is recreated after %s of failures", s.bucket, s.brokenAfter)
 		}
 		if err := s.js.DeleteKeyValue(ctx, s.bucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			return fmt.Errorf("ratelimit: bucket %s cannot be written and could not be deleted (%w): "+
