@@ -104,6 +104,22 @@ func TestHeldWarning(t *testing.T) {
 	}
 }
 
+// A rate limiter that cannot write its state is a warning naming the
+// provider, the bucket, the server's error and the reporting worker.
+func TestLimiterWarning(t *testing.T) {
+	now := time.Now()
+	if w := limiterWarning(reelq.ProviderStats{Provider: "samsar"}, now); w != "" {
+		t.Errorf("no alarm: warning %q", w)
+	}
+	w := limiterWarning(reelq.ProviderStats{Provider: "samsar", Limiter: &reelq.LimiterAlarm{
+		Bucket: "reelq_ratelimit", Error: "stream store EOF", Since: now.Add(-12 * time.Second), By: "w-1"}}, now)
+	for _, want := range []string{"samsar:", "bucket reelq_ratelimit", "since 12s ago", "w-1", "stream store EOF", "no call to samsar goes out"} {
+		if !strings.Contains(w, want) {
+			t.Errorf("warning %q does not say %q", w, want)
+		}
+	}
+}
+
 // A time stamped by the server just after the client read its clock is
 // "0s ago", not "in 0s" (stats' UPDATED column read "in 0s").
 func TestAgoOfAServerTimeJustAhead(t *testing.T) {

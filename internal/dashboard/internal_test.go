@@ -4,6 +4,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/reelq/reelq"
 )
@@ -115,5 +116,26 @@ func TestProviderCardShowsHeldJobs(t *testing.T) {
 	}
 	if html := render(0); strings.Contains(html, `class="held"`) {
 		t.Errorf("a held row with none held:\n%s", html)
+	}
+}
+
+// A provider whose rate limiter cannot write its shared state shows a
+// warning on its card naming the bucket, the server's error and the
+// worker that reported it.
+func TestProviderCardShowsLimiterAlarm(t *testing.T) {
+	s, err := New(Config{Client: new(reelq.Client)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := s.providerRow(reelq.ProviderStats{Provider: "samsar", Queued: map[reelq.Priority]uint64{},
+		Limiter: &reelq.LimiterAlarm{Bucket: "reelq_ratelimit", Error: "stream store EOF", Since: time.Now(), By: "w-1"}})
+	html, _, err := s.renderFrag("providers", &page{Data: &overviewData{Providers: []providerRow{row}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`class="warn"`, "bucket reelq_ratelimit", "stream store EOF", "w-1"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("card does not show %q:\n%s", want, html)
+		}
 	}
 }

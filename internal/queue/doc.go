@@ -12,11 +12,12 @@
 //	JOBS_ADVISORIES  max-deliveries advisories for JOBS (dead-letter safety net)
 //	KV reelq_jobs       job state: phase, provider task id, attempts
 //	KV reelq_providers  provider state: paused, reason, since
-//	KV reelq_ratelimit  cluster-wide rate limiter state
+//	KV reelq_ratelimit  cluster-wide rate limiter state (soft, in memory)
 //
 // Each provider has one durable pull consumer on JOBS named after it and
 // filtered to its subjects; its MaxAckPending is the provider's
-// cluster-wide concurrency cap, and PauseConsumer stops it on every replica.
+// cluster-wide concurrency cap. A paused provider's consumers keep
+// delivering: the workers hold its new paid calls, not its polls.
 //
 // # Handler outcomes
 //

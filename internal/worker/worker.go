@@ -17,7 +17,8 @@
 //	rate limited (429)        the shared limiter is pushed back for every
 //	                          replica; the call is retried, no attempt used
 //	credits exhausted         the provider is paused for every replica
-//	                          (PauseConsumer + provider state); the job waits
+//	                          (provider state): no new paid call, while jobs
+//	                          whose task runs are still polled; the job waits
 //	                          with its attempts untouched; a probe resumes
 //	                          the provider when credits return
 //	auth (account)            as credits, but only an operator resumes
