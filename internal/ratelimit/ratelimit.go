@@ -48,16 +48,18 @@
 //
 // The bound above is on grants; a provider sees calls. A token is good for
 // a short while only ([Limiter.TokenTTL]: a quarter of the interval T,
-// between 50 ms and 1 s): a CAS whose answer comes back later than that
-// after the pump computed it (a request held across a reconnect or a
-// failover) hands out nothing (its tokens count as dropped), and a caller
-// that could not use its token within that time takes another
-// (worker.HTTPClient does). So calls held during an outage do not all go
-// out when it ends, and any window of length W sees at most
-// Rate·(W + 2·TokenTTL) + Burst calls: for T/4 that is Rate·W + Burst + ½,
-// so Rate·W + Burst wherever that is a whole number (network latency
-// aside). At rates above 5/s the 50 ms floor, which keeps the ordinary
-// latency of a loaded host from costing tokens, adds up to Rate·100 ms.
+// between 50 ms and 1 s): a CAS whose answer comes back more than that
+// later than the pump's usual round trip (a moving average) hands out
+// nothing (its tokens count as dropped: a request held across a reconnect
+// or a stall), and a caller that could not use its token within that time
+// takes another (worker.HTTPClient does). So calls held during an outage
+// do not all go out when it ends, and any window of length W sees at most
+// Rate·(W + 2·TokenTTL) + Burst calls, give or take the variation of the
+// round trip: for T/4 that is Rate·W + Burst + ½, so Rate·W + Burst
+// wherever that is a whole number (network jitter aside). At rates above
+// 5/s the 50 ms floor, which keeps the ordinary latency of a loaded host
+// from costing tokens, adds up to Rate·100 ms. A store that is uniformly
+// slow costs nothing: only answers later than usual are dropped.
 //
 // # Failures
 //
@@ -205,6 +207,7 @@ type Limiter struct {
 	rev       uint64
 	seen      bool  // a stored state was read or written once
 	maxTAT    int64 // the latest TAT seen
+	rtt       int64 // a moving average of the pump's write round trips, ns
 	// The current run of failed store calls (failSince zero: the last
 	// call worked); out once it lasted UnavailableAfter. While out, Wait
 	// fails at once until retryAt, when the pump tries the store again.
@@ -443,10 +446,13 @@ func (l *Limiter) pump(ctx context.Context) {
 		failures, conflicts = 0, 0
 		l.mu.Lock()
 		l.remember(next, newRev)
-		if took := l.now().UnixNano() - now; took > int64(tokenTTL(time.Duration(iv))) {
+		took := l.now().UnixNano() - now
+		late := took - l.rtt > int64(tokenTTL(time.Duration(iv)))
+		l.rtt += (took - l.rtt) / 4 // the usual round trip, which late answers raise too
+		if late {
 			// The answer came back late (a request held across a
-			// reconnect): these tokens were for then, and calls made with
-			// them now would exceed the bound. Take new ones.
+			// reconnect or a stall): these tokens were for then, and calls
+			// made with them now would exceed the bound. Take new ones.
 			l.dropped.Add(k)
 			l.mu.Unlock()
 			l.log.Debug("ratelimit: a grant came back late; its tokens are dropped", "late", time.Duration(took), "tokens", k)

@@ -171,6 +171,14 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 	if err != nil {
 		e.T.Fatal(err)
 	}
+	// As in cmd/worker: one store for every limiter, which recreates its
+	// bucket when it is gone or cannot be written.
+	store := ratelimit.NewKVStore(kv)
+	for _, kc := range (queue.Layout{}).KeyValueConfigs() {
+		if kc.Bucket == queue.BucketRateLimit {
+			store.Repairable(js, kc, 0)
+		}
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(e.T.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -196,7 +204,7 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 		if s.RequestTimeout == 0 {
 			s.RequestTimeout = 10 * time.Second
 		}
-		lim := ratelimit.New(ratelimit.NewKVStore(kv), name, ratelimit.Config{Rate: s.Rate, Burst: s.Burst, Linger: ratelimit.DefaultLinger, OnOutage: onOutage,
+		lim := ratelimit.New(store, name, ratelimit.Config{Rate: s.Rate, Burst: s.Burst, Linger: ratelimit.DefaultLinger, OnOutage: onOutage,
 			UnavailableAfter: s.LimiterUnavailableAfter})
 		rts[name] = &worker.Runtime{
 			// As in cmd/worker: every HTTP request takes a token.

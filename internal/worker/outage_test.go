@@ -12,13 +12,15 @@ import (
 	"github.com/reelq/reelq/internal/reelqtest"
 )
 
-// A rate limiter whose shared state cannot be written (its bucket deleted
-// here; no repair in this worker) past its bound is an alarm everywhere
-// an operator looks: readiness, an event, the provider's record that
-// stats and the dashboard show, each naming the bucket and the server's
-// error. The job already paid for keeps its task: its polls come late,
-// and once the bucket is back it finishes, paid once. The alarm clears.
-// Before, every call waited silently and forever.
+// A rate limiter whose shared state cannot be written past its bound (its
+// bucket sealed here, as a file store's critical write error leaves it) is
+// an alarm everywhere an operator looks: readiness, an event, the
+// provider's record that stats and the dashboard show, each naming the
+// bucket and the server's error. The job already paid for keeps its task:
+// its polls come late. Once the bucket is gone (deleted here, before the
+// workers would delete it themselves after 30 s) the worker creates it
+// again, the job finishes, paid once, and the alarm clears. Before, every
+// call waited silently and forever.
 func TestLimiterOutageIsAnAlarm(t *testing.T) {
 	t.Parallel()
 	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(2 * time.Second)}})
@@ -30,12 +32,18 @@ func TestLimiterOutageIsAnAlarm(t *testing.T) {
 	env.Enqueue(reelqtest.SamsarJob("paid"))
 	env.NextEvent(submitted, 30*time.Second)
 	ctx := context.Background()
-	if err := env.JS.DeleteKeyValue(ctx, queue.BucketRateLimit); err != nil {
+	st, err := env.JS.Stream(ctx, "KV_"+queue.BucketRateLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := st.CachedInfo().Config
+	sealed.Sealed = true
+	if _, err := env.JS.UpdateStream(ctx, sealed); err != nil {
 		t.Fatal(err)
 	}
 
 	ev := env.NextEvent(down, 30*time.Second)
-	if !strings.Contains(ev.Reason, queue.BucketRateLimit) || !strings.Contains(ev.Reason, "no responders") {
+	if !strings.Contains(ev.Reason, queue.BucketRateLimit) || !strings.Contains(ev.Reason, "sealed") {
 		t.Errorf("limiter_unavailable reason %q, want the bucket and the server's error", ev.Reason)
 	}
 	if err := w.W.Healthy(); err == nil || !strings.Contains(err.Error(), queue.BucketRateLimit) {
@@ -64,7 +72,7 @@ func TestLimiterOutageIsAnAlarm(t *testing.T) {
 		t.Errorf("provider requests %v, want one submission", rs)
 	}
 
-	if err := queue.Setup(ctx, env.JS, queue.Layout{}); err != nil { // the bucket is back
+	if err := env.JS.DeleteKeyValue(ctx, queue.BucketRateLimit); err != nil {
 		t.Fatal(err)
 	}
 	env.NextEvent(up, 30*time.Second)
@@ -78,11 +86,11 @@ func TestLimiterOutageIsAnAlarm(t *testing.T) {
 	if err := w.W.Healthy(); err != nil {
 		t.Errorf("Healthy() after the outage = %v", err)
 	}
-	st, err := env.Client.Stats(ctx, reelq.StatsOptions{Recent: -1})
+	stats, err := env.Client.Stats(ctx, reelq.StatsOptions{Recent: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range st.Providers {
+	for _, p := range stats.Providers {
 		if p.Limiter != nil {
 			t.Errorf("%s: limiter alarm %+v after the outage", p.Provider, p.Limiter)
 		}
