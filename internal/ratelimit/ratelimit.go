@@ -447,7 +447,7 @@ func (l *Limiter) pump(ctx context.Context) {
 		l.mu.Lock()
 		l.remember(next, newRev)
 		took := l.now().UnixNano() - now
-		late := took - l.rtt > int64(tokenTTL(time.Duration(iv)))
+		late := took-l.rtt > int64(tokenTTL(time.Duration(iv)))
 		l.rtt += (took - l.rtt) / 4 // the usual round trip, which late answers raise too
 		if late {
 			// The answer came back late (a request held across a
