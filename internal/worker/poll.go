@@ -85,6 +85,10 @@ func (e *engine) stepPoll(ctx context.Context, j *job) outcome {
 		switch {
 		case ctx.Err() != nil:
 			return nak(0)
+		case errors.Is(err, ratelimit.ErrUnavailable):
+			// A further request of the call found the limiter unavailable:
+			// not the provider's fault, and no part of the poll budget.
+			return pollAt(time.Now().Add(limiterRetry))
 		case errors.Is(err, providers.ErrRateLimited):
 			e.rateLimited(j, err)
 			return pollAt(time.Now())

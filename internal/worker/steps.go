@@ -373,6 +373,17 @@ func (e *engine) submit(ctx context.Context, j *job, ambiguous bool) outcome {
 func (e *engine) submitCall(ctx context.Context, j *job) outcome {
 	req := providers.Request{JobID: j.id, Input: j.env.Input}
 	for rl := 0; ; rl++ {
+		if time.Since(j.tokenAt) > e.rt.Limiter.TokenTTL() {
+			// The state write after the token took long (a NATS stall): a
+			// fresh token, so calls held meanwhile do not all go out at
+			// once. Taken here, outside the call's timeout.
+			if err := e.limit(j); err != nil {
+				return e.backToQueued(ctx, j, limited(err))
+			}
+			if e.draining.Load() {
+				return e.backToQueued(ctx, j, nak(0))
+			}
+		}
 		// The paid call is never cut short by shutdown: its answer must be
 		// recorded, or the next worker cannot know whether we paid.
 		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.rt.RequestTimeout)

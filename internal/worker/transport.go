@@ -18,7 +18,9 @@ import (
 // if the request starts within the limiter's TokenTTL of the token: a
 // token held longer (a state write stalled by a NATS outage in between)
 // is thrown away and the request waits for a fresh one, so calls held
-// during an outage do not all go out when it ends.
+// during an outage do not all go out when it ends. (A submission takes
+// its fresh token before the call, outside its timeout; this is the
+// safety net.)
 // Every further request in the same call waits for a token of its own:
 // Camb's Poll, for example, reads the story status and then, on success,
 // fetches the result, which is two requests to the account's budget. A
