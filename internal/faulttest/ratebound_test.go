@@ -14,6 +14,7 @@ import (
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // The rate bound of the fault tests below: 5 calls a second, 3 back to
@@ -40,7 +41,7 @@ func rateBoundRun(t *testing.T, dir, natsURL string, n int, batch string) (*sim,
 	}
 	jobs := samsarJobs(batch, n)
 	c.enqueue(t, jobs)
-	if err := eventually(time.Minute, func() error {
+	if err := waitfor.Poll(time.Minute, func() error {
 		if got := c.resultCount(); got < 5 {
 			return fmt.Errorf("%d results", got)
 		}
@@ -158,7 +159,7 @@ func TestRateLimitBucketUnwritable(t *testing.T) {
 	}
 	broken := time.Now()
 	var alarm *reelq.LimiterAlarm
-	if err := eventually(time.Minute, func() error {
+	if err := waitfor.Poll(time.Minute, func() error {
 		st, err := c.rc.Stats(ctx, reelq.StatsOptions{Recent: -1})
 		if err != nil {
 			return err
@@ -169,7 +170,7 @@ func TestRateLimitBucketUnwritable(t *testing.T) {
 				return nil
 			}
 		}
-		return errNotYet
+		return waitfor.ErrNotYet
 	}); err != nil {
 		t.Fatalf("stats never showed the limiter's alarm: %v", err)
 	}
