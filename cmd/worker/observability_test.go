@@ -189,7 +189,8 @@ func TestWorkerMetricsAndProbes(t *testing.T) {
 		}
 	}
 
-	// An operator pause shows on every replica's gauges.
+	// An operator pause shows on every replica's gauges; the consumer stays
+	// unpaused on the server (a pause holds paid calls, not deliveries).
 	kv, err := env.JS.KeyValue(ctx, queue.BucketProviders)
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +207,7 @@ func TestWorkerMetricsAndProbes(t *testing.T) {
 		m = parseProm(t, body)
 		p, _ := promSum(m, "reelq_provider_paused", with("code", "manual"))
 		c, _ := promSum(m, "reelq_consumer_paused", samsar)
-		return p == 1 && c == 1
+		return p == 1 && c == 0
 	})
 	if _, err := ps.Resume(ctx, "samsar", "test"); err != nil {
 		t.Fatal(err)

@@ -26,7 +26,7 @@ func NewQueueCollector(js jetstream.JetStream, providers []string) *QueueCollect
 		pending: prometheus.NewDesc("reelq_queue_depth", "Jobs waiting in the queue (consumer num_pending), cluster-wide.", []string{"provider"}, nil),
 		ackPend: prometheus.NewDesc("reelq_queue_in_flight", "Jobs delivered and not yet acknowledged (consumer num_ack_pending), cluster-wide.", []string{"provider"}, nil),
 		redeliv: prometheus.NewDesc("reelq_queue_redelivered", "Jobs being redelivered (consumer num_redelivered).", []string{"provider"}, nil),
-		paused:  prometheus.NewDesc("reelq_consumer_paused", "1 while the provider's consumer is paused on the server.", []string{"provider"}, nil),
+		paused:  prometheus.NewDesc("reelq_consumer_paused", "1 while the provider's consumer is paused on the server (by hand or by an older release: a reelq pause holds paid calls in the workers, see reelq_provider_paused).", []string{"provider"}, nil),
 	}
 }
 

@@ -349,7 +349,10 @@ func unlimited(n int64) int64 {
 }
 
 // Ready checks that the streams and buckets exist, for readiness probes
-// and for clients that must not create them.
+// and for clients that must not create them. The rate limits' bucket is
+// left out: its state is soft, a standalone server's restart drops it
+// (memory storage), and the workers' limiters create it again when they
+// next need it (or raise their own alarm).
 func Ready(ctx context.Context, js jetstream.JetStream) error {
 	for _, cfg := range (Layout{}).StreamConfigs() {
 		if _, err := js.Stream(ctx, cfg.Name); err != nil {
@@ -357,6 +360,9 @@ func Ready(ctx context.Context, js jetstream.JetStream) error {
 		}
 	}
 	for _, cfg := range (Layout{}).KeyValueConfigs() {
+		if cfg.Bucket == BucketRateLimit {
+			continue
+		}
 		if _, err := js.KeyValue(ctx, cfg.Bucket); err != nil {
 			return fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
 		}

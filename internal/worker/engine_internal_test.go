@@ -408,7 +408,7 @@ func TestSlotFreedAfterTryAcquire(t *testing.T) {
 	advertised := func() bool {
 		a := mine.Snapshot()
 		for _, h := range a.Holders {
-			if h.Worker == "mine" && h.Want == 1 {
+			if h.Worker == mine.Holder() && h.Want == 1 {
 				return a.Free == 0
 			}
 		}

@@ -376,10 +376,12 @@ func (e *engine) submitCall(ctx context.Context, j *job) outcome {
 		if time.Since(j.tokenAt) > e.rt.Limiter.TokenTTL() {
 			// The state write after the token took long (a NATS stall): a
 			// fresh token, so calls held meanwhile do not all go out at
-			// once. Taken here, outside the call's timeout.
-			if err := e.limit(j); err != nil {
+			// once. Taken here, outside the call's timeout (and not
+			// recorded as a wait of its own: one call, one observation).
+			if _, err := e.rt.Limiter.Wait(e.intake); err != nil {
 				return e.backToQueued(ctx, j, limited(err))
 			}
+			j.tokenAt = time.Now()
 			if e.draining.Load() {
 				return e.backToQueued(ctx, j, nak(0))
 			}
