@@ -140,12 +140,9 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	// One store for every provider's limiter: when its bucket is gone or
 	// cannot be written, it recreates it as Setup would (the limiters'
 	// state is soft; see RELIABILITY.md).
-	rlStore := ratelimit.NewKVStore(rlKV)
-	for _, kc := range layout.KeyValueConfigs() {
-		if kc.Bucket == queue.BucketRateLimit {
-			rlStore.Repairable(js, kc, 0)
-		}
-	}
+	rlStore := ratelimit.NewKVStore(rlKV).Repairable(js, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return queue.SetupBucket(ctx, js, layout, queue.BucketRateLimit)
+	}, 0)
 	outages, onOutage := worker.Outages()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -294,6 +294,7 @@ func (l Layout) setupBucket(ctx context.Context, js jetstream.JetStream, cfg jet
 			return nil // unchanged: no update (see sameStream)
 		}
 		cfg.Metadata = have.Metadata
+		cfg.Storage = have.Storage // cannot change (see the rate limits' bucket)
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
 	if err != nil {
@@ -311,6 +312,22 @@ func (l Layout) setupBucket(ctx context.Context, js jetstream.JetStream, cfg jet
 	l.tuneBucket(&sc)
 	_, err = js.UpdateStream(ctx, sc)
 	return err
+}
+
+// SetupBucket creates or updates one of the layout's buckets as Setup
+// does and returns it: a worker recreating a bucket it lost (the rate
+// limits' bucket, package ratelimit's Repairable).
+func SetupBucket(ctx context.Context, js jetstream.JetStream, l Layout, bucket string) (jetstream.KeyValue, error) {
+	for _, cfg := range l.KeyValueConfigs() {
+		if cfg.Bucket != bucket {
+			continue
+		}
+		if err := l.setupBucket(ctx, js, cfg); err != nil {
+			return nil, err
+		}
+		return js.KeyValue(ctx, bucket)
+	}
+	return nil, fmt.Errorf("bucket %s is not reelq's", bucket)
 }
 
 // sameBucket reports whether a bucket's stream already has cfg's

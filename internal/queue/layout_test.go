@@ -119,3 +119,40 @@ func TestSetupUpgradesOldLayout(t *testing.T) {
 		t.Errorf("%d consumers, want one per priority", len(cs))
 	}
 }
+
+// The rate limits' bucket of an older reelq (file storage, rollups
+// allowed) is brought to the current settings by Setup, keeping its
+// storage: a stream's storage cannot change, and an update that tried
+// failed Setup (and so every worker's start). SetupBucket recreates it,
+// once it is gone, in memory and with those settings.
+func TestSetupKeepsOldRateLimitBucketStorage(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, js := natstest.Connect(t, natstest.Server(t))
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: queue.BucketRateLimit, Description: "reelq cluster-wide rate limits",
+		History: 1, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	if err := queue.Setup(ctx, js, queue.Layout{}); err != nil {
+		t.Fatalf("Setup over an old rate limit bucket: %v", err)
+	}
+	check := func(storage jetstream.StorageType) {
+		t.Helper()
+		st, err := js.Stream(ctx, "KV_"+queue.BucketRateLimit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := st.CachedInfo().Config; c.Storage != storage || c.AllowRollup {
+			t.Errorf("rate limit bucket: storage %v, rollups %v; want %v, none", c.Storage, c.AllowRollup, storage)
+		}
+	}
+	check(jetstream.FileStorage)
+	if err := js.DeleteKeyValue(ctx, queue.BucketRateLimit); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := queue.SetupBucket(ctx, js, queue.Layout{}, queue.BucketRateLimit); err != nil {
+		t.Fatal(err)
+	}
+	check(jetstream.MemoryStorage)
+}

@@ -218,7 +218,8 @@ func TestKVRepairBringsBucketBack(t *testing.T) {
 			}
 			outages := make(chan Outage, 16)
 			log, _ := testLogger(t)
-			l := New(NewKVStore(kv).Repairable(js, cfg, 500*time.Millisecond), "segmind", Config{Rate: 50, Burst: 1, Logger: log,
+			create := func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, cfg) }
+			l := New(NewKVStore(kv).Repairable(js, create, 500*time.Millisecond), "segmind", Config{Rate: 50, Burst: 1, Logger: log,
 				UnavailableAfter: 300 * time.Millisecond, OnOutage: func(o Outage) { outages <- o }})
 			if _, err := l.Wait(ctx); err != nil {
 				t.Fatal(err)

@@ -38,7 +38,7 @@ type KVStore struct {
 
 	// Set by Repairable.
 	js          jetstream.JetStream
-	cfg         jetstream.KeyValueConfig
+	create      func(context.Context) (jetstream.KeyValue, error)
 	brokenAfter time.Duration
 	repairMu    sync.Mutex
 }
@@ -55,16 +55,17 @@ func NewKVStore(kv jetstream.KeyValue) *KVStore {
 const DefaultBrokenAfter = 30 * time.Second
 
 // Repairable lets the store repair its bucket (see [Repairer]): create it
-// again, with cfg, when it is gone (deleted under the workers), or delete
-// and create it when it exists but its calls have failed for brokenAfter
-// (zero: DefaultBrokenAfter), as a file store's critical write error
-// ("stream store EOF") makes it. The state it holds is soft: a Limiter
-// writes its schedule again (see Failures). It returns s.
-func (s *KVStore) Repairable(js jetstream.JetStream, cfg jetstream.KeyValueConfig, brokenAfter time.Duration) *KVStore {
+// again with create when it is gone (deleted under the workers), or
+// delete it (through js) and create it when it exists but its calls have
+// failed for brokenAfter (zero: DefaultBrokenAfter), as a file store's
+// critical write error ("stream store EOF") makes it. The state it holds
+// is soft: a Limiter writes its schedule again (see Failures). It returns
+// s.
+func (s *KVStore) Repairable(js jetstream.JetStream, create func(context.Context) (jetstream.KeyValue, error), brokenAfter time.Duration) *KVStore {
 	if brokenAfter <= 0 {
 		brokenAfter = DefaultBrokenAfter
 	}
-	s.js, s.cfg, s.brokenAfter = js, cfg, brokenAfter
+	s.js, s.create, s.brokenAfter = js, create, brokenAfter
 	return s
 }
 
@@ -105,10 +106,7 @@ func (s *KVStore) Repair(ctx context.Context, since time.Time) error {
 				"delete it as an admin (nats kv del %s); the workers create it again", s.bucket, err, s.bucket)
 		}
 	}
-	kv, err := s.js.CreateKeyValue(ctx, s.cfg)
-	if errors.Is(err, jetstream.ErrBucketExists) {
-		kv, err = s.js.KeyValue(ctx, s.bucket)
-	}
+	kv, err := s.create(ctx)
 	if err != nil {
 		return fmt.Errorf("ratelimit: create bucket %s: %w", s.bucket, err)
 	}

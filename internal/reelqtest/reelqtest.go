@@ -173,12 +173,9 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 	}
 	// As in cmd/worker: one store for every limiter, which recreates its
 	// bucket when it is gone or cannot be written.
-	store := ratelimit.NewKVStore(kv)
-	for _, kc := range (queue.Layout{}).KeyValueConfigs() {
-		if kc.Bucket == queue.BucketRateLimit {
-			store.Repairable(js, kc, 0)
-		}
-	}
+	store := ratelimit.NewKVStore(kv).Repairable(js, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return queue.SetupBucket(ctx, js, queue.Layout{}, queue.BucketRateLimit)
+	}, 0)
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(e.T.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
