@@ -5,16 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/reelq/reelq/internal/providers"
-	"github.com/reelq/reelq/internal/providers/registry"
+	"github.com/reelq/reelq/internal/providers/kind"
 )
 
 // Client enqueues jobs and follows their results over a NATS connection.
@@ -38,7 +35,7 @@ type Client struct {
 	jobs       jetstream.KeyValue
 	cancels    jetstream.KeyValue
 	validators map[string]Validator
-	providers  map[string]providers.Provider
+	rules      map[string]kind.Rules
 
 	// betweenReads, set by tests, runs between Get's read of the job state
 	// and its read of the queue.
@@ -50,7 +47,9 @@ type Options struct {
 	// ProviderEnv supplies the provider options the input rules depend on,
 	// under the worker's variable names (e.g. SAMSAR_VIDEO_MODELS,
 	// SEGMIND_PRICE_PER_RUN), so the client validates and prices jobs as
-	// the workers will. Nil reads the process environment.
+	// the workers will. Nil means the providers' defaults: the client
+	// never reads the process environment (pass a map built from
+	// os.Environ to validate as workers configured by it).
 	ProviderEnv map[string]string
 	// Limits are the job size limits; the zero value means the defaults
 	// (MaxInputBytes, MaxMetadataBytes, MaxJobBytes).
@@ -98,18 +97,14 @@ func NewClient(ctx context.Context, nc *nats.Conn, opts Options) (*Client, error
 		opts.Timeout = 10 * time.Second
 	}
 	opts.Limits = opts.Limits.withDefaults()
-	env := opts.ProviderEnv
-	if env == nil {
-		env = map[string]string{}
-		for _, kv := range os.Environ() {
-			if k, v, ok := strings.Cut(kv, "="); ok {
-				env[k] = v
-			}
+	rules := make(map[string]kind.Rules, len(kinds))
+	validators := make(map[string]Validator, len(kinds))
+	for _, k := range kinds {
+		r, err := k.Rules(opts.ProviderEnv)
+		if err != nil {
+			return nil, fmt.Errorf("reelq: provider options: %w", err)
 		}
-	}
-	provs, err := registry.Validators(env)
-	if err != nil {
-		return nil, fmt.Errorf("reelq: provider options: %w", err)
+		rules[k.Name], validators[k.Name] = r, r
 	}
 	// An async publish whose ack never comes (the connection dropped
 	// after the message left) fails after a while instead of waiting
@@ -118,10 +113,7 @@ func NewClient(ctx context.Context, nc *nats.Conn, opts Options) (*Client, error
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{nc: nc, js: js, opts: opts, validators: map[string]Validator{}, providers: provs}
-	for n, p := range provs {
-		c.validators[n] = p
-	}
+	c := &Client{nc: nc, js: js, opts: opts, validators: validators, rules: rules}
 	cctx, cancel := c.reqCtx(ctx)
 	defer cancel()
 	if c.jobs, err = js.KeyValue(cctx, BucketJobs); err != nil {
@@ -159,87 +151,13 @@ func (c *Client) JetStream() jetstream.JetStream { return c.js }
 // `input.prompt is 501 characters; the limit is 500`, `input: unknown
 // field "promt"`, `field "duration" must be a number, not a string`.
 func (c *Client) Validate(j *Job) error {
-	return readableInvalid(j.Validate(c.validators, c.opts.Limits))
-}
-
-// invalidError is a validation error reworded for people; it still
-// matches ErrInvalidJob and the provider's error with errors.Is.
-type invalidError struct {
-	msg   string
-	cause error
-}
-
-func (e *invalidError) Error() string   { return ErrInvalidJob.Error() + ": " + e.msg }
-func (e *invalidError) Unwrap() []error { return []error{ErrInvalidJob, e.cause} }
-
-// readableInvalid rewords a provider's input rule error without its
-// "<provider> validate: invalid input:" prefix and without Go's JSON
-// decoder vocabulary (struct and type names).
-func readableInvalid(err error) error {
-	var ie *invalidError
-	if errors.As(err, &ie) {
-		return err // already worded
-	}
-	var pe *providers.Error
-	if err == nil || !errors.As(err, &pe) || !errors.Is(err, providers.ErrInvalidInput) {
-		return err
-	}
-	return &invalidError{msg: readableInput(pe.Message), cause: err}
-}
-
-var (
-	reTypeField = regexp.MustCompile(`^(?:input: )?json: cannot unmarshal (\w+)(?: [^ ]+)? into Go struct field [\w]+\.([\w.]+) of type (\S+)$`)
-	reTypeValue = regexp.MustCompile(`^(?:input: )?json: cannot unmarshal (\w+)(?: [^ ]+)? into Go value of type \S+$`)
-)
-
-func readableInput(msg string) string {
-	if m := reTypeField.FindStringSubmatch(msg); m != nil {
-		return fmt.Sprintf("field %q must be %s, not %s", m[2], goKind(m[3]), jsonValue(m[1]))
-	}
-	if m := reTypeValue.FindStringSubmatch(msg); m != nil {
-		return "input must be a JSON object, not " + jsonValue(m[1])
-	}
-	if msg == "input: missing" {
-		return "input is required"
-	}
-	return strings.Replace(msg, "json: unknown field", "unknown field", 1)
-}
-
-// goKind names the JSON a Go type takes.
-func goKind(t string) string {
-	t = strings.TrimLeft(t, "*")
-	switch {
-	case t == "string":
-		return "a string"
-	case t == "bool":
-		return "true or false"
-	case strings.HasPrefix(t, "int"), strings.HasPrefix(t, "uint"):
-		return "a whole number"
-	case strings.HasPrefix(t, "float"):
-		return "a number"
-	case strings.HasPrefix(t, "[]"):
-		return "an array"
-	case strings.HasPrefix(t, "map["):
-		return "an object"
-	}
-	return "an object"
-}
-
-// jsonValue names a JSON value kind as Go's decoder reports it.
-func jsonValue(v string) string {
-	switch v {
-	case "array", "object":
-		return "an " + v
-	case "bool":
-		return "a boolean"
-	}
-	return "a " + v
+	return kind.Readable(j.Validate(c.validators, c.opts.Limits))
 }
 
 // Estimate returns what j is expected to cost at its provider, or false
 // when j is invalid or its provider publishes no price.
 func (c *Client) Estimate(j *Job) (Cost, bool) {
-	p := c.providers[j.Provider]
+	p := c.rules[j.Provider]
 	if p == nil || c.Validate(j) != nil {
 		return Cost{}, false
 	}
@@ -251,8 +169,8 @@ func (c *Client) Estimate(j *Job) (Cost, bool) {
 // not, a running job that is cancelled still runs, and is billed, at the
 // provider).
 func (c *Client) Cancelable(provider string) bool {
-	_, ok := c.providers[provider].(providers.Canceler)
-	return ok
+	k, _ := kindOf(provider)
+	return k.Cancelable
 }
 
 // getState reads a job's state, or ErrNotFound.

@@ -16,7 +16,7 @@ import (
 	"github.com/reelq/reelq/internal/embedded"
 	"github.com/reelq/reelq/internal/logging"
 	"github.com/reelq/reelq/internal/providers"
-	"github.com/reelq/reelq/internal/providers/registry"
+	"github.com/reelq/reelq/internal/providers/all"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/ratelimit"
@@ -249,25 +249,22 @@ func startWorker(natsURL string) (stop func()) {
 	key := func(p string) string { return "example-key-" + p + "-0123456789abcdef" }
 	knobs := map[string]providersim.Knobs{}
 	secrets := &logging.Secrets{}
-	for _, p := range providersim.Providers {
+	for _, p := range all.Names() {
 		knobs[p] = providersim.Knobs{APIKey: key(p), CompleteAfter: providersim.Duration(20 * time.Millisecond)}
 		secrets.Add(key(p))
 	}
-	sim := httptest.NewServer(providersim.New(knobs, 1))
+	sim := httptest.NewServer(all.Simulator(knobs, 1))
 
 	rlKV, err := js.KeyValue(ctx, reelq.BucketRateLimit)
 	must(err)
 	rts := map[string]*worker.Runtime{}
-	for _, p := range reelq.Providers {
-		base := sim.URL
-		if p == "camb" {
-			base += "/apis"
-		}
+	for _, spec := range all.Specs {
+		p := spec.Name()
 		lim := ratelimit.New(ratelimit.NewKVStore(rlKV), p, ratelimit.Config{Rate: 200, Burst: 10})
-		prov, err := registry.New(p, providers.Config{BaseURL: base, APIKey: key(p), RequestTimeout: 10 * time.Second,
+		prov, err := spec.Build(providers.Config{BaseURL: sim.URL + spec.Sim.Base, APIKey: key(p), RequestTimeout: 10 * time.Second,
 			HTTPClient: worker.HTTPClient(lim, 10*time.Second, 0)}, nil)
 		must(err)
-		rts[p] = &worker.Runtime{Provider: prov, Limiter: lim, MaxInflight: 8, PollInterval: 20 * time.Millisecond,
+		rts[p] = &worker.Runtime{Provider: prov, Spec: spec, Limiter: lim, MaxInflight: 8, PollInterval: 20 * time.Millisecond,
 			MaxPollInterval: 80 * time.Millisecond, RequestTimeout: 10 * time.Second}
 	}
 	w, err := worker.New(ctx, nc, js, worker.Config{WorkerID: "example", Logger: slog.New(slog.DiscardHandler), Secrets: secrets,

@@ -5,15 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/reelq/reelq"
-	"github.com/reelq/reelq/internal/providers/camb"
-	"github.com/reelq/reelq/internal/providers/samsar"
-	"github.com/reelq/reelq/internal/providers/vimmerse"
 	"github.com/reelq/reelq/internal/reelqtest"
 )
 
@@ -188,43 +184,6 @@ func TestSegmindInputJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(`[]`), &back); err == nil {
 		t.Error("an array read as a Segmind input")
 	}
-}
-
-// The typed inputs carry every field of the worker's input structs (the
-// aliases a person may write by hand aside), so none of the provider's
-// documented fields is out of reach from Go.
-func TestInputsCoverWorkerFields(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		typed, worker any
-		aliases       []string
-	}{
-		{reelq.SamsarInput{}, samsar.Input{}, []string{"webhook_url"}},
-		{reelq.VimmerseInput{}, vimmerse.Input{}, nil},
-		{reelq.CambInput{}, camb.Input{}, []string{"voice"}},
-	} {
-		have := jsonFields(reflect.TypeOf(tc.typed))
-		for _, f := range jsonFields(reflect.TypeOf(tc.worker)) {
-			if !slices.Contains(have, f) && !slices.Contains(tc.aliases, f) {
-				t.Errorf("%T has no field for %q (in %T): add it", tc.typed, f, tc.worker)
-			}
-		}
-		for _, f := range have {
-			if !slices.Contains(jsonFields(reflect.TypeOf(tc.worker)), f) {
-				t.Errorf("%T field %q is not in %T: the worker would reject it", tc.typed, f, tc.worker)
-			}
-		}
-	}
-}
-
-func jsonFields(t reflect.Type) []string {
-	var out []string
-	for f := range t.Fields() {
-		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
-			out = append(out, name)
-		}
-	}
-	return out
 }
 
 // A client validates with its own provider options (a deployment with

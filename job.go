@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/reelq/reelq/internal/providers/kind"
 )
 
 // Job is a job request, published on its JobSubject.
@@ -115,7 +117,7 @@ func (l Limits) withDefaults() Limits {
 // ErrInvalidJob classifies a job request that can never run: bad JSON,
 // unknown provider, bad id, a field over its size limit, or input the
 // provider's rules reject.
-var ErrInvalidJob = errors.New("invalid job")
+var ErrInvalidJob = kind.ErrInvalidJob
 
 // ValidID reports whether id can be a job id: 1-128 characters of
 // [A-Za-z0-9_-], so it is one NATS subject token and a KV key.
@@ -199,7 +201,7 @@ func (j *Job) Validate(validators map[string]Validator, lim Limits) error {
 	}
 	if v, ok := validators[j.Provider]; ok && v != nil && inputOK {
 		if err := v.Validate(j.Input); err != nil {
-			bad.add(readableInvalid(fmt.Errorf("%w: %w", ErrInvalidJob, err)))
+			bad.add(kind.Readable(fmt.Errorf("%w: %w", ErrInvalidJob, err)))
 		}
 	}
 	return bad.err()
@@ -222,19 +224,7 @@ func (p *problems) addf(format string, args ...any) {
 
 // err is nil, the one error, or an error listing them all that matches
 // each one's classes with errors.Is.
-func (p *problems) err() error {
-	switch len(p.errs) {
-	case 0:
-		return nil
-	case 1:
-		return p.errs[0]
-	}
-	msgs := make([]string, len(p.errs))
-	for i, e := range p.errs {
-		msgs[i] = strings.TrimPrefix(e.Error(), ErrInvalidJob.Error()+": ")
-	}
-	return &invalidError{msg: strings.Join(msgs, "; "), cause: errors.Join(p.errs...)}
-}
+func (p *problems) err() error { return kind.JoinInvalid(p.errs...) }
 
 // DecodeJob parses a job request strictly: unknown top-level fields are
 // rejected, so a typo ("inputs") is an error rather than a silent empty

@@ -41,8 +41,15 @@ const (
 	BucketCancel = "reelq_cancel"
 )
 
-// Providers lists the providers reelq knows, in a stable order.
-var Providers = []string{"camb", "samsar", "segmind", "vimmerse"}
+// Providers lists the providers reelq knows, in a stable order (the order
+// of internal/providers/all.Specs, from which providers_gen.go is made).
+var Providers = func() []string {
+	out := make([]string, len(kinds))
+	for i, k := range kinds {
+		out[i] = k.Name
+	}
+	return out
+}()
 
 // KnownProvider reports whether p is one of Providers.
 func KnownProvider(p string) bool { return slices.Contains(Providers, p) }

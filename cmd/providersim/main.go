@@ -1,5 +1,5 @@
-// Command providersim serves simulated Segmind, Samsar, Vimmerse and Camb
-// APIs on one port, for the demo and for tests. Every provider starts with
+// Command providersim serves the simulated API of every provider reelq
+// knows (internal/providers/all) on one port, for the demo and for tests. Every provider starts with
 // the same knobs (flags below); -knobs FILE sets per-provider knobs as JSON
 // ({"samsar": {"complete_after": "2s", "fail_rate": 0.1}, ...}; a
 // provider named there gets exactly those knobs), and the admin API
@@ -25,6 +25,7 @@ import (
 
 	"github.com/reelq/reelq/internal/buildinfo"
 	"github.com/reelq/reelq/internal/logging"
+	"github.com/reelq/reelq/internal/providers/all"
 	"github.com/reelq/reelq/internal/providersim"
 )
 
@@ -52,7 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	delayMax := fs.Duration("create-delay-max", 0, "hold it at most this long (a delay is drawn from [min, max])")
 	outputTTL := fs.Duration("output-ttl", 0, "output links expire this long after the task finished (0 = never)")
 	outputSize := fs.Int64("output-size", 0, "serve every MP4 and WAV output as a file of this many bytes (0 = a few KB)")
-	outputDuration := fs.Duration("output-duration", 0, "every MP4 and WAV output lasts this long (0 = Samsar's asked duration, else 1 s)")
+	outputDuration := fs.Duration("output-duration", 0, "every MP4 and WAV output lasts this long (0 = the duration a job asked for, else 1 s)")
 	outputBroken := fs.String("output-broken", "", "serve every output broken: truncated, html, empty or no_audio")
 	seed := fs.Uint64("seed", 1, "random seed")
 	version := fs.Bool("version", false, "print the version and exit (also: providersim version)")
@@ -69,7 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		OutputTTL: providersim.Duration(*outputTTL), OutputSize: *outputSize,
 		OutputDuration: providersim.Duration(*outputDuration), OutputBroken: *outputBroken}
 	knobs := map[string]providersim.Knobs{}
-	for _, p := range providersim.Providers {
+	for _, p := range all.Names() {
 		knobs[p] = base
 	}
 	if *knobsFile != "" {
@@ -81,8 +82,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%s: %w", *knobsFile, err)
 		}
 	}
-	sim := providersim.New(knobs, *seed)
-	for _, p := range providersim.Providers {
+	sim := all.Simulator(knobs, *seed)
+	for _, p := range all.Names() {
 		if err := sim.SetKnobs(p, knobs[p]); err != nil { // checks the values
 			return fmt.Errorf("%s: %w", p, err)
 		}
@@ -94,7 +95,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 5 * time.Second}
 	u := "http://" + ln.Addr().String()
-	fmt.Fprintf(stdout, "providersim listening on %s\n  SEGMIND_BASE_URL=%s SAMSAR_BASE_URL=%s VIMMERSE_BASE_URL=%s CAMB_BASE_URL=%s/apis\n  admin: %s/admin/stats\n", u, u, u, u, u, u)
+	fmt.Fprintf(stdout, "providersim listening on %s\n ", u)
+	for _, s := range all.Specs {
+		fmt.Fprintf(stdout, " %sBASE_URL=%s%s", s.Kind.Prefix(), u, s.Sim.Base)
+	}
+	fmt.Fprintf(stdout, "\n  admin: %s/admin/stats\n", u)
 	log.Info("providersim started", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -38,7 +38,7 @@ import (
 	"github.com/reelq/reelq/internal/metrics"
 	"github.com/reelq/reelq/internal/natsconn"
 	"github.com/reelq/reelq/internal/providers"
-	"github.com/reelq/reelq/internal/providers/registry"
+	"github.com/reelq/reelq/internal/providers/all"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/ratelimit"
 	"github.com/reelq/reelq/internal/worker"
@@ -151,7 +151,8 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 
 	rts := map[string]*worker.Runtime{}
 	budgets := map[string]worker.ProviderBudget{}
-	for name, pc := range cfg.Providers() {
+	for _, spec := range all.Specs {
+		name, pc := spec.Name(), cfg.Providers()[spec.Name()]
 		if !pc.Active() {
 			log.Info("provider disabled: no API key", "provider", name)
 			continue
@@ -163,13 +164,14 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 			Logger: log.With("provider", name), OnOutage: onOutage})
 		// Every HTTP request the adapter sends takes a token from lim, not
 		// only the first of each call (worker.HTTPClient).
-		prov, err := registry.New(name, providers.Config{BaseURL: pc.BaseURL, APIKey: pc.APIKey, HTTPClient: worker.HTTPClient(lim, pc.RequestTimeout, pc.Calls),
+		prov, err := spec.Build(providers.Config{BaseURL: pc.BaseURL, APIKey: pc.APIKey, HTTPClient: worker.HTTPClient(lim, pc.RequestTimeout, pc.Calls),
 			RequestTimeout: pc.RequestTimeout, AllowInsecure: pc.AllowInsecureHTTP}, config.Environ(environ))
 		if err != nil {
 			return err
 		}
 		rts[name] = &worker.Runtime{
 			Provider:        prov,
+			Spec:            spec,
 			Limiter:         lim,
 			MaxInflight:     pc.MaxInflight,
 			Rate:            pc.Rate,
@@ -185,7 +187,7 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 		if pc.Budget != "" {
 			c, err := reelq.ParseCost(pc.Budget)
 			if err != nil {
-				return fmt.Errorf("configuration: %s_BUDGET: %w", strings.ToUpper(name), err)
+				return fmt.Errorf("configuration: %sBUDGET: %w", spec.Kind.Prefix(), err)
 			}
 			period := pc.BudgetPeriod
 			if period <= 0 {
@@ -201,7 +203,11 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 		log.Info("provider enabled", "provider", name, "settings", *pc)
 	}
 	if len(rts) == 0 {
-		return errors.New("no provider enabled: set at least one of SEGMIND_API_KEY, SAMSAR_API_KEY, VIMMERSE_API_KEY, CAMB_API_KEY (or the _FILE forms)")
+		var keys []string
+		for _, p := range config.ProviderPrefixes() {
+			keys = append(keys, p+"API_KEY")
+		}
+		return fmt.Errorf("no provider enabled: set at least one of %s (or the _FILE forms)", strings.Join(keys, ", "))
 	}
 	reg.MustRegister(metrics.NewQueueCollector(js, names(rts)))
 

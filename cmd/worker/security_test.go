@@ -33,6 +33,7 @@ import (
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/archive"
 	"github.com/reelq/reelq/internal/dashboard"
+	"github.com/reelq/reelq/internal/providers/all"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/providerstate"
 	"github.com/reelq/reelq/internal/queue"
@@ -186,13 +187,13 @@ func (id *ident) client(t testing.TB) *reelq.Client {
 // simServer serves the simulator (wrapped by wrap, if set) over HTTP.
 func simServer(t testing.TB, knobs map[string]providersim.Knobs, wrap func(http.Handler) http.Handler) (*providersim.Server, string) {
 	t.Helper()
-	all := map[string]providersim.Knobs{}
-	for _, p := range providersim.Providers {
+	every := map[string]providersim.Knobs{}
+	for _, p := range all.Names() {
 		k := knobs[p]
 		k.APIKey = reelqtest.APIKey(p)
-		all[p] = k
+		every[p] = k
 	}
-	sim := providersim.New(all, 11)
+	sim := all.Simulator(every, 11)
 	var h http.Handler = sim
 	if wrap != nil {
 		h = wrap(sim)

@@ -16,18 +16,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math"
 	"net/url"
 	"os"
 	"reflect"
-	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
 
-	"github.com/reelq/reelq/internal/providers/registry"
+	"github.com/reelq/reelq/internal/providers/all"
 )
 
 // NATS is how to reach the NATS server or cluster, with the variable names
@@ -125,7 +124,8 @@ func (n *NATS) resolve() error {
 }
 
 // Provider is one provider's settings, read with the provider's prefix
-// (SEGMIND_, SAMSAR_, VIMMERSE_, CAMB_).
+// (its Spec's Kind.Prefix: SAMSAR_ for samsar), for each provider of
+// internal/providers/all.
 type Provider struct {
 	APIKey     string `env:"API_KEY" help:"the provider's API key; a provider runs when it has one"`
 	APIKeyFile string `env:"API_KEY_FILE" help:"file holding the API key (instead of P_API_KEY)"`
@@ -153,8 +153,13 @@ type Provider struct {
 	// when it has an API key.
 	Enabled *bool `env:"ENABLED" help:"force the provider on (true) or off (false)" helpDefault:"(on with an API key)"`
 	// Ambiguous is the policy for a paid submission whose outcome is
-	// unknown (no answer) when the provider cannot be asked.
-	Ambiguous string `env:"AMBIGUOUS" help:"a submission got no answer and the provider cannot be asked: resubmit (may pay twice) or hold (wait for 'enqueue resolve')" helpDefault:"resubmit"`
+	// unknown (no answer) when the provider cannot be asked; empty means
+	// the provider's default (see HoldAbove).
+	Ambiguous string `env:"AMBIGUOUS" help:"a submission got no answer and the provider cannot be asked: resubmit (may pay twice) or hold (wait for 'enqueue resolve'); unset: resubmit with an idempotency key, else hold a job estimated above P_HOLD_ABOVE" helpDefault:"(per provider)"`
+	// HoldAbove is, without Ambiguous, the estimate above which a job of a
+	// provider that cannot recover a lost submission is held rather than
+	// submitted again, e.g. "5usd" or "600credits".
+	HoldAbove string `env:"HOLD_ABOVE" helpDefault:"(per provider)" help:"without P_AMBIGUOUS, a job whose estimate is above this (e.g. 5usd, 600credits) is held after a submission with an unknown outcome, one at or below it submitted again (providers with an idempotency key: always again)"`
 	// AmbiguousPauseAfter pauses the provider after this many unanswered
 	// submissions within AmbiguousWindow, cluster-wide.
 	AmbiguousPauseAfter int           `env:"AMBIGUOUS_PAUSE_AFTER" help:"pause the provider for an operator after this many unanswered submissions within P_AMBIGUOUS_WINDOW (-1: never)" helpDefault:"3"`
@@ -188,14 +193,17 @@ func (p Provider) Active() bool {
 	return p.APIKey != ""
 }
 
-// ProviderDefaults are the built-in limits per provider: Segmind's Pro
-// plan allows 50 requests/minute; the others publish no number, so reelq
-// starts conservatively.
-var ProviderDefaults = map[string]Provider{
-	"segmind":  {Rate: 50.0 / 60, Burst: 2, MaxInflight: 5, RequestTimeout: 60 * time.Second},
-	"samsar":   {Rate: 1, Burst: 2, MaxInflight: 5, RequestTimeout: 60 * time.Second},
-	"vimmerse": {Rate: 1, Burst: 2, MaxInflight: 3, RequestTimeout: 60 * time.Second},
-	"camb":     {Rate: 1, Burst: 2, MaxInflight: 5, RequestTimeout: 60 * time.Second},
+// ProviderDefaults returns each provider's built-in settings, from its
+// Spec's Limits (internal/providers/all).
+func ProviderDefaults() map[string]Provider {
+	out := make(map[string]Provider, len(all.Specs))
+	for _, s := range all.Specs {
+		l := s.Limits
+		out[s.Name()] = Provider{Rate: l.Rate, Burst: l.Burst, MaxInflight: l.MaxInflight, RequestTimeout: l.RequestTimeout,
+			PollInterval: s.Timings.PollInterval, MaxPollInterval: s.Timings.MaxPollInterval, JobTimeout: s.Timings.JobTimeout,
+			HoldAbove: strconv.FormatFloat(s.HoldAbove.Amount, 'f', -1, 64) + s.HoldAbove.Unit}
+	}
+	return out
 }
 
 func (p *Provider) resolve(prefix string, def Provider) error {
@@ -232,6 +240,9 @@ func (p *Provider) resolve(prefix string, def Provider) error {
 	default:
 		return fmt.Errorf("%sAMBIGUOUS: must be resubmit or hold, got %q", prefix, p.Ambiguous)
 	}
+	if p.HoldAbove == "" {
+		p.HoldAbove = def.HoldAbove
+	}
 	if p.Calls < 0 {
 		return fmt.Errorf("%sCALLS: must not be negative, got %d", prefix, p.Calls)
 	}
@@ -241,10 +252,9 @@ func (p *Provider) resolve(prefix string, def Provider) error {
 // Worker is the worker's whole configuration.
 type Worker struct {
 	NATS
-	Segmind  Provider `envPrefix:"SEGMIND_"`
-	Samsar   Provider `envPrefix:"SAMSAR_"`
-	Vimmerse Provider `envPrefix:"VIMMERSE_"`
-	Camb     Provider `envPrefix:"CAMB_"`
+	// providers holds each provider's settings by name, read under its
+	// prefix (see Providers).
+	providers map[string]*Provider
 
 	// DataDir holds the embedded server's JetStream store.
 	DataDir string `env:"REELQ_DATA_DIR" envDefault:"./data" help:"the embedded server's JetStream store"`
@@ -313,10 +323,9 @@ type Worker struct {
 	Warnings []string `env:"-"`
 }
 
-// Providers returns the per-provider settings by name.
-func (w *Worker) Providers() map[string]*Provider {
-	return map[string]*Provider{"segmind": &w.Segmind, "samsar": &w.Samsar, "vimmerse": &w.Vimmerse, "camb": &w.Camb}
-}
+// Providers returns the per-provider settings by name, one for each
+// provider of internal/providers/all.
+func (w *Worker) Providers() map[string]*Provider { return w.providers }
 
 // RecordingMargin is the time a provider call's outcome needs to be
 // recorded in the job state after the call returns. The worker's shutdown
@@ -338,7 +347,10 @@ func LoadWorker(environ []string) (*Worker, error) {
 	fail := func(errs ...error) (*Worker, error) { return nil, configError(errs, warnings) }
 
 	errs := checkValues(workerFields(), m)
-	for _, o := range registry.OptionTypes() {
+	for _, p := range ProviderPrefixes() {
+		errs = append(errs, checkValues(fieldsOf(reflect.TypeFor[Provider](), p), m)...)
+	}
+	for _, o := range optionTypes() {
 		errs = append(errs, checkValues(fieldsOf(o.Type, o.Prefix), m)...)
 	}
 	if len(errs) > 0 {
@@ -348,14 +360,23 @@ func LoadWorker(environ []string) (*Worker, error) {
 	if err := env.ParseWithOptions(&w, env.Options{Environment: m}); err != nil {
 		return fail(err)
 	}
+	w.providers = make(map[string]*Provider, len(all.Specs))
+	for _, s := range all.Specs {
+		var p Provider
+		if err := env.ParseWithOptions(&p, env.Options{Prefix: s.Kind.Prefix(), Environment: m}); err != nil {
+			return fail(err)
+		}
+		w.providers[s.Name()] = &p
+	}
 	if errs := negativeDurations(&w); len(errs) > 0 {
 		return fail(errs...) // before defaults replace non-positive values
 	}
 	if err := w.NATS.resolve(); err != nil {
 		return fail(err)
 	}
-	for _, name := range slices.Sorted(maps.Keys(w.Providers())) {
-		if err := w.Providers()[name].resolve(strings.ToUpper(name)+"_", ProviderDefaults[name]); err != nil {
+	defaults := ProviderDefaults()
+	for _, s := range all.Specs {
+		if err := w.providers[s.Name()].resolve(s.Kind.Prefix(), defaults[s.Name()]); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -449,14 +470,15 @@ func (w *Worker) check(m map[string]string) []error {
 	if w.MaxInputBytes+w.MaxMetadataBytes > w.MaxJobBytes {
 		add("REELQ_MAX_JOB_BYTES: %d does not hold REELQ_MAX_INPUT_BYTES (%d) plus REELQ_MAX_METADATA_BYTES (%d)", w.MaxJobBytes, w.MaxInputBytes, w.MaxMetadataBytes)
 	}
-	for _, name := range slices.Sorted(maps.Keys(w.Providers())) {
-		p, prefix := w.Providers()[name], strings.ToUpper(name)+"_"
+	for _, s := range all.Specs {
+		p, prefix := w.providers[s.Name()], s.Kind.Prefix()
 		if p.PollInterval > 0 && p.MaxPollInterval > 0 && p.PollInterval > p.MaxPollInterval {
 			add("%sPOLL_INTERVAL: %s is longer than %sMAX_POLL_INTERVAL (%s)", prefix, fmtDuration(p.PollInterval), prefix, fmtDuration(p.MaxPollInterval))
 		}
 	}
 	if name, longest := w.longestRequestTimeout(); name != "" && w.ShutdownTimeout < longest+RecordingMargin {
-		key := strings.ToUpper(name) + "_REQUEST_TIMEOUT"
+		spec, _ := all.Lookup(name)
+		key := spec.Kind.Prefix() + "REQUEST_TIMEOUT"
 		how := "set"
 		if m[key] == "" {
 			how = "default"
@@ -468,13 +490,14 @@ func (w *Worker) check(m map[string]string) []error {
 }
 
 // longestRequestTimeout returns the enabled provider with the longest
-// request timeout (the first by name on a tie), or "" if none is enabled.
+// request timeout (the first in all.Specs on a tie), or "" if none is
+// enabled.
 func (w *Worker) longestRequestTimeout() (string, time.Duration) {
 	var name string
 	var longest time.Duration
-	for _, n := range slices.Sorted(maps.Keys(w.Providers())) {
-		if p := w.Providers()[n]; p.Active() && (name == "" || p.RequestTimeout > longest) {
-			name, longest = n, p.RequestTimeout
+	for _, s := range all.Specs {
+		if p := w.providers[s.Name()]; p.Active() && (name == "" || p.RequestTimeout > longest) {
+			name, longest = s.Name(), p.RequestTimeout
 		}
 	}
 	return name, longest
@@ -482,9 +505,17 @@ func (w *Worker) longestRequestTimeout() (string, time.Duration) {
 
 // negativeDurations reports every duration variable set below zero.
 func negativeDurations(w *Worker) []error {
+	errs := negatives(reflect.ValueOf(w).Elem(), workerFields())
+	for _, s := range all.Specs {
+		errs = append(errs, negatives(reflect.ValueOf(w.providers[s.Name()]).Elem(), fieldsOf(reflect.TypeFor[Provider](), s.Kind.Prefix()))...)
+	}
+	return errs
+}
+
+// negatives reports every duration field of fs in rv below zero.
+func negatives(rv reflect.Value, fs []field) []error {
 	var errs []error
-	rv := reflect.ValueOf(w).Elem()
-	for _, f := range workerFields() {
+	for _, f := range fs {
 		if f.SF.Type != durationType || f.Index == nil {
 			continue
 		}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,7 +12,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
-	"github.com/reelq/reelq/internal/providers/registry"
+	"github.com/reelq/reelq/internal/providers/all"
 )
 
 // base is the smallest environment LoadWorker accepts with a provider on.
@@ -30,11 +31,15 @@ func TestLoadWorkerDefaults(t *testing.T) {
 	if w.AckWait != 60*time.Second || w.MaxAttempts != 5 || w.ShutdownTimeout != 70*time.Second || w.JobStateTTL != 720*time.Hour || !w.SyncAlways {
 		t.Errorf("defaults: %+v", w)
 	}
-	if w.Samsar.APIKey != "sk-samsar-test-key" || !w.Samsar.Active() || w.Segmind.Active() {
-		t.Errorf("providers: %+v %+v", w.Samsar, w.Segmind)
+	ps := w.Providers()
+	if ps["samsar"].APIKey != "sk-samsar-test-key" || !ps["samsar"].Active() || ps["segmind"].Active() {
+		t.Errorf("providers: %+v %+v", ps["samsar"], ps["segmind"])
 	}
-	if w.Samsar.RequestTimeout != 60*time.Second || w.Segmind.Rate != 50.0/60 || w.Vimmerse.MaxInflight != 3 {
-		t.Errorf("provider defaults not applied: %+v", w.Providers())
+	for _, s := range all.Specs {
+		p := ps[s.Name()]
+		if p.RequestTimeout != s.Limits.RequestTimeout || p.Rate != s.Limits.Rate || p.MaxInflight != s.Limits.MaxInflight || p.Burst != s.Limits.Burst {
+			t.Errorf("%s: the Spec's limits not applied: %+v", s.Name(), p)
+		}
 	}
 	if w.WorkerID == "" {
 		t.Error("no worker id")
@@ -127,41 +132,44 @@ func TestKnownVarsMatchCaarlosEnv(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("walk\n got %q\nwant %q", got, want)
 	}
+	for _, s := range all.Specs {
+		for _, v := range []any{&Provider{}, reflect.New(s.Kind.Options).Interface()} {
+			params, err := env.GetFieldParamsWithOptions(v, env.Options{Prefix: s.Kind.Prefix()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range params {
+				want = append(want, p.Key)
+			}
+		}
+	}
 	known := KnownVars()
-	for _, n := range append(want, registry.OptionVars()...) {
+	for _, n := range want {
 		if !isKnown(n, known) {
 			t.Errorf("%s not known", n)
 		}
 	}
 }
 
-// Every adapter the registry builds has its options and its per-provider
-// settings known to the configuration.
-func TestProvidersMatchRegistry(t *testing.T) {
-	var names, fromTypes, prefixes []string
-	for n := range (&Worker{}).Providers() {
-		names = append(names, n)
+// Every provider of the list has its settings and options known to the
+// configuration, under its prefix.
+func TestProvidersMatchTheList(t *testing.T) {
+	w, err := LoadWorker(base)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, o := range registry.OptionTypes() {
-		fromTypes = append(fromTypes, o.Provider)
-		if o.Prefix != strings.ToUpper(o.Provider)+"_" {
-			t.Errorf("%s: prefix %s", o.Provider, o.Prefix)
+	if got, want := slices.Sorted(maps.Keys(w.Providers())), slices.Sorted(slices.Values(all.Names())); !slices.Equal(got, want) {
+		t.Errorf("Worker.Providers = %q, want %q", got, want)
+	}
+	var prefixes []string
+	for _, s := range all.Specs {
+		prefixes = append(prefixes, strings.ToUpper(s.Name())+"_")
+		if _, ok := ProviderDefaults()[s.Name()]; !ok {
+			t.Errorf("no ProviderDefaults for %s", s.Name())
 		}
 	}
-	for _, p := range ProviderPrefixes() {
-		prefixes = append(prefixes, strings.ToLower(strings.TrimSuffix(p, "_")))
-	}
-	slices.Sort(names)
-	slices.Sort(prefixes)
-	for what, got := range map[string][]string{"Worker.Providers": names, "registry.OptionTypes": fromTypes, "ProviderPrefixes": prefixes} {
-		if !slices.Equal(got, registry.Names()) {
-			t.Errorf("%s = %q, registry.Names() = %q", what, got, registry.Names())
-		}
-	}
-	for _, n := range registry.Names() {
-		if _, ok := ProviderDefaults[n]; !ok {
-			t.Errorf("no ProviderDefaults for %s", n)
-		}
+	if got := ProviderPrefixes(); !slices.Equal(got, prefixes) {
+		t.Errorf("ProviderPrefixes = %q, want %q", got, prefixes)
 	}
 }
 
@@ -219,8 +227,10 @@ func TestBadValues(t *testing.T) {
 		{[]string{"VIMMERSE_ENABLED=maybe"}, []string{`VIMMERSE_ENABLED: invalid boolean "maybe"`}},
 		{[]string{"NATS_TIMEOUT=5"}, []string{`NATS_TIMEOUT: invalid duration "5"`}},
 		// adapter options are checked too
-		{[]string{"SEGMIND_PRICE_PER_RUN=cheap"}, []string{`SEGMIND_PRICE_PER_RUN: invalid number "cheap"`}},
-		{[]string{"VIMMERSE_TEMPLATE_CREDITS=vim_arctic:lots"}, []string{`VIMMERSE_TEMPLATE_CREDITS: invalid number "lots" for key "vim_arctic"`}},
+		{[]string{"SEGMIND_PRICE_PER_RUN=cheap"}, []string{`SEGMIND_PRICE_PER_RUN: invalid value "cheap": not a decimal amount`}},
+		{[]string{"SEGMIND_PRICE_PER_RUN=1e3"}, []string{`SEGMIND_PRICE_PER_RUN: invalid value "1e3": not a decimal amount`}},
+		{[]string{"CAMB_CREDITS_PER_TASK=0.0000001"}, []string{`CAMB_CREDITS_PER_TASK: invalid value "0.0000001": more than 6 decimal places`}},
+		{[]string{"VIMMERSE_TEMPLATE_CREDITS=vim_arctic:lots"}, []string{`VIMMERSE_TEMPLATE_CREDITS: invalid value "lots": not a decimal amount for key "vim_arctic"`}},
 		{[]string{"VIMMERSE_TEMPLATE_CREDITS=vim_arctic:120,vim_ces_show"}, []string{`VIMMERSE_TEMPLATE_CREDITS: invalid entry "vim_ces_show": want key:value`}},
 		{[]string{"REELQ_ACK_WAIT=abc", "REELQ_RETRY_MAX=x", "CAMB_RATE=y"}, []string{
 			`REELQ_ACK_WAIT: invalid duration "abc"`, `REELQ_RETRY_MAX: invalid duration "x"`, `CAMB_RATE: invalid number "y"`}},
@@ -365,7 +375,7 @@ func TestSecretFiles(t *testing.T) {
 	key := write("key", " sk-from-file \n")
 	empty := write("empty", "\n")
 	w, err := LoadWorker([]string{"SEGMIND_API_KEY_FILE=" + key})
-	if err != nil || w.Segmind.APIKey != "sk-from-file" || !w.Segmind.Active() {
+	if err != nil || w.Providers()["segmind"].APIKey != "sk-from-file" || !w.Providers()["segmind"].Active() {
 		t.Fatalf("%v %+v", err, w)
 	}
 	for _, c := range []struct{ env, want string }{
@@ -432,7 +442,7 @@ func TestNATSSecretsAndRedactURL(t *testing.T) {
 // Every default written in a tag is a valid value of its variable.
 func TestTagDefaultsParse(t *testing.T) {
 	fs := workerFields()
-	for _, o := range registry.OptionTypes() {
+	for _, o := range optionTypes() {
 		fs = append(fs, fieldsOf(o.Type, o.Prefix)...)
 	}
 	for _, f := range fs {
@@ -534,7 +544,7 @@ func TestFormatHelp(t *testing.T) {
 	if n != len(Describe()) {
 		t.Errorf("%d rows, want %d", n, len(Describe()))
 	}
-	for _, s := range []string{"P_ is each provider's prefix: SEGMIND_, SAMSAR_, VIMMERSE_, CAMB_.", "REELQ_BENCH_*", "REELQ_SHUTDOWN_TIMEOUT", "P_RATE"} {
+	for _, s := range []string{"P_ is each provider's prefix: CAMB_, SAMSAR_, SEGMIND_, VIMMERSE_.", "REELQ_BENCH_*", "REELQ_SHUTDOWN_TIMEOUT", "P_RATE"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("help lacks %q:\n%s", s, out)
 		}

@@ -12,7 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/reelq/reelq/internal/providers/registry"
 )
 
 // Var describes one environment variable of the worker, for --help.
@@ -35,25 +34,21 @@ const providerPlaceholder = "P_"
 func Describe() []Var {
 	var out []Var
 	t := reflect.TypeFor[Worker]()
-	providerDone := false
 	for i := range t.NumField() {
 		sf := t.Field(i)
-		if sf.Type == reflect.TypeFor[Provider]() {
-			if !providerDone {
-				providerDone = true
-				for _, f := range fieldsOf(sf.Type, providerPlaceholder) {
-					out = append(out, Var{Name: f.Key, Default: providerDefault(f), Help: f.SF.Tag.Get("help")})
-				}
-			}
-			continue
-		}
 		var fs []field
 		walkField(sf, "", []int{i}, &fs)
 		for _, f := range fs {
 			out = append(out, Var{Name: f.Key, Default: tagDefault(f.SF), Help: f.SF.Tag.Get("help")})
 		}
+		if sf.Type == reflect.TypeFor[NATS]() {
+			// The per-provider settings follow the NATS settings.
+			for _, f := range fieldsOf(reflect.TypeFor[Provider](), providerPlaceholder) {
+				out = append(out, Var{Name: f.Key, Default: providerDefault(f), Help: f.SF.Tag.Get("help")})
+			}
+		}
 	}
-	for _, o := range registry.OptionTypes() {
+	for _, o := range optionTypes() {
 		for _, f := range fieldsOf(o.Type, o.Prefix) {
 			help := f.SF.Tag.Get("help")
 			if help == "" {
@@ -84,8 +79,9 @@ func providerDefault(f field) string {
 	}
 	byValue := map[string][]string{}
 	var values []string
-	for _, name := range slices.Sorted(maps.Keys(ProviderDefaults)) {
-		v, err := reflect.ValueOf(ProviderDefaults[name]).FieldByIndexErr(f.Index)
+	defaults := ProviderDefaults()
+	for _, name := range slices.Sorted(maps.Keys(defaults)) {
+		v, err := reflect.ValueOf(defaults[name]).FieldByIndexErr(f.Index)
 		if err != nil {
 			continue
 		}

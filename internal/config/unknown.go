@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/reelq/reelq/internal/providers/registry"
+	"github.com/reelq/reelq/internal/providers/all"
 )
 
 // allowedPrefixes are REELQ_ names that tests, benchmarks and the
@@ -30,25 +30,47 @@ func KnownVars() []string {
 	for _, f := range workerFields() {
 		out = append(out, f.Key)
 	}
-	for _, o := range registry.OptionTypes() {
+	for _, s := range all.Specs {
+		for _, f := range fieldsOf(reflect.TypeFor[Provider](), s.Kind.Prefix()) {
+			out = append(out, f.Key)
+		}
+	}
+	for _, o := range optionTypes() {
 		for _, f := range fieldsOf(o.Type, o.Prefix) {
 			out = append(out, f.Key) // with <N> for a slice of structs
 		}
 	}
-	out = append(out, registry.OptionVars()...)
 	slices.Sort(out)
 	return slices.Compact(out)
 }
 
 // ProviderPrefixes returns the prefixes of the per-provider settings
-// (SEGMIND_, SAMSAR_, ...), from the envPrefix tags of Worker's Provider
-// fields.
+// (SAMSAR_, ...), one per provider of internal/providers/all.
 func ProviderPrefixes() []string {
 	var out []string
-	t := reflect.TypeFor[Worker]()
-	for i := range t.NumField() {
-		if sf := t.Field(i); sf.Type == reflect.TypeFor[Provider]() {
-			out = append(out, sf.Tag.Get("envPrefix"))
+	for _, s := range all.Specs {
+		out = append(out, s.Kind.Prefix())
+	}
+	return out
+}
+
+// OptionsType is one options struct of a provider (the input rules' or
+// the adapter's) and the prefix its fields are read under.
+type OptionsType struct {
+	Provider string       // e.g. "samsar"
+	Prefix   string       // e.g. "SAMSAR_"
+	Type     reflect.Type // the options struct
+}
+
+// optionTypes returns every provider's options structs: its input rules'
+// (Kind.Options) and its adapter's (Spec.Options).
+func optionTypes() []OptionsType {
+	var out []OptionsType
+	for _, s := range all.Specs {
+		for _, t := range []reflect.Type{s.Kind.Options, s.Options} {
+			if t != nil && t.Kind() == reflect.Struct {
+				out = append(out, OptionsType{Provider: s.Name(), Prefix: s.Kind.Prefix(), Type: t})
+			}
 		}
 	}
 	return out

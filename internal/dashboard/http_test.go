@@ -15,6 +15,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/dashboard"
+	"github.com/reelq/reelq/internal/providers/all"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
 )
@@ -261,7 +262,7 @@ func TestNoSecretsInPages(t *testing.T) {
 	b := d.browser(t)
 	b.signIn(testToken)
 	secrets := []string{testToken}
-	for _, p := range providersim.Providers {
+	for _, p := range all.Names() {
 		secrets = append(secrets, reelqtest.APIKey(p))
 	}
 	for _, p := range []string{"/", "/batches/sec", "/jobs", "/jobs/sec-01", "/dlq", "/login"} {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/natstest"
+	"github.com/reelq/reelq/internal/providers/all"
 	"github.com/reelq/reelq/internal/providersim"
 )
 
@@ -226,13 +227,13 @@ func slowCreateKills(t *testing.T, policy string, wantKills int, task, lease tim
 // loopback, so that a test can read its task list.
 func startMemSim(t testing.TB, knobs map[string]providersim.Knobs) *sim {
 	t.Helper()
-	all := map[string]providersim.Knobs{}
-	for _, p := range providersim.Providers {
+	every := map[string]providersim.Knobs{}
+	for _, p := range all.Names() {
 		k := knobs[p]
 		k.APIKey = apiKey
-		all[p] = k
+		every[p] = k
 	}
-	mem := providersim.New(all, seed%1000)
+	mem := all.Simulator(every, seed%1000)
 	hs := httptest.NewServer(mem)
 	t.Cleanup(hs.Close)
 	return &sim{url: hs.URL, mem: mem}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
+	"github.com/reelq/reelq/internal/providers/all"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/waitfor"
@@ -225,13 +226,13 @@ type sim struct {
 // startSim runs cmd/providersim with knobs (each gets the test API key).
 func startSim(t testing.TB, dir string, knobs map[string]providersim.Knobs) *sim {
 	t.Helper()
-	all := map[string]providersim.Knobs{}
-	for _, p := range providersim.Providers {
+	every := map[string]providersim.Knobs{}
+	for _, p := range all.Names() {
 		k := knobs[p]
 		k.APIKey = apiKey
-		all[p] = k
+		every[p] = k
 	}
-	b, _ := json.Marshal(all)
+	b, _ := json.Marshal(every)
 	file := filepath.Join(dir, "knobs.json")
 	if err := os.WriteFile(file, b, 0o644); err != nil {
 		t.Fatal(err)
@@ -263,11 +264,11 @@ func (s *sim) stats(t testing.TB, provider string) providersim.Stats {
 		t.Fatalf("providersim stats: %v", err)
 	}
 	defer resp.Body.Close()
-	var all map[string]providersim.Stats
-	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
+	var every map[string]providersim.Stats
+	if err := json.NewDecoder(resp.Body).Decode(&every); err != nil {
 		t.Fatalf("providersim stats: %v", err)
 	}
-	return all[provider]
+	return every[provider]
 }
 
 // ---- nats-server processes ----

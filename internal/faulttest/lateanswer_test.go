@@ -12,6 +12,7 @@ import (
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providers/vimmerse"
+	"github.com/reelq/reelq/internal/providers/all"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/waitfor"
 )
@@ -37,14 +38,14 @@ func TestLateAnswerNeverReplacesTheRecordedTask(t *testing.T) {
 	dir := t.TempDir()
 	dumpLogs(t, dir)
 	srv := natstest.Server(t)
-	all := map[string]providersim.Knobs{}
-	for _, p := range providersim.Providers {
-		all[p] = providersim.Knobs{APIKey: apiKey}
+	every := map[string]providersim.Knobs{}
+	for _, p := range all.Names() {
+		every[p] = providersim.Knobs{APIKey: apiKey}
 	}
-	vk := all["vimmerse"]
+	vk := every["vimmerse"]
 	vk.CompleteAfter = providersim.Duration(25 * time.Second)
-	all["vimmerse"] = vk
-	mem := providersim.New(all, seed%1000)
+	every["vimmerse"] = vk
+	mem := all.Simulator(every, seed%1000)
 
 	// The first create's answer waits for release; the task exists at the
 	// provider from the moment created is closed.

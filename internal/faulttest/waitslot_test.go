@@ -14,6 +14,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/natstest"
+	"github.com/reelq/reelq/internal/providers/all"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/waitfor"
 )
@@ -30,11 +31,11 @@ func TestWaitForAnotherSubmitHoldsNoSlot(t *testing.T) {
 	dir := t.TempDir()
 	dumpLogs(t, dir)
 	srv := natstest.Server(t)
-	all := map[string]providersim.Knobs{}
-	for _, p := range providersim.Providers {
-		all[p] = providersim.Knobs{APIKey: apiKey, CompleteAfter: providersim.Duration(300 * time.Millisecond)}
+	every := map[string]providersim.Knobs{}
+	for _, p := range all.Names() {
+		every[p] = providersim.Knobs{APIKey: apiKey, CompleteAfter: providersim.Duration(300 * time.Millisecond)}
 	}
-	mem := providersim.New(all, seed%1000)
+	mem := all.Simulator(every, seed%1000)
 	var (
 		mu    sync.Mutex
 		stopA func()

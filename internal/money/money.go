@@ -80,6 +80,17 @@ func digits(s string) bool {
 	return true
 }
 
+// UnmarshalText reads an amount as Parse does, so a setting such as
+// SEGMIND_PRICE_PER_RUN=2.4066 is taken exactly, never through float64.
+func (m *Micros) UnmarshalText(b []byte) error {
+	v, err := Parse(string(b))
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
 // FromFloat is the amount f (a JSON number, a provider's estimate)
 // rounded to the nearest millionth.
 func FromFloat(f float64) Micros {

@@ -19,11 +19,12 @@
 //	                     301/302/303 to a submit): the provider may have charged
 //	                     for a task that cannot be followed; never resubmitted
 //	ErrForbidden         a 403 about this job (a private workflow, a template the
-//	                     plan excludes, Camb FORBIDDEN): the job fails, the
+//	                     plan excludes, a task refused as forbidden): the job fails, the
 //	                     provider keeps running
 //	ErrAuth              401, or a 403 whose body says the key is invalid or
 //	                     missing: pause the provider until an operator resumes it
-//	ErrCreditsExhausted  Segmind 406, Samsar 402, Vimmerse 402, Camb PAYMENT_REQUIRED
+//	ErrCreditsExhausted  the provider's credit error (a 402, a 406 saying so, a
+//	                     task failed unpaid: see Spec.CreditsOnPoll)
 //	ErrNotFound          404: the task is unknown or has expired
 //	ErrTaskFailed        the provider ran the task and reported failure, or
 //	                     returned an output URL [CheckOutputURL] refuses

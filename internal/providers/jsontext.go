@@ -3,13 +3,14 @@ package providers
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/reelq/reelq/internal/providers/kind"
 )
 
 // Text renders a JSON value that providers send either as a string or as
-// an object (error messages, Camb's message field) as plain text.
+// an object (error messages, a message field) as plain text.
 func Text(raw json.RawMessage) string {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
@@ -22,19 +23,11 @@ func Text(raw json.RawMessage) string {
 	return string(raw)
 }
 
-// StrictDecode decodes a job input, rejecting unknown fields so that a
-// misspelt field is an error rather than a silently missing value.
-func StrictDecode(raw json.RawMessage, v any) error {
-	if len(bytes.TrimSpace(raw)) == 0 {
-		return errors.New("missing")
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	return dec.Decode(v)
-}
+// StrictDecode decodes a job input, rejecting unknown fields (see [kind.StrictDecode]).
+func StrictDecode(raw json.RawMessage, v any) error { return kind.StrictDecode(raw, v) }
 
-// FastAPIDetail renders a FastAPI validation "detail" (Vimmerse and Camb
-// answer 422 with it) as "body.options: msg; ...", or the value as text
+// FastAPIDetail renders a FastAPI validation "detail" (what FastAPI
+// servers answer 422 with) as "body.options: msg; ...", or the value as text
 // if it is not a list of items.
 func FastAPIDetail(raw json.RawMessage) string {
 	var items []struct {

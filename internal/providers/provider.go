@@ -4,14 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
+
+	"github.com/reelq/reelq/internal/providers/kind"
 )
 
 // Provider is one paid video API. Implementations must be safe for
 // concurrent use by many jobs.
 type Provider interface {
-	// Name is the provider's short name as used in subjects: segmind,
-	// samsar, vimmerse or camb.
+	// Name is the provider's name in subjects (its Spec's Kind.Name).
 	Name() string
 	// Validate checks a job's input against the provider's documented rules
 	// without any network call. It returns an error wrapping
@@ -24,8 +24,6 @@ type Provider interface {
 	Submit(ctx context.Context, req Request) (Task, error)
 	// Poll reports the current state of a task returned by Submit.
 	Poll(ctx context.Context, task Task) (Status, error)
-	// Defaults returns the adapter's recommended polling cadence.
-	Defaults() Defaults
 }
 
 // Canceler is implemented by providers whose API can stop a running task.
@@ -64,8 +62,7 @@ type Request struct {
 // Task identifies a generation running at the provider. It is stored in the
 // job state so that a redelivered job resumes polling instead of paying again.
 type Task struct {
-	// ID is the provider's id: Segmind request_id, Samsar request_id,
-	// Vimmerse workflow id, Camb task_id.
+	// ID is the provider's id for the task (a request, workflow or task id).
 	ID string `json:"id"`
 	// PollURL is the URL to poll, when the provider returns one (Segmind).
 	PollURL string `json:"poll_url,omitempty"`
@@ -105,11 +102,12 @@ type Status struct {
 	// Outputs holds the result URLs when State is Succeeded.
 	Outputs []Output
 	// Err says why the task failed when State is Failed. It wraps one of the
-	// error classes (usually ErrTaskFailed; ErrCreditsExhausted when Camb
-	// reports PAYMENT_REQUIRED).
+	// error classes: usually ErrTaskFailed; ErrCreditsExhausted for a task
+	// that failed unpaid for missing credits (a provider whose Spec sets
+	// CreditsOnPoll), which the worker submits again once credits return.
 	Err error
 	// NamesJob says the provider's task carries the reelq job it was
-	// submitted for (Vimmerse: the title's [reelq:<id>] tag); JobRef is
+	// submitted for (a reference the adapter sent with it); JobRef is
 	// that job, or "" when this task names none (it was not created by
 	// reelq).
 	NamesJob bool
@@ -120,31 +118,10 @@ type Status struct {
 type Output struct {
 	URL         string `json:"url"`
 	ContentType string `json:"content_type,omitempty"`
-	// Name is the provider's label for the output (a Segmind output node,
-	// "audio" or "dialogue" for Camb), when it has one.
+	// Name is the provider's label for the output (an output node, "audio"),
+	// when it has one.
 	Name string `json:"name,omitempty"`
 }
 
-// Cost is an estimate of what a job costs at the provider.
-type Cost struct {
-	Amount float64 `json:"amount"`
-	// Unit is "usd" or "credits".
-	Unit string `json:"unit"`
-	// Basis explains the estimate, e.g. "10 credits/s x 30 s".
-	Basis string `json:"basis,omitempty"`
-}
-
-// Defaults are an adapter's recommended timings; configuration may override them.
-type Defaults struct {
-	// PollInterval is the first wait between polls.
-	PollInterval time.Duration
-	// MaxPollInterval caps the growing wait between polls.
-	MaxPollInterval time.Duration
-	// JobTimeout is how long a submitted task may run before reelq gives up.
-	JobTimeout time.Duration
-	// CreditsOnPoll is set for providers that report missing credits on
-	// the poll rather than on the submit (Camb): a successful submit then
-	// proves nothing about the account, and a credit pause may only end
-	// when a probe job's poll answers something else.
-	CreditsOnPoll bool
-}
+// Cost is an estimate of what a job costs at the provider (see [kind.Cost]).
+type Cost = kind.Cost

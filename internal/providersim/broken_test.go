@@ -1,4 +1,4 @@
-package providersim
+package providersim_test
 
 import (
 	"errors"
@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/reelq/reelq/internal/media"
+
+	"github.com/reelq/reelq/internal/providers/all"
+	"github.com/reelq/reelq/internal/providersim"
 )
 
 // inspectOutput downloads an output over HTTP and inspects it as the
@@ -38,12 +41,12 @@ func TestOutputBroken(t *testing.T) {
 		files  map[string]media.Code // file -> code ("" passes)
 	}{
 		{"", map[string]media.Code{"video.mp4": "", "story.wav": "", "board.png": ""}},
-		{BrokenTruncated, map[string]media.Code{"video.mp4": media.CodeTruncated, "story.wav": media.CodeTruncated, "board.png": media.CodeTruncated}},
-		{BrokenHTML, map[string]media.Code{"video.mp4": media.CodeNotMedia, "story.wav": media.CodeNotMedia, "board.png": media.CodeNotMedia}},
-		{BrokenEmpty, map[string]media.Code{"video.mp4": media.CodeEmpty, "story.wav": media.CodeEmpty, "board.png": media.CodeEmpty}},
-		{BrokenNoAudio, map[string]media.Code{"video.mp4": media.CodeMissingAudio, "story.wav": media.CodeMissingAudio, "board.png": ""}},
+		{providersim.BrokenTruncated, map[string]media.Code{"video.mp4": media.CodeTruncated, "story.wav": media.CodeTruncated, "board.png": media.CodeTruncated}},
+		{providersim.BrokenHTML, map[string]media.Code{"video.mp4": media.CodeNotMedia, "story.wav": media.CodeNotMedia, "board.png": media.CodeNotMedia}},
+		{providersim.BrokenEmpty, map[string]media.Code{"video.mp4": media.CodeEmpty, "story.wav": media.CodeEmpty, "board.png": media.CodeEmpty}},
+		{providersim.BrokenNoAudio, map[string]media.Code{"video.mp4": media.CodeMissingAudio, "story.wav": media.CodeMissingAudio, "board.png": ""}},
 	} {
-		f := newFixture(t, "samsar", Knobs{OutputBroken: c.broken})
+		f := newFixture(t, "samsar", providersim.Knobs{OutputBroken: c.broken})
 		u := finished(t, f)
 		base := u[:strings.LastIndex(u, "/")+1]
 		for file, code := range c.files {
@@ -59,7 +62,7 @@ func TestOutputBroken(t *testing.T) {
 			}
 		}
 	}
-	if err := New(nil, 1).SetKnobs("samsar", Knobs{OutputBroken: "garbled"}); err == nil {
+	if err := all.Simulator(nil, 1).SetKnobs("samsar", providersim.Knobs{OutputBroken: "garbled"}); err == nil {
 		t.Error("an unknown output_broken value was accepted")
 	}
 }
@@ -79,7 +82,7 @@ func TestOutputDuration(t *testing.T) {
 		{0, 10 * time.Second, 10 * time.Second, false},
 		{3 * time.Second, 3 * time.Second, 3 * time.Second, true},
 	} {
-		f := newFixture(t, "samsar", Knobs{OutputDuration: Duration(c.knob)})
+		f := newFixture(t, "samsar", providersim.Knobs{OutputDuration: providersim.Duration(c.knob)})
 		u := finished(t, f)
 		r, _ := inspectOutput(t, u)
 		if r.Duration != c.video || !r.Complete || r.Malformed != "" || len(r.Audio) != 1 || len(r.Video) != 1 || r.Video[0].Duration != c.video {

@@ -1,10 +1,12 @@
-package providersim
+package providersim_test
 
 import (
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/reelq/reelq/internal/providersim"
 )
 
 var cambKey = map[string]string{"x-api-key": "ck"}
@@ -21,7 +23,7 @@ func cambCreate(t *testing.T, f *fixture, fields [][2]string, text string) reply
 
 func TestCambLifecycle(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, "camb", Knobs{})
+	f := newFixture(t, "camb", providersim.Knobs{})
 	r := cambCreate(t, f, [][2]string{{"source_language", "1"}, {"title", "The Lighthouse"}}, "Once upon a time.")
 	wantStatus(t, "create", r, 200)
 	id := str(r.body["task_id"])
@@ -48,7 +50,7 @@ func TestCambLifecycle(t *testing.T) {
 
 func TestCambSubmissionKeyWithoutTitle(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, "camb", Knobs{})
+	f := newFixture(t, "camb", providersim.Knobs{})
 	text := strings.Repeat("abcdefghij", 10)
 	wantStatus(t, "create", cambCreate(t, f, [][2]string{{"source_language", "1"}}, text), 200)
 	if n := f.sim.Stats(0)["camb"].Submissions[text[:60]]; n != 1 {
@@ -58,7 +60,7 @@ func TestCambSubmissionKeyWithoutTitle(t *testing.T) {
 
 func TestCambFailures(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, "camb", Knobs{FailRate: 1})
+	f := newFixture(t, "camb", providersim.Knobs{FailRate: 1})
 	seen := map[string]bool{}
 	for range 2 {
 		id := str(cambCreate(t, f, [][2]string{{"source_language", "1"}}, "text").body["task_id"])
@@ -74,7 +76,7 @@ func TestCambFailures(t *testing.T) {
 func TestCambPaymentRequired(t *testing.T) {
 	t.Parallel()
 	zero := 0.0
-	f := newFixture(t, "camb", Knobs{Credits: &zero})
+	f := newFixture(t, "camb", providersim.Knobs{Credits: &zero})
 	seen := map[string]bool{}
 	for range 2 {
 		r := cambCreate(t, f, [][2]string{{"source_language", "1"}, {"title", "Broke"}}, "text")
@@ -93,7 +95,7 @@ func TestCambPaymentRequired(t *testing.T) {
 
 func TestCambErrors(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, "camb", Knobs{APIKey: "ck"})
+	f := newFixture(t, "camb", providersim.Knobs{APIKey: "ck"})
 	r := f.do(t, "GET", "/apis/story/x", map[string]string{"x-api-key": "bad"}, nil)
 	wantStatus(t, "wrong key", r, 401)
 	if r.body["error"] != "Invalid API key" || r.body["status"] != 401.0 {

@@ -1,4 +1,4 @@
-package providersim
+package providersim_test
 
 import (
 	"context"
@@ -12,6 +12,9 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/reelq/reelq/internal/providers/all"
+	"github.com/reelq/reelq/internal/providersim"
 )
 
 // createFor submits one job mentioning text to the named provider over
@@ -61,7 +64,7 @@ func TestCreateDelay(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		const lo, hi = 300 * time.Millisecond, time.Second
-		s := New(map[string]Knobs{"samsar": {CreateDelayMin: Duration(lo), CreateDelayMax: Duration(hi), CompleteAfter: Duration(time.Hour)}}, 3)
+		s := all.Simulator(map[string]providersim.Knobs{"samsar": {CreateDelayMin: providersim.Duration(lo), CreateDelayMax: providersim.Duration(hi), CompleteAfter: providersim.Duration(time.Hour)}}, 3)
 		seen := map[time.Duration]bool{}
 		for i := range 6 {
 			rec := httptest.NewRecorder()
@@ -113,10 +116,10 @@ func TestCreateDelay(t *testing.T) {
 // charged create without its documented task id.
 func TestMissingTaskID(t *testing.T) {
 	t.Parallel()
-	for _, name := range Providers {
+	for _, name := range all.Names() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			f := newFixture(t, name, Knobs{MissingTaskID: true})
+			f := newFixture(t, name, providersim.Knobs{MissingTaskID: true})
 			r := createFor(t, f, name, "no id please")
 			wantStatus(t, "create", r, 200)
 			if id := taskIDOf(name, r); id != "" || !strings.Contains(r.raw, name+"-") {
@@ -136,11 +139,11 @@ func TestMissingTaskID(t *testing.T) {
 // that nothing is charged.
 func TestForbiddenMarker(t *testing.T) {
 	t.Parallel()
-	for _, name := range Providers {
+	for _, name := range all.Names() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			f := newFixture(t, name, Knobs{ForbiddenMarker: ForbiddenMarker})
-			r := createFor(t, f, name, "Story "+ForbiddenMarker)
+			f := newFixture(t, name, providersim.Knobs{ForbiddenMarker: providersim.ForbiddenMarker})
+			r := createFor(t, f, name, "Story "+providersim.ForbiddenMarker)
 			if name == "camb" {
 				wantStatus(t, "create", r, 200)
 				r = f.do(t, "GET", "/apis/story/"+str(r.body["task_id"]), cambKey, nil)
@@ -165,10 +168,10 @@ func TestBalanceFaults(t *testing.T) {
 	auth := map[string]string{"Authorization": "Bearer k"}
 	for name, path := range paths {
 		for _, status := range []int{503, 404} {
-			f := newFixture(t, name, Knobs{BalanceStatus: status})
+			f := newFixture(t, name, providersim.Knobs{BalanceStatus: status})
 			wantStatus(t, name+" balance", f.do(t, "GET", path, auth, nil), status)
 		}
-		f := newFixture(t, name, Knobs{BalanceMalformed: true})
+		f := newFixture(t, name, providersim.Knobs{BalanceMalformed: true})
 		r := f.do(t, "GET", path, auth, nil)
 		wantStatus(t, name+" malformed balance", r, 200)
 		if r.body["credits"] != nil || r.body["remainingCredits"] != nil {
@@ -215,10 +218,10 @@ func get(t *testing.T, u string) (*http.Response, []byte, error) {
 // and signature, for each kind, and the download counters.
 func TestOutputFiles(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, "samsar", Knobs{})
+	f := newFixture(t, "samsar", providersim.Knobs{})
 	u := finished(t, f)
 	base := u[:strings.LastIndex(u, "/")+1]
-	for file, ct := range map[string]string{"video.mp4": TypeMP4, "story.wav": TypeWAV, "board.png": TypePNG} {
+	for file, ct := range map[string]string{"video.mp4": providersim.TypeMP4, "story.wav": providersim.TypeWAV, "board.png": providersim.TypePNG} {
 		resp, b, err := get(t, base+file)
 		if err != nil || resp.StatusCode != 200 || resp.Header.Get("Content-Type") != ct || resp.ContentLength != int64(len(b)) {
 			t.Fatalf("%s: HTTP %d %s, %d of %d bytes, %v", file, resp.StatusCode, resp.Header.Get("Content-Type"), len(b), resp.ContentLength, err)
@@ -245,7 +248,7 @@ func TestOutputFiles(t *testing.T) {
 func checkMedia(t *testing.T, ct string, b []byte) {
 	t.Helper()
 	switch ct {
-	case TypeMP4:
+	case providersim.TypeMP4:
 		var boxes []string
 		for off := int64(0); off < int64(len(b)); {
 			size := int64(binary.BigEndian.Uint32(b[off:]))
@@ -262,12 +265,12 @@ func checkMedia(t *testing.T, ct string, b []byte) {
 		if boxes[0] != "ftyp" || !strings.Contains(strings.Join(boxes, " "), "moov") || !strings.Contains(strings.Join(boxes, " "), "mdat") {
 			t.Errorf("MP4 boxes %v", boxes)
 		}
-	case TypeWAV:
+	case providersim.TypeWAV:
 		if string(b[:4]) != "RIFF" || string(b[8:16]) != "WAVEfmt " || string(b[36:40]) != "data" ||
 			int(binary.LittleEndian.Uint32(b[4:])) != len(b)-8 || int(binary.LittleEndian.Uint32(b[40:])) != len(b)-44 {
 			t.Errorf("WAV header % x for %d bytes", b[:44], len(b))
 		}
-	case TypePNG:
+	case providersim.TypePNG:
 		if !strings.HasPrefix(string(b), "\x89PNG\r\n\x1a\n") {
 			t.Errorf("PNG signature % x", b[:8])
 		}
@@ -279,7 +282,7 @@ func checkMedia(t *testing.T, ct string, b []byte) {
 func TestOutputLarge(t *testing.T) {
 	t.Parallel()
 	const size = 5<<20 + 3
-	f := newFixture(t, "samsar", Knobs{OutputSize: size})
+	f := newFixture(t, "samsar", providersim.Knobs{OutputSize: size})
 	u := finished(t, f)
 	for _, file := range []string{"video.mp4", "story.wav"} {
 		resp, b, err := get(t, u[:strings.LastIndex(u, "/")+1]+file)
@@ -288,20 +291,13 @@ func TestOutputLarge(t *testing.T) {
 		}
 		checkMedia(t, resp.Header.Get("Content-Type"), b)
 	}
-	// A 64-bit free box, for files past 4 GiB, is only built here: serving one is too slow for a test.
-	m := mp4Media(avMP4, 5<<30)
-	hdr := make([]byte, len(avMP4)+16)
-	if _, err := io.ReadFull(m.body, hdr); err != nil || m.size != 5<<30 ||
-		binary.BigEndian.Uint32(hdr[len(avMP4):]) != 1 || binary.BigEndian.Uint64(hdr[len(avMP4)+8:]) != uint64(5<<30-len(avMP4)) {
-		t.Errorf("large MP4 header % x (size %d, %v)", hdr[len(avMP4):], m.size, err)
-	}
 }
 
 // TestOutputExpiry checks OutputTTL: 404 (Segmind, Samsar) or 403
 // (Vimmerse, Camb) once the link has expired, and OutputNotFound.
 func TestOutputExpiry(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, "samsar", Knobs{OutputTTL: Duration(time.Hour)})
+	f := newFixture(t, "samsar", providersim.Knobs{OutputTTL: providersim.Duration(time.Hour)})
 	u := finished(t, f)
 	if resp, _, _ := get(t, u); resp.StatusCode != 200 {
 		t.Fatalf("fresh link: HTTP %d", resp.StatusCode)
@@ -310,10 +306,12 @@ func TestOutputExpiry(t *testing.T) {
 	if resp, _, _ := get(t, u); resp.StatusCode != 404 {
 		t.Errorf("expired Samsar link: HTTP %d, want 404", resp.StatusCode)
 	}
-	if expiredStatus["camb"] != 403 || expiredStatus["vimmerse"] != 403 || expiredStatus["segmind"] != 404 {
-		t.Errorf("expired statuses %v", expiredStatus)
+	for name, want := range map[string]int{"camb": 403, "vimmerse": 403, "segmind": 404} {
+		if s, _ := all.Lookup(name); s.LinkExpiry.Status != want {
+			t.Errorf("%s: expired links answer %d, want %d", name, s.LinkExpiry.Status, want)
+		}
 	}
-	f = newFixture(t, "samsar", Knobs{OutputNotFound: true})
+	f = newFixture(t, "samsar", providersim.Knobs{OutputNotFound: true})
 	if resp, _, _ := get(t, finished(t, f)); resp.StatusCode != 404 {
 		t.Errorf("OutputNotFound: HTTP %d", resp.StatusCode)
 	}
@@ -323,14 +321,14 @@ func TestOutputExpiry(t *testing.T) {
 // and then an unexpected EOF, short of Content-Length.
 func TestOutputCut(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, "samsar", Knobs{OutputCutAfter: 1000})
+	f := newFixture(t, "samsar", providersim.Knobs{OutputCutAfter: 1000})
 	resp, err := http.Get(finished(t, f))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	if !errors.Is(err, io.ErrUnexpectedEOF) || len(b) != 1000 || resp.ContentLength != int64(len(avMP4)) {
+	if !errors.Is(err, io.ErrUnexpectedEOF) || len(b) != 1000 || resp.ContentLength != int64(providersim.ClipSize()) {
 		t.Errorf("read %d bytes of %d, err %v; want 1000 and an unexpected EOF", len(b), resp.ContentLength, err)
 	}
 	// The handler records the cut after the client has seen it; the
@@ -348,7 +346,7 @@ func TestOutputRate(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		const rate = 2000 // bytes per second
-		s := New(map[string]Knobs{"samsar": {OutputRate: rate}}, 1)
+		s := all.Simulator(map[string]providersim.Knobs{"samsar": {OutputRate: rate}}, 1)
 		rec := httptest.NewRecorder()
 		s.ServeHTTP(rec, samsarCreateRequest(context.Background(), "slow download"))
 		id := strings.Trim(strings.TrimPrefix(strings.TrimSpace(rec.Body.String()), `{"request_id":`), `"}`)
@@ -357,9 +355,9 @@ func TestOutputRate(t *testing.T) {
 		rec = httptest.NewRecorder()
 		s.ServeHTTP(rec, httptest.NewRequest("GET", "/outputs/samsar/"+id+"/video.mp4", nil))
 		d := time.Since(start)
-		want := time.Duration(float64(len(avMP4)-rate/20) / rate * float64(time.Second))
-		if rec.Code != 200 || rec.Body.Len() != len(avMP4) || d < want {
-			t.Errorf("HTTP %d, %d bytes in %v; want %d bytes in at least %v", rec.Code, rec.Body.Len(), d, len(avMP4), want)
+		want := time.Duration(float64(providersim.ClipSize()-rate/20) / rate * float64(time.Second))
+		if rec.Code != 200 || rec.Body.Len() != providersim.ClipSize() || d < want {
+			t.Errorf("HTTP %d, %d bytes in %v; want %d bytes in at least %v", rec.Code, rec.Body.Len(), d, providersim.ClipSize(), want)
 		}
 	})
 }

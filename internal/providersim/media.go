@@ -29,8 +29,9 @@ import (
 //
 // The Output* knobs make links expire, serve slowly, cut off, 404, serve
 // a large file (OutputSize bytes, generated while streaming), a longer or
-// shorter one (OutputDuration; a Samsar output lasts the duration its
-// task asked for), or a broken one (OutputBroken, see broken.go).
+// shorter one (OutputDuration; by default an output lasts the duration
+// its task asked for, see Call.SetDuration), or a broken one
+// (OutputBroken, see broken.go).
 
 // avMP4 was made once with
 //
@@ -197,18 +198,14 @@ func (filler) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// outputURL is the URL the simulator hands out for a task's output file,
+// OutputURL is the URL the simulator hands out for a task's output file,
 // or the OutputURL knob when set.
-func (c *call) outputURL(r *http.Request, t *task, file string) string {
+func (c *Call) OutputURL(r *http.Request, t *Task, file string) string {
 	if u := c.s.Knobs(c.p.name).OutputURL; u != "" {
 		return u
 	}
-	return baseURL(r) + "/outputs/" + c.p.name + "/" + t.id + "/" + file
+	return BaseURL(r) + "/outputs/" + c.p.name + "/" + t.ID + "/" + file
 }
-
-// expiredStatus is how each provider's storage answers a link that has
-// expired: signed object-store URLs (Vimmerse, Camb) answer 403, CDNs 404.
-var expiredStatus = map[string]int{"segmind": http.StatusNotFound, "samsar": http.StatusNotFound, "vimmerse": http.StatusForbidden, "camb": http.StatusForbidden}
 
 // serveOutput serves GET and HEAD /outputs/{provider}/{task}/{file}. It
 // needs no key (output links are signed or public) and does not count
@@ -217,7 +214,7 @@ func (s *Server) serveOutput(w http.ResponseWriter, r *http.Request) {
 	name, id, file := r.PathValue("provider"), r.PathValue("task"), r.PathValue("file")
 	s.mu.Lock()
 	p, ok := s.provs[name]
-	var t *task
+	var t *Task
 	if ok {
 		t = p.tasks[id]
 	}
@@ -236,12 +233,12 @@ func (s *Server) serveOutput(w http.ResponseWriter, r *http.Request) {
 	case !ok:
 		http.NotFound(w, r)
 		return
-	case k.OutputNotFound || t == nil || !known || t.fail || t.cancelled || now.Before(t.doneAt):
+	case k.OutputNotFound || t == nil || !known || t.Fail || t.cancelled || now.Before(t.DoneAt):
 		s.download(p, "", http.StatusNotFound, 0)
 		http.Error(w, "Not Found", http.StatusNotFound)
 		return
-	case k.OutputTTL > 0 && !now.Before(t.doneAt.Add(time.Duration(k.OutputTTL))):
-		st := expiredStatus[name]
+	case k.OutputTTL > 0 && !now.Before(t.DoneAt.Add(time.Duration(k.OutputTTL))):
+		st := p.expired()
 		s.download(p, "", st, 0)
 		if st == http.StatusForbidden {
 			w.Header().Set("Content-Type", "application/xml")

@@ -1,10 +1,13 @@
-package providersim
+package providersim_test
 
 import (
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
+
+	segmindinput "github.com/reelq/reelq/internal/providers/segmind/input"
+	"github.com/reelq/reelq/internal/providersim"
 )
 
 const segmindPath = "/workflows/67ee7aecd4ffdb6b8c9315ea-v4"
@@ -13,7 +16,7 @@ var segmindJSON = map[string]string{"Authorization": "Bearer sg-key", "Content-T
 
 func TestSegmindLifecycle(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, "segmind", Knobs{})
+	f := newFixture(t, "segmind", providersim.Knobs{})
 	r := f.do(t, "POST", segmindPath, segmindJSON, strings.NewReader(`{"prompt":"a lighthouse"}`))
 	wantStatus(t, "create", r, 200)
 	id, poll := str(r.body["request_id"]), str(r.body["poll_url"])
@@ -44,14 +47,14 @@ func TestSegmindLifecycle(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &items); err != nil || len(items) == 0 || items[len(items)-1].Value.Type != "video" {
 		t.Fatalf("output %q: %v", out, err)
 	}
-	if got := f.sim.Stats(0)["segmind"]; got.Submissions["a lighthouse"] != 1 || got.Spent != SegmindPricePerRun {
+	if got := f.sim.Stats(0)["segmind"]; got.Submissions["a lighthouse"] != 1 || got.Spent != segmindinput.DefaultPricePerRun.Float() {
 		t.Errorf("stats %+v", got)
 	}
 }
 
 func TestSegmindFailedHasBothErrorFields(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, "segmind", Knobs{FailRate: 1})
+	f := newFixture(t, "segmind", providersim.Knobs{FailRate: 1})
 	r := f.do(t, "POST", segmindPath, segmindJSON, strings.NewReader(`{}`))
 	f.clock.advance(time.Minute)
 	r = f.do(t, "GET", "/workflows/request/"+str(r.body["request_id"]), segmindJSON, nil)
@@ -63,7 +66,7 @@ func TestSegmindFailedHasBothErrorFields(t *testing.T) {
 func TestSegmindErrors(t *testing.T) {
 	t.Parallel()
 	zero := 0.0
-	f := newFixture(t, "segmind", Knobs{Credits: &zero, APIKey: "sg-key"})
+	f := newFixture(t, "segmind", providersim.Knobs{Credits: &zero, APIKey: "sg-key"})
 	r := f.do(t, "POST", segmindPath, map[string]string{"Authorization": "Bearer sg-key"}, strings.NewReader(`{}`))
 	wantStatus(t, "no content type", r, 406)
 	if r.body["error"] != "Invalid content type" {
@@ -97,7 +100,7 @@ func TestSegmindErrors(t *testing.T) {
 
 func TestSegmindRateLimitHeaders(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, "segmind", Knobs{RateLimit: 0.001, RateBurst: 1, RetryAfter: Duration(30 * time.Second)})
+	f := newFixture(t, "segmind", providersim.Knobs{RateLimit: 0.001, RateBurst: 1, RetryAfter: providersim.Duration(30 * time.Second)})
 	f.do(t, "GET", "/v1/get-user-credits", segmindJSON, nil)
 	r := f.do(t, "GET", "/v1/get-user-credits", segmindJSON, nil)
 	wantStatus(t, "second call", r, 429)

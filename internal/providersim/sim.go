@@ -1,7 +1,10 @@
-// Package providersim simulates the four provider APIs reelq drives
-// (Segmind workflows, Samsar create_movie, Vimmerse workflows, Camb story)
-// closely enough that the real adapters run against it unchanged, over
-// real HTTP. Each provider has knobs for completion time, failures, 5xx and
+// Package providersim simulates the provider APIs reelq drives closely
+// enough that the real adapters run against it unchanged, over real HTTP.
+// This package is the simulator's core and knows no provider by name:
+// each provider's routes (its API) live in the provider's folder
+// (internal/providers/<name>/sim.go), written on the core's tasks, knobs,
+// credits, faults, media and admin API, and are handed to New. Each
+// provider has knobs for completion time, failures, 5xx and
 // hanging calls, a 429 rate limit, and a credit balance that runs out; the
 // admin endpoints report what the simulator saw (requests, submissions per
 // prompt or title, the most requests in any window, the most tasks active
@@ -27,6 +30,7 @@ package providersim
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -38,8 +42,20 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Providers lists the simulated providers.
-var Providers = []string{"segmind", "samsar", "vimmerse", "camb"}
+// API is one provider's simulated API.
+type API struct {
+	// Base is the path under the simulator's root that is the adapter's
+	// base URL ("" for the root itself, "/apis" for an API served under
+	// /apis).
+	Base string
+	// Routes registers the API's handlers on mux (with their full paths,
+	// Base included). They start with s.Enter and build on Call.
+	Routes func(s *Server, mux *http.ServeMux)
+	// Expired is the HTTP status the provider's output links answer once
+	// they have expired (the OutputTTL knob): 404 for a CDN, 403 for a
+	// signed object-store URL. Zero means 404.
+	Expired int
+}
 
 // Duration is a time.Duration that reads and writes JSON as "1.5s".
 type Duration time.Duration
@@ -99,7 +115,7 @@ type Knobs struct {
 	// the balance is short.
 	Credits *float64 `json:"credits,omitempty"`
 	// MaxActive makes the provider answer 429 when more tasks than this are
-	// active at once (Vimmerse documents such a concurrency limit); 0 = none.
+	// active at once (a provider may document such a concurrency limit); 0 = none.
 	MaxActive int `json:"max_active"`
 	// Idempotency makes create calls with a repeated Idempotency-Key return
 	// the first task instead of starting (and charging) a new one.
@@ -117,22 +133,22 @@ type Knobs struct {
 	MissingTaskID bool `json:"missing_task_id"`
 	// ForbiddenMarker makes a create whose prompt, title, text or inputs
 	// contain it a job the account may not run: the provider's per-job
-	// 403 (Camb: accepted, then the task fails with exception_reason
-	// FORBIDDEN). Nothing is charged. Empty: off. See ForbiddenMarker.
+	// 403 (or, for a provider that checks later, a task that fails as
+	// forbidden). Nothing is charged. Empty: off. See ForbiddenMarker.
 	ForbiddenMarker string `json:"forbidden_marker,omitempty"`
 	// UnavailableMarker answers every create whose prompt, title, text or
 	// inputs contain it with a 503 (nothing charged, no task), so chosen
 	// jobs keep failing with a retryable error. Empty: off.
 	UnavailableMarker string `json:"unavailable_marker,omitempty"`
-	// BalanceStatus makes the balance endpoint (Segmind, Samsar) answer
+	// BalanceStatus makes the balance endpoint (where there is one) answer
 	// this HTTP status, e.g. 503 or 404; BalanceMalformed makes it answer
 	// 200 with a body that has no balance in it.
 	BalanceStatus    int  `json:"balance_status,omitempty"`
 	BalanceMalformed bool `json:"balance_malformed,omitempty"`
 
 	// OutputTTL makes output links expire this long after the task
-	// finished; then they answer 404 (Segmind, Samsar) or 403 (Vimmerse,
-	// Camb). Zero: never.
+	// finished; then they answer the provider's API.Expired status (404
+	// or 403). Zero: never.
 	OutputTTL Duration `json:"output_ttl,omitempty"`
 	// OutputRate serves output files at this many bytes per second; 0 is
 	// as fast as possible.
@@ -147,9 +163,9 @@ type Knobs struct {
 	// file: the small file.
 	OutputSize int64 `json:"output_size,omitempty"`
 	// OutputDuration makes every MP4 and WAV output last this long (the
-	// MP4's frames spread over it; its audio stays 1 s); 0: a Samsar
-	// output lasts the duration its task asked for, the others 1 s (MP4)
-	// or 0.5 s (WAV). Set it to a duration the jobs did not ask for to
+	// MP4's frames spread over it; its audio stays 1 s); 0: an output
+	// lasts the duration its task asked for (Call.SetDuration), else 1 s
+	// (MP4) or 0.5 s (WAV). Set it to a duration the jobs did not ask for to
 	// serve outputs of the wrong duration.
 	OutputDuration Duration `json:"output_duration,omitempty"`
 	// OutputBroken serves every output broken in one way, with a 200:
@@ -159,7 +175,7 @@ type Knobs struct {
 	// OutputURL replaces every output URL the provider returns (e.g.
 	// "javascript:alert(1)"), to test how clients treat a bogus one.
 	OutputURL string `json:"output_url,omitempty"`
-	// FailMessageBytes pads a failed task's message (Samsar, Segmind) to
+	// FailMessageBytes pads a failed task's message (where the API uses FailMessage) to
 	// this many bytes with a log of escape sequences and lines, as a
 	// provider that sends its whole log; 0: the usual short message.
 	FailMessageBytes int `json:"fail_message_bytes,omitempty"`
@@ -180,9 +196,10 @@ type Server struct {
 
 type provider struct {
 	name     string
+	api      API
 	knobs    Knobs
 	limiter  *rate.Limiter
-	tasks    map[string]*task
+	tasks    map[string]*Task
 	idem     map[string]string // Idempotency-Key -> task id
 	arrivals []time.Time       // every request, for window counts
 	requests map[string]int    // "op status" -> count
@@ -197,42 +214,65 @@ type provider struct {
 	dlActive  int // output bodies being served
 }
 
-func newProvider(name string, k Knobs) *provider {
-	p := &provider{name: name, tasks: map[string]*task{}, idem: map[string]string{}, requests: map[string]int{}, subs: map[string]int{},
+func newProvider(name string, api API, k Knobs) *provider {
+	p := &provider{name: name, api: api, tasks: map[string]*Task{}, idem: map[string]string{}, requests: map[string]int{}, subs: map[string]int{},
 		downloads: map[string]int{}, dlReqs: map[string]int{}}
 	p.setKnobs(k)
 	return p
 }
 
-type task struct {
-	id        string
-	key       string
-	created   time.Time
-	doneAt    time.Time
-	fail      bool
+type Task struct {
+	ID        string
+	Key       string
+	Created   time.Time
+	DoneAt    time.Time
+	Fail      bool
 	reported  bool // a poll saw the terminal state
 	cancelled bool
 	deleted   bool
-	cost      float64
-	duration  time.Duration // how long the output should last (Samsar's input), 0: the clip's own
-	data      any           // provider-specific record
+	Cost      float64
+	duration  time.Duration // how long the output should last (see SetDuration), 0: the clip's own
+	Data      any           // provider-specific record
+	// Seq numbers the simulator's tasks from 1, all providers together.
+	Seq int
 }
 
-// New returns a simulator with the given knobs per provider (missing
-// providers get zero knobs) and a deterministic random source.
-func New(knobs map[string]Knobs, seed uint64) *Server {
+// New returns a simulator serving apis, by provider name, with the given
+// knobs per provider (missing providers get zero knobs) and a
+// deterministic random source.
+func New(apis map[string]API, knobs map[string]Knobs, seed uint64) *Server {
 	s := &Server{
 		rng:   rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		now:   time.Now,
 		provs: map[string]*provider{},
 		mux:   http.NewServeMux(),
 	}
-	for _, name := range Providers {
-		s.provs[name] = newProvider(name, knobs[name])
+	for name, api := range apis {
+		s.provs[name] = newProvider(name, api, knobs[name])
 	}
 	s.routes()
 	return s
 }
+
+// Providers returns the names of the simulated providers, sorted.
+func (s *Server) Providers() []string {
+	return slices.Sorted(maps.Keys(s.provs))
+}
+
+// Base is the path under the simulator's root that is provider's base URL.
+func (s *Server) Base(provider string) string {
+	if p := s.provs[provider]; p != nil {
+		return p.api.Base
+	}
+	return ""
+}
+
+// SetNow replaces the simulator's clock (tests move tasks through their
+// states without waiting). Call it before serving.
+func (s *Server) SetNow(now func() time.Time) { s.now = now }
+
+// Now is the simulator's time.
+func (s *Server) Now() time.Time { return s.now() }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -255,67 +295,68 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /admin/credits", s.adminCredits)
 	s.mux.HandleFunc("POST /admin/reset", s.adminReset)
 	s.mux.HandleFunc("GET /outputs/{provider}/{task}/{file}", s.serveOutput)
-	s.samsarRoutes()
-	s.segmindRoutes()
-	s.vimmerseRoutes()
-	s.cambRoutes()
+	for _, name := range s.Providers() {
+		if r := s.provs[name].api.Routes; r != nil {
+			r(s, s.mux)
+		}
+	}
 }
 
-// call is one request to a simulated API after the common checks passed.
-type call struct {
+// Call is one request to a simulated API after the common checks passed.
+type Call struct {
 	s *Server
 	p *provider
 }
 
-// gate is what every simulated endpoint runs first: it records the
+// Gate is what every simulated endpoint runs first: it records the
 // request, applies the rate limit, injected faults and the auth check, and
 // returns false if it has already answered.
-type gate struct {
-	provider string
-	op       string
-	// auth returns the key the request carries and whether it carried one.
-	auth func(r *http.Request) (string, bool)
-	// deny writes the provider's auth failure for a missing (present=false)
+type Gate struct {
+	Provider string
+	Op       string
+	// Auth returns the key the request carries and whether it carried one.
+	Auth func(r *http.Request) (string, bool)
+	// Deny writes the provider's auth failure for a missing (present=false)
 	// or wrong key.
-	deny func(w http.ResponseWriter, present bool)
-	// limited writes the provider's 429.
-	limited func(w http.ResponseWriter, retryAfter time.Duration)
-	// fault writes the provider's 5xx.
-	fault func(w http.ResponseWriter, status int)
+	Deny func(w http.ResponseWriter, present bool)
+	// Limited writes the provider's 429.
+	Limited func(w http.ResponseWriter, retryAfter time.Duration)
+	// Fault writes the provider's 5xx.
+	Fault func(w http.ResponseWriter, status int)
 }
 
-func (s *Server) enter(g gate, w http.ResponseWriter, r *http.Request) (*call, bool) {
+func (s *Server) Enter(g Gate, w http.ResponseWriter, r *http.Request) (*Call, bool) {
 	s.mu.Lock()
-	p := s.provs[g.provider]
+	p := s.provs[g.Provider]
 	now := s.now()
 	p.arrivals = append(p.arrivals, now)
 	k := p.knobs
 	if p.limiter != nil && !p.limiter.AllowN(now, 1) {
-		p.requests[g.op+" 429"]++
+		p.requests[g.Op+" 429"]++
 		s.mu.Unlock()
 		ra := time.Duration(k.RetryAfter)
 		if ra <= 0 {
 			ra = time.Second
 		}
-		g.limited(w, ra)
+		g.Limited(w, ra)
 		return nil, false
 	}
 	roll := s.rng.Float64()
-	pollFails := g.op == "poll" && k.PollErrorRate > 0 && s.rng.Float64() < k.PollErrorRate
+	pollFails := g.Op == "poll" && k.PollErrorRate > 0 && s.rng.Float64() < k.PollErrorRate
 	s.mu.Unlock()
 	if pollFails {
-		s.count(p, g.op, 503)
-		g.fault(w, http.StatusServiceUnavailable)
+		s.count(p, g.Op, 503)
+		g.Fault(w, http.StatusServiceUnavailable)
 		return nil, false
 	}
 
 	switch {
 	case roll < k.ErrorRate:
-		s.count(p, g.op, 503)
-		g.fault(w, []int{500, 502, 503}[int(roll*1000)%3])
+		s.count(p, g.Op, 503)
+		g.Fault(w, []int{500, 502, 503}[int(roll*1000)%3])
 		return nil, false
 	case roll < k.ErrorRate+k.TimeoutRate:
-		s.count(p, g.op, 504)
+		s.count(p, g.Op, 504)
 		hang := time.Duration(k.HangFor)
 		if hang <= 0 {
 			hang = 30 * time.Second
@@ -325,7 +366,7 @@ func (s *Server) enter(g gate, w http.ResponseWriter, r *http.Request) (*call, b
 		case <-r.Context().Done():
 			return nil, false
 		}
-		g.fault(w, http.StatusGatewayTimeout)
+		g.Fault(w, http.StatusGatewayTimeout)
 		return nil, false
 	case roll < k.ErrorRate+k.TimeoutRate+k.SlowRate:
 		select {
@@ -334,13 +375,13 @@ func (s *Server) enter(g gate, w http.ResponseWriter, r *http.Request) (*call, b
 			return nil, false
 		}
 	}
-	key, present := g.auth(r)
+	key, present := g.Auth(r)
 	if !present || key == "" || (k.APIKey != "" && key != k.APIKey) {
-		s.count(p, g.op, 401)
-		g.deny(w, present && key != "")
+		s.count(p, g.Op, 401)
+		g.Deny(w, present && key != "")
 		return nil, false
 	}
-	return &call{s: s, p: p}, true
+	return &Call{s: s, p: p}, true
 }
 
 func (s *Server) count(p *provider, op string, status int) {
@@ -349,10 +390,10 @@ func (s *Server) count(p *provider, op string, status int) {
 	s.mu.Unlock()
 }
 
-// newTask starts a task, charging cost against the balance. It returns
+// NewTask starts a task, charging cost against the balance. It returns
 // (nil, false) if the balance is short, and the existing task if key
 // repeats an Idempotency-Key the provider honours.
-func (c *call) newTask(op, key, idemKey string, cost float64, data any) (*task, bool) {
+func (c *Call) NewTask(op, key, idemKey string, cost float64, data any) (*Task, bool) {
 	s, p := c.s, c.p
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -376,18 +417,19 @@ func (c *call) newTask(op, key, idemKey string, cost float64, data any) (*task, 
 	if j := time.Duration(p.knobs.Jitter); j > 0 {
 		d += time.Duration(s.rng.Int64N(int64(j)))
 	}
-	t := &task{
-		id:      fmt.Sprintf("%s-%06d-%04x", p.name, s.seq, s.rng.Uint32()&0xffff),
-		key:     key,
-		created: now,
-		doneAt:  now.Add(d),
-		fail:    s.rng.Float64() < p.knobs.FailRate,
-		cost:    cost,
-		data:    data,
+	t := &Task{
+		ID:      fmt.Sprintf("%s-%06d-%04x", p.name, s.seq, s.rng.Uint32()&0xffff),
+		Seq:     s.seq,
+		Key:     key,
+		Created: now,
+		DoneAt:  now.Add(d),
+		Fail:    s.rng.Float64() < p.knobs.FailRate,
+		Cost:    cost,
+		Data:    data,
 	}
-	p.tasks[t.id] = t
+	p.tasks[t.ID] = t
 	if idemKey != "" {
-		p.idem[idemKey] = t.id
+		p.idem[idemKey] = t.ID
 	}
 	p.subs[key]++
 	p.spent += cost
@@ -397,10 +439,10 @@ func (c *call) newTask(op, key, idemKey string, cost float64, data any) (*task, 
 	return t, true
 }
 
-// holdCreate holds an accepted create's answer for the CreateDelay knobs
+// HoldCreate holds an accepted create's answer for the CreateDelay knobs
 // (the task is already charged). It returns false if the client hung up
 // meanwhile; the handler then writes nothing.
-func (c *call) holdCreate(r *http.Request) bool {
+func (c *Call) HoldCreate(r *http.Request) bool {
 	c.s.mu.Lock()
 	k := c.p.knobs
 	d := time.Duration(k.CreateDelayMin)
@@ -422,9 +464,9 @@ func (c *call) holdCreate(r *http.Request) bool {
 	}
 }
 
-// forbidden reports whether a create mentioning any of texts is one the
+// Forbidden reports whether a create mentioning any of texts is one the
 // ForbiddenMarker knob refuses, counting it as a 403 if so.
-func (c *call) forbidden(texts ...string) bool {
+func (c *Call) Forbidden(texts ...string) bool {
 	m := c.s.Knobs(c.p.name).ForbiddenMarker
 	if m == "" {
 		return false
@@ -438,9 +480,9 @@ func (c *call) forbidden(texts ...string) bool {
 	return false
 }
 
-// unavailable answers a create mentioning any of texts with a 503 when the
+// Unavailable answers a create mentioning any of texts with a 503 when the
 // UnavailableMarker knob says so, and reports whether it did.
-func (c *call) unavailable(w http.ResponseWriter, texts ...string) bool {
+func (c *Call) Unavailable(w http.ResponseWriter, texts ...string) bool {
 	m := c.s.Knobs(c.p.name).UnavailableMarker
 	if m == "" {
 		return false
@@ -448,18 +490,18 @@ func (c *call) unavailable(w http.ResponseWriter, texts ...string) bool {
 	for _, t := range texts {
 		if strings.Contains(t, m) {
 			c.s.count(c.p, "submit", 503)
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"message": "Service temporarily unavailable, try again later"})
+			WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"message": "Service temporarily unavailable, try again later"})
 			return true
 		}
 	}
 	return false
 }
 
-// missingID reports whether the create answer must leave out the task id.
-func (c *call) missingID() bool { return c.s.Knobs(c.p.name).MissingTaskID }
+// MissingID reports whether the create answer must leave out the task id.
+func (c *Call) MissingID() bool { return c.s.Knobs(c.p.name).MissingTaskID }
 
-// failMessage is msg, padded per FailMessageBytes.
-func (c *call) failMessage(msg string) string {
+// FailMessage is msg, padded per FailMessageBytes.
+func (c *Call) FailMessage(msg string) string {
 	n := c.s.Knobs(c.p.name).FailMessageBytes
 	if n <= len(msg) {
 		return msg
@@ -468,78 +510,78 @@ func (c *call) failMessage(msg string) string {
 	return msg + strings.Repeat(line, (n-len(msg))/len(line)+1)[:n-len(msg)]
 }
 
-// balanceFault answers a balance call as the BalanceStatus and
+// BalanceFault answers a balance call as the BalanceStatus and
 // BalanceMalformed knobs say, with the provider's error body; it returns
 // false if the balance should be answered normally.
-func (c *call) balanceFault(w http.ResponseWriter, errBody func(status int) any) bool {
+func (c *Call) BalanceFault(w http.ResponseWriter, errBody func(status int) any) bool {
 	k := c.s.Knobs(c.p.name)
 	switch {
 	case k.BalanceStatus != 0:
 		c.s.count(c.p, "credits", k.BalanceStatus)
-		writeJSON(w, k.BalanceStatus, errBody(k.BalanceStatus))
+		WriteJSON(w, k.BalanceStatus, errBody(k.BalanceStatus))
 		return true
 	case k.BalanceMalformed:
 		c.s.count(c.p, "credits", 200)
-		writeJSON(w, http.StatusOK, map[string]any{"balance": map[string]string{"status": "unavailable"}})
+		WriteJSON(w, http.StatusOK, map[string]any{"balance": map[string]string{"status": "unavailable"}})
 		return true
 	}
 	return false
 }
 
-// activeTasks reports how many tasks are running (not yet terminal).
-func (c *call) activeTasks() int {
+// ActiveTasks reports how many tasks are running (not yet terminal).
+func (c *Call) ActiveTasks() int {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	now := c.s.now()
 	n := 0
 	for _, t := range c.p.tasks {
-		if !t.deleted && !t.cancelled && now.Before(t.doneAt) {
+		if !t.deleted && !t.cancelled && now.Before(t.DoneAt) {
 			n++
 		}
 	}
 	return n
 }
 
-// taskView is a task's state at one poll.
-type taskView struct {
-	t        *task
-	done     bool
-	fail     bool
-	progress float64
-	elapsed  time.Duration
+// TaskView is a task's state at one poll.
+type TaskView struct {
+	Task     *Task
+	Done     bool
+	Fail     bool
+	Progress float64
+	Elapsed  time.Duration
 }
 
-// lookup returns a snapshot of task id, marking it reported if terminal.
-func (c *call) lookup(op, id string) (taskView, bool) {
+// Lookup returns a snapshot of task id, marking it reported if terminal.
+func (c *Call) Lookup(op, id string) (TaskView, bool) {
 	s, p := c.s, c.p
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := p.tasks[id]
 	if !ok || t.deleted {
 		p.requests[op+" 404"]++
-		return taskView{}, false
+		return TaskView{}, false
 	}
 	p.requests[op+" 200"]++
 	now := s.now()
-	v := taskView{t: t, elapsed: now.Sub(t.created)}
-	total := t.doneAt.Sub(t.created)
+	v := TaskView{Task: t, Elapsed: now.Sub(t.Created)}
+	total := t.DoneAt.Sub(t.Created)
 	switch {
 	case t.cancelled:
-		v.done, v.fail = true, true
-	case !now.Before(t.doneAt):
-		v.done, v.fail, v.progress = true, t.fail, 100
+		v.Done, v.Fail = true, true
+	case !now.Before(t.DoneAt):
+		v.Done, v.Fail, v.Progress = true, t.Fail, 100
 	case total > 0:
-		v.progress = float64(int(100 * float64(now.Sub(t.created)) / float64(total)))
+		v.Progress = float64(int(100 * float64(now.Sub(t.Created)) / float64(total)))
 	}
-	if v.done && !t.reported {
+	if v.Done && !t.reported {
 		t.reported = true
 		p.active--
 	}
 	return v, true
 }
 
-// cancel marks a task cancelled (or deleted), releasing its slot.
-func (c *call) cancel(id string, del bool) (*task, bool) {
+// Cancel marks a task cancelled (or deleted), releasing its slot.
+func (c *Call) Cancel(id string, del bool) (*Task, bool) {
 	s, p := c.s, c.p
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -599,9 +641,9 @@ func (s *Server) Stats(w time.Duration) map[string]Stats {
 	out := map[string]Stats{}
 	for name, p := range s.provs {
 		st := Stats{
-			Requests:      maps(p.requests),
+			Requests:      copyCounts(p.requests),
 			TotalRequests: len(p.arrivals),
-			Submissions:   maps(p.subs),
+			Submissions:   copyCounts(p.subs),
 			Tasks:         len(p.tasks),
 			Active:        p.active,
 			MaxActive:     p.maxAct,
@@ -609,8 +651,8 @@ func (s *Server) Stats(w time.Duration) map[string]Stats {
 			Window:        Duration(w),
 			Spent:         p.spent,
 
-			Downloads:        maps(p.downloads),
-			DownloadRequests: maps(p.dlReqs),
+			Downloads:        copyCounts(p.downloads),
+			DownloadRequests: copyCounts(p.dlReqs),
 			DownloadBytes:    p.dlBytes,
 			DownloadsActive:  p.dlActive,
 		}
@@ -665,7 +707,7 @@ func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for name, p := range s.provs {
-		s.provs[name] = newProvider(name, p.knobs)
+		s.provs[name] = newProvider(name, p.api, p.knobs)
 	}
 }
 
@@ -683,7 +725,7 @@ func maxInWindow(ts []time.Time, w time.Duration) int {
 	return best
 }
 
-func maps(m map[string]int) map[string]int {
+func copyCounts(m map[string]int) map[string]int {
 	out := make(map[string]int, len(m))
 	for k, v := range m {
 		out[k] = v
@@ -701,7 +743,7 @@ func (s *Server) adminStats(w http.ResponseWriter, r *http.Request) {
 		}
 		win = d
 	}
-	writeJSON(w, http.StatusOK, s.Stats(win))
+	WriteJSON(w, http.StatusOK, s.Stats(win))
 }
 
 func (s *Server) adminKnobs(w http.ResponseWriter, r *http.Request) {
@@ -725,7 +767,7 @@ func (s *Server) adminKnobs(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "knobs: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	writeJSON(w, http.StatusOK, k)
+	WriteJSON(w, http.StatusOK, k)
 }
 
 func (s *Server) adminCredits(w http.ResponseWriter, r *http.Request) {
@@ -744,7 +786,7 @@ func (s *Server) adminCredits(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.Stats(0)[name])
+	WriteJSON(w, http.StatusOK, s.Stats(0)[name])
 }
 
 func (s *Server) adminReset(w http.ResponseWriter, _ *http.Request) {
@@ -752,7 +794,7 @@ func (s *Server) adminReset(w http.ResponseWriter, _ *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
@@ -768,16 +810,16 @@ func (s *Server) TaskFor(provider, key string) string {
 	if p == nil {
 		return ""
 	}
-	var best *task
+	var best *Task
 	for _, t := range p.tasks {
-		if t.key == key && (best == nil || t.created.After(best.created)) {
+		if t.Key == key && (best == nil || t.Created.After(best.Created)) {
 			best = t
 		}
 	}
 	if best == nil {
 		return ""
 	}
-	return best.id
+	return best.ID
 }
 
 // TaskInfo is one task the simulator started, for tests.
@@ -798,7 +840,7 @@ func (s *Server) Tasks(provider string) []TaskInfo {
 	}
 	out := make([]TaskInfo, 0, len(p.tasks))
 	for _, t := range p.tasks {
-		out = append(out, TaskInfo{ID: t.id, Key: t.key, Created: t.created, DoneAt: t.doneAt})
+		out = append(out, TaskInfo{ID: t.ID, Key: t.Key, Created: t.Created, DoneAt: t.DoneAt})
 	}
 	slices.SortFunc(out, func(a, b TaskInfo) int { return a.Created.Compare(b.Created) })
 	return out
@@ -815,7 +857,7 @@ func (s *Server) TaskTimes(provider string) []time.Time {
 	}
 	out := make([]time.Time, 0, len(p.tasks))
 	for _, t := range p.tasks {
-		out = append(out, t.created)
+		out = append(out, t.Created)
 	}
 	slices.SortFunc(out, func(a, b time.Time) int { return a.Compare(b) })
 	return out

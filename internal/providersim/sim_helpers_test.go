@@ -1,4 +1,4 @@
-package providersim
+package providersim_test
 
 import (
 	"bytes"
@@ -12,6 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/reelq/reelq/internal/providers/all"
+	"github.com/reelq/reelq/internal/providersim"
 )
 
 // clock is a settable time source for the simulator, so tests move a
@@ -35,7 +38,7 @@ func (c *clock) advance(d time.Duration) {
 
 // fixture is a simulator on a fake clock behind a real HTTP server.
 type fixture struct {
-	sim   *Server
+	sim   *providersim.Server
 	clock *clock
 	url   string
 	srv   *httptest.Server
@@ -45,14 +48,14 @@ type fixture struct {
 func (f *fixture) close() { f.srv.Close() }
 
 // newFixture starts a simulator whose tasks take 10 s of fake time.
-func newFixture(t *testing.T, name string, k Knobs) *fixture {
+func newFixture(t *testing.T, name string, k providersim.Knobs) *fixture {
 	t.Helper()
 	if k.CompleteAfter == 0 {
-		k.CompleteAfter = Duration(10 * time.Second)
+		k.CompleteAfter = providersim.Duration(10 * time.Second)
 	}
-	s := New(map[string]Knobs{name: k}, 7)
+	s := all.Simulator(map[string]providersim.Knobs{name: k}, 7)
 	c := &clock{t: time.Date(2025, 4, 11, 18, 33, 59, 780864000, time.UTC)}
-	s.now = c.now
+	s.SetNow(c.now)
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	return &fixture{sim: s, clock: c, url: srv.URL, srv: srv}

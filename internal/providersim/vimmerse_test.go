@@ -1,10 +1,12 @@
-package providersim
+package providersim_test
 
 import (
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/reelq/reelq/internal/providersim"
 )
 
 var vimmerseKey = map[string]string{"X-Api-Key": "vk"}
@@ -20,7 +22,7 @@ func vimmerseCreate(t *testing.T, f *fixture, title string) reply {
 
 func TestVimmerseLifecycle(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, "vimmerse", Knobs{})
+	f := newFixture(t, "vimmerse", providersim.Knobs{})
 	r := vimmerseCreate(t, f, "Dance [reelq:j1]")
 	wantStatus(t, "create", r, 200)
 	data := r.body["data"].(map[string]any)
@@ -56,7 +58,7 @@ func TestVimmerseLifecycle(t *testing.T) {
 
 func TestVimmerseUpdateDelete(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, "vimmerse", Knobs{})
+	f := newFixture(t, "vimmerse", providersim.Knobs{})
 	id := str(vimmerseCreate(t, f, "a").body["data"].(map[string]any)["id"])
 	r := f.do(t, "PUT", "/workflow/"+id, map[string]string{"X-Api-Key": "vk", "Content-Type": "application/json"}, strings.NewReader(`{"title":"b","rating":"5"}`))
 	wantStatus(t, "put", r, 200)
@@ -77,7 +79,7 @@ func TestVimmerseUpdateDelete(t *testing.T) {
 
 func TestVimmerseErrors(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, "vimmerse", Knobs{MaxActive: 1, APIKey: "vk"})
+	f := newFixture(t, "vimmerse", providersim.Knobs{MaxActive: 1, APIKey: "vk"})
 	wantStatus(t, "first", vimmerseCreate(t, f, "one"), 200)
 	r := vimmerseCreate(t, f, "two")
 	wantStatus(t, "over MaxActive", r, 429)

@@ -25,7 +25,7 @@ import (
 	"github.com/reelq/reelq/internal/logging"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providers"
-	"github.com/reelq/reelq/internal/providers/registry"
+	"github.com/reelq/reelq/internal/providers/all"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/ratelimit"
@@ -61,13 +61,13 @@ func NewOn(t testing.TB, s *server.Server, knobs map[string]providersim.Knobs) *
 	t.Helper()
 	nc, js := natstest.Connect(t, s)
 	natstest.Setup(t, js)
-	all := map[string]providersim.Knobs{}
-	for _, p := range providersim.Providers {
+	every := map[string]providersim.Knobs{}
+	for _, p := range all.Names() {
 		k := knobs[p]
 		k.APIKey = APIKey(p)
-		all[p] = k
+		every[p] = k
 	}
-	sim := providersim.New(all, 7)
+	sim := all.Simulator(every, 7)
 	hs := httptest.NewServer(sim)
 	t.Cleanup(hs.Close)
 	kv, err := js.KeyValue(context.Background(), queue.BucketJobs)
@@ -83,12 +83,7 @@ func NewOn(t testing.TB, s *server.Server, knobs map[string]providersim.Knobs) *
 }
 
 // BaseURL is provider's base URL on the simulator.
-func (e *Env) BaseURL(provider string) string {
-	if provider == "camb" {
-		return e.SimURL + "/apis"
-	}
-	return e.SimURL
-}
+func (e *Env) BaseURL(provider string) string { return e.SimURL + e.Sim.Base(provider) }
 
 // Provider builds provider's real adapter pointed at the simulator.
 func (e *Env) Provider(name string) providers.Provider {
@@ -98,11 +93,20 @@ func (e *Env) Provider(name string) providers.Provider {
 // provider builds name's adapter with key, sending its requests with hc
 // (nil: a plain client).
 func (e *Env) provider(name, key string, hc *http.Client) providers.Provider {
-	p, err := registry.New(name, providers.Config{BaseURL: e.BaseURL(name), APIKey: key, HTTPClient: hc, RequestTimeout: 10 * time.Second, AllowInsecure: true}, nil)
+	p, err := e.spec(name).Build(providers.Config{BaseURL: e.BaseURL(name), APIKey: key, HTTPClient: hc, RequestTimeout: 10 * time.Second, AllowInsecure: true}, nil)
 	if err != nil {
 		e.T.Fatal(err)
 	}
 	return p
+}
+
+// spec returns the Spec of the provider named name.
+func (e *Env) spec(name string) providers.Spec {
+	s, ok := all.Lookup(name)
+	if !ok {
+		e.T.Fatalf("unknown provider %q", name)
+	}
+	return s
 }
 
 // Settings are one provider's settings for a test worker.
@@ -206,6 +210,7 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 		rts[name] = &worker.Runtime{
 			// As in cmd/worker: every HTTP request takes a token.
 			Provider:            e.provider(name, s.APIKey, worker.HTTPClient(lim, s.RequestTimeout, 0)),
+			Spec:                e.spec(name),
 			Limiter:             lim,
 			MaxInflight:         s.MaxInflight,
 			Rate:                s.Rate,
@@ -239,7 +244,7 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 	}
 	if cfg.Secrets == nil {
 		cfg.Secrets = &logging.Secrets{}
-		for _, p := range providersim.Providers {
+		for _, p := range all.Names() {
 			cfg.Secrets.Add(APIKey(p))
 		}
 	}

@@ -134,7 +134,7 @@ func (w *Worker) resolve(ctx context.Context, id string, req ResolveRequest, ctl
 // checkResolveTask decides whether a held job may adopt the task an
 // operator named: the task must be recorded by no other job (the task
 // index), the provider must know it (one poll), and where the provider's
-// task names its job (a Vimmerse title), it must name this one. It
+// task names its job (a reference the adapter sent), it must name this one. It
 // claims the task for the job when all hold. why is the refusal ("" to
 // adopt); err is a failure worth retrying.
 func (w *Worker) checkResolveTask(ctx context.Context, st *jobstate.State, task string) (why string, err error) {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
-	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/slots"
 )
 
@@ -47,7 +46,6 @@ type engine struct {
 	cons map[reelq.Priority]jetstream.Consumer
 	pool slotPool
 	log  *slog.Logger
-	def  providers.Defaults
 
 	events  chan any
 	stopped chan struct{} // closed when the loop has returned: nothing reads events
@@ -203,7 +201,6 @@ func newEngine(w *Worker, name string, rt *Runtime, cons map[reelq.Priority]jets
 	e := &engine{
 		w: w, name: name, rt: rt, cons: cons, pool: pool,
 		log:      w.log.With("provider", name),
-		def:      rt.Provider.Defaults(),
 		events:   make(chan any, 4096),
 		stopped:  make(chan struct{}),
 		runq:     newRunQueue(),

@@ -200,7 +200,7 @@ func (e *engine) releaseProbeIfOurs(j *job) {
 // pause proves nothing, and neither does a submit where credits show up
 // only on the poll.
 func (e *engine) resumeIfProven(ctx context.Context, j *job) {
-	if e.def.CreditsOnPoll {
+	if e.rt.Spec.CreditsOnPoll {
 		return
 	}
 	v, _ := e.w.pstate.View(e.name)

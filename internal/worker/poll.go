@@ -127,8 +127,9 @@ func (e *engine) stepPoll(ctx context.Context, j *job) outcome {
 	// Failed.
 	switch {
 	case errors.Is(ps2.Err, providers.ErrCreditsExhausted):
-		// The task failed unpaid (Camb reports PAYMENT_REQUIRED on poll):
-		// forget it and submit again once credits return.
+		// The task failed unpaid for missing credits (a provider whose Spec
+		// sets CreditsOnPoll): forget it and submit again once credits
+		// return.
 		e.logJob(j).Warn("task failed for missing credits; pausing the provider", "err", ps2.Err)
 		e.w.pause(ctx, e.name, ps2.Err)
 		nextSt := *j.st
@@ -149,7 +150,7 @@ func (e *engine) stepPoll(ctx context.Context, j *job) outcome {
 
 // resumeIfProbe ends a credit pause once the probe job's poll answered
 // something other than missing credits: where credits show up only on the
-// poll (Camb), a successful create proves nothing.
+// poll (Spec.CreditsOnPoll), a successful create proves nothing.
 func (e *engine) resumeIfProbe(ctx context.Context, j *job) {
 	if !j.probe {
 		return

@@ -424,10 +424,10 @@ func (e *engine) submitted(ctx context.Context, j *job, task providers.Task) out
 		e.logJob(j).Info("submitted", "task_id", task.ID)
 	}
 	e.jobEvent(j, reelq.EventSubmitted, func(ev *reelq.Event) { ev.Cost = e.cost(j) })
-	if j.probe && !e.def.CreditsOnPoll {
+	if j.probe && !e.rt.Spec.CreditsOnPoll {
 		// A paid call made during the credit pause went through: the account
-		// works again. (Where credits show up only on the poll, the first
-		// poll decides.)
+		// works again. (Where credits show up only on the poll, Spec
+		// CreditsOnPoll, the first poll decides.)
 		e.w.resume(ctx, e.name, "probe job submitted")
 		j.probe = false
 	} else if !j.probe {

@@ -22,8 +22,8 @@ import (
 // its fresh token before the call, outside its timeout; this is the
 // safety net.)
 // Every further request in the same call waits for a token of its own:
-// Camb's Poll, for example, reads the story status and then, on success,
-// fetches the result, which is two requests to the account's budget. A
+// a Poll that reads a status and then, on success, fetches the result, for
+// example, is two requests to the account's budget. A
 // request made with no token taken (a code path that forgot to) also waits.
 // The wait counts against timeout, which bounds one HTTP call; zero means
 // 60s.

@@ -93,7 +93,11 @@ const (
 // Runtime is what the worker needs for one provider.
 type Runtime struct {
 	Provider providers.Provider
-	Limiter  Limiter
+	// Spec is the provider's Spec: the default timings (for zero
+	// PollInterval, MaxPollInterval, JobTimeout), whether credits show up
+	// on the poll, its Recovery and HoldAbove.
+	Spec    providers.Spec
+	Limiter Limiter
 	// MaxInflight is the provider's cluster-wide concurrency cap.
 	MaxInflight int
 	// Rate and Burst are the limiter's settings, recorded in the
@@ -103,7 +107,7 @@ type Runtime struct {
 	// Slots is how many of the provider's jobs this replica runs at once;
 	// zero means MaxInflight.
 	Slots int
-	// Poll schedule and task deadline; zero means the adapter's default.
+	// Poll schedule and task deadline; zero means the Spec's default.
 	PollInterval    time.Duration
 	MaxPollInterval time.Duration
 	JobTimeout      time.Duration
@@ -267,7 +271,7 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 		if rt.Provider == nil || rt.Limiter == nil {
 			return nil, fmt.Errorf("provider %s: runtime needs a provider and a limiter", name)
 		}
-		d := rt.Provider.Defaults()
+		d := rt.Spec.Timings
 		if rt.PollInterval <= 0 {
 			rt.PollInterval = d.PollInterval
 		}

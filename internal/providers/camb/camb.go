@@ -24,28 +24,18 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
-	"unicode/utf8"
 
 	"github.com/reelq/reelq/internal/providers"
+	"github.com/reelq/reelq/internal/providers/camb/input"
 )
 
 // Name is the provider's name in subjects and configuration.
-const Name = "camb"
+const Name = input.Name
 
 // DefaultBaseURL is Camb's public API root.
 const DefaultBaseURL = "https://client.camb.ai/apis"
 
-// Documented limits of POST /story.
 const (
-	MinLanguage    = 1
-	MaxLanguage    = 148
-	MinTitle       = 3
-	MaxTitle       = 255
-	MinDescription = 3
-	MaxDescription = 5000
-	// DefaultCreditsPerTask is the cost estimate: Camb publishes no story price.
-	DefaultCreditsPerTask = 1
 	// StoryFileName is the name the text is uploaded under.
 	StoryFileName = "story.txt"
 	// runTaskPrefix marks a task known only by its run_id (the setup-style
@@ -53,26 +43,10 @@ const (
 	runTaskPrefix = "run:"
 )
 
-// Options tune the adapter beyond the shared providers.Config.
-// Each field can be set from the environment (CAMB_CREDITS_PER_TASK).
+// Options tune the adapter beyond the shared providers.Config: only the
+// input's (CAMB_CREDITS_PER_TASK).
 type Options struct {
-	// CreditsPerTask is the cost estimate per story; default DefaultCreditsPerTask.
-	CreditsPerTask float64 `env:"CREDITS_PER_TASK"`
-}
-
-// Input is the job input for a Camb story.
-type Input struct {
-	// Text is the story; it is uploaded as the file story.txt.
-	Text string `json:"text"`
-	// SourceLanguage is Camb's language id (1 = English), required.
-	SourceLanguage *int   `json:"source_language"`
-	Title          string `json:"title,omitempty"`
-	Description    string `json:"description,omitempty"`
-	// NarratorVoiceID picks the narrator; Voice is accepted as an alias.
-	NarratorVoiceID    *int   `json:"narrator_voice_id,omitempty"`
-	Voice              *int   `json:"voice,omitempty"`
-	ChosenDictionaries *[]int `json:"chosen_dictionaries,omitempty"`
-	FolderID           *int   `json:"folder_id,omitempty"`
+	Input input.Options
 }
 
 // Client talks to one Camb account.
@@ -87,9 +61,6 @@ var _ providers.Provider = (*Client)(nil)
 
 // New returns a Camb client.
 func New(cfg providers.Config, opts Options) *Client {
-	if opts.CreditsPerTask <= 0 {
-		opts.CreditsPerTask = DefaultCreditsPerTask
-	}
 	c := &Client{base: cfg.Base(DefaultBaseURL), key: cfg.APIKey, opts: opts}
 	c.caller = &providers.Caller{
 		Provider: Name,
@@ -104,78 +75,23 @@ func New(cfg providers.Config, opts Options) *Client {
 // Name implements providers.Provider.
 func (c *Client) Name() string { return Name }
 
-// Defaults implements providers.Provider. Camb's examples poll every 3-5 s.
-// Camb reports missing credits on the poll (PAYMENT_REQUIRED), so a
-// successful create proves nothing about the account: CreditsOnPoll.
-func (c *Client) Defaults() providers.Defaults {
-	return providers.Defaults{PollInterval: 5 * time.Second, MaxPollInterval: 30 * time.Second, JobTimeout: 2 * time.Hour, CreditsOnPoll: true}
-}
-
 // Validate implements providers.Provider with the create-story rules.
 func (c *Client) Validate(raw json.RawMessage) error {
-	_, err := parse(raw)
+	_, err := input.Parse(raw, c.opts.Input)
 	return err
 }
 
-func parse(raw json.RawMessage) (Input, error) {
-	var in Input
-	if err := providers.StrictDecode(raw, &in); err != nil {
-		return in, providers.Invalid(Name, "input: %v", err)
-	}
-	bad := providers.Problems{Provider: Name}
-	switch {
-	case strings.TrimSpace(in.Text) == "":
-		bad.Add("input.text is required (the story to narrate)")
-	case !utf8.ValidString(in.Text):
-		bad.Add("input.text is not valid UTF-8")
-	}
-	switch {
-	case in.SourceLanguage == nil:
-		bad.Add("input.source_language is required (Camb language id, 1 = English)")
-	case *in.SourceLanguage < MinLanguage || *in.SourceLanguage > MaxLanguage:
-		bad.Add("input.source_language %d is not a language id (%d..%d)", *in.SourceLanguage, MinLanguage, MaxLanguage)
-	}
-	length(&bad, "title", in.Title, MinTitle, MaxTitle)
-	length(&bad, "description", in.Description, MinDescription, MaxDescription)
-	if in.NarratorVoiceID != nil && in.Voice != nil && *in.NarratorVoiceID != *in.Voice {
-		bad.Add("input.voice and input.narrator_voice_id disagree; set one")
-	}
-	if in.NarratorVoiceID == nil {
-		in.NarratorVoiceID = in.Voice
-	}
-	if in.NarratorVoiceID != nil && *in.NarratorVoiceID <= 0 {
-		bad.Add("input.narrator_voice_id must be a positive voice id")
-	}
-	if in.ChosenDictionaries != nil && len(*in.ChosenDictionaries) == 0 {
-		bad.Add("input.chosen_dictionaries must list at least one dictionary id when present")
-	}
-	if in.FolderID != nil && *in.FolderID <= 0 {
-		bad.Add("input.folder_id must be a positive folder id")
-	}
-	return in, bad.Err()
-}
-
-// length checks an optional string's length in characters.
-func length(bad *providers.Problems, field, s string, lo, hi int) {
-	if s == "" {
-		return
-	}
-	if n := utf8.RuneCountInString(s); n < lo || n > hi {
-		bad.Add("input.%s is %d characters; it must be %d to %d", field, n, lo, hi)
-	}
-}
-
 // Estimate implements providers.Provider: a flat estimate per story.
-func (c *Client) Estimate(json.RawMessage) providers.Cost {
-	return providers.Cost{Amount: c.opts.CreditsPerTask, Unit: "credits",
-		Basis: "estimate: flat per story (Camb publishes no story price; plans bill by characters or minutes)"}
+func (c *Client) Estimate(raw json.RawMessage) providers.Cost {
+	in, _ := input.Parse(raw, c.opts.Input)
+	return input.Price(in, c.opts.Input)
 }
 
 // Submit implements providers.Provider: POST /story as multipart form
 // data with the text as the file story.txt. Camb takes no client
 // reference, so the job id is not sent.
 func (c *Client) Submit(ctx context.Context, req providers.Request) (providers.Task, error) {
-	in, err := parse(req.Input)
+	in, err := input.Parse(req.Input, c.opts.Input)
 	if err != nil {
 		return providers.Task{}, err
 	}
@@ -200,7 +116,7 @@ func (c *Client) Submit(ctx context.Context, req providers.Request) (providers.T
 	return task, nil
 }
 
-func form(in Input) (*bytes.Buffer, string, error) {
+func form(in input.Input) (*bytes.Buffer, string, error) {
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
 	h := textproto.MIMEHeader{}
@@ -213,23 +129,23 @@ func form(in Input) (*bytes.Buffer, string, error) {
 	if _, err := fw.Write([]byte(in.Text)); err != nil {
 		return nil, "", err
 	}
-	fields := [][2]string{{"source_language", strconv.Itoa(*in.SourceLanguage)}}
+	fields := [][2]string{{"source_language", strconv.Itoa(in.SourceLanguage)}}
 	if in.Title != "" {
 		fields = append(fields, [2]string{"title", in.Title})
 	}
 	if in.Description != "" {
 		fields = append(fields, [2]string{"description", in.Description})
 	}
-	if in.NarratorVoiceID != nil {
-		fields = append(fields, [2]string{"narrator_voice_id", strconv.Itoa(*in.NarratorVoiceID)})
+	if in.NarratorVoiceID != 0 {
+		fields = append(fields, [2]string{"narrator_voice_id", strconv.Itoa(in.NarratorVoiceID)})
 	}
 	if in.ChosenDictionaries != nil {
-		for _, d := range *in.ChosenDictionaries {
+		for _, d := range in.ChosenDictionaries {
 			fields = append(fields, [2]string{"chosen_dictionaries", strconv.Itoa(d)})
 		}
 	}
-	if in.FolderID != nil {
-		fields = append(fields, [2]string{"folder_id", strconv.Itoa(*in.FolderID)})
+	if in.FolderID != 0 {
+		fields = append(fields, [2]string{"folder_id", strconv.Itoa(in.FolderID)})
 	}
 	for _, f := range fields {
 		if err := mw.WriteField(f[0], f[1]); err != nil {

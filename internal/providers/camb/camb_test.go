@@ -24,10 +24,7 @@ func newClient(baseURL, key string) providers.Provider {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	providertest.Run(t, providertest.Harness{
-		Name:       camb.Name,
-		New:        newClient,
-		BaseURL:    func(srv string) string { return srv + "/apis" },
+	providertest.Run(t, camb.Spec, providertest.Harness{
 		ValidInput: json.RawMessage(`{"text":"Once upon a time, a lighthouse keeper found a bottle.","source_language":1,"title":"The Lighthouse","narrator_voice_id":147320}`),
 		InvalidInputs: map[string]json.RawMessage{
 			"empty":             json.RawMessage(``),
@@ -45,7 +42,6 @@ func TestConformance(t *testing.T) {
 			"voices disagree":   json.RawMessage(`{"text":"t","source_language":1,"voice":1,"narrator_voice_id":2}`),
 			"unknown field":     json.RawMessage(`{"text":"t","source_language":1,"language":"en"}`),
 		},
-		CreditsAtPoll:   true,
 		ForbiddenInput:  json.RawMessage(`{"text":"A story the key may not narrate ` + providersim.ForbiddenMarker + `","source_language":1}`),
 		ForbiddenAtPoll: true,
 	})

@@ -27,10 +27,7 @@ func testBasics(t *testing.T, h Harness) {
 	if c.Amount <= 0 || (c.Unit != "usd" && c.Unit != "credits") || c.Basis == "" {
 		t.Errorf("Estimate = %+v, want a positive amount in usd or credits with a basis", c)
 	}
-	d := b.p.Defaults()
-	if d.PollInterval <= 0 || d.MaxPollInterval < d.PollInterval || d.JobTimeout <= d.MaxPollInterval {
-		t.Errorf("Defaults = %+v, want 0 < poll <= max poll < job timeout", d)
-	}
+	checkSpec(t, h.spec, b.p, c)
 	if cc, ok := b.p.(providers.CreditChecker); ok {
 		if err := cc.CheckCredits(context.Background()); err != nil {
 			t.Errorf("CheckCredits with unlimited credits: %v", err)
@@ -126,9 +123,6 @@ func testCredits(t *testing.T, h Harness) {
 	zero := 0.0
 	b := setup(t, h, providersim.Knobs{Credits: &zero}, "")
 	ctx := context.Background()
-	if got := b.p.Defaults().CreditsOnPoll; got != h.CreditsAtPoll {
-		t.Errorf("Defaults().CreditsOnPoll = %v, want %v", got, h.CreditsAtPoll)
-	}
 	task, err := b.p.Submit(ctx, request(h, "job-broke"))
 	if h.CreditsAtPoll {
 		// Two tasks: the simulator answers them in the old form (status
@@ -309,5 +303,38 @@ func testKeyEcho(t *testing.T, h Harness) {
 		_, err = p.Poll(context.Background(), providers.Task{ID: "some-task"})
 		noKey(t, err)
 		srv.Close()
+	}
+}
+
+// checkSpec holds a provider's Spec against its adapter p (whose estimate
+// of the valid input is est).
+func checkSpec(t *testing.T, s providers.Spec, p providers.Provider, est providers.Cost) {
+	t.Helper()
+	d := s.Timings
+	if d.PollInterval <= 0 || d.MaxPollInterval < d.PollInterval || d.JobTimeout <= d.MaxPollInterval {
+		t.Errorf("Spec.Timings = %+v, want 0 < poll <= max poll < job timeout", d)
+	}
+	if l := s.Limits; l.Rate <= 0 || l.Burst < 1 || l.MaxInflight < 1 || l.RequestTimeout <= 0 {
+		t.Errorf("Spec.Limits = %+v, want a positive rate, burst, cap and request timeout", l)
+	}
+	if est.Unit != s.Kind.Unit || s.HoldAbove.Unit != s.Kind.Unit {
+		t.Errorf("Estimate unit %q, HoldAbove unit %q, Kind.Unit %q: want one unit", est.Unit, s.HoldAbove.Unit, s.Kind.Unit)
+	}
+	if _, ok := p.(providers.Canceler); ok != s.Kind.Cancelable {
+		t.Errorf("the adapter cancels: %v; Kind.Cancelable: %v", ok, s.Kind.Cancelable)
+	}
+	if _, ok := p.(providers.Finder); ok != (s.Recovery == providers.RecoveryLookup) {
+		t.Errorf("the adapter finds tasks: %v; Recovery: %s", ok, s.Recovery)
+	}
+	switch s.Recovery {
+	case providers.RecoveryIdempotencyKey, providers.RecoveryLookup, providers.RecoveryNone:
+	default:
+		t.Errorf("Recovery %q is not one of idempotency-key, lookup, none", s.Recovery)
+	}
+	if s.LinkExpiry.Status != http.StatusNotFound && s.LinkExpiry.Status != http.StatusForbidden {
+		t.Errorf("LinkExpiry.Status %d, want 404 or 403", s.LinkExpiry.Status)
+	}
+	if s.BaseURL == "" || !strings.HasPrefix(s.BaseURL, "https://") || s.Doc == "" || len(s.Kind.Schema) == 0 || s.Sim.Routes == nil {
+		t.Error("the Spec needs an https BaseURL, a Doc, the input's Schema and simulator Routes")
 	}
 }

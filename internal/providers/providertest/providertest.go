@@ -6,16 +6,17 @@
 // the provider, prompt context cancellation, and that the API key never
 // appears in an error.
 //
+// It also checks the provider's Spec against its adapter: the limits and
+// timings make sense, the estimate's unit is the Kind's, Cancelable says
+// whether the adapter cancels, and a lookup Recovery has a Finder.
+//
 // An adapter's test is a few lines:
 //
 //	func TestConformance(t *testing.T) {
-//		providertest.Run(t, providertest.Harness{
-//			Name: segmind.Name,
-//			New: func(baseURL, key string) providers.Provider {
-//				return segmind.New(providers.Config{BaseURL: baseURL, APIKey: key}, segmind.Options{})
-//			},
-//			ValidInput:    json.RawMessage(`{}`),
-//			InvalidInputs: map[string]json.RawMessage{"array": json.RawMessage(`[]`)},
+//		providertest.Run(t, segmind.Spec, providertest.Harness{
+//			ValidInput:     json.RawMessage(`{}`),
+//			ForbiddenInput: json.RawMessage(`{"prompt":"` + providersim.ForbiddenMarker + `"}`),
+//			InvalidInputs:  map[string]json.RawMessage{"array": json.RawMessage(`[]`)},
 //		})
 //	}
 package providertest
@@ -40,25 +41,20 @@ const (
 	WrongKey = "sk-reelq-WRONG-93a7e0c4b1"
 )
 
-// Harness describes one adapter to the suite.
+// Harness describes one adapter's test inputs to the suite.
 type Harness struct {
-	// Name is the provider's name in the simulator (segmind, samsar,
-	// vimmerse, camb).
-	Name string
-	// New builds the adapter under test, talking to baseURL with key.
-	New func(baseURL, key string) providers.Provider
-	// BaseURL maps the simulator's root URL to the adapter's base URL
-	// (Camb's API lives under /apis). Nil means the root itself.
-	BaseURL func(srvURL string) string
+	// Name, New, BaseURL, CreditsAtPoll and spec are set by Run from the
+	// provider's Spec.
+	Name          string
+	New           func(baseURL, key string) providers.Provider
+	BaseURL       func(srvURL string) string
+	CreditsAtPoll bool
+	spec          providers.Spec
 	// ValidInput is a job input the adapter and the simulator accept.
 	ValidInput json.RawMessage
 	// InvalidInputs are inputs that break a documented rule, by name.
 	// Validate and Submit must reject each without calling the provider.
 	InvalidInputs map[string]json.RawMessage
-	// CreditsAtPoll is set for providers that accept work they cannot pay
-	// for and report it when polled (Camb's PAYMENT_REQUIRED). Their
-	// Defaults must set CreditsOnPoll.
-	CreditsAtPoll bool
 	// ForbiddenInput is a valid input that mentions
 	// providersim.ForbiddenMarker (in its prompt, title or text), which
 	// the simulator refuses with the provider's per-job 403.
@@ -71,12 +67,22 @@ type Harness struct {
 	Findable bool
 }
 
-// Run runs the conformance suite for h as parallel subtests.
-func Run(t *testing.T, h Harness) {
+// Run runs the conformance suite for the provider spec describes, with
+// h's inputs, as parallel subtests.
+func Run(t *testing.T, spec providers.Spec, h Harness) {
 	t.Helper()
-	if h.Name == "" || h.New == nil || h.ValidInput == nil || h.ForbiddenInput == nil {
-		t.Fatal("providertest: Harness needs Name, New, ValidInput and ForbiddenInput")
+	if spec.Name() == "" || spec.New == nil || h.ValidInput == nil || h.ForbiddenInput == nil {
+		t.Fatal("providertest: the Spec needs a Kind and New; the Harness ValidInput and ForbiddenInput")
 	}
+	h.spec, h.Name, h.CreditsAtPoll = spec, spec.Name(), spec.CreditsOnPoll
+	h.New = func(baseURL, key string) providers.Provider {
+		p, err := spec.New(providers.Config{BaseURL: baseURL, APIKey: key}, nil)
+		if err != nil {
+			t.Fatalf("%s: New: %v", spec.Name(), err)
+		}
+		return p
+	}
+	h.BaseURL = func(srvURL string) string { return srvURL + spec.Sim.Base }
 	for _, tc := range []struct {
 		name string
 		fn   func(t *testing.T, h Harness)
@@ -126,7 +132,7 @@ func setup(t *testing.T, h Harness, k providersim.Knobs, key string) *bundle {
 	if k.CompleteAfter == 0 {
 		k.CompleteAfter = providersim.Duration(50 * time.Millisecond)
 	}
-	sim := providersim.New(map[string]providersim.Knobs{h.Name: k}, 1)
+	sim := h.simulator(map[string]providersim.Knobs{h.Name: k})
 	srv := httptest.NewServer(sim)
 	t.Cleanup(srv.Close)
 	base := srv.URL
@@ -223,4 +229,11 @@ func noKey(t *testing.T, err error) {
 			t.Fatalf("error leaks the API key: %q", err)
 		}
 	}
+}
+
+// simulator serves h's provider alone, with knobs.
+func (h Harness) simulator(knobs map[string]providersim.Knobs) *providersim.Server {
+	api := h.spec.Sim
+	api.Expired = h.spec.LinkExpiry.Status
+	return providersim.New(map[string]providersim.API{h.Name: api}, knobs, 1)
 }

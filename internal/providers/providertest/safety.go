@@ -267,7 +267,7 @@ func testCrossHostRedirect(t *testing.T, h Harness) {
 // testSameHostRedirect: a GET redirected within the API host is followed
 // (with the key), so a job still completes; a submit is not redirected.
 func testSameHostRedirect(t *testing.T, h Harness) {
-	sim := providersim.New(map[string]providersim.Knobs{h.Name: {CompleteAfter: providersim.Duration(50 * time.Millisecond)}}, 1)
+	sim := h.simulator(map[string]providersim.Knobs{h.Name: {CompleteAfter: providersim.Duration(50 * time.Millisecond)}})
 	var redirected atomic.Int32
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if rest, ok := strings.CutPrefix(r.URL.Path, "/moved"); ok {

@@ -15,64 +15,37 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
-	"time"
-	"unicode/utf8"
 
 	"github.com/reelq/reelq/internal/providers"
+	"github.com/reelq/reelq/internal/providers/samsar/input"
 )
 
 // Name is the provider's name in subjects and configuration.
-const Name = "samsar"
+const Name = input.Name
 
 // DefaultBaseURL is Samsar's public API root.
 const DefaultBaseURL = "https://api.samsar.one"
 
-// Documented limits of the create_movie endpoint (seed, March 2025).
+// Paths of the seed's endpoints; Samsar has moved them since, so Options
+// can replace them.
 const (
-	MaxPromptChars    = 500
-	MaxDuration       = 120
-	CreditsPerSecond  = 10
 	DefaultCreatePath = "/v1/video/create_movie"
 	DefaultStatusPath = "/v1/video/status"
 	// DefaultCreditsPath is the current server's balance endpoint.
 	DefaultCreditsPath = "/v1/credits"
 )
 
-// Model keys accepted by create_movie (seed). They change often, so Options
-// can replace them.
-var (
-	DefaultImageModels = []string{"FLUX1.1PRO", "IMAGEN3"}
-	DefaultVideoModels = []string{"LUMA", "KLINGIMGTOVIDPRO", "PIXVERSEI2V", "WAN2.1", "VEOI2V"}
-	AspectRatios       = []string{"16:9", "9:16"}
-)
-
 // Options tune the adapter beyond the shared providers.Config.
 // Each field can be set from the environment (SAMSAR_CREATE_PATH, ...).
+// The options of the input rules (SAMSAR_VIDEO_MODELS, ...) are
+// input.Options.
 type Options struct {
-	CreatePath  string   `env:"CREATE_PATH"`  // default DefaultCreatePath
-	StatusPath  string   `env:"STATUS_PATH"`  // default DefaultStatusPath
-	CreditsPath string   `env:"CREDITS_PATH"` // default DefaultCreditsPath
-	ImageModels []string `env:"IMAGE_MODELS"` // default DefaultImageModels
-	VideoModels []string `env:"VIDEO_MODELS"` // default DefaultVideoModels
-}
-
-// Input is the job input for Samsar: the create_movie "input" object plus
-// the optional top-level webhook URL.
-type Input struct {
-	Prompt      string   `json:"prompt"`
-	AspectRatio string   `json:"aspect_ratio,omitempty"`
-	ImageModel  string   `json:"image_model"`
-	VideoModel  string   `json:"video_model"`
-	Duration    *float64 `json:"duration"`
-	// Tone and VideoModelSubType exist in later versions of the API and are
-	// passed through when set.
-	Tone              string `json:"tone,omitempty"`
-	VideoModelSubType string `json:"video_model_sub_type,omitempty"`
-	// WebhookURL is sent as the top-level webhookUrl. Both spellings are accepted.
-	WebhookURL  string `json:"webhookUrl,omitempty"`
-	WebhookURL2 string `json:"webhook_url,omitempty"`
+	CreatePath  string `env:"CREATE_PATH" help:"the create endpoint under the base URL (the seed's; later /v1/video/create)"`
+	StatusPath  string `env:"STATUS_PATH" help:"the status endpoint under the base URL (the seed's; later /v1/status)"`
+	CreditsPath string `env:"CREDITS_PATH" help:"the balance endpoint under the base URL"`
+	// Input are the options of the input rules.
+	Input input.Options `env:"-"`
 }
 
 // Client talks to one Samsar account.
@@ -100,12 +73,6 @@ func New(cfg providers.Config, opts Options) *Client {
 	if opts.CreditsPath == "" {
 		opts.CreditsPath = DefaultCreditsPath
 	}
-	if len(opts.ImageModels) == 0 {
-		opts.ImageModels = DefaultImageModels
-	}
-	if len(opts.VideoModels) == 0 {
-		opts.VideoModels = DefaultVideoModels
-	}
 	c := &Client{base: cfg.Base(DefaultBaseURL), key: cfg.APIKey, opts: opts}
 	hc := cfg.Client(c.base)
 	c.caller = &providers.Caller{
@@ -128,72 +95,16 @@ func New(cfg providers.Config, opts Options) *Client {
 // Name implements providers.Provider.
 func (c *Client) Name() string { return Name }
 
-// Defaults implements providers.Provider. Samsar renders several stages per
-// movie; one client polls every 5 s.
-func (c *Client) Defaults() providers.Defaults {
-	return providers.Defaults{PollInterval: 5 * time.Second, MaxPollInterval: 30 * time.Second, JobTimeout: 2 * time.Hour}
-}
-
 // Validate implements providers.Provider with the create_movie rules.
 func (c *Client) Validate(raw json.RawMessage) error {
-	_, err := c.parse(raw)
+	_, err := input.Parse(raw, c.opts.Input)
 	return err
-}
-
-func (c *Client) parse(raw json.RawMessage) (Input, error) {
-	var in Input
-	if err := providers.StrictDecode(raw, &in); err != nil {
-		return in, providers.Invalid(Name, "input: %v", err)
-	}
-	bad := providers.Problems{Provider: Name}
-	switch n := utf8.RuneCountInString(in.Prompt); {
-	case strings.TrimSpace(in.Prompt) == "":
-		bad.Add("input.prompt is required")
-	case n > MaxPromptChars:
-		bad.Add("input.prompt is %d characters; the limit is %d", n, MaxPromptChars)
-	}
-	switch {
-	case in.ImageModel == "":
-		bad.Add("input.image_model is required (one of %s)", strings.Join(c.opts.ImageModels, ", "))
-	case !slices.Contains(c.opts.ImageModels, in.ImageModel):
-		bad.Add("input.image_model %q is not one of %s", in.ImageModel, strings.Join(c.opts.ImageModels, ", "))
-	}
-	switch {
-	case in.VideoModel == "":
-		bad.Add("input.video_model is required (one of %s)", strings.Join(c.opts.VideoModels, ", "))
-	case !slices.Contains(c.opts.VideoModels, in.VideoModel):
-		bad.Add("input.video_model %q is not one of %s", in.VideoModel, strings.Join(c.opts.VideoModels, ", "))
-	}
-	switch {
-	case in.Duration == nil:
-		bad.Add("input.duration is required (seconds, at most %d)", MaxDuration)
-	case *in.Duration <= 0:
-		bad.Add("input.duration must be positive, got %g", *in.Duration)
-	case *in.Duration > MaxDuration:
-		bad.Add("input.duration is %g s; the limit is %d s", *in.Duration, MaxDuration)
-	}
-	if in.AspectRatio != "" && !slices.Contains(AspectRatios, in.AspectRatio) {
-		bad.Add("input.aspect_ratio %q is not one of %s", in.AspectRatio, strings.Join(AspectRatios, ", "))
-	}
-	if in.WebhookURL == "" {
-		in.WebhookURL = in.WebhookURL2
-	}
-	if in.WebhookURL != "" {
-		if u, err := url.Parse(in.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad.Add("input.webhookUrl %q is not an http(s) URL", in.WebhookURL)
-		}
-	}
-	return in, bad.Err()
 }
 
 // Estimate implements providers.Provider: 10 credits per generated second.
 func (c *Client) Estimate(raw json.RawMessage) providers.Cost {
-	in, _ := c.parse(raw)
-	d := 0.0
-	if in.Duration != nil {
-		d = *in.Duration
-	}
-	return providers.Cost{Amount: d * CreditsPerSecond, Unit: "credits", Basis: fmt.Sprintf("%d credits/s x %g s", CreditsPerSecond, d)}
+	in, _ := input.Parse(raw, c.opts.Input)
+	return input.Price(in, c.opts.Input)
 }
 
 type createBody struct {
@@ -215,12 +126,12 @@ type createInput struct {
 // in the Idempotency-Key header, which Samsar's SDK sends; whether the
 // server honours it is not documented.
 func (c *Client) Submit(ctx context.Context, req providers.Request) (providers.Task, error) {
-	in, err := c.parse(req.Input)
+	in, err := input.Parse(req.Input, c.opts.Input)
 	if err != nil {
 		return providers.Task{}, err
 	}
 	body, _ := json.Marshal(createBody{
-		Input:      createInput{Prompt: in.Prompt, AspectRatio: in.AspectRatio, ImageModel: in.ImageModel, VideoModel: in.VideoModel, Duration: *in.Duration, Tone: in.Tone, SubType: in.VideoModelSubType},
+		Input:      createInput{Prompt: in.Prompt, AspectRatio: in.AspectRatio, ImageModel: in.ImageModel, VideoModel: in.VideoModel, Duration: in.Duration, Tone: in.Tone, SubType: in.VideoModelSubType},
 		WebhookURL: in.WebhookURL,
 	})
 	hr, err := http.NewRequest(http.MethodPost, c.base+c.opts.CreatePath, bytes.NewReader(body))

@@ -17,11 +17,7 @@ import (
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	providertest.Run(t, providertest.Harness{
-		Name: samsar.Name,
-		New: func(baseURL, key string) providers.Provider {
-			return samsar.New(providers.Config{BaseURL: baseURL, APIKey: key}, samsar.Options{})
-		},
+	providertest.Run(t, samsar.Spec, providertest.Harness{
 		ValidInput:     json.RawMessage(`{"prompt":"A lighthouse keeper finds a message in a bottle","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":30,"aspect_ratio":"16:9"}`),
 		ForbiddenInput: json.RawMessage(`{"prompt":"A lighthouse ` + providersim.ForbiddenMarker + `","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":10}`),
 		InvalidInputs: map[string]json.RawMessage{

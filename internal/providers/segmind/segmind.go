@@ -18,26 +18,20 @@ import (
 	"net/http"
 	"net/url"
 	"path"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/reelq/reelq/internal/providers"
+	"github.com/reelq/reelq/internal/providers/segmind/input"
 )
 
 // Name is the provider's name in subjects and configuration.
-const Name = "segmind"
+const Name = input.Name
 
 // DefaultBaseURL is Segmind's public API root.
 const DefaultBaseURL = "https://api.segmind.com"
 
-// Documented facts about the default workflow ("AI Video Story Boarding").
 const (
-	DefaultWorkflowID  = "67ee7aecd4ffdb6b8c9315ea-v4"
-	DefaultPricePerRun = 2.4066 // USD per run, from the workflow's API page
-	// WorkflowIDKey is the reserved input key that picks the workflow; it
-	// is removed from the body sent to Segmind.
-	WorkflowIDKey = "workflow_id"
 	// ResetHeader is the header that says when a 429's window resets.
 	ResetHeader = "x-rate-limit-reset-at-utc"
 	// MaxRetryAfter bounds a wait read from ResetHeader, so a bogus far
@@ -47,19 +41,16 @@ const (
 	DefaultCreditsPath = "/v1/get-user-credits"
 )
 
-var workflowIDRe = regexp.MustCompile(`^[0-9a-f]{24}-v[0-9]+$`)
-
 // Options tune the adapter beyond the shared providers.Config.
 // Each field can be set from the environment (SEGMIND_WORKFLOW_ID, ...).
+// The options of the input rules (SEGMIND_WORKFLOW_ID, ...) are
+// input.Options.
 type Options struct {
-	// WorkflowID is used when the job input has no workflow_id; default
-	// DefaultWorkflowID. Shape: 24 hex digits, "-v", version.
-	WorkflowID string `env:"WORKFLOW_ID"`
-	// PricePerRun is the cost estimate in USD; default DefaultPricePerRun.
-	PricePerRun float64 `env:"PRICE_PER_RUN"`
 	// CreditsPath is the balance endpoint under the base URL; default
 	// DefaultCreditsPath.
-	CreditsPath string `env:"CREDITS_PATH"`
+	CreditsPath string `env:"CREDITS_PATH" help:"the balance endpoint under the base URL"`
+	// Input are the options of the input rules.
+	Input input.Options `env:"-"`
 }
 
 // Client talks to one Segmind account.
@@ -79,12 +70,6 @@ var (
 
 // New returns a Segmind client.
 func New(cfg providers.Config, opts Options) *Client {
-	if opts.WorkflowID == "" {
-		opts.WorkflowID = DefaultWorkflowID
-	}
-	if opts.PricePerRun <= 0 {
-		opts.PricePerRun = DefaultPricePerRun
-	}
 	if opts.CreditsPath == "" {
 		opts.CreditsPath = DefaultCreditsPath
 	}
@@ -107,64 +92,32 @@ func New(cfg providers.Config, opts Options) *Client {
 // Name implements providers.Provider.
 func (c *Client) Name() string { return Name }
 
-// Defaults implements providers.Provider. Segmind asks for a poll every 7 s.
-func (c *Client) Defaults() providers.Defaults {
-	return providers.Defaults{PollInterval: 7 * time.Second, MaxPollInterval: 30 * time.Second, JobTimeout: time.Hour}
-}
-
 // Validate implements providers.Provider. The input is the workflow's
 // flat JSON object of named inputs ({} for workflows without parameters),
 // optionally with a workflow_id.
 func (c *Client) Validate(raw json.RawMessage) error {
-	_, _, err := c.parse(raw)
+	_, err := input.Parse(raw, c.opts.Input)
 	return err
-}
-
-// parse returns the workflow id and the body to send.
-func (c *Client) parse(raw json.RawMessage) (string, []byte, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
-		raw = []byte("{}")
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
-		return "", nil, providers.Invalid(Name, "input must be a JSON object of the workflow's named inputs")
-	}
-	id := c.opts.WorkflowID
-	if v, ok := fields[WorkflowIDKey]; ok {
-		if err := json.Unmarshal(v, &id); err != nil {
-			return "", nil, providers.Invalid(Name, "input.%s must be a string", WorkflowIDKey)
-		}
-		delete(fields, WorkflowIDKey)
-	}
-	if !workflowIDRe.MatchString(id) {
-		return "", nil, providers.Invalid(Name, "input.%s %q is not a workflow id (24 hex digits, \"-v\", version, e.g. %s)", WorkflowIDKey, id, DefaultWorkflowID)
-	}
-	for k := range fields {
-		if strings.TrimSpace(k) == "" {
-			return "", nil, providers.Invalid(Name, "input has an empty key")
-		}
-	}
-	body, err := json.Marshal(fields)
-	if err != nil {
-		return "", nil, providers.Invalid(Name, "input: %v", err)
-	}
-	return id, body, nil
 }
 
 // Estimate implements providers.Provider: the workflow's list price per run.
 func (c *Client) Estimate(raw json.RawMessage) providers.Cost {
-	id, _, _ := c.parse(raw)
-	return providers.Cost{Amount: c.opts.PricePerRun, Unit: "usd", Basis: fmt.Sprintf("list price per run of workflow %s", id)}
+	in, _ := input.Parse(raw, c.opts.Input)
+	return input.Price(in, c.opts.Input)
 }
 
 // Submit implements providers.Provider: POST /workflows/{workflow_id}.
 // Segmind has no client reference or idempotency key, so a lost response
 // cannot be recovered; the job id is not sent.
 func (c *Client) Submit(ctx context.Context, req providers.Request) (providers.Task, error) {
-	id, body, err := c.parse(req.Input)
+	in, err := input.Parse(req.Input, c.opts.Input)
 	if err != nil {
 		return providers.Task{}, err
+	}
+	id := in.WorkflowID
+	body, err := json.Marshal(in.Inputs)
+	if err != nil {
+		return providers.Task{}, providers.Invalid(Name, "input: %v", err)
 	}
 	hr, err := http.NewRequest(http.MethodPost, c.base+"/workflows/"+id, bytes.NewReader(body))
 	if err != nil {

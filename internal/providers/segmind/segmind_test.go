@@ -13,6 +13,7 @@ import (
 
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/providers/providertest"
+	"github.com/reelq/reelq/internal/providers/segmind/input"
 	"github.com/reelq/reelq/internal/providers/segmind"
 	"github.com/reelq/reelq/internal/providersim"
 )
@@ -23,9 +24,7 @@ func newClient(baseURL, key string) providers.Provider {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	providertest.Run(t, providertest.Harness{
-		Name:           segmind.Name,
-		New:            newClient,
+	providertest.Run(t, segmind.Spec, providertest.Harness{
 		ValidInput:     json.RawMessage(`{}`),
 		ForbiddenInput: json.RawMessage(`{"prompt":"a private storyboard ` + providersim.ForbiddenMarker + `"}`),
 		InvalidInputs: map[string]json.RawMessage{
@@ -51,7 +50,7 @@ func TestValidate(t *testing.T) {
 	if !errors.Is(err, providers.ErrInvalidInput) || !strings.Contains(err.Error(), "input.workflow_id") {
 		t.Errorf("Validate(bad id) = %v, want invalid input naming input.workflow_id", err)
 	}
-	bad := segmind.New(providers.Config{}, segmind.Options{WorkflowID: "not-a-workflow"})
+	bad := segmind.New(providers.Config{}, segmind.Options{Input: input.Options{WorkflowID: "not-a-workflow"}})
 	if err := bad.Validate(json.RawMessage(`{}`)); !errors.Is(err, providers.ErrInvalidInput) {
 		t.Errorf("Validate with a bad SEGMIND_WORKFLOW_ID = %v, want invalid input", err)
 	}
@@ -60,12 +59,30 @@ func TestValidate(t *testing.T) {
 func TestEstimate(t *testing.T) {
 	t.Parallel()
 	c := segmind.New(providers.Config{}, segmind.Options{})
-	if got := c.Estimate(json.RawMessage(`{}`)); got.Amount != segmind.DefaultPricePerRun || got.Unit != "usd" {
-		t.Errorf("Estimate = %+v, want %g usd", got, segmind.DefaultPricePerRun)
+	if got := c.Estimate(json.RawMessage(`{}`)); got.Amount != input.DefaultPricePerRun.Float() || got.Unit != "usd" {
+		t.Errorf("Estimate = %+v, want %v usd", got, input.DefaultPricePerRun)
 	}
-	c = segmind.New(providers.Config{}, segmind.Options{PricePerRun: 0.5})
+	c = segmind.New(providers.Config{}, segmind.Options{Input: input.Options{PricePerRun: 500_000}})
 	if got := c.Estimate(json.RawMessage(`{}`)); got.Amount != 0.5 {
 		t.Errorf("Estimate with PricePerRun 0.5 = %+v", got)
+	}
+}
+
+// SEGMIND_PRICE_PER_RUN is an amount read exactly, as money.Parse reads
+// it: an exponent or a seventh decimal is refused, not rounded.
+func TestPricePerRunIsExact(t *testing.T) {
+	t.Parallel()
+	r, err := input.Kind.Rules(map[string]string{"SEGMIND_PRICE_PER_RUN": "0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Estimate(json.RawMessage(`{}`)); got.Amount != 0.1 {
+		t.Errorf("Estimate with SEGMIND_PRICE_PER_RUN=0.1 = %+v", got)
+	}
+	for _, v := range []string{"1e3", "2.40660001", "-1", "$2"} {
+		if _, err := input.Kind.Rules(map[string]string{"SEGMIND_PRICE_PER_RUN": v}); err == nil || !strings.Contains(err.Error(), "SEGMIND_PRICE_PER_RUN") {
+			t.Errorf("SEGMIND_PRICE_PER_RUN=%s: %v, want an error naming it", v, err)
+		}
 	}
 }
 

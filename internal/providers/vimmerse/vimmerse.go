@@ -19,82 +19,34 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
-	"regexp"
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/reelq/reelq/internal/providers"
+	"github.com/reelq/reelq/internal/providers/vimmerse/input"
 )
 
 // Name is the provider's name in subjects and configuration.
-const Name = "vimmerse"
+const Name = input.Name
 
 // DefaultBaseURL is Vimmerse's public API root.
 const DefaultBaseURL = "https://api.vimmerse.net"
 
-// Defaults and documented values of the legacy workflow form.
-const (
-	DefaultTemplate = "overlay_gray_5443"
-	// DefaultCredits is the estimate for templates without a published price.
-	DefaultCredits = 100
-	// DefaultTitle is used when the job input has no title.
-	DefaultTitle = "reelq job"
-)
+// DefaultTitle is used when the job input has no title.
+const DefaultTitle = "reelq job"
 
-// VisibilityStatuses are the documented visibility_status values:
-// private, unlisted, public.
-var VisibilityStatuses = []string{"0", "1", "2"}
-
-// TemplateCredits are the published credit prices per template (the v2
-// template catalog); other templates are estimated with DefaultCredits.
-var TemplateCredits = map[string]float64{
-	"each_createsong_0226":   10,
-	"each_explodedloop_0226": 100,
-	"each_funnydance_0226":   200,
-	"each_moonwalk_0226":     150,
-	"each_ugcproduct_0226":   320,
-}
-
-var templateRe = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,100}$`)
-
-// Options tune the adapter beyond the shared providers.Config.
-// Each field can be set from the environment (VIMMERSE_DEFAULT_TEMPLATE, ...).
+// Options tune the adapter beyond the shared providers.Config: only the
+// input's (VIMMERSE_DEFAULT_TEMPLATE, ...).
 type Options struct {
-	// DefaultTemplate is used when the input has no template_id.
-	DefaultTemplate string `env:"DEFAULT_TEMPLATE"`
-	// DefaultCredits estimates templates without a known price.
-	DefaultCredits float64 `env:"DEFAULT_CREDITS"`
-	// TemplateCredits adds or overrides prices, e.g. "vim_arctic:120,vim_ces_show:80".
-	TemplateCredits map[string]float64 `env:"TEMPLATE_CREDITS"`
-}
-
-// Input is the job input for a Vimmerse workflow.
-type Input struct {
-	TemplateID string `json:"template_id,omitempty"`
-	// Options are the template's options as a JSON object (a JSON string
-	// holding an object is accepted too); they are sent as a JSON string.
-	Options          json.RawMessage `json:"options,omitempty"`
-	ImageURLs        []string        `json:"image_urls,omitempty"`
-	Title            string          `json:"title,omitempty"`
-	Description      string          `json:"description,omitempty"`
-	VisibilityStatus string          `json:"visibility_status,omitempty"`
-	WebhookURL       string          `json:"webhook_url,omitempty"`
-}
-
-type price struct {
-	credits float64
-	basis   string
+	Input input.Options
 }
 
 // Client talks to one Vimmerse account.
 type Client struct {
-	base    string
-	key     string
-	opts    Options
-	credits map[string]price
-	poll    *providers.Caller
-	submit  *providers.Caller // create: a 404 means the template does not exist
+	base   string
+	key    string
+	opts   Options
+	poll   *providers.Caller
+	submit *providers.Caller // create: a 404 means the template does not exist
 }
 
 var (
@@ -104,20 +56,7 @@ var (
 
 // New returns a Vimmerse client.
 func New(cfg providers.Config, opts Options) *Client {
-	if opts.DefaultTemplate == "" {
-		opts.DefaultTemplate = DefaultTemplate
-	}
-	if opts.DefaultCredits <= 0 {
-		opts.DefaultCredits = DefaultCredits
-	}
-	credits := make(map[string]price, len(TemplateCredits)+len(opts.TemplateCredits))
-	for k, v := range TemplateCredits {
-		credits[k] = price{v, "published price of template " + k}
-	}
-	for k, v := range opts.TemplateCredits {
-		credits[k] = price{v, "configured price of template " + k}
-	}
-	c := &Client{base: cfg.Base(DefaultBaseURL), key: cfg.APIKey, opts: opts, credits: credits}
+	c := &Client{base: cfg.Base(DefaultBaseURL), key: cfg.APIKey, opts: opts}
 	hc := cfg.Client(c.base)
 	caller := func(op string) *providers.Caller {
 		return &providers.Caller{
@@ -135,88 +74,17 @@ func New(cfg providers.Config, opts Options) *Client {
 // Name implements providers.Provider.
 func (c *Client) Name() string { return Name }
 
-// Defaults implements providers.Provider. The docs poll every 30 s for up
-// to 60 minutes; a sample workflow took about 10 minutes.
-func (c *Client) Defaults() providers.Defaults {
-	return providers.Defaults{PollInterval: 10 * time.Second, MaxPollInterval: 30 * time.Second, JobTimeout: 90 * time.Minute}
-}
-
 // Validate implements providers.Provider.
 func (c *Client) Validate(raw json.RawMessage) error {
-	_, err := c.parse(raw)
+	_, err := input.Parse(raw, c.opts.Input)
 	return err
-}
-
-func (c *Client) parse(raw json.RawMessage) (Input, error) {
-	var in Input
-	if err := providers.StrictDecode(raw, &in); err != nil {
-		return in, providers.Invalid(Name, "input: %v", err)
-	}
-	if in.TemplateID == "" {
-		in.TemplateID = c.opts.DefaultTemplate
-	}
-	bad := providers.Problems{Provider: Name}
-	if !templateRe.MatchString(in.TemplateID) {
-		bad.Add("input.template_id %q is not a template id", in.TemplateID)
-	}
-	if opts, err := objectOptions(in.Options); err != nil {
-		bad.Add("input.options must be a JSON object of template options: %v", err)
-	} else {
-		in.Options = opts
-	}
-	for i, u := range in.ImageURLs {
-		if !httpURL(u) {
-			bad.Add("input.image_urls[%d] %q is not an http(s) URL", i, u)
-		}
-	}
-	if in.VisibilityStatus == "" {
-		in.VisibilityStatus = "1"
-	}
-	if !slices.Contains(VisibilityStatuses, in.VisibilityStatus) {
-		bad.Add("input.visibility_status %q is not one of \"0\" (private), \"1\" (unlisted), \"2\" (public)", in.VisibilityStatus)
-	}
-	if in.WebhookURL != "" && !httpURL(in.WebhookURL) {
-		bad.Add("input.webhook_url %q is not an http(s) URL", in.WebhookURL)
-	}
-	if strings.Contains(in.Title, tagPrefix) {
-		bad.Add("input.title must not contain %q: reelq adds that tag itself", tagPrefix)
-	}
-	return in, bad.Err()
-}
-
-// objectOptions returns options as a JSON object ({} if absent), unwrapping
-// a JSON string that holds one.
-func objectOptions(raw json.RawMessage) (json.RawMessage, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
-		return json.RawMessage("{}"), nil
-	}
-	if raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, err
-		}
-		raw = bytes.TrimSpace([]byte(s))
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
-		return nil, errors.New("not an object")
-	}
-	return json.Marshal(m)
 }
 
 // Estimate implements providers.Provider: the template's credit price.
 func (c *Client) Estimate(raw json.RawMessage) providers.Cost {
-	in, _ := c.parse(raw)
-	if p, ok := c.credits[in.TemplateID]; ok {
-		return providers.Cost{Amount: p.credits, Unit: "credits", Basis: p.basis}
-	}
-	return providers.Cost{Amount: c.opts.DefaultCredits, Unit: "credits",
-		Basis: fmt.Sprintf("estimate: no published price for template %s", in.TemplateID)}
+	in, _ := input.Parse(raw, c.opts.Input)
+	return input.Price(in, c.opts.Input)
 }
-
-// tagPrefix starts the job tag the adapter appends to every title.
-const tagPrefix = "[reelq:"
 
 // Title returns the workflow title the adapter sends for a job: the
 // user's title (or DefaultTitle) followed by " [reelq:<job id>]".
@@ -227,30 +95,34 @@ func Title(title, jobID string) string {
 	if jobID == "" {
 		return title
 	}
-	return title + " " + tagPrefix + jobID + "]"
+	return title + " " + input.TagPrefix + jobID + "]"
 }
 
 // JobOfTitle returns the job id a workflow title's tag names (what Title
 // appended), or "" when the title has no tag.
 func JobOfTitle(title string) string {
-	i := strings.LastIndex(title, " "+tagPrefix)
+	i := strings.LastIndex(title, " "+input.TagPrefix)
 	if i < 0 || !strings.HasSuffix(title, "]") {
 		return ""
 	}
-	return title[i+len(tagPrefix)+1 : len(title)-1]
+	return title[i+len(input.TagPrefix)+1 : len(title)-1]
 }
 
 // Submit implements providers.Provider: a multipart POST /workflow.
 func (c *Client) Submit(ctx context.Context, req providers.Request) (providers.Task, error) {
-	in, err := c.parse(req.Input)
+	in, err := input.Parse(req.Input, c.opts.Input)
 	if err != nil {
 		return providers.Task{}, err
+	}
+	options, err := json.Marshal(in.Options)
+	if err != nil {
+		return providers.Task{}, providers.Invalid(Name, "input.options: %v", err)
 	}
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
 	fields := [][2]string{
 		{"template_id", in.TemplateID},
-		{"options", string(in.Options)},
+		{"options", string(options)},
 		{"title", Title(in.Title, req.JobID)},
 		{"description", in.Description},
 		{"visibility_status", in.VisibilityStatus},
@@ -322,8 +194,3 @@ func (c *Client) call(ctx context.Context, caller *providers.Caller, op, method,
 }
 
 func (c *Client) auth(r *http.Request) { r.Header.Set("X-Api-Key", c.key) }
-
-func httpURL(s string) bool {
-	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
-}

@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reelq/reelq/internal/money"
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/providers/providertest"
+	"github.com/reelq/reelq/internal/providers/vimmerse/input"
 	"github.com/reelq/reelq/internal/providers/vimmerse"
 	"github.com/reelq/reelq/internal/providersim"
 )
@@ -26,9 +28,7 @@ func newClient(baseURL, key string) providers.Provider {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	providertest.Run(t, providertest.Harness{
-		Name:           vimmerse.Name,
-		New:            newClient,
+	providertest.Run(t, vimmerse.Spec, providertest.Harness{
 		ValidInput:     json.RawMessage(validInput),
 		ForbiddenInput: json.RawMessage(`{"template_id":"vim_arctic","title":"Snow ` + providersim.ForbiddenMarker + `"}`),
 		InvalidInputs: map[string]json.RawMessage{
@@ -51,12 +51,12 @@ func TestConformance(t *testing.T) {
 
 func TestEstimate(t *testing.T) {
 	t.Parallel()
-	c := vimmerse.New(providers.Config{}, vimmerse.Options{TemplateCredits: map[string]float64{"vim_arctic": 120}})
+	c := vimmerse.New(providers.Config{}, vimmerse.Options{Input: input.Options{TemplateCredits: map[string]money.Micros{"vim_arctic": 120 * money.Scale}}})
 	for in, want := range map[string]float64{
 		`{"template_id":"each_ugcproduct_0226"}`: 320,
 		`{"template_id":"each_createsong_0226"}`: 10,
 		`{"template_id":"vim_arctic"}`:           120,
-		`{}`:                                     vimmerse.DefaultCredits, // overlay_gray_5443: unpublished
+		`{}`:                                     input.DefaultCredits.Float(), // overlay_gray_5443: unpublished
 	} {
 		got := c.Estimate(json.RawMessage(in))
 		if got.Amount != want || got.Unit != "credits" {
@@ -136,7 +136,7 @@ func TestTitle(t *testing.T) {
 // retryable rate limit with the wait it asked for.
 func TestConcurrencyLimit(t *testing.T) {
 	t.Parallel()
-	sim := providersim.New(map[string]providersim.Knobs{vimmerse.Name: {CompleteAfter: providersim.Duration(time.Hour), MaxActive: 1}}, 1)
+	sim := providersim.New(map[string]providersim.API{vimmerse.Name: vimmerse.Spec.Sim}, map[string]providersim.Knobs{vimmerse.Name: {CompleteAfter: providersim.Duration(time.Hour), MaxActive: 1}}, 1)
 	srv := httptest.NewServer(sim)
 	defer srv.Close()
 	c := newClient(srv.URL, "k")

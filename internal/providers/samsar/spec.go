@@ -1,0 +1,43 @@
+package samsar
+
+import (
+	_ "embed"
+	"net/http"
+	"reflect"
+	"time"
+
+	"github.com/reelq/reelq/internal/providers"
+	"github.com/reelq/reelq/internal/providers/kind"
+	"github.com/reelq/reelq/internal/providers/samsar/input"
+	"github.com/reelq/reelq/internal/providersim"
+)
+
+//go:embed doc.md
+var doc string
+
+// Spec is Samsar for reelq. Samsar publishes no rate limit, so reelq
+// starts conservatively; it renders several stages per movie, polled every
+// 5 s. Its JS SDK sends an Idempotency-Key (the adapter sends the job
+// id), but no document says the server honours it: Recovery is None.
+var Spec = providers.Spec{
+	Kind:       input.Kind,
+	Limits:     providers.Limits{Rate: 1, Burst: 2, MaxInflight: 5, RequestTimeout: 60 * time.Second},
+	Timings:    providers.Timings{PollInterval: 5 * time.Second, MaxPollInterval: 30 * time.Second, JobTimeout: 2 * time.Hour},
+	Recovery:   providers.RecoveryNone,
+	HoldAbove:  kind.Cost{Amount: 600, Unit: "credits", Basis: "a 60 s movie"},
+	LinkExpiry: providers.LinkExpiry{Status: http.StatusNotFound},
+	BaseURL:    DefaultBaseURL,
+	Options:    reflect.TypeFor[Options](),
+	New: func(cfg providers.Config, environ map[string]string) (providers.Provider, error) {
+		var o Options
+		if err := kind.ParseOptions(&o, input.Kind.Prefix(), environ); err != nil {
+			return nil, err
+		}
+		if err := kind.ParseOptions(&o.Input, input.Kind.Prefix(), environ); err != nil {
+			return nil, err
+		}
+		return New(cfg, o), nil
+	},
+	Sim: providersim.API{Routes: simRoutes},
+	Doc: doc,
+}
