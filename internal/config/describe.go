@@ -11,7 +11,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
 )
 
 // Var describes one environment variable of the worker, for --help.

@@ -11,8 +11,8 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/natstest"
-	"github.com/reelq/reelq/internal/providers/vimmerse"
 	"github.com/reelq/reelq/internal/providers/all"
+	"github.com/reelq/reelq/internal/providers/vimmerse"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/waitfor"
 )

@@ -34,7 +34,7 @@ func TestValidationErrorsAreWordedForPeople(t *testing.T) {
 // typed Input) is worded as the docs name the fields.
 func TestTypedInputErrorsNameTheField(t *testing.T) {
 	for raw, want := range map[string]string{
-		`{"prompt":5,"image_model":"IMAGEN3","video_model":"LUMA","duration":5}`:      `invalid job: field "prompt" must be a string, not a number`,
+		`{"prompt":5,"image_model":"IMAGEN3","video_model":"LUMA","duration":5}`:       `invalid job: field "prompt" must be a string, not a number`,
 		`{"prompt":"p","image_model":"IMAGEN3","video_model":"LUMA","duration":"5"}`:   `invalid job: field "duration" must be a number, not a string`,
 		`{"prompt":"p","image_model":"IMAGEN3","video_model":"LUMA","webhook_url":[]}`: `invalid job: field "webhook_url" must be a string, not an array`,
 	} {

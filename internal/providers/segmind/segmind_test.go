@@ -13,8 +13,8 @@ import (
 
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/providers/providertest"
-	"github.com/reelq/reelq/internal/providers/segmind/input"
 	"github.com/reelq/reelq/internal/providers/segmind"
+	"github.com/reelq/reelq/internal/providers/segmind/input"
 	"github.com/reelq/reelq/internal/providersim"
 )
 

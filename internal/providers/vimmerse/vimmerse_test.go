@@ -14,8 +14,8 @@ import (
 	"github.com/reelq/reelq/internal/money"
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/providers/providertest"
-	"github.com/reelq/reelq/internal/providers/vimmerse/input"
 	"github.com/reelq/reelq/internal/providers/vimmerse"
+	"github.com/reelq/reelq/internal/providers/vimmerse/input"
 	"github.com/reelq/reelq/internal/providersim"
 )
 
