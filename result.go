@@ -32,7 +32,16 @@ type Result struct {
 	// Cost is the estimate for what was submitted (absent when nothing
 	// was). Submissions paid twice through an ambiguous submission count
 	// twice.
-	Cost        *Cost           `json:"cost,omitempty"`
+	Cost *Cost `json:"cost,omitempty"`
+	// PayOnce says whether this run was paid for at most once:
+	// PayOnceGuaranteed when the provider can recover a lost submission (an
+	// idempotency key or a lookup; see `enqueue providers`), or when no
+	// paid call of the run was made again after an unknown outcome;
+	// PayOnceBestEffort when one was (the resubmit policy, or an
+	// operator's resolve --resubmit, for a provider that cannot recover
+	// it): the provider may have billed more than once, and Cost counts
+	// each submission.
+	PayOnce     string          `json:"pay_once"`
 	EnqueuedAt  *time.Time      `json:"enqueued_at,omitempty"`
 	SubmittedAt *time.Time      `json:"submitted_at,omitempty"`
 	CompletedAt time.Time       `json:"completed_at"`
@@ -90,6 +99,12 @@ type ErrorInfo struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 }
+
+// Values of Result.PayOnce.
+const (
+	PayOnceGuaranteed = "guaranteed"
+	PayOnceBestEffort = "best_effort"
+)
 
 // Error codes of results.
 const (

@@ -27,6 +27,7 @@ const rootLong = `enqueue publishes reelq jobs, follows their results and operat
   enqueue budget set|list               spending limits per batch or per provider
   enqueue dlq list|redrive              dead letters
   enqueue hooks list|redrive            result webhooks never delivered (docs/webhooks.md)
+  enqueue providers                     the providers: prefix, enabled, limits, recovery
 
 Jobs without an id get one from their content (provider, input, metadata), so
 publishing a file again, or an edited copy, never pays twice and never drops a
@@ -101,7 +102,7 @@ func (a *app) rootCommand() *cobra.Command {
 
 	root.AddCommand(a.publishCommand(), a.statusCommand(), a.resultsCommand(), a.cancelCommand(), a.retryCommand(),
 		a.resolveCommand(), a.pauseCommand(), a.resumeCommand(), a.statsCommand(), a.budgetCommand(), a.dlqCommand(),
-		a.hooksCommand(), versionCommand())
+		a.hooksCommand(), a.providersCommand(), versionCommand())
 	root.InitDefaultCompletionCmd()
 	// Every command's usage errors exit 2.
 	for _, c := range root.Commands() {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/mattn/go-runewidth"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/providers/all"
 )
 
 func TestBarRateIsSane(t *testing.T) {
@@ -206,6 +209,47 @@ func TestTablesAlignWideText(t *testing.T) {
 	for _, s := range []string{"夕暮れの灯台を見下ろす丘の上の長い長いプロンプト", "🎬🎥🎞📽 a long film about film"} {
 		if got := truncate(s, 11); runewidth.StringWidth(got) > 11 || !strings.HasSuffix(got, "...") {
 			t.Errorf("truncate(%q, 11) = %q: %d cells", s, got, runewidth.StringWidth(got))
+		}
+	}
+}
+
+// enqueue providers lists every provider of the list, as the environment
+// configures it, without a server: enabled by a key, limits from the
+// variables or the Spec, and the recovery that decides pay_once.
+func TestProvidersCommand(t *testing.T) {
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"providers", "-o", "json"}, []string{"SAMSAR_API_KEY=k", "SEGMIND_RATE=2", "VIMMERSE_AMBIGUOUS=hold"}, nil, &out, &errOut)
+	if err != nil {
+		t.Fatalf("%v: %s", err, errOut.String())
+	}
+	var got []providerView
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(all.Specs) {
+		t.Fatalf("%d providers, want %d", len(got), len(all.Specs))
+	}
+	for i, s := range all.Specs {
+		v := got[i]
+		if v.Name != s.Name() || v.EnvPrefix != s.Kind.Prefix() || v.Recovery != string(s.Recovery) || v.Unit != s.Kind.Unit || v.PayOnce != s.Recovery.PayOnce() {
+			t.Errorf("%+v does not show the Spec of %s", v, s.Name())
+		}
+		if v.Enabled != (v.Name == "samsar") {
+			t.Errorf("%s enabled %v; only samsar has a key", v.Name, v.Enabled)
+		}
+		switch v.Name {
+		case "segmind":
+			if v.Rate != 2 {
+				t.Errorf("segmind rate %g, want SEGMIND_RATE 2", v.Rate)
+			}
+		case "vimmerse":
+			if v.Ambiguous != "hold" {
+				t.Errorf("vimmerse ambiguous %q, want VIMMERSE_AMBIGUOUS hold", v.Ambiguous)
+			}
+		default:
+			if v.Rate != s.Limits.Rate || v.MaxInflight != s.Limits.MaxInflight {
+				t.Errorf("%s: rate %g cap %d, want the Spec's %+v", v.Name, v.Rate, v.MaxInflight, s.Limits)
+			}
 		}
 	}
 }

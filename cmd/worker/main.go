@@ -196,6 +196,16 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 			budgets[name] = worker.ProviderBudget{Limit: c, Period: period}
 		}
 		rt := rts[name]
+		if pc.HoldAbove != "" {
+			c, err := reelq.ParseCost(pc.HoldAbove)
+			if err != nil {
+				return fmt.Errorf("configuration: %sHOLD_ABOVE: %w", spec.Kind.Prefix(), err)
+			}
+			if c.Unit != spec.Kind.Unit {
+				return fmt.Errorf("configuration: %sHOLD_ABOVE: %s is in %s; %s estimates in %s", spec.Kind.Prefix(), pc.HoldAbove, c.Unit, name, spec.Kind.Unit)
+			}
+			rt.HoldAbove = c
+		}
 		if pc.AmbiguousPauseAfter != 0 {
 			rt.AmbiguousPauseAfter = pc.AmbiguousPauseAfter
 		}

@@ -627,3 +627,34 @@ func toMap(environ []string) map[string]string {
 
 // Environ turns environ into a map, for provider-specific options.
 func Environ(environ []string) map[string]string { return toMap(environ) }
+
+// ProviderSettings reads only the per-provider settings from environ
+// (os.Environ() form; nil: the process environment), with each provider's
+// defaults applied, by name: what `enqueue providers` shows. Bad values
+// are reported with their variable's name, as in LoadWorker.
+func ProviderSettings(environ []string) (map[string]*Provider, error) {
+	m := toMap(environ)
+	var errs []error
+	for _, p := range ProviderPrefixes() {
+		errs = append(errs, checkValues(fieldsOf(reflect.TypeFor[Provider](), p), m)...)
+	}
+	if len(errs) > 0 {
+		return nil, configError(errs, nil)
+	}
+	defaults := ProviderDefaults()
+	out := make(map[string]*Provider, len(all.Specs))
+	for _, s := range all.Specs {
+		var p Provider
+		if err := env.ParseWithOptions(&p, env.Options{Prefix: s.Kind.Prefix(), Environment: m}); err != nil {
+			return nil, configError([]error{err}, nil)
+		}
+		if err := p.resolve(s.Kind.Prefix(), defaults[s.Name()]); err != nil {
+			errs = append(errs, err)
+		}
+		out[s.Name()] = &p
+	}
+	if len(errs) > 0 {
+		return nil, configError(errs, nil)
+	}
+	return out, nil
+}

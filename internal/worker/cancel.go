@@ -226,7 +226,7 @@ func (w *Worker) cancelQueued(ctx context.Context, id string, req CancelRequest)
 			return nil // unknown here: a worker that later pulls it checks the request
 		}
 		now := time.Now().UTC()
-		res := &reelq.Result{ID: id, Status: reelq.StatusCancelled, Run: 1, CompletedAt: now,
+		res := &reelq.Result{ID: id, Status: reelq.StatusCancelled, Run: 1, CompletedAt: now, PayOnce: reelq.PayOnceGuaranteed,
 			Error: &reelq.ErrorInfo{Code: reelq.CodeCancelled, Message: "cancelled before it started"}}
 		var next jobstate.State
 		if st != nil {

@@ -149,7 +149,18 @@ func (e *engine) result(j *job, status string, outs []reelq.Output, errInfo *ree
 	if res.ProviderTaskID == "" && (j.st == nil || j.st.Submissions == 0) {
 		res.Cost = nil // nothing was submitted
 	}
+	res.PayOnce = payOnce(e.rt.Spec.Recovery, j.st)
 	return res
+}
+
+// payOnce is a result's PayOnce: best effort when a paid call of the run
+// was made again after an unknown outcome (st counts more than one
+// submission) and the provider cannot recover submissions.
+func payOnce(r providers.Recovery, st *jobstate.State) string {
+	if st != nil && st.Submissions > 1 && r.PayOnce() != reelq.PayOnceGuaranteed {
+		return reelq.PayOnceBestEffort
+	}
+	return reelq.PayOnceGuaranteed
 }
 
 // republish handles a delivery of a run that already finished (a
@@ -333,7 +344,7 @@ func (e *engine) deadLetterSeq(ctx context.Context, j *job, code string, cause e
 	}
 	e.w.m.DeadLettered(e.name, code)
 	res := &reelq.Result{ID: id, Provider: e.name, Run: 1, Status: reelq.StatusFailed, CompletedAt: time.Now().UTC(),
-		Error: &reelq.ErrorInfo{Code: code, Message: reason}, Traceparent: j.traceparent}
+		Error: &reelq.ErrorInfo{Code: code, Message: reason}, Traceparent: j.traceparent, PayOnce: reelq.PayOnceGuaranteed}
 	if _, err := queue.PublishResult(ctx, e.w.js, res); err != nil {
 		e.log.Warn("publishing the dead letter's result failed; trying again later", "stream_seq", j.seq, "err", err)
 		return waitFor(5 * time.Second)

@@ -516,3 +516,62 @@ func TestEngineStartFailureStopsTheOthers(t *testing.T) {
 		t.Fatalf("Run = %v, want the bogus provider's error", err)
 	}
 }
+
+// Without P_AMBIGUOUS, a provider that cannot recover a lost submission
+// (Recovery none) holds a job whose estimate is above its HoldAbove
+// (Samsar: 600 credits) and submits a cheaper one again; every result
+// says whether its run was paid once: best_effort for the resubmitted
+// job, guaranteed for the held one resolved with its task and for a job
+// answered at once. (Before, the default resubmitted every job.)
+func TestAmbiguousDefaultFollowsTheEstimate(t *testing.T) {
+	t.Parallel()
+	slow := providersim.Knobs{CreateDelayMin: providersim.Duration(1500 * time.Millisecond), CompleteAfter: providersim.Duration(50 * time.Millisecond)}
+	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": slow})
+	env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": {
+		RequestTimeout: 300 * time.Millisecond, AmbiguousPauseAfter: -1}},
+		Config: worker.Config{RetryBase: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond}})
+	dear := reelqtest.SamsarJob("dear-1")
+	dear.Input = []byte(`{"prompt":"` + reelqtest.SamsarPrompt("dear-1") + `","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":90}`)
+	env.Enqueue(dear, reelqtest.SamsarJob("cheap-1"))
+	// Both first creates are charged and answered too late; then the
+	// provider answers at once.
+	charged := func(id string) int { return env.Sim.Stats(0)["samsar"].Submissions[reelqtest.SamsarPrompt(id)] }
+	deadline := time.Now().Add(30 * time.Second)
+	for charged("dear-1") < 1 || charged("cheap-1") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first creates never reached the provider: %v", env.Sim.Stats(0)["samsar"].Submissions)
+		}
+		time.Sleep(5 * time.Millisecond) // the simulator's counters have no watch
+	}
+	fast := slow
+	fast.CreateDelayMin, fast.APIKey = 0, reelqtest.APIKey("samsar")
+	if err := env.Sim.SetKnobs("samsar", fast); err != nil {
+		t.Fatal(err)
+	}
+	st := waitPhase(t, env, "dear-1", reelq.PhaseHeld)
+	if !strings.Contains(st.HeldReason, "enqueue resolve") {
+		t.Errorf("held reason %q", st.HeldReason)
+	}
+	rs := env.Results(1, time.Minute)["cheap-1"]
+	if len(rs) != 1 || rs[0].Status != reelq.StatusSucceeded || rs[0].PayOnce != reelq.PayOnceBestEffort || charged("cheap-1") < 2 {
+		t.Fatalf("cheap-1: %+v after %d charges, want success, pay_once best_effort, charged at least twice", rs, charged("cheap-1"))
+	}
+	if n := charged("dear-1"); n != 1 {
+		t.Fatalf("dear-1 charged %d times before the operator, want 1", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := env.Client.Resolve(ctx, "dear-1", reelq.ResolveOptions{TaskID: simTaskFor(t, env, "samsar", reelqtest.SamsarPrompt("dear-1"))}); err != nil {
+		t.Fatal(err)
+	}
+	env.Enqueue(reelqtest.SamsarJob("plain-1"))
+	results := env.Results(3, time.Minute)
+	for _, id := range []string{"dear-1", "plain-1"} {
+		if rs := results[id]; len(rs) != 1 || rs[0].Status != reelq.StatusSucceeded || rs[0].PayOnce != reelq.PayOnceGuaranteed {
+			t.Errorf("%s: %+v, want success with pay_once guaranteed", id, rs)
+		}
+	}
+	if n := charged("dear-1"); n != 1 {
+		t.Errorf("dear-1 charged %d times, want 1", n)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
+	"github.com/reelq/reelq/internal/money"
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/ratelimit"
 )
@@ -276,10 +277,30 @@ func (e *engine) ambiguous(ctx context.Context, j *job) outcome {
 			return e.callFailed(ctx, j, err, false)
 		}
 	}
-	if e.rt.Ambiguous == AmbiguousHold {
+	if e.holdAmbiguous(j) {
 		return e.holdJob(ctx, j, "the outcome of a paid submission is unknown and the provider cannot be asked; check its dashboard, then run 'enqueue resolve "+j.id+" --task ID' or '--resubmit'")
 	}
 	return e.submit(ctx, j, true)
+}
+
+// holdAmbiguous says whether a job whose submission's outcome is unknown
+// waits for an operator rather than being submitted again: always with
+// P_AMBIGUOUS=hold, never with resubmit; by default, only for a provider
+// that cannot recover the submission (Recovery none) and a job whose
+// estimate is above HoldAbove.
+func (e *engine) holdAmbiguous(j *job) bool {
+	switch e.rt.Ambiguous {
+	case AmbiguousHold:
+		return true
+	case AmbiguousResubmit:
+		return false
+	}
+	limit := e.rt.HoldAbove
+	if e.rt.Spec.Recovery != providers.RecoveryNone || limit.Unit == "" {
+		return false
+	}
+	est := e.cost(j)
+	return est == nil || est.Unit != limit.Unit || money.FromFloat(est.Amount) > money.FromFloat(limit.Amount)
 }
 
 // holdJob parks the job for an operator: phase held, message acked.
@@ -341,9 +362,13 @@ func (e *engine) submit(ctx context.Context, j *job, ambiguous bool) outcome {
 	}
 	if ambiguous {
 		// The earlier submission may have been billed: it counts, in the
-		// result's cost and the spend, as the budget counts it.
+		// result's cost and the spend, as the budget counts it; unless the
+		// provider honours the idempotency key the adapter sends, when the
+		// resubmission is the same submission.
 		next.AmbiguousSubmits++
-		next.Submissions++
+		if e.rt.Spec.Recovery != providers.RecoveryIdempotencyKey {
+			next.Submissions++
+		}
 	}
 	rev, err := e.w.states.Update(ctx, j.st, &next, j.rev)
 	if err != nil {

@@ -111,9 +111,10 @@ func (s *sweeper) sweep(ctx context.Context, data []byte) error {
 	} else {
 		res := &reelq.Result{ID: id, Provider: provider, Batch: job.Batch, Status: reelq.StatusFailed,
 			Error:       &reelq.ErrorInfo{Code: "poison", Message: reason},
-			CompletedAt: time.Now().UTC(), Metadata: job.Metadata, Attempts: int(adv.Deliveries)}
+			CompletedAt: time.Now().UTC(), Metadata: job.Metadata, Attempts: int(adv.Deliveries), PayOnce: reelq.PayOnceGuaranteed}
 		if gerr == nil {
 			res.Attempts = max(res.Attempts, st.Attempts)
+			res.PayOnce = payOnce(w.recovery(provider), st)
 			if st.Task != nil {
 				res.ProviderTaskID = st.Task.ID
 			}

@@ -118,8 +118,14 @@ type Runtime struct {
 	// means 5 minutes.
 	PollErrorBudget time.Duration
 	// Ambiguous is the policy for a submission whose outcome is unknown:
-	// AmbiguousResubmit (default) or AmbiguousHold.
+	// AmbiguousResubmit, AmbiguousHold, or empty for the provider's
+	// default: resubmit where Spec.Recovery can recover the submission
+	// (an idempotency key, or a lookup that found nothing), else hold a
+	// job whose estimate is above HoldAbove and resubmit the others.
 	Ambiguous string
+	// HoldAbove is the estimate above which the default policy holds a
+	// job; zero means Spec.HoldAbove (and without a Spec, never).
+	HoldAbove reelq.Cost
 	// AmbiguousPauseAfter pauses the provider (for an operator) after this
 	// many ambiguous submissions within AmbiguousWindow, cluster-wide;
 	// zero means 3 in 10 minutes; negative never pauses.
@@ -296,10 +302,11 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 		if rt.Calls <= 0 {
 			rt.Calls = min(max(rt.Slots, 16), 256)
 		}
+		if rt.HoldAbove.Unit == "" {
+			rt.HoldAbove = reelq.Cost{Amount: rt.Spec.HoldAbove.Amount, Unit: rt.Spec.HoldAbove.Unit}
+		}
 		switch rt.Ambiguous {
-		case "":
-			rt.Ambiguous = AmbiguousResubmit
-		case AmbiguousResubmit, AmbiguousHold:
+		case "", AmbiguousResubmit, AmbiguousHold:
 		default:
 			return nil, fmt.Errorf("provider %s: ambiguous-submission policy %q (want %s or %s)", name, rt.Ambiguous, AmbiguousResubmit, AmbiguousHold)
 		}
@@ -604,4 +611,13 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// recovery is provider's Recovery, "" for a provider this replica does
+// not run.
+func (w *Worker) recovery(provider string) providers.Recovery {
+	if rt := w.rts[provider]; rt != nil {
+		return rt.Spec.Recovery
+	}
+	return ""
 }
