@@ -536,19 +536,13 @@ func TestAmbiguousDefaultFollowsTheEstimate(t *testing.T) {
 	// Both first creates are charged and answered too late; then the
 	// provider answers at once.
 	charged := func(id string) int { return env.Sim.Stats(0)["samsar"].Submissions[reelqtest.SamsarPrompt(id)] }
-	deadline := time.Now().Add(30 * time.Second)
-	for charged("dear-1") < 1 || charged("cheap-1") < 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the first creates never reached the provider: %v", env.Sim.Stats(0)["samsar"].Submissions)
-		}
-		time.Sleep(5 * time.Millisecond) // the simulator's counters have no watch
-	}
+	waitfor.Until(t, 30*time.Second, "both first creates charged", func() bool { return charged("dear-1") >= 1 && charged("cheap-1") >= 1 })
 	fast := slow
 	fast.CreateDelayMin, fast.APIKey = 0, reelqtest.APIKey("samsar")
 	if err := env.Sim.SetKnobs("samsar", fast); err != nil {
 		t.Fatal(err)
 	}
-	st := waitPhase(t, env, "dear-1", reelq.PhaseHeld)
+	st := waitfor.Job(t, env.JS, "dear-1", 30*time.Second, func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseHeld })
 	if !strings.Contains(st.HeldReason, "enqueue resolve") {
 		t.Errorf("held reason %q", st.HeldReason)
 	}
