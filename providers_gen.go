@@ -10,16 +10,33 @@ import (
 	vimmerseinput "github.com/reelq/reelq/internal/providers/vimmerse/input"
 )
 
-// CambInput is a narrated audio story for Camb.ai.
+// CambInput is a narrated audio story for Camb.ai (POST /apis/story): it
+// makes audio, not video. Camb publishes no story price; it is estimated
+// at CAMB_CREDITS_PER_TASK (1) credit.
+//
+// Its fields are the provider's input object (docs/providers.md, Camb.ai).
 type CambInput = cambinput.Input
 
-// SamsarInput is a movie for Samsar.
+// SamsarInput is a movie for Samsar (POST /v1/video/create_movie). It costs 10
+// credits per second of Duration.
+//
+// Its fields are the provider's input object (docs/providers.md, Samsar).
 type SamsarInput = samsarinput.Input
 
-// SegmindInput runs a Segmind PixelFlow workflow.
+// SegmindInput runs a Segmind PixelFlow workflow (POST
+// /workflows/{workflow_id}). A workflow takes its own named inputs, so
+// they are a map; the default workflow, "AI Video Story Boarding", takes
+// none. It costs the workflow's price per run (SEGMIND_PRICE_PER_RUN,
+// default $2.4066).
+//
+// Its fields are the provider's input object (docs/providers.md, Segmind).
 type SegmindInput = segmindinput.Input
 
-// VimmerseInput is a Vimmerse workflow.
+// VimmerseInput is a Vimmerse workflow (POST /workflow): a template applied to
+// images. It costs the template's credits (e.g. each_ugcproduct_0226 320;
+// 100, an estimate, for templates without a published price).
+//
+// Its fields are the provider's input object (docs/providers.md, Vimmerse).
 type VimmerseInput = vimmerseinput.Input
 
 // kinds are the providers, in the order of internal/providers/all.Specs.

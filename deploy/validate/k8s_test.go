@@ -21,7 +21,9 @@ import (
 
 // providers are reelq's providers: the durable consumer names on JOBS and
 // the P_ prefixes of their variables.
-var providers = []string{"segmind", "samsar", "vimmerse", "camb"}
+// BEGIN generated: providers (go generate ./internal/providers/all)
+var providers = []string{"camb", "samsar", "segmind", "vimmerse"}
+// END generated: providers
 
 // object is one YAML document of a manifest file.
 type object struct {

@@ -2,11 +2,14 @@ package config
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
 )
+
+var update = flag.Bool("update", false, "rewrite docs/webhooks.md's variable table from DescribeForwarder")
 
 // docs/webhooks.md lists exactly the variables DescribeForwarder (and
 // forwarder --help) does, between its markers.
