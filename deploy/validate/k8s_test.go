@@ -23,6 +23,7 @@ import (
 // the P_ prefixes of their variables.
 // BEGIN generated: providers (go generate ./internal/providers/all)
 var providers = []string{"camb", "samsar", "segmind", "vimmerse"}
+
 // END generated: providers
 
 // object is one YAML document of a manifest file.

@@ -52,7 +52,7 @@ func regionFiles() []regionFile {
 			}),
 		}},
 		{"deploy/validate/k8s_test.go", "//", map[string]string{"providers": "var providers = []string{" +
-			strings.Join(mapNames(func(n string) string { return fmt.Sprintf("%q", n) }), ", ") + "}\n"}},
+			strings.Join(mapNames(func(n string) string { return fmt.Sprintf("%q", n) }), ", ") + "}\n\n"}},
 	}
 }
 
