@@ -40,18 +40,20 @@ done
 echo "== building"
 $GO build -o bin/ ./cmd/worker ./cmd/enqueue ./cmd/providersim ./cmd/dashboard
 
-echo "== provider simulator on $SIM_ADDR (all four APIs; tasks take 2-4 s)"
+echo "== provider simulator on $SIM_ADDR (every provider's API; tasks take 2-4 s)"
 bin/providersim -addr "$SIM_ADDR" -api-key demo-key -complete-after 2s -jitter 2s >"$WORK/providersim.log" 2>&1 &
 pids+=($!)
 wait_port "$SIM_ADDR"
 
 echo "== worker with embedded NATS JetStream on $LISTEN (log: $WORK/worker.log)"
 export NATS_URL="nats://$LISTEN"
-for p in SEGMIND SAMSAR VIMMERSE CAMB; do
-  export "${p}_API_KEY=demo-key" "${p}_BASE_URL=http://$SIM_ADDR" "${p}_RATE=10" "${p}_BURST=5" \
+# providersim prints every provider's P_BASE_URL=... on its first lines.
+for _ in $(seq 1 100); do grep -q '_BASE_URL=' "$WORK/providersim.log" && break; sleep 0.1; done
+for kv in $(grep -o '[A-Z0-9]*_BASE_URL=[^ ]*' "$WORK/providersim.log"); do
+  p=${kv%%_BASE_URL=*}
+  export "$kv" "${p}_API_KEY=demo-key" "${p}_RATE=10" "${p}_BURST=5" \
          "${p}_MAX_INFLIGHT=4" "${p}_POLL_INTERVAL=500ms" "${p}_MAX_POLL_INTERVAL=2s"
 done
-export CAMB_BASE_URL="http://$SIM_ADDR/apis"
 # The simulator serves its output files on loopback: let the archiver
 # fetch from it (the default refuses internal addresses).
 NATS_URL= REELQ_LISTEN="$LISTEN" REELQ_DATA_DIR="$WORK/data" LOG_FORMAT=text \

@@ -113,3 +113,14 @@ func yesNo(b bool) string {
 	}
 	return "no"
 }
+
+// readmeProviders is the README's short table of the providers.
+func readmeProviders() string {
+	var b strings.Builder
+	b.WriteString("| Provider | `provider` | Cost unit | Recovery | Pay once | Cancel |\n|---|---|---|---|---|---|\n")
+	for _, s := range all.Specs {
+		fmt.Fprintf(&b, "| %s | `%s` | %s | `%s` | %s | %s |\n", s.Kind.Title, s.Name(), s.Kind.Unit, s.Recovery,
+			strings.ReplaceAll(s.Recovery.PayOnce(), "_", " "), yesNo(s.Kind.Cancelable))
+	}
+	return b.String()
+}
