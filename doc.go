@@ -1,6 +1,6 @@
 // Package reelq is the Go client of reelq, a batch AI video job service
 // on NATS JetStream. A service enqueues generation jobs for a paid
-// provider (Samsar, Segmind, Vimmerse or Camb.ai); worker replicas run
+// provider (the list: [Providers]); worker replicas run
 // them under each provider's cluster-wide rate limit, concurrency cap and
 // budgets, and every job ends in exactly one result event per run, kept
 // in the RESULTS stream. The package holds the job, result, state and
@@ -36,8 +36,8 @@
 //
 // A [Job] is a provider, an input, and optionally an id, a batch, a
 // priority, a fairness key and metadata (any JSON, echoed in the result).
-// Build the input as a Go value, [SamsarInput], [SegmindInput],
-// [VimmerseInput] or [CambInput], whose fields are the provider's
+// Build the input as a Go value, one of the typed inputs (the
+// <Provider>Input types, such as [SamsarInput]), whose fields are the provider's
 // documented ones (docs/providers.md), and turn it into a job with
 // [NewJob]; or set Job.Input to the JSON yourself. Input.Validate checks an
 // input with the workers' default rules, [Client.ValidateInput] and
@@ -141,7 +141,7 @@
 //
 // [Client.Cancel] asks the workers to cancel a job: a queued job finishes
 // as cancelled without reaching the provider; a running one is stopped at
-// the provider where its API allows ([Client.Cancelable]; Vimmerse only).
+// the provider where its API allows ([Client.Cancelable]).
 // Elsewhere the job still ends as cancelled but the provider finishes and
 // bills the task: [CancelOutcome].StillBilled says so. The cancelled
 // result arrives like any other (Wait).

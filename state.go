@@ -98,8 +98,8 @@ type JobState struct {
 
 // Task identifies a generation running at the provider.
 type Task struct {
-	// ID is the provider's id: Segmind request_id, Samsar request_id,
-	// Vimmerse workflow id, Camb task_id.
+	// ID is the provider's id for the generation (a request, workflow or
+	// task id).
 	ID string `json:"id"`
 	// PollURL is the URL to poll, when the provider returns one (Segmind).
 	PollURL string `json:"poll_url,omitempty"`

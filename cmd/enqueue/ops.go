@@ -355,7 +355,8 @@ provider's dashboard, then:
                 start a task, the provider bills both)
 
 A task is adopted only if no other job recorded it, the provider knows it
-(it is polled once) and, for Vimmerse, its title names this job; otherwise
+(it is polled once) and, where the provider's task carries the job it was
+submitted for (a workflow title), it names this job; otherwise
 the command says why and the job stays held.
 
 Needs an operator identity (the request goes to the CONTROL stream; a worker

@@ -17,9 +17,9 @@ var (
 	ErrCreditsExhausted = errors.New("provider credits exhausted")
 	ErrNotFound         = errors.New("provider task not found")
 	ErrTaskFailed       = errors.New("provider task failed")
-	// ErrForbidden is a 403 that concerns one job (a private Segmind
-	// workflow, a Vimmerse template the account may not use, Camb
-	// FORBIDDEN on one task): the job fails; the provider keeps running.
+	// ErrForbidden is a 403 that concerns one job (a private workflow, a
+	// template the account may not use, a task the provider refuses as
+	// forbidden): the job fails; the provider keeps running.
 	// ErrAuth is reserved for account-level failures (a missing or invalid
 	// key), which pause the provider.
 	ErrForbidden = errors.New("provider refused this job")

@@ -13,6 +13,7 @@ func regionFiles() []regionFile {
 	return []regionFile{
 		{"docs/providers.md", "<!--", map[string]string{"summary": providersSummary(), "providers": providersSections()}},
 		{"README.md", "<!--", map[string]string{"readme providers": readmeProviders()}},
+		{"docs/client.md", "<!--", map[string]string{"typed inputs": typedInputs()}},
 		{"deploy/nats/auth.conf", "#", map[string]string{"provider consumers": lines(consumerSubjects(), "        ", func(subjects []string) string {
 			q := make([]string, len(subjects))
 			for i, s := range subjects {

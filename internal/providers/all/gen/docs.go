@@ -124,3 +124,23 @@ func readmeProviders() string {
 	}
 	return b.String()
 }
+
+// typedInputs is docs/client.md's table of the typed inputs: each Go
+// field with its JSON name.
+func typedInputs() string {
+	var b strings.Builder
+	b.WriteString("| Go type | Provider | Fields (JSON name) |\n|---|---|---|\n")
+	for _, s := range all.Specs {
+		var fields []string
+		for f := range s.Kind.Input.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name != "" && name != "-" {
+				fields = append(fields, fmt.Sprintf("`%s` (%s)", f.Name, name))
+			} else {
+				fields = append(fields, fmt.Sprintf("`%s`", f.Name))
+			}
+		}
+		fmt.Fprintf(&b, "| `%sInput` | %s | %s |\n", goName(s.Name()), s.Name(), strings.Join(fields, ", "))
+	}
+	return b.String()
+}
