@@ -152,3 +152,20 @@ func checkBaseURL(prefix string, cfg Config) error {
 func (s Spec) ParseOptions(dst any, environ map[string]string) error {
 	return kind.ParseOptions(dst, s.Kind.Prefix(), environ)
 }
+
+// Build2 returns a Spec.New for an adapter built from the shared
+// configuration, its own options O and its input rules' options I, both
+// read from the environment under k's prefix.
+func Build2[O, I any](k kind.Kind, build func(cfg Config, o O, in I) Provider) func(Config, map[string]string) (Provider, error) {
+	return func(cfg Config, environ map[string]string) (Provider, error) {
+		var o O
+		var in I
+		if err := kind.ParseOptions(&o, k.Prefix(), environ); err != nil {
+			return nil, err
+		}
+		if err := kind.ParseOptions(&in, k.Prefix(), environ); err != nil {
+			return nil, err
+		}
+		return build(cfg, o, in), nil
+	}
+}

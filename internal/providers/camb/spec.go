@@ -29,13 +29,9 @@ var Spec = providers.Spec{
 	CreditsOnPoll: true,
 	LinkExpiry:    providers.LinkExpiry{After: 24 * time.Hour, Status: http.StatusForbidden},
 	BaseURL:       DefaultBaseURL,
-	New: func(cfg providers.Config, environ map[string]string) (providers.Provider, error) {
-		var o Options
-		if err := kind.ParseOptions(&o.Input, input.Kind.Prefix(), environ); err != nil {
-			return nil, err
-		}
-		return New(cfg, o), nil
-	},
+	New: providers.Build2(input.Kind, func(cfg providers.Config, _ struct{}, in input.Options) providers.Provider {
+		return New(cfg, Options{Input: in})
+	}),
 	Sim: providersim.API{Base: "/apis", Routes: simRoutes},
 	Doc: doc,
 }

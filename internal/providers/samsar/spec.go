@@ -28,16 +28,10 @@ var Spec = providers.Spec{
 	LinkExpiry: providers.LinkExpiry{Status: http.StatusNotFound},
 	BaseURL:    DefaultBaseURL,
 	Options:    reflect.TypeFor[Options](),
-	New: func(cfg providers.Config, environ map[string]string) (providers.Provider, error) {
-		var o Options
-		if err := kind.ParseOptions(&o, input.Kind.Prefix(), environ); err != nil {
-			return nil, err
-		}
-		if err := kind.ParseOptions(&o.Input, input.Kind.Prefix(), environ); err != nil {
-			return nil, err
-		}
-		return New(cfg, o), nil
-	},
+	New: providers.Build2(input.Kind, func(cfg providers.Config, o Options, in input.Options) providers.Provider {
+		o.Input = in
+		return New(cfg, o)
+	}),
 	Sim: providersim.API{Routes: simRoutes},
 	Doc: doc,
 }

@@ -27,13 +27,9 @@ var Spec = providers.Spec{
 	HoldAbove:  kind.Cost{Amount: 200, Unit: "credits", Basis: "twice the default template"},
 	LinkExpiry: providers.LinkExpiry{Status: http.StatusForbidden},
 	BaseURL:    DefaultBaseURL,
-	New: func(cfg providers.Config, environ map[string]string) (providers.Provider, error) {
-		var o Options
-		if err := kind.ParseOptions(&o.Input, input.Kind.Prefix(), environ); err != nil {
-			return nil, err
-		}
-		return New(cfg, o), nil
-	},
+	New: providers.Build2(input.Kind, func(cfg providers.Config, _ struct{}, in input.Options) providers.Provider {
+		return New(cfg, Options{Input: in})
+	}),
 	Sim: providersim.API{Routes: simRoutes},
 	Doc: doc,
 }
