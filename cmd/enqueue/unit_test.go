@@ -218,7 +218,9 @@ func TestTablesAlignWideText(t *testing.T) {
 // variables or the Spec, and the recovery that decides pay_once.
 func TestProvidersCommand(t *testing.T) {
 	var out, errOut bytes.Buffer
-	err := run(context.Background(), []string{"providers", "-o", "json"}, []string{"SAMSAR_API_KEY=k", "SEGMIND_RATE=2", "VIMMERSE_AMBIGUOUS=hold"}, nil, &out, &errOut)
+	keyed, rated, held := all.Specs[0], all.Specs[1], all.Specs[len(all.Specs)-1]
+	environ := []string{keyed.Kind.Prefix() + "API_KEY=k", rated.Kind.Prefix() + "RATE=2", held.Kind.Prefix() + "AMBIGUOUS=hold"}
+	err := run(context.Background(), []string{"providers", "-o", "json"}, environ, nil, &out, &errOut)
 	if err != nil {
 		t.Fatalf("%v: %s", err, errOut.String())
 	}
@@ -234,17 +236,17 @@ func TestProvidersCommand(t *testing.T) {
 		if v.Name != s.Name() || v.EnvPrefix != s.Kind.Prefix() || v.Recovery != string(s.Recovery) || v.Unit != s.Kind.Unit || v.PayOnce != s.Recovery.PayOnce() {
 			t.Errorf("%+v does not show the Spec of %s", v, s.Name())
 		}
-		if v.Enabled != (v.Name == "samsar") {
-			t.Errorf("%s enabled %v; only samsar has a key", v.Name, v.Enabled)
+		if v.Enabled != (v.Name == keyed.Name()) {
+			t.Errorf("%s enabled %v; only %s has a key", v.Name, v.Enabled, keyed.Name())
 		}
 		switch v.Name {
-		case "segmind":
+		case rated.Name():
 			if v.Rate != 2 {
-				t.Errorf("segmind rate %g, want SEGMIND_RATE 2", v.Rate)
+				t.Errorf("%s rate %g, want %sRATE 2", v.Name, v.Rate, rated.Kind.Prefix())
 			}
-		case "vimmerse":
+		case held.Name():
 			if v.Ambiguous != "hold" {
-				t.Errorf("vimmerse ambiguous %q, want VIMMERSE_AMBIGUOUS hold", v.Ambiguous)
+				t.Errorf("%s ambiguous %q, want %sAMBIGUOUS hold", v.Name, v.Ambiguous, held.Kind.Prefix())
 			}
 		default:
 			if v.Rate != s.Limits.Rate || v.MaxInflight != s.Limits.MaxInflight {
