@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/reelq/reelq/internal/money"
 	"github.com/reelq/reelq/internal/providers/kind"
 )
 
@@ -16,7 +17,7 @@ const Name = "zz"
 
 // Options are the options of the rules (ZZ_CREDITS_PER_SECOND).
 type Options struct {
-	CreditsPerSecond float64 `env:"CREDITS_PER_SECOND" help:"credits one second of clip costs"`
+	CreditsPerSecond money.Micros `env:"CREDITS_PER_SECOND" help:"credits one second of clip costs"`
 }
 
 // Input is a clip for zz.
@@ -33,27 +34,29 @@ func (Input) Provider() string { return Name }
 // Validate checks the input with the default options.
 func (in Input) Validate() error { return kind.ValidateTyped(Kind, in) }
 
-// Parse decodes and checks a job's input.
+// Parse decodes and checks a job's input, naming every rule it breaks.
 func Parse(raw json.RawMessage, _ Options) (Input, error) {
 	var in Input
 	if err := kind.StrictDecode(raw, &in); err != nil {
 		return in, kind.Invalid(Name, "input: %v", err)
 	}
+	bad := kind.Problems{Provider: Name}
 	if strings.TrimSpace(in.Prompt) == "" {
-		return in, kind.Invalid(Name, "input.prompt is required")
+		bad.Add("input.prompt is required")
 	}
 	if in.Seconds < 1 || in.Seconds > 60 {
-		return in, kind.Invalid(Name, "input.seconds is %d; it must be 1 to 60", in.Seconds)
+		bad.Add("input.seconds is %d; it must be 1 to 60", in.Seconds)
 	}
-	return in, nil
+	return in, bad.Err()
 }
 
-// Price is CreditsPerSecond (default 2) a second.
+// Price is CreditsPerSecond (default 2) a second, taken in micros.
 func Price(in Input, o Options) kind.Cost {
 	if o.CreditsPerSecond <= 0 {
-		o.CreditsPerSecond = 2
+		o.CreditsPerSecond = 2 * money.Scale
 	}
-	return kind.Cost{Amount: float64(in.Seconds) * o.CreditsPerSecond, Unit: "credits", Basis: fmt.Sprintf("%g credits/s x %d s", o.CreditsPerSecond, in.Seconds)}
+	amount := o.CreditsPerSecond * money.Micros(in.Seconds)
+	return kind.Cost{Amount: amount.Float(), Unit: "credits", Basis: fmt.Sprintf("%s credits/s x %d s", o.CreditsPerSecond, in.Seconds)}
 }
 
 //go:embed schema.json
