@@ -35,7 +35,15 @@ var funcs = template.FuncMap{
 		}
 		return st.StoredResult()
 	},
-	"bytes": bytesText,
+	"bytes":    bytesText,
+	"attempts": attempts,
+	"note":     note,
+	"formTime": func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format(filterForm)
+	},
 	"deref": func(p *float64) float64 {
 		if p == nil {
 			return 0
@@ -152,4 +160,32 @@ func relPtr(t *time.Time) template.HTML {
 		return "—"
 	}
 	return rel(*t)
+}
+
+// attempts is a job's attempts as its result counts them once it has
+// one (the failed attempts and the last), else the failed attempts of
+// its current run so far: what enqueue status and the result say.
+func attempts(st *reelq.JobState) int {
+	if st == nil {
+		return 0
+	}
+	if r := st.StoredResult(); st.Phase == reelq.PhaseFinished && r != nil {
+		return max(st.Attempts, r.Attempts)
+	}
+	return st.Attempts
+}
+
+// note is the one line a job list says about a job: why it is held, its
+// error, or its last error while it runs.
+func note(st *reelq.JobState) string {
+	switch {
+	case st.Phase == reelq.PhaseHeld:
+		return "held: " + st.HeldReason
+	case st.Phase == reelq.PhaseFinished:
+		if r := st.StoredResult(); r != nil && r.Error != nil {
+			return r.Error.Code + ": " + r.Error.Message
+		}
+		return ""
+	}
+	return st.LastError
 }

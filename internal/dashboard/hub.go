@@ -10,7 +10,7 @@ import (
 )
 
 // viewKey names what one live page shows: the overview, a batch, a job,
-// the recent results or the dead letters.
+// the job list, the workers, the charts or the dead letters.
 type viewKey struct{ kind, arg string }
 
 const (
@@ -43,7 +43,6 @@ type hub struct {
 	subs    map[*sub]struct{}
 	gens    map[viewKey]uint64
 	jobs    map[string]*jobWatch
-	recent  []reelq.Result // newest first
 	submits map[string]*window
 	batches map[string]*window
 }
@@ -53,8 +52,6 @@ type jobWatch struct {
 	refs   int
 	cancel context.CancelFunc
 }
-
-const recentResults = 50
 
 func newHub(c *reelq.Client, log *slog.Logger) *hub {
 	return &hub{c: c, log: log, subs: map[*sub]struct{}{}, gens: map[viewKey]uint64{}, jobs: map[string]*jobWatch{},
@@ -78,7 +75,6 @@ func (h *hub) run(ctx context.Context) error {
 		}
 		return err
 	}
-	h.loadRecent(ctx, resSeq)
 	h.goFollow(ctx, "events", func(ctx context.Context) error {
 		after := evSeq
 		evSeq = 0 // a restart follows from then on (every page reads again)
@@ -154,26 +150,6 @@ func (h *hub) goFollow(ctx context.Context, what string, f func(context.Context)
 	}()
 }
 
-func (h *hub) loadRecent(ctx context.Context, last uint64) {
-	after := uint64(0)
-	if last > recentResults {
-		after = last - recentResults
-	}
-	var rs []reelq.Result
-	for r, err := range h.c.ReadResults(ctx, reelq.ReadOptions{After: after}) {
-		if err != nil {
-			h.log.Warn("dashboard: recent results", "err", err)
-			break
-		}
-		rs = append(rs, *r)
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for i := len(rs) - 1; i >= 0 && len(h.recent) < recentResults; i-- {
-		h.recent = append(h.recent, rs[i])
-	}
-}
-
 func (h *hub) onEvent(e *reelq.Event) {
 	if e.Kind == reelq.EventSubmitted {
 		h.mu.Lock()
@@ -189,6 +165,8 @@ func (h *hub) onEvent(e *reelq.Event) {
 		switch k.kind {
 		case viewOverview:
 			return true
+		case viewJobs:
+			return e.JobID != ""
 		case viewBatch:
 			return e.Batch != "" && e.Batch == k.arg
 		case viewJob:
@@ -202,7 +180,6 @@ func (h *hub) onEvent(e *reelq.Event) {
 
 func (h *hub) onResult(r *reelq.Result) {
 	h.mu.Lock()
-	h.recent = append([]reelq.Result{*r}, h.recent[:min(len(h.recent), recentResults-1)]...)
 	if r.Batch != "" {
 		w := h.batches[r.Batch]
 		if w == nil {
@@ -318,12 +295,6 @@ func (h *hub) batchRate(batch string) float64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.batches[batch].perMinute(time.Now())
-}
-
-func (h *hub) recentResults() []reelq.Result {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]reelq.Result(nil), h.recent...)
 }
 
 // window counts things that happened in the last minute.

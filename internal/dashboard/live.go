@@ -36,6 +36,12 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown view", http.StatusBadRequest)
 		return
 	}
+	if key.kind == viewJobs {
+		if f, err := parseFilter(mustQuery(key.arg)); err != nil || !f.First() {
+			http.Error(w, "not a job list's first page", http.StatusBadRequest)
+			return
+		}
+	}
 	if key.kind == viewJob {
 		// A live page follows a job that exists: no watch for any id.
 		if _, err := s.c.Get(r.Context(), key.arg); errors.Is(err, reelq.ErrNotFound) {
@@ -189,6 +195,9 @@ func pagePath(key viewKey, q url.Values) string {
 	case viewJob:
 		return "/jobs/" + key.arg
 	case viewJobs:
+		if key.arg != "" {
+			return "/jobs?" + key.arg
+		}
 		return "/jobs"
 	case viewDLQ:
 		if a := q.Get("after"); a != "" {

@@ -275,7 +275,7 @@ var fragments = map[string][]string{
 	viewOverview: {"providers", "batches", "budgets"},
 	viewBatch:    {"batch-summary", "batch-jobs"},
 	viewJob:      {"job-state", "job-outputs", "job-timeline"},
-	viewJobs:     {"recent"},
+	viewJobs:     {"job-list"},
 	viewDLQ:      {"dlq-list"},
 }
 
@@ -310,18 +310,29 @@ func (s *Server) batchPage(r *http.Request, p *page) (int, error) {
 
 func (s *Server) jobsPage(r *http.Request, p *page) (int, error) {
 	q := strings.TrimSpace(r.URL.Query().Get("id"))
-	if q != "" && reelq.ValidID(q) {
+	if q != "" {
+		if !reelq.ValidID(q) {
+			return http.StatusBadRequest, fmt.Errorf("%q is not a job id", q)
+		}
 		if _, err := s.c.Get(r.Context(), q); err == nil {
 			return http.StatusSeeOther, redirectErr("/jobs/" + q)
 		} else if !errors.Is(err, reelq.ErrNotFound) {
 			return 0, err
 		}
+		return http.StatusNotFound, fmt.Errorf("no job %q is known (or its state has expired)", q)
 	}
-	p.Title, p.Nav, p.ViewKind = "Jobs", "jobs", viewJobs
-	d := &jobsData{Query: q, Recent: s.hub.recentResults()}
-	p.Data = d
-	if q != "" {
-		return http.StatusNotFound, nil
+	f, err := parseFilter(r.URL.Query())
+	if err != nil {
+		return http.StatusBadRequest, err
+	}
+	d, err := s.jobList(r.Context(), f)
+	if err != nil {
+		return 0, err
+	}
+	p.Title, p.Nav, p.Data = "Jobs", "jobs", d
+	if f.First() {
+		// Only the first page is live: an older page stays as it was read.
+		p.ViewKind, p.ViewArg = viewJobs, d.Query
 	}
 	return 0, nil
 }
@@ -376,7 +387,11 @@ func (s *Server) load(ctx context.Context, key viewKey, q url.Values) (any, erro
 	case viewJob:
 		return s.job(ctx, key.arg)
 	case viewJobs:
-		return &jobsData{Recent: s.hub.recentResults()}, nil
+		f, err := parseFilter(mustQuery(key.arg))
+		if err != nil {
+			return nil, err
+		}
+		return s.jobList(ctx, f)
 	case viewDLQ:
 		after, _ := strconv.ParseUint(q.Get("after"), 10, 64)
 		return s.dlq(ctx, after)
@@ -386,3 +401,10 @@ func (s *Server) load(ctx context.Context, key viewKey, q url.Values) (any, erro
 
 // constantEq compares secrets in constant time.
 func constantEq(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
+// mustQuery parses a query string a page made itself (a view's argument);
+// one that does not parse is an empty query.
+func mustQuery(s string) url.Values {
+	q, _ := url.ParseQuery(s)
+	return q
+}

@@ -181,8 +181,10 @@ type batchData struct {
 type jobRow struct {
 	ID    string
 	State *reelq.JobState
-	// Status is the current run's result status, once finished.
+	// Status is the current run's result status, once finished, and
+	// Result that result.
 	Status string
+	Result *reelq.Result
 }
 
 const batchPage = 100
@@ -225,15 +227,13 @@ func (s *Server) batch(ctx context.Context, name string, from reelq.IndexCursor)
 	}
 	sum := map[string]float64{}
 	for _, id := range ids {
-		r := jobRow{ID: id, State: states[id]}
-		if r.State != nil && r.State.Phase == reelq.PhaseFinished {
-			if res := r.State.StoredResult(); res != nil {
-				r.Status = res.Status
-				if res.Cost != nil && res.Cost.Unit != "" {
-					sum[res.Cost.Unit] += res.Cost.Amount
-					d.Sampled++
-				}
-			}
+		r := jobRow{ID: id}
+		if st := states[id]; st != nil {
+			r = rowOf(st)
+		}
+		if res := r.Result; res != nil && res.Cost != nil && res.Cost.Unit != "" {
+			sum[res.Cost.Unit] += res.Cost.Amount
+			d.Sampled++
 		}
 		d.Jobs = append(d.Jobs, r)
 	}
@@ -362,11 +362,6 @@ func indent(raw json.RawMessage) string {
 		return string(raw)
 	}
 	return b.String()
-}
-
-type jobsData struct {
-	Query  string
-	Recent []reelq.Result
 }
 
 type dlqData struct {
