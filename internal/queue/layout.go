@@ -12,6 +12,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/archive"
+	"github.com/reelq/reelq/internal/heartbeat"
 	"github.com/reelq/reelq/internal/slots"
 )
 
@@ -197,6 +198,7 @@ func (l Layout) StreamConfigs() []jetstream.StreamConfig {
 			Duplicates:  2 * time.Minute,
 			AllowDirect: true,
 		},
+		heartbeat.StreamConfig(l.Replicas),
 	}
 }
 

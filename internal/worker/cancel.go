@@ -267,8 +267,10 @@ func (w *Worker) cancelQueued(ctx context.Context, id string, req CancelRequest)
 		if err != nil {
 			return err
 		}
-		if _, err := queue.PublishResult(ctx, w.js, res); err != nil {
+		if already, err := queue.PublishResult(ctx, w.js, res); err != nil {
 			return err // the job's state says finished: whoever sees it next republishes
+		} else if !already {
+			w.beat.finished(res)
 		}
 		if seq != 0 {
 			// That one message, not its subject: a retry published since

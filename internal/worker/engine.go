@@ -77,6 +77,8 @@ type engine struct {
 	// can start, while the cluster has free slots and other replicas wait
 	// for work, hands the surplus back so they can run it.
 	waitingN  atomic.Int64 // jobs in the waiting queue, for the gate
+	// runningN and slotsN are running and slots, for the heartbeat.
+	runningN, slotsN atomic.Int64
 	needMu    sync.Mutex
 	need      reelq.Cost  // the estimate a provider budget last refused
 	spillHold atomic.Bool // pullers pause while set
@@ -306,6 +308,8 @@ func (e *engine) loop(intake context.Context) {
 		e.publishDemand()
 		e.checkSpill()
 		e.waitingN.Store(int64(e.waitq.len()))
+		e.runningN.Store(int64(e.running))
+		e.slotsN.Store(int64(e.slots))
 		e.w.m.SetEngine(e.name, e.running, e.waitq.len(), e.slots)
 		if at, ok := e.timers.next(); ok {
 			timer.Reset(max(time.Until(at), 0))

@@ -240,6 +240,7 @@ func (e *engine) count(res *reelq.Result) {
 		incr(reelq.BatchCounterSubject(res.Batch, field), "cnt:b:"+res.ID+":"+run)
 	}
 	e.spend.add(res)
+	e.w.beat.finished(res)
 }
 
 // stepInvalid fails a job whose input breaks the provider's rules (or the
@@ -345,9 +346,11 @@ func (e *engine) deadLetterSeq(ctx context.Context, j *job, code string, cause e
 	e.w.m.DeadLettered(e.name, code)
 	res := &reelq.Result{ID: id, Provider: e.name, Run: 1, Status: reelq.StatusFailed, CompletedAt: time.Now().UTC(),
 		Error: &reelq.ErrorInfo{Code: code, Message: reason}, Traceparent: j.traceparent, PayOnce: reelq.PayOnceGuaranteed}
-	if _, err := queue.PublishResult(ctx, e.w.js, res); err != nil {
+	if already, err := queue.PublishResult(ctx, e.w.js, res); err != nil {
 		e.log.Warn("publishing the dead letter's result failed; trying again later", "stream_seq", j.seq, "err", err)
 		return waitFor(5 * time.Second)
+	} else if !already {
+		e.w.beat.finished(res)
 	}
 	e.w.event(reelq.Event{Kind: reelq.EventDeadLettered, Provider: e.name, JobID: id, Code: code, Reason: reason})
 	return term(code)

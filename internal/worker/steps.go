@@ -419,6 +419,7 @@ func (e *engine) submitCall(ctx context.Context, j *job) outcome {
 		cancel()
 		e.w.observeCall(e.name, "submit", err, time.Since(start))
 		if err == nil {
+			e.w.beat.submitted(e.name)
 			return e.submitted(ctx, j, task)
 		}
 		if !errors.Is(err, providers.ErrRateLimited) || rl >= maxRateLimitRetries {

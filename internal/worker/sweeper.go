@@ -129,8 +129,10 @@ func (s *sweeper) sweep(ctx context.Context, data []byte) error {
 		}); err != nil {
 			return err
 		}
-		if _, err := queue.PublishResult(ctx, w.js, res); err != nil {
+		if already, err := queue.PublishResult(ctx, w.js, res); err != nil {
 			return err
+		} else if !already {
+			w.beat.finished(res)
 		}
 	}
 	if err := stream.DeleteMsg(ctx, adv.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {

@@ -236,6 +236,7 @@ type Worker struct {
 	m       *metrics.Metrics
 	cancels *cancelSet
 	budgets *budgeter
+	beat    *beat
 
 	archiver    *archive.Archiver
 	archivePool *slots.Pool
@@ -330,6 +331,7 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 	w.budgets = newBudgeter(js, budgetKV, w.log, cfg.Metrics, cfg.ProviderBudgets)
 	w.budgets.onLost = w.budgetsLost
 	w.cancels = newCancelSet(cancelKV, w.log)
+	w.beat = newBeat(w)
 	if a := cfg.Archive; a.Store != nil {
 		if a.Fetcher == nil {
 			return nil, errors.New("archive: a store needs a fetcher")
@@ -447,10 +449,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		}()
 		defer func() { stopAP() }()
 	}
-	bgWG.Add(2)
+	bgWG.Add(3)
 	go func() {
 		defer bgWG.Done()
 		(&sweeper{w: w}).run(bg)
+	}()
+	go func() {
+		defer bgWG.Done()
+		w.beat.run(bg) // its last record says the replica stopped
 	}()
 	go func() {
 		defer bgWG.Done()
