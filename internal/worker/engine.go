@@ -76,14 +76,14 @@ type engine struct {
 	// Spilling: a replica that holds more waiting jobs than its own slots
 	// can start, while the cluster has free slots and other replicas wait
 	// for work, hands the surplus back so they can run it.
-	waitingN  atomic.Int64 // jobs in the waiting queue, for the gate
+	waitingN atomic.Int64 // jobs in the waiting queue, for the gate
 	// runningN and slotsN are running and slots, for the heartbeat.
 	runningN, slotsN atomic.Int64
-	needMu    sync.Mutex
-	need      reelq.Cost  // the estimate a provider budget last refused
-	spillHold atomic.Bool // pullers pause while set
-	spillAsk  atomic.Bool // the slot manager should look for idle replicas
-	lastSpill time.Time
+	needMu           sync.Mutex
+	need             reelq.Cost  // the estimate a provider budget last refused
+	spillHold        atomic.Bool // pullers pause while set
+	spillAsk         atomic.Bool // the slot manager should look for idle replicas
+	lastSpill        time.Time
 
 	// Loop-owned.
 	jobs       map[uint64]*job
