@@ -138,6 +138,7 @@ func seed(b *testing.B, ctx context.Context, js jetstream.JetStream) {
 			Input: json.RawMessage(`{"prompt":"a lighthouse at dusk","duration":5}`), UpdatedAt: now, Attempts: 0}
 		if i%100_000 == 77 {
 			st.Phase, st.HeldReason = reelq.PhaseHeld, "no answer to the submission"
+			pub(reelq.HeldMarkerSubject(st.Provider, id), nil, nats.Header{"Nats-Incr": {"+1"}})
 		} else if i%10 < 6 {
 			res, _ := json.Marshal(reelq.Result{ID: id, Provider: st.Provider, Batch: batch, Run: 1, Status: reelq.StatusSucceeded,
 				ProviderTaskID: "task-" + id, CompletedAt: now, Cost: &reelq.Cost{Amount: 50, Unit: "credits"}})

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/reelq/reelq"
 )
 
@@ -19,6 +21,8 @@ const (
 	viewJob      = "job"
 	viewJobs     = "jobs"
 	viewDLQ      = "dlq"
+	viewWorkers  = "workers"
+	viewActivity = "activity"
 )
 
 // sub is one live page (a server-sent events connection): ch receives a
@@ -115,7 +119,18 @@ func (h *hub) run(ctx context.Context) error {
 		}
 		return nil
 	})
+	// The workers' records: a plain subscription wakes the pages, which
+	// read the records by direct get.
+	beats, err := h.c.Conn().Subscribe("workers.*", func(*nats.Msg) {
+		h.notify(func(k viewKey) bool { return k.kind == viewWorkers || k.kind == viewActivity })
+	})
+	if err != nil {
+		h.log.Warn("dashboard: following the workers' records", "err", err)
+	}
 	<-ctx.Done()
+	if beats != nil {
+		_ = beats.Unsubscribe()
+	}
 	h.mu.Lock()
 	h.closed = true // no job watch starts after this
 	h.mu.Unlock()

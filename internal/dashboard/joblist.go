@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -26,15 +27,16 @@ import (
 // What is fast at any size: no filter, a time range (updated between two
 // times: the server maps each to a sequence), a provider (about one job in
 // four on a page's scan), a batch (read through the batch's own index, not
-// the other jobs) and states that are common in the range. What is not: a
-// state that is rare in the range (a few held jobs among a million), which
-// the list finds by reading the states one by one. A page stops reading
-// after scanBudget states and says how far it got; its "continue" link
-// reads on from there.
+// the other jobs), held jobs (the workers mark them in COUNTERS: the list
+// reads the marks) and states that are common in the range. What is not:
+// any other state that is rare in the range (a few jobs stuck in
+// "submitting" among a million), which the list finds by reading the
+// states one by one. A page stops reading after scanBudget states and
+// says how far it got; its "continue" link reads on from there.
 
 const (
 	jobsPage   = 50
-	scanBudget = 20_000
+	scanBudget = 10_000
 	// scanWindow bounds the sequences one direct get reads.
 	scanWindow = 4096
 )
@@ -49,8 +51,9 @@ var jobStates = []string{"active", string(reelq.PhaseQueued), string(reelq.Phase
 type jobFilter struct {
 	State, Provider, Batch string
 	Since, Until           time.Time
-	// Before is the state stream's cursor (rows below this sequence), From
-	// the batch index's (with Batch).
+	// Before is the state stream's cursor (rows below this sequence; for
+	// held jobs, updated before this Unix time in nanoseconds), From the
+	// batch index's (with Batch).
 	Before uint64
 	From   reelq.IndexCursor
 }
@@ -211,9 +214,12 @@ func (s *Server) jobList(ctx context.Context, f jobFilter) (*jobList, error) {
 	d := &jobList{Filter: f, Query: f.query().Encode(), States: jobStates, Providers: reelq.Providers}
 	d.Newest = listURL(d.Query)
 	var err error
-	if f.Batch != "" {
+	switch {
+	case f.Batch != "":
 		err = s.batchJobList(ctx, f, d)
-	} else {
+	case f.State == string(reelq.PhaseHeld):
+		err = s.heldJobList(ctx, f, d)
+	default:
 		err = s.stateJobList(ctx, f, d)
 	}
 	if err != nil {
@@ -304,6 +310,48 @@ func (s *Server) stateJobList(ctx context.Context, f jobFilter, d *jobList) erro
 		if t, err := seqTime(ctx, s, stream, hi); err == nil {
 			d.ScannedTo = t
 		}
+	}
+	return nil
+}
+
+// heldJobList lists the held jobs from the marks the workers keep of
+// them in COUNTERS (counters.held.<provider>.<id>, what stats counts):
+// held jobs are few (each waits for an operator), so one page has them
+// all, found without reading any other job.
+func (s *Server) heldJobList(ctx context.Context, f jobFilter, d *jobList) error {
+	filter := "counters.held.>"
+	if f.Provider != "" {
+		filter = "counters.held." + f.Provider + ".*"
+	}
+	var ids []string
+	err := directGet(ctx, s.c.Conn(), reelq.StreamCounters, directReq{MultiLast: []string{filter}, Batch: 1024}, func(m stored) bool {
+		if i := strings.LastIndexByte(m.Subject, '.'); i >= 0 {
+			ids = append(ids, m.Subject[i+1:])
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	states, err := s.c.JobStates(ctx, ids)
+	if err != nil {
+		return err
+	}
+	d.Scanned = len(ids)
+	var held []*reelq.JobState
+	for _, st := range states {
+		if f.matches(st) && (f.Before == 0 || st.UpdatedAt.UnixNano() < int64(f.Before)) {
+			held = append(held, st)
+		}
+	}
+	slices.SortFunc(held, func(a, b *reelq.JobState) int { return cmp.Or(b.UpdatedAt.Compare(a.UpdatedAt), cmp.Compare(a.ID, b.ID)) })
+	for _, st := range held[:min(len(held), jobsPage)] {
+		d.Rows = append(d.Rows, rowOf(st))
+	}
+	if len(held) > jobsPage {
+		q := f.query()
+		q.Set("before", strconv.FormatInt(held[jobsPage-1].UpdatedAt.UnixNano(), 10))
+		d.Next = listURL(q.Encode())
 	}
 	return nil
 }

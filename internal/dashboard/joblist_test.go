@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/dashboard"
 )
@@ -82,6 +84,10 @@ func TestJobListFiltersAndPages(t *testing.T) {
 		st := reelq.JobState{ID: id, Provider: w.provider, Batch: w.batch, Phase: phase, Run: 1, Attempts: 0, UpdatedAt: time.Now().UTC()}
 		if phase == reelq.PhaseHeld {
 			st.HeldReason = "no answer to the submission"
+			mark := &nats.Msg{Subject: reelq.HeldMarkerSubject(w.provider, id), Header: nats.Header{"Nats-Incr": {"+1"}}}
+			if _, err := d.JS.PublishMsg(ctx, mark); err != nil { // as the worker marks it
+				t.Fatal(err)
+			}
 		}
 		if status != "" {
 			res, _ := json.Marshal(reelq.Result{ID: id, Provider: w.provider, Batch: w.batch, Run: 1, Status: status, Attempts: 1, CompletedAt: st.UpdatedAt})
@@ -146,6 +152,7 @@ func TestJobListFiltersAndPages(t *testing.T) {
 		{"", func(string, want) bool { return true }},
 		{"provider=segmind", func(_ string, w want) bool { return w.provider == "segmind" }},
 		{"state=held", func(_ string, w want) bool { return w.state == "held" }},
+		{"state=held&provider=samsar", func(_ string, w want) bool { return w.state == "held" && w.provider == "samsar" }},
 		{"state=failed&provider=camb", func(_ string, w want) bool { return w.state == "failed" && w.provider == "camb" }},
 		{"state=active", func(_ string, w want) bool { return w.state == "held" || w.state == "submitted" }},
 		{"since=" + url.QueryEscape(mid.UTC().Format(time.RFC3339Nano)), func(id string, _ want) bool { return id >= "list-150" || id == "list-010" }},

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +35,10 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 	names, ok := fragments[key.kind]
 	if !ok || (key.kind == viewBatch || key.kind == viewJob) && !reelq.ValidID(key.arg) {
 		http.Error(w, "unknown view", http.StatusBadRequest)
+		return
+	}
+	if key.kind == viewActivity && !slices.ContainsFunc(chartRanges, func(c chartRange) bool { return c.Name == key.arg }) {
+		http.Error(w, "unknown range", http.StatusBadRequest)
 		return
 	}
 	if key.kind == viewJobs {
@@ -199,6 +204,10 @@ func pagePath(key viewKey, q url.Values) string {
 			return "/jobs?" + key.arg
 		}
 		return "/jobs"
+	case viewWorkers:
+		return "/workers"
+	case viewActivity:
+		return "/activity?range=" + url.QueryEscape(key.arg)
 	case viewDLQ:
 		if a := q.Get("after"); a != "" {
 			return "/dlq?after=" + url.QueryEscape(a)

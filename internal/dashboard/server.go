@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -72,6 +73,7 @@ type Server struct {
 	log      *slog.Logger
 	hub      *hub
 	cache    viewCache
+	series   series // the charts' minutes
 	sessions *sessions
 	tmpl     *template.Template
 	static   http.Handler
@@ -120,6 +122,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /jobs/{id}", s.page(s.jobPage))
 	m.HandleFunc("GET /jobs/{id}/outputs/{n}", s.output)
 	m.HandleFunc("GET /dlq", s.page(s.dlqPage))
+	m.HandleFunc("GET /workers", s.page(s.workersPage))
+	m.HandleFunc("GET /activity", s.page(s.activityPage))
 	m.HandleFunc("GET /live", s.live)
 	m.HandleFunc("GET /login", s.loginForm)
 	m.HandleFunc("POST /login", s.login)
@@ -277,6 +281,8 @@ var fragments = map[string][]string{
 	viewJob:      {"job-state", "job-outputs", "job-timeline"},
 	viewJobs:     {"job-list"},
 	viewDLQ:      {"dlq-list"},
+	viewWorkers:  {"workers-list"},
+	viewActivity: {"activity-charts"},
 }
 
 func (s *Server) overviewPage(r *http.Request, p *page) (int, error) {
@@ -372,6 +378,31 @@ func (s *Server) dlqPage(r *http.Request, p *page) (int, error) {
 	return 0, nil
 }
 
+func (s *Server) workersPage(r *http.Request, p *page) (int, error) {
+	d, err := s.workers(r.Context())
+	if err != nil {
+		return 0, err
+	}
+	p.Title, p.Nav, p.ViewKind, p.Data = "Workers", "workers", viewWorkers, d
+	return 0, nil
+}
+
+func (s *Server) activityPage(r *http.Request, p *page) (int, error) {
+	rng := r.URL.Query().Get("range")
+	if rng == "" {
+		rng = chartRanges[0].Name
+	}
+	if !slices.ContainsFunc(chartRanges, func(c chartRange) bool { return c.Name == rng }) {
+		return http.StatusBadRequest, fmt.Errorf("range %q: want 1h, 6h or 24h", rng)
+	}
+	d, err := s.activity(r.Context(), rng)
+	if err != nil {
+		return 0, err
+	}
+	p.Title, p.Nav, p.ViewKind, p.ViewArg, p.Data = "Activity", "activity", viewActivity, rng, d
+	return 0, nil
+}
+
 // redirectErr is a page function's way to redirect.
 type redirectErr string
 
@@ -395,6 +426,10 @@ func (s *Server) load(ctx context.Context, key viewKey, q url.Values) (any, erro
 	case viewDLQ:
 		after, _ := strconv.ParseUint(q.Get("after"), 10, 64)
 		return s.dlq(ctx, after)
+	case viewWorkers:
+		return s.workers(ctx)
+	case viewActivity:
+		return s.activity(ctx, key.arg)
 	}
 	return nil, errNotFound
 }
