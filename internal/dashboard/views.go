@@ -176,6 +176,9 @@ type batchData struct {
 	// spend the workers do not account).
 	Sampled      int
 	SoFar, Whole map[string]float64
+	// Waiting says which paused or workerless providers hold its
+	// unfinished jobs back.
+	Waiting []waitNote
 }
 
 type jobRow struct {
@@ -218,6 +221,11 @@ func (s *Server) batch(ctx context.Context, name string, from reelq.IndexCursor)
 		return nil, err
 	}
 	d := &batchData{Row: rows[0], From: from}
+	if !d.Row.Finished {
+		if d.Waiting, err = s.waitingOn(ctx, name, st.Providers); err != nil {
+			return nil, err
+		}
+	}
 	if more {
 		d.Next = cursorString(next)
 	}

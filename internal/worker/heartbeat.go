@@ -68,7 +68,7 @@ func (b *beat) finished(res *reelq.Result) {
 // run publishes a record every interval until ctx ends, then a last one
 // saying the replica stops.
 func (b *beat) run(ctx context.Context) {
-	t := time.NewTicker(heartbeat.Interval)
+	t := time.NewTicker(b.w.cfg.HeartbeatEvery)
 	defer t.Stop()
 	b.publish(ctx, false)
 	for {
@@ -106,7 +106,7 @@ func (b *beat) record(ctx context.Context, stopping bool) heartbeat.Record {
 	b.tally, b.since = map[string]*heartbeat.Provider{}, now
 	b.mu.Unlock()
 	rec := heartbeat.Record{Worker: b.w.cfg.WorkerID, Version: buildinfo.Version(), Started: b.started, At: now, Since: since,
-		EveryMS: heartbeat.Interval.Milliseconds(), Stopping: stopping, Providers: map[string]heartbeat.Provider{}}
+		EveryMS: b.w.cfg.HeartbeatEvery.Milliseconds(), Stopping: stopping, Providers: map[string]heartbeat.Provider{}}
 	b.w.mu.Lock()
 	engines := make(map[string]*engine, len(b.w.engines))
 	for name, e := range b.w.engines {

@@ -54,6 +54,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/archive"
+	"github.com/reelq/reelq/internal/heartbeat"
 	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/logging"
 	"github.com/reelq/reelq/internal/metrics"
@@ -182,6 +183,9 @@ type Config struct {
 	// LimiterOutages carries the providers' limiters' outage reports (see
 	// Outages): the worker raises and clears each provider's alarm.
 	LimiterOutages <-chan ratelimit.Outage
+	// HeartbeatEvery is how often the worker publishes its record on
+	// WORKERS; zero means heartbeat.Interval (15s).
+	HeartbeatEvery time.Duration
 }
 
 func (c *Config) defaults() {
@@ -211,6 +215,9 @@ func (c *Config) defaults() {
 	}
 	if c.RateLimitBackoff <= 0 {
 		c.RateLimitBackoff = 2 * time.Second
+	}
+	if c.HeartbeatEvery <= 0 {
+		c.HeartbeatEvery = heartbeat.Interval
 	}
 	if c.Lookahead <= 0 {
 		c.Lookahead = 10_000
