@@ -35,8 +35,8 @@ var funcs = template.FuncMap{
 		}
 		return st.StoredResult()
 	},
-	"bytes":    bytesText,
-	"attempts": attempts,
+	"bytes":      bytesText,
+	"attempts":   attempts,
 	"stateClass": func(s string) string { return strings.Fields(s)[0] },
 	"throughputChart": func(c providerCharts, d *activityData) template.HTML {
 		return chartSVG(c.Provider+": submissions and results per "+roundDur(d.Range.Step), d.From, d.To,
@@ -54,7 +54,7 @@ var funcs = template.FuncMap{
 		return chartSVG(c.Provider+": jobs queued and slots in use", d.From, d.To,
 			chartLine{"s-queue", "queued (JOBS)", c.Queued}, chartLine{"s-slots", "slots in use", c.Slots})
 	},
-	"note":     note,
+	"note": note,
 	"formTime": func(t time.Time) string {
 		if t.IsZero() {
 			return ""

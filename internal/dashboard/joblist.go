@@ -344,7 +344,9 @@ func (s *Server) heldJobList(ctx context.Context, f jobFilter, d *jobList) error
 			held = append(held, st)
 		}
 	}
-	slices.SortFunc(held, func(a, b *reelq.JobState) int { return cmp.Or(b.UpdatedAt.Compare(a.UpdatedAt), cmp.Compare(a.ID, b.ID)) })
+	slices.SortFunc(held, func(a, b *reelq.JobState) int {
+		return cmp.Or(b.UpdatedAt.Compare(a.UpdatedAt), cmp.Compare(a.ID, b.ID))
+	})
 	for _, st := range held[:min(len(held), jobsPage)] {
 		d.Rows = append(d.Rows, rowOf(st))
 	}
