@@ -7,6 +7,7 @@ package main
 // TestSecurityTable.
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -33,6 +34,7 @@ import (
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/archive"
 	"github.com/reelq/reelq/internal/dashboard"
+	"github.com/reelq/reelq/internal/heartbeat"
 	"github.com/reelq/reelq/internal/providers/all"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/providerstate"
@@ -1727,6 +1729,12 @@ func TestDashboardPermissions(t *testing.T) {
 	if _, err := ajs.PublishMsg(ctx, dl); err != nil {
 		t.Fatal(err)
 	}
+	// A worker's record (the workers view and the charts read them).
+	beat, _ := json.Marshal(heartbeat.Record{Worker: "w-perm", Version: "v0.0.0-test", Started: time.Now().UTC(), At: time.Now().UTC(),
+		Providers: map[string]heartbeat.Provider{"samsar": {Slots: 1, Limit: 2, Queued: 1, Succeeded: 1}}})
+	if _, err := ajs.Publish(ctx, heartbeat.Subject("w-perm"), beat); err != nil {
+		t.Fatal(err)
+	}
 	incr := nats.NewMsg(reelq.BatchCounterSubject("dash", "enqueued"))
 	incr.Header.Set("Nats-Incr", "+2")
 	if _, err := ajs.PublishMsg(ctx, incr); err != nil {
@@ -1792,20 +1800,54 @@ func TestDashboardPermissions(t *testing.T) {
 		op   func() error
 	}{
 		{"pages", func() error {
-			for _, p := range []string{"/", "/batches/dash", "/jobs", "/jobs/seed", "/jobs/queued-1", "/dlq"} {
+			for _, p := range []string{"/", "/batches/dash", "/jobs", "/jobs/seed", "/jobs/queued-1", "/dlq",
+				"/jobs?state=failed&provider=samsar&since=1h", "/jobs?batch=dash", "/jobs?state=held", "/workers", "/activity?range=24h"} {
 				if code, body := call("GET", p); code != 200 {
 					return fmt.Errorf("GET %s: %d %s", p, code, body)
 				}
 			}
+			if _, body := call("GET", "/workers"); !strings.Contains(body, `data-worker="w-perm"`) {
+				return fmt.Errorf("the workers view does not show the worker's record: %s", body)
+			}
+			if _, body := call("GET", "/jobs?state=failed"); !strings.Contains(body, `data-job="seed"`) {
+				return fmt.Errorf("the job list does not show the failed job: %s", body)
+			}
 			return nil
 		}},
 		{"live_pages", func() error {
-			for _, q := range []string{"view=overview", "view=job&arg=seed", "view=batch&arg=dash", "view=dlq"} {
+			for _, q := range []string{"view=overview", "view=job&arg=seed", "view=batch&arg=dash", "view=dlq", "view=jobs", "view=workers", "view=activity&arg=1h"} {
 				if code, body := live(q); code != 200 || !strings.Contains(body, "event: frag") {
 					return fmt.Errorf("live %s: %d %q", q, code, body)
 				}
 			}
-			return nil
+			// The workers view is woken by the workers' records (its
+			// subscription to workers.*): a new replica shows up.
+			lctx, lcancel := context.WithTimeout(ctx, 20*time.Second)
+			defer lcancel()
+			req, _ := http.NewRequestWithContext(lctx, "GET", hs.URL+"/live?view=workers", nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			br := bufio.NewReader(resp.Body)
+			published := false
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					return fmt.Errorf("live workers: no update naming the new replica: %v", err)
+				}
+				if strings.Contains(line, "w-live") {
+					return nil
+				}
+				if strings.HasPrefix(line, "event: frag") && !published {
+					published = true
+					rec, _ := json.Marshal(heartbeat.Record{Worker: "w-live", Version: "v0.0.0-test", At: time.Now().UTC()})
+					if _, err := ajs.Publish(ctx, heartbeat.Subject("w-live"), rec); err != nil {
+						return err
+					}
+				}
+			}
 		}},
 		{"archived_output", func() error {
 			if code, body := call("GET", "/jobs/seed/outputs/1"); code != 200 || body != strings.Repeat("archived output ", 1000) {
