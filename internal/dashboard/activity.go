@@ -112,9 +112,12 @@ type chartRange struct {
 	Name string
 	Span time.Duration
 	Step time.Duration
+	// Per names a point's width ("minute", "5 minutes").
+	Per string
 }
 
-var chartRanges = []chartRange{{"1h", time.Hour, time.Minute}, {"6h", 6 * time.Hour, 5 * time.Minute}, {"24h", 24 * time.Hour, 20 * time.Minute}}
+var chartRanges = []chartRange{{"1h", time.Hour, time.Minute, "minute"}, {"6h", 6 * time.Hour, 5 * time.Minute, "5 minutes"},
+	{"24h", 24 * time.Hour, 20 * time.Minute, "20 minutes"}}
 
 type activityData struct {
 	Range     chartRange
@@ -191,12 +194,10 @@ func (s *Server) activity(ctx context.Context, name string) (*activityData, erro
 				}
 				slots = max(slots, sum)
 			}
-			if !seen || queued < 0 {
-				c.Queued[i] = -1 // no record: a gap in the line
-			} else {
-				c.Queued[i] = float64(queued)
+			c.Queued[i], c.Slots[i] = float64(queued), float64(slots)
+			if !seen {
+				c.Queued[i], c.Slots[i] = -1, -1 // no record: a gap in the lines
 			}
-			c.Slots[i] = float64(slots)
 		}
 		d.Providers = append(d.Providers, c)
 	}

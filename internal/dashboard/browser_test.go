@@ -17,6 +17,7 @@ import (
 	"github.com/reelq/reelq/internal/dashboard"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/worker"
 )
 
 // chromium finds a Chromium or Chrome to drive. Without one the browser
@@ -249,4 +250,66 @@ func TestBrowserEndToEnd(t *testing.T) {
 		t.Errorf("the overview is %dpx wide on a 390px phone", w)
 	}
 	screenshot(t, ctx, dir, "overview-phone.png")
+}
+
+// The pages operators compare with asynqmon and River UI, in a real
+// browser: the job list filtered from its form (and a job finishing after
+// the page was drawn appears on it live), the activity charts, the
+// workers view, and a batch that waits on a paused provider saying so.
+// Each page's screenshot is kept (REELQ_ARTIFACTS).
+func TestBrowserJobListChartsWorkers(t *testing.T) {
+	chromium(t)
+	dir := artifacts(t)
+	d := startDash(t, dashOptions{auth: dashboard.Auth{Token: testToken},
+		knobs: map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(200 * time.Millisecond)}}})
+	d.StartWorker(reelqtest.WorkerOptions{ID: "replica-1", Config: worker.Config{HeartbeatEvery: 200 * time.Millisecond},
+		Providers: map[string]reelqtest.Settings{"samsar": {MaxInflight: 3, PollInterval: 50 * time.Millisecond}}})
+	d.Enqueue(samsarJobs("browse", 12)...)
+	d.Results(12, 60*time.Second)
+	ctx := newTab(t)
+
+	do(t, ctx, "job list", chromedp.Navigate(d.URL+"/jobs"), chromedp.WaitVisible(chromedp.CSS(`#job-list tr[data-job]`)))
+	poll(t, ctx, "the live connection", `document.getElementById("live-status").classList.contains("on")`, 10*time.Second)
+	d.Enqueue(samsarJobs("late", 1)...)
+	poll(t, ctx, "a job finished after the page was drawn", `document.querySelector('#job-list tr[data-job="late-01"] .status-succeeded') !== null`, 30*time.Second)
+	do(t, ctx, "filter", chromedp.SetValue(chromedp.CSS(`#job-filter select[name=state]`), "succeeded"),
+		chromedp.SetValue(chromedp.CSS(`#job-filter input[name=batch]`), "browse"),
+		chromedp.Submit(chromedp.CSS(`#job-filter input[name=batch]`)), chromedp.WaitVisible(chromedp.CSS(`#job-list tr[data-job]`)))
+	if loc := eval[string](t, ctx, `location.search`); loc != "?state=succeeded&provider=&batch=browse&since=&until=" {
+		t.Errorf("the filter form went to %q", loc)
+	}
+	if n := eval[int](t, ctx, `document.querySelectorAll('#job-list tr[data-job^="browse-"] .status-succeeded').length`); n != 12 {
+		t.Errorf("the filtered list shows %d succeeded jobs of browse, want 12", n)
+	}
+	screenshot(t, ctx, dir, "jobs.png")
+
+	do(t, ctx, "activity", chromedp.Navigate(d.URL+"/activity"), chromedp.WaitVisible(chromedp.CSS(`article[data-provider=samsar] svg.chart`)))
+	poll(t, ctx, "the charts to count the jobs", `parseInt(document.querySelector('article[data-provider=samsar] .succeeded').textContent) >= 13`, 20*time.Second)
+	if n := eval[int](t, ctx, `document.querySelectorAll('article[data-provider=samsar] path.line').length`); n < 2 {
+		t.Errorf("samsar's charts draw %d lines", n)
+	}
+	screenshot(t, ctx, dir, "activity.png")
+
+	do(t, ctx, "workers", chromedp.Navigate(d.URL+"/workers"), chromedp.WaitVisible(chromedp.CSS(`tr[data-worker="replica-1"]`)))
+	if st := eval[string](t, ctx, `document.querySelector('tr[data-worker="replica-1"] .badge').textContent`); st != "up" {
+		t.Errorf("replica-1 shows %q", st)
+	}
+	screenshot(t, ctx, dir, "workers.png")
+
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := d.Client.Pause(cctx, "samsar", "credits topped up at noon"); err != nil {
+		t.Fatal(err)
+	}
+	d.Enqueue(samsarJobs("waits", 5)...)
+	do(t, ctx, "paused batch", chromedp.Navigate(d.URL+"/batches/waits"))
+	poll(t, ctx, "the batch to say samsar is paused", `(document.querySelector('.waiting-on[data-provider=samsar]') || {textContent: ""}).textContent.includes("paused")`, 20*time.Second)
+	screenshot(t, ctx, dir, "batch-paused.png")
+	if os.Getenv("REELQ_UPDATE_SCREENSHOT") != "" {
+		for _, name := range []string{"jobs.png", "activity.png", "workers.png"} {
+			if b, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
+				_ = os.WriteFile("../../docs/img/dashboard-"+name, b, 0o644)
+			}
+		}
+	}
 }

@@ -39,7 +39,7 @@ var funcs = template.FuncMap{
 	"attempts":   attempts,
 	"stateClass": func(s string) string { return strings.Fields(s)[0] },
 	"throughputChart": func(c providerCharts, d *activityData) template.HTML {
-		return chartSVG(c.Provider+": submissions and results per "+roundDur(d.Range.Step), d.From, d.To,
+		return chartSVG(c.Provider+": submissions and results per "+d.Range.Per, d.From, d.To,
 			chartLine{"s-submits", "paid submissions", c.Submits}, chartLine{"s-ok", "succeeded", c.Succeeded},
 			chartLine{"s-fail", "failed", c.Failed}, chartLine{"s-cancel", "cancelled", c.Cancelled})
 	},
@@ -48,7 +48,7 @@ var funcs = template.FuncMap{
 		for _, u := range units(c.TotalSpent) {
 			lines = append(lines, chartLine{"s-spend-" + u, "estimated spend (" + u + ")", c.Spent[u]})
 		}
-		return chartSVG(c.Provider+": estimated spend per "+roundDur(d.Range.Step), d.From, d.To, lines...)
+		return chartSVG(c.Provider+": estimated spend per "+d.Range.Per, d.From, d.To, lines...)
 	},
 	"queueChart": func(c providerCharts, d *activityData) template.HTML {
 		return chartSVG(c.Provider+": jobs queued and slots in use", d.From, d.To,

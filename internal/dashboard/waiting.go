@@ -26,7 +26,8 @@ type waitNote struct {
 func (s *Server) waitingOn(ctx context.Context, batch string, ps []reelq.ProviderStats) ([]waitNote, error) {
 	var out []waitNote
 	for _, p := range ps {
-		queued := p.Queued[reelq.High] + p.Queued[reelq.Normal] + p.Queued[reelq.Low]
+		// Pulled ahead (waiting) or not, their messages are in JOBS.
+		queued := p.Queued[reelq.High] + p.Queued[reelq.Normal] + p.Queued[reelq.Low] + p.Waiting
 		if queued == 0 || (p.Pause == nil && !p.NoWorker) {
 			continue
 		}
