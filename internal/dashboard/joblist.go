@@ -369,15 +369,18 @@ func seqTime(ctx context.Context, s *Server, stream string, seq uint64) (time.Ti
 }
 
 // batchJobList reads the page through the batch's index, in the order
-// the workers picked the jobs up, filtering their states.
+// the workers picked the jobs up, filtering their states. It asks the
+// index for as many ids as the filter's hit rate so far says a page
+// needs; when they hold more matches than the page has room for, it reads
+// the index again up to the last one it shows, for the next page's cursor.
 func (s *Server) batchJobList(ctx context.Context, f jobFilter, d *jobList) error {
-	from := f.From
+	from, want, hits := f.From, jobsPage, 0
 	for len(d.Rows) < jobsPage {
 		if d.Scanned >= scanBudget {
 			d.Partial = true
 			break
 		}
-		ids, next, more, err := s.c.BatchIndex(ctx, f.Batch, from, jobsPage-len(d.Rows))
+		ids, next, more, err := s.c.BatchIndex(ctx, f.Batch, from, want)
 		if err != nil {
 			return err
 		}
@@ -385,16 +388,28 @@ func (s *Server) batchJobList(ctx context.Context, f jobFilter, d *jobList) erro
 		if err != nil {
 			return err
 		}
-		d.Scanned += len(ids)
-		for _, id := range ids {
+		var match []int
+		for i, id := range ids {
 			if st := states[id]; st != nil && f.matches(st) {
-				d.Rows = append(d.Rows, rowOf(st))
+				match = append(match, i)
 			}
 		}
+		if room := jobsPage - len(d.Rows); len(match) > room {
+			ids, match, more = ids[:match[room-1]+1], match[:room], true
+			if _, next, _, err = s.c.BatchIndex(ctx, f.Batch, from, len(ids)); err != nil {
+				return err
+			}
+		}
+		for _, i := range match {
+			d.Rows = append(d.Rows, rowOf(states[ids[i]]))
+		}
+		d.Scanned += len(ids)
+		hits += len(match)
 		from = next
 		if !more {
 			return nil
 		}
+		want = min(1000, max(jobsPage, (jobsPage-len(d.Rows))*d.Scanned/max(hits, 1)))
 	}
 	q := f.query()
 	q.Set("from", cursorString(from))
