@@ -1,0 +1,9 @@
+package heartbeat
+
+import (
+	"testing"
+
+	"github.com/reelq/reelq/internal/leaktest"
+)
+
+func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
