@@ -17,35 +17,9 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/reelq/reelq/internal/money"
+	"github.com/reelq/reelq/internal/wire"
 )
 
-// BucketBudgets holds spending limits and what has been spent and
-// reserved against them. Batch limits are written by producers and
-// operators; provider limits (which operators request through CONTROL, see
-// SetBudget) and spend only by workers, with compare-and-set. Provider
-// limits are kept until changed; batch limits and spend expire after the
-// time the bucket's stream names in its metadata (BudgetsKeyTTLMetadata).
-const BucketBudgets = "reelq_budgets"
-
-// BudgetsKeyTTLMetadata is the entry of the budgets bucket stream's
-// metadata that says how long batch limits and spend are kept (a Go
-// duration: the workers' REELQ_JOB_STATE_TTL). They are written with that
-// per-message TTL; provider limits with none.
-const BudgetsKeyTTLMetadata = "reelq_key_ttl"
-
-// Budget keys in BucketBudgets.
-func BudgetLimitKey(scope, name string) string { return "limit." + scope + "." + name }
-
-// BudgetSpendKey is where workers account spend for a scope in a period
-// (period 0: the whole life of a batch).
-func BudgetSpendKey(scope, name string, periodStart int64) string {
-	if periodStart == 0 {
-		return "spend." + scope + "." + name
-	}
-	return "spend." + scope + "." + name + "." + strconv.FormatInt(periodStart, 10)
-}
-
-// Budget scopes.
 const (
 	ScopeBatch    = "batch"
 	ScopeProvider = "provider"
@@ -159,19 +133,6 @@ func thousands(s string) string {
 	return out
 }
 
-// PeriodStart is the start (Unix seconds) of the period containing t.
-func PeriodStart(t time.Time, period time.Duration) int64 {
-	if period <= 0 {
-		return 0
-	}
-	p := int64(period / time.Second)
-	if p <= 0 {
-		p = 1
-	}
-	u := t.Unix()
-	return u - u%p
-}
-
 // SetBudget sets (or raises, or lowers) a spending limit. For a batch the
 // limit binds from the next submission on; jobs waiting because the batch
 // reached its old limit start again if the new one leaves room. A
@@ -216,7 +177,7 @@ func (c *Client) SetBudget(ctx context.Context, l BudgetLimit) error {
 		return fmt.Errorf("reelq: set budget: %w", err)
 	}
 	b, _ := json.Marshal(l)
-	msg := &nats.Msg{Subject: "$KV." + BucketBudgets + "." + BudgetLimitKey(l.Scope, l.Name), Data: b}
+	msg := &nats.Msg{Subject: "$KV." + wire.BucketBudgets + "." + wire.BudgetLimitKey(l.Scope, l.Name), Data: b}
 	if _, err := c.js.PublishMsg(cctx, msg, jetstream.WithMsgTTL(ttl)); err != nil {
 		return fmt.Errorf("reelq: set budget: %w", err)
 	}
@@ -235,13 +196,13 @@ func budgetKeyTTL(ctx context.Context, kv jetstream.KeyValue) (time.Duration, er
 	if !ok {
 		return 0, nil
 	}
-	v := bs.StreamInfo().Config.Metadata[BudgetsKeyTTLMetadata]
+	v := bs.StreamInfo().Config.Metadata[wire.BudgetsKeyTTLMetadata]
 	if v == "" {
 		return 0, nil
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil {
-		return 0, fmt.Errorf("bucket %s: metadata %s=%q: %w", BucketBudgets, BudgetsKeyTTLMetadata, v, err)
+		return 0, fmt.Errorf("bucket %s: metadata %s=%q: %w", wire.BucketBudgets, wire.BudgetsKeyTTLMetadata, v, err)
 	}
 	return d, nil
 }
@@ -252,7 +213,7 @@ func (c *Client) requestProviderBudget(ctx context.Context, l BudgetLimit) error
 	l.Request = nuid.Next()
 	body, _ := json.Marshal(l)
 	cctx, cancel := c.reqCtx(ctx)
-	_, err := c.js.Publish(cctx, ControlSubject("budget", l.Name), body)
+	_, err := c.js.Publish(cctx, wire.ControlSubject("budget", l.Name), body)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("reelq: set budget: %w", err)
@@ -266,7 +227,7 @@ func (c *Client) requestProviderBudget(ctx context.Context, l BudgetLimit) error
 	err = backoff.Retry(func() error {
 		gctx, cancel := c.reqCtx(ctx)
 		defer cancel()
-		e, err := kv.Get(gctx, BudgetLimitKey(l.Scope, l.Name))
+		e, err := kv.Get(gctx, wire.BudgetLimitKey(l.Scope, l.Name))
 		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return err
 		}
@@ -306,7 +267,7 @@ func (c *Client) Budgets(ctx context.Context) ([]BudgetStatus, error) {
 	}
 	cctx, cancel := c.reqCtx(ctx)
 	defer cancel()
-	msgs, err := c.lastMsgs(cctx, "KV_"+BucketBudgets, []string{"$KV." + BucketBudgets + ".>"})
+	msgs, err := c.lastMsgs(cctx, "KV_"+wire.BucketBudgets, []string{"$KV." + wire.BucketBudgets + ".>"})
 	if err != nil {
 		return nil, err
 	}
@@ -314,7 +275,7 @@ func (c *Client) Budgets(ctx context.Context) ([]BudgetStatus, error) {
 	limits := map[string]BudgetLimit{}
 	spends := map[string]Spend{}
 	for subj, m := range msgs {
-		key := strings.TrimPrefix(subj, "$KV."+BucketBudgets+".")
+		key := strings.TrimPrefix(subj, "$KV."+wire.BucketBudgets+".")
 		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
 			continue
 		}
@@ -335,7 +296,7 @@ func (c *Client) Budgets(ctx context.Context) ([]BudgetStatus, error) {
 	var out []BudgetStatus
 	for _, l := range limits {
 		st := BudgetStatus{BudgetLimit: l}
-		sp := spends[BudgetSpendKey(l.Scope, l.Name, PeriodStart(now, l.Period))]
+		sp := spends[wire.BudgetSpendKey(l.Scope, l.Name, wire.PeriodStart(now, l.Period))]
 		st.Spent, st.Reserved, st.Submissions = sp.Spent[l.Unit], sp.Reserved[l.Unit], sp.Submissions
 		out = append(out, st)
 	}
@@ -356,7 +317,7 @@ func (c *Client) BatchSpend(ctx context.Context, batch string) (Spend, error) {
 	}
 	cctx, cancel := c.reqCtx(ctx)
 	defer cancel()
-	e, err := kv.Get(cctx, BudgetSpendKey(ScopeBatch, batch, 0))
+	e, err := kv.Get(cctx, wire.BudgetSpendKey(ScopeBatch, batch, 0))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return Spend{}, nil
 	}
@@ -371,7 +332,7 @@ func (c *Client) BatchSpend(ctx context.Context, batch string) (Spend, error) {
 func (c *Client) budgets(ctx context.Context) (jetstream.KeyValue, error) {
 	cctx, cancel := c.reqCtx(ctx)
 	defer cancel()
-	kv, err := c.js.KeyValue(cctx, BucketBudgets)
+	kv, err := c.js.KeyValue(cctx, wire.BucketBudgets)
 	if err != nil {
 		return nil, notReady(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq/internal/providers/kind"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // Client enqueues jobs and follows their results over a NATS connection.
@@ -116,10 +117,10 @@ func NewClient(ctx context.Context, nc *nats.Conn, opts Options) (*Client, error
 	c := &Client{nc: nc, js: js, opts: opts, validators: validators, rules: rules}
 	cctx, cancel := c.reqCtx(ctx)
 	defer cancel()
-	if c.jobs, err = js.KeyValue(cctx, BucketJobs); err != nil {
+	if c.jobs, err = js.KeyValue(cctx, wire.BucketJobs); err != nil {
 		return nil, notReady(err)
 	}
-	if c.cancels, err = js.KeyValue(cctx, BucketCancel); err != nil {
+	if c.cancels, err = js.KeyValue(cctx, wire.BucketCancel); err != nil {
 		return nil, notReady(err)
 	}
 	return c, nil
@@ -203,11 +204,11 @@ func decodeState(id string, data []byte) (*JobState, error) {
 func (c *Client) states(ctx context.Context, ids []string) (map[string]*JobState, error) {
 	subjects := make([]string, len(ids))
 	for i, id := range ids {
-		subjects[i] = "$KV." + BucketJobs + "." + id
+		subjects[i] = "$KV." + wire.BucketJobs + "." + id
 	}
 	cctx, cancel := c.reqCtx(ctx)
 	defer cancel()
-	msgs, err := c.lastMsgs(cctx, "KV_"+BucketJobs, subjects)
+	msgs, err := c.lastMsgs(cctx, "KV_"+wire.BucketJobs, subjects)
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +217,7 @@ func (c *Client) states(ctx context.Context, ids []string) (map[string]*JobState
 		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || len(m.Data) == 0 {
 			continue
 		}
-		id := strings.TrimPrefix(subj, "$KV."+BucketJobs+".")
+		id := strings.TrimPrefix(subj, "$KV."+wire.BucketJobs+".")
 		st, err := decodeState(id, m.Data)
 		if err != nil {
 			continue
@@ -231,7 +232,7 @@ func (c *Client) states(ctx context.Context, ids []string) (map[string]*JobState
 func (c *Client) queuedMsgs(ctx context.Context, subjects []string) (map[string]storedMsg, error) {
 	cctx, cancel := c.reqCtx(ctx)
 	defer cancel()
-	return c.lastMsgs(cctx, StreamJobs, subjects)
+	return c.lastMsgs(cctx, wire.StreamJobs, subjects)
 }
 
 func (c *Client) event(e Event) {

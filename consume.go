@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // ResultsOptions select the results a Results consumer delivers.
@@ -73,10 +74,10 @@ func (c *Client) Results(ctx context.Context, opts ResultsOptions) iter.Seq2[*De
 			cfg.DeliverPolicy = jetstream.DeliverNewPolicy
 		}
 		if opts.Provider != "" {
-			cfg.FilterSubject = ResultSubject(opts.Provider, "*")
+			cfg.FilterSubject = wire.ResultSubject(opts.Provider, "*")
 		}
 		cctx, cancel := c.reqCtx(ctx)
-		cons, err := c.js.CreateOrUpdateConsumer(cctx, StreamResults, cfg)
+		cons, err := c.js.CreateOrUpdateConsumer(cctx, wire.StreamResults, cfg)
 		cancel()
 		if err != nil {
 			yield(nil, fmt.Errorf("reelq: results consumer %s: %w", cfg.Durable, err))
@@ -117,7 +118,7 @@ func (c *Client) Results(ctx context.Context, opts ResultsOptions) iter.Seq2[*De
 func (c *Client) DeleteResults(ctx context.Context, name string) error {
 	cctx, cancel := c.reqCtx(ctx)
 	defer cancel()
-	return c.js.DeleteConsumer(cctx, StreamResults, c.opts.ConsumerPrefix+"_"+name)
+	return c.js.DeleteConsumer(cctx, wire.StreamResults, c.opts.ConsumerPrefix+"_"+name)
 }
 
 // ReadOptions select the result events ReadResults yields.
@@ -142,7 +143,7 @@ func (c *Client) ReadResults(ctx context.Context, o ReadOptions) iter.Seq2[*Resu
 	filter := "results.>"
 	if o.Provider != "" {
 		providers = []string{o.Provider}
-		filter = ResultSubject(o.Provider, "*")
+		filter = wire.ResultSubject(o.Provider, "*")
 	}
 	if o.Follow {
 		return c.follow(ctx, o.After+1, providers)
@@ -157,7 +158,7 @@ func (c *Client) ReadResults(ctx context.Context, o ReadOptions) iter.Seq2[*Resu
 			var page []*Result
 			next := uint64(0)
 			cctx, cancel := c.reqCtx(ctx)
-			err := c.directBatch(cctx, StreamResults, map[string]any{"seq": seq, "next_by_subj": filter, "batch": 500}, func(m storedMsg) bool {
+			err := c.directBatch(cctx, wire.StreamResults, map[string]any{"seq": seq, "next_by_subj": filter, "batch": 500}, func(m storedMsg) bool {
 				if m.Seq > last {
 					return false
 				}

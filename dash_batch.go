@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // JobStates reads the states of ids in a few batched requests (a page of a
@@ -51,7 +53,7 @@ func (c *Client) BatchIndex(ctx context.Context, batch string, from IndexCursor,
 		n := 0
 		full := false
 		cctx, cancel := c.reqCtx(ctx)
-		err = c.directBatch(cctx, StreamBatches, map[string]any{"seq": seq, "next_by_subj": BatchIndexSubject(batch), "batch": 16}, func(m storedMsg) bool {
+		err = c.directBatch(cctx, wire.StreamBatches, map[string]any{"seq": seq, "next_by_subj": wire.BatchIndexSubject(batch), "batch": 16}, func(m storedMsg) bool {
 			n++
 			var chunk []string
 			if json.Unmarshal(m.Data, &chunk) != nil {
@@ -96,8 +98,8 @@ func (c *Client) BatchStarted(ctx context.Context, batch string) (time.Time, err
 		return time.Time{}, fmt.Errorf("%w: batch %q", ErrInvalidJob, batch)
 	}
 	for _, q := range []struct{ stream, subj string }{
-		{StreamBatches, BatchIndexSubject(batch)},
-		{StreamCounters, BatchCounterSubject(batch, "enqueued")},
+		{wire.StreamBatches, wire.BatchIndexSubject(batch)},
+		{wire.StreamCounters, wire.BatchCounterSubject(batch, "enqueued")},
 	} {
 		var t time.Time
 		cctx, cancel := c.reqCtx(ctx)

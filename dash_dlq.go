@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // DeadLettersPage lists up to limit dead letters, oldest first, from the
@@ -19,7 +21,7 @@ func (c *Client) DeadLettersPage(ctx context.Context, after uint64, limit int) (
 	var out []DeadLetter
 	cctx, cancel := c.reqCtx(ctx)
 	defer cancel()
-	err := c.directBatch(cctx, StreamDLQ, map[string]any{"seq": after + 1, "batch": limit}, func(m storedMsg) bool {
+	err := c.directBatch(cctx, wire.StreamDLQ, map[string]any{"seq": after + 1, "batch": limit}, func(m storedMsg) bool {
 		out = append(out, deadLetter(m))
 		return len(out) < limit
 	})
@@ -37,7 +39,7 @@ func (c *Client) DeadLetterAt(ctx context.Context, seq uint64) (DeadLetter, erro
 	var out *DeadLetter
 	cctx, cancel := c.reqCtx(ctx)
 	defer cancel()
-	err := c.directBatch(cctx, StreamDLQ, map[string]any{"seq": seq, "batch": 1}, func(m storedMsg) bool {
+	err := c.directBatch(cctx, wire.StreamDLQ, map[string]any{"seq": seq, "batch": 1}, func(m storedMsg) bool {
 		if m.Seq == seq {
 			d := deadLetter(m)
 			out = &d
@@ -57,7 +59,7 @@ func (c *Client) DeadLetterAt(ctx context.Context, seq uint64) (DeadLetter, erro
 func (c *Client) DeadLetterCount(ctx context.Context) (uint64, error) {
 	cctx, cancel := c.reqCtx(ctx)
 	defer cancel()
-	s, err := c.js.Stream(cctx, StreamDLQ)
+	s, err := c.js.Stream(cctx, wire.StreamDLQ)
 	if err != nil {
 		return 0, fmt.Errorf("reelq: dead letters: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // BatchIndex pages through a batch's index chunk by chunk, cutting chunks
@@ -35,11 +36,11 @@ func TestBatchIndexPages(t *testing.T) {
 	}
 	for i, chunk := range chunks {
 		data, _ := json.Marshal(chunk)
-		if _, err := env.JS.Publish(ctx, reelq.BatchIndexSubject("pages"), data); err != nil {
+		if _, err := env.JS.Publish(ctx, wire.BatchIndexSubject("pages"), data); err != nil {
 			t.Fatal(err)
 		}
 		other, _ := json.Marshal([]string{fmt.Sprintf("other-%d", i)})
-		if _, err := env.JS.Publish(ctx, reelq.BatchIndexSubject("other"), other); err != nil {
+		if _, err := env.JS.Publish(ctx, wire.BatchIndexSubject("other"), other); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -93,7 +94,7 @@ func TestDeadLetterPages(t *testing.T) {
 	defer cancel()
 	var seqs []uint64
 	for i := range 7 {
-		ack, err := env.JS.Publish(ctx, reelq.DLQSubject("samsar", fmt.Sprintf("d-%d", i)), []byte(`{}`))
+		ack, err := env.JS.Publish(ctx, wire.DLQSubject("samsar", fmt.Sprintf("d-%d", i)), []byte(`{}`))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,8 @@ import (
 	"iter"
 	"strings"
 	"time"
+
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // WatchJob yields job id's state now (if it has one) and then every time a
@@ -21,7 +23,7 @@ func (c *Client) WatchJob(ctx context.Context, id string) iter.Seq2[*JobState, e
 			yield(nil, fmt.Errorf("reelq: watch job: %w: id %q", ErrInvalidJob, id))
 			return
 		}
-		err := c.watchLast(ctx, "KV_"+BucketJobs, "$KV."+BucketJobs+"."+id, func(m storedMsg) bool {
+		err := c.watchLast(ctx, "KV_"+wire.BucketJobs, "$KV."+wire.BucketJobs+"."+id, func(m storedMsg) bool {
 			if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || len(m.Data) == 0 {
 				return true
 			}
@@ -55,7 +57,7 @@ type CounterUpdate struct {
 // on the server.
 func (c *Client) FollowCounters(ctx context.Context) iter.Seq2[CounterUpdate, error] {
 	return func(yield func(CounterUpdate, error) bool) {
-		for u, err := range tailSeq(ctx, c, StreamCounters, []string{"counters.>"}, 0, "follow counters", func(m storedMsg) (*CounterUpdate, bool) {
+		for u, err := range tailSeq(ctx, c, wire.StreamCounters, []string{"counters.>"}, 0, "follow counters", func(m storedMsg) (*CounterUpdate, bool) {
 			u, ok := parseCounter(m.Subject)
 			if !ok {
 				return nil, false
@@ -99,10 +101,6 @@ func parseCounter(subj string) (CounterUpdate, bool) {
 	return CounterUpdate{}, false
 }
 
-// bucketSlots is the bucket the workers hold their providers' slots in
-// (what Stats reads as running against the cap).
-const bucketSlots = "reelq_slots"
-
 // FollowSlots yields the name of a provider each time the slots held for
 // it change (a job starts or ends at the provider, a worker renews or
 // drops its lease), from now on, until ctx ends (yielding ctx's error) or
@@ -110,8 +108,8 @@ const bucketSlots = "reelq_slots"
 // reads them again when told. It keeps no state on the server.
 func (c *Client) FollowSlots(ctx context.Context) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
-		prefix := "$KV." + bucketSlots + "."
-		for p, err := range tailSeq(ctx, c, "KV_"+bucketSlots, []string{prefix + ">"}, 0, "follow slots", func(m storedMsg) (*string, bool) {
+		prefix := "$KV." + wire.BucketSlots + "."
+		for p, err := range tailSeq(ctx, c, "KV_"+wire.BucketSlots, []string{prefix + ">"}, 0, "follow slots", func(m storedMsg) (*string, bool) {
 			p := strings.TrimPrefix(m.Subject, prefix)
 			return &p, true
 		}) {

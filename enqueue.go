@@ -16,6 +16,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // EnqueueStatus says what Enqueue did with one job.
@@ -103,7 +104,7 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []Job, opts BatchOptions
 		if j.ID == "" {
 			d := j.Digest()
 			occ[d]++
-			j.ID = ContentID(d, occ[d])
+			j.ID = wire.ContentID(d, occ[d])
 		}
 		if prev, dup := seen[j.ID]; dup {
 			out[i] = EnqueueResult{ID: j.ID, Status: Failed, Err: fmt.Errorf("%w: id %q repeats job %d of this batch", ErrInvalidJob, j.ID, prev+1)}
@@ -195,7 +196,7 @@ func (c *Client) sendWindow(ctx context.Context, jobs []Job, win []int, out []En
 	// Jobs with no state may still be waiting in the queue.
 	subjects := make([]string, len(unknown))
 	for k, i := range unknown {
-		subjects[k] = JobSubject(jobs[i].Provider, jobs[i].Priority, jobs[i].ID)
+		subjects[k] = wire.JobSubject(jobs[i].Provider, jobs[i].Priority, jobs[i].ID)
 	}
 	queued, err := c.queuedMsgs(ctx, subjects)
 	if err != nil {
@@ -213,7 +214,7 @@ func (c *Client) sendWindow(ctx context.Context, jobs []Job, win []int, out []En
 			out[i] = EnqueueResult{ID: j.ID, Status: Failed, Err: err}
 			continue
 		}
-		f, err := c.js.PublishMsgAsync(msg, jetstream.WithMsgID(JobMsgID(j.ID, 1)))
+		f, err := c.js.PublishMsgAsync(msg, jetstream.WithMsgID(wire.JobMsgID(j.ID, 1)))
 		if err != nil {
 			out[i] = EnqueueResult{ID: j.ID, Status: Failed, Err: publishErr(j, err)}
 			continue
@@ -271,7 +272,7 @@ func (c *Client) compareQueued(j *Job, m storedMsg) EnqueueResult {
 func (c *Client) compareSeq(ctx context.Context, j *Job, seq uint64) EnqueueResult {
 	cctx, cancel := c.reqCtx(ctx)
 	defer cancel()
-	s, err := c.js.Stream(cctx, StreamJobs)
+	s, err := c.js.Stream(cctx, wire.StreamJobs)
 	if err == nil {
 		var raw *jetstream.RawStreamMsg
 		if raw, err = s.GetMsg(cctx, seq); err == nil {
@@ -304,7 +305,7 @@ func (c *Client) afterGone(ctx context.Context, j *Job, seq uint64) EnqueueResul
 	msg, err := c.jobMsg(j, 1)
 	if err == nil {
 		cctx, cancel := c.reqCtx(ctx)
-		_, err = c.js.PublishMsg(cctx, msg, jetstream.WithMsgID(JobMsgID(j.ID, 1)+":after:"+strconv.FormatUint(seq, 10)))
+		_, err = c.js.PublishMsg(cctx, msg, jetstream.WithMsgID(wire.JobMsgID(j.ID, 1)+":after:"+strconv.FormatUint(seq, 10)))
 		cancel()
 	}
 	if err != nil {
@@ -325,7 +326,7 @@ func (c *Client) republish(ctx context.Context, j *Job) error {
 	return backoff.Retry(func() error {
 		cctx, cancel := c.reqCtx(ctx)
 		defer cancel()
-		_, err := c.js.PublishMsg(cctx, msg, jetstream.WithMsgID(JobMsgID(j.ID, 1)))
+		_, err := c.js.PublishMsg(cctx, msg, jetstream.WithMsgID(wire.JobMsgID(j.ID, 1)))
 		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
 			return backoff.Permanent(err)
 		}
@@ -342,7 +343,7 @@ func publishErr(j *Job, err error) error {
 	var apiErr *jetstream.APIError
 	switch {
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse):
-		return fmt.Errorf("job %s: nothing stores %s (unknown provider, or the streams are missing): %w", j.ID, JobSubject(j.Provider, j.Priority, j.ID), err)
+		return fmt.Errorf("job %s: nothing stores %s (unknown provider, or the streams are missing): %w", j.ID, wire.JobSubject(j.Provider, j.Priority, j.ID), err)
 	case errors.Is(err, nats.ErrMaxPayload):
 		return fmt.Errorf("job %s: the message is larger than the server allows: %w", j.ID, err)
 	case errors.As(err, &apiErr) && strings.Contains(strings.ToLower(apiErr.Description), "maximum"):
@@ -360,9 +361,9 @@ func (c *Client) jobMsg(j *Job, run int) (*nats.Msg, error) {
 	if err := c.opts.Limits.CheckMessage(len(data)); err != nil {
 		return nil, err
 	}
-	m := &nats.Msg{Subject: JobSubject(j.Provider, j.Priority, j.ID), Data: data, Header: nats.Header{}}
+	m := &nats.Msg{Subject: wire.JobSubject(j.Provider, j.Priority, j.ID), Data: data, Header: nats.Header{}}
 	if run > 1 {
-		m.Header.Set(HeaderRun, strconv.Itoa(run))
+		m.Header.Set(wire.HeaderRun, strconv.Itoa(run))
 	}
 	return m, nil
 }
@@ -381,7 +382,7 @@ func (c *Client) countEnqueued(byBatch map[string][]string) {
 		}
 		ids := byBatch[b]
 		h := sha256.Sum256([]byte(strings.Join(ids, ",")))
-		m := nats.NewMsg(BatchCounterSubject(b, "enqueued"))
+		m := nats.NewMsg(wire.BatchCounterSubject(b, "enqueued"))
 		m.Header.Set("Nats-Incr", "+"+strconv.Itoa(len(ids)))
 		_, _ = c.js.PublishMsgAsync(m, jetstream.WithMsgID("cnt:enq:"+b+":"+hex.EncodeToString(h[:12])))
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"iter"
 	"strings"
+
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // maxJobEvents bounds the events JobEvents returns for one job (the
@@ -26,7 +28,7 @@ func (c *Client) JobEvents(ctx context.Context, id string) ([]Event, error) {
 	var out []Event
 	for seq := uint64(1); ; {
 		cctx, cancel := c.reqCtx(ctx)
-		pending, err := c.directPage(cctx, StreamEvents, map[string]any{"seq": seq, "next_by_subj": "events.*.*." + id, "batch": 256},
+		pending, err := c.directPage(cctx, wire.StreamEvents, map[string]any{"seq": seq, "next_by_subj": "events.*.*." + id, "batch": 256},
 			func(m storedMsg) bool {
 				seq = m.Seq + 1
 				if ev, ok := decodeEvent(m.Subject, m.Data); ok {
@@ -70,7 +72,7 @@ func decodeEvent(subj string, data []byte) (*Event, bool) {
 // EventsSeq is the last sequence stored in EVENTS: pass it to
 // FollowEvents to see every event stored after this call.
 func (c *Client) EventsSeq(ctx context.Context) (uint64, error) {
-	return c.lastSeq(ctx, StreamEvents)
+	return c.lastSeq(ctx, wire.StreamEvents)
 }
 
 // FollowEvents yields events as they are stored, from the EVENTS stream
@@ -85,7 +87,7 @@ func (c *Client) FollowEvents(ctx context.Context, after uint64, filters ...stri
 	if after > 0 {
 		start = after + 1
 	}
-	return tailSeq(ctx, c, StreamEvents, filters, start, "follow events", func(m storedMsg) (*Event, bool) {
+	return tailSeq(ctx, c, wire.StreamEvents, filters, start, "follow events", func(m storedMsg) (*Event, bool) {
 		return decodeEvent(m.Subject, m.Data)
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // A job's events are published under its id and read back by subject,
@@ -25,7 +26,7 @@ func TestJobEvents(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for ev, err := range env.Client.FollowEvents(fctx, after, reelq.EventFilter("samsar", reelq.EventSubmitted)...) {
+		for ev, err := range env.Client.FollowEvents(fctx, after, wire.EventFilter("samsar", reelq.EventSubmitted)...) {
 			if err != nil {
 				return
 			}

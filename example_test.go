@@ -20,6 +20,7 @@ import (
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/ratelimit"
+	"github.com/reelq/reelq/internal/wire"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -255,7 +256,7 @@ func startWorker(natsURL string) (stop func()) {
 	}
 	sim := httptest.NewServer(all.Simulator(knobs, 1))
 
-	rlKV, err := js.KeyValue(ctx, reelq.BucketRateLimit)
+	rlKV, err := js.KeyValue(ctx, wire.BucketRateLimit)
 	must(err)
 	rts := map[string]*worker.Runtime{}
 	for _, spec := range all.Specs {

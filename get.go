@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // Get returns job id's state: from the job state bucket once a worker has
@@ -71,10 +72,10 @@ func (c *Client) findQueued(ctx context.Context, id string) (*Job, storedMsg, er
 		if err != nil {
 			continue
 		}
-		if ps, ok := ParseJobSubject(s); ok {
+		if ps, ok := wire.ParseJobSubject(s); ok {
 			j.Provider = ps.Provider
-			if ps.Priority != "" && ps.Priority != Normal {
-				j.Priority = ps.Priority
+			if p := Priority(ps.Priority); p != "" && p != Normal {
+				j.Priority = p
 			}
 		}
 		j.ID = id
@@ -99,7 +100,7 @@ func (c *Client) Wait(ctx context.Context, id string) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		run, _ := strconv.Atoi(m.Header.Get(HeaderRun))
+		run, _ := strconv.Atoi(m.Header.Get(wire.HeaderRun))
 		if run <= st.Run {
 			return r, nil
 		}
@@ -108,7 +109,7 @@ func (c *Client) Wait(ctx context.Context, id string) (*Result, error) {
 	// Watch the job's result subject from its last message on: an
 	// earlier run's result is skipped.
 	var out *Result
-	err = c.watchLast(ctx, StreamResults, ResultSubject(st.Provider, id), func(m storedMsg) bool {
+	err = c.watchLast(ctx, wire.StreamResults, wire.ResultSubject(st.Provider, id), func(m storedMsg) bool {
 		var r Result
 		if json.Unmarshal(m.Data, &r) != nil {
 			return true
@@ -150,9 +151,9 @@ func (c *Client) Follow(ctx context.Context, after uint64, providers ...string) 
 func (c *Client) follow(ctx context.Context, start uint64, providers []string) iter.Seq2[*Result, error] {
 	var filters []string
 	for _, p := range providers {
-		filters = append(filters, ResultSubject(p, "*"))
+		filters = append(filters, wire.ResultSubject(p, "*"))
 	}
-	return tailSeq(ctx, c, StreamResults, filters, start, "follow results", func(m storedMsg) (*Result, bool) {
+	return tailSeq(ctx, c, wire.StreamResults, filters, start, "follow results", func(m storedMsg) (*Result, bool) {
 		var r Result
 		if json.Unmarshal(m.Data, &r) != nil {
 			return nil, false
@@ -225,7 +226,7 @@ func stopIter(it jetstream.MessagesContext) {
 // publishing, then Follow from it, and no result can be missed whatever
 // the clocks say.
 func (c *Client) ResultsSeq(ctx context.Context) (uint64, error) {
-	return c.lastSeq(ctx, StreamResults)
+	return c.lastSeq(ctx, wire.StreamResults)
 }
 
 // WaitAll waits until every job in ids has a result for its current run,

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq/internal/providerstate"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // CancelOutcome says what Cancel did.
@@ -73,12 +74,12 @@ func (c *Client) CancelRequested(ctx context.Context, ids []string) (map[string]
 	subjects := make([]string, 0, len(ids))
 	for _, id := range ids {
 		if ValidID(id) {
-			subjects = append(subjects, "$KV."+BucketCancel+"."+id)
+			subjects = append(subjects, "$KV."+wire.BucketCancel+"."+id)
 		}
 	}
 	cctx, cancel := c.reqCtx(ctx)
 	defer cancel()
-	msgs, err := c.lastMsgs(cctx, "KV_"+BucketCancel, subjects)
+	msgs, err := c.lastMsgs(cctx, "KV_"+wire.BucketCancel, subjects)
 	if err != nil {
 		return nil, fmt.Errorf("reelq: cancel requests: %w", err)
 	}
@@ -87,7 +88,7 @@ func (c *Client) CancelRequested(ctx context.Context, ids []string) (map[string]
 		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
 			continue
 		}
-		out[strings.TrimPrefix(subj, "$KV."+BucketCancel+".")] = true
+		out[strings.TrimPrefix(subj, "$KV."+wire.BucketCancel+".")] = true
 	}
 	return out, nil
 }
@@ -137,7 +138,7 @@ func (c *Client) BatchJobs(ctx context.Context, batch string) ([]BatchJob, error
 	for {
 		n, last := 0, uint64(0)
 		cctx, cancel := c.reqCtx(ctx)
-		err := c.directBatch(cctx, StreamBatches, map[string]any{"seq": seq, "next_by_subj": BatchIndexSubject(batch), "batch": 1000}, func(m storedMsg) bool {
+		err := c.directBatch(cctx, wire.StreamBatches, map[string]any{"seq": seq, "next_by_subj": wire.BatchIndexSubject(batch), "batch": 1000}, func(m storedMsg) bool {
 			n++
 			last = m.Seq
 			var chunk []string
@@ -190,24 +191,24 @@ func (c *Client) scanQueued(ctx context.Context, f func(Job, storedMsg)) error {
 	for {
 		n, last := 0, uint64(0)
 		cctx, cancel := c.reqCtx(ctx)
-		err := c.directBatch(cctx, StreamJobs, map[string]any{"seq": seq, "batch": 1000}, func(m storedMsg) bool {
+		err := c.directBatch(cctx, wire.StreamJobs, map[string]any{"seq": seq, "batch": 1000}, func(m storedMsg) bool {
 			n++
 			last = m.Seq
 			j, err := DecodeJob(m.Data)
 			if err != nil {
 				return true
 			}
-			if ps, ok := ParseJobSubject(m.Subject); ok {
+			if ps, ok := wire.ParseJobSubject(m.Subject); ok {
 				j.Provider = ps.Provider
 				if j.ID == "" {
 					j.ID = ps.ID
 				}
-				if ps.Priority != "" && ps.Priority != Normal {
-					j.Priority = ps.Priority
+				if p := Priority(ps.Priority); p != "" && p != Normal {
+					j.Priority = p
 				}
 			}
 			if j.ID == "" {
-				j.ID = SeqID(m.Seq)
+				j.ID = wire.SeqID(m.Seq)
 			}
 			f(j, m)
 			return true
@@ -268,7 +269,7 @@ func (c *Client) CancelBatch(ctx context.Context, batch, reason string, progress
 			}
 			continue
 		}
-		f, err := c.js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + BucketCancel + "." + b.ID, Data: c.cancelRequest(b.Provider, reason)})
+		f, err := c.js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + wire.BucketCancel + "." + b.ID, Data: c.cancelRequest(b.Provider, reason)})
 		if err != nil {
 			if progress != nil {
 				progress(CancelOutcome{ID: b.ID}, err)
@@ -324,11 +325,11 @@ func (c *Client) retry(ctx context.Context, st *JobState) (int, error) {
 		return 0, err
 	}
 	if st.Traceparent != "" {
-		msg.Header.Set(HeaderTraceparent, st.Traceparent)
+		msg.Header.Set(wire.HeaderTraceparent, st.Traceparent)
 	}
 	cctx, cancel := c.reqCtx(ctx)
 	defer cancel()
-	if _, err := c.js.PublishMsg(cctx, msg, jetstream.WithMsgID(JobMsgID(st.ID, run))); err != nil {
+	if _, err := c.js.PublishMsg(cctx, msg, jetstream.WithMsgID(wire.JobMsgID(st.ID, run))); err != nil {
 		return 0, publishErr(&j, err)
 	}
 	return run, nil
@@ -396,7 +397,7 @@ func (c *Client) Resolve(ctx context.Context, id string, o ResolveOptions) (*Job
 	}
 	body, _ := json.Marshal(map[string]any{"task_id": o.TaskID, "resubmit": o.Resubmit, "by": c.opts.By})
 	cctx, cancel := c.reqCtx(ctx)
-	_, err = c.js.Publish(cctx, ControlSubject("resolve", id), body)
+	_, err = c.js.Publish(cctx, wire.ControlSubject("resolve", id), body)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("reelq: resolve %s: %w", id, err)
@@ -430,17 +431,17 @@ var ErrResolveRefused = errors.New("reelq: resolve refused")
 
 // providerStore opens the provider state store (operator calls).
 func (c *Client) providerStore(ctx context.Context) (*providerstate.Store, error) {
-	kv, err := c.js.KeyValue(ctx, BucketProviders)
+	kv, err := c.js.KeyValue(ctx, wire.BucketProviders)
 	if err != nil {
 		return nil, notReady(err)
 	}
-	return providerstate.New(c.js, kv, StreamJobs, consumerNames), nil
+	return providerstate.New(c.js, kv, wire.StreamJobs, consumerNames), nil
 }
 
 func consumerNames(p string) []string {
 	out := make([]string, 0, len(Priorities))
 	for _, prio := range Priorities {
-		out = append(out, ConsumerName(p, prio))
+		out = append(out, wire.ConsumerName(p, prio))
 	}
 	return out
 }
@@ -514,7 +515,7 @@ func (c *Client) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	for {
 		n, last := 0, uint64(0)
 		cctx, cancel := c.reqCtx(ctx)
-		err := c.directBatch(cctx, StreamDLQ, map[string]any{"seq": seq, "batch": 500}, func(m storedMsg) bool {
+		err := c.directBatch(cctx, wire.StreamDLQ, map[string]any{"seq": seq, "batch": 500}, func(m storedMsg) bool {
 			n++
 			last = m.Seq
 			out = append(out, deadLetter(m))
@@ -587,7 +588,7 @@ func (c *Client) Redrive(ctx context.Context, d DeadLetter, dryRun bool) (string
 func (c *Client) deleteDLQ(ctx context.Context, seq uint64) error {
 	cctx, cancel := c.reqCtx(ctx)
 	defer cancel()
-	s, err := c.js.Stream(cctx, StreamDLQ)
+	s, err := c.js.Stream(cctx, wire.StreamDLQ)
 	if err != nil {
 		return err
 	}

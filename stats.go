@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq/internal/ratelimit"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // Stats is a snapshot of the queue. Reading it costs a few requests per
@@ -139,11 +140,11 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 	}
 	// The rate limits' bucket only tells the next call: stats go on
 	// without it (a bucket lost is what the limiter alarm reports).
-	rlKV, err := c.js.KeyValue(cctx, BucketRateLimit)
+	rlKV, err := c.js.KeyValue(cctx, wire.BucketRateLimit)
 	if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, notReady(err)
 	}
-	counters, err := c.lastMsgs(cctx, StreamCounters, []string{"counters.provider.>", "counters.held.>"})
+	counters, err := c.lastMsgs(cctx, wire.StreamCounters, []string{"counters.provider.>", "counters.held.>"})
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +157,7 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 		var ackPending uint64
 		found := 0
 		for _, prio := range Priorities {
-			cons, err := c.js.Consumer(cctx, StreamJobs, ConsumerName(p, prio))
+			cons, err := c.js.Consumer(cctx, wire.StreamJobs, wire.ConsumerName(p, prio))
 			if errors.Is(err, jetstream.ErrConsumerNotFound) {
 				continue
 			}
@@ -229,8 +230,8 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 				s.Held++
 			}
 		}
-		prefix := ProviderCounterSubject(p, "done_")
-		spent := ProviderCounterSubject(p, SpendCounterField(""))
+		prefix := wire.ProviderCounterSubject(p, "done_")
+		spent := wire.ProviderCounterSubject(p, wire.SpendCounterField(""))
 		for subj, m := range counters {
 			if f, ok := strings.CutPrefix(subj, prefix); ok {
 				s.Done[f] = counterValue(m.Data)
@@ -302,7 +303,7 @@ func (c *Client) heldJobs(ctx context.Context, counters map[string]storedMsg) ([
 // countQueued counts provider's messages in JOBS by priority (for a
 // provider no worker has run: it has no consumers to ask).
 func (c *Client) countQueued(ctx context.Context, provider string, into map[Priority]uint64) error {
-	s, err := c.js.Stream(ctx, StreamJobs)
+	s, err := c.js.Stream(ctx, wire.StreamJobs)
 	if err != nil {
 		return err
 	}
@@ -311,11 +312,11 @@ func (c *Client) countQueued(ctx context.Context, provider string, into map[Prio
 		return err
 	}
 	for subj, n := range info.State.Subjects {
-		ps, ok := ParseJobSubject(subj)
+		ps, ok := wire.ParseJobSubject(subj)
 		if !ok {
 			continue
 		}
-		into[ps.Priority.Or()] += n
+		into[Priority(ps.Priority).Or()] += n
 	}
 	return nil
 }
@@ -356,7 +357,7 @@ func (c *Client) batchStats(ctx context.Context, o StatsOptions) ([]BatchStats, 
 			return nil, nil
 		}
 	}
-	msgs, err := c.lastMsgs(ctx, StreamCounters, filters)
+	msgs, err := c.lastMsgs(ctx, wire.StreamCounters, filters)
 	if err != nil {
 		return nil, err
 	}
@@ -409,7 +410,7 @@ func (c *Client) batchStats(ctx context.Context, o StatsOptions) ([]BatchStats, 
 // recentBatches returns up to n batch names whose counters changed last,
 // reading the COUNTERS stream backwards in growing windows.
 func (c *Client) recentBatches(ctx context.Context, n int) ([]string, error) {
-	s, err := c.js.Stream(ctx, StreamCounters)
+	s, err := c.js.Stream(ctx, wire.StreamCounters)
 	if err != nil {
 		return nil, err
 	}
@@ -427,7 +428,7 @@ func (c *Client) recentBatches(ctx context.Context, n int) ([]string, error) {
 		if last >= window && last-window+1 > first {
 			start = last - window + 1
 		}
-		err := c.directBatch(ctx, StreamCounters, map[string]any{"seq": start, "next_by_subj": "counters.batch.>", "batch": int(last - start + 1)}, func(m storedMsg) bool {
+		err := c.directBatch(ctx, wire.StreamCounters, map[string]any{"seq": start, "next_by_subj": "counters.batch.>", "batch": int(last - start + 1)}, func(m storedMsg) bool {
 			rest := strings.TrimPrefix(m.Subject, "counters.batch.")
 			if i := strings.LastIndexByte(rest, '.'); i > 0 {
 				if b := rest[:i]; m.Seq > latest[b] {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/embedded"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // BenchmarkStats checks issue 11's bound: Stats answers in under 1 s using
@@ -87,7 +88,7 @@ func BenchmarkStats(b *testing.B) {
 	t0 := time.Now()
 	batches := fillStates(b, nc, n, perBatch)
 	b.Logf("filled %d job states in %d batches in %s", n, batches, time.Since(t0).Round(time.Millisecond))
-	kv, err := js.KeyValue(ctx, reelq.BucketJobs)
+	kv, err := js.KeyValue(ctx, wire.BucketJobs)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -188,7 +189,7 @@ func fillStates(b *testing.B, nc *nats.Conn, n, perBatch int) int {
 		futs = futs[:0]
 		for i := start; i < min(start+window, n); i++ {
 			id := fmt.Sprintf("bench-%07d", i)
-			f, err := js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + reelq.BucketJobs + "." + id, Data: benchState(id, i, perBatch, t0)})
+			f, err := js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + wire.BucketJobs + "." + id, Data: benchState(id, i, perBatch, t0)})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -204,9 +205,9 @@ func fillStates(b *testing.B, nc *nats.Conn, n, perBatch int) int {
 		failed, cancelled := size/25, size/100
 		for field, v := range map[string]int{
 			"enqueued": size, "done_succeeded": size - failed - cancelled, "done_failed": failed, "done_cancelled": cancelled,
-			reelq.SpendCounterField("credits"): size * 50_000_000,
+			wire.SpendCounterField("credits"): size * 50_000_000,
 		} {
-			m := nats.NewMsg(reelq.BatchCounterSubject(benchBatch(k), field))
+			m := nats.NewMsg(wire.BatchCounterSubject(benchBatch(k), field))
 			m.Header.Set("Nats-Incr", "+"+strconv.Itoa(v))
 			f, err := js.PublishMsgAsync(m)
 			if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/natstest"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // Stats lists the batches updated last, and Budgets every limit, however
@@ -25,22 +26,22 @@ func TestStatsAndBudgetsWithManyBatches(t *testing.T) {
 	const batches = 300
 	for i := range batches {
 		b := fmt.Sprintf("b%03d", i)
-		for _, f := range []string{"enqueued", "done_succeeded", "done_failed", "done_cancelled", reelq.SpendCounterField("usd")} {
-			m := nats.NewMsg(reelq.BatchCounterSubject(b, f))
+		for _, f := range []string{"enqueued", "done_succeeded", "done_failed", "done_cancelled", wire.SpendCounterField("usd")} {
+			m := nats.NewMsg(wire.BatchCounterSubject(b, f))
 			m.Header.Set("Nats-Incr", "+2")
 			if _, err := js.PublishMsg(ctx, m); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	kv, err := js.KeyValue(ctx, reelq.BucketBudgets)
+	kv, err := js.KeyValue(ctx, wire.BucketBudgets)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 1100 {
 		l := reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: fmt.Sprintf("b%04d", i), Amount: 10, Unit: "usd"}
 		data, _ := json.Marshal(l)
-		if _, err := kv.Put(ctx, reelq.BudgetLimitKey(l.Scope, l.Name), data); err != nil {
+		if _, err := kv.Put(ctx, wire.BudgetLimitKey(l.Scope, l.Name), data); err != nil {
 			t.Fatal(err)
 		}
 	}

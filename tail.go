@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // The client follows streams without consumers. A consumer is state on the
@@ -182,9 +183,9 @@ func (c *Client) lastSeq(ctx context.Context, stream string) (uint64, error) {
 
 // streamSubjects are the subjects of the streams the client follows whole.
 var streamSubjects = map[string]string{
-	StreamResults:  "results.>",
-	StreamEvents:   "events.>",
-	StreamCounters: "counters.>",
+	wire.StreamResults:  "results.>",
+	wire.StreamEvents:   "events.>",
+	wire.StreamCounters: "counters.>",
 }
 
 // matchesAny reports whether subj matches one of the subject filters.

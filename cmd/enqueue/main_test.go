@@ -22,6 +22,7 @@ import (
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/waitfor"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // cli runs enqueue against a test environment.
@@ -105,7 +106,7 @@ func mustNotContain(t *testing.T, what, got string, bad ...string) {
 
 func jobsInQueue(t *testing.T, env *reelqtest.Env) uint64 {
 	t.Helper()
-	return natstest.StreamMsgs(t, env.JS, reelq.StreamJobs)
+	return natstest.StreamMsgs(t, env.JS, wire.StreamJobs)
 }
 
 // submissions is the simulator's paid submissions of provider per prompt.
@@ -634,7 +635,7 @@ func TestCancelLargeBatchIsConcurrentAndStopsCleanly(t *testing.T) {
 		t.Errorf("cancel --batch: %+v\n%s", rep, r)
 	}
 	t.Logf("cancel --batch of %d queued jobs: %s (%.0f/s)", n, elapsed.Round(time.Millisecond), n/elapsed.Seconds())
-	kv, err := c.env.JS.KeyValue(context.Background(), reelq.BucketCancel)
+	kv, err := c.env.JS.KeyValue(context.Background(), wire.BucketCancel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -815,7 +816,7 @@ func waitIndexed(t *testing.T, env *reelqtest.Env, batch string, n int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cons, err := env.JS.OrderedConsumer(ctx, reelq.StreamBatches, jetstream.OrderedConsumerConfig{FilterSubjects: []string{reelq.BatchIndexSubject(batch)}})
+	cons, err := env.JS.OrderedConsumer(ctx, wire.StreamBatches, jetstream.OrderedConsumerConfig{FilterSubjects: []string{wire.BatchIndexSubject(batch)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -893,7 +894,7 @@ func TestDLQListAndRedrive(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cons, err := c.env.JS.OrderedConsumer(ctx, reelq.StreamDLQ, jetstream.OrderedConsumerConfig{})
+	cons, err := c.env.JS.OrderedConsumer(ctx, wire.StreamDLQ, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,6 +41,7 @@ import (
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/waitfor"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // shippedConfig is the single-server config in deploy/nats, which includes
@@ -710,12 +711,12 @@ func TestProducerCannotWriteJobState(t *testing.T) {
 	d.publish(pid, "$KV."+queue.BucketProviders+".samsar", []byte(`{"paused":true}`))
 	d.publish(pid, "$KV."+queue.BucketSlots+".samsar", []byte(`{}`))
 	d.publish(pid, "$KV."+queue.BucketRateLimit+".samsar", []byte(`{}`))
-	d.publish(pid, "$KV."+reelq.BucketBudgets+"."+reelq.BudgetLimitKey(reelq.ScopeProvider, "samsar"), []byte(`{}`))
-	d.publish(pid, "$KV."+reelq.BucketBudgets+"."+reelq.BudgetSpendKey(reelq.ScopeBatch, "victims", 0), []byte(`{}`))
-	d.publish(pid, reelq.ResultSubject("samsar", "victim-9"), evil)
-	d.publish(pid, reelq.DLQSubject("samsar", "victim-9"), evil)
-	d.publish(pid, reelq.ControlSubject("resolve", "victim-9"), []byte(`{"resubmit":true}`))
-	d.publish(pid, reelq.BatchCounterSubject("victims", "done_succeeded"), nil)
+	d.publish(pid, "$KV."+wire.BucketBudgets+"."+wire.BudgetLimitKey(reelq.ScopeProvider, "samsar"), []byte(`{}`))
+	d.publish(pid, "$KV."+wire.BucketBudgets+"."+wire.BudgetSpendKey(reelq.ScopeBatch, "victims", 0), []byte(`{}`))
+	d.publish(pid, wire.ResultSubject("samsar", "victim-9"), evil)
+	d.publish(pid, wire.DLQSubject("samsar", "victim-9"), evil)
+	d.publish(pid, wire.ControlSubject("resolve", "victim-9"), []byte(`{"resubmit":true}`))
+	d.publish(pid, wire.BatchCounterSubject("victims", "done_succeeded"), nil)
 	d.publish(pid, "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.JOBS.samsar", []byte(`{"stream":"JOBS","stream_seq":1}`))
 	d.publish(pid, "$O.reelq_outputs.M.forged", evil)
 	d.wg.Wait()
@@ -765,7 +766,7 @@ func TestConsumerOwnership(t *testing.T) {
 	if _, err := admin.js.CreateOrUpdateConsumer(ctx, "KV_"+queue.BucketJobs, jetstream.ConsumerConfig{Durable: "audit", AckPolicy: jetstream.AckNonePolicy}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.js.Publish(ctx, reelq.ResultSubject("samsar", "own-1"), []byte(`{"id":"own-1","provider":"samsar","status":"succeeded","run":1}`)); err != nil {
+	if _, err := admin.js.Publish(ctx, wire.ResultSubject("samsar", "own-1"), []byte(`{"id":"own-1","provider":"samsar","status":"succeeded","run":1}`)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -1211,7 +1212,7 @@ var matrix = []matrixRow{
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
 			j := samsarJob("m-"+id.user, "matrix")
 			b, _ := json.Marshal(j)
-			_, err := id.js.Publish(ctx, reelq.JobSubject("samsar", "", j.ID), b, jetstream.WithMsgID(j.ID))
+			_, err := id.js.Publish(ctx, wire.JobSubject("samsar", "", j.ID), b, jetstream.WithMsgID(j.ID))
 			return err
 		}},
 	{slug: "write_job_state", what: "write job state", allowed: [5]bool{A, D, D, D, A},
@@ -1233,7 +1234,7 @@ var matrix = []matrixRow{
 		}},
 	{slug: "write_results", what: "write results", allowed: [5]bool{A, D, D, D, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
-			_, err := id.js.Publish(ctx, reelq.ResultSubject("samsar", "m-"+id.user), []byte(`{"id":"m","status":"succeeded"}`))
+			_, err := id.js.Publish(ctx, wire.ResultSubject("samsar", "m-"+id.user), []byte(`{"id":"m","status":"succeeded"}`))
 			return err
 		}},
 	{slug: "read_results", what: "read results", allowed: [5]bool{A, A, A, A, A},
@@ -1277,11 +1278,11 @@ var matrix = []matrixRow{
 		}},
 	{slug: "budgets_witness", what: "write the budgets bucket's witness (epoch)", allowed: [5]bool{A, D, D, D, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
-			return kvPut(ctx, id, reelq.BucketBudgets, queue.EpochKey, []byte(`{"id":"matrix","mark":"`+id.user+`"}`))
+			return kvPut(ctx, id, wire.BucketBudgets, queue.EpochKey, []byte(`{"id":"matrix","mark":"`+id.user+`"}`))
 		}},
 	{slug: "job_events", what: "publish an event in a job's timeline", allowed: [5]bool{A, D, D, D, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
-			_, err := id.js.Publish(ctx, reelq.JobEventSubject("samsar", reelq.EventCancelRequested, "seed"), []byte(`{"kind":"cancel_requested","provider":"samsar","job_id":"seed"}`))
+			_, err := id.js.Publish(ctx, wire.JobEventSubject("samsar", reelq.EventCancelRequested, "seed"), []byte(`{"kind":"cancel_requested","provider":"samsar","job_id":"seed"}`))
 			return err
 		}},
 	{slug: "other_inboxes", what: "read other identities' inboxes", allowed: [5]bool{D, D, D, D, A},
@@ -1329,7 +1330,7 @@ var matrix = []matrixRow{
 		}},
 	{slug: "resolve_held_job", what: "resolve a held job (CONTROL)", allowed: [5]bool{D, D, D, A, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
-			_, err := id.js.Publish(ctx, reelq.ControlSubject("resolve", "seed"), []byte(`{"resubmit":true,"by":"`+id.user+`"}`))
+			_, err := id.js.Publish(ctx, wire.ControlSubject("resolve", "seed"), []byte(`{"resubmit":true,"by":"`+id.user+`"}`))
 			return err
 		}},
 	{slug: "batch_budget", what: "set a batch's budget (any batch)", allowed: [5]bool{D, A, D, A, A},
@@ -1344,16 +1345,16 @@ var matrix = []matrixRow{
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
 			// What Client.SetBudget sends (no worker runs here to carry it out).
 			b, _ := json.Marshal(reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: "samsar", Amount: 1000, Unit: "credits", Period: time.Hour})
-			_, err := id.js.Publish(ctx, reelq.ControlSubject("budget", "samsar"), b)
+			_, err := id.js.Publish(ctx, wire.ControlSubject("budget", "samsar"), b)
 			return err
 		}},
 	{slug: "write_provider_limit", what: "write a provider's limit in reelq_budgets", allowed: [5]bool{A, D, D, D, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
-			return kvPut(ctx, id, reelq.BucketBudgets, reelq.BudgetLimitKey(reelq.ScopeProvider, "vimmerse"), []byte(`{"scope":"provider","name":"vimmerse","amount":1,"unit":"usd"}`))
+			return kvPut(ctx, id, wire.BucketBudgets, wire.BudgetLimitKey(reelq.ScopeProvider, "vimmerse"), []byte(`{"scope":"provider","name":"vimmerse","amount":1,"unit":"usd"}`))
 		}},
 	{slug: "write_spend", what: "write budget spend", allowed: [5]bool{A, D, D, D, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
-			return kvPut(ctx, id, reelq.BucketBudgets, reelq.BudgetSpendKey(reelq.ScopeBatch, "matrix-"+id.user, 0), []byte(`{}`))
+			return kvPut(ctx, id, wire.BucketBudgets, wire.BudgetSpendKey(reelq.ScopeBatch, "matrix-"+id.user, 0), []byte(`{}`))
 		}},
 	{slug: "archived_outputs", what: "read archived outputs", allowed: [5]bool{A, A, A, A, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
@@ -1436,7 +1437,7 @@ func TestPermissionMatrix(t *testing.T) {
 	}
 	m.copy = reelq.ArchivedCopy{Store: cp.Store, Bucket: cp.Bucket, Key: cp.Key, Size: cp.Size, ContentType: cp.ContentType, SHA256: cp.SHA256}
 	for _, u := range identities {
-		ack, err := ajs.Publish(ctx, reelq.DLQSubject("samsar", "m-"+u), []byte(`{}`))
+		ack, err := ajs.Publish(ctx, wire.DLQSubject("samsar", "m-"+u), []byte(`{}`))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1714,13 +1715,13 @@ func TestDashboardPermissions(t *testing.T) {
 	queued := samsarJob("queued-1", "dash")
 	qb, _ := json.Marshal(queued)
 	ev, _ := json.Marshal(reelq.Event{Kind: reelq.EventSubmitted, Provider: "samsar", JobID: "seed", Batch: "dash", Time: time.Now().UTC()})
-	for subj, data := range map[string][]byte{reelq.JobSubject("samsar", "", "queued-1"): qb, reelq.ResultSubject("samsar", "seed"): rb,
-		reelq.JobEventSubject("samsar", reelq.EventSubmitted, "seed"): ev, reelq.BatchIndexSubject("dash"): []byte(`["seed"]`)} {
+	for subj, data := range map[string][]byte{wire.JobSubject("samsar", "", "queued-1"): qb, wire.ResultSubject("samsar", "seed"): rb,
+		wire.JobEventSubject("samsar", reelq.EventSubmitted, "seed"): ev, wire.BatchIndexSubject("dash"): []byte(`["seed"]`)} {
 		if _, err := ajs.Publish(ctx, subj, data); err != nil {
 			t.Fatal(err)
 		}
 	}
-	dl := nats.NewMsg(reelq.DLQSubject("samsar", "seq-9"))
+	dl := nats.NewMsg(wire.DLQSubject("samsar", "seq-9"))
 	dl.Data = []byte(`{"provider":"samsar","input":{}}`)
 	dl.Header.Set("Reelq-Provider", "samsar")
 	dl.Header.Set("Reelq-Job-Id", "seq-9")
@@ -1735,7 +1736,7 @@ func TestDashboardPermissions(t *testing.T) {
 	if _, err := ajs.Publish(ctx, heartbeat.Subject("w-perm"), beat); err != nil {
 		t.Fatal(err)
 	}
-	incr := nats.NewMsg(reelq.BatchCounterSubject("dash", "enqueued"))
+	incr := nats.NewMsg(wire.BatchCounterSubject("dash", "enqueued"))
 	incr.Header.Set("Nats-Incr", "+2")
 	if _, err := ajs.PublishMsg(ctx, incr); err != nil {
 		t.Fatal(err)
@@ -1905,17 +1906,17 @@ func TestDashboardPermissions(t *testing.T) {
 			return kvPut(ctx, id, queue.BucketJobs, "seed", []byte(`{"id":"seed","provider":"samsar","phase":"finished"}`))
 		}},
 		{"write_results", func(ctx context.Context, id *ident) error {
-			_, err := id.js.Publish(ctx, reelq.ResultSubject("samsar", "seed"), []byte(`{"id":"seed","status":"succeeded"}`))
+			_, err := id.js.Publish(ctx, wire.ResultSubject("samsar", "seed"), []byte(`{"id":"seed","status":"succeeded"}`))
 			return err
 		}},
 		{"budgets", func(ctx context.Context, id *ident) error {
-			return kvPut(ctx, id, reelq.BucketBudgets, reelq.BudgetLimitKey(reelq.ScopeBatch, "dash"), []byte(`{"scope":"batch","name":"dash","amount":1,"unit":"usd"}`))
+			return kvPut(ctx, id, wire.BucketBudgets, wire.BudgetLimitKey(reelq.ScopeBatch, "dash"), []byte(`{"scope":"batch","name":"dash","amount":1,"unit":"usd"}`))
 		}},
 		{"write_spend", func(ctx context.Context, id *ident) error {
-			return kvPut(ctx, id, reelq.BucketBudgets, reelq.BudgetSpendKey(reelq.ScopeBatch, "dash", 0), []byte(`{}`))
+			return kvPut(ctx, id, wire.BucketBudgets, wire.BudgetSpendKey(reelq.ScopeBatch, "dash", 0), []byte(`{}`))
 		}},
 		{"resolve_held_job", func(ctx context.Context, id *ident) error {
-			_, err := id.js.Publish(ctx, reelq.ControlSubject("resolve", "seed"), []byte(`{"resubmit":true}`))
+			_, err := id.js.Publish(ctx, wire.ControlSubject("resolve", "seed"), []byte(`{"resubmit":true}`))
 			return err
 		}},
 		{"take_jobs", func(ctx context.Context, id *ident) error {
@@ -1933,7 +1934,7 @@ func TestDashboardPermissions(t *testing.T) {
 			return err
 		}},
 		{"job_events", func(ctx context.Context, id *ident) error {
-			_, err := id.js.Publish(ctx, reelq.JobEventSubject("samsar", reelq.EventCompleted, "seed"), []byte(`{"kind":"completed","provider":"samsar","job_id":"seed"}`))
+			_, err := id.js.Publish(ctx, wire.JobEventSubject("samsar", reelq.EventCompleted, "seed"), []byte(`{"kind":"completed","provider":"samsar","job_id":"seed"}`))
 			return err
 		}},
 		{"other_inboxes", func(ctx context.Context, id *ident) error {

@@ -19,6 +19,7 @@ import (
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // streamAdminSubject is an entry of auth.conf that SECURITY.md says to
@@ -222,7 +223,7 @@ func TestSetupOnlyThenSkipWithoutStreamRights(t *testing.T) {
 		if st.Run != 1 {
 			t.Errorf("job %s: run %d, want 1", id, st.Run)
 		}
-		subj := reelq.ResultSubject("samsar", id)
+		subj := wire.ResultSubject("samsar", id)
 		info, err := results.Info(ctx, jetstream.WithSubjectFilter(subj))
 		if err != nil {
 			t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // The job list reads the job state bucket's stream (KV_reelq_jobs) from
@@ -232,7 +233,7 @@ func (s *Server) jobList(ctx context.Context, f jobFilter) (*jobList, error) {
 // the cursor (or the end, or the sequence of Until) down to the sequence
 // of Since.
 func (s *Server) stateJobList(ctx context.Context, f jobFilter, d *jobList) error {
-	stream := "KV_" + reelq.BucketJobs
+	stream := "KV_" + wire.BucketJobs
 	js, err := s.c.JetStream().Stream(ctx, stream)
 	if err != nil {
 		return err
@@ -324,7 +325,7 @@ func (s *Server) heldJobList(ctx context.Context, f jobFilter, d *jobList) error
 		filter = "counters.held." + f.Provider + ".*"
 	}
 	var ids []string
-	err := directGet(ctx, s.c.Conn(), reelq.StreamCounters, directReq{MultiLast: []string{filter}, Batch: 1024}, func(m stored) bool {
+	err := directGet(ctx, s.c.Conn(), wire.StreamCounters, directReq{MultiLast: []string{filter}, Batch: 1024}, func(m stored) bool {
 		if i := strings.LastIndexByte(m.Subject, '.'); i >= 0 {
 			ids = append(ids, m.Subject[i+1:])
 		}

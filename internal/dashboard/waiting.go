@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // waitNote says why a batch's jobs wait in the queue: their provider is
@@ -32,7 +33,7 @@ func (s *Server) waitingOn(ctx context.Context, batch string, ps []reelq.Provide
 			continue
 		}
 		n := waitNote{Provider: p.Provider, Queued: queued, Pause: p.Pause, NoWorker: p.NoWorker}
-		err := directGet(ctx, s.c.Conn(), reelq.StreamJobs, directReq{Seq: 1, NextFor: "jobs." + p.Provider + ".>", Batch: 256, MaxBytes: 1 << 20}, func(m stored) bool {
+		err := directGet(ctx, s.c.Conn(), wire.StreamJobs, directReq{Seq: 1, NextFor: "jobs." + p.Provider + ".>", Batch: 256, MaxBytes: 1 << 20}, func(m stored) bool {
 			var j struct {
 				Batch string `json:"batch"`
 			}

@@ -29,6 +29,7 @@ import (
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/ratelimit"
+	"github.com/reelq/reelq/internal/wire"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -309,7 +310,7 @@ func JobMsg(j *reelq.Job) *nats.Msg {
 	if err != nil {
 		panic(err)
 	}
-	return &nats.Msg{Subject: reelq.JobSubject(j.Provider, j.Priority, j.ID), Data: data, Header: nats.Header{}}
+	return &nats.Msg{Subject: wire.JobSubject(j.Provider, j.Priority, j.ID), Data: data, Header: nats.Header{}}
 }
 
 // SeqResult returns the result published under a seq- id (a message the

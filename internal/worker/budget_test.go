@@ -19,6 +19,7 @@ import (
 	"github.com/reelq/reelq/internal/providerstate"
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/waitfor"
+	"github.com/reelq/reelq/internal/wire"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -73,7 +74,7 @@ func TestBatchBudgetIsExactAcrossReplicas(t *testing.T) {
 // waitSpend watches the batch's spend until cond holds.
 func waitSpend(t *testing.T, env *reelqtest.Env, cond func(reelq.Spend) bool) reelq.Spend {
 	t.Helper()
-	return waitSpendKey(t, env, reelq.BudgetSpendKey(reelq.ScopeBatch, "test", 0), cond)
+	return waitSpendKey(t, env, wire.BudgetSpendKey(reelq.ScopeBatch, "test", 0), cond)
 }
 
 // waitSpendKey watches the spend at key until cond holds.
@@ -81,7 +82,7 @@ func waitSpendKey(t *testing.T, env *reelqtest.Env, key string, cond func(reelq.
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	kv, err := env.JS.KeyValue(ctx, reelq.BucketBudgets)
+	kv, err := env.JS.KeyValue(ctx, wire.BucketBudgets)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +318,7 @@ func TestProviderBudgetPausesProvider(t *testing.T) {
 // cond holds.
 func waitProviderSpend(t *testing.T, env *reelqtest.Env, period time.Duration, cond func(reelq.Spend) bool) reelq.Spend {
 	t.Helper()
-	return waitSpendKey(t, env, reelq.BudgetSpendKey(reelq.ScopeProvider, "samsar", reelq.PeriodStart(time.Now(), period)), cond)
+	return waitSpendKey(t, env, wire.BudgetSpendKey(reelq.ScopeProvider, "samsar", wire.PeriodStart(time.Now(), period)), cond)
 }
 
 // A replica that dies between its budget reservation and the state write
@@ -378,7 +379,7 @@ func TestBudgetsLostPausesEveryProvider(t *testing.T) {
 	}
 	env.Enqueue(reelqtest.SamsarJob("lost-1"))
 	env.Results(1, time.Minute)
-	s, err := env.JS.Stream(ctx, "KV_"+reelq.BucketBudgets)
+	s, err := env.JS.Stream(ctx, "KV_"+wire.BucketBudgets)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,12 +431,12 @@ func TestProviderBudgetNeverExpires(t *testing.T) {
 	// As Setup with REELQ_JOB_STATE_TTL=2s would make it (other streams
 	// refuse so short a MaxAge for their duplicate windows).
 	const ttl = 2 * time.Second
-	s, err := env.JS.Stream(ctx, "KV_"+reelq.BucketBudgets)
+	s, err := env.JS.Stream(ctx, "KV_"+wire.BucketBudgets)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := s.CachedInfo().Config
-	cfg.Metadata[reelq.BudgetsKeyTTLMetadata] = ttl.String()
+	cfg.Metadata[wire.BudgetsKeyTTLMetadata] = ttl.String()
 	if _, err := env.JS.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -451,14 +452,14 @@ func TestProviderBudgetNeverExpires(t *testing.T) {
 	if age := cfg.MaxAge; age != 0 {
 		t.Errorf("the budgets bucket keeps messages for %s, want no MaxAge", age)
 	}
-	period := reelq.PeriodStart(time.Now(), 24*time.Hour)
+	period := wire.PeriodStart(time.Now(), 24*time.Hour)
 	for key, want := range map[string]string{
-		reelq.BudgetLimitKey(reelq.ScopeProvider, "samsar"):         "",
-		reelq.BudgetLimitKey(reelq.ScopeBatch, "test"):              ttl.String(),
-		reelq.BudgetSpendKey(reelq.ScopeBatch, "test", 0):           ttl.String(),
-		reelq.BudgetSpendKey(reelq.ScopeProvider, "samsar", period): ttl.String(),
+		wire.BudgetLimitKey(reelq.ScopeProvider, "samsar"):         "",
+		wire.BudgetLimitKey(reelq.ScopeBatch, "test"):              ttl.String(),
+		wire.BudgetSpendKey(reelq.ScopeBatch, "test", 0):           ttl.String(),
+		wire.BudgetSpendKey(reelq.ScopeProvider, "samsar", period): ttl.String(),
 	} {
-		m, err := s.GetLastMsgForSubject(ctx, "$KV."+reelq.BucketBudgets+"."+key)
+		m, err := s.GetLastMsgForSubject(ctx, "$KV."+wire.BucketBudgets+"."+key)
 		if err != nil {
 			t.Errorf("%s: %v", key, err)
 			continue
@@ -467,20 +468,20 @@ func TestProviderBudgetNeverExpires(t *testing.T) {
 			t.Errorf("%s: Nats-TTL %q, want %q", key, got, want)
 		}
 	}
-	kv, err := env.JS.KeyValue(ctx, reelq.BucketBudgets)
+	kv, err := env.JS.KeyValue(ctx, wire.BucketBudgets)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := backoff.WithContext(backoff.NewConstantBackOff(100*time.Millisecond), ctx)
 	if err := backoff.Retry(func() error {
-		if _, err := kv.Get(ctx, reelq.BudgetLimitKey(reelq.ScopeBatch, "test")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		if _, err := kv.Get(ctx, wire.BudgetLimitKey(reelq.ScopeBatch, "test")); !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return fmt.Errorf("the batch limit is still there: %v", err)
 		}
 		return nil
 	}, b); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Get(ctx, reelq.BudgetLimitKey(reelq.ScopeProvider, "samsar")); err != nil {
+	if _, err := kv.Get(ctx, wire.BudgetLimitKey(reelq.ScopeProvider, "samsar")); err != nil {
 		t.Errorf("the provider limit after the batch limit expired: %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/money"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // spendCounters adds up the estimated spend of finished runs per batch and
@@ -37,12 +38,12 @@ func (s *spendCounters) add(res *reelq.Result) {
 		return
 	}
 	micro := int64(money.FromFloat(res.Cost.Amount))
-	field := reelq.SpendCounterField(res.Cost.Unit)
+	field := wire.SpendCounterField(res.Cost.Unit)
 	s.mu.Lock()
 	if res.Batch != "" {
-		s.sum[reelq.BatchCounterSubject(res.Batch, field)] += micro
+		s.sum[wire.BatchCounterSubject(res.Batch, field)] += micro
 	}
-	s.sum[reelq.ProviderCounterSubject(res.Provider, field)] += micro
+	s.sum[wire.ProviderCounterSubject(res.Provider, field)] += micro
 	s.mu.Unlock()
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/reelq/reelq/internal/money"
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // finish ends the run: it stores the result in the job state (the first
@@ -233,11 +234,11 @@ func (e *engine) count(res *reelq.Result) {
 	incr := func(subj, id string) {
 		m := nats.NewMsg(subj)
 		m.Header.Set("Nats-Incr", "+1")
-		m.Header.Set(reelq.HeaderMsgID, id)
+		m.Header.Set(wire.HeaderMsgID, id)
 		_ = e.w.nc.PublishMsg(m)
 	}
 	if res.Batch != "" {
-		incr(reelq.BatchCounterSubject(res.Batch, field), "cnt:b:"+res.ID+":"+run)
+		incr(wire.BatchCounterSubject(res.Batch, field), "cnt:b:"+res.ID+":"+run)
 	}
 	e.spend.add(res)
 	e.w.beat.finished(res)
@@ -336,7 +337,7 @@ func (e *engine) stepDeadLetter(ctx context.Context, j *job) outcome {
 // result under SeqID(stream sequence), an id no real job has; no job
 // state is read or written, so such a message can only ever affect itself.
 func (e *engine) deadLetterSeq(ctx context.Context, j *job, code string, cause error) outcome {
-	id := reelq.SeqID(j.seq)
+	id := wire.SeqID(j.seq)
 	reason := e.w.redact(cause.Error())
 	e.log.Warn("message cannot run; dead-lettering it", "stream_seq", j.seq, "claimed_id", j.env.ID, "code", code, "err", reason)
 	if err := publishDLQ(ctx, e.w.js, e.name, id, j.msg.Subject(), j.msg.Data(), j.msg.Headers(), j.seq, code, reason); err != nil {
@@ -358,7 +359,7 @@ func (e *engine) deadLetterSeq(ctx context.Context, j *job, code string, cause e
 
 // publishDLQ stores a dead letter with its reason in headers.
 func publishDLQ(ctx context.Context, js jetstream.JetStream, provider, id, subject string, data []byte, hdr nats.Header, seq uint64, code, reason string) error {
-	msg := &nats.Msg{Subject: reelq.DLQSubject(provider, id), Data: data, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: wire.DLQSubject(provider, id), Data: data, Header: nats.Header{}}
 	for k, v := range hdr {
 		// Nats-* headers are the server's (Nats-Msg-Id, and on a message
 		// read back from a stream Nats-Sequence, Nats-Stream, ...): the DLQ

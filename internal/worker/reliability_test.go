@@ -18,6 +18,7 @@ import (
 	"github.com/reelq/reelq/internal/ratelimit"
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/waitfor"
+	"github.com/reelq/reelq/internal/wire"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -461,7 +462,7 @@ func TestJobStateOutageLosesNothing(t *testing.T) {
 	}
 	jobs := reelqtest.Jobs(5, "outage", reelqtest.SamsarJob)
 	for _, j := range jobs {
-		publishRaw(t, env, reelq.JobSubject("samsar", "", j.ID), mustJSON(t, j), map[string]string{reelq.HeaderMsgID: j.ID})
+		publishRaw(t, env, wire.JobSubject("samsar", "", j.ID), mustJSON(t, j), map[string]string{wire.HeaderMsgID: j.ID})
 	}
 	// Long enough for MaxDeliver 3 to be used up many times over by the
 	// old behaviour (a Nak per failed read), and for heartbeats to matter.

@@ -14,6 +14,7 @@ import (
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // sweeper is the dead-letter safety net. A message that reached its
@@ -79,7 +80,7 @@ func (s *sweeper) sweep(ctx context.Context, data []byte) error {
 	if err != nil {
 		return err
 	}
-	subj, _ := reelq.ParseJobSubject(raw.Subject)
+	subj, _ := wire.ParseJobSubject(raw.Subject)
 	provider := subj.Provider
 	if provider == "" {
 		provider, _, _ = strings.Cut(adv.Consumer, "-")
@@ -90,10 +91,10 @@ func (s *sweeper) sweep(ctx context.Context, data []byte) error {
 		id = subj.ID
 	}
 	if id == "" {
-		id = msgIDJob(raw.Header.Get(reelq.HeaderMsgID))
+		id = msgIDJob(raw.Header.Get(wire.HeaderMsgID))
 	}
 	if !reelq.ValidID(id) {
-		id = reelq.SeqID(adv.StreamSeq)
+		id = wire.SeqID(adv.StreamSeq)
 	}
 	reason := fmt.Sprintf("message delivered %d times without being settled (the worker kept crashing on it)", adv.Deliveries)
 	if err := publishDLQ(ctx, w.js, provider, id, raw.Subject, raw.Data, raw.Header, adv.StreamSeq, "poison", reason); err != nil {
