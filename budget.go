@@ -170,7 +170,7 @@ func (c *Client) SetBudget(ctx context.Context, l BudgetLimit) error {
 	if err != nil {
 		return err
 	}
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
 	ttl, err := budgetKeyTTL(cctx, kv)
 	if err != nil {
@@ -212,7 +212,7 @@ func budgetKeyTTL(ctx context.Context, kv jetstream.KeyValue) (time.Duration, er
 func (c *Client) requestProviderBudget(ctx context.Context, l BudgetLimit) error {
 	l.Request = nuid.Next()
 	body, _ := json.Marshal(l)
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	_, err := c.js.Publish(cctx, wire.ControlSubject("budget", l.Name), body)
 	cancel()
 	if err != nil {
@@ -225,7 +225,7 @@ func (c *Client) requestProviderBudget(ctx context.Context, l BudgetLimit) error
 	b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(50*time.Millisecond),
 		backoff.WithMaxInterval(time.Second), backoff.WithMaxElapsedTime(0)), ctx)
 	err = backoff.Retry(func() error {
-		gctx, cancel := c.reqCtx(ctx)
+		gctx, cancel := c.s.ReqCtx(ctx)
 		defer cancel()
 		e, err := kv.Get(gctx, wire.BudgetLimitKey(l.Scope, l.Name))
 		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -265,9 +265,9 @@ func (c *Client) Budgets(ctx context.Context) ([]BudgetStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
-	msgs, err := c.lastMsgs(cctx, "KV_"+wire.BucketBudgets, []string{"$KV." + wire.BucketBudgets + ".>"})
+	msgs, err := c.s.LastMsgs(cctx, "KV_"+wire.BucketBudgets, []string{"$KV." + wire.BucketBudgets + ".>"})
 	if err != nil {
 		return nil, err
 	}
@@ -315,7 +315,7 @@ func (c *Client) BatchSpend(ctx context.Context, batch string) (Spend, error) {
 	if err != nil {
 		return Spend{}, err
 	}
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
 	e, err := kv.Get(cctx, wire.BudgetSpendKey(ScopeBatch, batch, 0))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -330,7 +330,7 @@ func (c *Client) BatchSpend(ctx context.Context, batch string) (Spend, error) {
 }
 
 func (c *Client) budgets(ctx context.Context) (jetstream.KeyValue, error) {
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
 	kv, err := c.js.KeyValue(cctx, wire.BucketBudgets)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq/internal/providers/kind"
+	"github.com/reelq/reelq/internal/store"
 	"github.com/reelq/reelq/internal/wire"
 )
 
@@ -31,6 +32,7 @@ import (
 type Client struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
+	s    *store.Store
 	opts Options
 
 	jobs       jetstream.KeyValue
@@ -114,8 +116,8 @@ func NewClient(ctx context.Context, nc *nats.Conn, opts Options) (*Client, error
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{nc: nc, js: js, opts: opts, validators: validators, rules: rules}
-	cctx, cancel := c.reqCtx(ctx)
+	c := &Client{nc: nc, js: js, s: &store.Store{NC: nc, JS: js, Timeout: opts.Timeout}, opts: opts, validators: validators, rules: rules}
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
 	if c.jobs, err = js.KeyValue(cctx, wire.BucketJobs); err != nil {
 		return nil, notReady(err)
@@ -131,14 +133,6 @@ func notReady(err error) error {
 		return fmt.Errorf("%w: %w", ErrNotReady, err)
 	}
 	return fmt.Errorf("reelq: %w", err)
-}
-
-// reqCtx bounds one server request.
-func (c *Client) reqCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
-	}
-	return context.WithTimeout(ctx, c.opts.Timeout)
 }
 
 // Conn returns the client's NATS connection.
@@ -176,7 +170,7 @@ func (c *Client) Cancelable(provider string) bool {
 
 // getState reads a job's state, or ErrNotFound.
 func (c *Client) getState(ctx context.Context, id string) (*JobState, error) {
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
 	e, err := c.jobs.Get(cctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -206,9 +200,9 @@ func (c *Client) states(ctx context.Context, ids []string) (map[string]*JobState
 	for i, id := range ids {
 		subjects[i] = "$KV." + wire.BucketJobs + "." + id
 	}
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
-	msgs, err := c.lastMsgs(cctx, "KV_"+wire.BucketJobs, subjects)
+	msgs, err := c.s.LastMsgs(cctx, "KV_"+wire.BucketJobs, subjects)
 	if err != nil {
 		return nil, err
 	}
@@ -229,10 +223,10 @@ func (c *Client) states(ctx context.Context, ids []string) (map[string]*JobState
 
 // queuedMsgs reads the messages still waiting in JOBS for the given
 // subjects (one per job), keyed by subject.
-func (c *Client) queuedMsgs(ctx context.Context, subjects []string) (map[string]storedMsg, error) {
-	cctx, cancel := c.reqCtx(ctx)
+func (c *Client) queuedMsgs(ctx context.Context, subjects []string) (map[string]store.Msg, error) {
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
-	return c.lastMsgs(cctx, wire.StreamJobs, subjects)
+	return c.s.LastMsgs(cctx, wire.StreamJobs, subjects)
 }
 
 func (c *Client) event(e Event) {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/reelq/reelq/internal/store"
 	"github.com/reelq/reelq/internal/wire"
 )
 
@@ -76,7 +78,7 @@ func (c *Client) Results(ctx context.Context, opts ResultsOptions) iter.Seq2[*De
 		if opts.Provider != "" {
 			cfg.FilterSubject = wire.ResultSubject(opts.Provider, "*")
 		}
-		cctx, cancel := c.reqCtx(ctx)
+		cctx, cancel := c.s.ReqCtx(ctx)
 		cons, err := c.js.CreateOrUpdateConsumer(cctx, wire.StreamResults, cfg)
 		cancel()
 		if err != nil {
@@ -88,9 +90,9 @@ func (c *Client) Results(ctx context.Context, opts ResultsOptions) iter.Seq2[*De
 			yield(nil, fmt.Errorf("reelq: results consumer %s: %w", cfg.Durable, err))
 			return
 		}
-		defer stopIter(it)
+		defer store.StopIter(it)
 		for {
-			msg, err := nextMsg(ctx, it)
+			msg, err := store.NextMsg(ctx, it)
 			if err != nil {
 				yield(nil, err)
 				return
@@ -116,7 +118,7 @@ func (c *Client) Results(ctx context.Context, opts ResultsOptions) iter.Seq2[*De
 
 // DeleteResults deletes the durable consumer Results(Name) created.
 func (c *Client) DeleteResults(ctx context.Context, name string) error {
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
 	return c.js.DeleteConsumer(cctx, wire.StreamResults, c.opts.ConsumerPrefix+"_"+name)
 }
@@ -157,8 +159,8 @@ func (c *Client) ReadResults(ctx context.Context, o ReadOptions) iter.Seq2[*Resu
 		for seq := o.After + 1; seq <= last; {
 			var page []*Result
 			next := uint64(0)
-			cctx, cancel := c.reqCtx(ctx)
-			err := c.directBatch(cctx, wire.StreamResults, map[string]any{"seq": seq, "next_by_subj": filter, "batch": 500}, func(m storedMsg) bool {
+			cctx, cancel := c.s.ReqCtx(ctx)
+			err := c.s.DirectBatch(cctx, wire.StreamResults, map[string]any{"seq": seq, "next_by_subj": filter, "batch": 500}, func(m store.Msg) bool {
 				if m.Seq > last {
 					return false
 				}

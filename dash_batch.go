@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/reelq/reelq/internal/store"
 	"github.com/reelq/reelq/internal/wire"
 )
 
@@ -14,8 +15,8 @@ import (
 // absent from the result.
 func (c *Client) JobStates(ctx context.Context, ids []string) (map[string]*JobState, error) {
 	out := make(map[string]*JobState, len(ids))
-	for start := 0; start < len(ids); start += maxMultiLast * 4 {
-		states, err := c.states(ctx, ids[start:min(start+maxMultiLast*4, len(ids))])
+	for start := 0; start < len(ids); start += store.MaxMultiLast * 4 {
+		states, err := c.states(ctx, ids[start:min(start+store.MaxMultiLast*4, len(ids))])
 		if err != nil {
 			return nil, fmt.Errorf("reelq: job states: %w", err)
 		}
@@ -52,8 +53,8 @@ func (c *Client) BatchIndex(ctx context.Context, batch string, from IndexCursor,
 	for len(ids) < limit {
 		n := 0
 		full := false
-		cctx, cancel := c.reqCtx(ctx)
-		err = c.directBatch(cctx, wire.StreamBatches, map[string]any{"seq": seq, "next_by_subj": wire.BatchIndexSubject(batch), "batch": 16}, func(m storedMsg) bool {
+		cctx, cancel := c.s.ReqCtx(ctx)
+		err = c.s.DirectBatch(cctx, wire.StreamBatches, map[string]any{"seq": seq, "next_by_subj": wire.BatchIndexSubject(batch), "batch": 16}, func(m store.Msg) bool {
 			n++
 			var chunk []string
 			if json.Unmarshal(m.Data, &chunk) != nil {
@@ -102,8 +103,8 @@ func (c *Client) BatchStarted(ctx context.Context, batch string) (time.Time, err
 		{wire.StreamCounters, wire.BatchCounterSubject(batch, "enqueued")},
 	} {
 		var t time.Time
-		cctx, cancel := c.reqCtx(ctx)
-		err := c.directBatch(cctx, q.stream, map[string]any{"seq": 1, "next_by_subj": q.subj, "batch": 1}, func(m storedMsg) bool {
+		cctx, cancel := c.s.ReqCtx(ctx)
+		err := c.s.DirectBatch(cctx, q.stream, map[string]any{"seq": 1, "next_by_subj": q.subj, "batch": 1}, func(m store.Msg) bool {
 			t = m.Time
 			return false
 		})

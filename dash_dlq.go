@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/reelq/reelq/internal/store"
 	"github.com/reelq/reelq/internal/wire"
 )
 
@@ -19,9 +20,9 @@ func (c *Client) DeadLettersPage(ctx context.Context, after uint64, limit int) (
 		return nil, nil // nothing comes after the last sequence
 	}
 	var out []DeadLetter
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
-	err := c.directBatch(cctx, wire.StreamDLQ, map[string]any{"seq": after + 1, "batch": limit}, func(m storedMsg) bool {
+	err := c.s.DirectBatch(cctx, wire.StreamDLQ, map[string]any{"seq": after + 1, "batch": limit}, func(m store.Msg) bool {
 		out = append(out, deadLetter(m))
 		return len(out) < limit
 	})
@@ -37,9 +38,9 @@ func (c *Client) DeadLetterAt(ctx context.Context, seq uint64) (DeadLetter, erro
 		return DeadLetter{}, fmt.Errorf("reelq: dead letter 0: %w (sequences start at 1)", ErrNotFound)
 	}
 	var out *DeadLetter
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
-	err := c.directBatch(cctx, wire.StreamDLQ, map[string]any{"seq": seq, "batch": 1}, func(m storedMsg) bool {
+	err := c.s.DirectBatch(cctx, wire.StreamDLQ, map[string]any{"seq": seq, "batch": 1}, func(m store.Msg) bool {
 		if m.Seq == seq {
 			d := deadLetter(m)
 			out = &d
@@ -57,7 +58,7 @@ func (c *Client) DeadLetterAt(ctx context.Context, seq uint64) (DeadLetter, erro
 
 // DeadLetterCount is how many messages the DLQ holds.
 func (c *Client) DeadLetterCount(ctx context.Context) (uint64, error) {
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
 	s, err := c.js.Stream(cctx, wire.StreamDLQ)
 	if err != nil {

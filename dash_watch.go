@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/reelq/reelq/internal/store"
 	"github.com/reelq/reelq/internal/wire"
 )
 
@@ -23,7 +24,7 @@ func (c *Client) WatchJob(ctx context.Context, id string) iter.Seq2[*JobState, e
 			yield(nil, fmt.Errorf("reelq: watch job: %w: id %q", ErrInvalidJob, id))
 			return
 		}
-		err := c.watchLast(ctx, "KV_"+wire.BucketJobs, "$KV."+wire.BucketJobs+"."+id, func(m storedMsg) bool {
+		err := c.s.WatchLast(ctx, "KV_"+wire.BucketJobs, "$KV."+wire.BucketJobs+"."+id, func(m store.Msg) bool {
 			if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || len(m.Data) == 0 {
 				return true
 			}
@@ -57,7 +58,7 @@ type CounterUpdate struct {
 // on the server.
 func (c *Client) FollowCounters(ctx context.Context) iter.Seq2[CounterUpdate, error] {
 	return func(yield func(CounterUpdate, error) bool) {
-		for u, err := range tailSeq(ctx, c, wire.StreamCounters, []string{"counters.>"}, 0, "follow counters", func(m storedMsg) (*CounterUpdate, bool) {
+		for u, err := range store.Seq(ctx, c.s, wire.StreamCounters, []string{"counters.>"}, 0, "follow counters", func(m store.Msg) (*CounterUpdate, bool) {
 			u, ok := parseCounter(m.Subject)
 			if !ok {
 				return nil, false
@@ -109,7 +110,7 @@ func parseCounter(subj string) (CounterUpdate, bool) {
 func (c *Client) FollowSlots(ctx context.Context) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
 		prefix := "$KV." + wire.BucketSlots + "."
-		for p, err := range tailSeq(ctx, c, "KV_"+wire.BucketSlots, []string{prefix + ">"}, 0, "follow slots", func(m storedMsg) (*string, bool) {
+		for p, err := range store.Seq(ctx, c.s, "KV_"+wire.BucketSlots, []string{prefix + ">"}, 0, "follow slots", func(m store.Msg) (*string, bool) {
 			p := strings.TrimPrefix(m.Subject, prefix)
 			return &p, true
 		}) {

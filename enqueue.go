@@ -16,6 +16,8 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/reelq/reelq/internal/store"
 	"github.com/reelq/reelq/internal/wire"
 )
 
@@ -258,7 +260,7 @@ func (c *Client) collect(ctx context.Context, jobs []Job, w *window, out []Enque
 }
 
 // compareQueued reports a job whose id is already waiting in the queue.
-func (c *Client) compareQueued(j *Job, m storedMsg) EnqueueResult {
+func (c *Client) compareQueued(j *Job, m store.Msg) EnqueueResult {
 	q, err := DecodeJob(m.Data)
 	if err == nil && q.Provider == "" {
 		q.Provider = j.Provider
@@ -270,13 +272,13 @@ func (c *Client) compareQueued(j *Job, m storedMsg) EnqueueResult {
 }
 
 func (c *Client) compareSeq(ctx context.Context, j *Job, seq uint64) EnqueueResult {
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
 	s, err := c.js.Stream(cctx, wire.StreamJobs)
 	if err == nil {
 		var raw *jetstream.RawStreamMsg
 		if raw, err = s.GetMsg(cctx, seq); err == nil {
-			return c.compareQueued(j, storedMsg{Data: raw.Data})
+			return c.compareQueued(j, store.Msg{Data: raw.Data})
 		}
 	}
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -304,7 +306,7 @@ func (c *Client) afterGone(ctx context.Context, j *Job, seq uint64) EnqueueResul
 	}
 	msg, err := c.jobMsg(j, 1)
 	if err == nil {
-		cctx, cancel := c.reqCtx(ctx)
+		cctx, cancel := c.s.ReqCtx(ctx)
 		_, err = c.js.PublishMsg(cctx, msg, jetstream.WithMsgID(wire.JobMsgID(j.ID, 1)+":after:"+strconv.FormatUint(seq, 10)))
 		cancel()
 	}
@@ -324,7 +326,7 @@ func (c *Client) republish(ctx context.Context, j *Job) error {
 	b := backoff.WithContext(backoff.WithMaxRetries(backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMaxInterval(5*time.Second)), 5), ctx)
 	return backoff.Retry(func() error {
-		cctx, cancel := c.reqCtx(ctx)
+		cctx, cancel := c.s.ReqCtx(ctx)
 		defer cancel()
 		_, err := c.js.PublishMsg(cctx, msg, jetstream.WithMsgID(wire.JobMsgID(j.ID, 1)))
 		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {

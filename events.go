@@ -7,6 +7,7 @@ import (
 	"iter"
 	"strings"
 
+	"github.com/reelq/reelq/internal/store"
 	"github.com/reelq/reelq/internal/wire"
 )
 
@@ -27,9 +28,9 @@ func (c *Client) JobEvents(ctx context.Context, id string) ([]Event, error) {
 	}
 	var out []Event
 	for seq := uint64(1); ; {
-		cctx, cancel := c.reqCtx(ctx)
-		pending, err := c.directPage(cctx, wire.StreamEvents, map[string]any{"seq": seq, "next_by_subj": "events.*.*." + id, "batch": 256},
-			func(m storedMsg) bool {
+		cctx, cancel := c.s.ReqCtx(ctx)
+		pending, err := c.s.DirectPage(cctx, wire.StreamEvents, map[string]any{"seq": seq, "next_by_subj": "events.*.*." + id, "batch": 256},
+			func(m store.Msg) bool {
 				seq = m.Seq + 1
 				if ev, ok := decodeEvent(m.Subject, m.Data); ok {
 					out = append(out, *ev)
@@ -72,7 +73,7 @@ func decodeEvent(subj string, data []byte) (*Event, bool) {
 // EventsSeq is the last sequence stored in EVENTS: pass it to
 // FollowEvents to see every event stored after this call.
 func (c *Client) EventsSeq(ctx context.Context) (uint64, error) {
-	return c.lastSeq(ctx, wire.StreamEvents)
+	return c.s.LastSeq(ctx, wire.StreamEvents)
 }
 
 // FollowEvents yields events as they are stored, from the EVENTS stream
@@ -87,7 +88,7 @@ func (c *Client) FollowEvents(ctx context.Context, after uint64, filters ...stri
 	if after > 0 {
 		start = after + 1
 	}
-	return tailSeq(ctx, c, wire.StreamEvents, filters, start, "follow events", func(m storedMsg) (*Event, bool) {
+	return store.Seq(ctx, c.s, wire.StreamEvents, filters, start, "follow events", func(m store.Msg) (*Event, bool) {
 		return decodeEvent(m.Subject, m.Data)
 	})
 }

@@ -7,9 +7,8 @@ import (
 	"fmt"
 	"iter"
 	"strconv"
-	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/reelq/reelq/internal/store"
 	"github.com/reelq/reelq/internal/wire"
 )
 
@@ -54,14 +53,14 @@ func (c *Client) Get(ctx context.Context, id string) (*JobState, error) {
 
 // findQueued looks for job id's message in JOBS under every provider and
 // priority subject form, in one request.
-func (c *Client) findQueued(ctx context.Context, id string) (*Job, storedMsg, error) {
+func (c *Client) findQueued(ctx context.Context, id string) (*Job, store.Msg, error) {
 	var subjects []string
 	for _, p := range Providers {
 		subjects = append(subjects, "jobs."+p+"."+id, "jobs."+p+".high."+id, "jobs."+p+".normal."+id, "jobs."+p+".low."+id)
 	}
 	msgs, err := c.queuedMsgs(ctx, subjects)
 	if err != nil {
-		return nil, storedMsg{}, err
+		return nil, store.Msg{}, err
 	}
 	for _, s := range subjects {
 		m, ok := msgs[s]
@@ -81,7 +80,7 @@ func (c *Client) findQueued(ctx context.Context, id string) (*Job, storedMsg, er
 		j.ID = id
 		return &j, m, nil
 	}
-	return nil, storedMsg{}, nil
+	return nil, store.Msg{}, nil
 }
 
 // Wait blocks until job id's current run has a result and returns it (at
@@ -109,7 +108,7 @@ func (c *Client) Wait(ctx context.Context, id string) (*Result, error) {
 	// Watch the job's result subject from its last message on: an
 	// earlier run's result is skipped.
 	var out *Result
-	err = c.watchLast(ctx, wire.StreamResults, wire.ResultSubject(st.Provider, id), func(m storedMsg) bool {
+	err = c.s.WatchLast(ctx, wire.StreamResults, wire.ResultSubject(st.Provider, id), func(m store.Msg) bool {
 		var r Result
 		if json.Unmarshal(m.Data, &r) != nil {
 			return true
@@ -153,7 +152,7 @@ func (c *Client) follow(ctx context.Context, start uint64, providers []string) i
 	for _, p := range providers {
 		filters = append(filters, wire.ResultSubject(p, "*"))
 	}
-	return tailSeq(ctx, c, wire.StreamResults, filters, start, "follow results", func(m storedMsg) (*Result, bool) {
+	return store.Seq(ctx, c.s, wire.StreamResults, filters, start, "follow results", func(m store.Msg) (*Result, bool) {
 		var r Result
 		if json.Unmarshal(m.Data, &r) != nil {
 			return nil, false
@@ -165,68 +164,11 @@ func (c *Client) follow(ctx context.Context, start uint64, providers []string) i
 	})
 }
 
-// tailSeq yields the messages tail reads, decoded (messages decode refuses
-// are skipped), until ctx ends (yielding its error) or the caller stops
-// ranging. It keeps no state on the server (see tail).
-func tailSeq[T any](ctx context.Context, c *Client, stream string, filters []string, start uint64, what string, decode func(storedMsg) (*T, bool)) iter.Seq2[*T, error] {
-	return func(yield func(*T, error) bool) {
-		err := c.tail(ctx, stream, filters, start, func(m storedMsg) bool {
-			v, ok := decode(m)
-			return !ok || yield(v, nil)
-		})
-		switch {
-		case err == nil:
-		case ctx.Err() != nil:
-			yield(nil, context.Cause(ctx))
-		default:
-			yield(nil, fmt.Errorf("reelq: %s: %w", what, err))
-		}
-	}
-}
-
-// nextMsg returns it's next message, or ctx's error once ctx ends even if
-// nats.go does not return: while a consumer re-creates itself (after a
-// NATS node loss, say) its Next can retry without end.
-func nextMsg(ctx context.Context, it jetstream.MessagesContext) (jetstream.Msg, error) {
-	type next struct {
-		msg jetstream.Msg
-		err error
-	}
-	ch := make(chan next, 1)
-	go func() {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		ch <- next{msg, err}
-	}()
-	select {
-	case n := <-ch:
-		if n.err != nil && ctx.Err() != nil {
-			return nil, context.Cause(ctx)
-		}
-		return n.msg, n.err
-	case <-ctx.Done():
-		return nil, context.Cause(ctx)
-	}
-}
-
-// stopIter stops an iterator, waiting at most 2 s (a re-creation, see
-// nextMsg, can hold it).
-func stopIter(it jetstream.MessagesContext) {
-	done := make(chan struct{})
-	go func() {
-		it.Stop()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-	}
-}
-
 // ResultsSeq returns the RESULTS stream's last sequence: take it before
 // publishing, then Follow from it, and no result can be missed whatever
 // the clocks say.
 func (c *Client) ResultsSeq(ctx context.Context) (uint64, error) {
-	return c.lastSeq(ctx, wire.StreamResults)
+	return c.s.LastSeq(ctx, wire.StreamResults)
 }
 
 // WaitAll waits until every job in ids has a result for its current run,
@@ -251,8 +193,8 @@ func (c *Client) WaitAllFrom(ctx context.Context, after uint64, ids []string, pr
 		want[id] = 1
 	}
 	// Jobs that finished (or run a later run) are read from their state.
-	for start := 0; start < len(ids); start += maxMultiLast * 4 {
-		chunk := ids[start:min(start+maxMultiLast*4, len(ids))]
+	for start := 0; start < len(ids); start += store.MaxMultiLast * 4 {
+		chunk := ids[start:min(start+store.MaxMultiLast*4, len(ids))]
 		states, err := c.states(ctx, chunk)
 		if err != nil {
 			return out, err

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq/internal/providerstate"
+	"github.com/reelq/reelq/internal/store"
 	"github.com/reelq/reelq/internal/wire"
 )
 
@@ -57,7 +58,7 @@ func (c *Client) cancel(ctx context.Context, st *JobState, reason string) (Cance
 		out.Status, out.Result = CancelAlreadyFinished, st.StoredResult()
 		return out, nil
 	}
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
 	if _, err := c.cancels.Put(cctx, st.ID, c.cancelRequest(st.Provider, reason)); err != nil {
 		return out, fmt.Errorf("reelq: cancel %s: %w", st.ID, err)
@@ -77,9 +78,9 @@ func (c *Client) CancelRequested(ctx context.Context, ids []string) (map[string]
 			subjects = append(subjects, "$KV."+wire.BucketCancel+"."+id)
 		}
 	}
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
-	msgs, err := c.lastMsgs(cctx, "KV_"+wire.BucketCancel, subjects)
+	msgs, err := c.s.LastMsgs(cctx, "KV_"+wire.BucketCancel, subjects)
 	if err != nil {
 		return nil, fmt.Errorf("reelq: cancel requests: %w", err)
 	}
@@ -117,7 +118,7 @@ func (c *Client) BatchJobs(ctx context.Context, batch string) ([]BatchJob, error
 	}
 	found := map[string]*BatchJob{}
 	// Jobs still in the queue.
-	if err := c.scanQueued(ctx, func(j Job, m storedMsg) {
+	if err := c.scanQueued(ctx, func(j Job, m store.Msg) {
 		if j.Batch != batch {
 			return
 		}
@@ -137,8 +138,8 @@ func (c *Client) BatchJobs(ctx context.Context, batch string) ([]BatchJob, error
 	seq := uint64(1)
 	for {
 		n, last := 0, uint64(0)
-		cctx, cancel := c.reqCtx(ctx)
-		err := c.directBatch(cctx, wire.StreamBatches, map[string]any{"seq": seq, "next_by_subj": wire.BatchIndexSubject(batch), "batch": 1000}, func(m storedMsg) bool {
+		cctx, cancel := c.s.ReqCtx(ctx)
+		err := c.s.DirectBatch(cctx, wire.StreamBatches, map[string]any{"seq": seq, "next_by_subj": wire.BatchIndexSubject(batch), "batch": 1000}, func(m store.Msg) bool {
 			n++
 			last = m.Seq
 			var chunk []string
@@ -168,8 +169,8 @@ func (c *Client) BatchJobs(ctx context.Context, batch string) ([]BatchJob, error
 			ids = append(ids, id)
 		}
 	}
-	for start := 0; start < len(ids); start += maxMultiLast * 4 {
-		states, err := c.states(ctx, ids[start:min(start+maxMultiLast*4, len(ids))])
+	for start := 0; start < len(ids); start += store.MaxMultiLast * 4 {
+		states, err := c.states(ctx, ids[start:min(start+store.MaxMultiLast*4, len(ids))])
 		if err != nil {
 			return nil, err
 		}
@@ -186,12 +187,12 @@ func (c *Client) BatchJobs(ctx context.Context, batch string) ([]BatchJob, error
 }
 
 // scanQueued calls f for every job message waiting in JOBS.
-func (c *Client) scanQueued(ctx context.Context, f func(Job, storedMsg)) error {
+func (c *Client) scanQueued(ctx context.Context, f func(Job, store.Msg)) error {
 	seq := uint64(1)
 	for {
 		n, last := 0, uint64(0)
-		cctx, cancel := c.reqCtx(ctx)
-		err := c.directBatch(cctx, wire.StreamJobs, map[string]any{"seq": seq, "batch": 1000}, func(m storedMsg) bool {
+		cctx, cancel := c.s.ReqCtx(ctx)
+		err := c.s.DirectBatch(cctx, wire.StreamJobs, map[string]any{"seq": seq, "batch": 1000}, func(m store.Msg) bool {
 			n++
 			last = m.Seq
 			j, err := DecodeJob(m.Data)
@@ -327,7 +328,7 @@ func (c *Client) retry(ctx context.Context, st *JobState) (int, error) {
 	if st.Traceparent != "" {
 		msg.Header.Set(wire.HeaderTraceparent, st.Traceparent)
 	}
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
 	if _, err := c.js.PublishMsg(cctx, msg, jetstream.WithMsgID(wire.JobMsgID(st.ID, run))); err != nil {
 		return 0, publishErr(&j, err)
@@ -396,7 +397,7 @@ func (c *Client) Resolve(ctx context.Context, id string, o ResolveOptions) (*Job
 		return st, fmt.Errorf("reelq: job %s is %s, not held", id, st.Phase)
 	}
 	body, _ := json.Marshal(map[string]any{"task_id": o.TaskID, "resubmit": o.Resubmit, "by": c.opts.By})
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	_, err = c.js.Publish(cctx, wire.ControlSubject("resolve", id), body)
 	cancel()
 	if err != nil {
@@ -452,7 +453,7 @@ func (c *Client) Pause(ctx context.Context, provider, reason string) (bool, erro
 	if !KnownProvider(provider) {
 		return false, fmt.Errorf("reelq: unknown provider %q (one of %s)", provider, strings.Join(Providers, ", "))
 	}
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
 	ps, err := c.providerStore(cctx)
 	if err != nil {
@@ -477,7 +478,7 @@ func (c *Client) Resume(ctx context.Context, provider string) (bool, error) {
 	if !KnownProvider(provider) {
 		return false, fmt.Errorf("reelq: unknown provider %q (one of %s)", provider, strings.Join(Providers, ", "))
 	}
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
 	ps, err := c.providerStore(cctx)
 	if err != nil {
@@ -514,8 +515,8 @@ func (c *Client) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	seq := uint64(1)
 	for {
 		n, last := 0, uint64(0)
-		cctx, cancel := c.reqCtx(ctx)
-		err := c.directBatch(cctx, wire.StreamDLQ, map[string]any{"seq": seq, "batch": 500}, func(m storedMsg) bool {
+		cctx, cancel := c.s.ReqCtx(ctx)
+		err := c.s.DirectBatch(cctx, wire.StreamDLQ, map[string]any{"seq": seq, "batch": 500}, func(m store.Msg) bool {
 			n++
 			last = m.Seq
 			out = append(out, deadLetter(m))
@@ -532,7 +533,7 @@ func (c *Client) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	}
 }
 
-func deadLetter(m storedMsg) DeadLetter {
+func deadLetter(m store.Msg) DeadLetter {
 	return DeadLetter{Seq: m.Seq, Time: m.Time, Provider: m.Header.Get("Reelq-Provider"), JobID: m.Header.Get("Reelq-Job-Id"),
 		Subject: m.Header.Get("Reelq-Subject"), Code: m.Header.Get("Reelq-Error-Code"), Reason: m.Header.Get("Reelq-Error"),
 		Data: m.Data, Header: m.Header}
@@ -577,7 +578,7 @@ func (c *Client) Redrive(ctx context.Context, d DeadLetter, dryRun bool) (string
 			msg.Header[k] = v
 		}
 	}
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
 	if _, err := c.js.PublishMsg(cctx, msg, jetstream.WithMsgID("redrive:"+strconv.FormatUint(d.Seq, 10))); err != nil {
 		return "", fmt.Errorf("reelq: redrive %d: %w", d.Seq, err)
@@ -586,7 +587,7 @@ func (c *Client) Redrive(ctx context.Context, d DeadLetter, dryRun bool) (string
 }
 
 func (c *Client) deleteDLQ(ctx context.Context, seq uint64) error {
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
 	s, err := c.js.Stream(cctx, wire.StreamDLQ)
 	if err != nil {

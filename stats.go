@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq/internal/ratelimit"
+	"github.com/reelq/reelq/internal/store"
 	"github.com/reelq/reelq/internal/wire"
 )
 
@@ -127,7 +128,7 @@ type StatsOptions struct {
 // jobs in flight against the cap, pause, next call; per batch its
 // progress.
 func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
 	out := &Stats{At: time.Now().UTC()}
 	ps, err := c.providerStore(cctx)
@@ -144,7 +145,7 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 	if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, notReady(err)
 	}
-	counters, err := c.lastMsgs(cctx, wire.StreamCounters, []string{"counters.provider.>", "counters.held.>"})
+	counters, err := c.s.LastMsgs(cctx, wire.StreamCounters, []string{"counters.provider.>", "counters.held.>"})
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +274,7 @@ func workerOf(holder string) string {
 
 // heldJobs reads the state of every job marked held in counters (held
 // jobs are few: each waits for an operator) and returns those still held.
-func (c *Client) heldJobs(ctx context.Context, counters map[string]storedMsg) ([]*JobState, error) {
+func (c *Client) heldJobs(ctx context.Context, counters map[string]store.Msg) ([]*JobState, error) {
 	var ids []string
 	for subj := range counters {
 		rest, ok := strings.CutPrefix(subj, "counters.held.")
@@ -357,7 +358,7 @@ func (c *Client) batchStats(ctx context.Context, o StatsOptions) ([]BatchStats, 
 			return nil, nil
 		}
 	}
-	msgs, err := c.lastMsgs(ctx, wire.StreamCounters, filters)
+	msgs, err := c.s.LastMsgs(ctx, wire.StreamCounters, filters)
 	if err != nil {
 		return nil, err
 	}
@@ -428,7 +429,7 @@ func (c *Client) recentBatches(ctx context.Context, n int) ([]string, error) {
 		if last >= window && last-window+1 > first {
 			start = last - window + 1
 		}
-		err := c.directBatch(ctx, wire.StreamCounters, map[string]any{"seq": start, "next_by_subj": "counters.batch.>", "batch": int(last - start + 1)}, func(m storedMsg) bool {
+		err := c.s.DirectBatch(ctx, wire.StreamCounters, map[string]any{"seq": start, "next_by_subj": "counters.batch.>", "batch": int(last - start + 1)}, func(m store.Msg) bool {
 			rest := strings.TrimPrefix(m.Subject, "counters.batch.")
 			if i := strings.LastIndexByte(rest, '.'); i > 0 {
 				if b := rest[:i]; m.Seq > latest[b] {
