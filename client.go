@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -196,27 +195,15 @@ func decodeState(id string, data []byte) (*JobState, error) {
 // states reads the states of ids in batched requests; ids without state
 // are absent from the result.
 func (c *Client) states(ctx context.Context, ids []string) (map[string]*JobState, error) {
-	subjects := make([]string, len(ids))
-	for i, id := range ids {
-		subjects[i] = "$KV." + wire.BucketJobs + "." + id
-	}
-	cctx, cancel := c.s.ReqCtx(ctx)
-	defer cancel()
-	msgs, err := c.s.LastMsgs(cctx, "KV_"+wire.BucketJobs, subjects)
+	vals, err := c.s.KVValues(ctx, wire.BucketJobs, ids)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]*JobState, len(msgs))
-	for subj, m := range msgs {
-		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || len(m.Data) == 0 {
-			continue
+	out := make(map[string]*JobState, len(vals))
+	for id, data := range vals {
+		if st, err := decodeState(id, data); err == nil {
+			out[id] = st
 		}
-		id := strings.TrimPrefix(subj, "$KV."+wire.BucketJobs+".")
-		st, err := decodeState(id, m.Data)
-		if err != nil {
-			continue
-		}
-		out[id] = st
 	}
 	return out, nil
 }

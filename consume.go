@@ -116,13 +116,6 @@ func (c *Client) Results(ctx context.Context, opts ResultsOptions) iter.Seq2[*De
 	}
 }
 
-// DeleteResults deletes the durable consumer Results(Name) created.
-func (c *Client) DeleteResults(ctx context.Context, name string) error {
-	cctx, cancel := c.s.ReqCtx(ctx)
-	defer cancel()
-	return c.js.DeleteConsumer(cctx, wire.StreamResults, c.opts.ConsumerPrefix+"_"+name)
-}
-
 // ReadOptions select the result events ReadResults yields.
 type ReadOptions struct {
 	// After skips the results up to this RESULTS sequence (0: from the

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/config"
 )
 
@@ -33,6 +34,7 @@ type app struct {
 	context string // --context, overriding NATS_CONTEXT
 	nc      *nats.Conn
 	client  *reelq.Client
+	ins     *inspect.Inspector
 }
 
 func newApp(environ []string, stdin io.Reader, stdout, stderr io.Writer) *app {
@@ -92,7 +94,11 @@ func (a *app) connect(ctx context.Context) (*reelq.Client, error) {
 		}
 		return nil, &exitError{code: exitUnavailable, err: fmt.Errorf("NATS at %s: %w", nc.ConnectedUrlRedacted(), err)}
 	}
-	a.client = c
+	ins, err := inspect.New(ctx, nc, reelq.Options{By: by, ConsumerPrefix: a.env["REELQ_CONSUMER_PREFIX"]})
+	if err != nil {
+		return nil, &exitError{code: exitUnavailable, err: fmt.Errorf("NATS at %s: %w", nc.ConnectedUrlRedacted(), err)}
+	}
+	a.client, a.ins = c, ins
 	return c, nil
 }
 

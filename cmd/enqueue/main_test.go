@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/buildinfo"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
@@ -515,8 +516,8 @@ func TestJSONOutputParses(t *testing.T) {
 		t.Errorf("pause -o json: %+v", pl)
 	}
 	var sv struct {
-		Providers []reelq.ProviderStats `json:"providers"`
-		Batches   []reelq.BatchStats    `json:"batches"`
+		Providers []inspect.ProviderStats `json:"providers"`
+		Batches   []inspect.BatchStats    `json:"batches"`
 	}
 	parseJSON(t, "stats", c.run("stats", "-o", "json").stdout, &sv)
 	if len(sv.Providers) != 4 || len(sv.Batches) != 1 || sv.Batches[0].Enqueued != 2 {
@@ -528,7 +529,7 @@ func TestJSONOutputParses(t *testing.T) {
 	}
 	var bl reelq.BudgetLimit
 	parseJSON(t, "budget set", c.run("budget", "set", "--batch", "b1", "800usd", "-o", "json").stdout, &bl)
-	var bs []reelq.BudgetStatus
+	var bs []inspect.BudgetStatus
 	parseJSON(t, "budget list", c.run("budget", "list", "-o", "json").stdout, &bs)
 	if len(bs) != 1 || bs[0].Amount != 800 || bs[0].Unit != "usd" || bs[0].Name != "b1" {
 		t.Errorf("budget list -o json: %+v", bs)
@@ -711,7 +712,7 @@ func TestResultsDownloadVerifiesArchivedOutputs(t *testing.T) {
 			t.Fatalf("result without an archived output: %+v", res)
 		}
 		cp := res.Outputs[0].Archive
-		data, err := os.ReadFile(filepath.Join(dir, reelq.OutputFile(res.ID, 1, cp.ContentType)))
+		data, err := os.ReadFile(filepath.Join(dir, inspect.OutputFile(res.ID, 1, cp.ContentType)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -938,7 +939,7 @@ func TestPublishWithBudget(t *testing.T) {
 	if n := jobsInQueue(t, c.env); n != 0 {
 		t.Errorf("JOBS holds %d after a bad --budget, want 0", n)
 	}
-	var bs []reelq.BudgetStatus
+	var bs []inspect.BudgetStatus
 	parseJSON(t, "budget list", c.run("budget", "list", "-o", "json").stdout, &bs)
 	if len(bs) != 0 {
 		t.Errorf("budgets after a bad --budget: %+v, want none", bs)
@@ -970,7 +971,7 @@ func TestPublishWithBudget(t *testing.T) {
 	waitfor.Until(t, 30*time.Second, "budget list and stats to show 100 credits spent in 2 submissions", func() error {
 		parseJSON(t, "budget list", c.run("budget", "list", "-o", "json").stdout, &bs)
 		var sv struct {
-			Batches []reelq.BatchStats `json:"batches"`
+			Batches []inspect.BatchStats `json:"batches"`
 		}
 		parseJSON(t, "stats", c.run("stats", "--batch", "capped", "-o", "json").stdout, &sv)
 		if len(bs) == 1 && bs[0].Spent == 100 && bs[0].Submissions == 2 && bs[0].Reserved == 0 &&

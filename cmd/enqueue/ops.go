@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 )
 
 // progressHook, when a context carries one, sees every item a batch
@@ -369,13 +370,12 @@ carries it out). The command waits until the job has left the held phase.`,
 				return exitf(exitUsage, "give exactly one of --task ID and --resubmit")
 			}
 			ctx := cmd.Context()
-			c, err := a.connect(ctx)
-			if err != nil {
+			if _, err := a.connect(ctx); err != nil {
 				return err
 			}
 			rctx, cancel := context.WithTimeoutCause(ctx, timeout, errTimeout)
 			defer cancel()
-			st, err := c.Resolve(rctx, args[0], reelq.ResolveOptions{TaskID: task, Resubmit: resubmit})
+			st, err := a.ins.Resolve(rctx, args[0], inspect.ResolveOptions{TaskID: task, Resubmit: resubmit})
 			switch {
 			case errors.Is(err, reelq.ErrNotFound):
 				return exitf(exitFailure, "%s: unknown job (or not picked up by a worker yet)", args[0])
@@ -437,11 +437,11 @@ func (a *app) pauseCommand() *cobra.Command {
 			if err := checkProvider(args[0]); err != nil {
 				return err
 			}
-			c, err := a.connect(ctx)
+			_, err := a.connect(ctx)
 			if err != nil {
 				return err
 			}
-			changed, err := c.Pause(ctx, args[0], reason)
+			changed, err := a.ins.Pause(ctx, args[0], reason)
 			if err != nil {
 				return err
 			}
@@ -474,11 +474,11 @@ func (a *app) resumeCommand() *cobra.Command {
 			if err := checkProvider(args[0]); err != nil {
 				return err
 			}
-			c, err := a.connect(ctx)
+			_, err := a.connect(ctx)
 			if err != nil {
 				return err
 			}
-			changed, err := c.Resume(ctx, args[0])
+			changed, err := a.ins.Resume(ctx, args[0])
 			if err != nil {
 				return err
 			}

@@ -231,7 +231,7 @@ func (a *app) publish(cmd *cobra.Command, po *publishOpts, args []string) error 
 		a.warnf("skipping %s (--skip-invalid)", plural(len(bad), "invalid job", "invalid jobs"))
 	}
 	if budget != nil {
-		if err := c.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: batch, Amount: budget.Amount, Unit: budget.Unit}); err != nil {
+		if err := a.ins.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: batch, Amount: budget.Amount, Unit: budget.Unit}); err != nil {
 			return fmt.Errorf("--budget: %w", err)
 		}
 		fmt.Fprintf(a.stderr, "budget of batch %s set to %s\n", batch, reelq.FormatCost(*budget))

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 )
 
 func (a *app) resultsCommand() *cobra.Command {
@@ -155,7 +156,7 @@ func (a *app) download(ctx context.Context, c *reelq.Client, dir, batch, provide
 			if ct == "" {
 				ct = out.ContentType
 			}
-			items = append(items, downloadItem{id: id, n: i + 1, out: out, path: filepath.Join(dir, reelq.OutputFile(id, i+1, ct))})
+			items = append(items, downloadItem{id: id, n: i + 1, out: out, path: filepath.Join(dir, inspect.OutputFile(id, i+1, ct))})
 		}
 	}
 	s3 := a.s3Options()
@@ -169,7 +170,7 @@ func (a *app) download(ctx context.Context, c *reelq.Client, dir, batch, provide
 	for range min(4, max(1, len(items))) {
 		wg.Go(func() {
 			for it := range work {
-				skipped, err := c.DownloadOutput(ctx, *it.out.Archive, it.path, s3)
+				skipped, err := a.ins.DownloadOutput(ctx, *it.out.Archive, it.path, s3)
 				mu.Lock()
 				switch {
 				case err != nil:
@@ -227,8 +228,8 @@ func (a *app) download(ctx context.Context, c *reelq.Client, dir, batch, provide
 
 // s3Options reads the S3 archive settings the worker takes, or nil when
 // none is set (copies in S3 then need REELQ_ARCHIVE_S3_ENDPOINT or AWS).
-func (a *app) s3Options() *reelq.S3Options {
-	o := &reelq.S3Options{Endpoint: a.env["REELQ_ARCHIVE_S3_ENDPOINT"], Region: a.env["REELQ_ARCHIVE_S3_REGION"]}
+func (a *app) s3Options() *inspect.S3Options {
+	o := &inspect.S3Options{Endpoint: a.env["REELQ_ARCHIVE_S3_ENDPOINT"], Region: a.env["REELQ_ARCHIVE_S3_REGION"]}
 	o.PathStyle, _ = strconv.ParseBool(a.env["REELQ_ARCHIVE_S3_PATH_STYLE"])
 	o.DisableTLS, _ = strconv.ParseBool(a.env["REELQ_ARCHIVE_S3_DISABLE_TLS"])
 	return o

@@ -125,7 +125,7 @@ func TestConsumerExhaustion(t *testing.T) {
 	followed := make(chan string, 8)
 	fctx, fcancel := context.WithCancel(ctx)
 	defer fcancel()
-	for _, c := range []*reelq.Client{prod, res} {
+	for _, c := range []clients{prod, res} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

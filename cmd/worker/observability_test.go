@@ -350,7 +350,7 @@ func TestWorkerBudgetMetrics(t *testing.T) {
 	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(30 * time.Millisecond)}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 100, Unit: "credits"}); err != nil {
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 100, Unit: "credits"}); err != nil {
 		t.Fatal(err)
 	}
 	w := startOpsWorker(t, opsEnviron(env, "ops-budget", "SAMSAR_BUDGET=200credits", "SAMSAR_BUDGET_PERIOD=168h"))

@@ -32,6 +32,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/archive"
 	"github.com/reelq/reelq/internal/dashboard"
 	"github.com/reelq/reelq/internal/heartbeat"
@@ -174,17 +175,29 @@ func connectAs(t testing.TB, s *server.Server, user string) *ident {
 	return id
 }
 
-// client is the public client over id's connection, with the consumer
-// prefix the deployment gives that identity (its user name).
-func (id *ident) client(t testing.TB) *reelq.Client {
+// clients are the public client and the inspector over one connection.
+type clients struct {
+	*reelq.Client
+	*inspect.Inspector
+}
+
+// client is the public client and the inspector over id's connection,
+// with the consumer prefix the deployment gives that identity (its user
+// name).
+func (id *ident) client(t testing.TB) clients {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := reelq.NewClient(ctx, id.nc, reelq.Options{ProviderEnv: map[string]string{}, By: id.user, ConsumerPrefix: id.user, Timeout: 5 * time.Second})
+	o := reelq.Options{ProviderEnv: map[string]string{}, By: id.user, ConsumerPrefix: id.user, Timeout: 5 * time.Second}
+	c, err := reelq.NewClient(ctx, id.nc, o)
 	if err != nil {
 		t.Fatalf("client as %s: %v", id.user, err)
 	}
-	return c
+	ins, err := inspect.New(ctx, id.nc, o)
+	if err != nil {
+		t.Fatalf("inspector as %s: %v", id.user, err)
+	}
+	return clients{c, ins}
 }
 
 // simServer serves the simulator (wrapped by wrap, if set) over HTTP.
@@ -294,7 +307,7 @@ func holdCreate(id string) func(http.Handler) http.Handler {
 }
 
 // waitState polls job id's state through c until cond holds.
-func waitState(t *testing.T, c *reelq.Client, id string, what string, cond func(*reelq.JobState) bool) *reelq.JobState {
+func waitState(t *testing.T, c clients, id string, what string, cond func(*reelq.JobState) bool) *reelq.JobState {
 	t.Helper()
 	var last *reelq.JobState
 	waitfor.Until(t, time.Minute, id+" "+what, func() bool {
@@ -431,7 +444,7 @@ func TestShippedPermissions(t *testing.T) {
 
 	// Stats (counters, consumers, slots, pause state), the batch listing
 	// (batch index and queue), a batch budget, an archived output.
-	stats, err := prod.Stats(ctx, reelq.StatsOptions{Batch: "perm"})
+	stats, err := prod.Stats(ctx, inspect.StatsOptions{Batch: "perm"})
 	if err != nil {
 		fail("producer: stats: %v", err)
 	}
@@ -448,7 +461,7 @@ func TestShippedPermissions(t *testing.T) {
 	if archived == nil {
 		fail("no result carries an archived output")
 	}
-	for _, c := range []*reelq.Client{prod, res} {
+	for _, c := range []clients{prod, res} {
 		dst := filepath.Join(t.TempDir(), "out.mp4")
 		if _, err := c.DownloadOutput(ctx, *archived, dst, nil); err != nil {
 			t.Errorf("download the archived output: %v", err)
@@ -463,7 +476,7 @@ func TestShippedPermissions(t *testing.T) {
 	if _, err := op.Pause(ctx, "samsar", "test"); err != nil {
 		fail("operator: pause: %v", err)
 	}
-	if st, err := op.Stats(ctx, reelq.StatsOptions{Recent: -1}); err != nil {
+	if st, err := op.Stats(ctx, inspect.StatsOptions{Recent: -1}); err != nil {
 		fail("operator: stats: %v", err)
 	} else {
 		for _, p := range st.Providers {
@@ -480,7 +493,7 @@ func TestShippedPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitState(t, prod, "perm-held", "held", func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseHeld })
-	if st, err := op.Resolve(ctx, "perm-held", reelq.ResolveOptions{Resubmit: true}); err != nil {
+	if st, err := op.Resolve(ctx, "perm-held", inspect.ResolveOptions{Resubmit: true}); err != nil {
 		fail("operator: resolve: %+v %v", st, err)
 	}
 	if r, err := prod.Wait(ctx, "perm-held"); err != nil || r.Status != reelq.StatusSucceeded {
@@ -501,7 +514,7 @@ func TestShippedPermissions(t *testing.T) {
 	if _, err := prodID.js.Publish(ctx, "jobs.samsar.perm-garbage", []byte(`{"provider":"samsar","input":`)); err != nil {
 		fail("producer: publish garbage: %v", err)
 	}
-	var dls []reelq.DeadLetter
+	var dls []inspect.DeadLetter
 	waitfor.Until(t, 30*time.Second, "two dead letters", func() bool {
 		dls, err = op.DeadLetters(ctx)
 		return err == nil && len(dls) == 2
@@ -511,7 +524,7 @@ func TestShippedPermissions(t *testing.T) {
 		case d.JobID == "perm-camb-3":
 			// The poison job runs again as run 2, and its dead letter
 			// is removed.
-			if what, err := op.Redrive(ctx, d, false); !strings.Contains(what, "retried") || err != nil {
+			if what, err := op.Redrive(ctx, d, false); what.Action != inspect.RedriveRetried || err != nil {
 				t.Errorf("operator: redrive: %q %v", what, err)
 			}
 		default:
@@ -545,7 +558,7 @@ func TestShippedPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitfor.Until(t, time.Minute, "the credits pause", func() bool {
-		st, err := prod.Stats(ctx, reelq.StatsOptions{Recent: -1})
+		st, err := prod.Stats(ctx, inspect.StatsOptions{Recent: -1})
 		if err != nil {
 			return false
 		}
@@ -1000,7 +1013,7 @@ func TestNoSecretsLeak(t *testing.T) {
 	// The 401 pauses samsar for every replica until an operator resumes it.
 	op := connectAs(t, s, "operator").client(t)
 	waitfor.Until(t, 30*time.Second, "the auth pause", func() bool {
-		st, err := op.Stats(ctx, reelq.StatsOptions{Recent: -1})
+		st, err := op.Stats(ctx, inspect.StatsOptions{Recent: -1})
 		if err != nil {
 			return false
 		}
@@ -1168,8 +1181,14 @@ type matrixEnv struct {
 	dlqSeq map[string]uint64
 }
 
-func (m *matrixEnv) client(ctx context.Context, id *ident) (*reelq.Client, error) {
-	return reelq.NewClient(ctx, id.nc, reelq.Options{ProviderEnv: map[string]string{}, By: id.user, ConsumerPrefix: id.user, Timeout: 3 * time.Second})
+func (m *matrixEnv) client(ctx context.Context, id *ident) (clients, error) {
+	o := reelq.Options{ProviderEnv: map[string]string{}, By: id.user, ConsumerPrefix: id.user, Timeout: 3 * time.Second}
+	c, err := reelq.NewClient(ctx, id.nc, o)
+	if err != nil {
+		return clients{}, err
+	}
+	ins, err := inspect.New(ctx, id.nc, o)
+	return clients{c, ins}, err
 }
 
 // directGet asks stream for req's message and fails unless one comes back.
@@ -1743,11 +1762,8 @@ func TestDashboardPermissions(t *testing.T) {
 	}
 
 	dash := connectAs(t, s, "dashboard")
-	c, err := reelq.NewClient(ctx, dash.nc, reelq.Options{ProviderEnv: map[string]string{}, By: "dashboard", ConsumerPrefix: "dashboard", Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatalf("client as dashboard: %v", err)
-	}
-	d, err := dashboard.New(dashboard.Config{Client: c, ListenHost: "127.0.0.1", Auth: dashboard.Auth{Token: "dash-matrix-token-0123456789"}, MinInterval: 10 * time.Millisecond})
+	c := dash.client(t)
+	d, err := dashboard.New(dashboard.Config{Client: c.Client, Inspector: c.Inspector, ListenHost: "127.0.0.1", Auth: dashboard.Auth{Token: "dash-matrix-token-0123456789"}, MinInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

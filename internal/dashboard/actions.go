@@ -118,7 +118,7 @@ func (s *Server) pause(ctx context.Context, r *http.Request, v viewer) (string, 
 	if len(reason) > 200 {
 		reason = reason[:200]
 	}
-	changed, err := s.c.Pause(ctx, p, reason+" ("+v.user+")")
+	changed, err := s.i.Pause(ctx, p, reason+" ("+v.user+")")
 	if err != nil {
 		return "", err
 	}
@@ -133,7 +133,7 @@ func (s *Server) resume(ctx context.Context, r *http.Request, _ viewer) (string,
 	if err != nil {
 		return "", err
 	}
-	changed, err := s.c.Resume(ctx, p)
+	changed, err := s.i.Resume(ctx, p)
 	if err != nil {
 		return "", err
 	}
@@ -199,16 +199,16 @@ func (s *Server) redrive(ctx context.Context, r *http.Request, _ viewer) (string
 	if err != nil || seq == 0 {
 		return "", fmt.Errorf("%w: dead letter %q: want its DLQ sequence number", reelq.ErrInvalidJob, r.PathValue("seq"))
 	}
-	d, err := s.c.DeadLetterAt(ctx, seq)
+	d, err := s.i.DeadLetterAt(ctx, seq)
 	if err != nil {
 		return "", err
 	}
-	out, err := s.c.Redrive(ctx, d, false)
+	out, err := s.i.Redrive(ctx, d, false)
 	if err != nil {
 		return "", err
 	}
 	s.hub.notify(func(k viewKey) bool { return k.kind == viewDLQ || k.kind == viewOverview })
-	return out, nil
+	return out.String(), nil
 }
 
 // loginForm shows the sign-in form, with a CSRF token of its own in a

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/dashboard"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/queue"
@@ -52,7 +53,11 @@ func BenchmarkPageLoad(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d, err := dashboard.New(dashboard.Config{Client: c, ListenHost: "127.0.0.1", Auth: dashboard.Auth{Token: testToken}})
+	ins, err := inspect.New(ctx, nc, reelq.Options{By: "dashboard", ConsumerPrefix: "dashboard"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, err := dashboard.New(dashboard.Config{Client: c, Inspector: ins, ListenHost: "127.0.0.1", Auth: dashboard.Auth{Token: testToken}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/dashboard"
 	"github.com/reelq/reelq/internal/providers/all"
 	"github.com/reelq/reelq/internal/providersim"
@@ -49,7 +50,7 @@ func TestReadOnly(t *testing.T) {
 	if code, _ := b.get("/login"); code != http.StatusNotFound {
 		t.Errorf("GET /login on a read-only dashboard: %d", code)
 	}
-	if st, err := d.Client.Stats(ctx, reelq.StatsOptions{Recent: -1}); err != nil || st.Providers[1].Pause != nil {
+	if st, err := d.Inspector.Stats(ctx, inspect.StatsOptions{Recent: -1}); err != nil || st.Providers[1].Pause != nil {
 		t.Errorf("samsar paused by a refused request: %v", err)
 	}
 }
@@ -92,7 +93,7 @@ func TestActionsNeedCredentialsAndCSRF(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	paused := func() bool {
-		st, err := d.Client.Stats(ctx, reelq.StatsOptions{Recent: -1})
+		st, err := d.Inspector.Stats(ctx, inspect.StatsOptions{Recent: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -211,7 +212,7 @@ func TestOutputRanges(t *testing.T) {
 		t.Fatalf("result %+v %v", r, err)
 	}
 	cp := *r.Outputs[0].Archive
-	rc, err := d.Client.OpenOutput(ctx, cp, 0, nil)
+	rc, err := d.Inspector.OpenOutput(ctx, cp, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

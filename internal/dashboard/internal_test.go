@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 )
 
 func TestParseRange(t *testing.T) {
@@ -98,13 +99,13 @@ func TestMediaKind(t *testing.T) {
 // A provider card shows jobs held for an operator, with how to resolve
 // them, and no such row when there are none.
 func TestProviderCardShowsHeldJobs(t *testing.T) {
-	s, err := New(Config{Client: new(reelq.Client)})
+	s, err := New(Config{Client: new(reelq.Client), Inspector: new(inspect.Inspector)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	render := func(held int) string {
 		p := &page{Data: &overviewData{Providers: []providerRow{{
-			ProviderStats: reelq.ProviderStats{Provider: "samsar", Queued: map[reelq.Priority]uint64{}, Held: held}, State: "running"}}}}
+			ProviderStats: inspect.ProviderStats{Provider: "samsar", Queued: map[reelq.Priority]uint64{}, Held: held}, State: "running"}}}}
 		html, _, err := s.renderFrag("providers", p)
 		if err != nil {
 			t.Fatal(err)
@@ -123,12 +124,12 @@ func TestProviderCardShowsHeldJobs(t *testing.T) {
 // warning on its card naming the bucket, the server's error and the
 // worker that reported it.
 func TestProviderCardShowsLimiterAlarm(t *testing.T) {
-	s, err := New(Config{Client: new(reelq.Client)})
+	s, err := New(Config{Client: new(reelq.Client), Inspector: new(inspect.Inspector)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	row := s.providerRow(reelq.ProviderStats{Provider: "samsar", Queued: map[reelq.Priority]uint64{},
-		Limiter: &reelq.LimiterAlarm{Bucket: "reelq_ratelimit", Error: "stream store EOF", Since: time.Now(), By: "w-1"}})
+	row := s.providerRow(inspect.ProviderStats{Provider: "samsar", Queued: map[reelq.Priority]uint64{},
+		Limiter: &inspect.LimiterAlarm{Bucket: "reelq_ratelimit", Error: "stream store EOF", Since: time.Now(), By: "w-1"}})
 	html, _, err := s.renderFrag("providers", &page{Data: &overviewData{Providers: []providerRow{row}}})
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/wire"
 )
 
@@ -56,7 +57,7 @@ type jobFilter struct {
 	// held jobs, updated before this Unix time in nanoseconds), From the
 	// batch index's (with Batch).
 	Before uint64
-	From   reelq.IndexCursor
+	From   inspect.IndexCursor
 }
 
 // filterForm is the time format of the filter form's inputs
@@ -150,7 +151,7 @@ func (f jobFilter) query() url.Values {
 }
 
 // First reports whether f is a list's first page (the live one).
-func (f jobFilter) First() bool { return f.Before == 0 && f.From == (reelq.IndexCursor{}) }
+func (f jobFilter) First() bool { return f.Before == 0 && f.From == (inspect.IndexCursor{}) }
 
 func (f jobFilter) matches(st *reelq.JobState) bool {
 	if f.Provider != "" && st.Provider != f.Provider || f.Batch != "" && st.Batch != f.Batch {
@@ -334,7 +335,7 @@ func (s *Server) heldJobList(ctx context.Context, f jobFilter, d *jobList) error
 	if err != nil {
 		return err
 	}
-	states, err := s.c.JobStates(ctx, ids)
+	states, err := s.i.JobStates(ctx, ids)
 	if err != nil {
 		return err
 	}
@@ -381,11 +382,11 @@ func (s *Server) batchJobList(ctx context.Context, f jobFilter, d *jobList) erro
 			d.Partial = true
 			break
 		}
-		ids, next, more, err := s.c.BatchIndex(ctx, f.Batch, from, want)
+		ids, next, more, err := s.i.BatchIndex(ctx, f.Batch, from, want)
 		if err != nil {
 			return err
 		}
-		states, err := s.c.JobStates(ctx, ids)
+		states, err := s.i.JobStates(ctx, ids)
 		if err != nil {
 			return err
 		}
@@ -397,7 +398,7 @@ func (s *Server) batchJobList(ctx context.Context, f jobFilter, d *jobList) erro
 		}
 		if room := jobsPage - len(d.Rows); len(match) > room {
 			ids, match, more = ids[:match[room-1]+1], match[:room], true
-			if _, next, _, err = s.c.BatchIndex(ctx, f.Batch, from, len(ids)); err != nil {
+			if _, next, _, err = s.i.BatchIndex(ctx, f.Batch, from, len(ids)); err != nil {
 				return err
 			}
 		}
@@ -447,12 +448,12 @@ func rowOf(st *reelq.JobState) jobRow {
 }
 
 // parseCursorStrict reads a batch index cursor ("seq.skip").
-func parseCursorStrict(s string) (reelq.IndexCursor, bool) {
+func parseCursorStrict(s string) (inspect.IndexCursor, bool) {
 	a, b, ok := strings.Cut(s, ".")
 	seq, err1 := strconv.ParseUint(a, 10, 64)
 	skip, err2 := strconv.Atoi(b)
 	if !ok || err1 != nil || err2 != nil || skip < 0 {
-		return reelq.IndexCursor{}, false
+		return inspect.IndexCursor{}, false
 	}
-	return reelq.IndexCursor{Seq: seq, Skip: skip}, true
+	return inspect.IndexCursor{Seq: seq, Skip: skip}, true
 }

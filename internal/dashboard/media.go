@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 )
 
 // output streams output n (from 1) of a job's current run from its
@@ -45,7 +46,7 @@ func (s *Server) output(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	if mediaKind(ct) == "file" {
 		ct = "application/octet-stream"
-		h.Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", reelq.OutputFile(id, n, outs[n-1].ContentType)))
+		h.Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", inspect.OutputFile(id, n, outs[n-1].ContentType)))
 	}
 	h.Set("Content-Type", ct)
 	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
@@ -82,7 +83,7 @@ func (s *Server) output(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	rc, err := s.c.OpenOutput(r.Context(), cp, start, s.cfg.S3)
+	rc, err := s.i.OpenOutput(r.Context(), cp, start, s.cfg.S3)
 	if err != nil {
 		s.log.Warn("dashboard: output", "job_id", id, "output", n, "err", err)
 		h.Del("Content-Length")

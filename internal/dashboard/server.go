@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 )
 
 //go:embed assets
@@ -42,7 +43,9 @@ var assets embed.FS
 type Config struct {
 	// Client is the public client the dashboard reads and acts through.
 	Client *reelq.Client
-	Logger *slog.Logger
+	// Inspector is the operator API the dashboard reads the queue with.
+	Inspector *inspect.Inspector
+	Logger    *slog.Logger
 	// Auth lets people act; the zero value makes the dashboard read-only.
 	Auth Auth
 	// AuthRead requires signing in to see anything too (with Auth set).
@@ -56,7 +59,7 @@ type Config struct {
 	// behind a TLS proxy).
 	Secure bool
 	// S3 reaches outputs archived in S3.
-	S3 *reelq.S3Options
+	S3 *inspect.S3Options
 	// NATSServer is shown in the footer; give it without credentials.
 	NATSServer string
 	Version    string
@@ -70,6 +73,7 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	c        *reelq.Client
+	i        *inspect.Inspector
 	log      *slog.Logger
 	hub      *hub
 	cache    viewCache
@@ -83,8 +87,8 @@ type Server struct {
 
 // New builds a Server.
 func New(cfg Config) (*Server, error) {
-	if cfg.Client == nil {
-		return nil, errors.New("dashboard: a client is needed")
+	if cfg.Client == nil || cfg.Inspector == nil {
+		return nil, errors.New("dashboard: a client and an inspector are needed")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -103,7 +107,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, c: cfg.Client, log: cfg.Logger, hub: newHub(cfg.Client, cfg.Logger), sessions: newSessions(),
+	s := &Server{cfg: cfg, c: cfg.Client, i: cfg.Inspector, log: cfg.Logger, hub: newHub(cfg.Client, cfg.Inspector, cfg.Logger), sessions: newSessions(),
 		static: http.StripPrefix("/static/", http.FileServerFS(static))}
 	s.tmpl = tmpl.Funcs(template.FuncMap{"frag": s.fragHTML})
 	s.routes()

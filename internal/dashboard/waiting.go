@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/wire"
 )
 
@@ -13,7 +14,7 @@ import (
 type waitNote struct {
 	Provider string
 	Queued   uint64
-	Pause    *reelq.Pause
+	Pause    *inspect.Pause
 	NoWorker bool
 	// Seen is set when one of the batch's jobs was found in the
 	// provider's queue (else they may be there, behind others).
@@ -24,7 +25,7 @@ type waitNote struct {
 // each paused (or workerless) provider with jobs queued, and whether the
 // batch's jobs are among the oldest of its queue (the first ones a
 // worker would take, read by direct get, at most 1 MiB of them).
-func (s *Server) waitingOn(ctx context.Context, batch string, ps []reelq.ProviderStats) ([]waitNote, error) {
+func (s *Server) waitingOn(ctx context.Context, batch string, ps []inspect.ProviderStats) ([]waitNote, error) {
 	var out []waitNote
 	for _, p := range ps {
 		// Pulled ahead (waiting) or not, their messages are in JOBS.

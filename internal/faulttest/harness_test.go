@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/providers/all"
 	"github.com/reelq/reelq/internal/providersim"
@@ -418,6 +419,7 @@ type client struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	rc     *reelq.Client
+	ri     *inspect.Inspector
 	states *jobstate.Store
 }
 
@@ -453,7 +455,11 @@ func connect(t testing.TB, url string, replicas int) *client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &client{nc: nc, js: js, rc: rc, states: jobstate.New(js, kv)}
+	ri, err := inspect.New(ctx, nc, reelq.Options{ProviderEnv: map[string]string{}, By: "faulttest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &client{nc: nc, js: js, rc: rc, ri: ri, states: jobstate.New(js, kv)}
 }
 
 // samsarJobs returns n valid Samsar jobs whose prompts name them, so the

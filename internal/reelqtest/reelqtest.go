@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/archive"
 	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/logging"
@@ -44,6 +45,8 @@ type Env struct {
 	States *jobstate.Store
 	// Client is the public client, as producers use it.
 	Client *reelq.Client
+	// Inspector is the operator API, as operators use it.
+	Inspector *inspect.Inspector
 }
 
 // APIKey is the key every simulated provider expects in tests.
@@ -80,7 +83,11 @@ func NewOn(t testing.TB, s *server.Server, knobs map[string]providersim.Knobs) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Env{T: t, Server: s, NC: nc, JS: js, Sim: sim, SimURL: hs.URL, States: states, Client: client}
+	ins, err := inspect.New(context.Background(), nc, reelq.Options{ProviderEnv: map[string]string{}, By: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Env{T: t, Server: s, NC: nc, JS: js, Sim: sim, SimURL: hs.URL, States: states, Client: client, Inspector: ins}
 }
 
 // BaseURL is provider's base URL on the simulator.

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/metrics"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/providerstate"
@@ -34,7 +35,7 @@ func TestBatchBudgetIsExactAcrossReplicas(t *testing.T) {
 	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(30 * time.Millisecond)}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: n * perJob, Unit: "credits"}); err != nil {
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: n * perJob, Unit: "credits"}); err != nil {
 		t.Fatal(err)
 	}
 	paused := env.Events("events.samsar." + reelq.EventBudgetPaused)
@@ -55,7 +56,7 @@ func TestBatchBudgetIsExactAcrossReplicas(t *testing.T) {
 	}
 
 	// Raise it by M jobs' worth: exactly M more run.
-	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: (n + m) * perJob, Unit: "credits"}); err != nil {
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: (n + m) * perJob, Unit: "credits"}); err != nil {
 		t.Fatal(err)
 	}
 	results := env.Results(n+m, time.Minute)
@@ -115,7 +116,7 @@ func TestSpendWithoutBudget(t *testing.T) {
 	waitfor.Until(t, 30*time.Second, "150 credits spent by batch test and by samsar (3 jobs x 50)", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		st, err := env.Client.Stats(ctx, reelq.StatsOptions{Batch: "test"})
+		st, err := env.Inspector.Stats(ctx, inspect.StatsOptions{Batch: "test"})
 		if err != nil {
 			return err
 		}
@@ -151,7 +152,7 @@ func TestPaidTwiceCountsTwiceAgainstBudget(t *testing.T) {
 		CreateDelayMin: providersim.Duration(1500 * time.Millisecond), CompleteAfter: providersim.Duration(30 * time.Millisecond)}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 2 * perJob, Unit: "credits"}); err != nil {
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 2 * perJob, Unit: "credits"}); err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
@@ -185,7 +186,7 @@ func TestPaidTwiceCountsTwiceAgainstBudget(t *testing.T) {
 	if spend.Spent["credits"] != 2*perJob || spend.Submissions != 2 {
 		t.Errorf("budget spend %+v, want %v credits in 2 submissions", spend, 2*perJob)
 	}
-	if got, err := env.Client.BatchSpend(ctx, "test"); err != nil || got.Spent["credits"] != 2*perJob {
+	if got, err := env.Inspector.BatchSpend(ctx, "test"); err != nil || got.Spent["credits"] != 2*perJob {
 		t.Errorf("BatchSpend = %+v, %v; want %v credits", got, err, 2*perJob)
 	}
 	if got := waitBatchStatsSpent(t, env, 2*perJob); got != 2*perJob {
@@ -218,7 +219,7 @@ func waitBatchStatsSpent(t *testing.T, env *reelqtest.Env, want float64) float64
 	_ = waitfor.Poll(20*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		st, err := env.Client.Stats(ctx, reelq.StatsOptions{Batch: "test"})
+		st, err := env.Inspector.Stats(ctx, inspect.StatsOptions{Batch: "test"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -302,7 +303,7 @@ func TestProviderBudgetPausesProvider(t *testing.T) {
 	// exactly one more job is submitted.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: "samsar",
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: "samsar",
 		Amount: (fit + raise) * perJob, Unit: "credits", Period: period}); err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +334,7 @@ func TestReservationOfADeadReplicaIsReleased(t *testing.T) {
 	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(30 * time.Millisecond)}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 10 * perJob, Unit: "credits"}); err != nil {
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 10 * perJob, Unit: "credits"}); err != nil {
 		t.Fatal(err)
 	}
 	cfg := worker.Config{AckWait: time.Second}
@@ -374,7 +375,7 @@ func TestBudgetsLostPausesEveryProvider(t *testing.T) {
 	settings := map[string]reelqtest.Settings{"samsar": {}}
 	r := env.StartWorker(reelqtest.WorkerOptions{ID: "before", Providers: settings})
 	limit := reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: "samsar", Amount: 1000, Unit: "credits"}
-	if err := env.Client.SetBudget(ctx, limit); err != nil {
+	if err := env.Inspector.SetBudget(ctx, limit); err != nil {
 		t.Fatal(err)
 	}
 	env.Enqueue(reelqtest.SamsarJob("lost-1"))
@@ -403,10 +404,10 @@ func TestBudgetsLostPausesEveryProvider(t *testing.T) {
 	if st, _, err := env.ProviderStore().Get(ctx, "samsar"); err != nil || !st.Paused || st.Code != "budgets_lost" {
 		t.Errorf("after a restart: %+v %v, want still paused", st, err)
 	}
-	if err := env.Client.SetBudget(ctx, limit); err != nil {
+	if err := env.Inspector.SetBudget(ctx, limit); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.Client.Resume(ctx, "samsar"); err != nil {
+	if _, err := env.Inspector.Resume(ctx, "samsar"); err != nil {
 		t.Fatal(err)
 	}
 	if res := env.Results(2, time.Minute); res["lost-2"] == nil || res["lost-2"][0].Status != reelq.StatusSucceeded {
@@ -441,10 +442,10 @@ func TestProviderBudgetNeverExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": {}}})
-	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: "samsar", Amount: 1000, Unit: "credits"}); err != nil {
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: "samsar", Amount: 1000, Unit: "credits"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 1000, Unit: "credits"}); err != nil {
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 1000, Unit: "credits"}); err != nil {
 		t.Fatal(err)
 	}
 	env.Enqueue(reelqtest.SamsarJob("ttl-1"))

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/wire"
@@ -43,7 +44,7 @@ func TestDeadLetterDropsServerHeaders(t *testing.T) {
 	if err := publishDLQ(ctx, js, "samsar", "c", raw.Subject, raw.Data, raw.Header, seq, "poison", "test"); err != nil {
 		t.Fatal(err)
 	}
-	c, err := reelq.NewClient(ctx, nc, reelq.Options{})
+	c, err := inspect.New(ctx, nc, reelq.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,7 +52,7 @@ func TestBatchListsJobBeforeItsResult(t *testing.T) {
 	}
 
 	// Cancelled while queued (the provider is paused): listed too.
-	if _, err := env.Client.Pause(ctx, "samsar", "test"); err != nil {
+	if _, err := env.Inspector.Pause(ctx, "samsar", "test"); err != nil {
 		t.Fatal(err)
 	}
 	q := reelqtest.SamsarJob("queued-then-cancelled")

@@ -1,4 +1,4 @@
-package reelq_test
+package inspect_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/wire"
 )
@@ -45,11 +46,11 @@ func TestStatsAndBudgetsWithManyBatches(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c, err := reelq.NewClient(ctx, nc, reelq.Options{})
+	c, err := inspect.New(ctx, nc, reelq.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := c.Stats(ctx, reelq.StatsOptions{})
+	st, err := c.Stats(ctx, inspect.StatsOptions{})
 	if err != nil {
 		t.Fatalf("Stats with %d batches: %v", batches, err)
 	}
@@ -63,7 +64,7 @@ func TestStatsAndBudgetsWithManyBatches(t *testing.T) {
 			t.Errorf("listed %+v, want one of the last 20 batches with its counters", b)
 		}
 	}
-	one, err := c.Stats(ctx, reelq.StatsOptions{Batch: "b007"})
+	one, err := c.Stats(ctx, inspect.StatsOptions{Batch: "b007"})
 	if err != nil || len(one.Batches) != 1 || one.Batches[0].Succeeded != 2 {
 		t.Fatalf("Stats for b007: %+v, %v", one.Batches, err)
 	}

@@ -1,4 +1,4 @@
-package reelq
+package inspect
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/store"
 	"github.com/reelq/reelq/internal/wire"
 )
@@ -13,8 +14,8 @@ import (
 // JobStates reads the states of ids in a few batched requests (a page of a
 // batch, say); ids without a state (unknown, or still in the queue) are
 // absent from the result.
-func (c *Client) JobStates(ctx context.Context, ids []string) (map[string]*JobState, error) {
-	out := make(map[string]*JobState, len(ids))
+func (c *Inspector) JobStates(ctx context.Context, ids []string) (map[string]*reelq.JobState, error) {
+	out := make(map[string]*reelq.JobState, len(ids))
 	for start := 0; start < len(ids); start += store.MaxMultiLast * 4 {
 		states, err := c.states(ctx, ids[start:min(start+store.MaxMultiLast*4, len(ids))])
 		if err != nil {
@@ -40,9 +41,9 @@ type IndexCursor struct {
 // and whether more may follow. It reads only the chunks it returns,
 // however large the batch; an id the workers indexed twice (a job
 // redelivered) can appear on two pages.
-func (c *Client) BatchIndex(ctx context.Context, batch string, from IndexCursor, limit int) (ids []string, next IndexCursor, more bool, err error) {
-	if !ValidID(batch) {
-		return nil, from, false, fmt.Errorf("%w: batch %q", ErrInvalidJob, batch)
+func (c *Inspector) BatchIndex(ctx context.Context, batch string, from IndexCursor, limit int) (ids []string, next IndexCursor, more bool, err error) {
+	if !reelq.ValidID(batch) {
+		return nil, from, false, fmt.Errorf("%w: batch %q", reelq.ErrInvalidJob, batch)
 	}
 	if limit <= 0 {
 		limit = 100
@@ -94,9 +95,9 @@ func (c *Client) BatchIndex(ctx context.Context, batch string, from IndexCursor,
 // BatchStarted is when a worker first picked up one of batch's jobs (the
 // first chunk of its index), or, before that, when its jobs were last
 // counted as published; zero when neither is kept any more.
-func (c *Client) BatchStarted(ctx context.Context, batch string) (time.Time, error) {
-	if !ValidID(batch) {
-		return time.Time{}, fmt.Errorf("%w: batch %q", ErrInvalidJob, batch)
+func (c *Inspector) BatchStarted(ctx context.Context, batch string) (time.Time, error) {
+	if !reelq.ValidID(batch) {
+		return time.Time{}, fmt.Errorf("%w: batch %q", reelq.ErrInvalidJob, batch)
 	}
 	for _, q := range []struct{ stream, subj string }{
 		{wire.StreamBatches, wire.BatchIndexSubject(batch)},

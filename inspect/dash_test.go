@@ -1,4 +1,4 @@
-package reelq_test
+package inspect_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/wire"
 )
@@ -45,10 +45,10 @@ func TestBatchIndexPages(t *testing.T) {
 		}
 	}
 	var got []string
-	var cur reelq.IndexCursor
+	var cur inspect.IndexCursor
 	pages := 0
 	for {
-		ids, next, more, err := env.Client.BatchIndex(ctx, "pages", cur, 100)
+		ids, next, more, err := env.Inspector.BatchIndex(ctx, "pages", cur, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,11 +78,11 @@ func TestBatchIndexPages(t *testing.T) {
 	if pages < 3 || pages > 5 {
 		t.Errorf("%d pages for 300 ids by 100", pages)
 	}
-	started, err := env.Client.BatchStarted(ctx, "pages")
+	started, err := env.Inspector.BatchStarted(ctx, "pages")
 	if err != nil || started.Before(began) || started.After(time.Now()) {
 		t.Errorf("started %v %v, want the time of the first index message (published from %v on)", started, err, began)
 	}
-	if s, err := env.Client.BatchStarted(ctx, "nothing"); err != nil || !s.IsZero() {
+	if s, err := env.Inspector.BatchStarted(ctx, "nothing"); err != nil || !s.IsZero() {
 		t.Errorf("an unknown batch started %v %v", s, err)
 	}
 }
@@ -100,22 +100,22 @@ func TestDeadLetterPages(t *testing.T) {
 		}
 		seqs = append(seqs, ack.Sequence)
 	}
-	n, err := env.Client.DeadLetterCount(ctx)
+	n, err := env.Inspector.DeadLetterCount(ctx)
 	if err != nil || n != 7 {
 		t.Fatalf("count %d %v", n, err)
 	}
-	page, err := env.Client.DeadLettersPage(ctx, 0, 5)
+	page, err := env.Inspector.DeadLettersPage(ctx, 0, 5)
 	if err != nil || len(page) != 5 || page[0].Seq != seqs[0] {
 		t.Fatalf("first page %d %v", len(page), err)
 	}
-	rest, err := env.Client.DeadLettersPage(ctx, page[4].Seq, 5)
+	rest, err := env.Inspector.DeadLettersPage(ctx, page[4].Seq, 5)
 	if err != nil || len(rest) != 2 || rest[1].Seq != seqs[6] {
 		t.Fatalf("second page %d %v", len(rest), err)
 	}
-	if d, err := env.Client.DeadLetterAt(ctx, seqs[3]); err != nil || d.Seq != seqs[3] {
+	if d, err := env.Inspector.DeadLetterAt(ctx, seqs[3]); err != nil || d.Seq != seqs[3] {
 		t.Errorf("at %d: %+v %v", seqs[3], d, err)
 	}
-	if _, err := env.Client.DeadLetterAt(ctx, 9999); err == nil {
+	if _, err := env.Inspector.DeadLetterAt(ctx, 9999); err == nil {
 		t.Error("a missing dead letter was found")
 	}
 }

@@ -1,4 +1,4 @@
-package reelq
+package inspect
 
 import (
 	"cmp"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/ratelimit"
 	"github.com/reelq/reelq/internal/store"
 	"github.com/reelq/reelq/internal/wire"
@@ -33,7 +34,7 @@ type ProviderStats struct {
 	// consumers do not exist): its jobs wait in the queue.
 	NoWorker bool `json:"no_worker,omitempty"`
 	// Queued counts jobs not yet delivered to a worker, by priority.
-	Queued map[Priority]uint64 `json:"queued"`
+	Queued map[reelq.Priority]uint64 `json:"queued"`
 	// Waiting counts jobs delivered but not running: pulled ahead for
 	// scheduling, or waiting for a retry.
 	Waiting uint64 `json:"waiting"`
@@ -127,7 +128,7 @@ type StatsOptions struct {
 // Stats reads the queue's state: per provider its queue per priority,
 // jobs in flight against the cap, pause, next call; per batch its
 // progress.
-func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
+func (c *Inspector) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
 	out := &Stats{At: time.Now().UTC()}
@@ -153,11 +154,11 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range Providers {
-		s := ProviderStats{Provider: p, Queued: map[Priority]uint64{}, Done: map[string]uint64{}}
+	for _, p := range reelq.Providers {
+		s := ProviderStats{Provider: p, Queued: map[reelq.Priority]uint64{}, Done: map[string]uint64{}}
 		var ackPending uint64
 		found := 0
-		for _, prio := range Priorities {
+		for _, prio := range reelq.Priorities {
 			cons, err := c.js.Consumer(cctx, wire.StreamJobs, wire.ConsumerName(p, prio))
 			if errors.Is(err, jetstream.ErrConsumerNotFound) {
 				continue
@@ -219,7 +220,7 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 				s.Limiter = &LimiterAlarm{Bucket: a.Bucket, Error: a.Error, Since: a.Since, By: a.By}
 			}
 		}
-		busy := s.Running > 0 || s.Waiting > 0 || s.Queued[High]+s.Queued[Normal]+s.Queued[Low] > 0
+		busy := s.Running > 0 || s.Waiting > 0 || s.Queued[reelq.High]+s.Queued[reelq.Normal]+s.Queued[reelq.Low] > 0
 		if busy && !s.NoWorker && s.Pause == nil && rlKV != nil {
 			lim := ratelimit.New(ratelimit.NewKVStore(rlKV), p, ratelimit.Config{Rate: 1})
 			if t, err := lim.BlockedUntil(cctx); err == nil && t.After(out.At) {
@@ -274,7 +275,7 @@ func workerOf(holder string) string {
 
 // heldJobs reads the state of every job marked held in counters (held
 // jobs are few: each waits for an operator) and returns those still held.
-func (c *Client) heldJobs(ctx context.Context, counters map[string]store.Msg) ([]*JobState, error) {
+func (c *Inspector) heldJobs(ctx context.Context, counters map[string]store.Msg) ([]*reelq.JobState, error) {
 	var ids []string
 	for subj := range counters {
 		rest, ok := strings.CutPrefix(subj, "counters.held.")
@@ -292,9 +293,9 @@ func (c *Client) heldJobs(ctx context.Context, counters map[string]store.Msg) ([
 	if err != nil {
 		return nil, err
 	}
-	var out []*JobState
+	var out []*reelq.JobState
 	for _, st := range states {
-		if st.Phase == PhaseHeld {
+		if st.Phase == reelq.PhaseHeld {
 			out = append(out, st)
 		}
 	}
@@ -303,7 +304,7 @@ func (c *Client) heldJobs(ctx context.Context, counters map[string]store.Msg) ([
 
 // countQueued counts provider's messages in JOBS by priority (for a
 // provider no worker has run: it has no consumers to ask).
-func (c *Client) countQueued(ctx context.Context, provider string, into map[Priority]uint64) error {
+func (c *Inspector) countQueued(ctx context.Context, provider string, into map[reelq.Priority]uint64) error {
 	s, err := c.js.Stream(ctx, wire.StreamJobs)
 	if err != nil {
 		return err
@@ -317,7 +318,7 @@ func (c *Client) countQueued(ctx context.Context, provider string, into map[Prio
 		if !ok {
 			continue
 		}
-		into[Priority(ps.Priority).Or()] += n
+		into[reelq.Priority(ps.Priority).Or()] += n
 	}
 	return nil
 }
@@ -338,7 +339,7 @@ func counterValue(data []byte) uint64 {
 // from the tail of the COUNTERS stream (which keeps one message per
 // counter, so its last messages are the counters updated last): the cost
 // does not grow with the number of batches kept.
-func (c *Client) batchStats(ctx context.Context, o StatsOptions) ([]BatchStats, error) {
+func (c *Inspector) batchStats(ctx context.Context, o StatsOptions) ([]BatchStats, error) {
 	n := o.Recent
 	if n == 0 {
 		n = 20
@@ -382,11 +383,11 @@ func (c *Client) batchStats(ctx context.Context, o StatsOptions) ([]BatchStats, 
 		switch field {
 		case "enqueued":
 			b.Enqueued = v
-		case "done_" + StatusSucceeded:
+		case "done_" + reelq.StatusSucceeded:
 			b.Succeeded = v
-		case "done_" + StatusFailed:
+		case "done_" + reelq.StatusFailed:
 			b.Failed = v
-		case "done_" + StatusCancelled:
+		case "done_" + reelq.StatusCancelled:
 			b.Cancelled = v
 		default:
 			if unit, ok := strings.CutPrefix(field, "spent_micro_"); ok {
@@ -410,7 +411,7 @@ func (c *Client) batchStats(ctx context.Context, o StatsOptions) ([]BatchStats, 
 
 // recentBatches returns up to n batch names whose counters changed last,
 // reading the COUNTERS stream backwards in growing windows.
-func (c *Client) recentBatches(ctx context.Context, n int) ([]string, error) {
+func (c *Inspector) recentBatches(ctx context.Context, n int) ([]string, error) {
 	s, err := c.js.Stream(ctx, wire.StreamCounters)
 	if err != nil {
 		return nil, err

@@ -1,10 +1,11 @@
-package reelq
+package inspect
 
 import (
 	"context"
 	"fmt"
 	"io"
 
+	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/archive"
 )
 
@@ -16,7 +17,7 @@ import (
 // seek costs what precedes it. s3 is needed for copies in an S3 archive.
 // The reader's total length is cp.Size-offset; a read from the start to
 // the end of a JetStream copy checks its SHA-256.
-func (c *Client) OpenOutput(ctx context.Context, cp ArchivedCopy, offset int64, s3 *S3Options) (io.ReadCloser, error) {
+func (c *Inspector) OpenOutput(ctx context.Context, cp reelq.ArchivedCopy, offset int64, s3 *S3Options) (io.ReadCloser, error) {
 	if offset < 0 || offset > cp.Size {
 		return nil, fmt.Errorf("reelq: output %s: offset %d outside its %d bytes", cp.Key, offset, cp.Size)
 	}

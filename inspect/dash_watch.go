@@ -1,4 +1,4 @@
-package reelq
+package inspect
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/store"
 	"github.com/reelq/reelq/internal/wire"
 )
@@ -18,10 +19,10 @@ import (
 // (by direct get, woken by a subscription to the key) and keeps no state
 // on the server. A job still waiting in the queue has no state yet: the
 // first state comes when a worker picks it up.
-func (c *Client) WatchJob(ctx context.Context, id string) iter.Seq2[*JobState, error] {
-	return func(yield func(*JobState, error) bool) {
-		if !ValidID(id) {
-			yield(nil, fmt.Errorf("reelq: watch job: %w: id %q", ErrInvalidJob, id))
+func (c *Inspector) WatchJob(ctx context.Context, id string) iter.Seq2[*reelq.JobState, error] {
+	return func(yield func(*reelq.JobState, error) bool) {
+		if !reelq.ValidID(id) {
+			yield(nil, fmt.Errorf("reelq: watch job: %w: id %q", reelq.ErrInvalidJob, id))
 			return
 		}
 		err := c.s.WatchLast(ctx, "KV_"+wire.BucketJobs, "$KV."+wire.BucketJobs+"."+id, func(m store.Msg) bool {
@@ -56,7 +57,7 @@ type CounterUpdate struct {
 // ctx's error) or the caller stops ranging. A program that shows Stats
 // reads them again when one moves, instead of polling. It keeps no state
 // on the server.
-func (c *Client) FollowCounters(ctx context.Context) iter.Seq2[CounterUpdate, error] {
+func (c *Inspector) FollowCounters(ctx context.Context) iter.Seq2[CounterUpdate, error] {
 	return func(yield func(CounterUpdate, error) bool) {
 		for u, err := range store.Seq(ctx, c.s, wire.StreamCounters, []string{"counters.>"}, 0, "follow counters", func(m store.Msg) (*CounterUpdate, bool) {
 			u, ok := parseCounter(m.Subject)
@@ -107,7 +108,7 @@ func parseCounter(subj string) (CounterUpdate, bool) {
 // drops its lease), from now on, until ctx ends (yielding ctx's error) or
 // the caller stops ranging. A program that shows Stats' running counts
 // reads them again when told. It keeps no state on the server.
-func (c *Client) FollowSlots(ctx context.Context) iter.Seq2[string, error] {
+func (c *Inspector) FollowSlots(ctx context.Context) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
 		prefix := "$KV." + wire.BucketSlots + "."
 		for p, err := range store.Seq(ctx, c.s, "KV_"+wire.BucketSlots, []string{prefix + ">"}, 0, "follow slots", func(m store.Msg) (*string, bool) {

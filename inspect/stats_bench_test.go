@@ -1,4 +1,4 @@
-package reelq_test
+package inspect_test
 
 import (
 	"bufio"
@@ -23,7 +23,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/embedded"
+	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/wire"
 )
 
@@ -68,7 +70,6 @@ func BenchmarkStats(b *testing.B) {
 	default:
 		b.Fatalf("REELQ_BENCH_SERVER=%q: want external or embedded", kind)
 	}
-	b.Cleanup(startWorker(natsURL))
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
 		b.Fatal(err)
@@ -76,11 +77,15 @@ func BenchmarkStats(b *testing.B) {
 	b.Cleanup(nc.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	client, err := reelq.NewClient(ctx, nc, reelq.Options{ProviderEnv: map[string]string{}, By: "bench"})
+	js, err := jetstream.New(nc)
 	if err != nil {
 		b.Fatal(err)
 	}
-	js, err := jetstream.New(nc)
+	// The streams and buckets a worker creates (Stats reads no worker).
+	if err := queue.Setup(ctx, js, queue.Layout{}); err != nil {
+		b.Fatal(err)
+	}
+	client, err := inspect.New(ctx, nc, reelq.Options{By: "bench"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -96,7 +101,7 @@ func BenchmarkStats(b *testing.B) {
 		b.Fatalf("reelq_jobs holds %v values (%v), want %d", st.Values(), err, n)
 	}
 
-	check := func(s *reelq.Stats) {
+	check := func(s *inspect.Stats) {
 		if len(s.Providers) != len(reelq.Providers) || len(s.Batches) != min(batches, 20) {
 			b.Fatalf("stats: %d providers, %d batches; want %d and %d", len(s.Providers), len(s.Batches), len(reelq.Providers), min(batches, 20))
 		}
@@ -116,7 +121,7 @@ func BenchmarkStats(b *testing.B) {
 	var cold time.Duration
 	coldRSS := rssDuring(func() {
 		start := time.Now()
-		s, err := client.Stats(ctx, reelq.StatsOptions{})
+		s, err := client.Stats(ctx, inspect.StatsOptions{})
 		cold = time.Since(start)
 		if err != nil {
 			b.Fatal(err)
@@ -134,7 +139,7 @@ func BenchmarkStats(b *testing.B) {
 	growth := rssDuring(func() {
 		for b.Loop() {
 			start := time.Now()
-			s, err := client.Stats(ctx, reelq.StatsOptions{})
+			s, err := client.Stats(ctx, inspect.StatsOptions{})
 			total += time.Since(start)
 			calls++
 			if err != nil {

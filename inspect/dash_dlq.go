@@ -1,10 +1,11 @@
-package reelq
+package inspect
 
 import (
 	"context"
 	"fmt"
 	"math"
 
+	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/store"
 	"github.com/reelq/reelq/internal/wire"
 )
@@ -12,7 +13,7 @@ import (
 // DeadLettersPage lists up to limit dead letters, oldest first, from the
 // DLQ sequence after on (0: from the oldest kept). It reads only what it
 // returns, however long the DLQ is.
-func (c *Client) DeadLettersPage(ctx context.Context, after uint64, limit int) ([]DeadLetter, error) {
+func (c *Inspector) DeadLettersPage(ctx context.Context, after uint64, limit int) ([]DeadLetter, error) {
 	if limit <= 0 {
 		limit = 100
 	}
@@ -33,9 +34,9 @@ func (c *Client) DeadLettersPage(ctx context.Context, after uint64, limit int) (
 }
 
 // DeadLetterAt returns the dead letter at DLQ sequence seq.
-func (c *Client) DeadLetterAt(ctx context.Context, seq uint64) (DeadLetter, error) {
+func (c *Inspector) DeadLetterAt(ctx context.Context, seq uint64) (DeadLetter, error) {
 	if seq == 0 {
-		return DeadLetter{}, fmt.Errorf("reelq: dead letter 0: %w (sequences start at 1)", ErrNotFound)
+		return DeadLetter{}, fmt.Errorf("reelq: dead letter 0: %w (sequences start at 1)", reelq.ErrNotFound)
 	}
 	var out *DeadLetter
 	cctx, cancel := c.s.ReqCtx(ctx)
@@ -51,13 +52,13 @@ func (c *Client) DeadLetterAt(ctx context.Context, seq uint64) (DeadLetter, erro
 		return DeadLetter{}, fmt.Errorf("reelq: dead letter %d: %w", seq, err)
 	}
 	if out == nil {
-		return DeadLetter{}, fmt.Errorf("reelq: dead letter %d: %w", seq, ErrNotFound)
+		return DeadLetter{}, fmt.Errorf("reelq: dead letter %d: %w", seq, reelq.ErrNotFound)
 	}
 	return *out, nil
 }
 
 // DeadLetterCount is how many messages the DLQ holds.
-func (c *Client) DeadLetterCount(ctx context.Context) (uint64, error) {
+func (c *Inspector) DeadLetterCount(ctx context.Context) (uint64, error) {
 	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
 	s, err := c.js.Stream(cctx, wire.StreamDLQ)
