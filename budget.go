@@ -121,26 +121,3 @@ func thousands(s string) string {
 	}
 	return out
 }
-
-// EstimateAll sums the estimated cost of jobs by provider and unit, and
-// counts the jobs without a price (an invalid input, or a provider that
-// publishes no price for it).
-func (c *Client) EstimateAll(jobs []Job) (totals map[string]map[string]float64, basis map[string]string, unpriced int) {
-	totals, basis = map[string]map[string]float64{}, map[string]string{}
-	for i := range jobs {
-		e, ok := c.Estimate(&jobs[i])
-		if !ok || e.Unit == "" {
-			unpriced++
-			continue
-		}
-		p := jobs[i].Provider
-		if totals[p] == nil {
-			totals[p] = map[string]float64{}
-		}
-		totals[p][e.Unit] = money.Add(totals[p][e.Unit], e.Amount)
-		if basis[p] == "" {
-			basis[p] = e.Basis
-		}
-	}
-	return totals, basis, unpriced
-}

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/reelq/reelq/internal/money"
 	"github.com/reelq/reelq/internal/providers/kind"
 	"github.com/reelq/reelq/internal/store"
 	"github.com/reelq/reelq/internal/wire"
@@ -134,29 +135,47 @@ func notReady(err error) error {
 	return fmt.Errorf("reelq: %w", err)
 }
 
-// Conn returns the client's NATS connection.
-func (c *Client) Conn() *nats.Conn { return c.nc }
-
-// JetStream returns the client's JetStream handle.
-func (c *Client) JetStream() jetstream.JetStream { return c.js }
-
 // Validate checks j as the worker will, without publishing it. The error
 // wraps ErrInvalidJob and says what is wrong the way a person reads it:
 // `input.prompt is 501 characters; the limit is 500`, `input: unknown
 // field "promt"`, `field "duration" must be a number, not a string`.
-func (c *Client) Validate(j *Job) error {
+func (c *Client) Validate(j Job) error {
 	return kind.Readable(j.Validate(c.validators, c.opts.Limits))
 }
 
-// Estimate returns what j is expected to cost at its provider, or false
-// when j is invalid or its provider publishes no price.
-func (c *Client) Estimate(j *Job) (Cost, bool) {
-	p := c.rules[j.Provider]
-	if p == nil || c.Validate(j) != nil {
-		return Cost{}, false
+// Estimate is what jobs are expected to cost at their providers.
+type Estimate struct {
+	// Jobs is each job's cost, in order; a job without a price (invalid,
+	// or its provider publishes none) has the zero Cost.
+	Jobs []Cost
+	// Totals sums the priced jobs by provider and unit.
+	Totals map[string]map[string]float64
+	// Unpriced counts the jobs without a price.
+	Unpriced int
+}
+
+// Estimate prices jobs as the workers configured like this client will
+// (it needs no server).
+func (c *Client) Estimate(jobs ...Job) Estimate {
+	e := Estimate{Jobs: make([]Cost, len(jobs)), Totals: map[string]map[string]float64{}}
+	for i, j := range jobs {
+		p := c.rules[j.Provider]
+		if p == nil || c.Validate(j) != nil {
+			e.Unpriced++
+			continue
+		}
+		k := p.Estimate(j.Input)
+		if k.Unit == "" {
+			e.Unpriced++
+			continue
+		}
+		e.Jobs[i] = Cost{Amount: k.Amount, Unit: k.Unit, Basis: k.Basis}
+		if e.Totals[j.Provider] == nil {
+			e.Totals[j.Provider] = map[string]float64{}
+		}
+		e.Totals[j.Provider][k.Unit] = money.Add(e.Totals[j.Provider][k.Unit], k.Amount)
 	}
-	e := p.Estimate(j.Input)
-	return Cost{Amount: e.Amount, Unit: e.Unit, Basis: e.Basis}, true
+	return e
 }
 
 // Cancelable reports whether provider's API can stop a running task (if

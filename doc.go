@@ -40,9 +40,9 @@
 // <Provider>Input types, such as [SamsarInput]), whose fields are the provider's
 // documented ones (docs/providers.md), and turn it into a job with
 // [NewJob]; or set Job.Input to the JSON yourself. Input.Validate checks an
-// input with the workers' default rules, [Client.ValidateInput] and
+// input with the workers' default rules, [Client.Validate] and
 // [Client.Validate] with the client's; errors wrap [ErrInvalidJob] and name
-// the field (`invalid job: input.duration is 300 s; the limit is 120 s`).
+// the field (`reelq: invalid job: input.duration is 300 s; the limit is 120 s`).
 // An invalid job is never published, and never paid for.
 //
 // # Enqueue and wait

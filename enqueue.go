@@ -98,7 +98,7 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []Job, opts BatchOptions
 	now := time.Now().UTC()
 	for i := range jobs {
 		j := &jobs[i]
-		if err := c.Validate(j); err != nil {
+		if err := c.Validate(*j); err != nil {
 			out[i] = EnqueueResult{ID: j.ID, Status: Failed, Err: err}
 			report(i)
 			continue

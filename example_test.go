@@ -214,8 +214,8 @@ func ExampleNewJob() {
 	// segmind {"input_image":"https://example.com/a.png","workflow_id":"67ee7aecd4ffdb6b8c9315ea-v4"}
 	// vimmerse {"template_id":"overlay_gray_5443","options":{"motion_type":"Auto","prompt":"Person is joyfully smiling and walking backward"},"image_urls":["https://example.com/person.png"],"title":"Spring walk"}
 	// camb {"text":"Once upon a time, a lighthouse keeper found a bottle...","source_language":1,"narrator_voice_id":147320}
-	// invalid job: input.duration is 300 s; the limit is 120 s
-	// invalid job: input.source_language is required (Camb language id, 1 = English)
+	// reelq: invalid job: input.duration is 300 s; the limit is 120 s
+	// reelq: invalid job: input.source_language is required (Camb language id, 1 = English)
 }
 
 // startReelq runs what the examples need and a real deployment runs

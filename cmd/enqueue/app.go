@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/term"
 
 	"github.com/reelq/reelq"
@@ -35,6 +36,7 @@ type app struct {
 	nc      *nats.Conn
 	client  *reelq.Client
 	ins     *inspect.Inspector
+	js      jetstream.JetStream
 }
 
 func newApp(environ []string, stdin io.Reader, stdout, stderr io.Writer) *app {
@@ -98,7 +100,11 @@ func (a *app) connect(ctx context.Context) (*reelq.Client, error) {
 	if err != nil {
 		return nil, &exitError{code: exitUnavailable, err: fmt.Errorf("NATS at %s: %w", nc.ConnectedUrlRedacted(), err)}
 	}
-	a.client, a.ins = c, ins
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	a.client, a.ins, a.js = c, ins, js
 	return c, nil
 }
 
