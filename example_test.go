@@ -162,15 +162,15 @@ func ExampleClient_WaitAll() {
 		}
 		ids = append(ids, r.ID)
 	}
-	results, err := client.WaitAll(ctx, ids, nil)
-	if err != nil {
-		log.Fatal(err)
-	}
-	byStatus := map[string]int{}
-	for _, r := range results {
+	byStatus, n := map[string]int{}, 0
+	for r, err := range client.WaitAll(ctx, ids, reelq.WaitOptions{}) {
+		if err != nil {
+			log.Fatal(err)
+		}
 		byStatus[r.Status]++
+		n++
 	}
-	fmt.Println(len(results), "results:", byStatus)
+	fmt.Println(n, "results:", byStatus)
 
 	again, err := client.EnqueueBatch(ctx, jobs, reelq.BatchOptions{})
 	if err != nil {

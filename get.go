@@ -171,66 +171,68 @@ func (c *Client) ResultsSeq(ctx context.Context) (uint64, error) {
 	return c.s.LastSeq(ctx, wire.StreamResults)
 }
 
-// WaitAll waits until every job in ids has a result for its current run,
-// calling progress (if set) with each as it arrives, and returns them by
-// id. Jobs already finished count at once. On ctx's end it returns the
-// results so far and ctx's error.
-func (c *Client) WaitAll(ctx context.Context, ids []string, progress func(*Result)) (map[string]*Result, error) {
-	after, err := c.ResultsSeq(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return c.WaitAllFrom(ctx, after, ids, progress)
+// WaitOptions tune WaitAll.
+type WaitOptions struct {
+	// From is the RESULTS sequence to follow results from: ResultsSeq()+1
+	// taken before the jobs were published, so no result can slip by
+	// whatever the clocks say. 0 means from the stream's end when WaitAll
+	// starts.
+	From uint64
 }
 
-// WaitAllFrom is WaitAll following results from the RESULTS sequence after
-// (taken with ResultsSeq before the jobs were published; 0, from a stream
-// that was empty then, follows from its first result).
-func (c *Client) WaitAllFrom(ctx context.Context, after uint64, ids []string, progress func(*Result)) (map[string]*Result, error) {
-	out := make(map[string]*Result, len(ids))
-	want := make(map[string]int, len(ids)) // id -> run awaited
-	for _, id := range ids {
-		want[id] = 1
-	}
-	// Jobs that finished (or run a later run) are read from their state.
-	for start := 0; start < len(ids); start += store.MaxMultiLast * 4 {
-		chunk := ids[start:min(start+store.MaxMultiLast*4, len(ids))]
-		states, err := c.states(ctx, chunk)
-		if err != nil {
-			return out, err
+// WaitAll yields a result for the current run of every job in ids, as
+// each arrives (jobs already finished at once, from their state), and
+// ends after the last one. On ctx's end it yields ctx's error.
+func (c *Client) WaitAll(ctx context.Context, ids []string, o WaitOptions) iter.Seq2[*Result, error] {
+	return func(yield func(*Result, error) bool) {
+		start := o.From
+		if start == 0 {
+			last, err := c.ResultsSeq(ctx)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			start = last + 1
 		}
-		for id, st := range states {
-			want[id] = st.Run
-			if r := st.StoredResult(); r != nil && st.Phase == PhaseFinished {
-				out[id] = r
-				delete(want, id)
-				if progress != nil {
-					progress(r)
+		want := make(map[string]int, len(ids)) // id -> run awaited
+		for _, id := range ids {
+			want[id] = 1
+		}
+		// Jobs that finished (or run a later run) are read from their state.
+		for i := 0; i < len(ids); i += store.MaxMultiLast * 4 {
+			states, err := c.states(ctx, ids[i:min(i+store.MaxMultiLast*4, len(ids))])
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for id, st := range states {
+				want[id] = st.Run
+				if r := st.StoredResult(); r != nil && st.Phase == PhaseFinished {
+					delete(want, id)
+					if !yield(r, nil) {
+						return
+					}
 				}
 			}
 		}
-	}
-	if len(want) == 0 {
-		return out, nil
-	}
-	fctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for r, err := range c.follow(fctx, after+1, nil) {
-		if err != nil {
-			return out, err
-		}
-		run, ok := want[r.ID]
-		if !ok || r.Run < run {
-			continue
-		}
-		out[r.ID] = r
-		delete(want, r.ID)
-		if progress != nil {
-			progress(r)
-		}
 		if len(want) == 0 {
-			return out, nil
+			return
 		}
+		fctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		for r, err := range c.follow(fctx, start, nil) {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if run, ok := want[r.ID]; !ok || r.Run < run {
+				continue
+			}
+			delete(want, r.ID)
+			if !yield(r, nil) || len(want) == 0 {
+				return
+			}
+		}
+		yield(nil, context.Cause(ctx))
 	}
-	return out, context.Cause(ctx)
 }

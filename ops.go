@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"time"
@@ -197,71 +198,73 @@ func (c *Client) scanQueued(ctx context.Context, f func(Job, store.Msg)) error {
 }
 
 // CancelBatch requests the cancel of every unfinished job of batch,
-// several at a time, calling progress (if set) after each. It stops when
-// ctx ends, returning how many were requested so far.
-func (c *Client) CancelBatch(ctx context.Context, batch, reason string, progress func(CancelOutcome, error)) (int, error) {
-	jobs, err := c.BatchJobs(ctx, batch)
-	if err != nil {
-		return 0, err
-	}
-	type item struct {
-		st *JobState
-		f  jetstream.PubAckFuture
-	}
-	n := 0
-	var pend []item
-	flush := func() error {
-		for _, it := range pend {
-			out := CancelOutcome{ID: it.st.ID, Phase: it.st.Phase, Status: CancelRequested,
-				StillBilled: it.st.Phase != PhaseQueued && it.st.Phase != PhaseHeld && !c.Cancelable(it.st.Provider)}
-			select {
-			case <-it.f.Ok():
-				n++
-				if progress != nil {
-					progress(out, nil)
-				}
-			case err := <-it.f.Err():
-				if progress != nil {
-					progress(out, fmt.Errorf("reelq: cancel %s: %w", it.st.ID, err))
-				}
-			case <-ctx.Done():
-				return context.Cause(ctx)
-			}
-		}
-		pend = pend[:0]
-		return nil
-	}
-	for _, b := range jobs {
-		if ctx.Err() != nil {
-			break
-		}
-		if b.State.Phase == PhaseFinished {
-			if progress != nil {
-				progress(CancelOutcome{ID: b.ID, Phase: b.State.Phase, Status: CancelAlreadyFinished, Result: b.State.StoredResult()}, nil)
-			}
-			continue
-		}
-		f, err := c.js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + wire.BucketCancel + "." + b.ID, Data: c.cancelRequest(b.Provider, reason)})
+// several at a time, and yields each job's outcome (with its error, if its
+// request failed; a finished job's outcome says CancelAlreadyFinished).
+// An error with an outcome without ID ends it: the batch could not be
+// listed, or ctx ended.
+func (c *Client) CancelBatch(ctx context.Context, batch, reason string) iter.Seq2[CancelOutcome, error] {
+	return func(yield func(CancelOutcome, error) bool) {
+		jobs, err := c.BatchJobs(ctx, batch)
 		if err != nil {
-			if progress != nil {
-				progress(CancelOutcome{ID: b.ID}, err)
-			}
-			continue
+			yield(CancelOutcome{}, err)
+			return
 		}
-		pend = append(pend, item{b.State, f})
-		if len(pend) >= c.opts.Window {
-			if err := flush(); err != nil {
-				return n, err
+		type item struct {
+			st *JobState
+			f  jetstream.PubAckFuture
+		}
+		var pend []item
+		// flush yields the pending requests' outcomes; false when the
+		// caller stopped or ctx ended.
+		flush := func() bool {
+			defer func() { pend = pend[:0] }()
+			for _, it := range pend {
+				out := CancelOutcome{ID: it.st.ID, Phase: it.st.Phase, Status: CancelRequested,
+					StillBilled: it.st.Phase != PhaseQueued && it.st.Phase != PhaseHeld && !c.Cancelable(it.st.Provider)}
+				var err error
+				select {
+				case <-it.f.Ok():
+				case perr := <-it.f.Err():
+					err = fmt.Errorf("reelq: cancel %s: %w", it.st.ID, perr)
+				case <-ctx.Done():
+					yield(CancelOutcome{}, context.Cause(ctx))
+					return false
+				}
+				if !yield(out, err) {
+					return false
+				}
+			}
+			return true
+		}
+		for _, b := range jobs {
+			if ctx.Err() != nil {
+				break
+			}
+			if b.State.Phase == PhaseFinished {
+				if !yield(CancelOutcome{ID: b.ID, Phase: b.State.Phase, Status: CancelAlreadyFinished, Result: b.State.StoredResult()}, nil) {
+					return
+				}
+				continue
+			}
+			f, err := c.js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + wire.BucketCancel + "." + b.ID, Data: c.cancelRequest(b.Provider, reason)})
+			if err != nil {
+				if !yield(CancelOutcome{ID: b.ID}, err) {
+					return
+				}
+				continue
+			}
+			pend = append(pend, item{b.State, f})
+			if len(pend) >= c.opts.Window && !flush() {
+				return
 			}
 		}
+		if !flush() {
+			return
+		}
+		if ctx.Err() != nil {
+			yield(CancelOutcome{}, context.Cause(ctx))
+		}
 	}
-	if err := flush(); err != nil {
-		return n, err
-	}
-	if ctx.Err() != nil {
-		return n, context.Cause(ctx)
-	}
-	return n, nil
 }
 
 // ErrSucceeded is returned by Retry for a job that succeeded: it is never
@@ -307,38 +310,45 @@ func (c *Client) retry(ctx context.Context, st *JobState) (int, error) {
 	return run, nil
 }
 
+// RetryOutcome is what RetryBatch did with one job.
+type RetryOutcome struct {
+	ID string
+	// Run is the new run's number.
+	Run int
+}
+
 // RetryBatch retries every finished job of batch whose last run ended in
-// one of statuses (default: failed and cancelled); jobs that succeeded are
-// never retried. It returns the ids retried.
-func (c *Client) RetryBatch(ctx context.Context, batch string, statuses []string, progress func(id string, run int, err error)) ([]string, error) {
-	if len(statuses) == 0 {
-		statuses = []string{StatusFailed, StatusCancelled}
-	}
-	for _, s := range statuses {
-		if s == StatusSucceeded {
-			return nil, ErrSucceeded
+// one of statuses (default: failed and cancelled; jobs that succeeded are
+// never retried) and yields each retry (with its error, if it failed). An
+// error with an outcome without ID ends it: statuses include succeeded,
+// the batch could not be listed, or ctx ended.
+func (c *Client) RetryBatch(ctx context.Context, batch string, statuses []string) iter.Seq2[RetryOutcome, error] {
+	return func(yield func(RetryOutcome, error) bool) {
+		if len(statuses) == 0 {
+			statuses = []string{StatusFailed, StatusCancelled}
+		}
+		if slices.Contains(statuses, StatusSucceeded) {
+			yield(RetryOutcome{}, ErrSucceeded)
+			return
+		}
+		jobs, err := c.BatchJobs(ctx, batch)
+		if err != nil {
+			yield(RetryOutcome{}, err)
+			return
+		}
+		for _, b := range jobs {
+			if ctx.Err() != nil {
+				yield(RetryOutcome{}, context.Cause(ctx))
+				return
+			}
+			r := b.State.StoredResult()
+			if b.State.Phase != PhaseFinished || r == nil || !slices.Contains(statuses, r.Status) {
+				continue
+			}
+			run, err := c.retry(ctx, b.State)
+			if !yield(RetryOutcome{ID: b.ID, Run: run}, err) {
+				return
+			}
 		}
 	}
-	jobs, err := c.BatchJobs(ctx, batch)
-	if err != nil {
-		return nil, err
-	}
-	var done []string
-	for _, b := range jobs {
-		if ctx.Err() != nil {
-			return done, context.Cause(ctx)
-		}
-		r := b.State.StoredResult()
-		if b.State.Phase != PhaseFinished || r == nil || !slices.Contains(statuses, r.Status) {
-			continue
-		}
-		run, err := c.retry(ctx, b.State)
-		if progress != nil {
-			progress(b.ID, run, err)
-		}
-		if err == nil {
-			done = append(done, b.ID)
-		}
-	}
-	return done, nil
 }

@@ -119,12 +119,16 @@ Ctrl-C stops it, and running it again finishes the rest.`,
 			var runErr error
 			if batch != "" {
 				pb.phase("cancelling batch "+batch, "jobs", 0)
-				_, runErr = c.CancelBatch(ctx, batch, reason, func(out reelq.CancelOutcome, err error) {
-					if ctx.Err() != nil && err != nil {
-						return // cut short by Ctrl-C: counted in the summary, not one line each
+				for out, err := range c.CancelBatch(ctx, batch, reason) {
+					switch {
+					case err != nil && out.ID == "":
+						runErr = err
+					case ctx.Err() != nil && err != nil:
+						// cut short by Ctrl-C: counted in the summary, not one line each
+					default:
+						record(out, err, false)
 					}
-					record(out, err, false)
-				})
+				}
 			} else {
 				pb.phase("cancelling", "jobs", len(args))
 				runErr = forEach(ctx, args, 16, func(id string) {
@@ -284,7 +288,13 @@ run ended in one of --status (default failed,cancelled) is retried.`,
 			}
 			var runErr error
 			if batch != "" {
-				_, runErr = c.RetryBatch(ctx, batch, sts, add)
+				for out, err := range c.RetryBatch(ctx, batch, sts) {
+					if err != nil && out.ID == "" {
+						runErr = err
+						break
+					}
+					add(out.ID, out.Run, err)
+				}
 			} else {
 				runErr = forEach(ctx, args, 8, func(id string) {
 					run, err := c.Retry(ctx, id)

@@ -141,7 +141,7 @@ func TestConsumerExhaustion(t *testing.T) {
 	if _, err := prod.EnqueueBatch(ctx, []reelq.Job{samsarJob(ids[0], "exhaust"), samsarJob(ids[1], "exhaust")}, reelq.BatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := prod.WaitAllFrom(ctx, after, ids, nil)
+	got, err := reelqtest.WaitAll(ctx, prod.Client, ids, reelq.WaitOptions{From: after + 1})
 	if err != nil || len(got) != 2 {
 		t.Fatalf("producer: wait all: %v %v", got, err)
 	}

@@ -399,7 +399,7 @@ func TestShippedPermissions(t *testing.T) {
 			t.Errorf("producer: enqueue %s again: %s %v, want known", o.ID, o.Status, o.Err)
 		}
 	}
-	got, err := prod.WaitAllFrom(ctx, after, ids, nil)
+	got, err := reelqtest.WaitAll(ctx, prod.Client, ids, reelq.WaitOptions{From: after + 1})
 	if err != nil {
 		fail("producer: wait all: %d of %d: %v", len(got), n, err)
 	}
@@ -429,8 +429,17 @@ func TestShippedPermissions(t *testing.T) {
 	if o, err := prod.Cancel(ctx, "perm-camb-1"); err != nil || o.Status != reelq.CancelRequested {
 		fail("producer: cancel: %+v %v", o, err)
 	}
-	if n, err := prod.CancelBatch(ctx, "perm-camb2", "test", nil); err != nil || n != 1 {
-		fail("producer: cancel batch: %d %v", n, err)
+	requested := 0
+	for o, err := range prod.CancelBatch(ctx, "perm-camb2", "test") {
+		if err != nil {
+			fail("producer: cancel batch: %+v %v", o, err)
+		}
+		if o.Status == reelq.CancelRequested {
+			requested++
+		}
+	}
+	if requested != 1 {
+		fail("producer: cancel batch: %d requested, want 1", requested)
 	}
 	for _, id := range []string{"perm-camb-1", "perm-camb-2"} {
 		if r, err := prod.Wait(ctx, id); err != nil || r.Status != reelq.StatusCancelled {

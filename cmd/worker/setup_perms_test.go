@@ -207,7 +207,7 @@ func TestSetupOnlyThenSkipWithoutStreamRights(t *testing.T) {
 			t.Fatalf("enqueue %s: %s %v", o.ID, o.Status, o.Err)
 		}
 	}
-	got, err := prod.WaitAllFrom(ctx, after, ids, nil)
+	got, err := reelqtest.WaitAll(ctx, prod.Client, ids, reelq.WaitOptions{From: after + 1})
 	if err != nil {
 		t.Fatalf("wait for the jobs: %d of %d: %v\nworker log:\n%s\nserver log:\n%s", len(got), len(ids), err, w.Log, slog)
 	}

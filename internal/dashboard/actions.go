@@ -145,14 +145,17 @@ func (s *Server) resume(ctx context.Context, r *http.Request, _ viewer) (string,
 
 func (s *Server) cancelBatch(ctx context.Context, r *http.Request, v viewer) (string, error) {
 	b := r.PathValue("batch")
-	billed := 0
-	n, err := s.c.CancelBatch(ctx, b, "cancelled from the dashboard ("+v.user+")", func(o reelq.CancelOutcome, err error) {
-		if err == nil && o.StillBilled {
-			billed++
+	n, billed := 0, 0
+	for o, err := range s.c.CancelBatch(ctx, b, "cancelled from the dashboard ("+v.user+")") {
+		switch {
+		case err != nil && o.ID == "":
+			return "", fmt.Errorf("%d cancels requested before: %w", n, err)
+		case err == nil && o.Status == reelq.CancelRequested:
+			n++
+			if o.StillBilled {
+				billed++
+			}
 		}
-	})
-	if err != nil {
-		return "", fmt.Errorf("%d cancels requested before: %w", n, err)
 	}
 	msg := fmt.Sprintf("cancel requested for %d unfinished jobs of %s", n, b)
 	if billed > 0 {
@@ -163,11 +166,16 @@ func (s *Server) cancelBatch(ctx context.Context, r *http.Request, v viewer) (st
 
 func (s *Server) retryBatch(ctx context.Context, r *http.Request, _ viewer) (string, error) {
 	b := r.PathValue("batch")
-	ids, err := s.c.RetryBatch(ctx, b, []string{reelq.StatusFailed}, nil)
-	if err != nil {
-		return "", fmt.Errorf("%d retried before: %w", len(ids), err)
+	n := 0
+	for o, err := range s.c.RetryBatch(ctx, b, []string{reelq.StatusFailed}) {
+		switch {
+		case err != nil && o.ID == "":
+			return "", fmt.Errorf("%d retried before: %w", n, err)
+		case err == nil:
+			n++
+		}
 	}
-	return fmt.Sprintf("%d failed jobs of %s retried", len(ids), b), nil
+	return fmt.Sprintf("%d failed jobs of %s retried", n, b), nil
 }
 
 func (s *Server) cancelJob(ctx context.Context, r *http.Request, _ viewer) (string, error) {

@@ -349,3 +349,16 @@ func (e *Env) ArchiveConfig() worker.ArchiveConfig {
 	return worker.ArchiveConfig{Store: store, Fetcher: f, Concurrency: 4,
 		Retry: archive.Retry{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, Budget: 2 * time.Second}}
 }
+
+// WaitAll collects the results c.WaitAll yields, by job id (those so far
+// with the error that ended it).
+func WaitAll(ctx context.Context, c *reelq.Client, ids []string, o reelq.WaitOptions) (map[string]*reelq.Result, error) {
+	out := make(map[string]*reelq.Result, len(ids))
+	for r, err := range c.WaitAll(ctx, ids, o) {
+		if err != nil {
+			return out, err
+		}
+		out[r.ID] = r
+	}
+	return out, nil
+}

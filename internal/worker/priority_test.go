@@ -168,7 +168,7 @@ func runFairShare(tb testing.TB) fairFigures {
 	startReplicas(env, replicas, map[string]reelqtest.Settings{"samsar": {MaxInflight: capN, PollInterval: 20 * time.Millisecond}}, worker.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // 10,100 jobs pulled under -race on a busy host
 	defer cancel()
-	if _, err := env.Client.WaitAll(ctx, jobIDs(small), nil); err != nil {
+	if _, err := reelqtest.WaitAll(ctx, env.Client, jobIDs(small), reelq.WaitOptions{}); err != nil {
 		tb.Fatal(err)
 	}
 	var first, last time.Time
@@ -241,7 +241,7 @@ func runRetrySlots(tb testing.TB) retryFigures {
 	env.Enqueue(good...)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := env.Client.WaitAll(ctx, jobIDs(good), nil); err != nil {
+	if _, err := reelqtest.WaitAll(ctx, env.Client, jobIDs(good), reelq.WaitOptions{}); err != nil {
 		tb.Fatal(err)
 	}
 	var first, end time.Time
@@ -370,7 +370,7 @@ func TestPausedProviderHoldsNoSlot(t *testing.T) {
 	if _, err := env.Inspector.Resume(ctx, "samsar"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.Client.WaitAll(ctx, jobIDs(jobs), nil); err != nil {
+	if _, err := reelqtest.WaitAll(ctx, env.Client, jobIDs(jobs), reelq.WaitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if started >= len(jobs) {
