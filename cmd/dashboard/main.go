@@ -188,7 +188,7 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer, ready fu
 			hosts = append(hosts, h)
 		}
 	}
-	d, err := dashboard.New(dashboard.Config{Client: c, Inspector: ins, Logger: log, Auth: auth, AuthRead: o.authRead, ListenHost: host,
+	d, err := dashboard.New(dashboard.Config{Client: c, Inspector: ins, NC: nc, Logger: log, Auth: auth, AuthRead: o.authRead, ListenHost: host,
 		AllowedHosts: hosts, Secure: o.secureCookies || o.tlsCert != "", S3: o.s3, NATSServer: server,
 		Version: buildinfo.Version(), MinInterval: o.minInterval})
 	if err != nil {

@@ -1772,7 +1772,7 @@ func TestDashboardPermissions(t *testing.T) {
 
 	dash := connectAs(t, s, "dashboard")
 	c := dash.client(t)
-	d, err := dashboard.New(dashboard.Config{Client: c.Client, Inspector: c.Inspector, ListenHost: "127.0.0.1", Auth: dashboard.Auth{Token: "dash-matrix-token-0123456789"}, MinInterval: 10 * time.Millisecond})
+	d, err := dashboard.New(dashboard.Config{Client: c.Client, Inspector: c.Inspector, NC: dash.nc, ListenHost: "127.0.0.1", Auth: dashboard.Auth{Token: "dash-matrix-token-0123456789"}, MinInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,7 +57,7 @@ func BenchmarkPageLoad(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d, err := dashboard.New(dashboard.Config{Client: c, Inspector: ins, ListenHost: "127.0.0.1", Auth: dashboard.Auth{Token: testToken}})
+	d, err := dashboard.New(dashboard.Config{Client: c, Inspector: ins, NC: nc, ListenHost: "127.0.0.1", Auth: dashboard.Auth{Token: testToken}})
 	if err != nil {
 		b.Fatal(err)
 	}

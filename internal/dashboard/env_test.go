@@ -59,7 +59,7 @@ func startDash(t testing.TB, o dashOptions) *dash {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	d, err := dashboard.New(dashboard.Config{Client: c, Inspector: ins, Logger: log, Auth: o.auth, AuthRead: o.authRead, ListenHost: "127.0.0.1",
+	d, err := dashboard.New(dashboard.Config{Client: c, Inspector: ins, NC: nc, Logger: log, Auth: o.auth, AuthRead: o.authRead, ListenHost: "127.0.0.1",
 		NATSServer: env.Server.ClientURL(), Version: "test", MinInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

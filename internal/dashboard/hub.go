@@ -39,6 +39,7 @@ type sub struct {
 type hub struct {
 	c   *reelq.Client
 	i   *inspect.Inspector
+	nc  *nats.Conn
 	log *slog.Logger
 
 	base context.Context // ends when Run returns
@@ -59,8 +60,8 @@ type jobWatch struct {
 	cancel context.CancelFunc
 }
 
-func newHub(c *reelq.Client, i *inspect.Inspector, log *slog.Logger) *hub {
-	return &hub{c: c, i: i, log: log, subs: map[*sub]struct{}{}, gens: map[viewKey]uint64{}, jobs: map[string]*jobWatch{},
+func newHub(c *reelq.Client, i *inspect.Inspector, nc *nats.Conn, log *slog.Logger) *hub {
+	return &hub{c: c, i: i, nc: nc, log: log, subs: map[*sub]struct{}{}, gens: map[viewKey]uint64{}, jobs: map[string]*jobWatch{},
 		submits: map[string]*window{}, batches: map[string]*window{}}
 }
 
@@ -123,7 +124,7 @@ func (h *hub) run(ctx context.Context) error {
 	})
 	// The workers' records: a plain subscription wakes the pages, which
 	// read the records by direct get.
-	beats, err := h.c.Conn().Subscribe("workers.*", func(*nats.Msg) {
+	beats, err := h.nc.Subscribe("workers.*", func(*nats.Msg) {
 		h.notify(func(k viewKey) bool { return k.kind == viewWorkers || k.kind == viewActivity })
 	})
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/inspect"
 )
@@ -99,7 +101,7 @@ func TestMediaKind(t *testing.T) {
 // A provider card shows jobs held for an operator, with how to resolve
 // them, and no such row when there are none.
 func TestProviderCardShowsHeldJobs(t *testing.T) {
-	s, err := New(Config{Client: new(reelq.Client), Inspector: new(inspect.Inspector)})
+	s, err := New(Config{Client: new(reelq.Client), Inspector: new(inspect.Inspector), NC: new(nats.Conn)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +126,7 @@ func TestProviderCardShowsHeldJobs(t *testing.T) {
 // warning on its card naming the bucket, the server's error and the
 // worker that reported it.
 func TestProviderCardShowsLimiterAlarm(t *testing.T) {
-	s, err := New(Config{Client: new(reelq.Client), Inspector: new(inspect.Inspector)})
+	s, err := New(Config{Client: new(reelq.Client), Inspector: new(inspect.Inspector), NC: new(nats.Conn)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -235,7 +235,7 @@ func (s *Server) jobList(ctx context.Context, f jobFilter) (*jobList, error) {
 // of Since.
 func (s *Server) stateJobList(ctx context.Context, f jobFilter, d *jobList) error {
 	stream := "KV_" + wire.BucketJobs
-	js, err := s.c.JetStream().Stream(ctx, stream)
+	js, err := s.js.Stream(ctx, stream)
 	if err != nil {
 		return err
 	}
@@ -246,14 +246,14 @@ func (s *Server) stateJobList(ctx context.Context, f jobFilter, d *jobList) erro
 		hi = min(hi, f.Before)
 	}
 	if !f.Until.IsZero() {
-		if seq, err := seqAt(ctx, s.c.Conn(), stream, "", f.Until); err != nil {
+		if seq, err := seqAt(ctx, s.nc, stream, "", f.Until); err != nil {
 			return err
 		} else if seq > 0 {
 			hi = min(hi, seq)
 		}
 	}
 	if !f.Since.IsZero() {
-		seq, err := seqAt(ctx, s.c.Conn(), stream, "", f.Since)
+		seq, err := seqAt(ctx, s.nc, stream, "", f.Since)
 		if err != nil {
 			return err
 		}
@@ -275,7 +275,7 @@ func (s *Server) stateJobList(ctx context.Context, f jobFilter, d *jobList) erro
 		}
 		start := max(lo, hi-min(hi-lo, window))
 		match, seqs = match[:0], seqs[:0]
-		err := directGet(ctx, s.c.Conn(), stream, directReq{Seq: start, Batch: int(min(window, hi-start))}, func(m stored) bool {
+		err := directGet(ctx, s.nc, stream, directReq{Seq: start, Batch: int(min(window, hi-start))}, func(m stored) bool {
 			if m.Seq >= hi {
 				return false
 			}
@@ -326,7 +326,7 @@ func (s *Server) heldJobList(ctx context.Context, f jobFilter, d *jobList) error
 		filter = "counters.held." + f.Provider + ".*"
 	}
 	var ids []string
-	err := directGet(ctx, s.c.Conn(), wire.StreamCounters, directReq{MultiLast: []string{filter}, Batch: 1024}, func(m stored) bool {
+	err := directGet(ctx, s.nc, wire.StreamCounters, directReq{MultiLast: []string{filter}, Batch: 1024}, func(m stored) bool {
 		if i := strings.LastIndexByte(m.Subject, '.'); i >= 0 {
 			ids = append(ids, m.Subject[i+1:])
 		}
@@ -363,7 +363,7 @@ func (s *Server) heldJobList(ctx context.Context, f jobFilter, d *jobList) error
 // seqTime is when the message at seq (or the next one) was stored.
 func seqTime(ctx context.Context, s *Server, stream string, seq uint64) (time.Time, error) {
 	var t time.Time
-	err := directGet(ctx, s.c.Conn(), stream, directReq{Seq: seq, Batch: 1}, func(m stored) bool {
+	err := directGet(ctx, s.nc, stream, directReq{Seq: seq, Batch: 1}, func(m stored) bool {
 		t = m.Time
 		return false
 	})

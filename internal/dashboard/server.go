@@ -32,6 +32,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/inspect"
 )
@@ -45,7 +48,10 @@ type Config struct {
 	Client *reelq.Client
 	// Inspector is the operator API the dashboard reads the queue with.
 	Inspector *inspect.Inspector
-	Logger    *slog.Logger
+	// NC is the connection Client and Inspector use; the job list, the
+	// charts and the workers view read the streams directly over it.
+	NC     *nats.Conn
+	Logger *slog.Logger
 	// Auth lets people act; the zero value makes the dashboard read-only.
 	Auth Auth
 	// AuthRead requires signing in to see anything too (with Auth set).
@@ -74,6 +80,8 @@ type Server struct {
 	cfg      Config
 	c        *reelq.Client
 	i        *inspect.Inspector
+	nc       *nats.Conn
+	js       jetstream.JetStream
 	log      *slog.Logger
 	hub      *hub
 	cache    viewCache
@@ -87,8 +95,12 @@ type Server struct {
 
 // New builds a Server.
 func New(cfg Config) (*Server, error) {
-	if cfg.Client == nil || cfg.Inspector == nil {
-		return nil, errors.New("dashboard: a client and an inspector are needed")
+	if cfg.Client == nil || cfg.Inspector == nil || cfg.NC == nil {
+		return nil, errors.New("dashboard: a client, an inspector and their connection are needed")
+	}
+	js, err := jetstream.New(cfg.NC)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -107,7 +119,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, c: cfg.Client, i: cfg.Inspector, log: cfg.Logger, hub: newHub(cfg.Client, cfg.Inspector, cfg.Logger), sessions: newSessions(),
+	s := &Server{cfg: cfg, c: cfg.Client, i: cfg.Inspector, nc: cfg.NC, js: js, log: cfg.Logger, hub: newHub(cfg.Client, cfg.Inspector, cfg.NC, cfg.Logger), sessions: newSessions(),
 		static: http.StripPrefix("/static/", http.FileServerFS(static))}
 	s.tmpl = tmpl.Funcs(template.FuncMap{"frag": s.fragHTML})
 	s.routes()

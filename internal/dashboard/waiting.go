@@ -34,7 +34,7 @@ func (s *Server) waitingOn(ctx context.Context, batch string, ps []inspect.Provi
 			continue
 		}
 		n := waitNote{Provider: p.Provider, Queued: queued, Pause: p.Pause, NoWorker: p.NoWorker}
-		err := directGet(ctx, s.c.Conn(), wire.StreamJobs, directReq{Seq: 1, NextFor: "jobs." + p.Provider + ".>", Batch: 256, MaxBytes: 1 << 20}, func(m stored) bool {
+		err := directGet(ctx, s.nc, wire.StreamJobs, directReq{Seq: 1, NextFor: "jobs." + p.Provider + ".>", Batch: 256, MaxBytes: 1 << 20}, func(m stored) bool {
 			var j struct {
 				Batch string `json:"batch"`
 			}

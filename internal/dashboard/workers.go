@@ -109,7 +109,7 @@ func (s *Server) workers(ctx context.Context) (*workersData, error) {
 // lastRecords reads every worker's last record.
 func (s *Server) lastRecords(ctx context.Context) ([]heartbeat.Record, error) {
 	var out []heartbeat.Record
-	err := directGet(ctx, s.c.Conn(), heartbeat.Stream, directReq{MultiLast: []string{"workers.*"}, Batch: 1024}, func(m stored) bool {
+	err := directGet(ctx, s.nc, heartbeat.Stream, directReq{MultiLast: []string{"workers.*"}, Batch: 1024}, func(m stored) bool {
 		var r heartbeat.Record
 		if json.Unmarshal(m.Data, &r) == nil && r.Worker != "" {
 			out = append(out, r)
