@@ -131,37 +131,32 @@ func (c *Client) Wait(ctx context.Context, id string) (*Result, error) {
 	return nil, fmt.Errorf("reelq: follow results: %w", err)
 }
 
-// Follow yields result events as they are stored, from the RESULTS stream
-// sequence after (0: from now on; use ResultsSeq before publishing so no
-// result can slip by), optionally only for some providers. It ends when
-// ctx ends (yielding ctx's error) or the caller stops ranging. It keeps no
-// state on the server (it reads by direct get, woken by a subscription to
-// the results' subjects): for results a service must not miss across
-// restarts, use Results.
-func (c *Client) Follow(ctx context.Context, after uint64, providers ...string) iter.Seq2[*Result, error] {
-	if after == 0 {
-		return c.follow(ctx, 0, providers)
-	}
-	return c.follow(ctx, after+1, providers)
-}
-
-// follow yields result events from RESULTS sequence start on (0: the
-// next one stored).
-func (c *Client) follow(ctx context.Context, start uint64, providers []string) iter.Seq2[*Result, error] {
+// follow yields the results stored from RESULTS sequence start on (0:
+// the next one stored), of provider's jobs only if provider is set.
+func (c *Client) follow(ctx context.Context, start uint64, provider string) iter.Seq2[*Delivery, error] {
 	var filters []string
-	for _, p := range providers {
-		filters = append(filters, wire.ResultSubject(p, "*"))
+	if provider != "" {
+		filters = []string{wire.ResultSubject(provider, "*")}
 	}
-	return store.Seq(ctx, c.s, wire.StreamResults, filters, start, "follow results", func(m store.Msg) (*Result, bool) {
-		var r Result
-		if json.Unmarshal(m.Data, &r) != nil {
+	return store.Seq(ctx, c.s, wire.StreamResults, filters, start, "follow results", func(m store.Msg) (*Delivery, bool) {
+		r, ok := decodeResult(m.Data)
+		if !ok {
 			return nil, false
 		}
-		if r.Run == 0 {
-			r.Run = 1
-		}
-		return &r, true
+		return &Delivery{Result: r, Seq: m.Seq}, true
 	})
+}
+
+// decodeResult reads a result event (run 1 when it names none).
+func decodeResult(data []byte) (*Result, bool) {
+	var r Result
+	if json.Unmarshal(data, &r) != nil {
+		return nil, false
+	}
+	if r.Run == 0 {
+		r.Run = 1
+	}
+	return &r, true
 }
 
 // ResultsSeq returns the RESULTS stream's last sequence: take it before
@@ -220,11 +215,12 @@ func (c *Client) WaitAll(ctx context.Context, ids []string, o WaitOptions) iter.
 		}
 		fctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		for r, err := range c.follow(fctx, start, nil) {
+		for d, err := range c.follow(fctx, start, "") {
 			if err != nil {
 				yield(nil, err)
 				return
 			}
+			r := d.Result
 			if run, ok := want[r.ID]; !ok || r.Run < run {
 				continue
 			}

@@ -57,13 +57,14 @@ AWS tools take them (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE...).`
 				return a.download(ctx, c, dir, batch, provider, o)
 			}
 			enc := json.NewEncoder(a.stdout)
-			for r, err := range c.ReadResults(ctx, reelq.ReadOptions{Provider: provider, Follow: follow}) {
+			for d, err := range c.Results(ctx, reelq.ResultsOptions{Provider: provider, Follow: follow}) {
 				if err != nil {
 					if ctx.Err() != nil && follow {
 						return silent(exitInterrupted) // Ctrl-C ends --follow: 130, as for every command
 					}
 					return err
 				}
+				r := d.Result
 				if batch != "" && r.Batch != batch {
 					continue
 				}
@@ -117,10 +118,11 @@ func (a *app) download(ctx context.Context, c *reelq.Client, dir, batch, provide
 	// The last run of each job that has outputs.
 	latest := map[string]*reelq.Result{}
 	var order []string
-	for r, err := range c.ReadResults(ctx, reelq.ReadOptions{Provider: provider}) {
+	for d, err := range c.Results(ctx, reelq.ResultsOptions{Provider: provider}) {
 		if err != nil {
 			return err
 		}
+		r := d.Result
 		if batch != "" && r.Batch != batch {
 			continue
 		}

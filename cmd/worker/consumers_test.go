@@ -129,11 +129,11 @@ func TestConsumerExhaustion(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for r, err := range c.Follow(fctx, after, "samsar") {
+			for d, err := range c.Results(fctx, reelq.ResultsOptions{After: after, Follow: true, FromNow: after == 0, Provider: "samsar"}) {
 				if err != nil {
 					return
 				}
-				followed <- r.ID
+				followed <- d.Result.ID
 			}
 		}()
 	}

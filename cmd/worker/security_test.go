@@ -604,11 +604,11 @@ func TestShippedPermissions(t *testing.T) {
 		t.Errorf("results: delete its durable consumer: %v", err)
 	}
 	fctx, fcancel := context.WithCancel(ctx)
-	for r, err := range res.Follow(fctx, followFrom, "samsar") {
+	for d, err := range res.Results(fctx, reelq.ResultsOptions{After: followFrom, Follow: true, FromNow: followFrom == 0, Provider: "samsar"}) {
 		if err != nil {
 			fail("results: follow: %v", err)
 		}
-		if r.ID == "perm-credits" {
+		if d.Result.ID == "perm-credits" {
 			break
 		}
 	}

@@ -96,11 +96,11 @@ func (h *hub) run(ctx context.Context) error {
 	h.goFollow(ctx, "results", func(ctx context.Context) error {
 		after := resSeq
 		resSeq = 0
-		for r, err := range h.c.Follow(ctx, after) {
+		for d, err := range h.c.Results(ctx, reelq.ResultsOptions{After: after, Follow: true, FromNow: after == 0}) {
 			if err != nil {
 				return err
 			}
-			h.onResult(r)
+			h.onResult(d.Result)
 		}
 		return nil
 	})
