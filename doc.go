@@ -103,10 +103,11 @@
 //		if err := d.Ack(ctx); err != nil { return err }
 //	}
 //
-// [Client.Follow] and [Client.ReadResults] read RESULTS by direct get,
-// keeping no state on the server (for tools and dashboards);
-// [inspect.Inspector.DeleteResults] removes a durable consumer that is no longer
-// wanted.
+// Without a Name, Results reads RESULTS by direct get from
+// [ResultsOptions].After on (and on as results are stored, with Follow),
+// keeping no state on the server (for tools and dashboards); the
+// operator package's Inspector.DeleteResults removes a durable consumer
+// that is no longer wanted.
 //
 // # Batches
 //
