@@ -234,14 +234,3 @@ func (c *Client) queuedMsgs(ctx context.Context, subjects []string) (map[string]
 	defer cancel()
 	return c.s.LastMsgs(cctx, wire.StreamJobs, subjects)
 }
-
-func (c *Client) event(e Event) {
-	if e.Time.IsZero() {
-		e.Time = time.Now().UTC()
-	}
-	if e.Worker == "" {
-		e.Worker = c.opts.By
-	}
-	data, _ := json.Marshal(e)
-	_ = c.nc.Publish(e.subject(), data)
-}
