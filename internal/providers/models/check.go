@@ -17,7 +17,15 @@ func CheckModel(bad *kind.Problems, c *Catalog, field, model string, re *regexp.
 		bad.Add("%s is required (%s)", field, form)
 	case !re.MatchString(model):
 		bad.Add("%s %q is not a model id (%s)", field, model, form)
-	case !c.Known(model) && !c.PassUnknown():
+	default:
+		CheckKnown(bad, c, field, model)
+	}
+}
+
+// CheckKnown records in bad that model has no schema, unless it has one
+// or unknown models pass.
+func CheckKnown(bad *kind.Problems, c *Catalog, field, model string) {
+	if !c.Known(model) && !c.PassUnknown() {
 		bad.Add("%s %q has no input schema on this deployment (known: %s); add <%s_SCHEMA_DIR>/%s.json, or set %s_UNKNOWN_MODELS=pass",
 			field, model, list(c.Models()), upper(c.provider), model, upper(c.provider))
 	}

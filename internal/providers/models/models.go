@@ -173,6 +173,16 @@ func escape(tok string) string {
 // Known reports whether model has a schema.
 func (c *Catalog) Known(model string) bool { return c.schemas[model] != nil }
 
+// Find returns the model with a schema whose id ends in suffix, or "".
+func (c *Catalog) Find(suffix string) string {
+	for _, m := range c.Models() {
+		if strings.HasSuffix(m, suffix) {
+			return m
+		}
+	}
+	return ""
+}
+
 // PassUnknown reports whether a model without a schema is sent unchecked.
 func (c *Catalog) PassUnknown() bool { return c.pass }
 
