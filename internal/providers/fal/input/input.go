@@ -20,8 +20,8 @@ const Name = "fal"
 
 // Options are the provider options the input rules depend on.
 type Options struct {
-	SchemaDir     string `env:"SCHEMA_DIR" help:"directory of more model input schemas, one file per model: <dir>/<model id>.json (a JSON Schema or fal's OpenAPI document of the model)"`
-	PriceFile     string `env:"PRICE_FILE" help:"JSON price table that extends the shipped one: {\"<model id>\": {\"usd\": \"0.07\", \"per\": \"second\", \"seconds\": \"duration\"}}"`
+	SchemaDir     string `env:"SCHEMA_DIR" help:"directory of more model input schemas, one file per model, named by its id (DIR/fal-ai/veo3.json): a JSON Schema, or fal's OpenAPI document of the model"`
+	PriceFile     string `env:"PRICE_FILE" help:"JSON price table that extends the shipped one, by model id: {\"MODEL\": {\"usd\": \"0.07\", \"per\": \"second\", \"seconds\": \"duration\"}} (per: second or run)"`
 	UnknownModels string `env:"UNKNOWN_MODELS" helpDefault:"refuse" help:"a model without a schema: refuse the job, or pass its input unchecked to fal"`
 }
 

@@ -22,8 +22,8 @@ const Name = "replicate"
 
 // Options are the provider options the input rules depend on.
 type Options struct {
-	SchemaDir     string `env:"SCHEMA_DIR" help:"directory of more model input schemas: <dir>/<owner>/<name>.json, or <dir>/<owner>/<name>/<version>.json for one version (a JSON Schema, or the model's openapi_schema)"`
-	PriceFile     string `env:"PRICE_FILE" help:"JSON price table that extends the shipped one: {\"<owner>/<name>\": {\"usd\": \"0.07\", \"per\": \"second\", \"seconds\": \"duration\"}}"`
+	SchemaDir     string `env:"SCHEMA_DIR" help:"directory of more model input schemas, one file per model, named by its id (DIR/google/veo-3.json): a JSON Schema, or the model's openapi_schema"`
+	PriceFile     string `env:"PRICE_FILE" help:"JSON price table that extends the shipped one, by model id: {\"MODEL\": {\"usd\": \"0.07\", \"per\": \"second\", \"seconds\": \"duration\"}} (per: second or run)"`
 	UnknownModels string `env:"UNKNOWN_MODELS" helpDefault:"refuse" help:"a model without a schema: refuse the job, or pass its input unchecked to Replicate"`
 }
 
@@ -52,8 +52,8 @@ func (o Options) Catalog() (*models.Catalog, error) {
 	return f.(func() (*models.Catalog, error))()
 }
 
-// Input is a prediction on Replicate (POST /v1/models/{owner}/{name}/
-// predictions for Model, POST /v1/predictions for Version). Input is the
+// Input is a prediction on Replicate: POST /v1/models/{model}/predictions
+// for Model, POST /v1/predictions for Version. Input is the
 // model's own input object, checked against the model's JSON Schema
 // before any paid call. It costs the model's price from the price table
 // (per second of video or per run); a model without a price is unpriced.
