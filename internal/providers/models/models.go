@@ -27,6 +27,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
@@ -241,3 +242,23 @@ func leaves(e *jsonschema.ValidationError, f func(*jsonschema.ValidationError)) 
 }
 
 func upper(provider string) string { return strings.ToUpper(provider) }
+
+// cached holds the catalogs Cached loaded, by everything they depend on.
+var cached sync.Map // cacheKey -> func() (*Catalog, error)
+
+type cacheKey struct{ provider, dir, priceFile, unknown string }
+
+// Cached is Load, done once per provider and set of options: a provider's
+// rules and adapter share one catalog however often they are built.
+// shipped is the directory "models" of the provider's embedded files.
+func Cached(provider string, shipped fs.FS, prices []byte, dir, priceFile, unknown string) (*Catalog, error) {
+	k := cacheKey{provider, dir, priceFile, unknown}
+	f, _ := cached.LoadOrStore(k, sync.OnceValues(func() (*Catalog, error) {
+		sub, err := fs.Sub(shipped, "models")
+		if err != nil {
+			return nil, err
+		}
+		return Load(provider, sub, prices, dir, priceFile, unknown)
+	}))
+	return f.(func() (*Catalog, error))()
+}

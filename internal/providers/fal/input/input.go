@@ -7,9 +7,7 @@ package input
 import (
 	"embed"
 	"encoding/json"
-	"io/fs"
 	"regexp"
-	"sync"
 
 	"github.com/reelq/reelq/internal/providers/kind"
 	"github.com/reelq/reelq/internal/providers/models"
@@ -38,16 +36,10 @@ var shipped embed.FS
 //go:embed prices.json
 var prices []byte
 
-var catalogs sync.Map // Options -> func() (*models.Catalog, error)
-
 // Catalog is the models the options know: the shipped schemas and prices
 // and the operator's. It is loaded once per set of options.
 func (o Options) Catalog() (*models.Catalog, error) {
-	f, _ := catalogs.LoadOrStore(o, sync.OnceValues(func() (*models.Catalog, error) {
-		sub, _ := fs.Sub(shipped, "models")
-		return models.Load(Name, sub, prices, o.SchemaDir, o.PriceFile, o.UnknownModels)
-	}))
-	return f.(func() (*models.Catalog, error))()
+	return models.Cached(Name, shipped, prices, o.SchemaDir, o.PriceFile, o.UnknownModels)
 }
 
 // Input is a request to one of fal.ai's models through its queue API
