@@ -69,3 +69,17 @@ func TestHubModelJobs(t *testing.T) {
 		}
 	}
 }
+
+// falJob and replicateJob are priced hub jobs whose prompts name them
+// (hubPrompt), so simulator submission counts can be matched to jobs.
+func falJob(id string) reelq.Job {
+	return reelq.Job{ID: id, Provider: "fal", Batch: "test", Input: []byte(
+		`{"model":"fal-ai/kling-video/v2.1/master/text-to-video","input":{"prompt":"` + hubPrompt(id) + `","duration":"5"}}`)}
+}
+
+func replicateJob(id string) reelq.Job {
+	return reelq.Job{ID: id, Provider: "replicate", Batch: "test", Input: []byte(
+		`{"model":"kwaivgi/kling-v2.5-turbo-pro","input":{"prompt":"` + hubPrompt(id) + `","duration":5}}`)}
+}
+
+func hubPrompt(id string) string { return "a kite over dunes, job " + id }
