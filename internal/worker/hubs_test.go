@@ -83,3 +83,33 @@ func replicateJob(id string) reelq.Job {
 }
 
 func hubPrompt(id string) string { return "a kite over dunes, job " + id }
+
+// TestReplicateCreate5xxIsAmbiguous checks a Replicate create answered
+// with a 5xx is a submission with an unknown outcome (Replicate's own
+// clients never retry a create after one: the prediction may exist), not
+// a plain retry: it is counted, the job (below P_HOLD_ABOVE) submitted
+// again, and its result says pay_once best_effort.
+func TestReplicateCreate5xxIsAmbiguous(t *testing.T) {
+	t.Parallel()
+	knobs := providersim.Knobs{CompleteAfter: providersim.Duration(100 * time.Millisecond), ErrorRate: 1}
+	env := reelqtest.New(t, map[string]providersim.Knobs{"replicate": knobs})
+	ambiguous := env.Events("events.replicate." + reelq.EventAmbiguousSubmit)
+	w := env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"replicate": {}}})
+	defer w.Stop()
+	env.Enqueue(replicateJob("r5xx"))
+	if ev := env.NextEvent(ambiguous, 30*time.Second); ev.JobID != "r5xx" {
+		t.Fatalf("ambiguous_submit event %+v, want job r5xx", ev)
+	}
+	knobs.ErrorRate = 0
+	if err := env.Sim.SetKnobs("replicate", knobs); err != nil {
+		t.Fatal(err)
+	}
+	r := env.Results(1, time.Minute)["r5xx"]
+	if len(r) != 1 || r[0].Status != reelq.StatusSucceeded || r[0].PayOnce != reelq.PayOnceBestEffort {
+		t.Fatalf("result %+v, want one succeeded result with pay_once best_effort", r)
+	}
+	st, _, err := env.States.Get(context.Background(), "r5xx")
+	if err != nil || st.AmbiguousSubmits < 1 {
+		t.Errorf("state %+v, %v: want the 5xx counted as an ambiguous submission", st, err)
+	}
+}

@@ -722,11 +722,12 @@ func (e *engine) retry(ctx context.Context, j *job, cause error) outcome {
 }
 
 // noResponse reports a failed call that may still have reached the
-// provider: no HTTP status came back, or the call's own deadline expired.
+// provider: no HTTP status came back, the call's own deadline expired, or
+// the adapter says the answer leaves the outcome unknown (Error.Ambiguous).
 func noResponse(err error) bool {
 	var pe *providers.Error
 	if errors.As(err, &pe) {
-		return pe.StatusCode == 0 && errors.Is(err, providers.ErrRetryable) && !errors.Is(err, providers.ErrCredentialsRefused)
+		return pe.Ambiguous || (pe.StatusCode == 0 && errors.Is(err, providers.ErrRetryable) && !errors.Is(err, providers.ErrCredentialsRefused))
 	}
 	return errors.Is(err, context.DeadlineExceeded)
 }

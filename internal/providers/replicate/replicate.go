@@ -109,6 +109,11 @@ func (c *Client) Submit(ctx context.Context, req providers.Request) (providers.T
 		hr.Header.Set("Cancel-After", c.opts.CancelAfter)
 	}
 	resp, err := c.caller.Do(ctx, "submit", hr)
+	if pe, ok := err.(*providers.Error); ok && pe.StatusCode >= 500 {
+		// Replicate's clients retry a create only after a 429: a 5xx may
+		// come after the prediction was created.
+		pe.Ambiguous = true
+	}
 	if err != nil {
 		return providers.Task{}, err
 	}

@@ -161,6 +161,10 @@ func TestErrorClasses(t *testing.T) {
 			if tc.detail != "" && !strings.Contains(err.Error(), tc.detail) {
 				t.Errorf("err %v lost the detail %q", err, tc.detail)
 			}
+			var pe *providers.Error
+			if errors.As(err, &pe) && pe.Ambiguous != (tc.status >= 500) {
+				t.Errorf("Ambiguous = %v for HTTP %d to a create; want it for a 5xx only", pe.Ambiguous, tc.status)
+			}
 			if tc.status == 429 && providers.RetryAfter(err).Seconds() != 30 {
 				t.Errorf("RetryAfter %v, want 30s", providers.RetryAfter(err))
 			}
