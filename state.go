@@ -103,6 +103,11 @@ type Task struct {
 	ID string `json:"id"`
 	// PollURL is the URL to poll, when the provider returns one (Segmind).
 	PollURL string `json:"poll_url,omitempty"`
+	// ResultURL and CancelURL are the URLs to fetch the result and to
+	// cancel, when the provider's submit answer gives them (fal.ai,
+	// Replicate).
+	ResultURL string `json:"result_url,omitempty"`
+	CancelURL string `json:"cancel_url,omitempty"`
 }
 
 // RunSummary is a finished run of a job.

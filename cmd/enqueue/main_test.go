@@ -341,6 +341,39 @@ func TestDryRunTotalsAndMaxCost(t *testing.T) {
 	}
 }
 
+// TestDryRunSixProviders checks the estimate of a file mixing every
+// provider: each provider's total in its unit, a total per unit, and the
+// hub job whose model has no price counted as without a price.
+func TestDryRunSixProviders(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, nil)
+	f := writeFile(t, "six.jsonl", lines(
+		samsar("a", 5),
+		`{"provider":"segmind","input":{}}`,
+		`{"provider":"vimmerse","input":{"visibility_status":"0"}}`,
+		`{"provider":"camb","input":{"text":"Once upon a time.","source_language":1}}`,
+		`{"provider":"fal","input":{"model":"fal-ai/kling-video/v2.1/master/text-to-video","input":{"prompt":"a kite","duration":"10"}}}`,
+		`{"provider":"replicate","input":{"model":"kwaivgi/kling-v2.5-turbo-pro","input":{"prompt":"a kite","duration":5}}}`,
+		`{"provider":"replicate","input":{"model":"minimax/video-01","input":{"prompt":"a kite"}}}`,
+	))
+	r := c.run("--dry-run", f)
+	if r.code != 0 {
+		t.Fatalf("dry run:\n%s", r)
+	}
+	mustContain(t, "dry run", r.stdout, "7 jobs: 50 credits on samsar + $2.41 on segmind + 100 credits on vimmerse + 1 credits on camb + $2.80 on fal + $0.35 on replicate (basis: ",
+		"$0.28/s x 10 s of fal-ai/kling-video/v2.1/master/text-to-video", "$0.07/s x 5 s of kwaivgi/kling-v2.5-turbo-pro", "; in all 151 credits + $5.56; 1 without a price", "nothing published")
+	r = c.run("--dry-run", "-o", "json", f)
+	var dry struct {
+		Estimate estimate
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &dry); err != nil {
+		t.Fatalf("dry run -o json: %v\n%s", err, r)
+	}
+	if got := dry.Estimate.Total; len(got) != 2 || got["credits"] != 151 || got["usd"] != 5.5566 || dry.Estimate.Unpriced != 1 || len(dry.Estimate.Providers) != 6 {
+		t.Errorf("totals %v, unpriced %d, %d providers; want 151 credits and $5.5566, 1 unpriced, 6 providers\n%s", got, dry.Estimate.Unpriced, len(dry.Estimate.Providers), r)
+	}
+}
+
 func TestWaitFollowsFromTheSequenceTakenBeforePublishing(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t, fast())

@@ -22,7 +22,7 @@ import (
 // providers are reelq's providers: the durable consumer names on JOBS and
 // the P_ prefixes of their variables.
 // BEGIN generated: providers (go generate ./internal/providers/all)
-var providers = []string{"camb", "samsar", "segmind", "vimmerse"}
+var providers = []string{"camb", "fal", "replicate", "samsar", "segmind", "vimmerse"}
 
 // END generated: providers
 

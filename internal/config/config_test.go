@@ -480,7 +480,7 @@ func TestDescribe(t *testing.T) {
 	}
 	want := map[string]string{ // name: default
 		"NATS_URL": "(embedded server)", "NATS_TIMEOUT": "5s",
-		"P_RATE": "segmind 0.833, others 1", "P_MAX_INFLIGHT": "vimmerse 3, others 5", "P_BURST": "2",
+		"P_RATE": "fal, replicate 5; segmind 0.833, others 1", "P_MAX_INFLIGHT": "fal, replicate 10; vimmerse 3, others 5", "P_BURST": "fal, replicate 5, others 2",
 		"P_REQUEST_TIMEOUT": "1m", "P_SLOTS": "P_MAX_INFLIGHT", "P_API_KEY": "", "P_API_KEY_FILE": "",
 		"REELQ_ACK_WAIT": "60s", "REELQ_WORKER_ID": "host-pid", "REELQ_SHUTDOWN_TIMEOUT": "70s", "LOG_FORMAT": "text",
 		"SAMSAR_VIDEO_MODELS": "", "SEGMIND_WORKFLOW_ID": "", "VIMMERSE_TEMPLATE_CREDITS": "", "CAMB_CREDITS_PER_TASK": "",
@@ -544,7 +544,7 @@ func TestFormatHelp(t *testing.T) {
 	if n != len(Describe()) {
 		t.Errorf("%d rows, want %d", n, len(Describe()))
 	}
-	for _, s := range []string{"P_ is each provider's prefix: CAMB_, SAMSAR_, SEGMIND_, VIMMERSE_.", "REELQ_BENCH_*", "REELQ_SHUTDOWN_TIMEOUT", "P_RATE"} {
+	for _, s := range []string{"P_ is each provider's prefix: CAMB_, FAL_, REPLICATE_, SAMSAR_, SEGMIND_, VIMMERSE_.", "REELQ_BENCH_*", "REELQ_SHUTDOWN_TIMEOUT", "P_RATE"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("help lacks %q:\n%s", s, out)
 		}

@@ -155,7 +155,9 @@ func (s Spec) ParseOptions(dst any, environ map[string]string) error {
 
 // Build2 returns a Spec.New for an adapter built from the shared
 // configuration, its own options O and its input rules' options I, both
-// read from the environment under k's prefix.
+// read from the environment under k's prefix. Input options with a
+// Check() error method (a directory of schemas to load) are checked here,
+// so a worker refuses to start on a bad one.
 func Build2[O, I any](k kind.Kind, build func(cfg Config, o O, in I) Provider) func(Config, map[string]string) (Provider, error) {
 	return func(cfg Config, environ map[string]string) (Provider, error) {
 		var o O
@@ -165,6 +167,11 @@ func Build2[O, I any](k kind.Kind, build func(cfg Config, o O, in I) Provider) f
 		}
 		if err := kind.ParseOptions(&in, k.Prefix(), environ); err != nil {
 			return nil, err
+		}
+		if c, ok := any(in).(interface{ Check() error }); ok {
+			if err := c.Check(); err != nil {
+				return nil, err
+			}
 		}
 		return build(cfg, o, in), nil
 	}

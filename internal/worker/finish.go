@@ -441,6 +441,9 @@ func (e *engine) estimate(j *job) *reelq.Cost {
 		return nil
 	}
 	c := e.rt.Provider.Estimate(j.env.Input)
+	if c.Unit == "" {
+		return nil // unpriced (a hub model without a price): no cost, never a unit-less one
+	}
 	return &reelq.Cost{Amount: c.Amount, Unit: c.Unit, Basis: c.Basis}
 }
 

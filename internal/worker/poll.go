@@ -58,7 +58,7 @@ func (e *engine) stepPoll(ctx context.Context, j *job) outcome {
 	if st.SubmittedAt != nil {
 		submitted = *st.SubmittedAt
 	}
-	task := providers.Task{ID: st.Task.ID, PollURL: st.Task.PollURL}
+	task := providers.Task(*st.Task)
 	if time.Since(submitted) > e.rt.JobTimeout {
 		ps.lastPoll = true // one more look before giving up
 	}
@@ -165,7 +165,7 @@ func (e *engine) cancelRunning(ctx context.Context, j *job) outcome {
 	msg := "cancelled on request"
 	if j.st != nil && j.st.Task != nil {
 		if _, ok := e.rt.Provider.(providers.Canceler); ok {
-			e.cancelTask(ctx, providers.Task{ID: j.st.Task.ID, PollURL: j.st.Task.PollURL})
+			e.cancelTask(ctx, providers.Task(*j.st.Task))
 			msg += "; the task was cancelled at the provider"
 		} else {
 			msg += "; " + e.name + " has no cancel API, so the task runs on at the provider and is billed"

@@ -495,7 +495,7 @@ func (e *engine) recordTask(ctx context.Context, j *job, task providers.Task, re
 			claimed = true
 		}
 		next := *cur
-		next.Phase, next.Task, next.SubmitUnknown = reelq.PhaseSubmitted, &reelq.Task{ID: task.ID, PollURL: task.PollURL}, false
+		next.Phase, next.Task, next.SubmitUnknown = reelq.PhaseSubmitted, &reelq.Task{ID: task.ID, PollURL: task.PollURL, ResultURL: task.ResultURL, CancelURL: task.CancelURL}, false
 		next.Submissions++
 		next.Reserved = nil
 		next.SubmittedAt = &now
@@ -529,7 +529,7 @@ func (e *engine) recordTask(ctx context.Context, j *job, task providers.Task, re
 		// lands would resubmit (the documented window).
 		e.logJob(j).Error("could not record the provider task; continuing", "task_id", task.ID, "err", err)
 		next := *j.st
-		next.Phase, next.Task = reelq.PhaseSubmitted, &reelq.Task{ID: task.ID, PollURL: task.PollURL}
+		next.Phase, next.Task = reelq.PhaseSubmitted, &reelq.Task{ID: task.ID, PollURL: task.PollURL, ResultURL: task.ResultURL, CancelURL: task.CancelURL}
 		next.SubmittedAt = &now
 		j.st = &next
 		return pollAt(time.Now().Add(e.rt.PollInterval))
@@ -699,7 +699,7 @@ func (e *engine) retry(ctx context.Context, j *job, cause error) outcome {
 		j.exhausted = true
 		e.w.m.Attempt(e.name, "exhausted")
 		if st.Task != nil {
-			e.cancelTask(ctx, providers.Task{ID: st.Task.ID, PollURL: st.Task.PollURL})
+			e.cancelTask(ctx, providers.Task(*st.Task))
 		}
 		code := providers.Code(cause)
 		if code == "" {
@@ -722,11 +722,12 @@ func (e *engine) retry(ctx context.Context, j *job, cause error) outcome {
 }
 
 // noResponse reports a failed call that may still have reached the
-// provider: no HTTP status came back, or the call's own deadline expired.
+// provider: no HTTP status came back, the call's own deadline expired, or
+// the adapter says the answer leaves the outcome unknown (Error.Ambiguous).
 func noResponse(err error) bool {
 	var pe *providers.Error
 	if errors.As(err, &pe) {
-		return pe.StatusCode == 0 && errors.Is(err, providers.ErrRetryable) && !errors.Is(err, providers.ErrCredentialsRefused)
+		return pe.Ambiguous || (pe.StatusCode == 0 && errors.Is(err, providers.ErrRetryable) && !errors.Is(err, providers.ErrCredentialsRefused))
 	}
 	return errors.Is(err, context.DeadlineExceeded)
 }
