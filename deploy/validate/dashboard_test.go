@@ -9,6 +9,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // checkDashboardEnv: the dashboard logs in as its own NATS identity
@@ -107,5 +110,52 @@ func TestDashboardCheckRejects(t *testing.T) {
 		if errs := dashboardEnvProblems(users, env); len(errs) == 0 {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// checkDashboardDeployment: the dashboard runs /usr/local/bin/dashboard as
+// its identity (checkDashboardEnv), unprivileged and read-only, its
+// password from a mounted Secret (never a variable), with probes on
+// /healthz on its listening port.
+func checkDashboardDeployment(t *testing.T, d *appsv1.Deployment, cms map[string]*corev1.ConfigMap, secrets map[string]*corev1.Secret) {
+	t.Helper()
+	if d.Spec.Selector == nil || !selects(d.Spec.Selector.MatchLabels, d.Spec.Template.Labels) {
+		t.Errorf("dashboard selector %v does not match its pod labels", d.Spec.Selector)
+	}
+	pod := d.Spec.Template.Spec
+	if len(pod.Containers) != 1 {
+		t.Fatalf("dashboard: %d containers, want 1", len(pod.Containers))
+	}
+	c := pod.Containers[0]
+	if len(c.Command) != 1 || c.Command[0] != "/usr/local/bin/dashboard" {
+		t.Errorf("dashboard command %v", c.Command)
+	}
+	if sc := pod.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+		t.Error("dashboard pod does not require runAsNonRoot")
+	}
+	if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Error("dashboard container is not read-only without privilege escalation")
+	}
+	env := podEnv(t, "dashboard", c, cms)
+	checkDashboardEnv(t, "Kubernetes dashboard", env)
+	checkSecretFiles(t, "dashboard", pod, c, env, secrets)
+	_, port, _ := net.SplitHostPort(env["DASHBOARD_LISTEN"])
+	named := false
+	for _, p := range c.Ports {
+		if fmt.Sprint(p.ContainerPort) == port && p.Name == "http" {
+			named = true
+		}
+	}
+	if !named {
+		t.Errorf("dashboard: no container port named http on %s (DASHBOARD_LISTEN)", port)
+	}
+	for name, probe := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
+		if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != "/healthz" || probe.HTTPGet.Port.String() != "http" {
+			t.Errorf("dashboard: %s probe %+v, want GET /healthz on http", name, probe)
+		}
+	}
+	if c.Resources.Limits.Memory().IsZero() {
+		t.Error("dashboard: no memory limit")
 	}
 }
