@@ -17,7 +17,9 @@
 # and reelq's chart (deploy/helm/reelq) through `helm lint --strict` and
 # `helm template`, its rendering held to the checks of deploy/k8s (needs
 # helm: `go install helm.sh/helm/v4/cmd/helm@v4.3.2`; without it the chart
-# tests skip, except under CI=true where they fail).
+# tests skip, except under CI=true where they fail), and the alert rules
+# (deploy/prometheus) through `promtool check rules` and `promtool test
+# rules` (Debian's prometheus package; the same rule for a missing tool).
 # The permission set itself is exercised end to end by the main module's
 # `go test ./cmd/worker` (security_test.go: the whole batch, the permission
 # matrix of SECURITY.md, consumer ownership, inbox isolation, no leaks).
