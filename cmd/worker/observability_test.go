@@ -183,6 +183,8 @@ func TestWorkerMetricsAndProbes(t *testing.T) {
 		expect("reelq_provider_paused", with("code", code), 0)
 	}
 	expect("reelq_consumer_paused", samsar, 0)
+	expect("reelq_jobs_held", samsar, 0)
+	expect("reelq_batch_budgets", map[string]string{"usage": "over_80"}, 0)
 	for _, name := range []string{"go_goroutines", "process_start_time_seconds"} {
 		if len(promFind(m, name, nil)) == 0 {
 			t.Errorf("%s missing", name)

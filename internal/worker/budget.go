@@ -75,6 +75,7 @@ func newBudgeter(js jetstream.JetStream, kv jetstream.KeyValue, log *slog.Logger
 	for name := range provider {
 		b.export(reelq.ScopeProvider, name)
 	}
+	m.SetBatchBudgets(b.bands) // every band at 0 until a batch budget is seen
 	return b
 }
 
