@@ -221,7 +221,7 @@ func TestWorkerMetricsAndProbes(t *testing.T) {
 		}
 		m = parseProm(t, body)
 		p, _ := promSum(m, "reelq_provider_paused", with("code", "manual"))
-		c, _ := promSum(m, "reelq_consumer_paused", with("priority", "normal"))
+		c, _ := promSum(m, "reelq_consumer_paused", samsar)
 		return p == 0 && c == 0
 	})
 
