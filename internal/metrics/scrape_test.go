@@ -2,6 +2,8 @@ package metrics_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +14,8 @@ import (
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/metrics"
 	"github.com/reelq/reelq/internal/natstest"
+	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 func TestMain(m *testing.M) {
@@ -36,9 +40,16 @@ func TestResultsLag(t *testing.T) {
 		}
 	}
 	lag := metrics.NewResultsLagCollector(js, "forwarder")
-	if got := testutil.ToFloat64(lag); got != 3 {
-		t.Errorf("lag %g with 3 events unread, want 3", got)
+	is := func(want float64) func() error {
+		return func() error {
+			if got := testutil.ToFloat64(lag); got != want {
+				return fmt.Errorf("lag %g, want %g", got, want)
+			}
+			return nil
+		}
 	}
+	// The server updates a consumer's counts just after the publish.
+	waitfor.Until(t, 10*time.Second, "a lag of 3 with 3 events unread", is(3))
 	msgs, err := cons.Fetch(2, jetstream.FetchMaxWait(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +63,38 @@ func TestResultsLag(t *testing.T) {
 		}
 		n++
 	}
-	if got := testutil.ToFloat64(lag); n != 2 || got != 2 {
-		t.Errorf("lag %g with %d delivered and 1 acknowledged, want 2", got, n)
+	if n != 2 {
+		t.Fatalf("%d delivered, want 2", n)
 	}
+	waitfor.Until(t, 10*time.Second, "a lag of 2 with 2 delivered and 1 acknowledged", is(2))
+}
+
+// reelq_queue_depth counts each priority's consumer: a high and two low
+// priority jobs show on their own series. (Before, only the normal
+// consumer was read: jobs queued at high or low priority were invisible.)
+func TestQueueDepthPerPriority(t *testing.T) {
+	s := natstest.Server(t)
+	_, js := natstest.Connect(t, s)
+	natstest.Setup(t, js)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := queue.EnsureConsumers(ctx, js, "segmind", queue.ConsumerSettings{AckWait: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	for id, p := range map[string]reelq.Priority{"h1": reelq.High, "l1": reelq.Low, "l2": reelq.Low} {
+		if _, err := js.Publish(ctx, reelq.JobSubject("segmind", p, id), []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := metrics.NewQueueCollector(js, []string{"segmind"})
+	want := `
+# HELP reelq_queue_depth Jobs waiting in the queue (consumer num_pending), cluster-wide.
+# TYPE reelq_queue_depth gauge
+reelq_queue_depth{priority="high",provider="segmind"} 1
+reelq_queue_depth{priority="low",provider="segmind"} 2
+reelq_queue_depth{priority="normal",provider="segmind"} 0
+`
+	waitfor.Until(t, 10*time.Second, "the depth of each priority", func() error {
+		return testutil.CollectAndCompare(c, strings.NewReader(want), "reelq_queue_depth")
+	})
 }
