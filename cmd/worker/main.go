@@ -241,6 +241,7 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	reg.MustRegister(metrics.NewHeldCollector(w.HeldJobs))
 	if cfg.HTTPAddr != "" {
 		hs := &health.Server{Gatherer: reg, Logger: log, Profiling: cfg.Profiling, Ready: func(ctx context.Context) error {
 			if nc.Status() != nats.CONNECTED {
