@@ -301,17 +301,6 @@ func procStatus(field string) int64 {
 	return 0
 }
 
-// generatedSHA is the hex SHA-256 of size bytes of block repeated.
-func generatedSHA(block []byte, size int64) string {
-	h := sha256.New()
-	for left := size; left > 0; {
-		n := min(left, int64(len(block)))
-		h.Write(block[:n])
-		left -= n
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // natsServerProcess builds the module's nats-server and runs it with
 // JetStream on a store in dir, stopped when b ends. It returns its URL.
 func natsServerProcess(b *testing.B, dir string) string {
