@@ -45,9 +45,11 @@ func TestBrokenOutputsAreFlagged(t *testing.T) {
 		{name: "html", knobs: providersim.Knobs{OutputBroken: providersim.BrokenHTML}, code: reelq.ValidationNotMedia, media: "text/html"},
 		{name: "empty", knobs: providersim.Knobs{OutputBroken: providersim.BrokenEmpty}, code: reelq.ValidationEmpty},
 		{name: "duration", knobs: providersim.Knobs{OutputDuration: providersim.Duration(2 * time.Second)}, code: reelq.ValidationDurationMismatch, media: "video/mp4"},
+		{name: "wrong-duration", knobs: providersim.Knobs{OutputBroken: providersim.BrokenDuration}, code: reelq.ValidationDurationMismatch, media: "video/mp4"},
 		{name: "no-audio", knobs: providersim.Knobs{OutputBroken: providersim.BrokenNoAudio},
 			job: func(j reelq.Job) reelq.Job { j.Expect = &reelq.Expect{Audio: &audio}; return j }, code: reelq.ValidationMissingAudio, media: "video/mp4"},
 	}
+	checked := map[string]int{}
 	for n, c := range cases {
 		k := c.knobs
 		k.CompleteAfter = quick
@@ -88,8 +90,9 @@ func TestBrokenOutputsAreFlagged(t *testing.T) {
 		if ev := env.NextEvent(invalid, 30*time.Second); ev.JobID != j.ID || ev.Code != c.code {
 			t.Errorf("%s: event %+v, want invalid_output for %s with code %s", c.name, ev, j.ID, c.code)
 		}
-		if got := testutil.ToFloat64(m.OutputChecks.WithLabelValues("samsar", c.code)); got != 1 {
-			t.Errorf("%s: reelq_output_checks_total{code=%q} = %v, want 1", c.name, c.code, got)
+		checked[c.code]++
+		if got := testutil.ToFloat64(m.OutputChecks.WithLabelValues("samsar", c.code)); got != float64(checked[c.code]) {
+			t.Errorf("%s: reelq_output_checks_total{code=%q} = %v, want %d", c.name, c.code, got, checked[c.code])
 		}
 	}
 	if got := testutil.ToFloat64(m.OutputChecks.WithLabelValues("samsar", "ok")); got != 2 {
