@@ -97,55 +97,40 @@ func BenchmarkArchive(b *testing.B) {
 		})
 	})
 
-	b.Run("jetstream", func(b *testing.B) {
-		url := natsServerProcess(b, dir)
-		nc, err := nats.Connect(url)
-		if err != nil {
-			b.Fatal(err)
+	for _, inspect := range []bool{true, false} {
+		name := "jetstream"
+		if !inspect {
+			name += "-plain"
 		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx := context.Background()
-		if _, err := js.CreateObjectStore(ctx, BucketConfig(1, time.Hour)); err != nil {
-			b.Fatal(err)
-		}
-		st, err := NewJetStreamStore(ctx, js, DefaultBucket)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if v := os.Getenv("REELQ_ARCHIVE_BENCH_CHUNK"); v != "" {
-			n, err := strconv.Atoi(v)
+		b.Run(name, func(b *testing.B) {
+			url := natsServerProcess(b, dir)
+			nc, err := nats.Connect(url)
 			if err != nil {
-				b.Fatalf("REELQ_ARCHIVE_BENCH_CHUNK=%q: %v", v, err)
+				b.Fatal(err)
 			}
-			st.SetChunkSize(n)
-		}
-		benchArchive(b, st, src.URL+"/out.mp4", size, want, true)
-	})
-	b.Run("jetstream-plain", func(b *testing.B) {
-		url := natsServerProcess(b, dir)
-		nc, err := nats.Connect(url)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx := context.Background()
-		if _, err := js.CreateObjectStore(ctx, BucketConfig(1, time.Hour)); err != nil {
-			b.Fatal(err)
-		}
-		st, err := NewJetStreamStore(ctx, js, DefaultBucket)
-		if err != nil {
-			b.Fatal(err)
-		}
-		benchArchive(b, st, src.URL+"/out.mp4", size, want, false)
-	})
+			defer nc.Close()
+			js, err := jetstream.New(nc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			if _, err := js.CreateObjectStore(ctx, BucketConfig(1, time.Hour)); err != nil {
+				b.Fatal(err)
+			}
+			st, err := NewJetStreamStore(ctx, js, DefaultBucket)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if v := os.Getenv("REELQ_ARCHIVE_BENCH_CHUNK"); v != "" {
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					b.Fatalf("REELQ_ARCHIVE_BENCH_CHUNK=%q: %v", v, err)
+				}
+				st.SetChunkSize(n)
+			}
+			benchArchive(b, st, src.URL+"/out.mp4", size, want, inspect)
+		})
+	}
 	b.Run("discard", func(b *testing.B) { benchArchive(b, Discard(), src.URL+"/out.mp4", size, want, true) })
 	b.Run("discard-plain", func(b *testing.B) { benchArchive(b, Discard(), src.URL+"/out.mp4", size, want, false) })
 
