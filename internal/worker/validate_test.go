@@ -46,6 +46,8 @@ func TestBrokenOutputsAreFlagged(t *testing.T) {
 		{name: "empty", knobs: providersim.Knobs{OutputBroken: providersim.BrokenEmpty}, code: reelq.ValidationEmpty},
 		{name: "duration", knobs: providersim.Knobs{OutputDuration: providersim.Duration(2 * time.Second)}, code: reelq.ValidationDurationMismatch, media: "video/mp4"},
 		{name: "wrong-duration", knobs: providersim.Knobs{OutputBroken: providersim.BrokenDuration}, code: reelq.ValidationDurationMismatch, media: "video/mp4"},
+		{name: "wrong-type", job: func(j reelq.Job) reelq.Job { j.Expect = &reelq.Expect{Types: []string{"audio/*"}}; return j },
+			code: reelq.ValidationWrongType, media: "video/mp4"},
 		{name: "no-audio", knobs: providersim.Knobs{OutputBroken: providersim.BrokenNoAudio},
 			job: func(j reelq.Job) reelq.Job { j.Expect = &reelq.Expect{Audio: &audio}; return j }, code: reelq.ValidationMissingAudio, media: "video/mp4"},
 	}
