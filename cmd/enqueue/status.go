@@ -32,8 +32,9 @@ type jobStatus struct {
 	// under P_OUTPUT_POLICY=retry).
 	Checks []outputCheck `json:"validation_errors,omitempty"`
 	// OutputRetries counts the run's paid submissions made again after an
-	// invalid output.
-	OutputRetries int `json:"output_retries,omitempty"`
+	// invalid output; RetriedChecks are those submissions' failed checks.
+	OutputRetries int      `json:"output_retries,omitempty"`
+	RetriedChecks []string `json:"retried_checks,omitempty"`
 	// Runs are every run of the job, oldest first (with --runs).
 	Runs []runStatus `json:"runs,omitempty"`
 }
@@ -69,7 +70,7 @@ func statusOf(st *reelq.JobState, cancelRequested bool, runs bool) jobStatus {
 		}
 		s.Attempts = max(s.Attempts, r.Attempts)
 	}
-	s.OutputRetries = st.OutputRetries
+	s.OutputRetries, s.RetriedChecks = st.OutputRetries, st.OutputChecks
 	if r != nil && st.Phase == reelq.PhaseFinished {
 		for i, o := range r.Outputs {
 			if v := o.ValidationError; v != nil {
@@ -268,6 +269,12 @@ func (a *app) printStatus(jobs []jobStatus, runs bool) {
 		fmt.Fprintf(a.stdout, "%s: %s\n", plural(len(jobs), "job", "jobs"), joinComma(parts))
 	}
 	for _, s := range jobs {
+		for i, c := range s.RetriedChecks {
+			fmt.Fprintf(a.stdout, "\n%s: submission %d failed the media check and was paid again: %s", s.ID, i+1, printable(c))
+		}
+		if len(s.RetriedChecks) > 0 && len(s.Checks) == 0 {
+			fmt.Fprintln(a.stdout)
+		}
 		if len(s.Checks) == 0 {
 			continue
 		}
