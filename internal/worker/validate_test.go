@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -208,5 +209,54 @@ func TestValidationWithArchiveOff(t *testing.T) {
 				t.Errorf("%s output %d: archive %+v, archive_error %q; want neither with archiving off", id, i, o.Archive, o.ArchiveError)
 			}
 		}
+	}
+}
+
+// A retry whose new submission delivers a valid output succeeds: one
+// result, output_retries 1, the cost of both submissions, pay_once
+// guaranteed, the new output archived under <index>.retry1 while the
+// broken one stays under <index>. (The simulator is mended at the
+// second reservation, before that submission's paid call.)
+func TestOutputRetryThenSuccess(t *testing.T) {
+	t.Parallel()
+	const perJob = 50.0
+	quick := providersim.Duration(30 * time.Millisecond)
+	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: quick, OutputBroken: providersim.BrokenTruncated}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 10 * perJob, Unit: "credits"}); err != nil {
+		t.Fatal(err)
+	}
+	w := env.StartWorker(reelqtest.WorkerOptions{Archive: true, Providers: map[string]reelqtest.Settings{"samsar": {OutputPolicy: worker.OutputRetry}}})
+	var reserved atomic.Int32
+	w.W.SetAfterReserve(func(string) {
+		if reserved.Add(1) == 2 {
+			if err := env.Sim.SetKnobs("samsar", providersim.Knobs{CompleteAfter: quick}); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	j := reelqtest.SamsarJob("retry-ok")
+	env.Enqueue(j)
+	rs := env.Results(1, time.Minute)[j.ID]
+	if len(rs) != 1 || rs[0].Status != reelq.StatusSucceeded || len(rs[0].Outputs) != 1 || rs[0].Outputs[0].ValidationError != nil {
+		t.Fatalf("%s: %+v, want one success with a valid output", j.ID, rs)
+	}
+	r := rs[0]
+	if r.OutputRetries != 1 || r.Cost == nil || r.Cost.Amount != 2*perJob || r.PayOnce != reelq.PayOnceGuaranteed {
+		t.Errorf("output_retries %d, cost %+v, pay_once %s; want 1, %v credits, guaranteed", r.OutputRetries, r.Cost, r.PayOnce, 2*perJob)
+	}
+	if a := r.Outputs[0].Archive; a == nil || a.Key != archive.Key(j.ID, 1, 0)+".retry1" {
+		t.Errorf("archived as %+v, want key %s.retry1", a, archive.Key(j.ID, 1, 0))
+	}
+	store, err := archive.NewJetStreamStore(ctx, env.JS, archive.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := store.Stat(ctx, archive.Key(j.ID, 1, 0)); err != nil || c.Size == 0 {
+		t.Errorf("the broken first output's copy: %+v, %v; want it kept", c, err)
+	}
+	if got := totalSubmissions(env, "samsar"); got != 2 {
+		t.Errorf("provider saw %d submissions, want 2", got)
 	}
 }
