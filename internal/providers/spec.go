@@ -47,7 +47,8 @@ type Spec struct {
 	CreditsOnPoll bool
 	// Expect says what an output of a job with this input must be as
 	// media (checked while it is archived): its types, the duration the
-	// input asks for, audio where the input implies it. nil: ExpectByType.
+	// input asks for, audio where the input implies it. nil: ExpectByType
+	// (the class of the type the provider declared).
 	// A job's own expect replaces fields of it.
 	Expect func(input json.RawMessage, out Output) media.Expect
 	// LinkExpiry is how the provider's output links end.
@@ -70,28 +71,33 @@ type Spec struct {
 }
 
 // ExpectFor is what out, an output of a job with this input, must be:
-// s.Expect's answer, or else ExpectByType's.
-func (s Spec) ExpectFor(input json.RawMessage, out Output) media.Expect {
+// s.Expect's answer, or else ExpectByType's; ok is false when the output
+// is not media to check.
+func (s Spec) ExpectFor(input json.RawMessage, out Output) (e media.Expect, ok bool) {
 	if s.Expect != nil {
-		return s.Expect(input, out)
+		return s.Expect(input, out), true
 	}
 	return ExpectByType(out)
 }
 
 // ExpectByType expects an output to be media of the class the provider
-// declared for it ("video/*" for "video/mp4"); JSON where it declared
-// JSON; any complete audio, video or image where it declared nothing
-// more precise.
-func ExpectByType(out Output) media.Expect {
+// declared for it ("video/*" for "video/mp4"), JSON where it declared
+// JSON, and any complete audio, video or image where it declared no type
+// or a generic one (application/octet-stream). An output declared as
+// something else (text/plain, a ZIP) is not media: ok is false, nothing
+// is checked.
+func ExpectByType(out Output) (e media.Expect, ok bool) {
 	mt, _, _ := mime.ParseMediaType(out.ContentType)
 	class, _, _ := strings.Cut(mt, "/")
 	switch {
 	case mt == "application/json":
-		return media.Expect{Types: []string{mt}}
+		return media.Expect{Types: []string{mt}}, true
 	case class == "video" || class == "audio" || class == "image":
-		return media.Expect{Types: []string{class + "/*"}}
+		return media.Expect{Types: []string{class + "/*"}}, true
+	case mt == "" || mt == "application/octet-stream" || mt == "binary/octet-stream":
+		return media.Expect{}, true
 	}
-	return media.Expect{}
+	return media.Expect{}, false
 }
 
 // Name is the provider's name (Kind.Name).

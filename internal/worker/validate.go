@@ -29,10 +29,11 @@ func (e *engine) check(j *job, i int, o *reelq.Output, rep *media.Report) {
 		return
 	}
 	o.Media = mediaInfo(rep)
-	if e.w.cfg.Archive.NoValidate {
+	x, ok := e.expect(j, *o)
+	if e.w.cfg.Archive.NoValidate || !ok {
 		return
 	}
-	err := rep.Check(e.expect(j, *o))
+	err := rep.Check(x)
 	var ve *media.ValidationError
 	if !errors.As(err, &ve) {
 		e.w.m.OutputChecked(e.name, "ok")
@@ -47,15 +48,17 @@ func (e *engine) check(j *job, i int, o *reelq.Output, rep *media.Report) {
 }
 
 // expect is what output o of j must be: the provider's expectation for
-// it, with the fields the job's expect sets replacing the provider's.
-func (e *engine) expect(j *job, o reelq.Output) media.Expect {
-	x := e.rt.Spec.ExpectFor(j.env.Input, providers.Output{URL: o.URL, ContentType: o.ContentType, Name: o.Name})
+// it, with the fields the job's expect sets replacing the provider's; ok
+// is false when there is nothing to check (an output the provider
+// declared as no media, and a job that expects nothing of it).
+func (e *engine) expect(j *job, o reelq.Output) (x media.Expect, ok bool) {
+	x, ok = e.rt.Spec.ExpectFor(j.env.Input, providers.Output{URL: o.URL, ContentType: o.ContentType, Name: o.Name})
 	je := j.env.Expect
 	if je == nil && j.st != nil {
 		je = j.st.Expect // a run started from the state (a retry, a resolve)
 	}
 	if je == nil {
-		return x
+		return x, ok
 	}
 	if len(je.Types) > 0 {
 		x.Types = je.Types
@@ -72,7 +75,7 @@ func (e *engine) expect(j *job, o reelq.Output) media.Expect {
 	if je.MinBytes > 0 {
 		x.MinBytes = je.MinBytes
 	}
-	return x
+	return x, true
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
