@@ -421,6 +421,14 @@ func encodeJob(j *Job) ([]byte, error) {
 		b = append(b, `,"metadata":`...)
 		b = append(b, m...)
 	}
+	if j.Expect != nil {
+		e, err := json.Marshal(j.Expect)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, `,"expect":`...)
+		b = append(b, e...)
+	}
 	if j.EnqueuedAt != nil {
 		b = append(b, `,"enqueued_at":"`...)
 		b = j.EnqueuedAt.AppendFormat(b, time.RFC3339Nano)

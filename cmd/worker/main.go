@@ -183,6 +183,8 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 			RequestTimeout:  pc.RequestTimeout,
 			Ambiguous:       pc.Ambiguous,
 			Calls:           pc.Calls,
+			OutputPolicy:    pc.OutputPolicy,
+			OutputRetries:   pc.OutputRetries,
 		}
 		if pc.Budget != "" {
 			c, err := reelq.ParseCost(pc.Budget)
@@ -311,17 +313,24 @@ func expectSetup(ctx context.Context, js jetstream.JetStream) error {
 func archiveConfig(ctx context.Context, cfg *config.Worker, js jetstream.JetStream) (worker.ArchiveConfig, error) {
 	ac := archive.Config{Kind: cfg.Archive, Bucket: cfg.ArchiveBucket, S3: archive.S3Config{
 		Endpoint: cfg.ArchiveS3Endpoint, Region: cfg.ArchiveS3Region, PathStyle: cfg.ArchiveS3PathStyle, DisableTLS: cfg.ArchiveS3DisableTLS}}
-	if !ac.Enabled() {
+	var store archive.Store
+	switch {
+	case !ac.Enabled() && !cfg.Validate:
 		return worker.ArchiveConfig{}, nil
-	}
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	store, err := archive.NewStore(sctx, ac, js)
-	if err != nil {
-		return worker.ArchiveConfig{}, fmt.Errorf("REELQ_ARCHIVE: %w", err)
-	}
-	if err := store.Check(sctx); err != nil {
-		return worker.ArchiveConfig{}, fmt.Errorf("REELQ_ARCHIVE: %w", err)
+	case !ac.Enabled():
+		// Outputs are still downloaded, under the same limits, inspected
+		// and dropped: validation runs with archiving off.
+		store = archive.Discard()
+	default:
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		var err error
+		if store, err = archive.NewStore(sctx, ac, js); err != nil {
+			return worker.ArchiveConfig{}, fmt.Errorf("REELQ_ARCHIVE: %w", err)
+		}
+		if err := store.Check(sctx); err != nil {
+			return worker.ArchiveConfig{}, fmt.Errorf("REELQ_ARCHIVE: %w", err)
+		}
 	}
 	minRate := cfg.ArchiveMinRate
 	if minRate == 0 {
@@ -333,7 +342,7 @@ func archiveConfig(ctx context.Context, cfg *config.Worker, js jetstream.JetStre
 		return worker.ArchiveConfig{}, fmt.Errorf("REELQ_ARCHIVE_ALLOW_HOSTS: %w", err)
 	}
 	return worker.ArchiveConfig{Store: store, Fetcher: f, Concurrency: cfg.ArchiveConcurrency, Bandwidth: cfg.ArchiveBandwidth,
-		Retry: archive.Retry{Budget: cfg.ArchiveRetryBudget}}, nil
+		Retry: archive.Retry{Budget: cfg.ArchiveRetryBudget}, NoValidate: !cfg.Validate}, nil
 }
 
 func names(rts map[string]*worker.Runtime) []string {

@@ -250,7 +250,8 @@ func contractVar(name string) bool {
 		if rest, ok := strings.CutPrefix(name, strings.ToUpper(p)+"_"); ok {
 			return slices.Contains([]string{"API_KEY", "API_KEY_FILE", "BASE_URL", "RATE", "BURST", "MAX_INFLIGHT",
 				"POLL_INTERVAL", "MAX_POLL_INTERVAL", "JOB_TIMEOUT", "REQUEST_TIMEOUT", "ENABLED", "ALLOW_INSECURE_HTTP",
-				"SLOTS", "AMBIGUOUS", "AMBIGUOUS_PAUSE_AFTER", "AMBIGUOUS_WINDOW", "BUDGET", "BUDGET_PERIOD", "CALLS"}, rest)
+				"SLOTS", "AMBIGUOUS", "AMBIGUOUS_PAUSE_AFTER", "AMBIGUOUS_WINDOW", "HOLD_ABOVE", "BUDGET", "BUDGET_PERIOD", "CALLS",
+				"OUTPUT_POLICY", "OUTPUT_RETRIES"}, rest)
 		}
 	}
 	return strings.HasPrefix(name, "NATS_") || strings.HasPrefix(name, "REELQ_") ||

@@ -28,6 +28,7 @@ type Metrics struct {
 	Archives         *prometheus.CounterVec   // provider, result (archived, failed)
 	ArchiveBytes     *prometheus.CounterVec   // provider
 	ArchiveDuration  *prometheus.HistogramVec // provider
+	OutputChecks     *prometheus.CounterVec   // provider, code (ok or a validation code)
 	BudgetLimit      *prometheus.GaugeVec     // scope (provider), name, unit
 	BudgetSpent      *prometheus.GaugeVec     // scope (provider), name, unit
 	BatchBudgets     *prometheus.GaugeVec     // usage (a band; batches are unbounded, so no batch label)
@@ -92,6 +93,9 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "reelq_archive_duration_seconds", Help: "Time to archive one output, retries included.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 3, 10),
 		}, []string{"provider"}),
+		OutputChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reelq_output_checks_total", Help: "Outputs checked as media, by result: ok, or the validation code (not_media, truncated, empty, duration_mismatch, missing_audio, wrong_type).",
+		}, []string{"provider", "code"}),
 		BudgetLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "reelq_budget_limit", Help: "A provider's spending limit in force, by scope (provider), name and unit (batches: reelq_batch_budgets).",
 		}, []string{"scope", "name", "unit"}),
@@ -108,7 +112,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.Jobs, m.Attempts, m.InFlight, m.CallDuration, m.CallStatus, m.RateLimitWait,
 			m.RateLimited, m.Paused, m.Spend, m.AmbiguousSubmits, m.DeadLetters, m.JobDuration,
-			m.Waiting, m.Slots, m.Archives, m.ArchiveBytes, m.ArchiveDuration, m.BudgetLimit, m.BudgetSpent, m.BatchBudgets, m.LimiterDown)
+			m.Waiting, m.Slots, m.Archives, m.ArchiveBytes, m.ArchiveDuration, m.OutputChecks, m.BudgetLimit, m.BudgetSpent, m.BatchBudgets, m.LimiterDown)
 	}
 	return m
 }
@@ -219,6 +223,14 @@ func (m *Metrics) Archived(provider, result string, bytes int64, d time.Duration
 			m.ArchiveBytes.WithLabelValues(provider).Add(float64(bytes))
 		}
 		m.ArchiveDuration.WithLabelValues(provider).Observe(d.Seconds())
+	}
+}
+
+// OutputChecked records one output's media check: code is "ok" or one of
+// internal/media's stable codes (a fixed set: the label stays bounded).
+func (m *Metrics) OutputChecked(provider, code string) {
+	if m != nil {
+		m.OutputChecks.WithLabelValues(provider, code).Inc()
 	}
 }
 

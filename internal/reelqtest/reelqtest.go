@@ -132,6 +132,10 @@ type Settings struct {
 	// LimiterUnavailableAfter is the limiter's UnavailableAfter (default
 	// ratelimit's 10s).
 	LimiterUnavailableAfter time.Duration
+	// OutputPolicy and OutputRetries are what a run whose output fails its
+	// media check ends as (worker.Runtime).
+	OutputPolicy  string
+	OutputRetries int
 }
 
 // WorkerOptions configure a test worker.
@@ -224,6 +228,8 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 			Ambiguous:           s.Ambiguous,
 			AmbiguousPauseAfter: s.AmbiguousPauseAfter,
 			AmbiguousWindow:     s.AmbiguousWindow,
+			OutputPolicy:        s.OutputPolicy,
+			OutputRetries:       s.OutputRetries,
 		}
 	}
 	cfg := o.Config

@@ -27,6 +27,9 @@ type ArchiveConfig struct {
 	Bandwidth int64
 	// Retry is the retry policy for transient download and upload errors.
 	Retry archive.Retry
+	// NoValidate turns off the outputs' media checks (REELQ_VALIDATE=false):
+	// what the bytes are is still recorded, never held against them.
+	NoValidate bool
 }
 
 // clusterSlots is archive.Slots on a slots.Pool: a download holds one of
@@ -96,10 +99,12 @@ func (e *engine) archive(ctx context.Context, j *job, outs []reelq.Output) outco
 	return outcome{kind: outArchive}
 }
 
-// stepArchive downloads the stored outputs and finishes the run. A link
-// that is gone or an output over the size limit ends with the result
-// published anyway, the provider URL kept and archive_error set: the
-// result is never lost because archiving failed.
+// stepArchive downloads the stored outputs, checks each as media on the
+// way (see validate.go) and settles the run. A link that is gone or an
+// output over the size limit ends with the result published anyway, the
+// provider URL kept and archive_error set: the result is never lost
+// because archiving failed. With archiving off (the store keeps nothing)
+// the outputs are downloaded and dropped, only to be checked.
 //
 // Shutdown stops archiving at once (SIGTERM, not the end of the shutdown
 // grace): the job returns to the queue, and its next delivery archives
@@ -109,6 +114,7 @@ func (e *engine) archive(ctx context.Context, j *job, outs []reelq.Output) outco
 // at most one rate window of trickling.
 func (e *engine) stepArchive(ctx context.Context, j *job) outcome {
 	a := e.w.archiver
+	keep := a.Store().Name() != archive.KindOff
 	actx, stop := context.WithCancel(ctx)
 	defer stop()
 	defer context.AfterFunc(e.intake, stop)()
@@ -116,7 +122,7 @@ func (e *engine) stepArchive(ctx context.Context, j *job) outcome {
 	slow := -1 // an output cut off for trickling
 	for i := range outs {
 		o := &outs[i]
-		if o.Archive != nil {
+		if o.Archive != nil || !keep && !fetchable(o.URL) {
 			continue
 		}
 		if slow >= 0 {
@@ -124,6 +130,9 @@ func (e *engine) stepArchive(ctx context.Context, j *job) outcome {
 			continue
 		}
 		key := archive.Key(j.id, j.st.Run, i)
+		if n := j.st.OutputRetries; n > 0 {
+			key += fmt.Sprintf(".retry%d", n) // the failed submission's copies stay for inspection
+		}
 		start := time.Now()
 		cp, err := a.Archive(actx, key, o.URL)
 		if err != nil {
@@ -133,10 +142,18 @@ func (e *engine) stepArchive(ctx context.Context, j *job) outcome {
 			if errors.Is(err, archive.ErrTooSlow) {
 				slow = i
 			}
+			if !keep {
+				e.logJob(j).Warn("output not downloaded; it is not checked", "output", i, "url", archive.RedactURL(o.URL), "err", err)
+				continue
+			}
 			o.ArchiveError = e.w.redact(err.Error())
 			e.w.m.Archived(e.name, "failed", 0, time.Since(start))
 			e.logJob(j).Warn("output not archived; the result keeps the provider's link", "output", i, "url", archive.RedactURL(o.URL), "err", err)
 			e.jobEvent(j, reelq.EventArchiveFailed, func(ev *reelq.Event) { ev.Reason = fmt.Sprintf("output %d: %s", i, o.ArchiveError) })
+			continue
+		}
+		e.check(j, i, o, cp.Media)
+		if !keep {
 			continue
 		}
 		o.Archive = &reelq.ArchivedCopy{Store: cp.Store, Bucket: cp.Bucket, Key: cp.Key, Size: cp.Size, ContentType: cp.ContentType, SHA256: cp.SHA256}
@@ -148,5 +165,5 @@ func (e *engine) stepArchive(ctx context.Context, j *job) outcome {
 			ev.Reason = fmt.Sprintf("output %d: %s/%s (%d bytes)", i, cp.Bucket, cp.Key, cp.Size)
 		})
 	}
-	return e.finish(ctx, j, reelq.StatusSucceeded, outs, nil)
+	return e.settleOutputs(ctx, j, outs)
 }

@@ -138,8 +138,10 @@ func (e *engine) result(j *job, status string, outs []reelq.Output, errInfo *ree
 		if st.EnqueuedAt != nil {
 			res.EnqueuedAt = st.EnqueuedAt
 		}
+		res.OutputRetries = st.OutputRetries
 		if res.Cost != nil && st.Submissions > 1 {
-			// Paid twice through an ambiguous submission: both count.
+			// Paid twice (an ambiguous submission, or an output retry):
+			// both count.
 			c := *res.Cost
 			c.Amount = (money.FromFloat(c.Amount) * money.Micros(st.Submissions)).Float()
 			c.Basis = fmt.Sprintf("%s, x%d submissions", c.Basis, st.Submissions)
@@ -155,9 +157,10 @@ func (e *engine) result(j *job, status string, outs []reelq.Output, errInfo *ree
 
 // payOnce is a result's PayOnce: best effort when a paid call of the run
 // was made again after an unknown outcome (st counts more than one
-// submission) and the provider cannot recover submissions.
+// submission besides the output retries, which are paid again on
+// purpose) and the provider cannot recover submissions.
 func payOnce(r providers.Recovery, st *jobstate.State) string {
-	if st != nil && st.Submissions > 1 && r.PayOnce() != reelq.PayOnceGuaranteed {
+	if st != nil && st.Submissions-st.OutputRetries > 1 && r.PayOnce() != reelq.PayOnceGuaranteed {
 		return reelq.PayOnceBestEffort
 	}
 	return reelq.PayOnceGuaranteed
@@ -388,7 +391,7 @@ func publishDLQ(ctx context.Context, js jetstream.JetStream, provider, id, subje
 func (e *engine) newState(j *job, phase reelq.Phase) *jobstate.State {
 	st := &jobstate.State{
 		ID: j.id, Provider: e.name, Batch: j.env.Batch, Priority: j.env.Priority, FairnessKey: j.env.FairnessKey,
-		Digest: j.digest, Phase: phase, Run: 1, Seq: j.seq, Input: j.env.Input, Metadata: j.env.Metadata,
+		Digest: j.digest, Phase: phase, Run: 1, Seq: j.seq, Input: j.env.Input, Metadata: j.env.Metadata, Expect: j.env.Expect,
 		Traceparent: j.traceparent, Worker: e.w.cfg.WorkerID, EnqueuedAt: e.enqueuedAt(j),
 	}
 	if phase == reelq.PhaseSubmitting {

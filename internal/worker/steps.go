@@ -51,7 +51,7 @@ func (e *engine) stepClaim(ctx context.Context, j *job) outcome {
 	if j.cancel.Load() || e.w.cancels.has(j.id) {
 		return e.stepCancelQueued(ctx, j)
 	}
-	if j.deliveries <= 1 && j.run == 1 {
+	if j.deliveries <= 1 && j.run == 1 && j.st == nil {
 		// Most likely a new job: take the rate-limit token first, so the
 		// state can go straight to "submitting" (one write, not two).
 		if e.pausedForUs(j) {

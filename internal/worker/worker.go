@@ -135,7 +135,25 @@ type Runtime struct {
 	// Calls bounds the provider calls (and their state writes) this
 	// replica makes at once; zero means min(max(Slots, 16), 256).
 	Calls int
+	// OutputPolicy is what a run whose output fails its media check ends
+	// as: OutputFail (also when empty), OutputRetry or OutputAccept.
+	OutputPolicy string
+	// OutputRetries bounds OutputRetry's new submissions per run; zero
+	// means 1.
+	OutputRetries int
 }
+
+// Output policies: what a run whose output failed its media check ends as.
+const (
+	// OutputFail fails the run with code invalid_output; the archived
+	// bytes are kept for inspection.
+	OutputFail = "fail"
+	// OutputRetry submits the job again (paid again), only within its
+	// budgets and at most Runtime.OutputRetries times, then fails it.
+	OutputRetry = "retry"
+	// OutputAccept records the validation error and succeeds.
+	OutputAccept = "accept"
+)
 
 // Config tunes the worker.
 type Config struct {
@@ -317,6 +335,16 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 		case "", AmbiguousResubmit, AmbiguousHold:
 		default:
 			return nil, fmt.Errorf("provider %s: ambiguous-submission policy %q (want %s or %s)", name, rt.Ambiguous, AmbiguousResubmit, AmbiguousHold)
+		}
+		switch rt.OutputPolicy {
+		case "":
+			rt.OutputPolicy = OutputFail
+		case OutputFail, OutputRetry, OutputAccept:
+		default:
+			return nil, fmt.Errorf("provider %s: output policy %q (want %s, %s or %s)", name, rt.OutputPolicy, OutputFail, OutputRetry, OutputAccept)
+		}
+		if rt.OutputRetries <= 0 {
+			rt.OutputRetries = 1
 		}
 		if rt.AmbiguousPauseAfter == 0 {
 			rt.AmbiguousPauseAfter = 3
