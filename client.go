@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -36,6 +37,9 @@ type Client struct {
 	cancels    jetstream.KeyValue
 	validators map[string]Validator
 	rules      map[string]kind.Rules
+
+	cwMu sync.Mutex
+	cw   time.Duration // COUNTERS duplicate window
 
 	// betweenReads, set by tests, runs between Get's read of the job state
 	// and its read of the queue.

@@ -205,10 +205,17 @@ func (e *engine) publishResult(ctx context.Context, j *job, res *reelq.Result, d
 		e.logJob(j).Warn("result not acknowledged by the server; trying again later", "err", err)
 		return waitFor(5 * time.Second)
 	}
+	// Counted on every delivery that gets here, a run already published
+	// included: a worker killed between the result and the ack left its
+	// counts unknown, and the server drops those it already has.
+	if err := e.count(sctx, res); err != nil {
+		e.logJob(j).Warn("counters not acknowledged by the server; trying again later", "err", err)
+		return waitFor(5 * time.Second)
+	}
 	if already {
 		return ack()
 	}
-	e.count(res)
+	e.w.beat.finished(res)
 	var since time.Time
 	if res.EnqueuedAt != nil {
 		since = *res.EnqueuedAt
@@ -222,25 +229,6 @@ func (e *engine) publishResult(ctx context.Context, j *job, res *reelq.Result, d
 		e.logJob(j).Info("job finished", attrs...)
 	}
 	return ack()
-}
-
-// count adds a published result to its batch's counters
-// (JetStream counters, deduplicated per job run within the duplicate
-// window). Fire and forget: the counters are statistics.
-func (e *engine) count(res *reelq.Result) {
-	field := "done_" + res.Status
-	run := strconv.Itoa(max(res.Run, 1))
-	incr := func(subj, id string) {
-		m := nats.NewMsg(subj)
-		m.Header.Set("Nats-Incr", "+1")
-		m.Header.Set(reelq.HeaderMsgID, id)
-		_ = e.w.nc.PublishMsg(m)
-	}
-	if res.Batch != "" {
-		incr(reelq.BatchCounterSubject(res.Batch, field), "cnt:b:"+res.ID+":"+run)
-	}
-	e.spend.add(res)
-	e.w.beat.finished(res)
 }
 
 // stepInvalid fails a job whose input breaks the provider's rules (or the
