@@ -21,9 +21,9 @@ import (
 // A worker killed after publishing a run's result and before counting it
 // leaves the job's message to be delivered again (the kill is stood in
 // for by publishing the result event first, under the run's Nats-Msg-Id).
-// That delivery finds the result published and still counts the run:
-// done and spend, per batch and per provider. A later copy of the job
-// republishes the stored result and counts nothing twice.
+// That delivery finds the result published and still counts the run, as
+// RESULTS has it: done and spend, per batch and per provider. A later
+// copy of the job republishes the stored result and counts nothing twice.
 func TestRunPublishedBeforeItsCountIsCountedOnce(t *testing.T) {
 	t.Parallel()
 	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(50 * time.Millisecond)}})
@@ -31,7 +31,8 @@ func TestRunPublishedBeforeItsCountIsCountedOnce(t *testing.T) {
 	defer cancel()
 	job := reelqtest.SamsarJob("counted")
 	job.Batch = "precount"
-	early, err := json.Marshal(reelq.Result{ID: job.ID, Provider: "samsar", Batch: job.Batch, Status: reelq.StatusSucceeded, Run: 1})
+	cost := reelq.Cost{Amount: 50, Unit: "credits"}
+	early, err := json.Marshal(reelq.Result{ID: job.ID, Provider: "samsar", Batch: job.Batch, Status: reelq.StatusSucceeded, Run: 1, Cost: &cost})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,11 +51,6 @@ func TestRunPublishedBeforeItsCountIsCountedOnce(t *testing.T) {
 		})
 	}
 	drained()
-	st, _, err := env.States.Get(ctx, job.ID)
-	if err != nil || st.Phase != reelq.PhaseFinished || st.StoredResult() == nil || st.StoredResult().Cost == nil {
-		t.Fatalf("job state %+v (%v), want finished with a cost", st, err)
-	}
-	cost := *st.StoredResult().Cost
 	check := func(when string) {
 		t.Helper()
 		s, err := env.Client.Stats(ctx, reelq.StatsOptions{Batch: job.Batch})

@@ -205,13 +205,6 @@ func (e *engine) publishResult(ctx context.Context, j *job, res *reelq.Result, d
 		e.logJob(j).Warn("result not acknowledged by the server; trying again later", "err", err)
 		return waitFor(5 * time.Second)
 	}
-	// Counted on every delivery that gets here, a run already published
-	// included: a worker killed between the result and the ack left its
-	// counts unknown, and the server drops those it already has.
-	if err := e.count(sctx, res); err != nil {
-		e.logJob(j).Warn("counters not acknowledged by the server; trying again later", "err", err)
-		return waitFor(5 * time.Second)
-	}
 	if already {
 		return ack()
 	}
