@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/reelq/reelq/internal/providers/kind"
 )
@@ -72,6 +73,11 @@ type Options struct {
 	// Timeout bounds each request to the server when ctx has no earlier
 	// deadline. Default 10s.
 	Timeout time.Duration
+	// TracerProvider makes the spans of enqueues (one per job published,
+	// whose context the job carries to the workers as its traceparent) and
+	// of Results deliveries. Nil means otel's global provider, a no-op
+	// until the program installs one.
+	TracerProvider trace.TracerProvider
 }
 
 // ErrNotFound is returned for a job id nobody has published (or whose

@@ -13,6 +13,8 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // EnqueueStatus says what Enqueue did with one job.
@@ -191,8 +193,9 @@ type enqueued struct {
 }
 
 type pending struct {
-	i int
-	f jetstream.PubAckFuture
+	i    int
+	f    jetstream.PubAckFuture
+	span trace.Span
 }
 
 // sendWindow enqueues jobs[i] for i in win: it reads what is known of
@@ -244,17 +247,23 @@ func (c *Client) sendWindow(ctx context.Context, jobs []Job, win []int, out []En
 			}
 			continue
 		}
-		msg, err := c.jobMsg(j, 1)
+		// The job's span lasts until its acknowledgement; its context
+		// goes with the job as the message's traceparent.
+		tctx, span := c.tracer().Start(ctx, "reelq.enqueue", trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(jobAttrs(subjects[k], j.ID, j.Provider, j.Batch)...))
+		msg, err := c.jobMsg(tctx, j, 1)
 		if err != nil {
+			endSpan(span, err)
 			out[i] = EnqueueResult{ID: j.ID, Status: Failed, Err: err}
 			continue
 		}
 		f, err := c.js.PublishMsgAsync(msg, jetstream.WithMsgID(JobMsgID(j.ID, 1)))
 		if err != nil {
+			endSpan(span, err)
 			out[i] = EnqueueResult{ID: j.ID, Status: Failed, Err: publishErr(j, err)}
 			continue
 		}
-		w.pubs = append(w.pubs, pending{i, f})
+		w.pubs = append(w.pubs, pending{i, f, span})
 	}
 	return w, nil
 }
@@ -264,21 +273,28 @@ func (c *Client) collect(ctx context.Context, jobs []Job, w *window, out []Enque
 	var published []enqueued
 	for _, p := range w.pubs {
 		j := &jobs[p.i]
+		tctx := trace.ContextWithSpan(ctx, p.span)
 		select {
 		case ack := <-p.f.Ok():
 			if ack.Duplicate {
 				// Another producer published this id within the duplicate
 				// window, after we looked: compare with what it published.
-				out[p.i] = c.compareSeq(ctx, j, ack.Sequence)
+				out[p.i] = c.compareSeq(tctx, j, ack.Sequence)
+				p.span.SetAttributes(attribute.String("reelq.enqueue.status", string(out[p.i].Status)))
+				endSpan(p.span, out[p.i].Err)
 				if out[p.i].Status == Published {
 					published = append(published, enqueued{batch: j.Batch, id: j.ID})
 				}
 				continue
 			}
 			out[p.i] = EnqueueResult{ID: j.ID, Status: Published, Phase: PhaseQueued}
+			p.span.SetAttributes(attribute.String("reelq.enqueue.status", string(Published)))
+			endSpan(p.span, nil)
 			published = append(published, enqueued{batch: j.Batch, id: j.ID})
 		case <-p.f.Err():
-			if err := c.republish(ctx, j); err != nil {
+			err := c.republish(tctx, j)
+			endSpan(p.span, err)
+			if err != nil {
 				out[p.i] = EnqueueResult{ID: j.ID, Status: Failed, Err: publishErr(j, err)}
 				continue
 			}
@@ -337,7 +353,7 @@ func (c *Client) afterGone(ctx context.Context, j *Job, seq uint64) EnqueueResul
 	case !errors.Is(err, ErrNotFound):
 		return EnqueueResult{ID: j.ID, Status: Known, Phase: PhaseQueued}
 	}
-	msg, err := c.jobMsg(j, 1)
+	msg, err := c.jobMsg(ctx, j, 1)
 	if err == nil {
 		cctx, cancel := c.reqCtx(ctx)
 		_, err = c.js.PublishMsg(cctx, msg, jetstream.WithMsgID(JobMsgID(j.ID, 1)+":after:"+strconv.FormatUint(seq, 10)))
@@ -352,7 +368,7 @@ func (c *Client) afterGone(ctx context.Context, j *Job, seq uint64) EnqueueResul
 // republish retries a failed publish with the same message id (so a
 // retry never duplicates).
 func (c *Client) republish(ctx context.Context, j *Job) error {
-	msg, err := c.jobMsg(j, 1)
+	msg, err := c.jobMsg(ctx, j, 1)
 	if err != nil {
 		return err
 	}
@@ -387,8 +403,8 @@ func publishErr(j *Job, err error) error {
 	return fmt.Errorf("job %s: publish failed (publishing again is safe): %w", j.ID, err)
 }
 
-// jobMsg is the message that carries j's run.
-func (c *Client) jobMsg(j *Job, run int) (*nats.Msg, error) {
+// jobMsg is the message that carries j's run, and ctx's trace context.
+func (c *Client) jobMsg(ctx context.Context, j *Job, run int) (*nats.Msg, error) {
 	data, err := encodeJob(j)
 	if err != nil {
 		return nil, fmt.Errorf("encode job %s: %w", j.ID, err)
@@ -400,6 +416,7 @@ func (c *Client) jobMsg(j *Job, run int) (*nats.Msg, error) {
 	if run > 1 {
 		m.Header.Set(HeaderRun, strconv.Itoa(run))
 	}
+	injectTrace(ctx, m.Header)
 	return m, nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/archive"
 	"github.com/reelq/reelq/internal/jobstate"
@@ -108,6 +110,8 @@ func (e *engine) archive(ctx context.Context, j *job, outs []reelq.Output) outco
 // job's later outputs are not tried, so one job holds an archive slot for
 // at most one rate window of trickling.
 func (e *engine) stepArchive(ctx context.Context, j *job) outcome {
+	ctx, span := e.stepSpan(ctx, "reelq.archive", trace.SpanKindInternal)
+	defer span.End()
 	a := e.w.archiver
 	actx, stop := context.WithCancel(ctx)
 	defer stop()

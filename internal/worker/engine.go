@@ -440,7 +440,7 @@ func (e *engine) runStep(ctx context.Context, t task) (out outcome) {
 			out = nak(5 * time.Second)
 		}
 	}()
-	return t.step(e, ctx, t.j)
+	return t.step(e, withJobSpan(ctx, t.j), t.j)
 }
 
 // done applies a step's outcome.
@@ -784,6 +784,7 @@ func (e *engine) settle(j *job, out outcome) {
 		return
 	}
 	j.settled = true
+	defer endDelivery(j, out)
 	var err error
 	switch out.kind {
 	case outAck, outHold:
@@ -949,6 +950,7 @@ func (e *engine) puller(ctx context.Context, p reelq.Priority) {
 			for msg := range batch.Messages() {
 				got++
 				j := decodeEnvelope(msg, e.name, lim, e.rt.Provider)
+				e.startDelivery(j)
 				if j.bad == nil && j.invalid == nil {
 					j.est = e.estimate(j)
 				}

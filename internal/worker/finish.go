@@ -14,6 +14,9 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
@@ -195,12 +198,20 @@ func (e *engine) publishResult(ctx context.Context, j *job, res *reelq.Result, d
 		e.index.waitIndexed(ictx, j.id)
 		icancel()
 	}
+	pctx, span := e.stepSpan(sctx, "reelq.result.publish", trace.SpanKindProducer)
+	span.SetAttributes(attribute.String("messaging.destination.name", reelq.ResultSubject(res.Provider, res.ID)),
+		attribute.String("reelq.status", res.Status), attribute.Int("reelq.run", res.Run))
 	var already bool
 	err := backoff.Retry(func() error {
 		var err error
-		already, err = queue.PublishResultData(sctx, e.w.js, res, data)
+		already, err = queue.PublishResultData(pctx, e.w.js, res, data)
 		return err
 	}, backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond), backoff.WithMaxElapsedTime(20*time.Second)), sctx))
+	span.SetAttributes(attribute.Bool("reelq.already_published", already))
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 	if err != nil {
 		e.logJob(j).Warn("result not acknowledged by the server; trying again later", "err", err)
 		return waitFor(5 * time.Second)
