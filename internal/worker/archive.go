@@ -110,10 +110,11 @@ func (e *engine) archive(ctx context.Context, j *job, outs []reelq.Output) outco
 // job's later outputs are not tried, so one job holds an archive slot for
 // at most one rate window of trickling.
 func (e *engine) stepArchive(ctx context.Context, j *job) outcome {
-	ctx, span := e.stepSpan(ctx, "reelq.archive", trace.SpanKindInternal)
-	defer span.End()
+	// The span covers the copies; finishing (the result's publish) is the
+	// delivery's, as for a job without archiving.
 	a := e.w.archiver
-	actx, stop := context.WithCancel(ctx)
+	actx, span := e.stepSpan(ctx, "reelq.archive", trace.SpanKindInternal)
+	actx, stop := context.WithCancel(actx)
 	defer stop()
 	defer context.AfterFunc(e.intake, stop)()
 	outs := append([]reelq.Output(nil), j.st.Outputs...)
@@ -132,6 +133,7 @@ func (e *engine) stepArchive(ctx context.Context, j *job) outcome {
 		cp, err := a.Archive(actx, key, o.URL)
 		if err != nil {
 			if actx.Err() != nil {
+				span.End()
 				return nak(0) // shutdown: the next delivery archives again
 			}
 			if errors.Is(err, archive.ErrTooSlow) {
@@ -152,5 +154,6 @@ func (e *engine) stepArchive(ctx context.Context, j *job) outcome {
 			ev.Reason = fmt.Sprintf("output %d: %s/%s (%d bytes)", i, cp.Bucket, cp.Key, cp.Size)
 		})
 	}
+	span.End()
 	return e.finish(ctx, j, reelq.StatusSucceeded, outs, nil)
 }
