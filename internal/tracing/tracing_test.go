@@ -38,7 +38,7 @@ func TestOffByDefault(t *testing.T) {
 // variable.
 func TestUnsupportedExporterNamesTheVariable(t *testing.T) {
 	for kv, want := range map[*map[string]string]string{
-		{"OTEL_TRACES_EXPORTER": "zipkin"}: "OTEL_TRACES_EXPORTER=zipkin",
+		{"OTEL_TRACES_EXPORTER": "zipkin"}:                                      "OTEL_TRACES_EXPORTER=zipkin",
 		{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}: "OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
 	} {
 		_, _, err := tracing.Setup(context.Background(), env(*kv), "reelq-worker", "test")

@@ -120,7 +120,7 @@ func TestOneJobTracedFromEnqueueToResultConsumer(t *testing.T) {
 		}
 		for _, w := range kv {
 			if v, ok := got[w.Key]; !ok || v != w.Value {
-				t.Errorf("%s: %s = %v, want %v", s.Name, w.Key, v.Emit(), w.Value.Emit())
+				t.Errorf("%s: %s = %v, want %v", s.Name, w.Key, v.String(), w.Value.String())
 			}
 		}
 	}
