@@ -41,6 +41,7 @@ import (
 	"github.com/reelq/reelq/internal/providers/all"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/ratelimit"
+	"github.com/reelq/reelq/internal/tracing"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -233,8 +234,25 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	} else {
 		log.Warn("archiving is off: results carry only the providers' links, which expire")
 	}
+	// OpenTelemetry, off unless the OTEL_* variables ask for it (the
+	// exporter reads its own from the process environment).
+	tp, stopTracing, err := tracing.Setup(ctx, lookupIn(environ), "reelq-worker", bi.Version)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(fctx); err != nil {
+			log.Warn("flushing traces failed", "err", err)
+		}
+	}()
+	if tp != nil {
+		log.Info("tracing on: spans are exported over OTLP/HTTP (OTEL_* variables)")
+	}
 	w, err := worker.New(ctx, nc, js, worker.Config{
-		WorkerID: cfg.WorkerID, AckWait: cfg.AckWait, MaxAttempts: cfg.MaxAttempts, MaxDeliver: cfg.MaxDeliver,
+		TracerProvider: tp,
+		WorkerID:       cfg.WorkerID, AckWait: cfg.AckWait, MaxAttempts: cfg.MaxAttempts, MaxDeliver: cfg.MaxDeliver,
 		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, ProbeInterval: cfg.ProbeInterval, MaxProbeInterval: cfg.MaxProbeInterval,
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log, Metrics: m, Secrets: secrets,
 		Lookahead: cfg.Lookahead, Window: cfg.Window, Archive: arch, ProviderBudgets: budgets, LimiterOutages: outages,
@@ -266,6 +284,18 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	}
 	log.Info("worker stopped")
 	return runErr
+}
+
+// lookupIn is os.Getenv over environ (KEY=VALUE lines).
+func lookupIn(environ []string) func(string) string {
+	return func(key string) string {
+		for _, kv := range environ {
+			if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+				return v
+			}
+		}
+		return ""
+	}
 }
 
 // setup creates the streams and buckets, retrying for up to two minutes:

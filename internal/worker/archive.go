@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/archive"
 	"github.com/reelq/reelq/internal/jobstate"
@@ -113,9 +115,12 @@ func (e *engine) archive(ctx context.Context, j *job, outs []reelq.Output) outco
 // job's later outputs are not tried, so one job holds an archive slot for
 // at most one rate window of trickling.
 func (e *engine) stepArchive(ctx context.Context, j *job) outcome {
+	// The span covers the copies; finishing (the result's publish) is the
+	// delivery's, as for a job without archiving.
 	a := e.w.archiver
 	keep := a.Store().Name() != archive.KindOff
-	actx, stop := context.WithCancel(ctx)
+	actx, span := e.stepSpan(ctx, "reelq.archive", trace.SpanKindInternal)
+	actx, stop := context.WithCancel(actx)
 	defer stop()
 	defer context.AfterFunc(e.intake, stop)()
 	outs := append([]reelq.Output(nil), j.st.Outputs...)
@@ -137,6 +142,7 @@ func (e *engine) stepArchive(ctx context.Context, j *job) outcome {
 		cp, err := a.Archive(actx, key, o.URL)
 		if err != nil {
 			if actx.Err() != nil {
+				span.End()
 				return nak(0) // shutdown: the next delivery archives again
 			}
 			if errors.Is(err, archive.ErrTooSlow) {
@@ -165,5 +171,6 @@ func (e *engine) stepArchive(ctx context.Context, j *job) outcome {
 			ev.Reason = fmt.Sprintf("output %d: %s/%s (%d bytes)", i, cp.Bucket, cp.Key, cp.Size)
 		})
 	}
+	span.End()
 	return e.settleOutputs(ctx, j, outs)
 }

@@ -50,7 +50,6 @@ type engine struct {
 	events  chan any
 	stopped chan struct{} // closed when the loop has returned: nothing reads events
 	index   *batchIndex
-	spend   *spendCounters
 	runq    *runQueue
 	archq   *runQueue // downloads, on executors of their own
 
@@ -207,7 +206,6 @@ func newEngine(w *Worker, name string, rt *Runtime, cons map[reelq.Priority]jets
 		stopped:  make(chan struct{}),
 		runq:     newRunQueue(),
 		index:    newBatchIndex(w.js),
-		spend:    newSpendCounters(w.nc),
 		archq:    newRunQueue(),
 		slotWake: make(chan struct{}, 1),
 		hbErrLog: rate.Sometimes{First: 1, Interval: 10 * time.Second},
@@ -247,11 +245,6 @@ func (e *engine) run(intake, work context.Context) {
 	go func() {
 		defer wg.Done()
 		e.index.run(aux)
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		e.spend.run(aux)
 	}()
 	wg.Add(1)
 	go func() {
@@ -447,7 +440,7 @@ func (e *engine) runStep(ctx context.Context, t task) (out outcome) {
 			out = nak(5 * time.Second)
 		}
 	}()
-	return t.step(e, ctx, t.j)
+	return t.step(e, withJobSpan(ctx, t.j), t.j)
 }
 
 // done applies a step's outcome.
@@ -791,6 +784,7 @@ func (e *engine) settle(j *job, out outcome) {
 		return
 	}
 	j.settled = true
+	defer endDelivery(j, out)
 	var err error
 	switch out.kind {
 	case outAck, outHold:
@@ -956,6 +950,7 @@ func (e *engine) puller(ctx context.Context, p reelq.Priority) {
 			for msg := range batch.Messages() {
 				got++
 				j := decodeEnvelope(msg, e.name, lim, e.rt.Provider)
+				e.startDelivery(j)
 				if j.bad == nil && j.invalid == nil {
 					j.est = e.estimate(j)
 				}

@@ -14,6 +14,9 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
@@ -198,12 +201,20 @@ func (e *engine) publishResult(ctx context.Context, j *job, res *reelq.Result, d
 		e.index.waitIndexed(ictx, j.id)
 		icancel()
 	}
+	pctx, span := e.stepSpan(sctx, "reelq.result.publish", trace.SpanKindProducer)
+	span.SetAttributes(attribute.String("messaging.destination.name", reelq.ResultSubject(res.Provider, res.ID)),
+		attribute.String("reelq.status", res.Status), attribute.Int("reelq.run", res.Run))
 	var already bool
 	err := backoff.Retry(func() error {
 		var err error
-		already, err = queue.PublishResultData(sctx, e.w.js, res, data)
+		already, err = queue.PublishResultData(pctx, e.w.js, res, data)
 		return err
 	}, backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond), backoff.WithMaxElapsedTime(20*time.Second)), sctx))
+	span.SetAttributes(attribute.Bool("reelq.already_published", already))
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 	if err != nil {
 		e.logJob(j).Warn("result not acknowledged by the server; trying again later", "err", err)
 		return waitFor(5 * time.Second)
@@ -211,7 +222,7 @@ func (e *engine) publishResult(ctx context.Context, j *job, res *reelq.Result, d
 	if already {
 		return ack()
 	}
-	e.count(res)
+	e.w.beat.finished(res)
 	var since time.Time
 	if res.EnqueuedAt != nil {
 		since = *res.EnqueuedAt
@@ -225,25 +236,6 @@ func (e *engine) publishResult(ctx context.Context, j *job, res *reelq.Result, d
 		e.logJob(j).Info("job finished", attrs...)
 	}
 	return ack()
-}
-
-// count adds a published result to its batch's counters
-// (JetStream counters, deduplicated per job run within the duplicate
-// window). Fire and forget: the counters are statistics.
-func (e *engine) count(res *reelq.Result) {
-	field := "done_" + res.Status
-	run := strconv.Itoa(max(res.Run, 1))
-	incr := func(subj, id string) {
-		m := nats.NewMsg(subj)
-		m.Header.Set("Nats-Incr", "+1")
-		m.Header.Set(reelq.HeaderMsgID, id)
-		_ = e.w.nc.PublishMsg(m)
-	}
-	if res.Batch != "" {
-		incr(reelq.BatchCounterSubject(res.Batch, field), "cnt:b:"+res.ID+":"+run)
-	}
-	e.spend.add(res)
-	e.w.beat.finished(res)
 }
 
 // stepInvalid fails a job whose input breaks the provider's rules (or the

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
@@ -47,6 +48,7 @@ type job struct {
 	fk          string // fairness key
 	fkh         string // its slots.KeyHash
 	traceparent string
+	span        trace.Span // the delivery's span (see startDelivery)
 	// bad is set when the message cannot be attributed to a job (the
 	// envelope is unreadable or contradicts itself); id is then SeqID.
 	bad error

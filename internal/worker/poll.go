@@ -70,7 +70,9 @@ func (e *engine) stepPoll(ctx context.Context, j *job) outcome {
 		return nak(0)
 	}
 	start := time.Now()
-	ps2, err := e.rt.Provider.Poll(prepaid(ctx, j.tokenAt), task)
+	pctx, end := e.callSpan(ctx, "poll", j)
+	ps2, err := e.rt.Provider.Poll(prepaid(pctx, j.tokenAt), task)
+	end(err)
 	e.w.observeCall(e.name, "poll", err, time.Since(start))
 	ps2 = providers.Bound(ps2)
 	next := func() outcome {
@@ -187,7 +189,9 @@ func (e *engine) cancelTask(ctx context.Context, task providers.Task) {
 		return
 	}
 	start := time.Now()
+	cctx, end := e.callSpan(cctx, "cancel", nil)
 	err := c.Cancel(prepaid(cctx, start), task)
+	end(err)
 	e.w.observeCall(e.name, "cancel", err, time.Since(start))
 	if err != nil && !errors.Is(err, providers.ErrNotFound) {
 		e.log.Warn("cancel at provider failed", "task_id", task.ID, "err", err)

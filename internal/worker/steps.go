@@ -415,7 +415,9 @@ func (e *engine) submitCall(ctx context.Context, j *job) outcome {
 		// recorded, or the next worker cannot know whether we paid.
 		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.rt.RequestTimeout)
 		start := time.Now()
-		task, err := e.rt.Provider.Submit(prepaid(callCtx, j.tokenAt), req)
+		sctx, end := e.callSpan(callCtx, "submit", j)
+		task, err := e.rt.Provider.Submit(prepaid(sctx, j.tokenAt), req)
+		end(err)
 		cancel()
 		e.w.observeCall(e.name, "submit", err, time.Since(start))
 		if err == nil {

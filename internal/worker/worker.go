@@ -51,6 +51,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/archive"
@@ -204,6 +205,9 @@ type Config struct {
 	// HeartbeatEvery is how often the worker publishes its record on
 	// WORKERS; zero means heartbeat.Interval (15s).
 	HeartbeatEvery time.Duration
+	// TracerProvider makes the spans of deliveries, provider calls,
+	// archiving and result publishing; nil means none (a no-op tracer).
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) defaults() {
@@ -251,6 +255,7 @@ func (c *Config) defaults() {
 // Worker runs jobs for a set of providers.
 type Worker struct {
 	cfg     Config
+	tracer  trace.Tracer
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	states  *jobstate.Store
@@ -358,6 +363,7 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 		states: jobstate.New(js, jobsKV), pstate: ps,
 		log: cfg.Logger.With("component", "worker", "worker_id", cfg.WorkerID), m: cfg.Metrics,
 		engines: map[string]*engine{}, watchErr: map[string]error{}, overBatch: map[string]bool{},
+		tracer: tracerOf(cfg.TracerProvider),
 	}
 	budgetKV, err := js.KeyValue(ctx, reelq.BucketBudgets)
 	if err != nil {
