@@ -1,0 +1,91 @@
+package worker
+
+import (
+	"context"
+	"runtime/debug"
+	"sync"
+	"time"
+)
+
+// start hands j's next step to the executors.
+func (e *engine) start(j *job, step func(*engine, context.Context, *job) outcome) {
+	j.busy = true
+	e.runq.push(task{j: j, step: step})
+}
+
+func (e *engine) executor(ctx context.Context, q *runQueue) {
+	for {
+		t, ok := q.pop()
+		if !ok {
+			return
+		}
+		out := e.runStep(ctx, t)
+		e.post(evDone{j: t.j, out: out})
+	}
+}
+
+func (e *engine) runStep(ctx context.Context, t task) (out outcome) {
+	defer func() {
+		if p := recover(); p != nil {
+			e.log.Error("job step panicked; returning the job to the queue", "job_id", t.j.id, "panic", p, "stack", string(debug.Stack()))
+			out = nak(5 * time.Second)
+		}
+	}()
+	return t.step(e, ctx, t.j)
+}
+
+// task is one step of one job for the executors.
+type task struct {
+	j    *job
+	step func(*engine, context.Context, *job) outcome
+}
+
+// runQueue is the executors' FIFO of steps: unbounded, so the loop never
+// blocks handing work out.
+type runQueue struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	q      []task
+	head   int
+	closed bool
+}
+
+func newRunQueue() *runQueue {
+	r := &runQueue{}
+	r.cond = sync.NewCond(&r.mu)
+	return r
+}
+
+func (r *runQueue) push(t task) {
+	r.mu.Lock()
+	r.q = append(r.q, t)
+	r.mu.Unlock()
+	r.cond.Signal()
+}
+
+func (r *runQueue) pop() (task, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for r.head == len(r.q) && !r.closed {
+		r.cond.Wait()
+	}
+	if r.head == len(r.q) {
+		return task{}, false
+	}
+	t := r.q[r.head]
+	r.q[r.head] = task{}
+	r.head++
+	if r.head > 1024 && r.head*2 >= len(r.q) {
+		r.q = append(r.q[:0:0], r.q[r.head:]...)
+		r.head = 0
+	}
+	return t, true
+}
+
+// close wakes the executors; they finish the queued steps, then return.
+func (r *runQueue) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.cond.Broadcast()
+}
