@@ -10,12 +10,10 @@ import (
 
 // arrive takes a freshly pulled message.
 func (e *engine) arrive(j *job) {
-	rank := j.prio.Rank()
-	if prev, dup := e.jobs[j.seq]; dup && !prev.settled {
+	if prev, dup := e.jobs[j.seq]; dup && prev.sched != schedSettled {
 		// The server redelivered a message this engine still holds (a
 		// heartbeat was late): keep the copy we have.
-		e.pulled[rank].Add(-1)
-		e.wakePuller(rank)
+		e.move(j, schedSettled)
 		return
 	}
 	e.jobs[j.seq] = j
@@ -24,25 +22,26 @@ func (e *engine) arrive(j *job) {
 	case e.draining.Load() && j.bad == nil:
 		// Returned by drainHeld once no pull of ours is open (a Nak now
 		// could come straight back to one).
-		j.waiting = true
+		e.move(j, schedWaiting)
 		e.waitq.push(j)
 	case j.bad != nil:
-		e.pulled[rank].Add(-1)
+		e.move(j, schedOffSlot)
 		e.start(j, (*engine).stepDeadLetter)
 	case j.invalid != nil:
-		e.pulled[rank].Add(-1)
+		e.move(j, schedOffSlot)
 		e.start(j, (*engine).stepInvalid)
 	case e.w.cancels.has(j.id):
-		e.pulled[rank].Add(-1)
+		e.move(j, schedOffSlot)
 		e.start(j, (*engine).stepCancelQueued)
 	case j.deliveries > 1:
 		// A redelivery: if its task already runs at the provider (its
 		// worker died), it takes the next slot before any new
 		// submission, or the provider would run more than the cap. Read
 		// its state first, without a slot.
+		e.move(j, schedPeeking)
 		e.start(j, (*engine).stepPeek)
 	default:
-		j.waiting = true
+		e.move(j, schedWaiting)
 		e.waitq.push(j)
 	}
 }
@@ -65,11 +64,9 @@ func (e *engine) stepPeek(ctx context.Context, j *job) outcome {
 
 // done applies a step's outcome.
 func (e *engine) done(j *job, out outcome) {
-	j.busy = false
 	if out.kind == outPeeked {
-		// Still counted as pulled; now it waits.
 		j.lvl = out.lvl
-		j.waiting = true
+		e.move(j, schedWaiting)
 		e.waitq.push(j)
 		return
 	}
@@ -80,41 +77,39 @@ func (e *engine) done(j *job, out outcome) {
 	if e.draining.Load() {
 		// Not settled here: drainHeld returns it once no pull of ours is
 		// open.
-		e.freeSlot(j)
-		e.pulled[j.prio.Rank()].Add(1)
-		j.waiting = true
+		e.move(j, schedWaiting)
 		e.waitq.pushFront(j)
 		return
 	}
 	switch out.kind {
 	case outPoll:
-		j.wake = false
+		e.move(j, schedPolling)
 		e.timers.schedule(j, out.at)
 		if j.cancel.Load() {
 			e.timers.schedule(j, time.Now())
 		}
 	case outPark:
-		e.freeSlot(j)
 		e.park(j, nil, out.seen)
 	case outArchive:
-		e.freeSlot(j)
-		j.busy = true
+		e.move(j, schedOffSlot)
 		e.archq.push(task{j: j, step: (*engine).stepArchive})
 	case outWait:
-		e.freeSlot(j)
+		to := schedWaiting
+		later := out.at.After(time.Now())
+		if later {
+			to = schedWaking
+		}
+		e.move(j, to) // out of its slot before its level changes (keyEnded)
 		switch {
 		case out.paid && j.lvl == resumeLevel:
 			j.lvl = 0 // waits with the new submissions until the pause ends
 		case !out.paid && knownTask(j.st):
 			j.lvl = resumeLevel // a pause must not hold its polls
 		}
-		e.pulled[j.prio.Rank()].Add(1)
-		if out.at.After(time.Now()) {
-			j.wake = true
+		if later {
 			e.timers.schedule(j, out.at)
 			return
 		}
-		j.waiting = true
 		e.waitq.pushFront(j)
 	}
 }
@@ -134,16 +129,14 @@ func knownTask(st *jobstate.State) bool {
 
 // due runs a job whose timer fired: a poll, or a return to the queue.
 func (e *engine) due(j *job) {
-	if j.settled {
-		return
-	}
-	if j.wake {
-		j.wake = false
-		j.waiting = true
+	switch j.sched {
+	case schedWaking:
+		e.move(j, schedWaiting)
 		e.waitq.pushFront(j)
-		return
+	case schedPolling:
+		e.move(j, schedRunning)
+		e.start(j, (*engine).stepPoll)
 	}
-	e.start(j, (*engine).stepPoll)
 }
 
 // dispatch starts as many waiting jobs as the slots and the gate allow. A
@@ -171,18 +164,13 @@ func (e *engine) dispatch() {
 		default:
 			return // closed, or this claim's probe job has started
 		}
-		e.pulled[j.prio.Rank()].Add(-1)
-		e.wakePuller(j.prio.Rank())
-		j.waiting = false
 		if sc, seen := e.w.budgets.scopes(e.name, j.env.Batch, j.est); len(sc) > 0 {
 			if ok, over := e.w.budgets.fits(sc, j.est); !ok {
 				e.park(j, over, seen)
 				continue
 			}
 		}
-		j.slot = true
-		e.running++
-		e.keyStarted(j)
+		e.move(j, schedRunning)
 		if probe {
 			j.probe = true
 			e.probeFor = e.gate.claim
@@ -200,7 +188,7 @@ func (e *engine) park(j *job, over *budgetScope, seen uint64) {
 	if len(e.parked) == 0 || seen < e.parkedAt {
 		e.parkedAt = seen
 	}
-	j.parked = true
+	e.move(j, schedParked)
 	e.parked = append(e.parked, j)
 	if over != nil {
 		e.overBudget(j, over)
@@ -211,13 +199,8 @@ func (e *engine) park(j *job, over *budgetScope, seen uint64) {
 // dispatch parks again those that still do not fit.
 func (e *engine) unpark() {
 	for _, j := range e.parked {
-		j.parked = false
-		if j.settled {
-			continue
-		}
-		j.waiting = true
+		e.move(j, schedWaiting)
 		e.waitq.pushFront(j)
-		e.pulled[j.prio.Rank()].Add(1)
 	}
 	e.parked = e.parked[:0]
 }

@@ -57,20 +57,16 @@ type job struct {
 	est *reelq.Cost
 
 	// loop
-	slot    bool // holds one of the engine's slots
-	busy    bool // a step is running
-	heapIdx int
-	due     time.Time
-	wake    bool // due means "back to the waiting queue", not "poll"
-	waiting bool
-	probe   bool
-	settled bool
+	sched   sched     // where the job is in its engine; only move changes it
+	heapIdx int       // its place on the timer heap (polling, waking), or -1
+	due     time.Time // when it leaves the timer heap
+	// probe is the role of the job a paused provider's probe rides on: set
+	// by dispatch, cleared by the step that gets the probe's verdict.
+	probe bool
 
 	// cancel is set by the loop when a cancel request for the job arrives;
 	// steps read it.
 	cancel atomic.Bool
-
-	parked bool // waiting for budget
 
 	// step
 	st        *jobstate.State

@@ -48,8 +48,6 @@ func (e *engine) spill(waiting int) {
 		if j == nil {
 			break
 		}
-		j.waiting = false
-		e.pulled[j.prio.Rank()].Add(-1)
 		e.settle(j, nak(0))
 	}
 	if n > 0 {

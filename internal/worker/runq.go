@@ -9,7 +9,6 @@ import (
 
 // start hands j's next step to the executors.
 func (e *engine) start(j *job, step func(*engine, context.Context, *job) outcome) {
-	j.busy = true
 	e.runq.push(task{j: j, step: step})
 }
 

@@ -10,11 +10,10 @@ import (
 
 // settle is the one place a delivery ends: ack, nak, term, or abandon.
 func (e *engine) settle(j *job, out outcome) {
-	if j.settled {
+	if j.sched == schedSettled {
 		e.log.Error("job settled twice; ignoring the second settlement", "job_id", j.id, "stream_seq", j.seq, "outcome", out.String())
 		return
 	}
-	j.settled = true
 	var err error
 	switch out.kind {
 	case outAck, outHold:
@@ -32,23 +31,20 @@ func (e *engine) settle(j *job, out outcome) {
 	if err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
 		e.log.Warn("settling the message failed; it returns after AckWait", "job_id", j.id, "stream_seq", j.seq, "outcome", out.String(), "err", err)
 	}
-	if j.parked {
-		j.parked = false
+	switch j.sched {
+	case schedParked:
 		for i, x := range e.parked {
 			if x == j {
 				e.parked = append(e.parked[:i], e.parked[i+1:]...)
 				break
 			}
 		}
+	case schedWaiting:
+		e.waitq.remove(j) // unless the caller popped it
+	case schedPolling, schedWaking:
+		e.timers.unschedule(j)
 	}
-	if j.waiting {
-		e.waitq.remove(j)
-		j.waiting = false
-		e.pulled[j.prio.Rank()].Add(-1)
-		e.wakePuller(j.prio.Rank())
-	}
-	e.timers.unschedule(j)
-	e.freeSlot(j)
+	e.move(j, schedSettled)
 	if j.probe && out.kind != outAck && out.kind != outHold {
 		// The probe did not get a verdict: let another probe run.
 		e.bg.Add(1)
@@ -77,9 +73,6 @@ func (e *engine) settle(j *job, out outcome) {
 // heartbeats keeps every held message alive: one ticker for all of them.
 func (e *engine) heartbeats() {
 	for _, j := range e.jobs {
-		if j.settled {
-			continue
-		}
 		if err := j.msg.InProgress(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
 			e.hbErrLog.Do(func() { e.log.Warn("heartbeat failed", "job_id", j.id, "err", err) })
 		}
@@ -89,25 +82,21 @@ func (e *engine) heartbeats() {
 // cancelRequested acts on a cancel request for a job this engine holds.
 func (e *engine) cancelRequested(id string) {
 	for _, j := range e.byID[id] {
-		if j.settled {
-			continue
-		}
 		j.cancel.Store(true)
-		switch {
-		case j.waiting:
+		switch j.sched {
+		case schedWaiting:
 			e.waitq.remove(j)
-			j.waiting = false
-			e.pulled[j.prio.Rank()].Add(-1)
+			e.move(j, schedOffSlot)
 			e.start(j, (*engine).stepCancelQueued)
-		case j.busy:
-			// The running step sees the flag at its next decision.
-		case j.heapIdx >= 0 && j.wake:
+		case schedWaking:
 			e.timers.unschedule(j)
-			j.wake = false
+			e.move(j, schedOffSlot)
 			e.start(j, (*engine).stepCancelQueued)
-		case j.heapIdx >= 0:
+		case schedPolling:
 			e.timers.schedule(j, time.Now()) // poll now: the poll step cancels
 		}
+		// Busy (a step runs): the step sees the flag at its next
+		// decision. Parked: dispatch's claim step sees it.
 	}
 }
 
@@ -126,7 +115,7 @@ func (e *engine) drain() {
 func (e *engine) drainHeld() {
 	n := 0
 	for _, j := range e.jobs {
-		if !j.busy && !j.settled {
+		if !j.sched.busy() {
 			e.settle(j, nak(0))
 			n++
 		}

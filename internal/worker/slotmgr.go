@@ -68,10 +68,6 @@ func (e *engine) releaseSlots(n int) {
 // another replica needs it more (a higher priority waiting, or a fair
 // share), else it is reused here.
 func (e *engine) freeSlot(j *job) {
-	if !j.slot {
-		return
-	}
-	j.slot = false
 	e.running--
 	e.keyEnded(j)
 	if e.waitq.len() > 0 && e.pool.Yield(e.waitq.top()) {
