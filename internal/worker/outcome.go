@@ -18,11 +18,12 @@ const (
 	outArchive                    // release the slot; archive the outputs (no provider work)
 	outPark                       // release the slot; wait for a budget to allow the job
 	outPeeked                     // a redelivery's state was read: it waits at level (resume first if its task runs)
+	outReread                     // the job's state changed under the step: read it again and decide (runStep does; the loop never sees it)
 	outKinds                      // the number of kinds
 )
 
 var outcomeNames = [outKinds]string{outAck: "ack", outNak: "nak", outTerm: "term", outAbandon: "abandon", outHold: "hold",
-	outPoll: "poll", outWait: "wait", outArchive: "archive", outPark: "park", outPeeked: "peeked"}
+	outPoll: "poll", outWait: "wait", outArchive: "archive", outPark: "park", outPeeked: "peeked", outReread: "reread"}
 
 // outcome is what a step decided for its job.
 type outcome struct {
@@ -44,6 +45,7 @@ func pollAt(t time.Time) outcome    { return outcome{kind: outPoll, at: t} }
 func waitUntil(t time.Time) outcome { return outcome{kind: outWait, at: t} }
 func abandon() outcome              { return outcome{kind: outAbandon} }
 func hold() outcome                 { return outcome{kind: outHold} }
+func reread() outcome               { return outcome{kind: outReread} }
 func (o outcome) settles() bool     { return o.kind <= outHold }
 
 func (o outcome) String() string {

@@ -23,6 +23,10 @@ func (e *engine) executor(ctx context.Context, q *runQueue) {
 	}
 }
 
+// runStep runs t's step. A step whose write found the job's state changed
+// under it (a conflict) returns reread; runStep then reads the state again
+// and decides (claimExisting), up to maxRereads times: the one place the
+// step chain goes round, so no step calls back into an earlier one.
 func (e *engine) runStep(ctx context.Context, t task) (out outcome) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -30,8 +34,23 @@ func (e *engine) runStep(ctx context.Context, t task) (out outcome) {
 			out = nak(5 * time.Second)
 		}
 	}()
-	return t.step(e, ctx, t.j)
+	out = t.step(e, ctx, t.j)
+	for range maxRereads {
+		if out.kind != outReread {
+			return out
+		}
+		out = e.claimExisting(ctx, t.j)
+	}
+	if out.kind == outReread {
+		e.logJob(t.j).Error("job state kept changing; returning the job to the queue")
+		return waitFor(5 * time.Second)
+	}
+	return out
 }
+
+// maxRereads bounds the reads of a job's state one step makes when
+// its writes keep conflicting.
+const maxRereads = 20
 
 // task is one step of one job for the executors.
 type task struct {
