@@ -15,6 +15,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
+	"github.com/reelq/reelq/internal/kvwatch"
 	"github.com/reelq/reelq/internal/queue"
 )
 
@@ -61,42 +62,7 @@ func (c *cancelSet) has(id string) bool {
 // It returns once the initial values are loaded, with a channel closed when
 // the watch stops.
 func (c *cancelSet) watch(ctx context.Context) (<-chan struct{}, error) {
-	w, err := c.kv.WatchAll(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("watch cancel requests: %w", err)
-	}
-	ready, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		defer func() { _ = w.Stop() }()
-		initial := true
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					if initial {
-						initial = false
-						close(ready)
-					}
-					continue
-				}
-				c.apply(e, !initial)
-			}
-		}
-	}()
-	select {
-	case <-ready:
-		return stopped, nil
-	case <-stopped:
-		return nil, errors.New("watch cancel requests: the watch ended before its initial values")
-	case <-ctx.Done():
-		return nil, context.Cause(ctx)
-	}
+	return kvwatch.Follow(ctx, c.kv, "cancel requests", c.apply)
 }
 
 func (c *cancelSet) apply(e jetstream.KeyValueEntry, live bool) {
