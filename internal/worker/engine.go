@@ -52,8 +52,10 @@ type engine struct {
 	intake   context.Context
 	draining atomic.Bool
 
-	// Shared with the pullers: messages pulled and not yet started or
-	// settled, per priority rank, and a wake-up per puller.
+	// Shared with the pullers: per priority rank, the messages a puller
+	// is fetching or has posted plus the jobs whose state holds a
+	// lookahead place (sched.pulledAhead; move keeps the count), and a
+	// wake-up per puller.
 	pulled   [4]atomic.Int64
 	pullWake [4]chan struct{}
 
@@ -81,12 +83,12 @@ type engine struct {
 	// Loop-owned.
 	jobs       map[uint64]*job
 	byID       map[string][]*job
-	parked     []*job // waiting for a budget to allow them (no slot)
+	parked     []*job // the jobs in schedParked: waiting for a budget to allow them
 	parkedAt   uint64 // the oldest budget view a parked job was refused at
 	waitq      *waitQueue
 	timers     timerHeap
 	slots      int // slots granted to this engine and not released
-	running    int // jobs holding a slot
+	running    int // jobs holding a slot (sched.holdsSlot; move keeps the count)
 	gate       gateState
 	probeFor   time.Time // the probe claim a probe job was started for
 	idleTimer  *time.Timer
