@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"log/slog"
 	"os"
 	"regexp"
 	"slices"
@@ -8,8 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
+	"github.com/reelq/reelq/internal/metrics"
 )
 
 // A cancel request for a job waiting out a back-off on the timer gives
@@ -109,4 +113,55 @@ func compareEdges(t *testing.T, drawn map[string]string, want []string) {
 			t.Errorf("drawn, not allowed by the code: %s", strings.Replace(d, ">", " --> ", 1))
 		}
 	}
+}
+
+// In production an illegal move is no panic: it is logged and counted in
+// reelq_engine_illegal_moves_total, the job takes the state, and the
+// counts follow the states. (Not parallel: the package's tests run with
+// strictMoves set, and this one clears it while it runs.)
+func TestIllegalMoveIsCountedInProduction(t *testing.T) {
+	strictMoves = false
+	defer func() { strictMoves = true }()
+	reg := prometheus.NewRegistry()
+	e := &engine{w: &Worker{m: metrics.New(reg)}, name: "samsar", log: slog.New(slog.DiscardHandler)}
+	for i := range e.pullWake {
+		e.pullWake[i] = make(chan struct{}, 1)
+	}
+	j := &job{id: "j", prio: reelq.Normal, heapIdx: -1, sched: schedSettled}
+	e.move(j, schedWaiting)
+	if j.sched != schedWaiting || e.pulled[j.prio.Rank()].Load() != 1 {
+		t.Fatalf("after the illegal move: state %s, pulled %d; want waiting, 1", j.sched, e.pulled[j.prio.Rank()].Load())
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "reelq_engine_illegal_moves_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["from"] == "settled" && labels["to"] == "waiting" && m.GetCounter().GetValue() == 1 {
+				return
+			}
+		}
+	}
+	t.Fatal("reelq_engine_illegal_moves_total{from=settled,to=waiting} is not 1")
+}
+
+// Under the package's tests an illegal move panics.
+func TestIllegalMovePanicsUnderTests(t *testing.T) {
+	t.Parallel()
+	e := &engine{}
+	j := &job{id: "j", prio: reelq.Normal, heapIdx: -1, sched: schedSettled}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("an illegal move did not panic")
+		}
+	}()
+	e.move(j, schedRunning)
 }
