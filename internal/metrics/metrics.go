@@ -33,6 +33,7 @@ type Metrics struct {
 	BudgetSpent      *prometheus.GaugeVec     // scope (provider), name, unit
 	BatchBudgets     *prometheus.GaugeVec     // usage (a band; batches are unbounded, so no batch label)
 	LimiterDown      *prometheus.GaugeVec     // provider (1: the limiter's shared state is unavailable)
+	IllegalMoves     *prometheus.CounterVec   // provider, from, to (an engine bug)
 }
 
 // New creates the collectors and registers them with reg (if not nil).
@@ -73,6 +74,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "reelq_dead_letters_total", Help: "Messages moved to the DLQ stream, by reason.",
 		}, []string{"provider", "reason"}),
+		IllegalMoves: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reelq_engine_illegal_moves_total", Help: "Job state moves the engine's transition table does not allow (a bug; the log says which job), by from and to state.",
+		}, []string{"provider", "from", "to"}),
 		JobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "reelq_job_duration_seconds", Help: "Time from enqueue to the result event.",
 			Buckets: prometheus.ExponentialBuckets(0.1, 2.5, 12),
@@ -111,7 +115,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Jobs, m.Attempts, m.InFlight, m.CallDuration, m.CallStatus, m.RateLimitWait,
-			m.RateLimited, m.Paused, m.Spend, m.AmbiguousSubmits, m.DeadLetters, m.JobDuration,
+			m.RateLimited, m.Paused, m.Spend, m.AmbiguousSubmits, m.DeadLetters, m.IllegalMoves, m.JobDuration,
 			m.Waiting, m.Slots, m.Archives, m.ArchiveBytes, m.ArchiveDuration, m.OutputChecks, m.BudgetLimit, m.BudgetSpent, m.BatchBudgets, m.LimiterDown)
 	}
 	return m
@@ -203,6 +207,13 @@ func (m *Metrics) Ambiguous(provider, resolution string) {
 func (m *Metrics) DeadLettered(provider, reason string) {
 	if m != nil {
 		m.DeadLetters.WithLabelValues(provider, reason).Inc()
+	}
+}
+
+// IllegalMove records a job state move the engine's table does not allow.
+func (m *Metrics) IllegalMove(provider, from, to string) {
+	if m != nil {
+		m.IllegalMoves.WithLabelValues(provider, from, to).Inc()
 	}
 }
 

@@ -88,7 +88,7 @@ func (e *engine) archive(ctx context.Context, j *job, outs []reelq.Output) outco
 		next.Phase, next.Outputs = reelq.PhaseArchiving, outs
 		rev, err := e.w.states.Update(ctx, j.st, &next, j.rev)
 		if errors.Is(err, jobstate.ErrConflict) {
-			return e.claimExisting(ctx, j)
+			return reread()
 		}
 		if errors.Is(err, jobstate.ErrTooLarge) {
 			return e.finish(ctx, j, reelq.StatusSucceeded, outs, nil) // finish fails it with result_too_large

@@ -15,6 +15,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/changes"
+	"github.com/reelq/reelq/internal/kvwatch"
 	"github.com/reelq/reelq/internal/metrics"
 	"github.com/reelq/reelq/internal/money"
 	"github.com/reelq/reelq/internal/queue"
@@ -130,46 +131,26 @@ func (b *budgeter) watch(ctx context.Context) (<-chan struct{}, error) {
 	if err := b.startEpoch(ctx); err != nil {
 		return nil, fmt.Errorf("watch budgets: %w", err)
 	}
-	w, err := b.kv.WatchAll(ctx)
+	watching, err := kvwatch.Follow(ctx, b.kv, "budgets", func(e jetstream.KeyValueEntry, _ bool) { b.observe(e) })
 	if err != nil {
-		return nil, fmt.Errorf("watch budgets: %w", err)
+		return nil, err
 	}
-	ready, stopped := make(chan struct{}), make(chan struct{})
+	// The witness check runs beside the watch and stops with it.
+	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		defer func() { _ = w.Stop() }()
 		check := time.NewTicker(epochCheckInterval)
 		defer check.Stop()
-		initial := true
 		for {
 			select {
-			case <-ctx.Done():
+			case <-watching:
 				return
 			case <-check.C:
-				b.checkEpoch(ctx)
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					if initial {
-						initial = false
-						close(ready)
-					}
-					continue
-				}
-				b.observe(e)
+				_ = b.checkEpoch(ctx)
 			}
 		}
 	}()
-	select {
-	case <-ready:
-		return stopped, nil
-	case <-stopped:
-		return nil, errors.New("watch budgets: the watch ended before its initial values")
-	case <-ctx.Done():
-		return nil, context.Cause(ctx)
-	}
+	return stopped, nil
 }
 
 func (b *budgeter) observe(e jetstream.KeyValueEntry) {
