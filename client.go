@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/reelq/reelq/internal/money"
 	"github.com/reelq/reelq/internal/providers/kind"
@@ -39,6 +41,9 @@ type Client struct {
 	cancels    jetstream.KeyValue
 	validators map[string]Validator
 	rules      map[string]kind.Rules
+
+	cwMu sync.Mutex
+	cw   time.Duration // COUNTERS duplicate window
 
 	// betweenReads, set by tests, runs between Get's read of the job state
 	// and its read of the queue.
@@ -71,6 +76,11 @@ type Options struct {
 	// Timeout bounds each request to the server when ctx has no earlier
 	// deadline. Default 10s.
 	Timeout time.Duration
+	// TracerProvider makes the spans of enqueues (one per job published,
+	// whose context the job carries to the workers as its traceparent) and
+	// of Results deliveries. Nil means otel's global provider, a no-op
+	// until the program installs one.
+	TracerProvider trace.TracerProvider
 }
 
 // ErrNotFound is returned for a job id nobody has published (or whose

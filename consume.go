@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/reelq/reelq/internal/store"
 	"github.com/reelq/reelq/internal/wire"
@@ -47,8 +49,19 @@ type ResultsOptions struct {
 type Delivery struct {
 	Result *Result
 	// Seq is the result's RESULTS sequence (set by reads without Name).
-	Seq uint64
-	msg jetstream.Msg
+	Seq  uint64
+	msg  jetstream.Msg
+	span trace.Span // reelq.result.receive, ended by Ack or Nak (durable reads)
+}
+
+// Context returns ctx carrying the delivery's span, a child of the job's
+// trace (the result event's traceparent): spans the handler starts from
+// it join the trace of the job's enqueue and run.
+func (d *Delivery) Context(ctx context.Context) context.Context {
+	if d.span == nil {
+		return ctx
+	}
+	return trace.ContextWithSpan(ctx, d.span)
 }
 
 // Ack acknowledges the result and waits for the server to confirm.
@@ -56,15 +69,18 @@ func (d *Delivery) Ack(ctx context.Context) error {
 	if d.msg == nil {
 		return nil
 	}
-	return d.msg.DoubleAck(ctx)
+	err := d.msg.DoubleAck(ctx)
+	endSpan(d.span, err)
+	return err
 }
 
 // Nak asks for the result to be delivered again after delay.
 func (d *Delivery) Nak(delay time.Duration) error {
-	switch {
-	case d.msg == nil:
+	if d.msg == nil {
 		return nil
-	case delay <= 0:
+	}
+	defer d.span.End()
+	if delay <= 0 {
 		return d.msg.Nak()
 	}
 	return d.msg.NakWithDelay(delay)
@@ -138,7 +154,10 @@ func (c *Client) Results(ctx context.Context, opts ResultsOptions) iter.Seq2[*De
 				_ = msg.Ack()
 				continue
 			}
-			if !yield(&Delivery{Result: &r, msg: msg}, nil) {
+			_, span := c.tracer().Start(ContextWithTraceparent(ctx, msg.Headers().Get(wire.HeaderTraceparent)), "reelq.result.receive",
+				trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(append(jobAttrs(msg.Subject(), r.ID, r.Provider, r.Batch),
+					attribute.String("reelq.status", r.Status), attribute.Int("reelq.run", r.Run))...))
+			if !yield(&Delivery{Result: &r, msg: msg, span: span}, nil) {
 				return
 			}
 		}

@@ -166,6 +166,14 @@
 // [inspect.Inspector.DownloadOutput] writes a copy to a file, checking its size and
 // SHA-256; [OutputFile] names it.
 //
+// On the way the workers inspect each output as media: [Output].Media
+// says what the bytes are, and [Output].ValidationError why they are not
+// what the provider's folder declares for the output (with the job's own
+// [Expect] on top): empty, truncated, an HTML page served with 200, the
+// wrong type, no audio, the wrong duration. By default such a run fails
+// with [CodeInvalidOutput]; each provider's P_OUTPUT_POLICY may instead
+// retry it (paid again, within the job's budgets) or accept it.
+//
 // # Operating the queue
 //
 // [inspect.Inspector.Stats] reads each provider's queue by priority, jobs in flight

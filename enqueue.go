@@ -3,12 +3,9 @@ package reelq
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +13,8 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/reelq/reelq/internal/store"
 	"github.com/reelq/reelq/internal/wire"
@@ -125,10 +124,15 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []Job, opts BatchOptions
 	}
 	// Windows are pipelined: the next window's known-id reads and
 	// publishes go out while the previous window's acknowledgements
-	// arrive, so the server is never idle waiting for the client.
+	// arrive, so the server is never idle waiting for the client. Once ctx
+	// ends no window is sent, but the acknowledgements of those sent are
+	// still awaited (for up to ackGrace), so the results and the batch
+	// counters say exactly which jobs were published.
+	actx, stop := graceCtx(ctx, ackGrace)
+	defer stop()
 	var inflight []*window
 	collect := func(w *window) error {
-		if err := c.collect(ctx, jobs, w, out); err != nil {
+		if err := c.collect(actx, jobs, w, out); err != nil {
 			return err
 		}
 		for _, i := range w.idx {
@@ -136,36 +140,65 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []Job, opts BatchOptions
 		}
 		return nil
 	}
-	for start := 0; start < len(ok); start += c.opts.Window {
-		w, err := c.sendWindow(ctx, jobs, ok[start:min(start+c.opts.Window, len(ok))], out)
-		if err != nil {
-			return out, err
+	var err error
+	for start := 0; start < len(ok) && err == nil; start += c.opts.Window {
+		if err = context.Cause(ctx); err != nil {
+			break
+		}
+		var w *window
+		if w, err = c.sendWindow(ctx, jobs, ok[start:min(start+c.opts.Window, len(ok))], out); err != nil {
+			break
 		}
 		inflight = append(inflight, w)
 		if len(inflight) > 2 {
-			if err := collect(inflight[0]); err != nil {
-				return out, err
-			}
+			err = collect(inflight[0])
 			inflight = inflight[1:]
 		}
 	}
 	for _, w := range inflight {
-		if err := collect(w); err != nil {
-			return out, err
+		if cerr := collect(w); cerr != nil {
+			return out, cerr
 		}
 	}
-	return out, nil
+	if err == nil {
+		err = context.Cause(ctx)
+	}
+	return out, err
+}
+
+// ackGrace is how long EnqueueBatch still waits for the acknowledgements
+// of jobs already sent once its context has ended.
+const ackGrace = 5 * time.Second
+
+// graceCtx is a context that ends grace after ctx does.
+func graceCtx(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	g, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
+	return g, func() {
+		stop()
+		cancel()
+	}
 }
 
 // window is a group of jobs whose publishes are in flight.
 type window struct {
 	idx  []int
 	pubs []pending
+	// known are the window's known jobs of a batch with when they were
+	// first enqueued: their counts are sent again (see countEnqueued).
+	known []enqueued
+}
+
+// enqueued is a job counted in its batch's enqueued counter.
+type enqueued struct {
+	batch, id string
+	at        time.Time
 }
 
 type pending struct {
-	i int
-	f jetstream.PubAckFuture
+	i    int
+	f    jetstream.PubAckFuture
+	span trace.Span
 }
 
 // sendWindow enqueues jobs[i] for i in win: it reads what is known of
@@ -181,6 +214,7 @@ func (c *Client) sendWindow(ctx context.Context, jobs []Job, win []int, out []En
 	if err != nil {
 		return nil, fmt.Errorf("reelq: reading job state: %w", err)
 	}
+	w := &window{idx: win}
 	var unknown []int
 	for _, i := range win {
 		j := &jobs[i]
@@ -194,6 +228,9 @@ func (c *Client) sendWindow(ctx context.Context, jobs []Job, win []int, out []En
 			continue
 		}
 		out[i] = EnqueueResult{ID: j.ID, Status: Known, Phase: st.Phase, Result: st.StoredResult()}
+		if st.Batch != "" && st.EnqueuedAt != nil {
+			w.known = append(w.known, enqueued{st.Batch, j.ID, *st.EnqueuedAt})
+		}
 	}
 	// Jobs with no state may still be waiting in the queue.
 	subjects := make([]string, len(unknown))
@@ -204,58 +241,73 @@ func (c *Client) sendWindow(ctx context.Context, jobs []Job, win []int, out []En
 	if err != nil {
 		return nil, fmt.Errorf("reelq: reading the queue: %w", err)
 	}
-	w := &window{idx: win}
 	for k, i := range unknown {
 		j := &jobs[i]
 		if m, ok := queued[subjects[k]]; ok {
 			out[i] = c.compareQueued(j, m)
+			if q, err := DecodeJob(m.Data); err == nil && out[i].Status == Known && q.Batch != "" {
+				w.known = append(w.known, enqueued{q.Batch, j.ID, m.Time})
+			}
 			continue
 		}
-		msg, err := c.jobMsg(j, 1)
+		// The job's span lasts until its acknowledgement; its context
+		// goes with the job as the message's traceparent.
+		tctx, span := c.tracer().Start(ctx, "reelq.enqueue", trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(jobAttrs(subjects[k], j.ID, j.Provider, j.Batch)...))
+		msg, err := c.jobMsg(tctx, j, 1)
 		if err != nil {
+			endSpan(span, err)
 			out[i] = EnqueueResult{ID: j.ID, Status: Failed, Err: err}
 			continue
 		}
 		f, err := c.js.PublishMsgAsync(msg, jetstream.WithMsgID(wire.JobMsgID(j.ID, 1)))
 		if err != nil {
+			endSpan(span, err)
 			out[i] = EnqueueResult{ID: j.ID, Status: Failed, Err: publishErr(j, err)}
 			continue
 		}
-		w.pubs = append(w.pubs, pending{i, f})
+		w.pubs = append(w.pubs, pending{i, f, span})
 	}
 	return w, nil
 }
 
 // collect waits for a window's acknowledgements.
 func (c *Client) collect(ctx context.Context, jobs []Job, w *window, out []EnqueueResult) error {
-	published := map[string][]string{} // batch -> ids newly published
+	var published []enqueued
 	for _, p := range w.pubs {
 		j := &jobs[p.i]
+		tctx := trace.ContextWithSpan(ctx, p.span)
 		select {
 		case ack := <-p.f.Ok():
 			if ack.Duplicate {
 				// Another producer published this id within the duplicate
 				// window, after we looked: compare with what it published.
-				out[p.i] = c.compareSeq(ctx, j, ack.Sequence)
+				out[p.i] = c.compareSeq(tctx, j, ack.Sequence)
+				p.span.SetAttributes(attribute.String("reelq.enqueue.status", string(out[p.i].Status)))
+				endSpan(p.span, out[p.i].Err)
 				if out[p.i].Status == Published {
-					published[j.Batch] = append(published[j.Batch], j.ID)
+					published = append(published, enqueued{batch: j.Batch, id: j.ID})
 				}
 				continue
 			}
 			out[p.i] = EnqueueResult{ID: j.ID, Status: Published, Phase: PhaseQueued}
-			published[j.Batch] = append(published[j.Batch], j.ID)
+			p.span.SetAttributes(attribute.String("reelq.enqueue.status", string(Published)))
+			endSpan(p.span, nil)
+			published = append(published, enqueued{batch: j.Batch, id: j.ID})
 		case <-p.f.Err():
-			if err := c.republish(ctx, j); err != nil {
+			err := c.republish(tctx, j)
+			endSpan(p.span, err)
+			if err != nil {
 				out[p.i] = EnqueueResult{ID: j.ID, Status: Failed, Err: publishErr(j, err)}
 				continue
 			}
 			out[p.i] = EnqueueResult{ID: j.ID, Status: Published, Phase: PhaseQueued}
-			published[j.Batch] = append(published[j.Batch], j.ID)
+			published = append(published, enqueued{batch: j.Batch, id: j.ID})
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
 	}
-	c.countEnqueued(published)
+	c.countEnqueued(ctx, append(published, c.uncertain(ctx, w.known)...))
 	return nil
 }
 
@@ -304,7 +356,7 @@ func (c *Client) afterGone(ctx context.Context, j *Job, seq uint64) EnqueueResul
 	case !errors.Is(err, ErrNotFound):
 		return EnqueueResult{ID: j.ID, Status: Known, Phase: PhaseQueued}
 	}
-	msg, err := c.jobMsg(j, 1)
+	msg, err := c.jobMsg(ctx, j, 1)
 	if err == nil {
 		cctx, cancel := c.s.ReqCtx(ctx)
 		_, err = c.js.PublishMsg(cctx, msg, jetstream.WithMsgID(wire.JobMsgID(j.ID, 1)+":after:"+strconv.FormatUint(seq, 10)))
@@ -319,7 +371,7 @@ func (c *Client) afterGone(ctx context.Context, j *Job, seq uint64) EnqueueResul
 // republish retries a failed publish with the same message id (so a
 // retry never duplicates).
 func (c *Client) republish(ctx context.Context, j *Job) error {
-	msg, err := c.jobMsg(j, 1)
+	msg, err := c.jobMsg(ctx, j, 1)
 	if err != nil {
 		return err
 	}
@@ -354,8 +406,8 @@ func publishErr(j *Job, err error) error {
 	return fmt.Errorf("job %s: publish failed (publishing again is safe): %w", j.ID, err)
 }
 
-// jobMsg is the message that carries j's run.
-func (c *Client) jobMsg(j *Job, run int) (*nats.Msg, error) {
+// jobMsg is the message that carries j's run, and ctx's trace context.
+func (c *Client) jobMsg(ctx context.Context, j *Job, run int) (*nats.Msg, error) {
 	data, err := encodeJob(j)
 	if err != nil {
 		return nil, fmt.Errorf("encode job %s: %w", j.ID, err)
@@ -367,27 +419,87 @@ func (c *Client) jobMsg(j *Job, run int) (*nats.Msg, error) {
 	if run > 1 {
 		m.Header.Set(wire.HeaderRun, strconv.Itoa(run))
 	}
+	injectTrace(ctx, m.Header)
 	return m, nil
 }
 
-// countEnqueued adds newly published jobs to their batches' counters,
-// deduplicated by the set of ids (a retried window is not counted twice).
-func (c *Client) countEnqueued(byBatch map[string][]string) {
-	batches := make([]string, 0, len(byBatch))
-	for b := range byBatch {
-		batches = append(batches, b)
-	}
-	sort.Strings(batches)
-	for _, b := range batches {
-		if b == "" {
+// countEnqueued adds jobs to their batches' enqueued counters, one
+// increment per job under the Nats-Msg-Id cnt:e:<id>: the server stores
+// one per job within the COUNTERS duplicate window however often it is
+// sent. A producer stopped between a job's acknowledgement and its count
+// (Ctrl-C past ackGrace, a crash) leaves the count short until the same
+// jobs are enqueued again within the window, which counts them as known
+// (see uncertain). The increments are acknowledged before it returns; one
+// the server did not take is sent again a few times, then left to the
+// next run.
+func (c *Client) countEnqueued(ctx context.Context, jobs []enqueued) {
+	var futs []jetstream.PubAckFuture
+	for _, e := range jobs {
+		if e.batch == "" {
 			continue
 		}
-		ids := byBatch[b]
-		h := sha256.Sum256([]byte(strings.Join(ids, ",")))
-		m := nats.NewMsg(wire.BatchCounterSubject(b, "enqueued"))
-		m.Header.Set("Nats-Incr", "+"+strconv.Itoa(len(ids)))
-		_, _ = c.js.PublishMsgAsync(m, jetstream.WithMsgID("cnt:enq:"+b+":"+hex.EncodeToString(h[:12])))
+		if f, err := c.js.PublishMsgAsync(enqueuedIncr(e)); err == nil {
+			futs = append(futs, f)
+		}
 	}
+	for _, f := range futs {
+		select {
+		case <-f.Ok():
+		case <-f.Err():
+			b := backoff.WithContext(backoff.WithMaxRetries(backoff.NewConstantBackOff(200*time.Millisecond), 5), ctx)
+			_ = backoff.Retry(func() error {
+				cctx, cancel := c.s.ReqCtx(ctx)
+				defer cancel()
+				_, err := c.js.PublishMsg(cctx, f.Msg())
+				return err
+			}, b)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func enqueuedIncr(e enqueued) *nats.Msg {
+	m := nats.NewMsg(wire.BatchCounterSubject(e.batch, "enqueued"))
+	m.Header.Set("Nats-Incr", "+1")
+	m.Header.Set(wire.HeaderMsgID, "cnt:e:"+e.id)
+	return m
+}
+
+// uncertain returns the known jobs whose count may be missing and can be
+// sent again without counting twice: those first enqueued within the
+// COUNTERS duplicate window, less countMargin for the clocks.
+func (c *Client) uncertain(ctx context.Context, known []enqueued) []enqueued {
+	if len(known) == 0 {
+		return nil
+	}
+	win := c.counterWindow(ctx)
+	var out []enqueued
+	for _, e := range known {
+		if time.Since(e.at) < win-countMargin {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// countMargin allows for the clocks of producers, and the time between a
+// job's enqueue and its count.
+const countMargin = 5 * time.Minute
+
+// counterWindow is the duplicate window of COUNTERS (0 while unreadable),
+// read once per client.
+func (c *Client) counterWindow(ctx context.Context) time.Duration {
+	c.cwMu.Lock()
+	defer c.cwMu.Unlock()
+	if c.cw == 0 {
+		cctx, cancel := c.s.ReqCtx(ctx)
+		defer cancel()
+		if s, err := c.js.Stream(cctx, wire.StreamCounters); err == nil {
+			c.cw = s.CachedInfo().Config.Duplicates
+		}
+	}
+	return c.cw
 }
 
 // encodeJob is json.Marshal(j) for a validated job, without re-scanning
@@ -423,6 +535,14 @@ func encodeJob(j *Job) ([]byte, error) {
 	if m := bytes.TrimSpace(j.Metadata); len(m) > 0 {
 		b = append(b, `,"metadata":`...)
 		b = append(b, m...)
+	}
+	if j.Expect != nil {
+		e, err := json.Marshal(j.Expect)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, `,"expect":`...)
+		b = append(b, e...)
 	}
 	if j.EnqueuedAt != nil {
 		b = append(b, `,"enqueued_at":"`...)

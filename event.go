@@ -54,6 +54,7 @@ const (
 	EventRetryRefused     = "retry_refused"
 	EventArchived         = "archived"
 	EventArchiveFailed    = "archive_failed"
+	EventInvalidOutput    = "invalid_output" // an output failed its media check (Code: the validation code)
 	EventBudgetPaused     = "budget_paused"
 	EventBudgetResumed    = "budget_resumed"
 	// EventLimiterUnavailable: the provider's rate limiter has not been

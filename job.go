@@ -37,6 +37,9 @@ type Job struct {
 	Input       json.RawMessage `json:"input"`
 	// Metadata is any JSON, echoed in the result.
 	Metadata json.RawMessage `json:"metadata,omitempty"`
+	// Expect overrides, field by field, what the provider expects its
+	// outputs to be as media (see Expect). Not part of the job's digest.
+	Expect *Expect `json:"expect,omitempty"`
 	// EnqueuedAt is set by the client; the worker falls back to the
 	// stream timestamp.
 	EnqueuedAt *time.Time `json:"enqueued_at,omitempty"`
@@ -191,6 +194,7 @@ func (j *Job) Validate(validators map[string]Validator, lim Limits) error {
 	case len(j.Metadata) > 0:
 		metaOK = bad.add(checkJSON("metadata", j.Metadata))
 	}
+	j.Expect.check(&bad)
 	if j.ID != "" && known && inputOK && metaOK {
 		bad.add(wire.CheckContentID(j.ID, j.Digest()))
 	}

@@ -294,8 +294,8 @@ func (c *Client) retry(ctx context.Context, st *JobState) (int, error) {
 	}
 	run := st.Run + 1
 	j := Job{ID: st.ID, Provider: st.Provider, Batch: st.Batch, Priority: st.Priority, FairnessKey: st.FairnessKey,
-		Input: st.Input, Metadata: st.Metadata}
-	msg, err := c.jobMsg(&j, run)
+		Input: st.Input, Metadata: st.Metadata, Expect: st.Expect}
+	msg, err := c.jobMsg(ctx, &j, run)
 	if err != nil {
 		return 0, err
 	}

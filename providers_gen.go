@@ -4,7 +4,9 @@ package reelq
 
 import (
 	cambinput "github.com/reelq/reelq/internal/providers/camb/input"
+	falinput "github.com/reelq/reelq/internal/providers/fal/input"
 	"github.com/reelq/reelq/internal/providers/kind"
+	replicateinput "github.com/reelq/reelq/internal/providers/replicate/input"
 	samsarinput "github.com/reelq/reelq/internal/providers/samsar/input"
 	segmindinput "github.com/reelq/reelq/internal/providers/segmind/input"
 	vimmerseinput "github.com/reelq/reelq/internal/providers/vimmerse/input"
@@ -16,6 +18,25 @@ import (
 //
 // Its fields are the provider's input object (docs/providers.md, Camb.ai).
 type CambInput = cambinput.Input
+
+// FalInput is a request to one of fal.ai's models through its queue API
+// (POST https://queue.fal.run/{model}). Input is the model's own input
+// object, sent unchanged as the body and checked against the model's JSON
+// Schema before any paid call. It costs the model's price from the price
+// table (per second of video or per run); a model without a price is
+// unpriced.
+//
+// Its fields are the provider's input object (docs/providers.md, fal.ai).
+type FalInput = falinput.Input
+
+// ReplicateInput is a prediction on Replicate: POST /v1/models/{model}/predictions
+// for Model, POST /v1/predictions for Version. Input is the
+// model's own input object, checked against the model's JSON Schema
+// before any paid call. It costs the model's price from the price table
+// (per second of video or per run); a model without a price is unpriced.
+//
+// Its fields are the provider's input object (docs/providers.md, Replicate).
+type ReplicateInput = replicateinput.Input
 
 // SamsarInput is a movie for Samsar (POST /v1/video/create_movie). It costs 10
 // credits per second of Duration.
@@ -40,4 +61,4 @@ type SegmindInput = segmindinput.Input
 type VimmerseInput = vimmerseinput.Input
 
 // kinds are the providers, in the order of internal/providers/all.Specs.
-var kinds = []kind.Kind{cambinput.Kind, samsarinput.Kind, segmindinput.Kind, vimmerseinput.Kind}
+var kinds = []kind.Kind{cambinput.Kind, falinput.Kind, replicateinput.Kind, samsarinput.Kind, segmindinput.Kind, vimmerseinput.Kind}

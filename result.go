@@ -41,11 +41,15 @@ type Result struct {
 	// operator's resolve --resubmit, for a provider that cannot recover
 	// it): the provider may have billed more than once, and Cost counts
 	// each submission.
-	PayOnce     string          `json:"pay_once"`
-	EnqueuedAt  *time.Time      `json:"enqueued_at,omitempty"`
-	SubmittedAt *time.Time      `json:"submitted_at,omitempty"`
-	CompletedAt time.Time       `json:"completed_at"`
-	Metadata    json.RawMessage `json:"metadata,omitempty"`
+	PayOnce string `json:"pay_once"`
+	// OutputRetries counts the paid runs of the provider made again
+	// because an output failed its media check (P_OUTPUT_POLICY=retry);
+	// Cost counts each.
+	OutputRetries int             `json:"output_retries,omitempty"`
+	EnqueuedAt    *time.Time      `json:"enqueued_at,omitempty"`
+	SubmittedAt   *time.Time      `json:"submitted_at,omitempty"`
+	CompletedAt   time.Time       `json:"completed_at"`
+	Metadata      json.RawMessage `json:"metadata,omitempty"`
 	// Priority and FairnessKey are the job's, when set.
 	Priority    Priority `json:"priority,omitempty"`
 	FairnessKey string   `json:"fairness_key,omitempty"`
@@ -67,6 +71,12 @@ type Output struct {
 	// ArchiveError says why there is no archived copy (the link was gone,
 	// the file too large, ...), when archiving is on and failed.
 	ArchiveError string `json:"archive_error,omitempty"`
+	// Media is what the output's bytes are, as the worker saw them while
+	// archiving (or downloading, with archiving off); absent when they
+	// could not be downloaded.
+	Media *MediaInfo `json:"media,omitempty"`
+	// ValidationError says why the output failed its media check.
+	ValidationError *ValidationError `json:"validation_error,omitempty"`
 }
 
 // ArchivedCopy locates an output's durable copy.
@@ -122,6 +132,7 @@ const (
 	CodeTimeout           = "timeout"            // the task did not finish within the job timeout
 	CodeResultTooLarge    = "result_too_large"   // the provider's answer does not fit in the job state (too many outputs or too much text)
 	CodeCancelled         = "cancelled"
-	CodePoison            = "poison"   // delivered too many times without being settled
-	CodeInternal          = "internal" // a reelq bug
+	CodeInvalidOutput     = "invalid_output" // an output failed its media check (P_OUTPUT_POLICY=fail, or retries used up)
+	CodePoison            = "poison"         // delivered too many times without being settled
+	CodeInternal          = "internal"       // a reelq bug
 )

@@ -51,6 +51,7 @@ type JobState struct {
 	// retried and a held job resolved after its message is gone.
 	Input       json.RawMessage `json:"input,omitempty"`
 	Metadata    json.RawMessage `json:"metadata,omitempty"`
+	Expect      *Expect         `json:"expect,omitempty"`
 	Traceparent string          `json:"traceparent,omitempty"`
 	// Task is the provider task of the current run, from "submitted" on.
 	Task *Task `json:"task,omitempty"`
@@ -63,6 +64,13 @@ type JobState struct {
 	Submissions int `json:"submissions,omitempty"`
 	// AmbiguousSubmits counts submissions whose outcome was unknown.
 	AmbiguousSubmits int `json:"ambiguous_submits,omitempty"`
+	// OutputRetries counts submissions made again because an output
+	// failed its media check (P_OUTPUT_POLICY=retry); each is in
+	// Submissions.
+	OutputRetries int `json:"output_retries,omitempty"`
+	// OutputChecks records the failed media checks of this run's earlier
+	// submissions, oldest first (one line each).
+	OutputChecks []string `json:"output_checks,omitempty"`
 	// Worker is the replica that last claimed the job; SubmitToken
 	// identifies its paid call, so a late answer cannot overwrite another
 	// delivery's task.
@@ -103,6 +111,11 @@ type Task struct {
 	ID string `json:"id"`
 	// PollURL is the URL to poll, when the provider returns one (Segmind).
 	PollURL string `json:"poll_url,omitempty"`
+	// ResultURL and CancelURL are the URLs to fetch the result and to
+	// cancel, when the provider's submit answer gives them (fal.ai,
+	// Replicate).
+	ResultURL string `json:"result_url,omitempty"`
+	CancelURL string `json:"cancel_url,omitempty"`
 }
 
 // RunSummary is a finished run of a job.

@@ -13,7 +13,13 @@
 # the KEDA ScaledObject against the nats-jetstream scaler's parameters, the
 # Compose file through compose-go (the loader docker compose uses, with the
 # Compose JSON schema embedded), the NATS configs through nats-server's own
-# loader, the Helm values against deploy/nats/auth.conf, the Dockerfile.
+# loader, the Helm values against deploy/nats/auth.conf, the Dockerfile,
+# and reelq's chart (deploy/helm/reelq) through `helm lint --strict` and
+# `helm template`, its rendering held to the checks of deploy/k8s (needs
+# helm: `go install helm.sh/helm/v4/cmd/helm@v4.3.2`; without it the chart
+# tests skip, except under CI=true where they fail), and the alert rules
+# (deploy/prometheus) through `promtool check rules` and `promtool test
+# rules` (Debian's prometheus package; the same rule for a missing tool).
 # The permission set itself is exercised end to end by the main module's
 # `go test ./cmd/worker` (security_test.go: the whole batch, the permission
 # matrix of SECURITY.md, consumer ownership, inbox isolation, no leaks).

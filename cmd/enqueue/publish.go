@@ -514,8 +514,9 @@ func (a *app) estimate(c *reelq.Client, jobs []reelq.Job) estimate {
 }
 
 // String renders the estimate: "600 jobs: $1,443.96 on segmind + 36,000
-// credits on samsar (basis: $2.4066 per run; 10 credits/s x 60 s); 0
-// without a price".
+// credits on samsar (basis: $2.4066 per run; 10 credits/s x 60 s); in all
+// 36,000 credits + $1,443.96; 0 without a price" (the total per unit when
+// more than one provider or unit is priced).
 func (e estimate) String() string {
 	var parts, bases []string
 	for _, p := range e.Providers {
@@ -534,6 +535,14 @@ func (e estimate) String() string {
 	}
 	if len(bases) > 0 {
 		s += " (basis: " + strings.Join(bases, "; ") + ")"
+	}
+	if len(parts) > 1 {
+		// Several providers: the total in each unit.
+		var totals []string
+		for _, u := range units(e.Total) {
+			totals = append(totals, reelq.FormatCost(reelq.Cost{Amount: e.Total[u], Unit: u}))
+		}
+		s += "; in all " + strings.Join(totals, " + ")
 	}
 	return s + fmt.Sprintf("; %s without a price", commas(e.Unpriced))
 }

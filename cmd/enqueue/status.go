@@ -27,8 +27,23 @@ type jobStatus struct {
 	CancelRequested bool       `json:"cancel_requested,omitempty"`
 	HeldReason      string     `json:"held_reason,omitempty"`
 	HeldSince       *time.Time `json:"held_since,omitempty"`
+	// Checks are the outputs that failed their media check (the
+	// current run's result, or the earlier submissions of a run retried
+	// under P_OUTPUT_POLICY=retry).
+	Checks []outputCheck `json:"validation_errors,omitempty"`
+	// OutputRetries counts the run's paid submissions made again after an
+	// invalid output; RetriedChecks are those submissions' failed checks.
+	OutputRetries int      `json:"output_retries,omitempty"`
+	RetriedChecks []string `json:"retried_checks,omitempty"`
 	// Runs are every run of the job, oldest first (with --runs).
 	Runs []runStatus `json:"runs,omitempty"`
+}
+
+// outputCheck is one output's failed media check.
+type outputCheck struct {
+	Output  int    `json:"output"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
 }
 
 type runStatus struct {
@@ -55,6 +70,14 @@ func statusOf(st *reelq.JobState, cancelRequested bool, runs bool) jobStatus {
 		}
 		s.Attempts = max(s.Attempts, r.Attempts)
 	}
+	s.OutputRetries, s.RetriedChecks = st.OutputRetries, st.OutputChecks
+	if r != nil && st.Phase == reelq.PhaseFinished {
+		for i, o := range r.Outputs {
+			if v := o.ValidationError; v != nil {
+				s.Checks = append(s.Checks, outputCheck{Output: i, Code: v.Code, Message: v.Message})
+			}
+		}
+	}
 	s.CancelRequested = cancelRequested && st.Phase != reelq.PhaseFinished
 	switch {
 	case st.Phase == reelq.PhaseHeld:
@@ -63,6 +86,8 @@ func statusOf(st *reelq.JobState, cancelRequested bool, runs bool) jobStatus {
 		s.Note = "cancel requested"
 	case r != nil && st.Phase == reelq.PhaseFinished && r.Error != nil:
 		s.Note = r.Error.Code + ": " + r.Error.Message
+	case len(s.Checks) > 0:
+		s.Note = fmt.Sprintf("accepted, output %d: %s: %s", s.Checks[0].Output, s.Checks[0].Code, s.Checks[0].Message)
 	case r != nil && st.Phase == reelq.PhaseFinished && len(r.Outputs) > 0:
 		s.Note = r.Outputs[0].URL
 		if a := r.Outputs[0].Archive; a != nil {
@@ -242,6 +267,25 @@ func (a *app) printStatus(jobs []jobStatus, runs bool) {
 			}
 		}
 		fmt.Fprintf(a.stdout, "%s: %s\n", plural(len(jobs), "job", "jobs"), joinComma(parts))
+	}
+	for _, s := range jobs {
+		for i, c := range s.RetriedChecks {
+			fmt.Fprintf(a.stdout, "\n%s: submission %d failed the media check and was paid again: %s", s.ID, i+1, printable(c))
+		}
+		if len(s.RetriedChecks) > 0 && len(s.Checks) == 0 {
+			fmt.Fprintln(a.stdout)
+		}
+		if len(s.Checks) == 0 {
+			continue
+		}
+		fmt.Fprintf(a.stdout, "\n%s: %s failed the media check", s.ID, plural(len(s.Checks), "output", "outputs"))
+		if s.OutputRetries > 0 {
+			fmt.Fprintf(a.stdout, " (after %s, each paid)", plural(s.OutputRetries, "retry", "retries"))
+		}
+		fmt.Fprintln(a.stdout, ":")
+		for _, c := range s.Checks {
+			fmt.Fprintf(a.stdout, "  output %d: %s: %s\n", c.Output, c.Code, printable(c.Message))
+		}
 	}
 	if len(held) > 0 {
 		msg := fmt.Sprintf("\n%s held after a paid submission whose outcome is unknown: the provider may have started a task.\n"+

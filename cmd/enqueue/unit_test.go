@@ -256,3 +256,40 @@ func TestProvidersCommand(t *testing.T) {
 		}
 	}
 }
+
+// status shows the outputs that failed their media check, with the
+// code, the words and the paid retries: a failed run (invalid_output)
+// and a run whose policy accepted the output.
+func TestStatusShowsFailedMediaChecks(t *testing.T) {
+	ve := &reelq.ValidationError{Code: reelq.ValidationNotMedia, Message: "the body is an HTML page, not media"}
+	failed := &reelq.Result{ID: "v1", Status: reelq.StatusFailed, Outputs: []reelq.Output{{URL: "https://x/a.mp4", ValidationError: ve}},
+		Error: &reelq.ErrorInfo{Code: reelq.CodeInvalidOutput, Message: "output 0: not_media: the body is an HTML page, not media"}}
+	accepted := &reelq.Result{ID: "v2", Status: reelq.StatusSucceeded, Outputs: []reelq.Output{{URL: "https://x/b.mp4"}, {URL: "https://x/c.mp4", ValidationError: ve}}}
+	jobs := []jobStatus{
+		statusOf(&reelq.JobState{ID: "v1", Provider: "samsar", Phase: reelq.PhaseFinished, Run: 1, OutputRetries: 1, Result: mustJSON(t, failed),
+			OutputChecks: []string{"output 0: truncated: the file ends early"}}, false, false),
+		statusOf(&reelq.JobState{ID: "v2", Provider: "samsar", Phase: reelq.PhaseFinished, Run: 1, Result: mustJSON(t, accepted)}, false, false),
+	}
+	var w bytes.Buffer
+	(&app{stdout: &w}).printStatus(jobs, false)
+	out := w.String()
+	for _, want := range []string{"invalid_output: output 0: not_media", "v1: 1 output failed the media check (after 1 retry, each paid):",
+		"  output 0: not_media: the body is an HTML page, not media", "accepted, output 1: not_media", "v2: 1 output failed the media check:",
+		"v1: submission 1 failed the media check and was paid again: output 0: truncated: the file ends early"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status does not show %q:\n%s", want, out)
+		}
+	}
+	if c := jobs[1].Checks; len(c) != 1 || c[0].Output != 1 || c[0].Code != reelq.ValidationNotMedia {
+		t.Errorf("v2 validation_errors %+v, want output 1's", c)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

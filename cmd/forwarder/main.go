@@ -123,6 +123,7 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	reg.MustRegister(metrics.NewResultsLagCollector(js, cfg.Durable))
 	log.Info("forwarding results", "receivers", len(all), "durable", cfg.Durable, "concurrency", cfg.Concurrency, "retry_budget", cfg.RetryBudget.String())
 	if cfg.HTTPAddr != "" {
 		hs := &health.Server{Gatherer: reg, Logger: log, Ready: func(context.Context) error {

@@ -54,7 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	outputTTL := fs.Duration("output-ttl", 0, "output links expire this long after the task finished (0 = never)")
 	outputSize := fs.Int64("output-size", 0, "serve every MP4 and WAV output as a file of this many bytes (0 = a few KB)")
 	outputDuration := fs.Duration("output-duration", 0, "every MP4 and WAV output lasts this long (0 = the duration a job asked for, else 1 s)")
-	outputBroken := fs.String("output-broken", "", "serve every output broken: truncated, html, empty or no_audio")
+	outputBroken := fs.String("output-broken", "", "serve every output broken: truncated, html, empty, no_audio or wrong_duration")
 	seed := fs.Uint64("seed", 1, "random seed")
 	version := fs.Bool("version", false, "print the version and exit (also: providersim version)")
 	if err := fs.Parse(args); err != nil {

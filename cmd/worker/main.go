@@ -41,6 +41,7 @@ import (
 	"github.com/reelq/reelq/internal/providers/all"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/ratelimit"
+	"github.com/reelq/reelq/internal/tracing"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -183,6 +184,8 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 			RequestTimeout:  pc.RequestTimeout,
 			Ambiguous:       pc.Ambiguous,
 			Calls:           pc.Calls,
+			OutputPolicy:    pc.OutputPolicy,
+			OutputRetries:   pc.OutputRetries,
 		}
 		if pc.Budget != "" {
 			c, err := reelq.ParseCost(pc.Budget)
@@ -231,8 +234,25 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	} else {
 		log.Warn("archiving is off: results carry only the providers' links, which expire")
 	}
+	// OpenTelemetry, off unless the OTEL_* variables ask for it (the
+	// exporter reads its own from the process environment).
+	tp, stopTracing, err := tracing.Setup(ctx, lookupIn(environ), "reelq-worker", bi.Version)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(fctx); err != nil {
+			log.Warn("flushing traces failed", "err", err)
+		}
+	}()
+	if tp != nil {
+		log.Info("tracing on: spans are exported over OTLP/HTTP (OTEL_* variables)")
+	}
 	w, err := worker.New(ctx, nc, js, worker.Config{
-		WorkerID: cfg.WorkerID, AckWait: cfg.AckWait, MaxAttempts: cfg.MaxAttempts, MaxDeliver: cfg.MaxDeliver,
+		TracerProvider: tp,
+		WorkerID:       cfg.WorkerID, AckWait: cfg.AckWait, MaxAttempts: cfg.MaxAttempts, MaxDeliver: cfg.MaxDeliver,
 		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, ProbeInterval: cfg.ProbeInterval, MaxProbeInterval: cfg.MaxProbeInterval,
 		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log, Metrics: m, Secrets: secrets,
 		Lookahead: cfg.Lookahead, Window: cfg.Window, Archive: arch, ProviderBudgets: budgets, LimiterOutages: outages,
@@ -241,6 +261,7 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	reg.MustRegister(metrics.NewHeldCollector(w.HeldJobs))
 	if cfg.HTTPAddr != "" {
 		hs := &health.Server{Gatherer: reg, Logger: log, Profiling: cfg.Profiling, Ready: func(ctx context.Context) error {
 			if nc.Status() != nats.CONNECTED {
@@ -263,6 +284,18 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	}
 	log.Info("worker stopped")
 	return runErr
+}
+
+// lookupIn is os.Getenv over environ (KEY=VALUE lines).
+func lookupIn(environ []string) func(string) string {
+	return func(key string) string {
+		for _, kv := range environ {
+			if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+				return v
+			}
+		}
+		return ""
+	}
 }
 
 // setup creates the streams and buckets, retrying for up to two minutes:
@@ -310,17 +343,24 @@ func expectSetup(ctx context.Context, js jetstream.JetStream) error {
 func archiveConfig(ctx context.Context, cfg *config.Worker, js jetstream.JetStream) (worker.ArchiveConfig, error) {
 	ac := archive.Config{Kind: cfg.Archive, Bucket: cfg.ArchiveBucket, S3: archive.S3Config{
 		Endpoint: cfg.ArchiveS3Endpoint, Region: cfg.ArchiveS3Region, PathStyle: cfg.ArchiveS3PathStyle, DisableTLS: cfg.ArchiveS3DisableTLS}}
-	if !ac.Enabled() {
+	var store archive.Store
+	switch {
+	case !ac.Enabled() && !cfg.Validate:
 		return worker.ArchiveConfig{}, nil
-	}
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	store, err := archive.NewStore(sctx, ac, js)
-	if err != nil {
-		return worker.ArchiveConfig{}, fmt.Errorf("REELQ_ARCHIVE: %w", err)
-	}
-	if err := store.Check(sctx); err != nil {
-		return worker.ArchiveConfig{}, fmt.Errorf("REELQ_ARCHIVE: %w", err)
+	case !ac.Enabled():
+		// Outputs are still downloaded, under the same limits, inspected
+		// and dropped: validation runs with archiving off.
+		store = archive.Discard()
+	default:
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		var err error
+		if store, err = archive.NewStore(sctx, ac, js); err != nil {
+			return worker.ArchiveConfig{}, fmt.Errorf("REELQ_ARCHIVE: %w", err)
+		}
+		if err := store.Check(sctx); err != nil {
+			return worker.ArchiveConfig{}, fmt.Errorf("REELQ_ARCHIVE: %w", err)
+		}
 	}
 	minRate := cfg.ArchiveMinRate
 	if minRate == 0 {
@@ -332,7 +372,7 @@ func archiveConfig(ctx context.Context, cfg *config.Worker, js jetstream.JetStre
 		return worker.ArchiveConfig{}, fmt.Errorf("REELQ_ARCHIVE_ALLOW_HOSTS: %w", err)
 	}
 	return worker.ArchiveConfig{Store: store, Fetcher: f, Concurrency: cfg.ArchiveConcurrency, Bandwidth: cfg.ArchiveBandwidth,
-		Retry: archive.Retry{Budget: cfg.ArchiveRetryBudget}}, nil
+		Retry: archive.Retry{Budget: cfg.ArchiveRetryBudget}, NoValidate: !cfg.Validate}, nil
 }
 
 func names(rts map[string]*worker.Runtime) []string {

@@ -97,7 +97,7 @@ func TestWorkerMetricsAndProbes(t *testing.T) {
 		// returns (in-flight gauge) and its ack lands (consumer in flight)
 		// just after, so wait for those to settle too.
 		inflight, _ := promSum(m, "reelq_jobs_in_flight", map[string]string{"provider": "samsar"})
-		ackPending, _ := promSum(m, "reelq_queue_in_flight", map[string]string{"provider": "samsar"})
+		ackPending, _ := promSum(m, "reelq_queue_ack_pending", map[string]string{"provider": "samsar"})
 		return sum == n+1 && inflight == 0 && ackPending == 0
 	})
 	sim := env.Sim.Stats(0)["samsar"]
@@ -147,7 +147,7 @@ func TestWorkerMetricsAndProbes(t *testing.T) {
 	// In flight on this replica and cluster-wide, and the queue depth.
 	expect("reelq_jobs_in_flight", samsar, 0)
 	expect("reelq_queue_depth", samsar, 0)
-	expect("reelq_queue_in_flight", samsar, 0)
+	expect("reelq_queue_ack_pending", samsar, 0)
 	expect("reelq_queue_redelivered", samsar, 0)
 	// Provider calls by op and status: one paid submission per valid job,
 	// the injected 5xx counted under their codes, as the simulator saw.
@@ -180,10 +180,12 @@ func TestWorkerMetricsAndProbes(t *testing.T) {
 	// Estimated spend: 10 credits/s x 5 s per Samsar job.
 	expect("reelq_estimated_spend_total", with("unit", "credits"), 50*n)
 	// Paused state: known and zero.
-	for _, code := range []string{"credits_exhausted", "auth", "manual"} {
+	for _, code := range []string{"credits_exhausted", "auth", "manual", "ambiguous_submits", "unknown_submission"} {
 		expect("reelq_provider_paused", with("code", code), 0)
 	}
 	expect("reelq_consumer_paused", samsar, 0)
+	expect("reelq_jobs_held", samsar, 0)
+	expect("reelq_batch_budgets", map[string]string{"usage": "over_80"}, 0)
 	for _, name := range []string{"go_goroutines", "process_start_time_seconds"} {
 		if len(promFind(m, name, nil)) == 0 {
 			t.Errorf("%s missing", name)
@@ -340,11 +342,12 @@ func TestWorkerTraceparent(t *testing.T) {
 	}
 }
 
-// The budget gauges on /metrics follow the budgets in force: a batch
-// budget set with the client and a provider budget from SAMSAR_BUDGET /
-// SAMSAR_BUDGET_PERIOD show their limits, and what was spent against them
-// once jobs ran (two 50-credit jobs under a 100-credit batch budget; the
-// third waits).
+// The budget gauges on /metrics follow the budgets in force: a provider
+// budget from SAMSAR_BUDGET / SAMSAR_BUDGET_PERIOD shows its limit and
+// what was spent against it once jobs ran; batch budgets set with the
+// client are counted by usage band (two 50-credit jobs exhaust batch
+// test's 100 credits, and the third waits; batch idle spent nothing), and
+// no series names a batch (their number is unbounded).
 func TestWorkerBudgetMetrics(t *testing.T) {
 	t.Parallel()
 	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(30 * time.Millisecond)}})
@@ -353,29 +356,40 @@ func TestWorkerBudgetMetrics(t *testing.T) {
 	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 100, Unit: "credits"}); err != nil {
 		t.Fatal(err)
 	}
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "idle", Amount: 1000, Unit: "credits"}); err != nil {
+		t.Fatal(err)
+	}
 	w := startOpsWorker(t, opsEnviron(env, "ops-budget", "SAMSAR_BUDGET=200credits", "SAMSAR_BUDGET_PERIOD=168h"))
 	env.Enqueue(samsarJobs("budget", 3)...) // batch test
 	env.Results(2, time.Minute)
 
-	batch := map[string]string{"scope": reelq.ScopeBatch, "name": "test", "unit": "credits"}
 	provider := map[string]string{"scope": reelq.ScopeProvider, "name": "samsar", "unit": "credits"}
 	var m []promSample
 	ok := func(name string, labels map[string]string, want float64) bool {
 		got, found := promSum(m, name, labels)
 		return found && got == want
 	}
-	waitfor.Until(t, 15*time.Second, "budget gauges of batch test 100/100 and provider samsar 200/100 credits", func() error {
+	waitfor.Until(t, 15*time.Second, "budget gauges of provider samsar 200/100 credits, one batch budget exhausted and one under 80%", func() error {
 		_, body, err := w.get("/metrics")
 		if err != nil {
 			return err
 		}
 		m = parseProm(t, body)
-		if ok("reelq_budget_limit", batch, 100) && ok("reelq_budget_spent", batch, 100) &&
-			ok("reelq_budget_limit", provider, 200) && ok("reelq_budget_spent", provider, 100) {
+		if ok("reelq_budget_limit", provider, 200) && ok("reelq_budget_spent", provider, 100) &&
+			ok("reelq_batch_budgets", map[string]string{"usage": "exhausted"}, 1) && ok("reelq_batch_budgets", map[string]string{"usage": "under_80"}, 1) &&
+			ok("reelq_batch_budgets", map[string]string{"usage": "over_80"}, 0) {
 			return nil
 		}
-		return fmt.Errorf("limits %+v, spent %+v", promFind(m, "reelq_budget_limit", nil), promFind(m, "reelq_budget_spent", nil))
+		return fmt.Errorf("limits %+v, spent %+v, batch budgets %+v", promFind(m, "reelq_budget_limit", nil), promFind(m, "reelq_budget_spent", nil),
+			promFind(m, "reelq_batch_budgets", nil))
 	})
+	for _, sample := range m {
+		for k, v := range sample.Labels {
+			if v == "test" || v == "idle" {
+				t.Errorf("%s has label %s=%q: a batch name", sample.Name, k, v)
+			}
+		}
+	}
 	if got := env.Sim.Stats(0)["samsar"].Tasks; got != 2 {
 		t.Errorf("provider ran %d tasks, want 2 (the batch budget's worth)", got)
 	}

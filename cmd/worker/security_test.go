@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -1349,11 +1350,16 @@ var matrix = []matrixRow{
 			if err != nil {
 				return err
 			}
+			// Each identity pauses a provider of its own: a pause finding
+			// the provider already paused writes nothing, so identities
+			// sharing one would race (a denied one "succeeding" whenever an
+			// allowed one paused it first).
+			p := reelq.Providers[slices.Index(identities, id.user)%len(reelq.Providers)]
 			ps := providerstate.New(id.js, kv, queue.StreamJobs, queue.ConsumerNames)
-			if _, _, err := ps.Pause(ctx, "vimmerse", providerstate.CodeManual, "matrix", id.user, 0); err != nil {
+			if _, _, err := ps.Pause(ctx, p, providerstate.CodeManual, "matrix", id.user, 0); err != nil {
 				return err
 			}
-			_, err = ps.Resume(ctx, "vimmerse", id.user)
+			_, err = ps.Resume(ctx, p, id.user)
 			return err
 		}},
 	{slug: "resolve_held_job", what: "resolve a held job (CONTROL)", allowed: [5]bool{D, D, D, A, A},

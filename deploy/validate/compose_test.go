@@ -64,7 +64,8 @@ func natsImageOK(image string) error {
 // compose.yaml is a valid Compose file with a three-node NATS cluster
 // (nats >= 2.14, each node with its own stable name and volume, the shipped
 // cluster.conf), three worker replicas pointed at all three servers with R3
-// streams and their provider keys as secrets, and the simulator.
+// streams and their provider keys as secrets, the dashboard as its own
+// identity, and the simulator.
 func TestComposeFile(t *testing.T) {
 	p := loadCompose(t, map[string]string{}, "tools")
 	nats := 0
@@ -233,6 +234,25 @@ func TestComposeFile(t *testing.T) {
 	}
 	if _, err := p.GetService("providersim"); err != nil {
 		t.Error(err)
+	}
+	if d, err := p.GetService("dashboard"); err != nil {
+		t.Error(err)
+	} else {
+		denv := map[string]string{}
+		for k, v := range d.Environment {
+			if v != nil {
+				denv[k] = *v
+			}
+		}
+		checkDashboardEnv(t, "compose dashboard", denv)
+		if len(d.Entrypoint) != 1 || d.Entrypoint[0] != "/usr/local/bin/dashboard" {
+			t.Errorf("compose dashboard: entrypoint %v, want /usr/local/bin/dashboard", d.Entrypoint)
+		}
+		for _, port := range d.Ports {
+			if port.HostIP != "127.0.0.1" {
+				t.Errorf("compose dashboard publishes port %d on %q, want 127.0.0.1 only", port.Target, port.HostIP)
+			}
+		}
 	}
 	if w.Build == nil || w.Build.Dockerfile != "deploy/Dockerfile" {
 		t.Errorf("worker build %+v, want deploy/Dockerfile", w.Build)

@@ -80,7 +80,12 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("build stage FROM %s, want golang:${GO_VERSION}", build.from)
 	}
 	all := strings.Join(build.instr, "\n")
-	for _, want := range []string{"CGO_ENABLED=0", "./cmd/worker", "./cmd/enqueue", "./cmd/providersim", "-trimpath",
+	for _, c := range commands(t) {
+		if !strings.Contains(all, "./cmd/"+c) {
+			t.Errorf("build stage does not build ./cmd/%s", c)
+		}
+	}
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath",
 		// .git is not in the context: the version comes in as build args.
 		"ARG VERSION", "ARG REVISION", "internal/buildinfo.version=${VERSION}", "internal/buildinfo.revision=${REVISION}"} {
 		if !strings.Contains(all, want) {
@@ -93,6 +98,7 @@ func TestDockerfile(t *testing.T) {
 	}
 	user := ""
 	var entry string
+	copied := map[string]bool{}
 	for _, in := range final.instr {
 		word, rest, _ := strings.Cut(in, " ")
 		switch word {
@@ -100,6 +106,17 @@ func TestDockerfile(t *testing.T) {
 			user = rest
 		case "ENTRYPOINT":
 			entry = rest
+		case "COPY":
+			if f := strings.Fields(rest); len(f) > 1 && f[len(f)-1] == "/usr/local/bin/" {
+				for _, src := range f[:len(f)-1] {
+					copied[filepath.Base(src)] = true
+				}
+			}
+		}
+	}
+	for _, c := range commands(t) {
+		if !copied[c] {
+			t.Errorf("runtime image lacks /usr/local/bin/%s", c)
 		}
 	}
 	if u, _, _ := strings.Cut(user, ":"); u == "" || u == "0" || u == "root" {
@@ -114,9 +131,28 @@ func TestDockerfile(t *testing.T) {
 	}
 }
 
+// commands are the binaries the image ships: every directory of cmd/.
+func commands(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir("../../cmd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no commands under cmd/")
+	}
+	return out
+}
+
 // The binaries build as the Dockerfile builds them, and are static: no ELF
 // interpreter and no shared libraries, so they run on distroless/static or
-// scratch. It compiles the three commands with CGO_ENABLED=0, which shares
+// scratch. It compiles the commands with CGO_ENABLED=0, which shares
 // little with a normal build cache (about a minute on 2 cores when cold), so
 // it runs only with REELQ_STATIC_CHECK=1 (deploy/validate.sh --static).
 func TestStaticBinaries(t *testing.T) {
@@ -124,13 +160,17 @@ func TestStaticBinaries(t *testing.T) {
 		t.Skip("set REELQ_STATIC_CHECK=1 (deploy/validate.sh --static)")
 	}
 	out := t.TempDir()
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out+"/", "./cmd/worker", "./cmd/enqueue", "./cmd/providersim")
+	args := []string{"build", "-trimpath", "-o", out + "/"}
+	for _, c := range commands(t) {
+		args = append(args, "./cmd/"+c)
+	}
+	cmd := exec.Command("go", args...)
 	cmd.Dir = "../.."
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOFLAGS=")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, b)
 	}
-	for _, name := range []string{"worker", "enqueue", "providersim"} {
+	for _, name := range commands(t) {
 		f, err := elf.Open(filepath.Join(out, name))
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)

@@ -22,7 +22,7 @@ import (
 // providers are reelq's providers: the durable consumer names on JOBS and
 // the P_ prefixes of their variables.
 // BEGIN generated: providers (go generate ./internal/providers/all)
-var providers = []string{"camb", "samsar", "segmind", "vimmerse"}
+var providers = []string{"camb", "fal", "replicate", "samsar", "segmind", "vimmerse"}
 
 // END generated: providers
 
@@ -97,6 +97,7 @@ func TestKubernetesManifests(t *testing.T) {
 	var (
 		deploy     *appsv1.Deployment
 		forwarder  *appsv1.Deployment
+		dash       *appsv1.Deployment
 		configMaps = map[string]*corev1.ConfigMap{}
 		secrets    = map[string]*corev1.Secret{}
 		services   []*corev1.Service
@@ -135,9 +136,12 @@ func TestKubernetesManifests(t *testing.T) {
 		case "apps/v1/Deployment":
 			d := &appsv1.Deployment{}
 			err = strict(o.doc, d)
-			if d.Name == "reelq-forwarder" {
+			switch d.Name {
+			case "reelq-forwarder":
 				forwarder = d
-			} else {
+			case "reelq-dashboard":
+				dash = d
+			default:
 				deploy = d
 			}
 		case "policy/v1/PodDisruptionBudget":
@@ -167,9 +171,13 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Fatal("no forwarder Deployment")
 	}
 	checkForwarderDeployment(t, forwarder, configMaps)
+	if dash == nil {
+		t.Fatal("no dashboard Deployment")
+	}
+	checkDashboardDeployment(t, dash, configMaps, secrets)
 	for _, s := range services {
-		if !selects(s.Spec.Selector, deploy.Spec.Template.Labels) {
-			t.Errorf("Service %s selects %v, not the worker pods %v", s.Name, s.Spec.Selector, deploy.Spec.Template.Labels)
+		if !selects(s.Spec.Selector, deploy.Spec.Template.Labels) && !selects(s.Spec.Selector, dash.Spec.Template.Labels) {
+			t.Errorf("Service %s selects %v, neither the worker pods %v nor the dashboard's", s.Name, s.Spec.Selector, deploy.Spec.Template.Labels)
 		}
 	}
 	for _, p := range pdbs {
@@ -242,11 +250,105 @@ func contractVar(name string) bool {
 		if rest, ok := strings.CutPrefix(name, strings.ToUpper(p)+"_"); ok {
 			return slices.Contains([]string{"API_KEY", "API_KEY_FILE", "BASE_URL", "RATE", "BURST", "MAX_INFLIGHT",
 				"POLL_INTERVAL", "MAX_POLL_INTERVAL", "JOB_TIMEOUT", "REQUEST_TIMEOUT", "ENABLED", "ALLOW_INSECURE_HTTP",
-				"SLOTS", "AMBIGUOUS", "AMBIGUOUS_PAUSE_AFTER", "AMBIGUOUS_WINDOW", "BUDGET", "BUDGET_PERIOD", "CALLS"}, rest)
+				"SLOTS", "AMBIGUOUS", "AMBIGUOUS_PAUSE_AFTER", "AMBIGUOUS_WINDOW", "HOLD_ABOVE", "BUDGET", "BUDGET_PERIOD", "CALLS",
+				"OUTPUT_POLICY", "OUTPUT_RETRIES"}, rest)
 		}
 	}
 	return strings.HasPrefix(name, "NATS_") || strings.HasPrefix(name, "REELQ_") ||
 		slices.Contains([]string{"WORKER_HTTP_ADDR", "LOG_FORMAT", "LOG_LEVEL", "GOMEMLIMIT", "GOMAXPROCS"}, name)
+}
+
+// podEnv is a container's environment: its ConfigMaps' data (which must
+// be in cms) and its variables, none of them from a Secret.
+func podEnv(t *testing.T, what string, c corev1.Container, cms map[string]*corev1.ConfigMap) map[string]string {
+	t.Helper()
+	env := map[string]string{}
+	for _, ef := range c.EnvFrom {
+		if ef.ConfigMapRef == nil {
+			t.Errorf("%s: envFrom %+v: only ConfigMaps expected (secrets come from files)", what, ef)
+			continue
+		}
+		cm, ok := cms[ef.ConfigMapRef.Name]
+		if !ok {
+			t.Errorf("%s: envFrom ConfigMap %s is not in the manifests", what, ef.ConfigMapRef.Name)
+			continue
+		}
+		for k, v := range cm.Data {
+			env[k] = v
+		}
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			t.Errorf("%s: env %s comes from a Secret: mount it and use the _FILE variable", what, e.Name)
+		}
+		env[e.Name] = e.Value
+	}
+	return env
+}
+
+// checkSecretFiles: every *_FILE variable is a key of a Secret mounted
+// read-only. With secrets nil the Secrets are not in the manifests (a
+// chart's existingSecret): only the mounts are checked, and the names of
+// the Secrets and keys used are returned.
+func checkSecretFiles(t *testing.T, what string, pod corev1.PodSpec, c corev1.Container, env map[string]string, secrets map[string]*corev1.Secret) map[string][]string {
+	t.Helper()
+	mounts := map[string]*corev1.SecretVolumeSource{} // mount path -> secret
+	vols := map[string]*corev1.Volume{}
+	for i := range pod.Volumes {
+		vols[pod.Volumes[i].Name] = &pod.Volumes[i]
+	}
+	for _, m := range c.VolumeMounts {
+		v, ok := vols[m.Name]
+		if !ok {
+			t.Errorf("%s: volume mount %s: no such volume", what, m.Name)
+			continue
+		}
+		if v.Secret != nil {
+			if !m.ReadOnly {
+				t.Errorf("%s: secret volume %s mounted read-write", what, m.Name)
+			}
+			mounts[m.MountPath] = v.Secret
+		}
+	}
+	used := map[string][]string{}
+	for name, path := range env {
+		if !strings.HasSuffix(name, "_FILE") {
+			continue
+		}
+		dir, key := filepath.Dir(path), filepath.Base(path)
+		src, ok := mounts[dir]
+		if !ok {
+			t.Errorf("%s: %s=%s: no Secret mounted at %s", what, name, path, dir)
+			continue
+		}
+		if len(src.Items) > 0 { // projected keys: the file is an item's path
+			found := false
+			for _, it := range src.Items {
+				if it.Path == key {
+					key, found = it.Key, true
+				}
+			}
+			if !found {
+				t.Errorf("%s: %s=%s: Secret %s projects no %s", what, name, path, src.SecretName, filepath.Base(path))
+				continue
+			}
+		}
+		used[src.SecretName] = append(used[src.SecretName], key)
+		if secrets == nil {
+			continue
+		}
+		s, ok := secrets[src.SecretName]
+		if !ok {
+			t.Errorf("%s: %s: Secret %s is not in the manifests", what, name, src.SecretName)
+			continue
+		}
+		if _, ok := s.StringData[key]; !ok {
+			if _, ok := s.Data[key]; !ok {
+				t.Errorf("%s: %s: Secret %s has no key %s", what, name, src.SecretName, key)
+			}
+		}
+	}
+	return used
 }
 
 func checkWorkerDeployment(t *testing.T, d *appsv1.Deployment, cms map[string]*corev1.ConfigMap, secrets map[string]*corev1.Secret) {
@@ -266,27 +368,7 @@ func checkWorkerDeployment(t *testing.T, d *appsv1.Deployment, cms map[string]*c
 		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
 		t.Error("container is not read-only without privilege escalation")
 	}
-	env := map[string]string{}
-	for _, ef := range c.EnvFrom {
-		if ef.ConfigMapRef == nil {
-			t.Errorf("envFrom %+v: only ConfigMaps expected (secrets come from files)", ef)
-			continue
-		}
-		cm, ok := cms[ef.ConfigMapRef.Name]
-		if !ok {
-			t.Errorf("envFrom ConfigMap %s is not in the manifests", ef.ConfigMapRef.Name)
-			continue
-		}
-		for k, v := range cm.Data {
-			env[k] = v
-		}
-	}
-	for _, e := range c.Env {
-		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-			t.Errorf("env %s comes from a Secret: mount it and use the _FILE variable", e.Name)
-		}
-		env[e.Name] = e.Value
-	}
+	env := podEnv(t, "worker", c, cms)
 	for name := range env {
 		if !contractVar(name) {
 			t.Errorf("variable %s is not part of reelq's configuration", name)
@@ -309,48 +391,7 @@ func checkWorkerDeployment(t *testing.T, d *appsv1.Deployment, cms map[string]*c
 	if env["LOG_FORMAT"] != "json" {
 		t.Errorf("LOG_FORMAT = %q, want json", env["LOG_FORMAT"])
 	}
-	// Secret files: every *_FILE variable is a key of a mounted Secret.
-	mounts := map[string]string{} // mount path -> secret name
-	vols := map[string]*corev1.Volume{}
-	for i := range pod.Volumes {
-		vols[pod.Volumes[i].Name] = &pod.Volumes[i]
-	}
-	for _, m := range c.VolumeMounts {
-		v, ok := vols[m.Name]
-		if !ok {
-			t.Errorf("volume mount %s: no such volume", m.Name)
-			continue
-		}
-		if v.Secret != nil {
-			if !m.ReadOnly {
-				t.Errorf("secret volume %s mounted read-write", m.Name)
-			}
-			mounts[m.MountPath] = v.Secret.SecretName
-		}
-	}
-	files := 0
-	for name, path := range env {
-		if !strings.HasSuffix(name, "_FILE") {
-			continue
-		}
-		files++
-		dir, key := filepath.Dir(path), filepath.Base(path)
-		secret, ok := mounts[dir]
-		if !ok {
-			t.Errorf("%s=%s: no Secret mounted at %s", name, path, dir)
-			continue
-		}
-		s, ok := secrets[secret]
-		if !ok {
-			t.Errorf("%s: Secret %s is not in the manifests", name, secret)
-			continue
-		}
-		if _, ok := s.StringData[key]; !ok {
-			if _, ok := s.Data[key]; !ok {
-				t.Errorf("%s: Secret %s has no key %s", name, secret, key)
-			}
-		}
-	}
+	checkSecretFiles(t, "worker", pod, c, env, secrets)
 	for _, p := range providers {
 		if _, ok := env[strings.ToUpper(p)+"_API_KEY_FILE"]; !ok {
 			t.Errorf("no %s_API_KEY_FILE", strings.ToUpper(p))

@@ -35,7 +35,13 @@
 //     part per upload.
 //
 // [NewStore] builds either from a small [Config]; Kind "off" disables
-// archiving.
+// archiving. [Discard] is a store that keeps nothing: with it an Archiver
+// still downloads and inspects each output (the worker's validation with
+// archiving off).
+//
+// Every download is inspected as media while it streams into the store
+// (internal/media): [Copy.Media] says what the bytes are, their
+// duration, tracks and whether they arrived whole.
 //
 // Concurrency and bandwidth limits are the caller's: [Slots] and
 // [Bandwidth] are interfaces (the worker supplies cluster-wide ones);
@@ -88,6 +94,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/reelq/reelq/internal/media"
 	"github.com/reelq/reelq/internal/netguard"
 )
 
@@ -107,6 +114,9 @@ type Copy struct {
 	// a Copy returned by Put or Archive; S3's Stat and Open cannot know it
 	// and leave it empty.
 	SHA256 string `json:"sha256,omitempty"`
+	// Media is what Archive found the bytes to be (not stored with the
+	// object; nil from Put, Stat and Open).
+	Media *media.Report `json:"-"`
 }
 
 // Key returns the object key of output index of run run of job jobID:

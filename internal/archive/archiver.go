@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+
+	"github.com/reelq/reelq/internal/media"
 )
 
 // Slots limits how many transfers run at once. The worker supplies a
@@ -63,6 +65,8 @@ type Archiver struct {
 	store Store
 	opts  Options
 	log   *slog.Logger
+	// noInspect skips the media inspection (the benchmark's baseline).
+	noInspect bool
 }
 
 // NewArchiver returns an Archiver writing to store.
@@ -98,7 +102,10 @@ func (a *Archiver) Store() Store { return a.store }
 // Archive downloads rawURL and stores it under key (see Key), streaming:
 // memory does not grow with the file's size. It returns the copy with
 // size, SHA-256 and content type (the response's, else by the URL's
-// extension). Transient failures are retried per the Retry policy;
+// extension) and, in Media, what the bytes are as media: each attempt
+// inspects the body as it streams past (see internal/media), so the file
+// is read once and never held. Transient failures are retried per the
+// Retry policy;
 // permanent ones (see Permanent) return at once. When ctx ends, the error
 // wraps ctx's error.
 func (a *Archiver) Archive(ctx context.Context, key, rawURL string) (Copy, error) {
@@ -161,6 +168,11 @@ func (a *Archiver) once(ctx context.Context, key, rawURL string) (Copy, error) {
 	if a.opts.Bandwidth != nil {
 		body = &throttled{ctx: ctx, r: resp, bw: a.opts.Bandwidth}
 	}
+	var in *media.Inspector
+	if !a.noInspect {
+		in = media.New(resp.ContentType, resp.Size)
+		body = io.TeeReader(body, in)
+	}
 	c, err := a.store.Put(ctx, key, body, resp.Size, contentTypeFor(resp.ContentType, resp.Path))
 	if err != nil {
 		// A failed download fails the upload; its error is the one that
@@ -169,6 +181,10 @@ func (a *Archiver) once(ctx context.Context, key, rawURL string) (Copy, error) {
 			return Copy{}, serr
 		}
 		return Copy{}, err
+	}
+	if in != nil {
+		rep := in.Report()
+		c.Media = &rep
 	}
 	return c, nil
 }

@@ -18,6 +18,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/reelq/reelq/internal/media"
 )
 
 // fastRetry retries quickly, for tests.
@@ -91,6 +93,12 @@ func TestArchive(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := Copy{Store: st.Name(), Bucket: st.Bucket(), Key: "job-a/1/0", Size: int64(len(data)), ContentType: "video/mp4", SHA256: sha(data)}
+		// The bytes were inspected on the way: all of them, and they are
+		// no media.
+		if m := c.Media; m == nil || m.Bytes != int64(len(data)) || m.DeclaredType != "video/mp4" || m.Kind != media.Unknown {
+			t.Fatalf("media %+v, want %d bytes of unknown kind served as video/mp4", m, len(data))
+		}
+		c.Media = nil
 		if c != want {
 			t.Fatalf("copy %+v, want %+v", c, want)
 		}

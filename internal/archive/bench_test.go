@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -19,11 +20,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/reelq/reelq/internal/media"
 )
 
 // BenchmarkArchive archives one large output (1 GiB by default;
@@ -36,9 +40,17 @@ import (
 //   - s3: an S3Store on gofakes3 running as a separate process (this test
 //     binary started again), so that its in-memory copy is not counted.
 //
-// Each reports MB/s and rss_growth_MB, the growth of this process's peak
-// RSS (VmHWM, reset through /proc/self/clear_refs; sampled VmRSS where
-// that is refused) over its RSS before the run. Run it alone, once:
+// The output is a valid MP4 (the simulator's clip, then one "free" box
+// of generated filler), so every copy is inspected as media the way the
+// worker's are; jetstream-plain and discard-plain are the same copies
+// without the inspection, the baseline of its cost, and discard is what
+// the worker does with REELQ_ARCHIVE=off (download, inspect, drop).
+//
+// Each reports MB/s, cpu_ms/GiB (this process's user+system CPU; the
+// nats-server and S3 processes are not counted) and rss_growth_MB, the
+// growth of this process's peak RSS (VmHWM, reset through
+// /proc/self/clear_refs; sampled VmRSS where that is refused) over its
+// RSS before the run. Run it alone, once:
 //
 //	go test -run '^$' -bench BenchmarkArchive -benchtime 1x ./internal/archive/
 func BenchmarkArchive(b *testing.B) {
@@ -50,18 +62,16 @@ func BenchmarkArchive(b *testing.B) {
 		}
 		size = n
 	}
+	clip, err := os.ReadFile(filepath.Join("..", "providersim", "media", "av.mp4"))
+	if err != nil {
+		b.Fatal(err)
+	}
 	block := payload(99, 1<<20)
-	want := generatedSHA(block, size)
+	want := mp4SHA(clip, block, size)
 	src := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "video/mp4")
 		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
-		for left := size; left > 0; {
-			n := min(left, int64(len(block)))
-			if _, err := w.Write(block[:n]); err != nil {
-				return
-			}
-			left -= n
-		}
+		_ = writeMP4(w, clip, block, size)
 	}))
 	defer src.Close()
 	dir := b.TempDir()
@@ -87,34 +97,42 @@ func BenchmarkArchive(b *testing.B) {
 		})
 	})
 
-	b.Run("jetstream", func(b *testing.B) {
-		url := natsServerProcess(b, dir)
-		nc, err := nats.Connect(url)
-		if err != nil {
-			b.Fatal(err)
+	for _, inspect := range []bool{true, false} {
+		name := "jetstream"
+		if !inspect {
+			name += "-plain"
 		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx := context.Background()
-		if _, err := js.CreateObjectStore(ctx, BucketConfig(1, time.Hour)); err != nil {
-			b.Fatal(err)
-		}
-		st, err := NewJetStreamStore(ctx, js, DefaultBucket)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if v := os.Getenv("REELQ_ARCHIVE_BENCH_CHUNK"); v != "" {
-			n, err := strconv.Atoi(v)
+		b.Run(name, func(b *testing.B) {
+			url := natsServerProcess(b, dir)
+			nc, err := nats.Connect(url)
 			if err != nil {
-				b.Fatalf("REELQ_ARCHIVE_BENCH_CHUNK=%q: %v", v, err)
+				b.Fatal(err)
 			}
-			st.SetChunkSize(n)
-		}
-		benchArchive(b, st, src.URL+"/out.mp4", size, want)
-	})
+			defer nc.Close()
+			js, err := jetstream.New(nc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			if _, err := js.CreateObjectStore(ctx, BucketConfig(1, time.Hour)); err != nil {
+				b.Fatal(err)
+			}
+			st, err := NewJetStreamStore(ctx, js, DefaultBucket)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if v := os.Getenv("REELQ_ARCHIVE_BENCH_CHUNK"); v != "" {
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					b.Fatalf("REELQ_ARCHIVE_BENCH_CHUNK=%q: %v", v, err)
+				}
+				st.SetChunkSize(n)
+			}
+			benchArchive(b, st, src.URL+"/out.mp4", size, want, inspect)
+		})
+	}
+	b.Run("discard", func(b *testing.B) { benchArchive(b, Discard(), src.URL+"/out.mp4", size, want, true) })
+	b.Run("discard-plain", func(b *testing.B) { benchArchive(b, Discard(), src.URL+"/out.mp4", size, want, false) })
 
 	b.Run("s3", func(b *testing.B) {
 		endpoint := fakeS3Process(b, testBucket)
@@ -126,12 +144,13 @@ func BenchmarkArchive(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		benchArchive(b, st, src.URL+"/out.mp4", size, want)
+		benchArchive(b, st, src.URL+"/out.mp4", size, want, true)
 	})
 }
 
-// benchArchive archives url into st once per iteration and checks the copy.
-func benchArchive(b *testing.B, st Store, url string, size int64, want string) {
+// benchArchive archives url into st once per iteration and checks the
+// copy and, with inspect, that the inspection saw a whole MP4.
+func benchArchive(b *testing.B, st Store, url string, size int64, want string, inspect bool) {
 	f, err := NewFetcher(FetchConfig{AllowHosts: []string{"127.0.0.1"}})
 	if err != nil {
 		b.Fatal(err)
@@ -141,6 +160,7 @@ func benchArchive(b *testing.B, st Store, url string, size int64, want string) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	a.noInspect = !inspect
 	ctx := context.Background()
 	key := Key("bench", 1, 0)
 	measure(b, size, func() {
@@ -151,7 +171,13 @@ func benchArchive(b *testing.B, st Store, url string, size int64, want string) {
 		if c.Size != size || c.SHA256 != want {
 			b.Fatalf("copy %+v, want %d bytes with sha256 %s", c, size, want)
 		}
+		if inspect && (c.Media == nil || c.Media.Kind != "mp4" || !c.Media.Complete || c.Media.Check(media.Expect{Audio: true}) != nil) {
+			b.Fatalf("inspection %+v, want a whole MP4 with audio", c.Media)
+		}
 	})
+	if st.Name() == KindOff {
+		return
+	}
 	if sc, err := st.Stat(ctx, key); err != nil || sc.Size != size {
 		b.Fatalf("stat %+v, %v", sc, err)
 	}
@@ -160,11 +186,14 @@ func benchArchive(b *testing.B, st Store, url string, size int64, want string) {
 	}
 }
 
-// measure runs f b.N times, reporting throughput and RSS growth.
+// measure runs f b.N times, reporting throughput, CPU per GiB and RSS
+// growth.
 func measure(b *testing.B, size int64, f func()) {
 	b.SetBytes(size)
 	var growth int64
+	var cpu time.Duration
 	for b.Loop() {
+		before := cpuTime()
 		runtime.GC()
 		base := procStatus("VmRSS")
 		peakReset := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
@@ -175,8 +204,43 @@ func measure(b *testing.B, size int64, f func()) {
 			peak = max(peak, procStatus("VmHWM"))
 		}
 		growth = max(growth, peak-base)
+		cpu += cpuTime() - before
 	}
 	b.ReportMetric(float64(growth)/(1<<20), "rss_growth_MB")
+	b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N)/(float64(size)/(1<<30)), "cpu_ms/GiB")
+}
+
+// cpuTime is this process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// writeMP4 writes size bytes of a valid MP4 to w: clip, then one "free"
+// box (64-bit size) of block repeated.
+func writeMP4(w io.Writer, clip, block []byte, size int64) error {
+	hdr := binary.BigEndian.AppendUint32(nil, 1)
+	hdr = append(hdr, "free"...)
+	hdr = binary.BigEndian.AppendUint64(hdr, uint64(size-int64(len(clip))))
+	if _, err := w.Write(append(append([]byte(nil), clip...), hdr...)); err != nil {
+		return err
+	}
+	for left := size - int64(len(clip)+len(hdr)); left > 0; {
+		n := min(left, int64(len(block)))
+		if _, err := w.Write(block[:n]); err != nil {
+			return err
+		}
+		left -= n
+	}
+	return nil
+}
+
+// mp4SHA is the hex SHA-256 of what writeMP4 writes.
+func mp4SHA(clip, block []byte, size int64) string {
+	h := sha256.New()
+	_ = writeMP4(h, clip, block, size)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // sampleRSS samples VmRSS every 10ms until stop, which returns the peak.
@@ -220,17 +284,6 @@ func procStatus(field string) int64 {
 		}
 	}
 	return 0
-}
-
-// generatedSHA is the hex SHA-256 of size bytes of block repeated.
-func generatedSHA(block []byte, size int64) string {
-	h := sha256.New()
-	for left := size; left > 0; {
-		n := min(left, int64(len(block)))
-		h.Write(block[:n])
-		left -= n
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // natsServerProcess builds the module's nats-server and runs it with

@@ -47,7 +47,7 @@ func BenchmarkInFlight(b *testing.B) {
 			"NATS_URL=" + srv.url, "SAMSAR_API_KEY=k", "SAMSAR_BASE_URL=http://" + simAddr,
 			"SAMSAR_RATE=3000", "SAMSAR_BURST=100", fmt.Sprintf("SAMSAR_MAX_INFLIGHT=%d", n),
 			"SAMSAR_POLL_INTERVAL=" + poll.String(), "SAMSAR_MAX_POLL_INTERVAL=" + poll.String(), "SAMSAR_CALLS=64",
-			fmt.Sprintf("REELQ_WINDOW=%d", n+20000), "REELQ_ARCHIVE=off", "LOG_LEVEL=warn",
+			fmt.Sprintf("REELQ_WINDOW=%d", n+20000), "REELQ_ARCHIVE=off", "REELQ_VALIDATE=false", "LOG_LEVEL=warn",
 			"WORKER_HTTP_ADDR=" + httpAddr, "REELQ_WORKER_ID=inflight", "WORKER_PPROF=true",
 		}
 		worker := startProcess(b, dir, bins["worker"], nil, env)

@@ -164,6 +164,12 @@ type Provider struct {
 	// submissions within AmbiguousWindow, cluster-wide.
 	AmbiguousPauseAfter int           `env:"AMBIGUOUS_PAUSE_AFTER" help:"pause the provider for an operator after this many unanswered submissions within P_AMBIGUOUS_WINDOW (-1: never)" helpDefault:"3"`
 	AmbiguousWindow     time.Duration `env:"AMBIGUOUS_WINDOW" help:"the window of P_AMBIGUOUS_PAUSE_AFTER" helpDefault:"10m"`
+	// OutputPolicy is what a run whose output fails its media check ends
+	// as: fail (the default), retry (a new paid submission, within the
+	// job's budgets, at most OutputRetries times) or accept.
+	OutputPolicy string `env:"OUTPUT_POLICY" help:"an output failed its media check: fail (status failed, code invalid_output, archived bytes kept), retry (pay for a new submission, within the job's budgets, at most P_OUTPUT_RETRIES times) or accept (record validation_error and succeed)" helpDefault:"fail"`
+	// OutputRetries bounds the retries of OutputPolicy retry, per run.
+	OutputRetries int `env:"OUTPUT_RETRIES" help:"with P_OUTPUT_POLICY=retry, new paid submissions per run at most" helpDefault:"1"`
 	// AllowInsecureHTTP allows an http:// base URL on a non-loopback host.
 	AllowInsecureHTTP bool `env:"ALLOW_INSECURE_HTTP" help:"allow an http:// P_BASE_URL that is not on loopback (a simulator on another host); keys then cross the network in clear"`
 	// Budget caps the provider's estimated spend per BudgetPeriod,
@@ -243,6 +249,19 @@ func (p *Provider) resolve(prefix string, def Provider) error {
 	if p.HoldAbove == "" {
 		p.HoldAbove = def.HoldAbove
 	}
+	switch p.OutputPolicy {
+	case "":
+		p.OutputPolicy = "fail"
+	case "fail", "retry", "accept":
+	default:
+		return fmt.Errorf("%sOUTPUT_POLICY: must be fail, retry or accept, got %q", prefix, p.OutputPolicy)
+	}
+	switch {
+	case p.OutputRetries < 0:
+		return fmt.Errorf("%sOUTPUT_RETRIES: must not be negative, got %d", prefix, p.OutputRetries)
+	case p.OutputRetries == 0:
+		p.OutputRetries = 1
+	}
 	if p.Calls < 0 {
 		return fmt.Errorf("%sCALLS: must not be negative, got %d", prefix, p.Calls)
 	}
@@ -309,6 +328,7 @@ type Worker struct {
 	ArchiveConcurrency  int           `env:"REELQ_ARCHIVE_CONCURRENCY" envDefault:"4" help:"downloads at once, cluster-wide"`
 	ArchiveBandwidth    int64         `env:"REELQ_ARCHIVE_BANDWIDTH" help:"bytes per second of all replicas' downloads together (0: no limit)"`
 	ArchiveRetention    time.Duration `env:"REELQ_ARCHIVE_RETENTION" help:"how long archived outputs are kept (the object store's TTL; for S3, set a lifecycle rule)" helpDefault:"REELQ_JOB_STATE_TTL"`
+	Validate            bool          `env:"REELQ_VALIDATE" envDefault:"true" help:"check each output as media while it is archived (with REELQ_ARCHIVE=off: downloaded under the same limits and discarded); see P_OUTPUT_POLICY"`
 	ArchiveAllowPrivate bool          `env:"REELQ_ARCHIVE_ALLOW_PRIVATE" help:"let downloads reach loopback, link-local and private addresses (development only)"`
 	ArchiveAllowHosts   []string      `env:"REELQ_ARCHIVE_ALLOW_HOSTS" help:"hosts, IPs or CIDR ranges downloads may reach although internal, e.g. 127.0.0.1 for a local simulator"`
 

@@ -44,6 +44,9 @@ func TestLoadWorkerDefaults(t *testing.T) {
 	if w.WorkerID == "" {
 		t.Error("no worker id")
 	}
+	if p := ps["samsar"]; p.OutputPolicy != "fail" || p.OutputRetries != 1 || !w.Validate {
+		t.Errorf("output checks: policy %q, retries %d, REELQ_VALIDATE %v; want fail, 1, true", p.OutputPolicy, p.OutputRetries, w.Validate)
+	}
 	if _, err := LoadWorker(nil); err != nil && strings.Contains(err.Error(), "parse error") {
 		t.Errorf("process environment: %v", err)
 	}
@@ -344,6 +347,8 @@ func TestCrossChecks(t *testing.T) {
 		{"negative rate", []string{"SAMSAR_RATE=-1"}, "SAMSAR_RATE: must be a positive number, got -1"},
 		{"NaN rate", []string{"SAMSAR_RATE=NaN"}, "SAMSAR_RATE: must be a positive number, got NaN"},
 		{"negative slots", []string{"SAMSAR_SLOTS=-1"}, "SAMSAR_SLOTS: must not be negative, got -1"},
+		{"output policy", []string{"SAMSAR_OUTPUT_POLICY=ignore"}, `SAMSAR_OUTPUT_POLICY: must be fail, retry or accept, got "ignore"`},
+		{"output retries", []string{"CAMB_OUTPUT_RETRIES=-1"}, "CAMB_OUTPUT_RETRIES: must not be negative, got -1"},
 		{"log format", []string{"LOG_FORMAT=xml"}, `LOG_FORMAT: must be text or json, got "xml"`},
 		{"log level", []string{"LOG_LEVEL=loud"}, `LOG_LEVEL: must be debug, info, warn or error, got "loud"`},
 		{"several at once", []string{"REELQ_ACK_WAIT=1s", "REELQ_RESULTS_MAX_AGE=800h"}, "REELQ_ACK_WAIT: must be at least 2s, got 1s\nREELQ_RESULTS_MAX_AGE: 800h"},
@@ -480,7 +485,7 @@ func TestDescribe(t *testing.T) {
 	}
 	want := map[string]string{ // name: default
 		"NATS_URL": "(embedded server)", "NATS_TIMEOUT": "5s",
-		"P_RATE": "segmind 0.833, others 1", "P_MAX_INFLIGHT": "vimmerse 3, others 5", "P_BURST": "2",
+		"P_RATE": "fal, replicate 5; segmind 0.833, others 1", "P_MAX_INFLIGHT": "fal, replicate 10; vimmerse 3, others 5", "P_BURST": "fal, replicate 5, others 2",
 		"P_REQUEST_TIMEOUT": "1m", "P_SLOTS": "P_MAX_INFLIGHT", "P_API_KEY": "", "P_API_KEY_FILE": "",
 		"REELQ_ACK_WAIT": "60s", "REELQ_WORKER_ID": "host-pid", "REELQ_SHUTDOWN_TIMEOUT": "70s", "LOG_FORMAT": "text",
 		"SAMSAR_VIDEO_MODELS": "", "SEGMIND_WORKFLOW_ID": "", "VIMMERSE_TEMPLATE_CREDITS": "", "CAMB_CREDITS_PER_TASK": "",
@@ -544,7 +549,7 @@ func TestFormatHelp(t *testing.T) {
 	if n != len(Describe()) {
 		t.Errorf("%d rows, want %d", n, len(Describe()))
 	}
-	for _, s := range []string{"P_ is each provider's prefix: CAMB_, SAMSAR_, SEGMIND_, VIMMERSE_.", "REELQ_BENCH_*", "REELQ_SHUTDOWN_TIMEOUT", "P_RATE"} {
+	for _, s := range []string{"P_ is each provider's prefix: CAMB_, FAL_, REPLICATE_, SAMSAR_, SEGMIND_, VIMMERSE_.", "REELQ_BENCH_*", "REELQ_SHUTDOWN_TIMEOUT", "P_RATE"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("help lacks %q:\n%s", s, out)
 		}

@@ -246,6 +246,21 @@ func TestOutputRanges(t *testing.T) {
 	if !strings.Contains(page, `<video controls preload="metadata" playsinline src="/jobs/media-01/outputs/1"`) {
 		t.Errorf("job page without its video:\n%s", page)
 	}
+	if !strings.Contains(page, "Checked as media: video/mp4") || strings.Contains(page, "Failed its media check") {
+		t.Errorf("job page without the passed media check:\n%s", page)
+	}
+	// An output that fails its check says so, with its code and words.
+	if err := d.Sim.SetKnobs("samsar", providersim.Knobs{CompleteAfter: providersim.Duration(50 * time.Millisecond), OutputBroken: providersim.BrokenHTML}); err != nil {
+		t.Fatal(err)
+	}
+	d.Enqueue(samsarJobs("broken", 1)...)
+	if r, err := d.Client.Wait(ctx, "broken-01"); err != nil || r.Status != reelq.StatusFailed {
+		t.Fatalf("broken-01: %+v %v, want failed", r, err)
+	}
+	_, page = b.get("/jobs/broken-01")
+	if !strings.Contains(page, "Failed its media check: <code>not_media</code> the body is an HTML page") {
+		t.Errorf("job page without the failed media check:\n%s", page)
+	}
 }
 
 // No page, fragment or log line shows a provider API key, the NATS

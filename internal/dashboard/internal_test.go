@@ -142,3 +142,36 @@ func TestProviderCardShowsLimiterAlarm(t *testing.T) {
 		}
 	}
 }
+
+// The kubelet probes /healthz with the pod's IP as the Host: it answers
+// whatever the Host (it tells nothing), while every page keeps the Host
+// check (TestHostAllowed).
+func TestHealthzAnswersAnyHost(t *testing.T) {
+	s, err := New(Config{Client: new(reelq.Client), ListenHost: "0.0.0.0", AllowedHosts: []string{"dash.example.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]int{"/healthz": 200, "/": 421, "/static/app.css": 421} {
+		r := httptest.NewRequest("GET", "http://10.1.2.3:8090"+path, nil)
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, r)
+		if w.Code != want {
+			t.Errorf("GET %s with Host 10.1.2.3:8090: %d, want %d", path, w.Code, want)
+		}
+	}
+}
+
+// Every page's footer names the build (Config.Version, which
+// cmd/dashboard takes from internal/buildinfo).
+func TestFooterShowsVersion(t *testing.T) {
+	s, err := New(Config{Client: new(reelq.Client), Version: "v9.8.7", NATSServer: "nats://n:4222", Auth: Auth{Token: "0123456789abcdef"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "http://127.0.0.1/login", nil)
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, r)
+	if body := w.Body.String(); !strings.Contains(body, "reelq dashboard v9.8.7") {
+		t.Errorf("GET /login (%d): no version in the footer:\n%s", w.Code, body)
+	}
+}

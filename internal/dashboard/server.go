@@ -159,10 +159,12 @@ func (s *Server) routes() {
 	s.mux = m
 }
 
-// ServeHTTP checks the Host, sets the security headers, asks for a
+// ServeHTTP checks the Host (except for /healthz), sets the security headers, asks for a
 // sign-in where reading needs one, and routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !s.hostAllowed(r.Host) {
+	// The kubelet's probes send the pod's address as the Host; /healthz
+	// tells nothing, so it answers any.
+	if !s.hostAllowed(r.Host) && r.URL.Path != "/healthz" {
 		http.Error(w, "this dashboard does not answer to that host name", http.StatusMisdirectedRequest)
 		return
 	}

@@ -288,6 +288,10 @@ type outputRow struct {
 	Size         int64
 	ProviderURL  string
 	ArchiveError string
+	// Media is what the bytes are; Invalid why they failed their media
+	// check (nil: passed, or not checked).
+	Media   *reelq.MediaInfo
+	Invalid *reelq.ValidationError
 }
 
 func (s *Server) job(ctx context.Context, id string) (*jobData, error) {
@@ -336,7 +340,8 @@ func currentOutputs(st *reelq.JobState) []reelq.Output {
 }
 
 func outputRowOf(id string, n int, o reelq.Output) outputRow {
-	r := outputRow{N: n, ContentType: o.ContentType, ProviderURL: o.URL, ArchiveError: o.ArchiveError, Kind: "file"}
+	r := outputRow{N: n, ContentType: o.ContentType, ProviderURL: o.URL, ArchiveError: o.ArchiveError, Kind: "file",
+		Media: o.Media, Invalid: o.ValidationError}
 	if o.Archive != nil {
 		r.Href = fmt.Sprintf("/jobs/%s/outputs/%d", id, n)
 		r.Size = o.Archive.Size

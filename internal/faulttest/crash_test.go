@@ -19,8 +19,8 @@ func samsarKnobs() map[string]providersim.Knobs {
 	}}
 }
 
-// Worker processes are SIGKILLed at random moments during a batch and
-// started again. Every job still ends with exactly one result event, JOBS
+// Worker processes are SIGKILLed at random moments during a batch (samsar
+// jobs, with fal and Replicate jobs mixed in) and started again. Every job still ends with exactly one result event, JOBS
 // drains, and no job is paid for twice except through a recorded
 // ambiguous resubmission (a kill inside the paid call).
 func TestWorkersKilledDuringBatch(t *testing.T) {
@@ -30,14 +30,14 @@ func TestWorkersKilledDuringBatch(t *testing.T) {
 	dir := t.TempDir()
 	dumpLogs(t, dir)
 	srv := natstest.Server(t)
-	s := startSim(t, dir, samsarKnobs())
+	s := startSim(t, dir, withHubs(samsarKnobs()))
 	c := connect(t, srv.ClientURL(), 1)
-	ws := newWorkers(t, dir, srv.ClientURL(), s.url, nil)
+	ws := newWorkers(t, dir, srv.ClientURL(), s.url, hubEnv(t, s.url))
 	replicas := []string{"a", "b", "c"}
 	for _, id := range replicas {
 		ws.start(id)
 	}
-	jobs := samsarJobs("kill", 60)
+	jobs := append(samsarJobs("kill", 60), hubJobs("kill", 10)...)
 	start := time.Now()
 	c.enqueue(t, jobs)
 
@@ -54,7 +54,7 @@ func TestWorkersKilledDuringBatch(t *testing.T) {
 		ws.start(id)
 	}
 	c.waitSettled(t, len(jobs), 2*time.Minute)
-	rep := verify(t, c, s.stats(t, "samsar").Submissions, jobs, samsarKey)
+	rep := verify(t, c, submissions(t, s, append(hubs, "samsar")...), jobs, samsarKey)
 	if rep.Succeeded != len(jobs) {
 		t.Errorf("%d of %d jobs succeeded", rep.Succeeded, len(jobs))
 	}

@@ -6,7 +6,8 @@ import (
 )
 
 // The JetStream server (a separate process, file store) is restarted
-// during a batch, by SIGKILL or SIGTERM at random, on the same store
+// during a batch (samsar jobs, with fal and Replicate jobs mixed in), by
+// SIGKILL or SIGTERM at random, on the same store
 // directory and port. Workers and the producer reconnect; every job ends
 // with exactly one result event and nothing is paid twice except through
 // a recorded ambiguous resubmission.
@@ -18,12 +19,12 @@ func TestServerRestartDuringBatch(t *testing.T) {
 	dumpLogs(t, dir)
 	n := newNATSD(t, dir, "single", nil)
 	n.start()
-	s := startSim(t, dir, samsarKnobs())
+	s := startSim(t, dir, withHubs(samsarKnobs()))
 	c := connect(t, n.url(), 1)
-	ws := newWorkers(t, dir, n.url(), s.url, nil)
+	ws := newWorkers(t, dir, n.url(), s.url, hubEnv(t, s.url))
 	ws.start("a")
 	ws.start("b")
-	jobs := samsarJobs("restart", 50)
+	jobs := append(samsarJobs("restart", 50), hubJobs("restart", 10)...)
 	start := time.Now()
 	c.enqueue(t, jobs)
 
@@ -51,7 +52,7 @@ func TestServerRestartDuringBatch(t *testing.T) {
 		n.start()
 	}
 	c.waitSettled(t, len(jobs), 3*time.Minute)
-	rep := verify(t, c, s.stats(t, "samsar").Submissions, jobs, samsarKey)
+	rep := verify(t, c, submissions(t, s, append(hubs, "samsar")...), jobs, samsarKey)
 	if rep.Succeeded != len(jobs) {
 		t.Errorf("%d of %d jobs succeeded", rep.Succeeded, len(jobs))
 	}

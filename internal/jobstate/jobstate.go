@@ -6,7 +6,8 @@
 //
 // Transitions are checked (see Allowed): within a run phases move
 // forward, except the documented steps back (a submit refused with 429 or
-// for credits returns the job to "queued", as does Camb's unpaid task, and
+// for credits returns the job to "queued", as does Camb's unpaid task and
+// an output that failed its media check under P_OUTPUT_POLICY=retry, and
 // an operator resolves a held job to "submitted" or "queued"); a new run
 // starts only from a finished run that did not succeed.
 package jobstate
@@ -61,7 +62,7 @@ var next = map[reelq.Phase][]reelq.Phase{
 	reelq.PhaseSubmitting: {reelq.PhaseSubmitting, reelq.PhaseSubmitted, reelq.PhaseQueued, reelq.PhaseHeld, reelq.PhaseFinished},
 	reelq.PhaseSubmitted:  {reelq.PhaseSubmitted, reelq.PhaseQueued, reelq.PhaseArchiving, reelq.PhaseFinished},
 	reelq.PhaseHeld:       {reelq.PhaseHeld, reelq.PhaseSubmitted, reelq.PhaseQueued, reelq.PhaseFinished},
-	reelq.PhaseArchiving:  {reelq.PhaseArchiving, reelq.PhaseFinished},
+	reelq.PhaseArchiving:  {reelq.PhaseArchiving, reelq.PhaseQueued, reelq.PhaseFinished},
 	reelq.PhaseFinished:   {reelq.PhaseFinished},
 }
 

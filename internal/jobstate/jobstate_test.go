@@ -60,7 +60,7 @@ func TestAllowed(t *testing.T) {
 		{sg, sg}: true, {sg, sd}: true, {sg, q}: true, {sg, h}: true, {sg, f}: true,
 		{sd, sd}: true, {sd, q}: true, {sd, ar}: true, {sd, f}: true,
 		{h, h}: true, {h, sd}: true, {h, q}: true, {h, f}: true,
-		{ar, ar}: true, {ar, f}: true,
+		{ar, ar}: true, {ar, q}: true, {ar, f}: true, // archiving -> queued: an output failed its check, P_OUTPUT_POLICY=retry
 		{f, f}: true,
 	}
 	for _, a := range phases {

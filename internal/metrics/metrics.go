@@ -13,7 +13,7 @@ import (
 type Metrics struct {
 	Jobs             *prometheus.CounterVec   // provider, outcome
 	Attempts         *prometheus.CounterVec   // provider, result (retry, exhausted)
-	InFlight         *prometheus.GaugeVec     // provider
+	InFlight         *prometheus.GaugeVec     // provider (running on this replica; the one in-flight gauge)
 	CallDuration     *prometheus.HistogramVec // provider, op
 	CallStatus       *prometheus.CounterVec   // provider, op, code
 	RateLimitWait    *prometheus.HistogramVec // provider
@@ -28,9 +28,12 @@ type Metrics struct {
 	Archives         *prometheus.CounterVec   // provider, result (archived, failed)
 	ArchiveBytes     *prometheus.CounterVec   // provider
 	ArchiveDuration  *prometheus.HistogramVec // provider
-	BudgetLimit      *prometheus.GaugeVec     // scope, name, unit
-	BudgetSpent      *prometheus.GaugeVec     // scope, name, unit
+	OutputChecks     *prometheus.CounterVec   // provider, code (ok or a validation code)
+	BudgetLimit      *prometheus.GaugeVec     // scope (provider), name, unit
+	BudgetSpent      *prometheus.GaugeVec     // scope (provider), name, unit
+	BatchBudgets     *prometheus.GaugeVec     // usage (a band; batches are unbounded, so no batch label)
 	LimiterDown      *prometheus.GaugeVec     // provider (1: the limiter's shared state is unavailable)
+	IllegalMoves     *prometheus.CounterVec   // provider, from, to (an engine bug)
 }
 
 // New creates the collectors and registers them with reg (if not nil).
@@ -43,7 +46,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "reelq_job_attempts_total", Help: "Job attempts that failed with a retryable error, by result (retry, exhausted).",
 		}, []string{"provider", "result"}),
 		InFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "reelq_jobs_in_flight", Help: "Jobs this replica is handling now.",
+			Name: "reelq_jobs_in_flight", Help: "Jobs this replica is running now (holding a slot; sum over replicas for the cluster).",
 		}, []string{"provider"}),
 		CallDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "reelq_provider_call_duration_seconds", Help: "Provider HTTP call latency by operation.",
@@ -71,6 +74,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "reelq_dead_letters_total", Help: "Messages moved to the DLQ stream, by reason.",
 		}, []string{"provider", "reason"}),
+		IllegalMoves: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reelq_engine_illegal_moves_total", Help: "Job state moves the engine's transition table does not allow (a bug; the log says which job), by from and to state.",
+		}, []string{"provider", "from", "to"}),
 		JobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "reelq_job_duration_seconds", Help: "Time from enqueue to the result event.",
 			Buckets: prometheus.ExponentialBuckets(0.1, 2.5, 12),
@@ -91,20 +97,26 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "reelq_archive_duration_seconds", Help: "Time to archive one output, retries included.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 3, 10),
 		}, []string{"provider"}),
+		OutputChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reelq_output_checks_total", Help: "Outputs checked as media, by result: ok, or the validation code (not_media, truncated, empty, duration_mismatch, missing_audio, wrong_type).",
+		}, []string{"provider", "code"}),
 		BudgetLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "reelq_budget_limit", Help: "Spending limit in force, by scope (batch, provider), name and unit.",
+			Name: "reelq_budget_limit", Help: "A provider's spending limit in force, by scope (provider), name and unit (batches: reelq_batch_budgets).",
 		}, []string{"scope", "name", "unit"}),
 		BudgetSpent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "reelq_budget_spent", Help: "Estimated spend against the limit (current period for providers), by scope, name and unit.",
+			Name: "reelq_budget_spent", Help: "A provider's estimated spend in the current period against its limit, by scope (provider), name and unit.",
 		}, []string{"scope", "name", "unit"}),
+		BatchBudgets: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "reelq_batch_budgets", Help: "Batches with a spending limit, by how much of it is spent: usage under_80, over_80 (80% to 100%) or exhausted.",
+		}, []string{"usage"}),
 		LimiterDown: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "reelq_rate_limiter_unavailable", Help: "1 while the provider's rate limiter cannot write its shared state (bucket reelq_ratelimit): no call to the provider goes out.",
 		}, []string{"provider"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Jobs, m.Attempts, m.InFlight, m.CallDuration, m.CallStatus, m.RateLimitWait,
-			m.RateLimited, m.Paused, m.Spend, m.AmbiguousSubmits, m.DeadLetters, m.JobDuration,
-			m.Waiting, m.Slots, m.Archives, m.ArchiveBytes, m.ArchiveDuration, m.BudgetLimit, m.BudgetSpent, m.LimiterDown)
+			m.RateLimited, m.Paused, m.Spend, m.AmbiguousSubmits, m.DeadLetters, m.IllegalMoves, m.JobDuration,
+			m.Waiting, m.Slots, m.Archives, m.ArchiveBytes, m.ArchiveDuration, m.OutputChecks, m.BudgetLimit, m.BudgetSpent, m.BatchBudgets, m.LimiterDown)
 	}
 	return m
 }
@@ -127,13 +139,6 @@ func (m *Metrics) Attempt(provider, result string) {
 	}
 }
 
-// AddInFlight moves the in-flight gauge.
-func (m *Metrics) AddInFlight(provider string, d float64) {
-	if m != nil {
-		m.InFlight.WithLabelValues(provider).Add(d)
-	}
-}
-
 // Call records one provider call.
 func (m *Metrics) Call(provider, op string, status int, d time.Duration) {
 	if m == nil {
@@ -153,17 +158,22 @@ func (m *Metrics) Waited(provider string, d time.Duration) {
 	}
 }
 
-// SetPaused records a provider's pause state.
+// pauseCodes are the reasons a provider is paused
+// (internal/providerstate's Code constants): each has a series, 0 or 1.
+var pauseCodes = []string{"credits_exhausted", "auth", "manual", "ambiguous_submits", "unknown_submission"}
+
+// SetPaused records a provider's pause state: 1 on the series of its
+// code (any code, listed or not), 0 on the others.
 func (m *Metrics) SetPaused(provider, code string, paused bool) {
 	if m == nil {
 		return
 	}
-	for _, c := range []string{"credits_exhausted", "auth", "manual"} {
-		v := 0.0
-		if paused && c == code {
-			v = 1
-		}
-		m.Paused.WithLabelValues(provider, c).Set(v)
+	m.Paused.DeletePartialMatch(prometheus.Labels{"provider": provider})
+	for _, c := range pauseCodes {
+		m.Paused.WithLabelValues(provider, c).Set(0)
+	}
+	if paused {
+		m.Paused.WithLabelValues(provider, code).Set(1)
 	}
 }
 
@@ -200,6 +210,13 @@ func (m *Metrics) DeadLettered(provider, reason string) {
 	}
 }
 
+// IllegalMove records a job state move the engine's table does not allow.
+func (m *Metrics) IllegalMove(provider, from, to string) {
+	if m != nil {
+		m.IllegalMoves.WithLabelValues(provider, from, to).Inc()
+	}
+}
+
 // SetEngine records a provider engine's running, waiting and held slots.
 func (m *Metrics) SetEngine(provider string, running, waiting, slots int) {
 	if m != nil {
@@ -220,10 +237,46 @@ func (m *Metrics) Archived(provider, result string, bytes int64, d time.Duration
 	}
 }
 
-// SetBudget records a budget's limit and spend.
+// OutputChecked records one output's media check: code is "ok" or one of
+// internal/media's stable codes (a fixed set: the label stays bounded).
+func (m *Metrics) OutputChecked(provider, code string) {
+	if m != nil {
+		m.OutputChecks.WithLabelValues(provider, code).Inc()
+	}
+}
+
+// SetBudget records a provider budget's limit and spend.
 func (m *Metrics) SetBudget(scope, name, unit string, limit, spent float64) {
 	if m != nil {
 		m.BudgetLimit.WithLabelValues(scope, name, unit).Set(limit)
 		m.BudgetSpent.WithLabelValues(scope, name, unit).Set(spent)
+	}
+}
+
+// Budget usage bands of reelq_batch_budgets.
+const (
+	UsageUnder80   = "under_80"
+	UsageOver80    = "over_80"
+	UsageExhausted = "exhausted"
+)
+
+// BudgetUsage is the band of a budget spent to the fraction used.
+func BudgetUsage(used float64) string {
+	switch {
+	case used >= 1:
+		return UsageExhausted
+	case used >= 0.8:
+		return UsageOver80
+	}
+	return UsageUnder80
+}
+
+// SetBatchBudgets records how many batch budgets are in each usage band.
+func (m *Metrics) SetBatchBudgets(counts map[string]int) {
+	if m == nil {
+		return
+	}
+	for _, u := range []string{UsageUnder80, UsageOver80, UsageExhausted} {
+		m.BatchBudgets.WithLabelValues(u).Set(float64(counts[u]))
 	}
 }

@@ -132,3 +132,13 @@ func IsLoopback(host string) bool {
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
 }
+
+// SameOrigin reports whether raw is an absolute URL on base's scheme, host
+// and port: the only place an adapter may send its key. Adapters check the
+// URLs a provider's answer gives them (a status or cancel URL) with it,
+// and build the URL from base instead when it says no.
+func SameOrigin(base, raw string) bool {
+	g := newGuard(base, "", false, nil)
+	u, err := url.Parse(raw)
+	return err == nil && u.User == nil && g.sameOrigin(u)
+}

@@ -66,6 +66,10 @@ type Task struct {
 	ID string `json:"id"`
 	// PollURL is the URL to poll, when the provider returns one (Segmind).
 	PollURL string `json:"poll_url,omitempty"`
+	// ResultURL and CancelURL are the URLs to fetch the result and to
+	// cancel, when the submit answer gives them (fal.ai, Replicate).
+	ResultURL string `json:"result_url,omitempty"`
+	CancelURL string `json:"cancel_url,omitempty"`
 }
 
 // State is the coarse state of a task.

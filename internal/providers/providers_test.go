@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -254,5 +255,24 @@ func TestBound(t *testing.T) {
 	wrapped := providers.Bound(providers.Status{Err: fmt.Errorf("%w: %s", providers.ErrTaskFailed, huge)}).Err
 	if len(wrapped.Error()) > providers.MaxStatusText+100 || !errors.Is(wrapped, providers.ErrTaskFailed) {
 		t.Errorf("wrapped error of %d bytes, class kept %v", len(wrapped.Error()), errors.Is(wrapped, providers.ErrTaskFailed))
+	}
+}
+
+// An output is checked as media of the class its provider declared; one
+// declared as no media (text, an archive) is not checked at all.
+func TestExpectByType(t *testing.T) {
+	for ct, want := range map[string][]string{
+		"video/mp4": {"video/*"}, "audio/wav; codecs=1": {"audio/*"}, "image/png": {"image/*"},
+		"application/json": {"application/json"}, "": nil, "application/octet-stream": nil,
+	} {
+		e, ok := providers.ExpectByType(providers.Output{ContentType: ct})
+		if !ok || !slices.Equal(e.Types, want) {
+			t.Errorf("%q: %v, %v; want %v, checked", ct, e.Types, ok, want)
+		}
+	}
+	for _, ct := range []string{"text/plain", "application/zip"} {
+		if _, ok := providers.ExpectByType(providers.Output{ContentType: ct}); ok {
+			t.Errorf("%q: checked as media", ct)
+		}
 	}
 }

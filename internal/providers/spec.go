@@ -1,11 +1,15 @@
 package providers
 
 import (
+	"encoding/json"
 	"fmt"
+	"mime"
 	"net/url"
 	"reflect"
+	"strings"
 	"time"
 
+	"github.com/reelq/reelq/internal/media"
 	"github.com/reelq/reelq/internal/providers/kind"
 	"github.com/reelq/reelq/internal/providersim"
 )
@@ -41,6 +45,12 @@ type Spec struct {
 	// successful submit then proves nothing about the account, so a credit
 	// pause ends only when a probe job's poll answers something else.
 	CreditsOnPoll bool
+	// Expect says what an output of a job with this input must be as
+	// media (checked while it is archived): its types, the duration the
+	// input asks for, audio where the input implies it. nil: ExpectByType
+	// (the class of the type the provider declared).
+	// A job's own expect replaces fields of it.
+	Expect func(input json.RawMessage, out Output) media.Expect
 	// LinkExpiry is how the provider's output links end.
 	LinkExpiry LinkExpiry
 	// BaseURL is the provider's public API root (P_BASE_URL's default).
@@ -58,6 +68,36 @@ type Spec struct {
 	// Doc is the provider's section of docs/providers.md (its doc.md),
 	// from its level-2 heading on.
 	Doc string
+}
+
+// ExpectFor is what out, an output of a job with this input, must be:
+// s.Expect's answer, or else ExpectByType's; ok is false when the output
+// is not media to check.
+func (s Spec) ExpectFor(input json.RawMessage, out Output) (e media.Expect, ok bool) {
+	if s.Expect != nil {
+		return s.Expect(input, out), true
+	}
+	return ExpectByType(out)
+}
+
+// ExpectByType expects an output to be media of the class the provider
+// declared for it ("video/*" for "video/mp4"), JSON where it declared
+// JSON, and any complete audio, video or image where it declared no type
+// or a generic one (application/octet-stream). An output declared as
+// something else (text/plain, a ZIP) is not media: ok is false, nothing
+// is checked.
+func ExpectByType(out Output) (e media.Expect, ok bool) {
+	mt, _, _ := mime.ParseMediaType(out.ContentType)
+	class, _, _ := strings.Cut(mt, "/")
+	switch {
+	case mt == "application/json":
+		return media.Expect{Types: []string{mt}}, true
+	case class == "video" || class == "audio" || class == "image":
+		return media.Expect{Types: []string{class + "/*"}}, true
+	case mt == "" || mt == "application/octet-stream" || mt == "binary/octet-stream":
+		return media.Expect{}, true
+	}
+	return media.Expect{}, false
 }
 
 // Name is the provider's name (Kind.Name).
@@ -155,7 +195,9 @@ func (s Spec) ParseOptions(dst any, environ map[string]string) error {
 
 // Build2 returns a Spec.New for an adapter built from the shared
 // configuration, its own options O and its input rules' options I, both
-// read from the environment under k's prefix.
+// read from the environment under k's prefix. Input options with a
+// Check() error method (a directory of schemas to load) are checked here,
+// so a worker refuses to start on a bad one.
 func Build2[O, I any](k kind.Kind, build func(cfg Config, o O, in I) Provider) func(Config, map[string]string) (Provider, error) {
 	return func(cfg Config, environ map[string]string) (Provider, error) {
 		var o O
@@ -165,6 +207,11 @@ func Build2[O, I any](k kind.Kind, build func(cfg Config, o O, in I) Provider) f
 		}
 		if err := kind.ParseOptions(&in, k.Prefix(), environ); err != nil {
 			return nil, err
+		}
+		if c, ok := any(in).(interface{ Check() error }); ok {
+			if err := c.Check(); err != nil {
+				return nil, err
+			}
 		}
 		return build(cfg, o, in), nil
 	}

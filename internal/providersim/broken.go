@@ -21,10 +21,13 @@ const (
 	// BrokenNoAudio serves the MP4 without its audio track, and a WAV
 	// with no samples (a PNG is served as it is).
 	BrokenNoAudio = "no_audio"
+	// BrokenDuration serves MP4 and WAV outputs twice as long as their
+	// task asked for, plus a second (OutputDuration, when set, wins).
+	BrokenDuration = "wrong_duration"
 )
 
 // brokenKinds are the values OutputBroken accepts ("" is none).
-var brokenKinds = []string{"", BrokenTruncated, BrokenHTML, BrokenEmpty, BrokenNoAudio}
+var brokenKinds = []string{"", BrokenTruncated, BrokenHTML, BrokenEmpty, BrokenNoAudio, BrokenDuration}
 
 // checkBroken says whether v is a value OutputBroken accepts.
 func checkBroken(v string) error {
@@ -38,8 +41,8 @@ func checkBroken(v string) error {
 const errorPage = "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n" +
 	"<body><h1>502 Bad Gateway</h1><p>The upstream server returned an invalid response.</p></body></html>\n"
 
-// broken returns the file as kind breaks it (BrokenNoAudio is applied
-// when the file is chosen).
+// broken returns the file as kind breaks it (BrokenNoAudio and
+// BrokenDuration are applied when the file is chosen).
 func (m outputFile) broken(kind string) outputFile {
 	switch kind {
 	case BrokenTruncated:

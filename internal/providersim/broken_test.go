@@ -45,6 +45,7 @@ func TestOutputBroken(t *testing.T) {
 		{providersim.BrokenHTML, map[string]media.Code{"video.mp4": media.CodeNotMedia, "story.wav": media.CodeNotMedia, "board.png": media.CodeNotMedia}},
 		{providersim.BrokenEmpty, map[string]media.Code{"video.mp4": media.CodeEmpty, "story.wav": media.CodeEmpty, "board.png": media.CodeEmpty}},
 		{providersim.BrokenNoAudio, map[string]media.Code{"video.mp4": media.CodeMissingAudio, "story.wav": media.CodeMissingAudio, "board.png": ""}},
+		{providersim.BrokenDuration, map[string]media.Code{"video.mp4": media.CodeDurationMismatch, "story.wav": media.CodeDurationMismatch, "board.png": ""}},
 	} {
 		f := newFixture(t, "samsar", providersim.Knobs{OutputBroken: c.broken})
 		u := finished(t, f)
@@ -54,6 +55,9 @@ func TestOutputBroken(t *testing.T) {
 			e := expect
 			if file == "board.png" {
 				e = media.Expect{}
+			}
+			if c.broken == providersim.BrokenDuration && file != "board.png" {
+				e.Duration = 10 * time.Second // what the fixture's Samsar task asked for
 			}
 			err := r.Check(e)
 			var ve *media.ValidationError

@@ -31,6 +31,12 @@ func createFor(t *testing.T, f *fixture, provider, text string) reply {
 		return vimmerseCreate(t, f, text)
 	case "camb":
 		return cambCreate(t, f, [][2]string{{"source_language", "1"}}, text)
+	case "fal":
+		return f.do(t, "POST", "/fal/fal-ai/veo3", map[string]string{"Authorization": "Key id:secret", "Content-Type": "application/json"},
+			strings.NewReader(fmt.Sprintf(`{"prompt":%q,"duration":"4s"}`, text)))
+	case "replicate":
+		return f.do(t, "POST", "/replicate/v1/models/google/veo-3/predictions", map[string]string{"Authorization": "Bearer r8", "Content-Type": "application/json"},
+			strings.NewReader(fmt.Sprintf(`{"input":{"prompt":%q,"duration":4}}`, text)))
 	}
 	t.Fatalf("unknown provider %s", provider)
 	return reply{}
@@ -46,8 +52,20 @@ func taskIDOf(provider string, r reply) string {
 		return str(d["id"])
 	case "camb":
 		return str(r.body["task_id"])
+	case "fal":
+		return str(r.body["request_id"])
+	case "replicate":
+		return str(r.body["id"])
 	}
 	return ""
+}
+
+// createdStatus is the status of an accepted create.
+func createdStatus(provider string) int {
+	if provider == "replicate" {
+		return http.StatusCreated
+	}
+	return http.StatusOK
 }
 
 func samsarCreateRequest(ctx context.Context, prompt string) *http.Request {
@@ -121,7 +139,7 @@ func TestMissingTaskID(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, name, providersim.Knobs{MissingTaskID: true})
 			r := createFor(t, f, name, "no id please")
-			wantStatus(t, "create", r, 200)
+			wantStatus(t, "create", r, createdStatus(name))
 			if id := taskIDOf(name, r); id != "" || !strings.Contains(r.raw, name+"-") {
 				t.Errorf("answer %s: documented id %q, want it missing (renamed)", r.raw, id)
 			}
@@ -156,7 +174,7 @@ func TestForbiddenMarker(t *testing.T) {
 			if st := f.sim.Stats(0)[name]; st.Spent != 0 || len(st.Submissions) != 0 {
 				t.Errorf("stats %+v: a refused job was charged", st)
 			}
-			wantStatus(t, "another job", createFor(t, f, name, "Story without the marker"), 200)
+			wantStatus(t, "another job", createFor(t, f, name, "Story without the marker"), createdStatus(name))
 		})
 	}
 }

@@ -93,8 +93,11 @@ type outputFile struct {
 // mediaFor returns the file served for name as the knobs k shape it; d,
 // when positive, is how long the task asked its output to last.
 func mediaFor(name string, k Knobs, d time.Duration) (outputFile, bool) {
-	if k.OutputDuration > 0 {
+	switch {
+	case k.OutputDuration > 0:
 		d = time.Duration(k.OutputDuration)
+	case k.OutputBroken == BrokenDuration:
+		d = 2*d + time.Second
 	}
 	noAudio := k.OutputBroken == BrokenNoAudio
 	var m outputFile

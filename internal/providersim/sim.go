@@ -169,8 +169,8 @@ type Knobs struct {
 	// serve outputs of the wrong duration.
 	OutputDuration Duration `json:"output_duration,omitempty"`
 	// OutputBroken serves every output broken in one way, with a 200:
-	// "truncated", "html", "empty" or "no_audio" (see BrokenTruncated and
-	// the others); "": not broken.
+	// "truncated", "html", "empty", "no_audio" or "wrong_duration" (see
+	// BrokenTruncated and the others); "": not broken.
 	OutputBroken string `json:"output_broken,omitempty"`
 	// OutputURL replaces every output URL the provider returns (e.g.
 	// "javascript:alert(1)"), to test how clients treat a bogus one.

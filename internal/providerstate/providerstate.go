@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq/internal/changes"
+	"github.com/reelq/reelq/internal/kvwatch"
 )
 
 // Pause codes.
@@ -344,49 +345,15 @@ func (s *Store) ReleaseProbe(ctx context.Context, provider, owner string) error 
 // the watcher goroutine it started stops: with ctx, or on its own when the
 // server ends the watch (the caller restarts it then).
 func (s *Store) Watch(ctx context.Context) (<-chan struct{}, error) {
-	w, err := s.kv.WatchAll(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("watch provider state: %w", err)
-	}
-	ready := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		defer func() { _ = w.Stop() }()
-		initial := true
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					if initial {
-						initial = false
-						close(ready)
-					}
-					continue
-				}
-				var st State
-				if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &st) == nil {
-					st.Provider = e.Key()
-				} else {
-					st = State{Provider: e.Key()}
-				}
-				s.store(st, e.Revision())
-			}
+	return kvwatch.Follow(ctx, s.kv, "provider state", func(e jetstream.KeyValueEntry, _ bool) {
+		var st State
+		if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &st) == nil {
+			st.Provider = e.Key()
+		} else {
+			st = State{Provider: e.Key()}
 		}
-	}()
-	select {
-	case <-ready:
-		return stopped, nil
-	case <-stopped:
-		return nil, errors.New("watch provider state: the watch ended before its initial values")
-	case <-ctx.Done():
-		return nil, context.Cause(ctx)
-	}
+		s.store(st, e.Revision())
+	})
 }
 
 // store puts st, the record at revision rev, in the local view unless the

@@ -22,7 +22,8 @@ import (
 // the first is still retained: 0 for run 1; for later runs, the sequence of
 // the subject's last message, provided it belongs to an earlier run. Either
 // way the run ends in exactly one result event; PublishResult then reports
-// already=true and no error.
+// already=true and no error. The run is counted in COUNTERS (countResult)
+// before it returns without an error.
 func PublishResult(ctx context.Context, js jetstream.JetStream, r *reelq.Result) (already bool, err error) {
 	return PublishResultData(ctx, js, r, nil)
 }
@@ -38,25 +39,54 @@ func PublishResultData(ctx context.Context, js jetstream.JetStream, r *reelq.Res
 	msg := resultMsg(r, data)
 	expect := uint64(0)
 	if r.Run > 1 {
-		last, seq, err := lastResult(ctx, js, r.Provider, r.ID)
+		last, err := lastResult(ctx, js, r.Provider, r.ID)
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 		case err != nil:
 			return false, err
 		case last.Run >= r.Run:
-			return true, nil
+			return true, countStored(ctx, js, r, last)
 		default:
-			expect = seq
+			expect = last.seq
 		}
 	}
 	ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(wire.ResultMsgID(r.ID, r.Run)), jetstream.WithExpectLastSequencePerSubject(expect))
 	if IsWrongLastSequence(err) {
-		return true, nil
+		last, err := lastResult(ctx, js, r.Provider, r.ID)
+		if err != nil {
+			return false, err
+		}
+		return true, countStored(ctx, js, r, last)
 	}
 	if err != nil {
 		return false, fmt.Errorf("publish result %s: %w", r.ID, err)
 	}
+	// Counted on a duplicate too: a publisher stopped between the result
+	// and its counts left them unknown, and the counters drop what they
+	// already have.
+	if err := countResult(ctx, js, r); err != nil {
+		return false, fmt.Errorf("count result %s: %w", r.ID, err)
+	}
 	return ack.Duplicate, nil
+}
+
+// countMargin is how much younger than the duplicate window a stored
+// result must be to be counted again: time for its counts to follow it.
+const countMargin = 5 * time.Minute
+
+// countStored counts run r's result event found stored (last, if of the
+// same run) again, when it is recent enough for COUNTERS to still know
+// its increments' ids: its publisher may have stopped before counting it.
+// An older one was counted when published (its delivery ended long ago),
+// and counting it again could count it twice.
+func countStored(ctx context.Context, js jetstream.JetStream, r *reelq.Result, last *storedResult) error {
+	if last.Run != max(r.Run, 1) || time.Since(last.at) >= last.window-countMargin {
+		return nil
+	}
+	if err := countResult(ctx, js, last.Result); err != nil {
+		return fmt.Errorf("count result %s: %w", r.ID, err)
+	}
+	return nil
 }
 
 // resultMsg is the message that carries r, encoded as data.
@@ -72,27 +102,38 @@ func resultMsg(r *reelq.Result, data []byte) *nats.Msg {
 // LastResult returns the last result event stored for a job, or
 // jetstream.ErrMsgNotFound.
 func LastResult(ctx context.Context, js jetstream.JetStream, provider, id string) (*reelq.Result, error) {
-	r, _, err := lastResult(ctx, js, provider, id)
-	return r, err
+	r, err := lastResult(ctx, js, provider, id)
+	if err != nil {
+		return nil, err
+	}
+	return r.Result, nil
 }
 
-func lastResult(ctx context.Context, js jetstream.JetStream, provider, id string) (*reelq.Result, uint64, error) {
+// storedResult is a result event as stored in RESULTS.
+type storedResult struct {
+	*reelq.Result
+	seq    uint64
+	at     time.Time     // when the server stored it
+	window time.Duration // RESULTS' duplicate window
+}
+
+func lastResult(ctx context.Context, js jetstream.JetStream, provider, id string) (*storedResult, error) {
 	s, err := js.Stream(ctx, StreamResults)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	m, err := s.GetLastMsgForSubject(ctx, wire.ResultSubject(provider, id))
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	var r reelq.Result
 	if err := json.Unmarshal(m.Data, &r); err != nil {
-		return nil, 0, fmt.Errorf("decode result %s: %w", id, err)
+		return nil, fmt.Errorf("decode result %s: %w", id, err)
 	}
 	if r.Run == 0 {
 		r.Run = 1
 	}
-	return &r, m.Sequence, nil
+	return &storedResult{Result: &r, seq: m.Sequence, at: m.Time, window: s.CachedInfo().Config.Duplicates}, nil
 }
 
 // PublishEvent publishes e on core NATS; the EVENTS stream stores it.

@@ -140,6 +140,10 @@ type Settings struct {
 	// LimiterUnavailableAfter is the limiter's UnavailableAfter (default
 	// ratelimit's 10s).
 	LimiterUnavailableAfter time.Duration
+	// OutputPolicy and OutputRetries are what a run whose output fails its
+	// media check ends as (worker.Runtime).
+	OutputPolicy  string
+	OutputRetries int
 }
 
 // WorkerOptions configure a test worker.
@@ -232,6 +236,8 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 			Ambiguous:           s.Ambiguous,
 			AmbiguousPauseAfter: s.AmbiguousPauseAfter,
 			AmbiguousWindow:     s.AmbiguousWindow,
+			OutputPolicy:        s.OutputPolicy,
+			OutputRetries:       s.OutputRetries,
 		}
 	}
 	cfg := o.Config

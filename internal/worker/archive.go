@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/archive"
 	"github.com/reelq/reelq/internal/jobstate"
@@ -27,6 +29,9 @@ type ArchiveConfig struct {
 	Bandwidth int64
 	// Retry is the retry policy for transient download and upload errors.
 	Retry archive.Retry
+	// NoValidate turns off the outputs' media checks (REELQ_VALIDATE=false):
+	// what the bytes are is still recorded, never held against them.
+	NoValidate bool
 }
 
 // clusterSlots is archive.Slots on a slots.Pool: a download holds one of
@@ -83,7 +88,7 @@ func (e *engine) archive(ctx context.Context, j *job, outs []reelq.Output) outco
 		next.Phase, next.Outputs = reelq.PhaseArchiving, outs
 		rev, err := e.w.states.Update(ctx, j.st, &next, j.rev)
 		if errors.Is(err, jobstate.ErrConflict) {
-			return e.claimExisting(ctx, j)
+			return reread()
 		}
 		if errors.Is(err, jobstate.ErrTooLarge) {
 			return e.finish(ctx, j, reelq.StatusSucceeded, outs, nil) // finish fails it with result_too_large
@@ -96,10 +101,12 @@ func (e *engine) archive(ctx context.Context, j *job, outs []reelq.Output) outco
 	return outcome{kind: outArchive}
 }
 
-// stepArchive downloads the stored outputs and finishes the run. A link
-// that is gone or an output over the size limit ends with the result
-// published anyway, the provider URL kept and archive_error set: the
-// result is never lost because archiving failed.
+// stepArchive downloads the stored outputs, checks each as media on the
+// way (see validate.go) and settles the run. A link that is gone or an
+// output over the size limit ends with the result published anyway, the
+// provider URL kept and archive_error set: the result is never lost
+// because archiving failed. With archiving off (the store keeps nothing)
+// the outputs are downloaded and dropped, only to be checked.
 //
 // Shutdown stops archiving at once (SIGTERM, not the end of the shutdown
 // grace): the job returns to the queue, and its next delivery archives
@@ -108,15 +115,19 @@ func (e *engine) archive(ctx context.Context, j *job, outs []reelq.Output) outco
 // job's later outputs are not tried, so one job holds an archive slot for
 // at most one rate window of trickling.
 func (e *engine) stepArchive(ctx context.Context, j *job) outcome {
+	// The span covers the copies; finishing (the result's publish) is the
+	// delivery's, as for a job without archiving.
 	a := e.w.archiver
-	actx, stop := context.WithCancel(ctx)
+	keep := a.Store().Name() != archive.KindOff
+	actx, span := e.stepSpan(ctx, "reelq.archive", trace.SpanKindInternal)
+	actx, stop := context.WithCancel(actx)
 	defer stop()
 	defer context.AfterFunc(e.intake, stop)()
 	outs := append([]reelq.Output(nil), j.st.Outputs...)
 	slow := -1 // an output cut off for trickling
 	for i := range outs {
 		o := &outs[i]
-		if o.Archive != nil {
+		if o.Archive != nil || !keep && !fetchable(o.URL) {
 			continue
 		}
 		if slow >= 0 {
@@ -124,19 +135,31 @@ func (e *engine) stepArchive(ctx context.Context, j *job) outcome {
 			continue
 		}
 		key := archive.Key(j.id, j.st.Run, i)
+		if n := j.st.OutputRetries; n > 0 {
+			key += fmt.Sprintf(".retry%d", n) // the failed submission's copies stay for inspection
+		}
 		start := time.Now()
 		cp, err := a.Archive(actx, key, o.URL)
 		if err != nil {
 			if actx.Err() != nil {
+				span.End()
 				return nak(0) // shutdown: the next delivery archives again
 			}
 			if errors.Is(err, archive.ErrTooSlow) {
 				slow = i
 			}
+			if !keep {
+				e.logJob(j).Warn("output not downloaded; it is not checked", "output", i, "url", archive.RedactURL(o.URL), "err", err)
+				continue
+			}
 			o.ArchiveError = e.w.redact(err.Error())
 			e.w.m.Archived(e.name, "failed", 0, time.Since(start))
 			e.logJob(j).Warn("output not archived; the result keeps the provider's link", "output", i, "url", archive.RedactURL(o.URL), "err", err)
 			e.jobEvent(j, reelq.EventArchiveFailed, func(ev *reelq.Event) { ev.Reason = fmt.Sprintf("output %d: %s", i, o.ArchiveError) })
+			continue
+		}
+		e.check(j, i, o, cp.Media)
+		if !keep {
 			continue
 		}
 		o.Archive = &reelq.ArchivedCopy{Store: cp.Store, Bucket: cp.Bucket, Key: cp.Key, Size: cp.Size, ContentType: cp.ContentType, SHA256: cp.SHA256}
@@ -148,5 +171,6 @@ func (e *engine) stepArchive(ctx context.Context, j *job) outcome {
 			ev.Reason = fmt.Sprintf("output %d: %s/%s (%d bytes)", i, cp.Bucket, cp.Key, cp.Size)
 		})
 	}
-	return e.finish(ctx, j, reelq.StatusSucceeded, outs, nil)
+	span.End()
+	return e.settleOutputs(ctx, j, outs)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/changes"
+	"github.com/reelq/reelq/internal/kvwatch"
 	"github.com/reelq/reelq/internal/metrics"
 	"github.com/reelq/reelq/internal/money"
 	"github.com/reelq/reelq/internal/queue"
@@ -49,6 +50,11 @@ type budgeter struct {
 	limits map[string]reelq.BudgetLimit // by limit key
 	spends map[string]spendEntry        // by spend key
 	ver    changes.Version              // of limits and spends, bumped under mu
+	// usage is each batch budget's usage band and bands how many are in
+	// each: the metrics count batches by band, never label one (batch
+	// names are unbounded).
+	usage map[string]string
+	bands map[string]int
 
 	epoch  epochState                // the bucket's witness of its history (budget_epoch.go)
 	onLost func(ctx context.Context) // called when the history is found lost
@@ -67,19 +73,25 @@ type budgetScope struct {
 
 func newBudgeter(js jetstream.JetStream, kv jetstream.KeyValue, log *slog.Logger, m *metrics.Metrics, provider map[string]ProviderBudget) *budgeter {
 	b := &budgeter{js: js, kv: kv, log: log, m: m, now: time.Now, provider: provider,
-		limits: map[string]reelq.BudgetLimit{}, spends: map[string]spendEntry{}}
+		limits: map[string]reelq.BudgetLimit{}, spends: map[string]spendEntry{}, usage: map[string]string{}, bands: map[string]int{}}
 	for name := range provider {
 		b.export(reelq.ScopeProvider, name)
 	}
+	m.SetBatchBudgets(b.bands) // every band at 0 until a batch budget is seen
 	return b
 }
 
 // export sets the budget gauges of a scope from the view: the limit in
 // force (the bucket's, else the configuration's) and what was spent
-// against it (in the current period for a provider). b.mu is held, or b
+// against it (in the current period for a provider); a batch's only
+// moves the count of batch budgets in its usage band. b.mu is held, or b
 // is not shared yet.
 func (b *budgeter) export(scope, name string) {
 	l, ok := b.limits[wire.BudgetLimitKey(scope, name)]
+	if scope == reelq.ScopeBatch {
+		b.exportBatch(name, l, ok)
+		return
+	}
 	if !ok && scope == reelq.ScopeProvider {
 		if pb, has := b.provider[name]; has && pb.Limit.Amount > 0 {
 			l, ok = reelq.BudgetLimit{Scope: scope, Name: name, Amount: pb.Limit.Amount, Unit: pb.Limit.Unit, Period: pb.Period}, true
@@ -99,51 +111,47 @@ func (b *budgeter) export(scope, name string) {
 	b.m.SetBudget(scope, name, l.Unit, l.Amount, sp.Spent[l.Unit])
 }
 
+// exportBatch moves batch name's budget to its usage band (out of every
+// band when it has no limit any more) in reelq_batch_budgets.
+func (b *budgeter) exportBatch(name string, l reelq.BudgetLimit, ok bool) {
+	if old, had := b.usage[name]; had {
+		b.bands[old]--
+		delete(b.usage, name)
+	}
+	if ok && l.Amount > 0 {
+		sp := b.spends[wire.BudgetSpendKey(reelq.ScopeBatch, name, 0)].s
+		u := metrics.BudgetUsage(sp.Spent[l.Unit] / l.Amount)
+		b.usage[name] = u
+		b.bands[u]++
+	}
+	b.m.SetBatchBudgets(b.bands)
+}
+
 // watch keeps the view current until ctx ends (see Worker.startWatcher).
 func (b *budgeter) watch(ctx context.Context) (<-chan struct{}, error) {
 	if err := b.startEpoch(ctx); err != nil {
 		return nil, fmt.Errorf("watch budgets: %w", err)
 	}
-	w, err := b.kv.WatchAll(ctx)
+	watching, err := kvwatch.Follow(ctx, b.kv, "budgets", func(e jetstream.KeyValueEntry, _ bool) { b.observe(e) })
 	if err != nil {
-		return nil, fmt.Errorf("watch budgets: %w", err)
+		return nil, err
 	}
-	ready, stopped := make(chan struct{}), make(chan struct{})
+	// The witness check runs beside the watch and stops with it.
+	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		defer func() { _ = w.Stop() }()
 		check := time.NewTicker(epochCheckInterval)
 		defer check.Stop()
-		initial := true
 		for {
 			select {
-			case <-ctx.Done():
+			case <-watching:
 				return
 			case <-check.C:
-				b.checkEpoch(ctx)
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					if initial {
-						initial = false
-						close(ready)
-					}
-					continue
-				}
-				b.observe(e)
+				_ = b.checkEpoch(ctx)
 			}
 		}
 	}()
-	select {
-	case <-ready:
-		return stopped, nil
-	case <-stopped:
-		return nil, errors.New("watch budgets: the watch ended before its initial values")
-	case <-ctx.Done():
-		return nil, context.Cause(ctx)
-	}
+	return stopped, nil
 }
 
 func (b *budgeter) observe(e jetstream.KeyValueEntry) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
+	"github.com/reelq/reelq/internal/kvwatch"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/wire"
 )
@@ -62,42 +63,7 @@ func (c *cancelSet) has(id string) bool {
 // It returns once the initial values are loaded, with a channel closed when
 // the watch stops.
 func (c *cancelSet) watch(ctx context.Context) (<-chan struct{}, error) {
-	w, err := c.kv.WatchAll(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("watch cancel requests: %w", err)
-	}
-	ready, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		defer func() { _ = w.Stop() }()
-		initial := true
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					if initial {
-						initial = false
-						close(ready)
-					}
-					continue
-				}
-				c.apply(e, !initial)
-			}
-		}
-	}()
-	select {
-	case <-ready:
-		return stopped, nil
-	case <-stopped:
-		return nil, errors.New("watch cancel requests: the watch ended before its initial values")
-	case <-ctx.Done():
-		return nil, context.Cause(ctx)
-	}
+	return kvwatch.Follow(ctx, c.kv, "cancel requests", c.apply)
 }
 
 func (c *cancelSet) apply(e jetstream.KeyValueEntry, live bool) {
@@ -226,24 +192,7 @@ func (w *Worker) cancelQueued(ctx context.Context, id string, req CancelRequest)
 		if st == nil && queued == nil {
 			return nil // unknown here: a worker that later pulls it checks the request
 		}
-		now := time.Now().UTC()
-		res := &reelq.Result{ID: id, Status: reelq.StatusCancelled, Run: 1, CompletedAt: now, PayOnce: reelq.PayOnceGuaranteed,
-			Error: &reelq.ErrorInfo{Code: reelq.CodeCancelled, Message: "cancelled before it started"}}
-		var next jobstate.State
-		if st != nil {
-			next = *st
-			res.Provider, res.Batch, res.Run, res.Attempts, res.Metadata = st.Provider, st.Batch, st.Run, st.Attempts, st.Metadata
-			res.EnqueuedAt, res.Priority, res.FairnessKey, res.Traceparent = st.EnqueuedAt, st.Priority, st.FairnessKey, st.Traceparent
-		} else {
-			j := queued
-			res.Provider, res.Batch, res.Metadata, res.EnqueuedAt = j.Provider, j.Batch, j.Metadata, j.EnqueuedAt
-			res.Priority, res.FairnessKey = j.Priority, j.FairnessKey
-			next = jobstate.State{ID: id, Provider: j.Provider, Batch: j.Batch, Priority: j.Priority, FairnessKey: j.FairnessKey,
-				Digest: j.Digest(), Run: 1, Input: j.Input, Metadata: j.Metadata, EnqueuedAt: j.EnqueuedAt}
-		}
-		if queued != nil && res.Provider == "" {
-			res.Provider = queued.Provider
-		}
+		res, next := cancelledBeforeStart(id, st, queued)
 		if res.Batch != "" {
 			// No worker pulled it, so no worker indexed it: list it in
 			// its batch before it leaves JOBS.
@@ -252,8 +201,7 @@ func (w *Worker) cancelQueued(ctx context.Context, id string, req CancelRequest)
 				return err
 			}
 		}
-		data, _ := json.Marshal(res)
-		next.Phase, next.Result, next.LastError, next.Worker = reelq.PhaseFinished, data, "cancelled", w.cfg.WorkerID
+		next.Worker = w.cfg.WorkerID
 		if st == nil {
 			_, err = w.states.Create(ctx, &next)
 			if errors.Is(err, jobstate.ErrExists) {
@@ -274,24 +222,56 @@ func (w *Worker) cancelQueued(ctx context.Context, id string, req CancelRequest)
 			w.beat.finished(res)
 		}
 		if seq != 0 {
-			// That one message, not its subject: a retry published since
-			// the state above was written is a later message of the
-			// subject. An engine that pulled this one ahead holds a job
-			// the cancel watch has flagged: it finds the state finished,
-			// republishes the stored result (deduplicated) and settles the
-			// delivery, whose message is gone
-			// (TestCancelOfAJobAnEngineHoldsIsSettledOnce).
-			if s, err := w.js.Stream(ctx, queue.StreamJobs); err == nil {
-				if err := s.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-					w.log.Warn("could not remove a cancelled job's message; the worker that pulls it republishes its result", "job_id", id, "stream_seq", seq, "err", err)
-				}
-			}
+			w.removeCancelled(ctx, id, seq)
 		}
 		w.log.Info("queued job cancelled", "job_id", id, "provider", res.Provider, "by", req.By)
 		w.event(reelq.Event{Kind: reelq.EventCancelled, Provider: res.Provider, JobID: id, Batch: res.Batch, Reason: "cancelled before it started"})
 		return nil
 	}
 	return fmt.Errorf("cancel %s: %w", id, jobstate.ErrConflict)
+}
+
+// cancelledBeforeStart returns the result of job id, cancelled before it
+// started, and its finished state: from its state st, or from its queued
+// message's job when it has none yet.
+func cancelledBeforeStart(id string, st *jobstate.State, queued *reelq.Job) (*reelq.Result, jobstate.State) {
+	res := &reelq.Result{ID: id, Status: reelq.StatusCancelled, Run: 1, CompletedAt: time.Now().UTC(), PayOnce: reelq.PayOnceGuaranteed,
+		Error: &reelq.ErrorInfo{Code: reelq.CodeCancelled, Message: "cancelled before it started"}}
+	var next jobstate.State
+	if st != nil {
+		next = *st
+		res.Provider, res.Batch, res.Run, res.Attempts, res.Metadata = st.Provider, st.Batch, st.Run, st.Attempts, st.Metadata
+		res.EnqueuedAt, res.Priority, res.FairnessKey, res.Traceparent = st.EnqueuedAt, st.Priority, st.FairnessKey, st.Traceparent
+	} else {
+		j := queued
+		res.Provider, res.Batch, res.Metadata, res.EnqueuedAt = j.Provider, j.Batch, j.Metadata, j.EnqueuedAt
+		res.Priority, res.FairnessKey = j.Priority, j.FairnessKey
+		next = jobstate.State{ID: id, Provider: j.Provider, Batch: j.Batch, Priority: j.Priority, FairnessKey: j.FairnessKey,
+			Digest: j.Digest(), Run: 1, Input: j.Input, Metadata: j.Metadata, EnqueuedAt: j.EnqueuedAt}
+	}
+	if queued != nil && res.Provider == "" {
+		res.Provider = queued.Provider
+	}
+	data, _ := json.Marshal(res)
+	next.Phase, next.Result, next.LastError = reelq.PhaseFinished, data, "cancelled"
+	return res, next
+}
+
+// removeCancelled removes the message (stream sequence seq) of job id,
+// cancelled before it started: that one message, not its subject, since a
+// retry published after the job's state was finished is a later message
+// of the subject. An engine that pulled this one ahead holds a job the
+// cancel watch has flagged: it finds the state finished, republishes the
+// stored result (deduplicated) and settles the delivery, whose message is
+// gone (TestCancelOfAJobAnEngineHoldsIsSettledOnce).
+func (w *Worker) removeCancelled(ctx context.Context, id string, seq uint64) {
+	s, err := w.js.Stream(ctx, queue.StreamJobs)
+	if err != nil {
+		return
+	}
+	if err := s.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		w.log.Warn("could not remove a cancelled job's message; the worker that pulls it republishes its result", "job_id", id, "stream_seq", seq, "err", err)
+	}
 }
 
 // queuedJob finds job id's message still waiting in JOBS, under any of its

@@ -9,3 +9,6 @@ func (w *Worker) SetAfterReserve(f func(jobID string)) {
 	}
 	w.afterReserve.Store(&f)
 }
+
+// An illegal job state move panics under the package's tests.
+func init() { strictMoves = true }

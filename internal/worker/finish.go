@@ -14,6 +14,9 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
@@ -139,8 +142,10 @@ func (e *engine) result(j *job, status string, outs []reelq.Output, errInfo *ree
 		if st.EnqueuedAt != nil {
 			res.EnqueuedAt = st.EnqueuedAt
 		}
+		res.OutputRetries = st.OutputRetries
 		if res.Cost != nil && st.Submissions > 1 {
-			// Paid twice through an ambiguous submission: both count.
+			// Paid twice (an ambiguous submission, or an output retry):
+			// both count.
 			c := *res.Cost
 			c.Amount = (money.FromFloat(c.Amount) * money.Micros(st.Submissions)).Float()
 			c.Basis = fmt.Sprintf("%s, x%d submissions", c.Basis, st.Submissions)
@@ -156,9 +161,10 @@ func (e *engine) result(j *job, status string, outs []reelq.Output, errInfo *ree
 
 // payOnce is a result's PayOnce: best effort when a paid call of the run
 // was made again after an unknown outcome (st counts more than one
-// submission) and the provider cannot recover submissions.
+// submission besides the output retries, which are paid again on
+// purpose) and the provider cannot recover submissions.
 func payOnce(r providers.Recovery, st *jobstate.State) string {
-	if st != nil && st.Submissions > 1 && r.PayOnce() != reelq.PayOnceGuaranteed {
+	if st != nil && st.Submissions-st.OutputRetries > 1 && r.PayOnce() != reelq.PayOnceGuaranteed {
 		return reelq.PayOnceBestEffort
 	}
 	return reelq.PayOnceGuaranteed
@@ -196,12 +202,20 @@ func (e *engine) publishResult(ctx context.Context, j *job, res *reelq.Result, d
 		e.index.waitIndexed(ictx, j.id)
 		icancel()
 	}
+	pctx, span := e.stepSpan(sctx, "reelq.result.publish", trace.SpanKindProducer)
+	span.SetAttributes(attribute.String("messaging.destination.name", wire.ResultSubject(res.Provider, res.ID)),
+		attribute.String("reelq.status", res.Status), attribute.Int("reelq.run", res.Run))
 	var already bool
 	err := backoff.Retry(func() error {
 		var err error
-		already, err = queue.PublishResultData(sctx, e.w.js, res, data)
+		already, err = queue.PublishResultData(pctx, e.w.js, res, data)
 		return err
 	}, backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond), backoff.WithMaxElapsedTime(20*time.Second)), sctx))
+	span.SetAttributes(attribute.Bool("reelq.already_published", already))
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 	if err != nil {
 		e.logJob(j).Warn("result not acknowledged by the server; trying again later", "err", err)
 		return waitFor(5 * time.Second)
@@ -209,7 +223,7 @@ func (e *engine) publishResult(ctx context.Context, j *job, res *reelq.Result, d
 	if already {
 		return ack()
 	}
-	e.count(res)
+	e.w.beat.finished(res)
 	var since time.Time
 	if res.EnqueuedAt != nil {
 		since = *res.EnqueuedAt
@@ -223,25 +237,6 @@ func (e *engine) publishResult(ctx context.Context, j *job, res *reelq.Result, d
 		e.logJob(j).Info("job finished", attrs...)
 	}
 	return ack()
-}
-
-// count adds a published result to its batch's counters
-// (JetStream counters, deduplicated per job run within the duplicate
-// window). Fire and forget: the counters are statistics.
-func (e *engine) count(res *reelq.Result) {
-	field := "done_" + res.Status
-	run := strconv.Itoa(max(res.Run, 1))
-	incr := func(subj, id string) {
-		m := nats.NewMsg(subj)
-		m.Header.Set("Nats-Incr", "+1")
-		m.Header.Set(wire.HeaderMsgID, id)
-		_ = e.w.nc.PublishMsg(m)
-	}
-	if res.Batch != "" {
-		incr(wire.BatchCounterSubject(res.Batch, field), "cnt:b:"+res.ID+":"+run)
-	}
-	e.spend.add(res)
-	e.w.beat.finished(res)
 }
 
 // stepInvalid fails a job whose input breaks the provider's rules (or the
@@ -389,7 +384,7 @@ func publishDLQ(ctx context.Context, js jetstream.JetStream, provider, id, subje
 func (e *engine) newState(j *job, phase reelq.Phase) *jobstate.State {
 	st := &jobstate.State{
 		ID: j.id, Provider: e.name, Batch: j.env.Batch, Priority: j.env.Priority, FairnessKey: j.env.FairnessKey,
-		Digest: j.digest, Phase: phase, Run: 1, Seq: j.seq, Input: j.env.Input, Metadata: j.env.Metadata,
+		Digest: j.digest, Phase: phase, Run: 1, Seq: j.seq, Input: j.env.Input, Metadata: j.env.Metadata, Expect: j.env.Expect,
 		Traceparent: j.traceparent, Worker: e.w.cfg.WorkerID, EnqueuedAt: e.enqueuedAt(j),
 	}
 	if phase == reelq.PhaseSubmitting {
@@ -442,6 +437,9 @@ func (e *engine) estimate(j *job) *reelq.Cost {
 		return nil
 	}
 	c := e.rt.Provider.Estimate(j.env.Input)
+	if c.Unit == "" {
+		return nil // unpriced (a hub model without a price): no cost, never a unit-less one
+	}
 	return &reelq.Cost{Amount: c.Amount, Unit: c.Unit, Basis: c.Basis}
 }
 

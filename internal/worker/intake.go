@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
@@ -48,6 +49,7 @@ type job struct {
 	fk          string // fairness key
 	fkh         string // its slots.KeyHash
 	traceparent string
+	span        trace.Span // the delivery's span (see startDelivery)
 	// bad is set when the message cannot be attributed to a job (the
 	// envelope is unreadable or contradicts itself); id is then SeqID.
 	bad error
@@ -58,20 +60,16 @@ type job struct {
 	est *reelq.Cost
 
 	// loop
-	slot    bool // holds one of the engine's slots
-	busy    bool // a step is running
-	heapIdx int
-	due     time.Time
-	wake    bool // due means "back to the waiting queue", not "poll"
-	waiting bool
-	probe   bool
-	settled bool
+	sched   sched     // where the job is in its engine; only move changes it
+	heapIdx int       // its place on the timer heap (polling, waking), or -1
+	due     time.Time // when it leaves the timer heap
+	// probe is the role of the job a paused provider's probe rides on: set
+	// by dispatch, cleared by the step that gets the probe's verdict.
+	probe bool
 
 	// cancel is set by the loop when a cancel request for the job arrives;
 	// steps read it.
 	cancel atomic.Bool
-
-	parked bool // waiting for budget
 
 	// step
 	st        *jobstate.State
@@ -82,6 +80,50 @@ type job struct {
 	// reservedTok is the token of the reservation (the submit token).
 	reservedTok string
 	tokenAt     time.Time // when the step's last rate-limit token came
+}
+
+// envelopeID is a job's id: every place that names it (the body, the
+// subject, the message id) must agree; a job none names is anonymous,
+// named by its stream sequence.
+func envelopeID(body, subject, msgID string, seq uint64) (string, error) {
+	id := body
+	for _, c := range []struct{ what, id string }{{"the subject", subject}, {"Nats-Msg-Id", msgID}} {
+		switch {
+		case c.id == "":
+		case id == "":
+			id = c.id
+		case c.id != id:
+			return "", fmt.Errorf("%w: the body's id %q disagrees with %s (%q)", reelq.ErrInvalidJob, id, c.what, c.id)
+		}
+	}
+	if id != "" && subject != "" && subject != id {
+		return "", fmt.Errorf("%w: the body's id %q disagrees with the subject (%q)", reelq.ErrInvalidJob, id, subject)
+	}
+	if id == "" {
+		return wire.SeqID(seq), nil // the documented name of an anonymous job
+	}
+	if !reelq.ValidID(id) || strings.HasPrefix(id, "seq-") {
+		return "", fmt.Errorf("%w: id %q must be 1-128 characters of letters, digits, '-' or '_', not starting with seq-", reelq.ErrInvalidJob, id)
+	}
+	return id, nil
+}
+
+// checkRoute checks the body's provider and priority against the
+// subject's (subject, parsed as subj); a body without a provider takes
+// the subject's.
+func checkRoute(env *reelq.Job, subj wire.ParsedSubject, provider, subject, id string) error {
+	if env.Provider == "" {
+		env.Provider = provider
+	} else if env.Provider != provider {
+		return fmt.Errorf("%w: provider %q does not match the subject %s", reelq.ErrInvalidJob, env.Provider, subject)
+	}
+	switch {
+	case subj.Priority != "" && env.Priority != "" && env.Priority != reelq.Priority(subj.Priority):
+		return fmt.Errorf("%w: priority %q disagrees with the subject %s", reelq.ErrInvalidJob, env.Priority, subject)
+	case subj.Priority == "" && env.Priority != "" && env.Priority != reelq.Normal:
+		return fmt.Errorf("%w: priority %q needs the subject %s", reelq.ErrInvalidJob, env.Priority, wire.JobSubject(provider, env.Priority, id))
+	}
+	return nil
 }
 
 // decodeEnvelope reads a JOBS message for provider. The body id, the
@@ -123,35 +165,12 @@ func decodeEnvelope(msg jetstream.Msg, provider string, lim reelq.Limits, v reel
 		}
 		j.run = n
 	}
-	// The id: every place that names it must agree.
-	id := env.ID
-	for _, c := range []struct{ what, id string }{{"the subject", subj.ID}, {"Nats-Msg-Id", msgIDJob(msg.Headers().Get(wire.HeaderMsgID))}} {
-		switch {
-		case c.id == "":
-		case id == "":
-			id = c.id
-		case c.id != id:
-			return fail(fmt.Errorf("%w: the body's id %q disagrees with %s (%q)", reelq.ErrInvalidJob, id, c.what, c.id))
-		}
+	id, err := envelopeID(env.ID, subj.ID, msgIDJob(msg.Headers().Get(wire.HeaderMsgID)), j.seq)
+	if err != nil {
+		return fail(err)
 	}
-	if id != "" && subj.ID != "" && subj.ID != id {
-		return fail(fmt.Errorf("%w: the body's id %q disagrees with the subject (%q)", reelq.ErrInvalidJob, id, subj.ID))
-	}
-	if id == "" {
-		id = wire.SeqID(j.seq) // the documented name of an anonymous job
-	} else if !reelq.ValidID(id) || strings.HasPrefix(id, "seq-") {
-		return fail(fmt.Errorf("%w: id %q must be 1-128 characters of letters, digits, '-' or '_', not starting with seq-", reelq.ErrInvalidJob, id))
-	}
-	if env.Provider == "" {
-		env.Provider = provider
-	} else if env.Provider != provider {
-		return fail(fmt.Errorf("%w: provider %q does not match the subject %s", reelq.ErrInvalidJob, env.Provider, msg.Subject()))
-	}
-	switch {
-	case subj.Priority != "" && env.Priority != "" && env.Priority != reelq.Priority(subj.Priority):
-		return fail(fmt.Errorf("%w: priority %q disagrees with the subject %s", reelq.ErrInvalidJob, env.Priority, msg.Subject()))
-	case subj.Priority == "" && env.Priority != "" && env.Priority != reelq.Normal:
-		return fail(fmt.Errorf("%w: priority %q needs the subject %s", reelq.ErrInvalidJob, env.Priority, wire.JobSubject(provider, env.Priority, id)))
+	if err := checkRoute(&env, subj, provider, msg.Subject(), id); err != nil {
+		return fail(err)
 	}
 	prio := reelq.Priority(subj.Priority).Or()
 	env.ID, env.Priority = id, prio

@@ -274,6 +274,8 @@ func TestCreditsExhaustedPausesEveryReplica(t *testing.T) {
 	}{
 		{"samsar", reelqtest.SamsarJob, reelqtest.SamsarPrompt, 150, "credit endpoint"},    // 50 per job
 		{"vimmerse", reelqtest.VimmerseJob, reelqtest.VimmerseTitle, 200, "one job alone"}, // 100 per job
+		{"fal", falJob, hubPrompt, 2.8, "one job alone"},                                   // $1.40 per job; 403 "User is locked"
+		{"replicate", replicateJob, hubPrompt, 0.7, "one job alone"},                       // $0.35 per job; 402 "Insufficient credit"
 	}
 	for _, tc := range cases {
 		t.Run(tc.provider, func(t *testing.T) {

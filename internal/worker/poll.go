@@ -46,19 +46,12 @@ func (e *engine) stepPoll(ctx context.Context, j *job) outcome {
 	if j.cancel.Load() {
 		return e.cancelRunning(ctx, j)
 	}
-	ps := j.poll
-	if ps == nil {
-		ps = &pollState{lastProgress: -1, sched: backoff.NewExponentialBackOff(
-			backoff.WithInitialInterval(e.rt.PollInterval), backoff.WithMultiplier(1.5),
-			backoff.WithMaxInterval(e.rt.MaxPollInterval), backoff.WithRandomizationFactor(0.1), backoff.WithMaxElapsedTime(0))}
-		ps.sched.Reset()
-		j.poll = ps
-	}
+	ps := e.pollSchedule(j)
 	submitted := time.Now()
 	if st.SubmittedAt != nil {
 		submitted = *st.SubmittedAt
 	}
-	task := providers.Task{ID: st.Task.ID, PollURL: st.Task.PollURL}
+	task := providers.Task(*st.Task)
 	if time.Since(submitted) > e.rt.JobTimeout {
 		ps.lastPoll = true // one more look before giving up
 	}
@@ -70,7 +63,9 @@ func (e *engine) stepPoll(ctx context.Context, j *job) outcome {
 		return nak(0)
 	}
 	start := time.Now()
-	ps2, err := e.rt.Provider.Poll(prepaid(ctx, j.tokenAt), task)
+	pctx, end := e.callSpan(ctx, "poll", j)
+	ps2, err := e.rt.Provider.Poll(prepaid(pctx, j.tokenAt), task)
+	end(err)
 	e.w.observeCall(e.name, "poll", err, time.Since(start))
 	ps2 = providers.Bound(ps2)
 	next := func() outcome {
@@ -82,28 +77,7 @@ func (e *engine) stepPoll(ctx context.Context, j *job) outcome {
 		return pollAt(time.Now().Add(ps.sched.NextBackOff()))
 	}
 	if err != nil {
-		switch {
-		case ctx.Err() != nil:
-			return nak(0)
-		case errors.Is(err, ratelimit.ErrUnavailable):
-			// A further request of the call found the limiter unavailable:
-			// not the provider's fault, and no part of the poll budget.
-			return pollAt(time.Now().Add(limiterRetry))
-		case errors.Is(err, providers.ErrRateLimited):
-			e.rateLimited(j, err)
-			return pollAt(time.Now())
-		case providers.Retryable(err):
-			if ps.errSince.IsZero() {
-				ps.errSince = time.Now()
-			}
-			if time.Since(ps.errSince) < e.rt.PollErrorBudget {
-				e.logJob(j).Warn("poll failed; polling again", "err", err)
-				return next()
-			}
-		case errors.Is(err, providers.ErrNotFound) && time.Since(submitted) < notFoundGrace:
-			return next()
-		}
-		return e.callFailed(ctx, j, err, false)
+		return e.pollFailed(ctx, j, err, time.Since(submitted), next)
 	}
 	ps.errSince = time.Time{}
 	switch ps2.State {
@@ -124,14 +98,62 @@ func (e *engine) stepPoll(ctx context.Context, j *job) outcome {
 		e.resumeIfProbe(ctx, j)
 		return e.archive(ctx, j, outputs(ps2.Outputs))
 	}
-	// Failed.
+	return e.taskFailed(ctx, j, ps2.Err)
+}
+
+// pollSchedule returns j's polling schedule, made at its first poll.
+func (e *engine) pollSchedule(j *job) *pollState {
+	if j.poll == nil {
+		j.poll = &pollState{lastProgress: -1, sched: backoff.NewExponentialBackOff(
+			backoff.WithInitialInterval(e.rt.PollInterval), backoff.WithMultiplier(1.5),
+			backoff.WithMaxInterval(e.rt.MaxPollInterval), backoff.WithRandomizationFactor(0.1), backoff.WithMaxElapsedTime(0))}
+		j.poll.sched.Reset()
+	}
+	return j.poll
+}
+
+// pollFailed handles a poll that got no answer about the task: a limiter
+// outage or a 429 polls again, a provider error polls again within the
+// poll error budget (and a 404 within notFoundGrace of the submission,
+// age ago), anything else fails the call; next is the next regular poll.
+func (e *engine) pollFailed(ctx context.Context, j *job, err error, age time.Duration, next func() outcome) outcome {
+	ps := j.poll
 	switch {
-	case errors.Is(ps2.Err, providers.ErrCreditsExhausted):
+	case ctx.Err() != nil:
+		return nak(0)
+	case errors.Is(err, ratelimit.ErrUnavailable):
+		// A further request of the call found the limiter unavailable:
+		// not the provider's fault, and no part of the poll budget.
+		return pollAt(time.Now().Add(limiterRetry))
+	case errors.Is(err, providers.ErrRateLimited):
+		e.rateLimited(j, err)
+		return pollAt(time.Now())
+	case providers.Retryable(err):
+		if ps.errSince.IsZero() {
+			ps.errSince = time.Now()
+		}
+		if time.Since(ps.errSince) < e.rt.PollErrorBudget {
+			e.logJob(j).Warn("poll failed; polling again", "err", err)
+			return next()
+		}
+	case errors.Is(err, providers.ErrNotFound) && age < notFoundGrace:
+		return next()
+	}
+	return e.callFailed(ctx, j, err, false)
+}
+
+// taskFailed handles a task the provider reports failed (perr): for
+// missing credits or a rejected key the provider is paused (and a task
+// that failed unpaid is submitted again once credits return); otherwise
+// the run fails.
+func (e *engine) taskFailed(ctx context.Context, j *job, perr error) outcome {
+	switch {
+	case errors.Is(perr, providers.ErrCreditsExhausted):
 		// The task failed unpaid for missing credits (a provider whose Spec
 		// sets CreditsOnPoll): forget it and submit again once credits
 		// return.
-		e.logJob(j).Warn("task failed for missing credits; pausing the provider", "err", ps2.Err)
-		e.w.pause(ctx, e.name, ps2.Err)
+		e.logJob(j).Warn("task failed for missing credits; pausing the provider", "err", perr)
+		e.w.pause(ctx, e.name, perr)
 		nextSt := *j.st
 		nextSt.Phase, nextSt.Task = reelq.PhaseQueued, nil
 		rev, uerr := e.w.states.Update(ctx, j.st, &nextSt, j.rev)
@@ -140,12 +162,12 @@ func (e *engine) stepPoll(ctx context.Context, j *job) outcome {
 		}
 		j.st, j.rev, j.poll = &nextSt, rev, nil
 		return waitFor(pausedWait)
-	case errors.Is(ps2.Err, providers.ErrAuth):
-		e.w.pause(ctx, e.name, ps2.Err)
+	case errors.Is(perr, providers.ErrAuth):
+		e.w.pause(ctx, e.name, perr)
 		return waitFor(pausedWait)
 	}
 	e.resumeIfProbe(ctx, j)
-	return e.finish(ctx, j, reelq.StatusFailed, nil, errorInfo(ps2.Err, e.w.redact))
+	return e.finish(ctx, j, reelq.StatusFailed, nil, errorInfo(perr, e.w.redact))
 }
 
 // resumeIfProbe ends a credit pause once the probe job's poll answered
@@ -165,7 +187,7 @@ func (e *engine) cancelRunning(ctx context.Context, j *job) outcome {
 	msg := "cancelled on request"
 	if j.st != nil && j.st.Task != nil {
 		if _, ok := e.rt.Provider.(providers.Canceler); ok {
-			e.cancelTask(ctx, providers.Task{ID: j.st.Task.ID, PollURL: j.st.Task.PollURL})
+			e.cancelTask(ctx, providers.Task(*j.st.Task))
 			msg += "; the task was cancelled at the provider"
 		} else {
 			msg += "; " + e.name + " has no cancel API, so the task runs on at the provider and is billed"
@@ -187,7 +209,9 @@ func (e *engine) cancelTask(ctx context.Context, task providers.Task) {
 		return
 	}
 	start := time.Now()
+	cctx, end := e.callSpan(cctx, "cancel", nil)
 	err := c.Cancel(prepaid(cctx, start), task)
+	end(err)
 	e.w.observeCall(e.name, "cancel", err, time.Since(start))
 	if err != nil && !errors.Is(err, providers.ErrNotFound) {
 		e.log.Warn("cancel at provider failed", "task_id", task.ID, "err", err)

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func TestResolveRefusesAnotherJobsTask(t *testing.T) {
 	quick := providersim.Knobs{CompleteAfter: providersim.Duration(50 * time.Millisecond)}
 	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": quick, "vimmerse": quick})
 	hold := reelqtest.Settings{RequestTimeout: 300 * time.Millisecond, Ambiguous: worker.AmbiguousHold, AmbiguousPauseAfter: -1, PollInterval: 20 * time.Millisecond}
-	env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": hold, "vimmerse": hold},
+	run := env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": hold, "vimmerse": hold},
 		Config: worker.Config{RetryBase: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond}})
 
 	env.Enqueue(reelqtest.SamsarJob("done-1"))
@@ -51,6 +52,18 @@ func TestResolveRefusesAnotherJobsTask(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// reelq_jobs_held counts them (HeldJobs backs it), and counts them no
+	// more once resolved (below).
+	held := func(want int) func() error {
+		return func() error {
+			n, err := run.W.HeldJobs(ctx)
+			if err != nil || n["samsar"] != want || n["vimmerse"] != want {
+				return fmt.Errorf("held %v (%v), want %d each", n, err, want)
+			}
+			return nil
+		}
+	}
+	waitfor.Until(t, 15*time.Second, "both jobs counted held", held(1))
 	// A Vimmerse workflow made for another job, never recorded by reelq.
 	stranger, err := env.Provider("vimmerse").Submit(ctx, providers.Request{JobID: "someone-else", Input: reelqtest.VimmerseJob("x").Input})
 	if err != nil {
@@ -90,6 +103,9 @@ func TestResolveRefusesAnotherJobsTask(t *testing.T) {
 	}
 	if rs := results["done-1"]; len(rs) != 1 {
 		t.Errorf("done-1 has %d results, want its one", len(rs))
+	}
+	if err := held(0)(); err != nil {
+		t.Errorf("after resolving: %v", err)
 	}
 	if n := env.Sim.Stats(0)["vimmerse"].Requests["cancel 200"]; n != 0 {
 		t.Errorf("the provider saw %d workflow deletions, want none", n)

@@ -52,7 +52,7 @@ func (e *engine) stepClaim(ctx context.Context, j *job) outcome {
 	if j.cancel.Load() || e.w.cancels.has(j.id) {
 		return e.stepCancelQueued(ctx, j)
 	}
-	if j.deliveries <= 1 && j.run == 1 {
+	if j.deliveries <= 1 && j.run == 1 && j.st == nil {
 		// Most likely a new job: take the rate-limit token first, so the
 		// state can go straight to "submitting" (one write, not two).
 		if e.pausedForUs(j) {
@@ -90,43 +90,37 @@ func (e *engine) stepClaim(ctx context.Context, j *job) outcome {
 }
 
 // claimExisting reads the job's state and decides what this delivery does.
+// A write that conflicts returns reread: runStep reads again.
 func (e *engine) claimExisting(ctx context.Context, j *job) outcome {
-	for range 20 {
-		cur, rev, err := e.w.states.Get(ctx, j.id)
-		if errors.Is(err, jobstate.ErrNotFound) {
-			st := e.newState(j, reelq.PhaseQueued)
-			rev, err = e.w.states.Create(ctx, st)
-			if errors.Is(err, jobstate.ErrExists) {
-				continue
-			}
-			if err != nil {
-				return e.stateUnavailable(j, err)
-			}
-			j.st, j.rev = st, rev
-			return e.submit(ctx, j, false)
+	cur, rev, err := e.w.states.Get(ctx, j.id)
+	if errors.Is(err, jobstate.ErrNotFound) {
+		st := e.newState(j, reelq.PhaseQueued)
+		rev, err = e.w.states.Create(ctx, st)
+		if errors.Is(err, jobstate.ErrExists) {
+			return reread()
 		}
 		if err != nil {
 			return e.stateUnavailable(j, err)
 		}
-		j.st, j.rev = cur, rev
-		if cur.Reserved != nil && cur.Phase != reelq.PhaseQueued {
-			e.settleStaleReservation(ctx, j)
-		}
-		out, again := e.decide(ctx, j)
-		if !again {
-			return out
-		}
+		j.st, j.rev = st, rev
+		return e.submit(ctx, j, false)
 	}
-	e.logJob(j).Error("job state kept changing; returning the job to the queue")
-	return waitFor(5 * time.Second)
+	if err != nil {
+		return e.stateUnavailable(j, err)
+	}
+	j.st, j.rev = cur, rev
+	if cur.Reserved != nil && cur.Phase != reelq.PhaseQueued {
+		e.settleStaleReservation(ctx, j)
+	}
+	return e.decide(ctx, j)
 }
 
-// decide acts on an existing state. again asks for a fresh read.
-func (e *engine) decide(ctx context.Context, j *job) (outcome, bool) {
+// decide acts on an existing state: the job's phase picks the step.
+func (e *engine) decide(ctx context.Context, j *job) outcome {
 	cur := j.st
 	log := e.logJob(j)
 	if cur.Digest != "" && cur.Digest != j.digest {
-		return e.conflict(ctx, j, cur), false
+		return e.conflict(ctx, j, cur)
 	}
 	switch {
 	case j.run < cur.Run:
@@ -134,10 +128,10 @@ func (e *engine) decide(ctx context.Context, j *job) (outcome, bool) {
 		e.jobEvent(j, reelq.EventDuplicateDropped, func(ev *reelq.Event) {
 			ev.Reason = fmt.Sprintf("message of run %d; the job is at run %d", j.run, cur.Run)
 		})
-		return term("stale run"), false
+		return term("stale run")
 	case j.run > cur.Run+1:
 		return e.deadLetterSeq(ctx, j, reelq.CodeInvalidRequest,
-			fmt.Errorf("%w: run %d skips run %d (the job is at run %d)", reelq.ErrInvalidJob, j.run, cur.Run+1, cur.Run)), false
+			fmt.Errorf("%w: run %d skips run %d (the job is at run %d)", reelq.ErrInvalidJob, j.run, cur.Run+1, cur.Run))
 	case j.run == cur.Run+1:
 		return e.newRun(ctx, j)
 	}
@@ -146,34 +140,34 @@ func (e *engine) decide(ctx context.Context, j *job) (outcome, bool) {
 		// after the duplicate window, say).
 		if cur.Phase == reelq.PhaseFinished {
 			if out := e.republish(ctx, j, cur); out.kind != outAck {
-				return out, false
+				return out
 			}
 		}
 		log.Info("another message carries this job; dropping the duplicate", "owner_seq", cur.Seq, "phase", cur.Phase)
 		e.jobEvent(j, reelq.EventDuplicateDropped, func(ev *reelq.Event) { ev.Reason = "duplicate message" })
-		return term("duplicate"), false
+		return term("duplicate")
 	}
 	switch cur.Phase {
 	case reelq.PhaseFinished:
-		return e.republish(ctx, j, cur), false
+		return e.republish(ctx, j, cur)
 	case reelq.PhaseQueued:
-		return e.submit(ctx, j, false), false
+		return e.submit(ctx, j, false)
 	case reelq.PhaseSubmitting:
 		return e.fromSubmitting(ctx, j)
 	case reelq.PhaseSubmitted:
 		return e.fromSubmitted(ctx, j)
 	case reelq.PhaseArchiving:
-		return e.archive(ctx, j, cur.Outputs), false
+		return e.archive(ctx, j, cur.Outputs)
 	case reelq.PhaseHeld:
 		log.Info("job is held for an operator; dropping the message", "held_reason", cur.HeldReason)
 		e.markHeld(ctx, j) // again: the worker that held it may have died before marking it
-		return term("held"), false
+		return term("held")
 	}
-	return e.finish(ctx, j, reelq.StatusFailed, nil, &reelq.ErrorInfo{Code: reelq.CodeInternal, Message: fmt.Sprintf("unknown job phase %q", cur.Phase)}), false
+	return e.finish(ctx, j, reelq.StatusFailed, nil, &reelq.ErrorInfo{Code: reelq.CodeInternal, Message: fmt.Sprintf("unknown job phase %q", cur.Phase)})
 }
 
 // newRun starts run n+1 of a job whose run n finished without success.
-func (e *engine) newRun(ctx context.Context, j *job) (outcome, bool) {
+func (e *engine) newRun(ctx context.Context, j *job) outcome {
 	cur := j.st
 	if cur.Phase != reelq.PhaseFinished || cur.Succeeded() {
 		why := fmt.Sprintf("run %d not started: run %d is %s", j.run, cur.Run, cur.Phase)
@@ -182,7 +176,7 @@ func (e *engine) newRun(ctx context.Context, j *job) (outcome, bool) {
 		}
 		e.logJob(j).Warn("retry refused", "reason", why)
 		e.jobEvent(j, reelq.EventRetryRefused, func(ev *reelq.Event) { ev.Reason = why })
-		return term("retry refused"), false
+		return term("retry refused")
 	}
 	next := *cur
 	prev := cur.StoredResult()
@@ -200,18 +194,18 @@ func (e *engine) newRun(ctx context.Context, j *job) (outcome, bool) {
 	next.SubmitStartedAt, next.SubmittedAt, next.HeldReason, next.HeldSince, next.Reserved = nil, nil, "", nil, nil
 	rev, err := e.w.states.Update(ctx, cur, &next, j.rev)
 	if errors.Is(err, jobstate.ErrConflict) {
-		return outcome{}, true
+		return reread()
 	}
 	if err != nil {
-		return e.stateUnavailable(j, err), false
+		return e.stateUnavailable(j, err)
 	}
 	j.st, j.rev = &next, rev
 	e.logJob(j).Info("starting a new run", "run", j.run)
-	return e.submit(ctx, j, false), false
+	return e.submit(ctx, j, false)
 }
 
 // fromSubmitting handles a delivery that finds the job mid-submission.
-func (e *engine) fromSubmitting(ctx context.Context, j *job) (outcome, bool) {
+func (e *engine) fromSubmitting(ctx context.Context, j *job) outcome {
 	cur := j.st
 	var age time.Duration
 	if cur.SubmitStartedAt != nil {
@@ -223,32 +217,32 @@ func (e *engine) fromSubmitting(ctx context.Context, j *job) (outcome, bool) {
 		// stalled past AckWait): wait, holding no slot, until its call must
 		// have ended.
 		e.logJob(j).Info("another delivery may be submitting this job; checking back later", "other_worker", cur.Worker, "wait", grace-age)
-		return waitFor(grace - age), false
+		return waitFor(grace - age)
 	}
-	return e.ambiguous(ctx, j), false
+	return e.ambiguous(ctx, j)
 }
 
 // fromSubmitted resumes polling a submitted job (a redelivery). A result
 // may already be out: the run's result is published before its state is
 // marked finished only in a crash window, so look for it first.
-func (e *engine) fromSubmitted(ctx context.Context, j *job) (outcome, bool) {
+func (e *engine) fromSubmitted(ctx context.Context, j *job) outcome {
 	if j.st.Task == nil {
-		return e.finish(ctx, j, reelq.StatusFailed, nil, &reelq.ErrorInfo{Code: reelq.CodeInternal, Message: "submitted without a task"}), false
+		return e.finish(ctx, j, reelq.StatusFailed, nil, &reelq.ErrorInfo{Code: reelq.CodeInternal, Message: "submitted without a task"})
 	}
 	if j.st.Seq == 0 {
 		next := *j.st
 		next.Seq = j.seq
 		rev, err := e.w.states.Update(ctx, j.st, &next, j.rev)
 		if errors.Is(err, jobstate.ErrConflict) {
-			return outcome{}, true
+			return reread()
 		}
 		if err != nil {
-			return e.stateUnavailable(j, err), false
+			return e.stateUnavailable(j, err)
 		}
 		j.st, j.rev = &next, rev
 	}
 	e.releaseProbeIfOurs(j)
-	return pollAt(time.Now()), false
+	return pollAt(time.Now())
 }
 
 // ambiguous handles a submission whose outcome is unknown: find the task
@@ -311,7 +305,7 @@ func (e *engine) holdJob(ctx context.Context, j *job, why string) outcome {
 	next.Phase, next.HeldReason, next.HeldSince = reelq.PhaseHeld, why, &now
 	rev, err := e.w.states.Update(ctx, j.st, &next, j.rev)
 	if errors.Is(err, jobstate.ErrConflict) {
-		return e.claimExisting(ctx, j)
+		return reread()
 	}
 	if err != nil {
 		return e.stateUnavailable(j, err)
@@ -376,7 +370,7 @@ func (e *engine) submit(ctx context.Context, j *job, ambiguous bool) outcome {
 		e.settleBudget(ctx, j, sc, false)
 	}
 	if errors.Is(err, jobstate.ErrConflict) {
-		return e.claimExisting(ctx, j)
+		return reread()
 	}
 	if err != nil {
 		return e.stateUnavailable(j, err)
@@ -416,7 +410,9 @@ func (e *engine) submitCall(ctx context.Context, j *job) outcome {
 		// recorded, or the next worker cannot know whether we paid.
 		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.rt.RequestTimeout)
 		start := time.Now()
-		task, err := e.rt.Provider.Submit(prepaid(callCtx, j.tokenAt), req)
+		sctx, end := e.callSpan(callCtx, "submit", j)
+		task, err := e.rt.Provider.Submit(prepaid(sctx, j.tokenAt), req)
+		end(err)
 		cancel()
 		e.w.observeCall(e.name, "submit", err, time.Since(start))
 		if err == nil {
@@ -496,7 +492,7 @@ func (e *engine) recordTask(ctx context.Context, j *job, task providers.Task, re
 			claimed = true
 		}
 		next := *cur
-		next.Phase, next.Task, next.SubmitUnknown = reelq.PhaseSubmitted, &reelq.Task{ID: task.ID, PollURL: task.PollURL}, false
+		next.Phase, next.Task, next.SubmitUnknown = reelq.PhaseSubmitted, &reelq.Task{ID: task.ID, PollURL: task.PollURL, ResultURL: task.ResultURL, CancelURL: task.CancelURL}, false
 		next.Submissions++
 		next.Reserved = nil
 		next.SubmittedAt = &now
@@ -530,7 +526,7 @@ func (e *engine) recordTask(ctx context.Context, j *job, task providers.Task, re
 		// lands would resubmit (the documented window).
 		e.logJob(j).Error("could not record the provider task; continuing", "task_id", task.ID, "err", err)
 		next := *j.st
-		next.Phase, next.Task = reelq.PhaseSubmitted, &reelq.Task{ID: task.ID, PollURL: task.PollURL}
+		next.Phase, next.Task = reelq.PhaseSubmitted, &reelq.Task{ID: task.ID, PollURL: task.PollURL, ResultURL: task.ResultURL, CancelURL: task.CancelURL}
 		next.SubmittedAt = &now
 		j.st = &next
 		return pollAt(time.Now().Add(e.rt.PollInterval))
@@ -700,7 +696,7 @@ func (e *engine) retry(ctx context.Context, j *job, cause error) outcome {
 		j.exhausted = true
 		e.w.m.Attempt(e.name, "exhausted")
 		if st.Task != nil {
-			e.cancelTask(ctx, providers.Task{ID: st.Task.ID, PollURL: st.Task.PollURL})
+			e.cancelTask(ctx, providers.Task(*st.Task))
 		}
 		code := providers.Code(cause)
 		if code == "" {
@@ -723,11 +719,12 @@ func (e *engine) retry(ctx context.Context, j *job, cause error) outcome {
 }
 
 // noResponse reports a failed call that may still have reached the
-// provider: no HTTP status came back, or the call's own deadline expired.
+// provider: no HTTP status came back, the call's own deadline expired, or
+// the adapter says the answer leaves the outcome unknown (Error.Ambiguous).
 func noResponse(err error) bool {
 	var pe *providers.Error
 	if errors.As(err, &pe) {
-		return pe.StatusCode == 0 && errors.Is(err, providers.ErrRetryable) && !errors.Is(err, providers.ErrCredentialsRefused)
+		return pe.Ambiguous || (pe.StatusCode == 0 && errors.Is(err, providers.ErrRetryable) && !errors.Is(err, providers.ErrCredentialsRefused))
 	}
 	return errors.Is(err, context.DeadlineExceeded)
 }

@@ -86,16 +86,7 @@ func (s *sweeper) sweep(ctx context.Context, data []byte) error {
 		provider, _, _ = strings.Cut(adv.Consumer, "-")
 	}
 	job, _ := reelq.DecodeJob(raw.Data)
-	id := job.ID
-	if id == "" {
-		id = subj.ID
-	}
-	if id == "" {
-		id = msgIDJob(raw.Header.Get(wire.HeaderMsgID))
-	}
-	if !reelq.ValidID(id) {
-		id = wire.SeqID(adv.StreamSeq)
-	}
+	id := poisonID(job.ID, subj.ID, msgIDJob(raw.Header.Get(wire.HeaderMsgID)), adv.StreamSeq)
 	reason := fmt.Sprintf("message delivered %d times without being settled (the worker kept crashing on it)", adv.Deliveries)
 	if err := publishDLQ(ctx, w.js, provider, id, raw.Subject, raw.Data, raw.Header, adv.StreamSeq, "poison", reason); err != nil {
 		return err
@@ -143,4 +134,19 @@ func (s *sweeper) sweep(ctx context.Context, data []byte) error {
 	w.log.Warn("job dead-lettered after too many deliveries", "provider", provider, "job_id", id, "deliveries", adv.Deliveries)
 	w.event(reelq.Event{Kind: reelq.EventDeadLettered, Provider: provider, JobID: id, Code: "poison", Reason: reason})
 	return nil
+}
+
+// poisonID names the job of a message the server gave up delivering: the
+// first of its body's, its subject's and its message id's ids, or its
+// stream sequence when none is a valid id.
+func poisonID(body, subject, msgID string, seq uint64) string {
+	for _, id := range []string{body, subject, msgID} {
+		if id != "" {
+			if reelq.ValidID(id) {
+				return id
+			}
+			break
+		}
+	}
+	return wire.SeqID(seq)
 }

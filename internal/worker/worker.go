@@ -51,6 +51,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/archive"
@@ -136,7 +137,25 @@ type Runtime struct {
 	// Calls bounds the provider calls (and their state writes) this
 	// replica makes at once; zero means min(max(Slots, 16), 256).
 	Calls int
+	// OutputPolicy is what a run whose output fails its media check ends
+	// as: OutputFail (also when empty), OutputRetry or OutputAccept.
+	OutputPolicy string
+	// OutputRetries bounds OutputRetry's new submissions per run; zero
+	// means 1.
+	OutputRetries int
 }
+
+// Output policies: what a run whose output failed its media check ends as.
+const (
+	// OutputFail fails the run with code invalid_output; the archived
+	// bytes are kept for inspection.
+	OutputFail = "fail"
+	// OutputRetry submits the job again (paid again), only within its
+	// budgets and at most Runtime.OutputRetries times, then fails it.
+	OutputRetry = "retry"
+	// OutputAccept records the validation error and succeeds.
+	OutputAccept = "accept"
+)
 
 // Config tunes the worker.
 type Config struct {
@@ -187,6 +206,9 @@ type Config struct {
 	// HeartbeatEvery is how often the worker publishes its record on
 	// WORKERS; zero means heartbeat.Interval (15s).
 	HeartbeatEvery time.Duration
+	// TracerProvider makes the spans of deliveries, provider calls,
+	// archiving and result publishing; nil means none (a no-op tracer).
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) defaults() {
@@ -234,6 +256,7 @@ func (c *Config) defaults() {
 // Worker runs jobs for a set of providers.
 type Worker struct {
 	cfg     Config
+	tracer  trace.Tracer
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	states  *jobstate.Store
@@ -283,47 +306,8 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 	ps := providerstate.New(js, provKV, queue.StreamJobs, queue.ConsumerNames)
 	ps.MaxProbeInterval = cfg.MaxProbeInterval
 	for name, rt := range rts {
-		if rt.Provider == nil || rt.Limiter == nil {
-			return nil, fmt.Errorf("provider %s: runtime needs a provider and a limiter", name)
-		}
-		d := rt.Spec.Timings
-		if rt.PollInterval <= 0 {
-			rt.PollInterval = d.PollInterval
-		}
-		if rt.MaxPollInterval < rt.PollInterval {
-			rt.MaxPollInterval = max(d.MaxPollInterval, rt.PollInterval)
-		}
-		if rt.JobTimeout <= 0 {
-			rt.JobTimeout = d.JobTimeout
-		}
-		if rt.RequestTimeout <= 0 {
-			rt.RequestTimeout = 60 * time.Second
-		}
-		if rt.PollErrorBudget <= 0 {
-			rt.PollErrorBudget = defaultPollErrorBudget
-		}
-		if rt.MaxInflight <= 0 {
-			rt.MaxInflight = 1
-		}
-		if rt.Slots <= 0 || rt.Slots > rt.MaxInflight {
-			rt.Slots = rt.MaxInflight
-		}
-		if rt.Calls <= 0 {
-			rt.Calls = min(max(rt.Slots, 16), 256)
-		}
-		if rt.HoldAbove.Unit == "" {
-			rt.HoldAbove = reelq.Cost{Amount: rt.Spec.HoldAbove.Amount, Unit: rt.Spec.HoldAbove.Unit}
-		}
-		switch rt.Ambiguous {
-		case "", AmbiguousResubmit, AmbiguousHold:
-		default:
-			return nil, fmt.Errorf("provider %s: ambiguous-submission policy %q (want %s or %s)", name, rt.Ambiguous, AmbiguousResubmit, AmbiguousHold)
-		}
-		if rt.AmbiguousPauseAfter == 0 {
-			rt.AmbiguousPauseAfter = 3
-		}
-		if rt.AmbiguousWindow <= 0 {
-			rt.AmbiguousWindow = 10 * time.Minute
+		if err := rt.setDefaults(name); err != nil {
+			return nil, err
 		}
 	}
 	w := &Worker{
@@ -331,6 +315,7 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 		states: jobstate.New(js, jobsKV), pstate: ps,
 		log: cfg.Logger.With("component", "worker", "worker_id", cfg.WorkerID), m: cfg.Metrics,
 		engines: map[string]*engine{}, watchErr: map[string]error{}, overBatch: map[string]bool{},
+		tracer: tracerOf(cfg.TracerProvider),
 	}
 	budgetKV, err := js.KeyValue(ctx, wire.BucketBudgets)
 	if err != nil {
@@ -340,31 +325,101 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 	w.budgets.onLost = w.budgetsLost
 	w.cancels = newCancelSet(cancelKV, w.log)
 	w.beat = newBeat(w)
-	if a := cfg.Archive; a.Store != nil {
-		if a.Fetcher == nil {
-			return nil, errors.New("archive: a store needs a fetcher")
-		}
-		if a.Concurrency <= 0 {
-			a.Concurrency = 4
-		}
-		w.archivePool = slots.New(slotsKV, slots.Config{Provider: "archive", Worker: cfg.WorkerID, Cap: a.Concurrency, TTL: cfg.AckWait, Logger: w.log})
-		opts := archive.Options{Fetcher: a.Fetcher, Slots: clusterSlots{w.archivePool}, Retry: a.Retry, Logger: w.log.With("component", "archive")}
-		if a.Bandwidth > 0 {
-			rlKV, err := js.KeyValue(ctx, queue.BucketRateLimit)
-			if err != nil {
-				return nil, fmt.Errorf("rate limit bucket: %w", err)
-			}
-			// A download waits for bandwidth however long the store is
-			// unavailable (UnavailableAfter -1): its retries would not help.
-			opts.Bandwidth = clusterBandwidth{ratelimit.New(ratelimit.NewKVStore(rlKV), "archive-bandwidth",
-				ratelimit.Config{Rate: float64(a.Bandwidth) / archive.BandwidthChunk, Burst: 16, Logger: w.log, UnavailableAfter: -1})}
-		}
-		if w.archiver, err = archive.NewArchiver(a.Store, opts); err != nil {
-			return nil, err
-		}
-		w.cfg.Archive = a
+	if err := w.setupArchive(ctx, slotsKV); err != nil {
+		return nil, err
 	}
 	return w, nil
+}
+
+// setDefaults checks the runtime of provider name and fills its unset
+// fields from the provider's spec and reelq's defaults.
+func (rt *Runtime) setDefaults(name string) error {
+	if rt.Provider == nil || rt.Limiter == nil {
+		return fmt.Errorf("provider %s: runtime needs a provider and a limiter", name)
+	}
+	d := rt.Spec.Timings
+	if rt.PollInterval <= 0 {
+		rt.PollInterval = d.PollInterval
+	}
+	if rt.MaxPollInterval < rt.PollInterval {
+		rt.MaxPollInterval = max(d.MaxPollInterval, rt.PollInterval)
+	}
+	if rt.JobTimeout <= 0 {
+		rt.JobTimeout = d.JobTimeout
+	}
+	if rt.RequestTimeout <= 0 {
+		rt.RequestTimeout = 60 * time.Second
+	}
+	if rt.PollErrorBudget <= 0 {
+		rt.PollErrorBudget = defaultPollErrorBudget
+	}
+	if rt.MaxInflight <= 0 {
+		rt.MaxInflight = 1
+	}
+	if rt.Slots <= 0 || rt.Slots > rt.MaxInflight {
+		rt.Slots = rt.MaxInflight
+	}
+	if rt.Calls <= 0 {
+		rt.Calls = min(max(rt.Slots, 16), 256)
+	}
+	if rt.HoldAbove.Unit == "" {
+		rt.HoldAbove = reelq.Cost{Amount: rt.Spec.HoldAbove.Amount, Unit: rt.Spec.HoldAbove.Unit}
+	}
+	switch rt.Ambiguous {
+	case "", AmbiguousResubmit, AmbiguousHold:
+	default:
+		return fmt.Errorf("provider %s: ambiguous-submission policy %q (want %s or %s)", name, rt.Ambiguous, AmbiguousResubmit, AmbiguousHold)
+	}
+	switch rt.OutputPolicy {
+	case "":
+		rt.OutputPolicy = OutputFail
+	case OutputFail, OutputRetry, OutputAccept:
+	default:
+		return fmt.Errorf("provider %s: output policy %q (want %s, %s or %s)", name, rt.OutputPolicy, OutputFail, OutputRetry, OutputAccept)
+	}
+	if rt.OutputRetries <= 0 {
+		rt.OutputRetries = 1
+	}
+	if rt.AmbiguousPauseAfter == 0 {
+		rt.AmbiguousPauseAfter = 3
+	}
+	if rt.AmbiguousWindow <= 0 {
+		rt.AmbiguousWindow = 10 * time.Minute
+	}
+	return nil
+}
+
+// setupArchive makes the archiver when the config has a store: its
+// cluster-wide download slots, and its cluster-wide bandwidth if set.
+func (w *Worker) setupArchive(ctx context.Context, slotsKV jetstream.KeyValue) error {
+	a := w.cfg.Archive
+	if a.Store == nil {
+		return nil
+	}
+	if a.Fetcher == nil {
+		return errors.New("archive: a store needs a fetcher")
+	}
+	if a.Concurrency <= 0 {
+		a.Concurrency = 4
+	}
+	w.archivePool = slots.New(slotsKV, slots.Config{Provider: "archive", Worker: w.cfg.WorkerID, Cap: a.Concurrency, TTL: w.cfg.AckWait, Logger: w.log})
+	opts := archive.Options{Fetcher: a.Fetcher, Slots: clusterSlots{w.archivePool}, Retry: a.Retry, Logger: w.log.With("component", "archive")}
+	if a.Bandwidth > 0 {
+		rlKV, err := w.js.KeyValue(ctx, queue.BucketRateLimit)
+		if err != nil {
+			return fmt.Errorf("rate limit bucket: %w", err)
+		}
+		// A download waits for bandwidth however long the store is
+		// unavailable (UnavailableAfter -1): its retries would not help.
+		opts.Bandwidth = clusterBandwidth{ratelimit.New(ratelimit.NewKVStore(rlKV), "archive-bandwidth",
+			ratelimit.Config{Rate: float64(a.Bandwidth) / archive.BandwidthChunk, Burst: 16, Logger: w.log, UnavailableAfter: -1})}
+	}
+	var err error
+	if w.archiver, err = archive.NewArchiver(a.Store, opts); err != nil {
+		return err
+	}
+	w.cfg.Archive = a
+	return nil
 }
 
 // archiveWorkers is how many downloads one engine runs at once (the
@@ -428,22 +483,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer cutShort(ErrShutdown)
 
 	var wg sync.WaitGroup
-	for name, rt := range w.rts {
-		e, err := w.newEngine(ctx, name, rt)
-		if err != nil {
-			stopIntake()
-			wg.Wait()
-			return err
-		}
-		w.mu.Lock()
-		w.engines[name] = e
-		w.mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e.run(intake, work)
-		}()
-		w.log.Info("consuming", "provider", name, "max_inflight", rt.MaxInflight, "slots", rt.Slots, "lookahead", w.cfg.Lookahead)
+	if err := w.startEngines(ctx, intake, work, &wg); err != nil {
+		stopIntake()
+		wg.Wait()
+		return err
 	}
 	w.cancels.setSink(w.onCancel)
 	if w.archivePool != nil {
@@ -484,10 +527,40 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 
 	<-ctx.Done()
+	w.shutdown(&wg, cutShort)
+	return nil
+}
+
+// startEngines starts an engine per provider, each on its goroutine
+// (counted in wg), which returns once intake ended and its jobs are
+// settled; work ends the steps still running.
+func (w *Worker) startEngines(ctx, intake, work context.Context, wg *sync.WaitGroup) error {
+	for name, rt := range w.rts {
+		e, err := w.newEngine(ctx, name, rt)
+		if err != nil {
+			return err
+		}
+		w.mu.Lock()
+		w.engines[name] = e
+		w.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.run(intake, work)
+		}()
+		w.log.Info("consuming", "provider", name, "max_inflight", rt.MaxInflight, "slots", rt.Slots, "lookahead", w.cfg.Lookahead)
+	}
+	return nil
+}
+
+// shutdown waits for the engines (engines) to settle their jobs once
+// intake ended, up to ShutdownTimeout; then it cuts the paid calls still
+// running short (cutShort), and their jobs are redelivered.
+func (w *Worker) shutdown(engines *sync.WaitGroup, cutShort context.CancelCauseFunc) {
 	w.log.Info("shutting down: no new paid calls; returning waiting jobs to the queue", "timeout", w.cfg.ShutdownTimeout)
 	done := make(chan struct{})
 	go func() {
-		wg.Wait()
+		engines.Wait()
 		close(done)
 	}()
 	t := time.NewTimer(w.cfg.ShutdownTimeout)
@@ -495,13 +568,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	select {
 	case <-done:
 		w.log.Info("all jobs settled")
-		return nil
+		return
 	case <-t.C:
 	}
 	w.log.Warn("shutdown timeout: leaving the jobs still in a paid call for redelivery")
 	cutShort(ErrShutdown)
 	<-done
-	return nil
 }
 
 // startWatcher runs watch (which returns once its initial values are

@@ -13,6 +13,8 @@ package all
 import (
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/providers/camb"
+	"github.com/reelq/reelq/internal/providers/fal"
+	"github.com/reelq/reelq/internal/providers/replicate"
 	"github.com/reelq/reelq/internal/providers/samsar"
 	"github.com/reelq/reelq/internal/providers/segmind"
 	"github.com/reelq/reelq/internal/providers/vimmerse"
@@ -21,7 +23,7 @@ import (
 
 // Specs lists the providers, in the order they are shown. No init()
 // registration: this line is the list.
-var Specs = []providers.Spec{camb.Spec, samsar.Spec, segmind.Spec, vimmerse.Spec}
+var Specs = []providers.Spec{camb.Spec, fal.Spec, replicate.Spec, samsar.Spec, segmind.Spec, vimmerse.Spec}
 
 // Names returns the providers' names, in the order of Specs.
 func Names() []string {

@@ -2,9 +2,11 @@ package camb
 
 import (
 	_ "embed"
+	"encoding/json"
 	"net/http"
 	"time"
 
+	"github.com/reelq/reelq/internal/media"
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/providers/camb/input"
 	"github.com/reelq/reelq/internal/providers/kind"
@@ -27,6 +29,7 @@ var Spec = providers.Spec{
 	Recovery:      providers.RecoveryNone,
 	HoldAbove:     kind.Cost{Amount: 10, Unit: "credits", Basis: "ten stories at the default estimate"},
 	CreditsOnPoll: true,
+	Expect:        expect,
 	LinkExpiry:    providers.LinkExpiry{After: 24 * time.Hour, Status: http.StatusForbidden},
 	BaseURL:       DefaultBaseURL,
 	New: providers.Build2(input.Kind, func(cfg providers.Config, _ struct{}, in input.Options) providers.Provider {
@@ -34,4 +37,13 @@ var Spec = providers.Spec{
 	}),
 	Sim: providersim.API{Base: "/apis", Routes: simRoutes},
 	Doc: doc,
+}
+
+// expect: a story's "audio" output is audio; its "dialogue" is the
+// dialogue as audio or as a JSON document. The text sets no duration.
+func expect(_ json.RawMessage, out providers.Output) media.Expect {
+	if out.Name == "dialogue" {
+		return media.Expect{Types: []string{"audio/*", "application/json"}}
+	}
+	return media.Expect{Types: []string{"audio/*"}}
 }

@@ -48,6 +48,11 @@ type Error struct {
 	Class error
 	// Cause is the underlying transport or decoding error, if any.
 	Cause error
+	// Ambiguous says the answer to a submit does not tell whether the
+	// provider started a paid task (Replicate's 5xx to a create, which its
+	// own clients never retry): the worker treats the submission's outcome
+	// as unknown, as it does a timeout.
+	Ambiguous bool
 }
 
 func (e *Error) Error() string {

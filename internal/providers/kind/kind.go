@@ -85,7 +85,8 @@ type Parse[I, O any] func(raw json.RawMessage, o O) (I, error)
 type Price[I, O any] func(in I, o O) Cost
 
 // New returns k with the rules parse and price define, and k.Input and
-// k.Options set from I and O.
+// k.Options set from I and O. Options with a Check() error method are
+// checked once when the rules are built.
 func New[I, O any](k Kind, parse Parse[I, O], price Price[I, O]) Kind {
 	k.Input = reflect.TypeFor[I]()
 	k.Options = reflect.TypeFor[O]()
@@ -94,6 +95,13 @@ func New[I, O any](k Kind, parse Parse[I, O], price Price[I, O]) Kind {
 		var o O
 		if err := ParseOptions(&o, prefix, environ); err != nil {
 			return nil, err
+		}
+		if c, ok := any(o).(interface{ Check() error }); ok {
+			// Options that load something (a directory of schemas) say
+			// what is wrong once, here, rather than on every job.
+			if err := c.Check(); err != nil {
+				return nil, err
+			}
 		}
 		return rules[I, O]{parse: parse, price: price, o: o}, nil
 	}

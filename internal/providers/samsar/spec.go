@@ -2,10 +2,12 @@ package samsar
 
 import (
 	_ "embed"
+	"encoding/json"
 	"net/http"
 	"reflect"
 	"time"
 
+	"github.com/reelq/reelq/internal/media"
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/providers/kind"
 	"github.com/reelq/reelq/internal/providers/samsar/input"
@@ -25,6 +27,7 @@ var Spec = providers.Spec{
 	Timings:    providers.Timings{PollInterval: 5 * time.Second, MaxPollInterval: 30 * time.Second, JobTimeout: 2 * time.Hour},
 	Recovery:   providers.RecoveryNone,
 	HoldAbove:  kind.Cost{Amount: 600, Unit: "credits", Basis: "a 60 s movie"},
+	Expect:     expect,
 	LinkExpiry: providers.LinkExpiry{Status: http.StatusNotFound},
 	BaseURL:    DefaultBaseURL,
 	Options:    reflect.TypeFor[Options](),
@@ -34,4 +37,15 @@ var Spec = providers.Spec{
 	}),
 	Sim: providersim.API{Routes: simRoutes},
 	Doc: doc,
+}
+
+// expect: a movie is a video as long as the input's duration (the
+// default tolerance: 10%, at least half a second).
+func expect(raw json.RawMessage, _ providers.Output) media.Expect {
+	e := media.Expect{Types: []string{"video/*"}}
+	var in input.Input
+	if json.Unmarshal(raw, &in) == nil && in.Duration > 0 {
+		e.Duration = time.Duration(in.Duration * float64(time.Second))
+	}
+	return e
 }

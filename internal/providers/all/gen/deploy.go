@@ -36,6 +36,14 @@ func regionFiles() []regionFile {
 			s, _ := all.Lookup(name)
 			return fmt.Sprintf("  %sRATE: %q\n  %sMAX_INFLIGHT: \"%d\"\n", p, floor2(s.Limits.Rate), p, s.Limits.MaxInflight)
 		})}},
+		{"deploy/helm/reelq/values.yaml", "#", map[string]string{"chart providers": perProvider(func(name, _ string) string {
+			s, _ := all.Lookup(name)
+			return fmt.Sprintf("  %s:\n    existingSecret: \"\"\n    existingSecretKey: api-key\n    env:\n      RATE: %q\n      MAX_INFLIGHT: \"%d\"\n",
+				name, floor2(s.Limits.Rate), s.Limits.MaxInflight)
+		})}},
+		{"deploy/helm/reelq/ci/all-values.yaml", "#", map[string]string{"chart test providers": perProvider(func(name, _ string) string {
+			return fmt.Sprintf("  %s:\n    existingSecret: reelq-%s\n", name, name)
+		})}},
 		{"deploy/k8s/secret.yaml", "#", map[string]string{"provider keys": perProvider(func(name, _ string) string {
 			return fmt.Sprintf("  %s-api-key: REPLACE_ME\n", name)
 		})}},
