@@ -22,12 +22,10 @@ import (
 // It needs the streams and buckets a worker creates at start-up (it never
 // creates or changes them), and only the permissions of a producer (see
 // SECURITY.md): it publishes jobs and cancel requests and reads job state,
-// queued messages and results. Operator calls (Pause, Resume, Resolve,
-// DeadLetters, Redrive, and SetBudget for a provider) need an operator
-// identity, and the event calls (JobEvents, FollowEvents, EventsSeq) an
-// identity that may read EVENTS (SECURITY.md). Only Results keeps a
-// consumer on the server: every other read is a direct get, and the calls
-// that follow a stream (Wait, WaitAll, Follow, FollowEvents, WatchJob...)
+// queued messages and results. Operator and monitoring calls are on
+// package inspect's Inspector. Only Results with a Name keeps a consumer
+// on the server: every other read is a direct get, and the calls that
+// follow a stream (Wait, WaitAll, Results without a Name and Follow)
 // also subscribe to the subjects they read, to know when to read again
 // (without that right they read every 5 s). A Client is safe for
 // concurrent use.

@@ -217,11 +217,11 @@
 // Stable, with changes only additive: the exported types, functions and
 // Client methods of this package and of package inspect (the operator
 // calls); the wire contract, that is the subjects, streams, buckets and
-// headers the README's "wire contract" section names (their Go names are
+// headers docs/contract.md names (their Go names are
 // internal), and the JSON of jobs, results, events and job states; the error values
 // and the result Code constants. Additive means new fields in the JSON
 // (decoders must ignore unknown fields), new event kinds, error codes and
-// providers (do not assume the four), and new Input types. May change: the
+// providers (do not assume today's list), and new Input types. May change: the
 // text of error messages (match with errors.Is and codes, not strings),
 // cost estimates and their Basis text, defaults of Options, and everything
 // under internal/.

@@ -147,7 +147,7 @@ func TestProviderCardShowsLimiterAlarm(t *testing.T) {
 // whatever the Host (it tells nothing), while every page keeps the Host
 // check (TestHostAllowed).
 func TestHealthzAnswersAnyHost(t *testing.T) {
-	s, err := New(Config{Client: new(reelq.Client), ListenHost: "0.0.0.0", AllowedHosts: []string{"dash.example.com"}})
+	s, err := New(Config{Client: new(reelq.Client), Inspector: new(inspect.Inspector), NC: new(nats.Conn), ListenHost: "0.0.0.0", AllowedHosts: []string{"dash.example.com"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestHealthzAnswersAnyHost(t *testing.T) {
 // Every page's footer names the build (Config.Version, which
 // cmd/dashboard takes from internal/buildinfo).
 func TestFooterShowsVersion(t *testing.T) {
-	s, err := New(Config{Client: new(reelq.Client), Version: "v9.8.7", NATSServer: "nats://n:4222", Auth: Auth{Token: "0123456789abcdef"}})
+	s, err := New(Config{Client: new(reelq.Client), Inspector: new(inspect.Inspector), NC: new(nats.Conn), Version: "v9.8.7", NATSServer: "nats://n:4222", Auth: Auth{Token: "0123456789abcdef"}})
 	if err != nil {
 		t.Fatal(err)
 	}
