@@ -236,13 +236,13 @@ func (c *Inspector) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 		spent := wire.ProviderCounterSubject(p, wire.SpendCounterField(""))
 		for subj, m := range counters {
 			if f, ok := strings.CutPrefix(subj, prefix); ok {
-				s.Done[f] = counterValue(m.Data)
+				s.Done[f] = store.CounterValue(m.Data)
 			}
 			if unit, ok := strings.CutPrefix(subj, spent); ok {
 				if s.Spent == nil {
 					s.Spent = map[string]float64{}
 				}
-				s.Spent[unit] = float64(counterValue(m.Data)) / 1e6
+				s.Spent[unit] = float64(store.CounterValue(m.Data)) / 1e6
 			}
 		}
 		out.Providers = append(out.Providers, s)
@@ -323,17 +323,6 @@ func (c *Inspector) countQueued(ctx context.Context, provider string, into map[r
 	return nil
 }
 
-func counterValue(data []byte) uint64 {
-	var v struct {
-		Val string `json:"val"`
-	}
-	if json.Unmarshal(data, &v) != nil {
-		return 0
-	}
-	n, _ := strconv.ParseUint(v.Val, 10, 64)
-	return n
-}
-
 // batchStats reads the batch counters: one batch's, or those of the
 // most recently updated batches (StatsOptions.Recent, default 20), found
 // from the tail of the COUNTERS stream (which keeps one message per
@@ -379,7 +368,7 @@ func (c *Inspector) batchStats(ctx context.Context, o StatsOptions) ([]BatchStat
 		if m.Time.After(b.Updated) {
 			b.Updated = m.Time
 		}
-		v := counterValue(m.Data)
+		v := store.CounterValue(m.Data)
 		switch field {
 		case "enqueued":
 			b.Enqueued = v

@@ -1908,7 +1908,7 @@ func TestDashboardPermissions(t *testing.T) {
 			return nil
 		}},
 		{"redrive", func() error {
-			ls, err := c.DeadLettersPage(ctx, 0, 10)
+			ls, err := c.DeadLetters(ctx)
 			if err != nil || len(ls) == 0 {
 				return fmt.Errorf("dead letters: %d %v", len(ls), err)
 			}

@@ -207,7 +207,7 @@ func (s *Server) redrive(ctx context.Context, r *http.Request, _ viewer) (string
 	if err != nil || seq == 0 {
 		return "", fmt.Errorf("%w: dead letter %q: want its DLQ sequence number", reelq.ErrInvalidJob, r.PathValue("seq"))
 	}
-	d, err := s.i.DeadLetterAt(ctx, seq)
+	d, err := s.r.deadLetterAt(ctx, seq)
 	if err != nil {
 		return "", err
 	}

@@ -39,6 +39,7 @@ type sub struct {
 type hub struct {
 	c   *reelq.Client
 	i   *inspect.Inspector
+	r   *reads
 	nc  *nats.Conn
 	log *slog.Logger
 
@@ -60,8 +61,8 @@ type jobWatch struct {
 	cancel context.CancelFunc
 }
 
-func newHub(c *reelq.Client, i *inspect.Inspector, nc *nats.Conn, log *slog.Logger) *hub {
-	return &hub{c: c, i: i, nc: nc, log: log, subs: map[*sub]struct{}{}, gens: map[viewKey]uint64{}, jobs: map[string]*jobWatch{},
+func newHub(c *reelq.Client, i *inspect.Inspector, r *reads, nc *nats.Conn, log *slog.Logger) *hub {
+	return &hub{c: c, i: i, r: r, nc: nc, log: log, subs: map[*sub]struct{}{}, gens: map[viewKey]uint64{}, jobs: map[string]*jobWatch{},
 		submits: map[string]*window{}, batches: map[string]*window{}}
 }
 
@@ -105,7 +106,7 @@ func (h *hub) run(ctx context.Context) error {
 		return nil
 	})
 	h.goFollow(ctx, "counters", func(ctx context.Context) error {
-		for u, err := range h.i.FollowCounters(ctx) {
+		for u, err := range h.r.followCounters(ctx) {
 			if err != nil {
 				return err
 			}
@@ -114,7 +115,7 @@ func (h *hub) run(ctx context.Context) error {
 		return nil
 	})
 	h.goFollow(ctx, "slots", func(ctx context.Context) error {
-		for _, err := range h.i.FollowSlots(ctx) {
+		for _, err := range h.r.followSlots(ctx) {
 			if err != nil {
 				return err
 			}
@@ -220,7 +221,7 @@ func (h *hub) onResult(r *reelq.Result) {
 	})
 }
 
-func (h *hub) onCounter(u inspect.CounterUpdate) {
+func (h *hub) onCounter(u counterUpdate) {
 	h.notify(func(k viewKey) bool {
 		return k.kind == viewOverview || (k.kind == viewBatch && u.Batch != "" && u.Batch == k.arg)
 	})
@@ -290,7 +291,7 @@ func (h *hub) watchJob(ctx context.Context, id string) {
 	h.goFollow(ctx, "job "+id, func(ctx context.Context) error {
 		// The first state is the one the page was drawn from (or a newer
 		// one): the page asks again and gets only what changed.
-		for _, err := range h.i.WatchJob(ctx, id) {
+		for _, err := range h.r.watchJob(ctx, id) {
 			if err != nil {
 				return err
 			}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/reelq/reelq"
-	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/wire"
 )
 
@@ -57,7 +56,7 @@ type jobFilter struct {
 	// held jobs, updated before this Unix time in nanoseconds), From the
 	// batch index's (with Batch).
 	Before uint64
-	From   inspect.IndexCursor
+	From   indexCursor
 }
 
 // filterForm is the time format of the filter form's inputs
@@ -151,7 +150,7 @@ func (f jobFilter) query() url.Values {
 }
 
 // First reports whether f is a list's first page (the live one).
-func (f jobFilter) First() bool { return f.Before == 0 && f.From == (inspect.IndexCursor{}) }
+func (f jobFilter) First() bool { return f.Before == 0 && f.From == (indexCursor{}) }
 
 func (f jobFilter) matches(st *reelq.JobState) bool {
 	if f.Provider != "" && st.Provider != f.Provider || f.Batch != "" && st.Batch != f.Batch {
@@ -335,7 +334,7 @@ func (s *Server) heldJobList(ctx context.Context, f jobFilter, d *jobList) error
 	if err != nil {
 		return err
 	}
-	states, err := s.i.JobStates(ctx, ids)
+	states, err := s.r.jobStates(ctx, ids)
 	if err != nil {
 		return err
 	}
@@ -382,11 +381,11 @@ func (s *Server) batchJobList(ctx context.Context, f jobFilter, d *jobList) erro
 			d.Partial = true
 			break
 		}
-		ids, next, more, err := s.i.BatchIndex(ctx, f.Batch, from, want)
+		ids, next, more, err := s.r.batchIndex(ctx, f.Batch, from, want)
 		if err != nil {
 			return err
 		}
-		states, err := s.i.JobStates(ctx, ids)
+		states, err := s.r.jobStates(ctx, ids)
 		if err != nil {
 			return err
 		}
@@ -398,7 +397,7 @@ func (s *Server) batchJobList(ctx context.Context, f jobFilter, d *jobList) erro
 		}
 		if room := jobsPage - len(d.Rows); len(match) > room {
 			ids, match, more = ids[:match[room-1]+1], match[:room], true
-			if _, next, _, err = s.i.BatchIndex(ctx, f.Batch, from, len(ids)); err != nil {
+			if _, next, _, err = s.r.batchIndex(ctx, f.Batch, from, len(ids)); err != nil {
 				return err
 			}
 		}
@@ -448,12 +447,12 @@ func rowOf(st *reelq.JobState) jobRow {
 }
 
 // parseCursorStrict reads a batch index cursor ("seq.skip").
-func parseCursorStrict(s string) (inspect.IndexCursor, bool) {
+func parseCursorStrict(s string) (indexCursor, bool) {
 	a, b, ok := strings.Cut(s, ".")
 	seq, err1 := strconv.ParseUint(a, 10, 64)
 	skip, err2 := strconv.Atoi(b)
 	if !ok || err1 != nil || err2 != nil || skip < 0 {
-		return inspect.IndexCursor{}, false
+		return indexCursor{}, false
 	}
-	return inspect.IndexCursor{Seq: seq, Skip: skip}, true
+	return indexCursor{Seq: seq, Skip: skip}, true
 }

@@ -80,6 +80,7 @@ type Server struct {
 	cfg      Config
 	c        *reelq.Client
 	i        *inspect.Inspector
+	r        *reads // the dashboard's own reads
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	log      *slog.Logger
@@ -119,7 +120,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, c: cfg.Client, i: cfg.Inspector, nc: cfg.NC, js: js, log: cfg.Logger, hub: newHub(cfg.Client, cfg.Inspector, cfg.NC, cfg.Logger), sessions: newSessions(),
+	r := newReads(cfg.NC, js)
+	s := &Server{cfg: cfg, c: cfg.Client, i: cfg.Inspector, r: r, nc: cfg.NC, js: js, log: cfg.Logger, hub: newHub(cfg.Client, cfg.Inspector, r, cfg.NC, cfg.Logger), sessions: newSessions(),
 		static: http.StripPrefix("/static/", http.FileServerFS(static))}
 	s.tmpl = tmpl.Funcs(template.FuncMap{"frag": s.fragHTML})
 	s.routes()

@@ -76,7 +76,7 @@ func (s *Server) overview(ctx context.Context) (*overviewData, error) {
 		return err
 	})
 	g.Go(func() error {
-		n, err := s.i.DeadLetterCount(gctx)
+		n, err := s.r.deadLetterCount(gctx)
 		dlq = n
 		return err
 	})
@@ -137,7 +137,7 @@ func (s *Server) batchRows(ctx context.Context, bs []inspect.BatchStats, budgets
 			if err != nil {
 				return err
 			}
-			started, err := s.i.BatchStarted(gctx, b.Batch)
+			started, err := s.r.batchStarted(gctx, b.Batch)
 			if err != nil {
 				return err
 			}
@@ -169,7 +169,7 @@ type batchData struct {
 	Row batchRow
 	// Jobs is one page of the batch's index.
 	Jobs []jobRow
-	From inspect.IndexCursor
+	From indexCursor
 	Next string // cursor of the next page, "" at the end
 	// Sampled is how many finished jobs of this page have a cost; SoFar
 	// and Whole extrapolate their mean cost to the batch's finished jobs
@@ -193,7 +193,7 @@ type jobRow struct {
 
 const batchPage = 100
 
-func (s *Server) batch(ctx context.Context, name string, from inspect.IndexCursor) (*batchData, error) {
+func (s *Server) batch(ctx context.Context, name string, from indexCursor) (*batchData, error) {
 	st, err := s.i.Stats(ctx, inspect.StatsOptions{Batch: name})
 	if err != nil {
 		return nil, err
@@ -209,7 +209,7 @@ func (s *Server) batch(ctx context.Context, name string, from inspect.IndexCurso
 	if err != nil {
 		return nil, err
 	}
-	ids, next, more, err := s.i.BatchIndex(ctx, name, from, batchPage)
+	ids, next, more, err := s.r.batchIndex(ctx, name, from, batchPage)
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +230,7 @@ func (s *Server) batch(ctx context.Context, name string, from inspect.IndexCurso
 	if more {
 		d.Next = cursorString(next)
 	}
-	states, err := s.i.JobStates(ctx, ids)
+	states, err := s.r.jobStates(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -256,15 +256,15 @@ func (s *Server) batch(ctx context.Context, name string, from inspect.IndexCurso
 	return d, nil
 }
 
-func cursorString(c inspect.IndexCursor) string {
+func cursorString(c indexCursor) string {
 	return strconv.FormatUint(c.Seq, 10) + "." + strconv.Itoa(c.Skip)
 }
 
-func parseCursor(s string) inspect.IndexCursor {
+func parseCursor(s string) indexCursor {
 	a, b, _ := strings.Cut(s, ".")
 	seq, _ := strconv.ParseUint(a, 10, 64)
 	skip, _ := strconv.Atoi(b)
-	return inspect.IndexCursor{Seq: seq, Skip: max(skip, 0)}
+	return indexCursor{Seq: seq, Skip: max(skip, 0)}
 }
 
 type jobData struct {
@@ -393,11 +393,11 @@ type dlqRow struct {
 const dlqPage = 50
 
 func (s *Server) dlq(ctx context.Context, after uint64) (*dlqData, error) {
-	n, err := s.i.DeadLetterCount(ctx)
+	n, err := s.r.deadLetterCount(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ls, err := s.i.DeadLettersPage(ctx, after, dlqPage)
+	ls, err := s.r.deadLettersPage(ctx, after, dlqPage)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"strconv"
 	"strings"
 )
 
@@ -27,4 +29,17 @@ func (s *Store) KVValues(ctx context.Context, bucket string, keys []string) (map
 		out[strings.TrimPrefix(subj, prefix)] = m.Data
 	}
 	return out, nil
+}
+
+// CounterValue is the value of a JetStream counter message ({"val":"N"});
+// 0 when it is not one.
+func CounterValue(data []byte) uint64 {
+	var v struct {
+		Val string `json:"val"`
+	}
+	if json.Unmarshal(data, &v) != nil {
+		return 0
+	}
+	n, _ := strconv.ParseUint(v.Val, 10, 64)
+	return n
 }

@@ -1,4 +1,4 @@
-package inspect_test
+package dashboard
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/wire"
 )
@@ -17,6 +16,7 @@ import (
 // batch's own chunks.
 func TestBatchIndexPages(t *testing.T) {
 	env := reelqtest.New(t, nil)
+	r := newReads(env.NC, env.JS)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var want []string
@@ -45,10 +45,10 @@ func TestBatchIndexPages(t *testing.T) {
 		}
 	}
 	var got []string
-	var cur inspect.IndexCursor
+	var cur indexCursor
 	pages := 0
 	for {
-		ids, next, more, err := env.Inspector.BatchIndex(ctx, "pages", cur, 100)
+		ids, next, more, err := r.batchIndex(ctx, "pages", cur, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,11 +78,11 @@ func TestBatchIndexPages(t *testing.T) {
 	if pages < 3 || pages > 5 {
 		t.Errorf("%d pages for 300 ids by 100", pages)
 	}
-	started, err := env.Inspector.BatchStarted(ctx, "pages")
+	started, err := r.batchStarted(ctx, "pages")
 	if err != nil || started.Before(began) || started.After(time.Now()) {
 		t.Errorf("started %v %v, want the time of the first index message (published from %v on)", started, err, began)
 	}
-	if s, err := env.Inspector.BatchStarted(ctx, "nothing"); err != nil || !s.IsZero() {
+	if s, err := r.batchStarted(ctx, "nothing"); err != nil || !s.IsZero() {
 		t.Errorf("an unknown batch started %v %v", s, err)
 	}
 }
@@ -90,6 +90,7 @@ func TestBatchIndexPages(t *testing.T) {
 // The dead letters read by page and by sequence.
 func TestDeadLetterPages(t *testing.T) {
 	env := reelqtest.New(t, nil)
+	r := newReads(env.NC, env.JS)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var seqs []uint64
@@ -100,22 +101,22 @@ func TestDeadLetterPages(t *testing.T) {
 		}
 		seqs = append(seqs, ack.Sequence)
 	}
-	n, err := env.Inspector.DeadLetterCount(ctx)
+	n, err := r.deadLetterCount(ctx)
 	if err != nil || n != 7 {
 		t.Fatalf("count %d %v", n, err)
 	}
-	page, err := env.Inspector.DeadLettersPage(ctx, 0, 5)
+	page, err := r.deadLettersPage(ctx, 0, 5)
 	if err != nil || len(page) != 5 || page[0].Seq != seqs[0] {
 		t.Fatalf("first page %d %v", len(page), err)
 	}
-	rest, err := env.Inspector.DeadLettersPage(ctx, page[4].Seq, 5)
+	rest, err := r.deadLettersPage(ctx, page[4].Seq, 5)
 	if err != nil || len(rest) != 2 || rest[1].Seq != seqs[6] {
 		t.Fatalf("second page %d %v", len(rest), err)
 	}
-	if d, err := env.Inspector.DeadLetterAt(ctx, seqs[3]); err != nil || d.Seq != seqs[3] {
+	if d, err := r.deadLetterAt(ctx, seqs[3]); err != nil || d.Seq != seqs[3] {
 		t.Errorf("at %d: %+v %v", seqs[3], d, err)
 	}
-	if _, err := env.Inspector.DeadLetterAt(ctx, 9999); err == nil {
+	if _, err := r.deadLetterAt(ctx, 9999); err == nil {
 		t.Error("a missing dead letter was found")
 	}
 }
