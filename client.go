@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -13,25 +12,27 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/reelq/reelq/internal/money"
 	"github.com/reelq/reelq/internal/providers/kind"
+	"github.com/reelq/reelq/internal/store"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // Client enqueues jobs and follows their results over a NATS connection.
 // It needs the streams and buckets a worker creates at start-up (it never
 // creates or changes them), and only the permissions of a producer (see
 // SECURITY.md): it publishes jobs and cancel requests and reads job state,
-// queued messages and results. Operator calls (Pause, Resume, Resolve,
-// DeadLetters, Redrive, and SetBudget for a provider) need an operator
-// identity, and the event calls (JobEvents, FollowEvents, EventsSeq) an
-// identity that may read EVENTS (SECURITY.md). Only Results keeps a
-// consumer on the server: every other read is a direct get, and the calls
-// that follow a stream (Wait, WaitAll, Follow, FollowEvents, WatchJob...)
+// queued messages and results. Operator and monitoring calls are on
+// package inspect's Inspector. Only Results with a Name keeps a consumer
+// on the server: every other read is a direct get, and the calls that
+// follow a stream (Wait, WaitAll, Results without a Name and Follow)
 // also subscribe to the subjects they read, to know when to read again
 // (without that right they read every 5 s). A Client is safe for
 // concurrent use.
 type Client struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
+	s    *store.Store
 	opts Options
 
 	jobs       jetstream.KeyValue
@@ -123,13 +124,13 @@ func NewClient(ctx context.Context, nc *nats.Conn, opts Options) (*Client, error
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{nc: nc, js: js, opts: opts, validators: validators, rules: rules}
-	cctx, cancel := c.reqCtx(ctx)
+	c := &Client{nc: nc, js: js, s: &store.Store{NC: nc, JS: js, Timeout: opts.Timeout}, opts: opts, validators: validators, rules: rules}
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
-	if c.jobs, err = js.KeyValue(cctx, BucketJobs); err != nil {
+	if c.jobs, err = js.KeyValue(cctx, wire.BucketJobs); err != nil {
 		return nil, notReady(err)
 	}
-	if c.cancels, err = js.KeyValue(cctx, BucketCancel); err != nil {
+	if c.cancels, err = js.KeyValue(cctx, wire.BucketCancel); err != nil {
 		return nil, notReady(err)
 	}
 	return c, nil
@@ -142,37 +143,47 @@ func notReady(err error) error {
 	return fmt.Errorf("reelq: %w", err)
 }
 
-// reqCtx bounds one server request.
-func (c *Client) reqCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
-	}
-	return context.WithTimeout(ctx, c.opts.Timeout)
-}
-
-// Conn returns the client's NATS connection.
-func (c *Client) Conn() *nats.Conn { return c.nc }
-
-// JetStream returns the client's JetStream handle.
-func (c *Client) JetStream() jetstream.JetStream { return c.js }
-
 // Validate checks j as the worker will, without publishing it. The error
 // wraps ErrInvalidJob and says what is wrong the way a person reads it:
 // `input.prompt is 501 characters; the limit is 500`, `input: unknown
 // field "promt"`, `field "duration" must be a number, not a string`.
-func (c *Client) Validate(j *Job) error {
+func (c *Client) Validate(j Job) error {
 	return kind.Readable(j.Validate(c.validators, c.opts.Limits))
 }
 
-// Estimate returns what j is expected to cost at its provider, or false
-// when j is invalid or its provider publishes no price.
-func (c *Client) Estimate(j *Job) (Cost, bool) {
-	p := c.rules[j.Provider]
-	if p == nil || c.Validate(j) != nil {
-		return Cost{}, false
+// Estimate is what jobs are expected to cost at their providers.
+type Estimate struct {
+	// Jobs is each job's cost, in order; a job without a price (invalid,
+	// or its provider publishes none) has the zero Cost.
+	Jobs []Cost
+	// Totals sums the priced jobs by provider and unit.
+	Totals map[string]map[string]float64
+	// Unpriced counts the jobs without a price.
+	Unpriced int
+}
+
+// Estimate prices jobs as the workers configured like this client will
+// (it needs no server).
+func (c *Client) Estimate(jobs ...Job) Estimate {
+	e := Estimate{Jobs: make([]Cost, len(jobs)), Totals: map[string]map[string]float64{}}
+	for i, j := range jobs {
+		p := c.rules[j.Provider]
+		if p == nil || c.Validate(j) != nil {
+			e.Unpriced++
+			continue
+		}
+		k := p.Estimate(j.Input)
+		if k.Unit == "" {
+			e.Unpriced++
+			continue
+		}
+		e.Jobs[i] = Cost{Amount: k.Amount, Unit: k.Unit, Basis: k.Basis}
+		if e.Totals[j.Provider] == nil {
+			e.Totals[j.Provider] = map[string]float64{}
+		}
+		e.Totals[j.Provider][k.Unit] = money.Add(e.Totals[j.Provider][k.Unit], k.Amount)
 	}
-	e := p.Estimate(j.Input)
-	return Cost{Amount: e.Amount, Unit: e.Unit, Basis: e.Basis}, true
+	return e
 }
 
 // Cancelable reports whether provider's API can stop a running task (if
@@ -185,7 +196,7 @@ func (c *Client) Cancelable(provider string) bool {
 
 // getState reads a job's state, or ErrNotFound.
 func (c *Client) getState(ctx context.Context, id string) (*JobState, error) {
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
 	e, err := c.jobs.Get(cctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -211,46 +222,23 @@ func decodeState(id string, data []byte) (*JobState, error) {
 // states reads the states of ids in batched requests; ids without state
 // are absent from the result.
 func (c *Client) states(ctx context.Context, ids []string) (map[string]*JobState, error) {
-	subjects := make([]string, len(ids))
-	for i, id := range ids {
-		subjects[i] = "$KV." + BucketJobs + "." + id
-	}
-	cctx, cancel := c.reqCtx(ctx)
-	defer cancel()
-	msgs, err := c.lastMsgs(cctx, "KV_"+BucketJobs, subjects)
+	vals, err := c.s.KVValues(ctx, wire.BucketJobs, ids)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]*JobState, len(msgs))
-	for subj, m := range msgs {
-		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || len(m.Data) == 0 {
-			continue
+	out := make(map[string]*JobState, len(vals))
+	for id, data := range vals {
+		if st, err := decodeState(id, data); err == nil {
+			out[id] = st
 		}
-		id := strings.TrimPrefix(subj, "$KV."+BucketJobs+".")
-		st, err := decodeState(id, m.Data)
-		if err != nil {
-			continue
-		}
-		out[id] = st
 	}
 	return out, nil
 }
 
 // queuedMsgs reads the messages still waiting in JOBS for the given
 // subjects (one per job), keyed by subject.
-func (c *Client) queuedMsgs(ctx context.Context, subjects []string) (map[string]storedMsg, error) {
-	cctx, cancel := c.reqCtx(ctx)
+func (c *Client) queuedMsgs(ctx context.Context, subjects []string) (map[string]store.Msg, error) {
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
-	return c.lastMsgs(cctx, StreamJobs, subjects)
-}
-
-func (c *Client) event(e Event) {
-	if e.Time.IsZero() {
-		e.Time = time.Now().UTC()
-	}
-	if e.Worker == "" {
-		e.Worker = c.opts.By
-	}
-	data, _ := json.Marshal(e)
-	_ = c.nc.Publish(e.subject(), data)
+	return c.s.LastMsgs(cctx, wire.StreamJobs, subjects)
 }

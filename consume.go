@@ -10,13 +10,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/reelq/reelq/internal/store"
+	"github.com/reelq/reelq/internal/wire"
 )
 
-// ResultsOptions select the results a Results consumer delivers.
+// ResultsOptions select the results Results yields.
 type ResultsOptions struct {
 	// Name names the durable consumer (letters, digits, '-' and '_'); the
 	// client's ConsumerPrefix is put in front. Restarting with the same
-	// Name resumes after the last acknowledged result.
+	// Name resumes after the last acknowledged result. Without a Name,
+	// Results reads RESULTS without state on the server (by direct gets,
+	// for listings and tools): from After on, ending at the last result
+	// stored when it started unless Follow is set; Ack, Nak and InProgress
+	// then do nothing.
 	Name string
 	// Provider, if set, delivers only that provider's results (filtered on
 	// the server).
@@ -27,28 +34,41 @@ type ResultsOptions struct {
 	// AckWait is how long a delivered result may stay unacknowledged before
 	// it is delivered again. Default 30s.
 	AckWait time.Duration
-	// FromNow starts a new consumer at the next result instead of the
-	// oldest one kept.
+	// FromNow starts a new consumer (or a read without Name) at the next
+	// result instead of the oldest one kept.
 	FromNow bool
+	// After skips, without a Name, the results up to this RESULTS sequence
+	// (a Delivery's Seq, or ResultsSeq).
+	After uint64
+	// Follow keeps yielding results as they are stored, without a Name.
+	Follow bool
 }
 
 // Delivery is one result delivered by Results: acknowledge it once it is
 // handled, or it comes back after AckWait (and after a restart).
 type Delivery struct {
 	Result *Result
-	msg    jetstream.Msg
-	span   trace.Span // reelq.result.receive, ended by Ack or Nak
+	// Seq is the result's RESULTS sequence (set by reads without Name).
+	Seq  uint64
+	msg  jetstream.Msg
+	span trace.Span // reelq.result.receive, ended by Ack or Nak (durable reads)
 }
 
 // Context returns ctx carrying the delivery's span, a child of the job's
 // trace (the result event's traceparent): spans the handler starts from
 // it join the trace of the job's enqueue and run.
 func (d *Delivery) Context(ctx context.Context) context.Context {
+	if d.span == nil {
+		return ctx
+	}
 	return trace.ContextWithSpan(ctx, d.span)
 }
 
 // Ack acknowledges the result and waits for the server to confirm.
 func (d *Delivery) Ack(ctx context.Context) error {
+	if d.msg == nil {
+		return nil
+	}
 	err := d.msg.DoubleAck(ctx)
 	endSpan(d.span, err)
 	return err
@@ -56,6 +76,9 @@ func (d *Delivery) Ack(ctx context.Context) error {
 
 // Nak asks for the result to be delivered again after delay.
 func (d *Delivery) Nak(delay time.Duration) error {
+	if d.msg == nil {
+		return nil
+	}
 	defer d.span.End()
 	if delay <= 0 {
 		return d.msg.Nak()
@@ -64,16 +87,26 @@ func (d *Delivery) Nak(delay time.Duration) error {
 }
 
 // InProgress resets the AckWait timer of a result being handled slowly.
-func (d *Delivery) InProgress() error { return d.msg.InProgress() }
+func (d *Delivery) InProgress() error {
+	if d.msg == nil {
+		return nil
+	}
+	return d.msg.InProgress()
+}
 
-// Results yields result events from a durable consumer, for services
-// that must not miss a result across restarts: every result is delivered
-// until it is acknowledged (at least once: a result handled but not yet
-// acknowledged when the service stops comes again). It ends when ctx ends
-// (yielding ctx's error) or the caller stops ranging.
+// Results is the way to read results. With a Name it yields from a
+// durable consumer, for services that must not miss a result across
+// restarts: every result is delivered until it is acknowledged (at least
+// once: a result handled but not yet acknowledged when the service stops
+// comes again). Without a Name it reads RESULTS without state on the
+// server (see ResultsOptions). It ends when ctx ends (yielding ctx's
+// error) or the caller stops ranging.
 func (c *Client) Results(ctx context.Context, opts ResultsOptions) iter.Seq2[*Delivery, error] {
+	if opts.Name == "" {
+		return c.readResults(ctx, opts)
+	}
 	return func(yield func(*Delivery, error) bool) {
-		if opts.Name == "" || !ValidID(opts.Name) {
+		if !ValidID(opts.Name) {
 			yield(nil, fmt.Errorf("reelq: Results needs a Name of letters, digits, '-' or '_', got %q", opts.Name))
 			return
 		}
@@ -88,10 +121,10 @@ func (c *Client) Results(ctx context.Context, opts ResultsOptions) iter.Seq2[*De
 			cfg.DeliverPolicy = jetstream.DeliverNewPolicy
 		}
 		if opts.Provider != "" {
-			cfg.FilterSubject = ResultSubject(opts.Provider, "*")
+			cfg.FilterSubject = wire.ResultSubject(opts.Provider, "*")
 		}
-		cctx, cancel := c.reqCtx(ctx)
-		cons, err := c.js.CreateOrUpdateConsumer(cctx, StreamResults, cfg)
+		cctx, cancel := c.s.ReqCtx(ctx)
+		cons, err := c.js.CreateOrUpdateConsumer(cctx, wire.StreamResults, cfg)
 		cancel()
 		if err != nil {
 			yield(nil, fmt.Errorf("reelq: results consumer %s: %w", cfg.Durable, err))
@@ -102,9 +135,9 @@ func (c *Client) Results(ctx context.Context, opts ResultsOptions) iter.Seq2[*De
 			yield(nil, fmt.Errorf("reelq: results consumer %s: %w", cfg.Durable, err))
 			return
 		}
-		defer stopIter(it)
+		defer store.StopIter(it)
 		for {
-			msg, err := nextMsg(ctx, it)
+			msg, err := store.NextMsg(ctx, it)
 			if err != nil {
 				yield(nil, err)
 				return
@@ -121,7 +154,7 @@ func (c *Client) Results(ctx context.Context, opts ResultsOptions) iter.Seq2[*De
 				_ = msg.Ack()
 				continue
 			}
-			_, span := c.tracer().Start(ContextWithTraceparent(ctx, msg.Headers().Get(HeaderTraceparent)), "reelq.result.receive",
+			_, span := c.tracer().Start(ContextWithTraceparent(ctx, msg.Headers().Get(wire.HeaderTraceparent)), "reelq.result.receive",
 				trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(append(jobAttrs(msg.Subject(), r.ID, r.Provider, r.Batch),
 					attribute.String("reelq.status", r.Status), attribute.Int("reelq.run", r.Run))...))
 			if !yield(&Delivery{Result: &r, msg: msg, span: span}, nil) {
@@ -131,61 +164,56 @@ func (c *Client) Results(ctx context.Context, opts ResultsOptions) iter.Seq2[*De
 	}
 }
 
-// DeleteResults deletes the durable consumer Results(Name) created.
-func (c *Client) DeleteResults(ctx context.Context, name string) error {
-	cctx, cancel := c.reqCtx(ctx)
-	defer cancel()
-	return c.js.DeleteConsumer(cctx, StreamResults, c.opts.ConsumerPrefix+"_"+name)
+// readResults is Results without a Name.
+func (c *Client) readResults(ctx context.Context, o ResultsOptions) iter.Seq2[*Delivery, error] {
+	all := c.readStored(ctx, o)
+	switch {
+	case o.Follow && o.FromNow:
+		all = c.follow(ctx, 0, o.Provider)
+	case o.Follow:
+		all = c.follow(ctx, o.After+1, o.Provider)
+	}
+	if o.Batch == "" {
+		return all
+	}
+	return func(yield func(*Delivery, error) bool) {
+		for d, err := range all {
+			if err == nil && d.Result.Batch != o.Batch {
+				continue
+			}
+			if !yield(d, err) {
+				return
+			}
+		}
+	}
 }
 
-// ReadOptions select the result events ReadResults yields.
-type ReadOptions struct {
-	// After skips the results up to this RESULTS sequence (0: from the
-	// oldest kept).
-	After uint64
-	// Provider, if set, yields only that provider's results.
-	Provider string
-	// Follow keeps yielding results as they are stored (as Follow does)
-	// instead of ending after the last one stored when ReadResults was
-	// called.
-	Follow bool
-}
-
-// ReadResults yields the result events kept in RESULTS, oldest first (a
-// job retried has one per run). It keeps no state on the server: it is for
-// listing and for tools; a service that must not miss a result across
-// restarts uses Results.
-func (c *Client) ReadResults(ctx context.Context, o ReadOptions) iter.Seq2[*Result, error] {
-	var providers []string
+// readStored yields the results stored when it starts, from o.After on.
+func (c *Client) readStored(ctx context.Context, o ResultsOptions) iter.Seq2[*Delivery, error] {
 	filter := "results.>"
 	if o.Provider != "" {
-		providers = []string{o.Provider}
-		filter = ResultSubject(o.Provider, "*")
+		filter = wire.ResultSubject(o.Provider, "*")
 	}
-	if o.Follow {
-		return c.follow(ctx, o.After+1, providers)
-	}
-	return func(yield func(*Result, error) bool) {
+	return func(yield func(*Delivery, error) bool) {
+		if o.FromNow {
+			return
+		}
 		last, err := c.ResultsSeq(ctx)
 		if err != nil {
 			yield(nil, fmt.Errorf("reelq: read results: %w", err))
 			return
 		}
 		for seq := o.After + 1; seq <= last; {
-			var page []*Result
+			var page []*Delivery
 			next := uint64(0)
-			cctx, cancel := c.reqCtx(ctx)
-			err := c.directBatch(cctx, StreamResults, map[string]any{"seq": seq, "next_by_subj": filter, "batch": 500}, func(m storedMsg) bool {
+			cctx, cancel := c.s.ReqCtx(ctx)
+			err := c.s.DirectBatch(cctx, wire.StreamResults, map[string]any{"seq": seq, "next_by_subj": filter, "batch": 500}, func(m store.Msg) bool {
 				if m.Seq > last {
 					return false
 				}
 				next = m.Seq + 1
-				var r Result
-				if json.Unmarshal(m.Data, &r) == nil {
-					if r.Run == 0 {
-						r.Run = 1
-					}
-					page = append(page, &r)
+				if r, ok := decodeResult(m.Data); ok {
+					page = append(page, &Delivery{Result: r, Seq: m.Seq})
 				}
 				return true
 			})
@@ -194,8 +222,8 @@ func (c *Client) ReadResults(ctx context.Context, o ReadOptions) iter.Seq2[*Resu
 				yield(nil, fmt.Errorf("reelq: read results: %w", err))
 				return
 			}
-			for _, r := range page {
-				if !yield(r, nil) {
+			for _, d := range page {
+				if !yield(d, nil) {
 					return
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // Different inputs never share a content id: the digest canonicalises
@@ -65,7 +66,7 @@ func TestContentIDsOfDifferentInputsDiffer(t *testing.T) {
 func TestContentIDFormMustMatchTheContent(t *testing.T) {
 	t.Parallel()
 	j := reelq.Job{Provider: "samsar", Input: json.RawMessage(`{"prompt":"a lighthouse at dusk"}`)}
-	own := reelq.ContentID(j.Digest(), 1)
+	own := wire.ContentID(j.Digest(), 1)
 	other := reelq.Job{Provider: "samsar", Input: json.RawMessage(`{"prompt":"something else"}`)}
 	for _, id := range []string{own, own + "-2"} {
 		j.ID = id

@@ -40,9 +40,8 @@
 // <Provider>Input types, such as [SamsarInput]), whose fields are the provider's
 // documented ones (docs/providers.md), and turn it into a job with
 // [NewJob]; or set Job.Input to the JSON yourself. Input.Validate checks an
-// input with the workers' default rules, [Client.ValidateInput] and
-// [Client.Validate] with the client's; errors wrap [ErrInvalidJob] and name
-// the field (`invalid job: input.duration is 300 s; the limit is 120 s`).
+// input with the workers' default rules, [Client.Validate] with the client's; errors wrap [ErrInvalidJob] and name
+// the field (`reelq: invalid job: input.duration is 300 s; the limit is 120 s`).
 // An invalid job is never published, and never paid for.
 //
 // # Enqueue and wait
@@ -104,10 +103,11 @@
 //		if err := d.Ack(ctx); err != nil { return err }
 //	}
 //
-// [Client.Follow] and [Client.ReadResults] read RESULTS by direct get,
-// keeping no state on the server (for tools and dashboards);
-// [Client.DeleteResults] removes a durable consumer that is no longer
-// wanted.
+// Without a Name, Results reads RESULTS by direct get from
+// [ResultsOptions].After on (and on as results are stored, with Follow),
+// keeping no state on the server (for tools and dashboards); the
+// operator package's Inspector.DeleteResults removes a durable consumer
+// that is no longer wanted.
 //
 // # Batches
 //
@@ -117,7 +117,7 @@
 // alone (Status [Failed], Err set) and the others are still published;
 // validate every job first if you want all or nothing. [Client.WaitAll]
 // waits for the results of a list of ids (those already finished count at
-// once). The Batch label groups jobs for [Client.Stats] (counters kept as
+// once). The Batch label groups jobs for [inspect.Inspector.Stats] (counters kept as
 // jobs move: enqueued, succeeded, failed, cancelled, spent),
 // [Client.BatchJobs], [Client.CancelBatch], [Client.RetryBatch] and batch
 // budgets.
@@ -148,13 +148,13 @@
 //
 // # Budgets and estimates
 //
-// [Client.Estimate] and [Client.EstimateAll] price jobs before they are
-// published. [Client.SetBudget] sets a spending limit for a batch (over
+// [Client.Estimate] prices jobs before they are
+// published. [inspect.Inspector.SetBudget] sets a spending limit for a batch (over
 // its life) or a provider (per period): before every paid submission the
 // workers reserve the job's estimate against each limit that applies, so
 // replicas together never spend past it; a job that does not fit waits,
 // without using an attempt, until the limit is raised or the period rolls
-// over. [Client.Budgets] and [Client.BatchSpend] show what was spent.
+// over. [inspect.Inspector.Budgets] and [inspect.Inspector.BatchSpend] show what was spent.
 //
 // # Archived outputs
 //
@@ -163,7 +163,7 @@
 // result (REELQ_ARCHIVE: a JetStream object store by default, or S3):
 // [Output].Archive then locates the durable copy, or Output.ArchiveError
 // says why there is none.
-// [Client.DownloadOutput] writes a copy to a file, checking its size and
+// [inspect.Inspector.DownloadOutput] writes a copy to a file, checking its size and
 // SHA-256; [OutputFile] names it.
 //
 // On the way the workers inspect each output as media: [Output].Media
@@ -176,15 +176,15 @@
 //
 // # Operating the queue
 //
-// [Client.Stats] reads each provider's queue by priority, jobs in flight
+// [inspect.Inspector.Stats] reads each provider's queue by priority, jobs in flight
 // against the cap, pause state and next allowed call, and the recent
 // batches' counters, without reading any job state: its cost does not
 // grow with the number of jobs kept.
-// [Client.Pause] and [Client.Resume] stop and restart a provider for every
-// worker; [Client.Resolve] settles a job held after a submission whose
-// outcome was unknown; [Client.DeadLetters] and [Client.Redrive] list and
-// republish the messages that could not run; [Client.JobEvents] and
-// [Client.FollowEvents] read the progress events.
+// [inspect.Inspector.Pause] and [inspect.Inspector.Resume] stop and restart a provider for every
+// worker; [inspect.Inspector.Resolve] settles a job held after a submission whose
+// outcome was unknown; [inspect.Inspector.DeadLetters] and [inspect.Inspector.Redrive] list and
+// republish the messages that could not run; [inspect.Inspector.JobEvents] and
+// [inspect.Inspector.FollowEvents] read the progress events.
 //
 // # Permissions
 //
@@ -195,7 +195,7 @@
 //     Wait, WaitAll, Follow, ReadResults, Results with its durable
 //     producer_main (ConsumerPrefix "producer", Name "main"), BatchJobs,
 //     Cancel, CancelBatch, Retry, RetryBatch, Stats, SetBudget for a
-//     batch, Budgets, BatchSpend, DownloadOutput. (Validate, ValidateInput
+//     batch, Budgets, BatchSpend, DownloadOutput. (Validate
 //     and Estimate need no server.)
 //   - results (a downstream service): Results with results_main, Follow,
 //     ReadResults and DownloadOutput only: it reads no job state or queued
@@ -215,13 +215,13 @@
 // # Stability
 //
 // Stable, with changes only additive: the exported types, functions and
-// Client methods of this package; the wire contract, that is the
-// subjects, streams, buckets and headers in this package's names
-// (JobSubject, ResultSubject, EventSubject, StreamResults, HeaderRun, ...),
-// and the JSON of jobs, results, events and job states; the error values
+// Client methods of this package and of package inspect (the operator
+// calls); the wire contract, that is the subjects, streams, buckets and
+// headers docs/contract.md names (their Go names are
+// internal), and the JSON of jobs, results, events and job states; the error values
 // and the result Code constants. Additive means new fields in the JSON
 // (decoders must ignore unknown fields), new event kinds, error codes and
-// providers (do not assume the four), and new Input types. May change: the
+// providers (do not assume today's list), and new Input types. May change: the
 // text of error messages (match with errors.Is and codes, not strings),
 // cost estimates and their Basis text, defaults of Options, and everything
 // under internal/.

@@ -15,6 +15,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/reelq/reelq/internal/store"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // EnqueueStatus says what Enqueue did with one job.
@@ -94,7 +97,7 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []Job, opts BatchOptions
 	now := time.Now().UTC()
 	for i := range jobs {
 		j := &jobs[i]
-		if err := c.Validate(j); err != nil {
+		if err := c.Validate(*j); err != nil {
 			out[i] = EnqueueResult{ID: j.ID, Status: Failed, Err: err}
 			report(i)
 			continue
@@ -102,7 +105,7 @@ func (c *Client) EnqueueBatch(ctx context.Context, jobs []Job, opts BatchOptions
 		if j.ID == "" {
 			d := j.Digest()
 			occ[d]++
-			j.ID = ContentID(d, occ[d])
+			j.ID = wire.ContentID(d, occ[d])
 		}
 		if prev, dup := seen[j.ID]; dup {
 			out[i] = EnqueueResult{ID: j.ID, Status: Failed, Err: fmt.Errorf("%w: id %q repeats job %d of this batch", ErrInvalidJob, j.ID, prev+1)}
@@ -232,7 +235,7 @@ func (c *Client) sendWindow(ctx context.Context, jobs []Job, win []int, out []En
 	// Jobs with no state may still be waiting in the queue.
 	subjects := make([]string, len(unknown))
 	for k, i := range unknown {
-		subjects[k] = JobSubject(jobs[i].Provider, jobs[i].Priority, jobs[i].ID)
+		subjects[k] = wire.JobSubject(jobs[i].Provider, jobs[i].Priority, jobs[i].ID)
 	}
 	queued, err := c.queuedMsgs(ctx, subjects)
 	if err != nil {
@@ -257,7 +260,7 @@ func (c *Client) sendWindow(ctx context.Context, jobs []Job, win []int, out []En
 			out[i] = EnqueueResult{ID: j.ID, Status: Failed, Err: err}
 			continue
 		}
-		f, err := c.js.PublishMsgAsync(msg, jetstream.WithMsgID(JobMsgID(j.ID, 1)))
+		f, err := c.js.PublishMsgAsync(msg, jetstream.WithMsgID(wire.JobMsgID(j.ID, 1)))
 		if err != nil {
 			endSpan(span, err)
 			out[i] = EnqueueResult{ID: j.ID, Status: Failed, Err: publishErr(j, err)}
@@ -309,7 +312,7 @@ func (c *Client) collect(ctx context.Context, jobs []Job, w *window, out []Enque
 }
 
 // compareQueued reports a job whose id is already waiting in the queue.
-func (c *Client) compareQueued(j *Job, m storedMsg) EnqueueResult {
+func (c *Client) compareQueued(j *Job, m store.Msg) EnqueueResult {
 	q, err := DecodeJob(m.Data)
 	if err == nil && q.Provider == "" {
 		q.Provider = j.Provider
@@ -321,13 +324,13 @@ func (c *Client) compareQueued(j *Job, m storedMsg) EnqueueResult {
 }
 
 func (c *Client) compareSeq(ctx context.Context, j *Job, seq uint64) EnqueueResult {
-	cctx, cancel := c.reqCtx(ctx)
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
-	s, err := c.js.Stream(cctx, StreamJobs)
+	s, err := c.js.Stream(cctx, wire.StreamJobs)
 	if err == nil {
 		var raw *jetstream.RawStreamMsg
 		if raw, err = s.GetMsg(cctx, seq); err == nil {
-			return c.compareQueued(j, storedMsg{Data: raw.Data})
+			return c.compareQueued(j, store.Msg{Data: raw.Data})
 		}
 	}
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -355,8 +358,8 @@ func (c *Client) afterGone(ctx context.Context, j *Job, seq uint64) EnqueueResul
 	}
 	msg, err := c.jobMsg(ctx, j, 1)
 	if err == nil {
-		cctx, cancel := c.reqCtx(ctx)
-		_, err = c.js.PublishMsg(cctx, msg, jetstream.WithMsgID(JobMsgID(j.ID, 1)+":after:"+strconv.FormatUint(seq, 10)))
+		cctx, cancel := c.s.ReqCtx(ctx)
+		_, err = c.js.PublishMsg(cctx, msg, jetstream.WithMsgID(wire.JobMsgID(j.ID, 1)+":after:"+strconv.FormatUint(seq, 10)))
 		cancel()
 	}
 	if err != nil {
@@ -375,9 +378,9 @@ func (c *Client) republish(ctx context.Context, j *Job) error {
 	b := backoff.WithContext(backoff.WithMaxRetries(backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMaxInterval(5*time.Second)), 5), ctx)
 	return backoff.Retry(func() error {
-		cctx, cancel := c.reqCtx(ctx)
+		cctx, cancel := c.s.ReqCtx(ctx)
 		defer cancel()
-		_, err := c.js.PublishMsg(cctx, msg, jetstream.WithMsgID(JobMsgID(j.ID, 1)))
+		_, err := c.js.PublishMsg(cctx, msg, jetstream.WithMsgID(wire.JobMsgID(j.ID, 1)))
 		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
 			return backoff.Permanent(err)
 		}
@@ -394,7 +397,7 @@ func publishErr(j *Job, err error) error {
 	var apiErr *jetstream.APIError
 	switch {
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse):
-		return fmt.Errorf("job %s: nothing stores %s (unknown provider, or the streams are missing): %w", j.ID, JobSubject(j.Provider, j.Priority, j.ID), err)
+		return fmt.Errorf("job %s: nothing stores %s (unknown provider, or the streams are missing): %w", j.ID, wire.JobSubject(j.Provider, j.Priority, j.ID), err)
 	case errors.Is(err, nats.ErrMaxPayload):
 		return fmt.Errorf("job %s: the message is larger than the server allows: %w", j.ID, err)
 	case errors.As(err, &apiErr) && strings.Contains(strings.ToLower(apiErr.Description), "maximum"):
@@ -412,9 +415,9 @@ func (c *Client) jobMsg(ctx context.Context, j *Job, run int) (*nats.Msg, error)
 	if err := c.opts.Limits.CheckMessage(len(data)); err != nil {
 		return nil, err
 	}
-	m := &nats.Msg{Subject: JobSubject(j.Provider, j.Priority, j.ID), Data: data, Header: nats.Header{}}
+	m := &nats.Msg{Subject: wire.JobSubject(j.Provider, j.Priority, j.ID), Data: data, Header: nats.Header{}}
 	if run > 1 {
-		m.Header.Set(HeaderRun, strconv.Itoa(run))
+		m.Header.Set(wire.HeaderRun, strconv.Itoa(run))
 	}
 	injectTrace(ctx, m.Header)
 	return m, nil
@@ -445,7 +448,7 @@ func (c *Client) countEnqueued(ctx context.Context, jobs []enqueued) {
 		case <-f.Err():
 			b := backoff.WithContext(backoff.WithMaxRetries(backoff.NewConstantBackOff(200*time.Millisecond), 5), ctx)
 			_ = backoff.Retry(func() error {
-				cctx, cancel := c.reqCtx(ctx)
+				cctx, cancel := c.s.ReqCtx(ctx)
 				defer cancel()
 				_, err := c.js.PublishMsg(cctx, f.Msg())
 				return err
@@ -457,9 +460,9 @@ func (c *Client) countEnqueued(ctx context.Context, jobs []enqueued) {
 }
 
 func enqueuedIncr(e enqueued) *nats.Msg {
-	m := nats.NewMsg(BatchCounterSubject(e.batch, "enqueued"))
+	m := nats.NewMsg(wire.BatchCounterSubject(e.batch, "enqueued"))
 	m.Header.Set("Nats-Incr", "+1")
-	m.Header.Set(HeaderMsgID, "cnt:e:"+e.id)
+	m.Header.Set(wire.HeaderMsgID, "cnt:e:"+e.id)
 	return m
 }
 
@@ -490,9 +493,9 @@ func (c *Client) counterWindow(ctx context.Context) time.Duration {
 	c.cwMu.Lock()
 	defer c.cwMu.Unlock()
 	if c.cw == 0 {
-		cctx, cancel := c.reqCtx(ctx)
+		cctx, cancel := c.s.ReqCtx(ctx)
 		defer cancel()
-		if s, err := c.js.Stream(cctx, StreamCounters); err == nil {
+		if s, err := c.js.Stream(cctx, wire.StreamCounters); err == nil {
 			c.cw = s.CachedInfo().Config.Duplicates
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/ratelimit"
+	"github.com/reelq/reelq/internal/wire"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -161,15 +162,15 @@ func ExampleClient_WaitAll() {
 		}
 		ids = append(ids, r.ID)
 	}
-	results, err := client.WaitAll(ctx, ids, nil)
-	if err != nil {
-		log.Fatal(err)
-	}
-	byStatus := map[string]int{}
-	for _, r := range results {
+	byStatus, n := map[string]int{}, 0
+	for r, err := range client.WaitAll(ctx, ids, reelq.WaitOptions{}) {
+		if err != nil {
+			log.Fatal(err)
+		}
 		byStatus[r.Status]++
+		n++
 	}
-	fmt.Println(len(results), "results:", byStatus)
+	fmt.Println(n, "results:", byStatus)
 
 	again, err := client.EnqueueBatch(ctx, jobs, reelq.BatchOptions{})
 	if err != nil {
@@ -213,8 +214,8 @@ func ExampleNewJob() {
 	// segmind {"input_image":"https://example.com/a.png","workflow_id":"67ee7aecd4ffdb6b8c9315ea-v4"}
 	// vimmerse {"template_id":"overlay_gray_5443","options":{"motion_type":"Auto","prompt":"Person is joyfully smiling and walking backward"},"image_urls":["https://example.com/person.png"],"title":"Spring walk"}
 	// camb {"text":"Once upon a time, a lighthouse keeper found a bottle...","source_language":1,"narrator_voice_id":147320}
-	// invalid job: input.duration is 300 s; the limit is 120 s
-	// invalid job: input.source_language is required (Camb language id, 1 = English)
+	// reelq: invalid job: input.duration is 300 s; the limit is 120 s
+	// reelq: invalid job: input.source_language is required (Camb language id, 1 = English)
 }
 
 // startReelq runs what the examples need and a real deployment runs
@@ -255,7 +256,7 @@ func startWorker(natsURL string) (stop func()) {
 	}
 	sim := httptest.NewServer(all.Simulator(knobs, 1))
 
-	rlKV, err := js.KeyValue(ctx, reelq.BucketRateLimit)
+	rlKV, err := js.KeyValue(ctx, wire.BucketRateLimit)
 	must(err)
 	rts := map[string]*worker.Runtime{}
 	for _, spec := range all.Specs {

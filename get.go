@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"iter"
 	"strconv"
-	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/reelq/reelq/internal/store"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // Get returns job id's state: from the job state bucket once a worker has
@@ -53,14 +53,14 @@ func (c *Client) Get(ctx context.Context, id string) (*JobState, error) {
 
 // findQueued looks for job id's message in JOBS under every provider and
 // priority subject form, in one request.
-func (c *Client) findQueued(ctx context.Context, id string) (*Job, storedMsg, error) {
+func (c *Client) findQueued(ctx context.Context, id string) (*Job, store.Msg, error) {
 	var subjects []string
 	for _, p := range Providers {
 		subjects = append(subjects, "jobs."+p+"."+id, "jobs."+p+".high."+id, "jobs."+p+".normal."+id, "jobs."+p+".low."+id)
 	}
 	msgs, err := c.queuedMsgs(ctx, subjects)
 	if err != nil {
-		return nil, storedMsg{}, err
+		return nil, store.Msg{}, err
 	}
 	for _, s := range subjects {
 		m, ok := msgs[s]
@@ -71,16 +71,16 @@ func (c *Client) findQueued(ctx context.Context, id string) (*Job, storedMsg, er
 		if err != nil {
 			continue
 		}
-		if ps, ok := ParseJobSubject(s); ok {
+		if ps, ok := wire.ParseJobSubject(s); ok {
 			j.Provider = ps.Provider
-			if ps.Priority != "" && ps.Priority != Normal {
-				j.Priority = ps.Priority
+			if p := Priority(ps.Priority); p != "" && p != Normal {
+				j.Priority = p
 			}
 		}
 		j.ID = id
 		return &j, m, nil
 	}
-	return nil, storedMsg{}, nil
+	return nil, store.Msg{}, nil
 }
 
 // Wait blocks until job id's current run has a result and returns it (at
@@ -99,7 +99,7 @@ func (c *Client) Wait(ctx context.Context, id string) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		run, _ := strconv.Atoi(m.Header.Get(HeaderRun))
+		run, _ := strconv.Atoi(m.Header.Get(wire.HeaderRun))
 		if run <= st.Run {
 			return r, nil
 		}
@@ -108,7 +108,7 @@ func (c *Client) Wait(ctx context.Context, id string) (*Result, error) {
 	// Watch the job's result subject from its last message on: an
 	// earlier run's result is skipped.
 	var out *Result
-	err = c.watchLast(ctx, StreamResults, ResultSubject(st.Provider, id), func(m storedMsg) bool {
+	err = c.s.WatchLast(ctx, wire.StreamResults, wire.ResultSubject(st.Provider, id), func(m store.Msg) bool {
 		var r Result
 		if json.Unmarshal(m.Data, &r) != nil {
 			return true
@@ -131,163 +131,104 @@ func (c *Client) Wait(ctx context.Context, id string) (*Result, error) {
 	return nil, fmt.Errorf("reelq: follow results: %w", err)
 }
 
-// Follow yields result events as they are stored, from the RESULTS stream
-// sequence after (0: from now on; use ResultsSeq before publishing so no
-// result can slip by), optionally only for some providers. It ends when
-// ctx ends (yielding ctx's error) or the caller stops ranging. It keeps no
-// state on the server (it reads by direct get, woken by a subscription to
-// the results' subjects): for results a service must not miss across
-// restarts, use Results.
-func (c *Client) Follow(ctx context.Context, after uint64, providers ...string) iter.Seq2[*Result, error] {
-	if after == 0 {
-		return c.follow(ctx, 0, providers)
-	}
-	return c.follow(ctx, after+1, providers)
-}
-
-// follow yields result events from RESULTS sequence start on (0: the
-// next one stored).
-func (c *Client) follow(ctx context.Context, start uint64, providers []string) iter.Seq2[*Result, error] {
+// follow yields the results stored from RESULTS sequence start on (0:
+// the next one stored), of provider's jobs only if provider is set.
+func (c *Client) follow(ctx context.Context, start uint64, provider string) iter.Seq2[*Delivery, error] {
 	var filters []string
-	for _, p := range providers {
-		filters = append(filters, ResultSubject(p, "*"))
+	if provider != "" {
+		filters = []string{wire.ResultSubject(provider, "*")}
 	}
-	return tailSeq(ctx, c, StreamResults, filters, start, "follow results", func(m storedMsg) (*Result, bool) {
-		var r Result
-		if json.Unmarshal(m.Data, &r) != nil {
+	return store.Seq(ctx, c.s, wire.StreamResults, filters, start, "follow results", func(m store.Msg) (*Delivery, bool) {
+		r, ok := decodeResult(m.Data)
+		if !ok {
 			return nil, false
 		}
-		if r.Run == 0 {
-			r.Run = 1
-		}
-		return &r, true
+		return &Delivery{Result: r, Seq: m.Seq}, true
 	})
 }
 
-// tailSeq yields the messages tail reads, decoded (messages decode refuses
-// are skipped), until ctx ends (yielding its error) or the caller stops
-// ranging. It keeps no state on the server (see tail).
-func tailSeq[T any](ctx context.Context, c *Client, stream string, filters []string, start uint64, what string, decode func(storedMsg) (*T, bool)) iter.Seq2[*T, error] {
-	return func(yield func(*T, error) bool) {
-		err := c.tail(ctx, stream, filters, start, func(m storedMsg) bool {
-			v, ok := decode(m)
-			return !ok || yield(v, nil)
-		})
-		switch {
-		case err == nil:
-		case ctx.Err() != nil:
-			yield(nil, context.Cause(ctx))
-		default:
-			yield(nil, fmt.Errorf("reelq: %s: %w", what, err))
-		}
+// decodeResult reads a result event (run 1 when it names none).
+func decodeResult(data []byte) (*Result, bool) {
+	var r Result
+	if json.Unmarshal(data, &r) != nil {
+		return nil, false
 	}
-}
-
-// nextMsg returns it's next message, or ctx's error once ctx ends even if
-// nats.go does not return: while a consumer re-creates itself (after a
-// NATS node loss, say) its Next can retry without end.
-func nextMsg(ctx context.Context, it jetstream.MessagesContext) (jetstream.Msg, error) {
-	type next struct {
-		msg jetstream.Msg
-		err error
+	if r.Run == 0 {
+		r.Run = 1
 	}
-	ch := make(chan next, 1)
-	go func() {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		ch <- next{msg, err}
-	}()
-	select {
-	case n := <-ch:
-		if n.err != nil && ctx.Err() != nil {
-			return nil, context.Cause(ctx)
-		}
-		return n.msg, n.err
-	case <-ctx.Done():
-		return nil, context.Cause(ctx)
-	}
-}
-
-// stopIter stops an iterator, waiting at most 2 s (a re-creation, see
-// nextMsg, can hold it).
-func stopIter(it jetstream.MessagesContext) {
-	done := make(chan struct{})
-	go func() {
-		it.Stop()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-	}
+	return &r, true
 }
 
 // ResultsSeq returns the RESULTS stream's last sequence: take it before
 // publishing, then Follow from it, and no result can be missed whatever
 // the clocks say.
 func (c *Client) ResultsSeq(ctx context.Context) (uint64, error) {
-	return c.lastSeq(ctx, StreamResults)
+	return c.s.LastSeq(ctx, wire.StreamResults)
 }
 
-// WaitAll waits until every job in ids has a result for its current run,
-// calling progress (if set) with each as it arrives, and returns them by
-// id. Jobs already finished count at once. On ctx's end it returns the
-// results so far and ctx's error.
-func (c *Client) WaitAll(ctx context.Context, ids []string, progress func(*Result)) (map[string]*Result, error) {
-	after, err := c.ResultsSeq(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return c.WaitAllFrom(ctx, after, ids, progress)
+// WaitOptions tune WaitAll.
+type WaitOptions struct {
+	// From is the RESULTS sequence to follow results from: ResultsSeq()+1
+	// taken before the jobs were published, so no result can slip by
+	// whatever the clocks say. 0 means from the stream's end when WaitAll
+	// starts.
+	From uint64
 }
 
-// WaitAllFrom is WaitAll following results from the RESULTS sequence after
-// (taken with ResultsSeq before the jobs were published; 0, from a stream
-// that was empty then, follows from its first result).
-func (c *Client) WaitAllFrom(ctx context.Context, after uint64, ids []string, progress func(*Result)) (map[string]*Result, error) {
-	out := make(map[string]*Result, len(ids))
-	want := make(map[string]int, len(ids)) // id -> run awaited
-	for _, id := range ids {
-		want[id] = 1
-	}
-	// Jobs that finished (or run a later run) are read from their state.
-	for start := 0; start < len(ids); start += maxMultiLast * 4 {
-		chunk := ids[start:min(start+maxMultiLast*4, len(ids))]
-		states, err := c.states(ctx, chunk)
-		if err != nil {
-			return out, err
+// WaitAll yields a result for the current run of every job in ids, as
+// each arrives (jobs already finished at once, from their state), and
+// ends after the last one. On ctx's end it yields ctx's error.
+func (c *Client) WaitAll(ctx context.Context, ids []string, o WaitOptions) iter.Seq2[*Result, error] {
+	return func(yield func(*Result, error) bool) {
+		start := o.From
+		if start == 0 {
+			last, err := c.ResultsSeq(ctx)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			start = last + 1
 		}
-		for id, st := range states {
-			want[id] = st.Run
-			if r := st.StoredResult(); r != nil && st.Phase == PhaseFinished {
-				out[id] = r
-				delete(want, id)
-				if progress != nil {
-					progress(r)
+		want := make(map[string]int, len(ids)) // id -> run awaited
+		for _, id := range ids {
+			want[id] = 1
+		}
+		// Jobs that finished (or run a later run) are read from their state.
+		for i := 0; i < len(ids); i += store.MaxMultiLast * 4 {
+			states, err := c.states(ctx, ids[i:min(i+store.MaxMultiLast*4, len(ids))])
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for id, st := range states {
+				want[id] = st.Run
+				if r := st.StoredResult(); r != nil && st.Phase == PhaseFinished {
+					delete(want, id)
+					if !yield(r, nil) {
+						return
+					}
 				}
 			}
 		}
-	}
-	if len(want) == 0 {
-		return out, nil
-	}
-	fctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for r, err := range c.follow(fctx, after+1, nil) {
-		if err != nil {
-			return out, err
-		}
-		run, ok := want[r.ID]
-		if !ok || r.Run < run {
-			continue
-		}
-		out[r.ID] = r
-		delete(want, r.ID)
-		if progress != nil {
-			progress(r)
-		}
 		if len(want) == 0 {
-			return out, nil
+			return
 		}
+		fctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		for d, err := range c.follow(fctx, start, "") {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			r := d.Result
+			if run, ok := want[r.ID]; !ok || r.Run < run {
+				continue
+			}
+			delete(want, r.ID)
+			if !yield(r, nil) || len(want) == 0 {
+				return
+			}
+		}
+		yield(nil, context.Cause(ctx))
 	}
-	return out, context.Cause(ctx)
 }

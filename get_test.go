@@ -13,6 +13,7 @@ import (
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // A job that leaves the queue between Get's read of its state and its read
@@ -71,11 +72,11 @@ func finishOutsideTheQueue(t *testing.T, env *reelqtest.Env, job reelq.Job) {
 	if _, err := env.States.Create(ctx, &st); err != nil {
 		t.Fatal(err)
 	}
-	s, err := env.JS.Stream(ctx, reelq.StreamJobs)
+	s, err := env.JS.Stream(ctx, wire.StreamJobs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Purge(ctx, jetstream.WithPurgeSubject(reelq.JobSubject(job.Provider, "", job.ID))); err != nil {
+	if err := s.Purge(ctx, jetstream.WithPurgeSubject(wire.JobSubject(job.Provider, "", job.ID))); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -16,9 +16,9 @@ type Input interface {
 	Provider() string
 	// Validate checks the input with the rules of a worker running the
 	// provider with its default options, without a server (see
-	// [Client.ValidateInput] for a configured deployment's). The error
+	// [Client.Validate] for a configured deployment's). The error
 	// wraps ErrInvalidJob and names the field at fault:
-	// `invalid job: input.duration is 121 s; the limit is 120 s`.
+	// `reelq: invalid job: input.duration is 121 s; the limit is 120 s`.
 	Validate() error
 }
 
@@ -26,7 +26,7 @@ type Input interface {
 // it) for in's provider. It checks the id and the size of the
 // input, not the provider's rules, which depend on the deployment's
 // provider options (models, workflows): in.Validate checks those with the
-// defaults, Client.ValidateInput with the client's, and Enqueue always does.
+// defaults, Client.Validate with the client's, and Enqueue always does.
 // Set Batch, Priority, FairnessKey and Metadata on the returned job.
 func NewJob(id string, in Input) (Job, error) {
 	if in == nil {
@@ -41,20 +41,6 @@ func NewJob(id string, in Input) (Job, error) {
 		return Job{}, err
 	}
 	return j, nil
-}
-
-// ValidateInput checks in with the client's rules: the rules of workers
-// configured with the client's provider options (Options.ProviderEnv).
-// The error wraps ErrInvalidJob, as Validate's does.
-func (c *Client) ValidateInput(in Input) error {
-	if in == nil {
-		return fmt.Errorf("%w: input is required", ErrInvalidJob)
-	}
-	raw, err := encodeInput(in)
-	if err != nil {
-		return err
-	}
-	return c.Validate(&Job{Provider: in.Provider(), Input: raw})
 }
 
 // encodeInput encodes a typed input as a job's input.

@@ -8,13 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/reelq/reelq/internal/providers/kind"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // Job is a job request, published on its JobSubject.
@@ -138,11 +138,6 @@ func ValidID(id string) bool {
 	return true
 }
 
-// SeqID is the id a worker gives a message it cannot attribute to a job
-// (no id anywhere, or an unreadable or contradictory message): seq-<stream
-// sequence>. It cannot collide with a producer's id.
-func SeqID(seq uint64) string { return "seq-" + strconv.FormatUint(seq, 10) }
-
 // Validator checks one provider's input offline.
 type Validator interface {
 	Validate(input json.RawMessage) error
@@ -201,7 +196,7 @@ func (j *Job) Validate(validators map[string]Validator, lim Limits) error {
 	}
 	j.Expect.check(&bad)
 	if j.ID != "" && known && inputOK && metaOK {
-		bad.add(CheckContentID(j.ID, j.Digest()))
+		bad.add(wire.CheckContentID(j.ID, j.Digest()))
 	}
 	if v, ok := validators[j.Provider]; ok && v != nil && inputOK {
 		if err := v.Validate(j.Input); err != nil {
@@ -296,44 +291,6 @@ func (j *Job) Digest() string {
 	h.Write([]byte{0})
 	writeCanonical(h, j.Metadata)
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
-}
-
-// ContentID is the id a job gets from its content when it has none: "j"
-// and 24 hex digits of its digest, then "-<n>" for the n-th identical job
-// of one input file (n >= 2). Adding, removing, reordering or fixing
-// lines of a file therefore never changes the ids of the other lines.
-//
-// The digest sees what the provider will be sent: two inputs that differ
-// only in ways JSON decoding erases (invalid UTF-8, a lone UTF-16
-// surrogate escape, a key given twice) would share a digest, so Validate
-// refuses them (see checkJSON). An id of this form names its content:
-// CheckContentID refuses it for any other content.
-func ContentID(digest string, occurrence int) string {
-	hexd := strings.TrimPrefix(digest, "sha256:")
-	if len(hexd) > 24 {
-		hexd = hexd[:24]
-	}
-	id := "j" + hexd
-	if occurrence > 1 {
-		id += "-" + strconv.Itoa(occurrence)
-	}
-	return id
-}
-
-// contentIDForm matches the ids ContentID makes.
-var contentIDForm = regexp.MustCompile(`^j([0-9a-f]{24})(-[0-9]+)?$`)
-
-// CheckContentID refuses an id of ContentID's form ("j" and 24 hex
-// digits, perhaps "-<n>") that is not derived from digest: such an id
-// names its content, and a job with other content under it would take
-// the id from the job whose content it is.
-func CheckContentID(id, digest string) error {
-	m := contentIDForm.FindStringSubmatch(id)
-	if m == nil || strings.HasPrefix(strings.TrimPrefix(digest, "sha256:"), m[1]) {
-		return nil
-	}
-	return fmt.Errorf("%w: id %q has the form of a content id but is not this content's (%s): leave the id out to have it derived, or choose one of another form",
-		ErrInvalidJob, id, ContentID(digest, 1))
 }
 
 // checkJSON refuses field's JSON unless it is valid and means exactly

@@ -8,6 +8,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // TracerName is the instrumentation scope of reelq's spans.
@@ -33,7 +35,7 @@ func injectTrace(ctx context.Context, h map[string][]string) {
 		// HeaderCarrier canonicalises the key; the contract's is lower case.
 		if v, ok := h["Traceparent"]; ok {
 			delete(h, "Traceparent")
-			h[HeaderTraceparent] = v
+			h[wire.HeaderTraceparent] = v
 		}
 		delete(h, "Tracestate")
 	}
@@ -47,7 +49,7 @@ func ContextWithTraceparent(ctx context.Context, tp string) context.Context {
 	if tp == "" {
 		return ctx
 	}
-	return w3c.Extract(ctx, propagation.MapCarrier{HeaderTraceparent: tp})
+	return w3c.Extract(ctx, propagation.MapCarrier{wire.HeaderTraceparent: tp})
 }
 
 // jobAttrs are the attributes of a job's spans.

@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/buildinfo"
 	"github.com/reelq/reelq/internal/config"
 	"github.com/reelq/reelq/internal/dashboard"
@@ -56,7 +57,7 @@ type options struct {
 	tlsCert, tlsKey         string
 	consumerPrefix          string
 	logFormat, logLevel     string
-	s3                      *reelq.S3Options
+	s3                      *inspect.S3Options
 	minInterval             time.Duration
 	shutdownTimeout         time.Duration
 	env                     map[string]string
@@ -124,7 +125,7 @@ the dashboard is read-only.
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}
 	if env["REELQ_ARCHIVE_S3_ENDPOINT"] != "" || env["REELQ_ARCHIVE_S3_REGION"] != "" {
-		o.s3 = &reelq.S3Options{Endpoint: env["REELQ_ARCHIVE_S3_ENDPOINT"], Region: env["REELQ_ARCHIVE_S3_REGION"]}
+		o.s3 = &inspect.S3Options{Endpoint: env["REELQ_ARCHIVE_S3_ENDPOINT"], Region: env["REELQ_ARCHIVE_S3_REGION"]}
 		o.s3.PathStyle, _ = strconv.ParseBool(env["REELQ_ARCHIVE_S3_PATH_STYLE"])
 		o.s3.DisableTLS, _ = strconv.ParseBool(env["REELQ_ARCHIVE_S3_DISABLE_TLS"])
 	}
@@ -172,6 +173,10 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer, ready fu
 	if err != nil {
 		return fmt.Errorf("NATS at %s: %w", server, err)
 	}
+	ins, err := inspect.New(ctx, nc, reelq.Options{By: "dashboard", ConsumerPrefix: o.consumerPrefix})
+	if err != nil {
+		return fmt.Errorf("NATS at %s: %w", server, err)
+	}
 
 	host, _, err := net.SplitHostPort(o.listen)
 	if err != nil {
@@ -183,7 +188,7 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer, ready fu
 			hosts = append(hosts, h)
 		}
 	}
-	d, err := dashboard.New(dashboard.Config{Client: c, Logger: log, Auth: auth, AuthRead: o.authRead, ListenHost: host,
+	d, err := dashboard.New(dashboard.Config{Client: c, Inspector: ins, NC: nc, Logger: log, Auth: auth, AuthRead: o.authRead, ListenHost: host,
 		AllowedHosts: hosts, Secure: o.secureCookies || o.tlsCert != "", S3: o.s3, NATSServer: server,
 		Version: buildinfo.Version(), MinInterval: o.minInterval})
 	if err != nil {

@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/term"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/config"
 )
 
@@ -33,6 +35,8 @@ type app struct {
 	context string // --context, overriding NATS_CONTEXT
 	nc      *nats.Conn
 	client  *reelq.Client
+	ins     *inspect.Inspector
+	js      jetstream.JetStream
 }
 
 func newApp(environ []string, stdin io.Reader, stdout, stderr io.Writer) *app {
@@ -92,7 +96,15 @@ func (a *app) connect(ctx context.Context) (*reelq.Client, error) {
 		}
 		return nil, &exitError{code: exitUnavailable, err: fmt.Errorf("NATS at %s: %w", nc.ConnectedUrlRedacted(), err)}
 	}
-	a.client = c
+	ins, err := inspect.New(ctx, nc, reelq.Options{By: by, ConsumerPrefix: a.env["REELQ_CONSUMER_PREFIX"]})
+	if err != nil {
+		return nil, &exitError{code: exitUnavailable, err: fmt.Errorf("NATS at %s: %w", nc.ConnectedUrlRedacted(), err)}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	a.client, a.ins, a.js = c, ins, js
 	return c, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 )
 
 func (a *app) budgetCommand() *cobra.Command {
@@ -67,13 +68,12 @@ the CONTROL stream and a worker writes it (the command waits, --timeout).`,
 			} else if !reelq.ValidID(batch) {
 				return exitf(exitUsage, "--batch %q: a batch is 1-128 characters of letters, digits, '-' or '_'", batch)
 			}
-			c, err := a.connect(ctx)
-			if err != nil {
+			if _, err := a.connect(ctx); err != nil {
 				return err
 			}
 			sctx, cancel := context.WithTimeoutCause(ctx, timeout, errTimeout)
 			defer cancel()
-			if err := c.SetBudget(sctx, l); err != nil {
+			if err := a.ins.SetBudget(sctx, l); err != nil {
 				if errors.Is(context.Cause(sctx), errTimeout) && ctx.Err() == nil {
 					return exitf(exitTimeout, "the budget request is sent, but no worker carried it out within %s (is a worker running?)", timeout)
 				}
@@ -107,17 +107,17 @@ func (a *app) budgetListCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			c, err := a.connect(ctx)
+			_, err := a.connect(ctx)
 			if err != nil {
 				return err
 			}
-			bs, err := c.Budgets(ctx)
+			bs, err := a.ins.Budgets(ctx)
 			if err != nil {
 				return err
 			}
 			if o.json() {
 				if bs == nil {
-					bs = []reelq.BudgetStatus{}
+					bs = []inspect.BudgetStatus{}
 				}
 				return a.writeJSON(bs)
 			}
@@ -181,11 +181,11 @@ over the size limits, or delivered too many times), with their payload.`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			c, err := a.connect(ctx)
+			_, err := a.connect(ctx)
 			if err != nil {
 				return err
 			}
-			dls, err := c.DeadLetters(ctx)
+			dls, err := a.ins.DeadLetters(ctx)
 			if err != nil {
 				return err
 			}
@@ -243,11 +243,11 @@ be done.`,
 				}
 				want[n] = true
 			}
-			c, err := a.connect(ctx)
+			_, err := a.connect(ctx)
 			if err != nil {
 				return err
 			}
-			dls, err := c.DeadLetters(ctx)
+			dls, err := a.ins.DeadLetters(ctx)
 			if err != nil {
 				return err
 			}
@@ -258,8 +258,11 @@ be done.`,
 					continue
 				}
 				delete(want, d.Seq)
-				res, err := c.Redrive(ctx, d, dry)
-				l := redriveLine{Seq: d.Seq, Result: res}
+				res, err := a.ins.Redrive(ctx, d, dry)
+				l := redriveLine{Seq: d.Seq}
+				if res.Action != "" {
+					l.Result = res.String()
+				}
 				if err != nil {
 					if ctx.Err() != nil {
 						return silent(exitInterrupted)

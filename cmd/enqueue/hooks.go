@@ -16,11 +16,10 @@ import (
 )
 
 func (a *app) hookDeadLetters(ctx context.Context) ([]forwarder.DeadLetter, error) {
-	c, err := a.connect(ctx)
-	if err != nil {
+	if _, err := a.connect(ctx); err != nil {
 		return nil, err
 	}
-	dls, err := forwarder.DeadLetters(ctx, c.JetStream())
+	dls, err := forwarder.DeadLetters(ctx, a.js)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, nil // no forwarder has run: nothing was dead-lettered
 	}
@@ -120,7 +119,7 @@ run. --dry-run says what would be asked.`,
 				what := fmt.Sprintf("%s run %d to %s", d.JobID, d.Run, netguard.RedactURL(d.URL))
 				if dry {
 					l.Result = "would redrive " + what
-				} else if err := forwarder.RequestRedrive(ctx, a.client.JetStream(), d.Seq); err != nil {
+				} else if err := forwarder.RequestRedrive(ctx, a.js, d.Seq); err != nil {
 					if ctx.Err() != nil {
 						return silent(exitInterrupted)
 					}

@@ -20,6 +20,7 @@ import (
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/netguard"
 	"github.com/reelq/reelq/internal/webhook"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // A webhook the receiver refused for the whole retry budget is listed by
@@ -61,7 +62,7 @@ func TestHooksListAndRedrive(t *testing.T) {
 	defer stop()
 
 	body, _ := json.Marshal(reelq.Result{ID: "hk-1", Provider: "camb", Run: 1, Status: reelq.StatusFailed, CompletedAt: time.Now().UTC()})
-	m := nats.NewMsg(reelq.ResultSubject("camb", "hk-1"))
+	m := nats.NewMsg(wire.ResultSubject("camb", "hk-1"))
 	m.Data = body
 	if _, err := js.PublishMsg(ctx, m); err != nil {
 		t.Fatal(err)

@@ -220,7 +220,7 @@ func decodeJob(text []byte) (reelq.Job, string) {
 	return j, ""
 }
 
-// reason is an error's text without the "invalid job: " every
+// reason is an error's text without the "reelq: invalid job: " every
 // validation error starts with.
 func reason(err error) string {
 	return strings.TrimPrefix(err.Error(), reelq.ErrInvalidJob.Error()+": ")

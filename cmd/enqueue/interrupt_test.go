@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // Ctrl-C during validation stops it at the job it is on: nothing more is
@@ -78,7 +79,7 @@ func TestResultsFollowInterruptedExits130(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := c.env.JS.Publish(ctx, reelq.ResultSubject("samsar", "followed"), res); err != nil {
+	if _, err := c.env.JS.Publish(ctx, wire.ResultSubject("samsar", "followed"), res); err != nil {
 		t.Fatal(err)
 	}
 	out := &cancelOnWrite{cancel: cancel}

@@ -17,11 +17,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/buildinfo"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/waitfor"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // cli runs enqueue against a test environment.
@@ -105,7 +107,7 @@ func mustNotContain(t *testing.T, what, got string, bad ...string) {
 
 func jobsInQueue(t *testing.T, env *reelqtest.Env) uint64 {
 	t.Helper()
-	return natstest.StreamMsgs(t, env.JS, reelq.StreamJobs)
+	return natstest.StreamMsgs(t, env.JS, wire.StreamJobs)
 }
 
 // submissions is the simulator's paid submissions of provider per prompt.
@@ -547,8 +549,8 @@ func TestJSONOutputParses(t *testing.T) {
 		t.Errorf("pause -o json: %+v", pl)
 	}
 	var sv struct {
-		Providers []reelq.ProviderStats `json:"providers"`
-		Batches   []reelq.BatchStats    `json:"batches"`
+		Providers []inspect.ProviderStats `json:"providers"`
+		Batches   []inspect.BatchStats    `json:"batches"`
 	}
 	parseJSON(t, "stats", c.run("stats", "-o", "json").stdout, &sv)
 	if len(sv.Providers) != len(reelq.Providers) || len(sv.Batches) != 1 || sv.Batches[0].Enqueued != 2 {
@@ -560,7 +562,7 @@ func TestJSONOutputParses(t *testing.T) {
 	}
 	var bl reelq.BudgetLimit
 	parseJSON(t, "budget set", c.run("budget", "set", "--batch", "b1", "800usd", "-o", "json").stdout, &bl)
-	var bs []reelq.BudgetStatus
+	var bs []inspect.BudgetStatus
 	parseJSON(t, "budget list", c.run("budget", "list", "-o", "json").stdout, &bs)
 	if len(bs) != 1 || bs[0].Amount != 800 || bs[0].Unit != "usd" || bs[0].Name != "b1" {
 		t.Errorf("budget list -o json: %+v", bs)
@@ -667,7 +669,7 @@ func TestCancelLargeBatchIsConcurrentAndStopsCleanly(t *testing.T) {
 		t.Errorf("cancel --batch: %+v\n%s", rep, r)
 	}
 	t.Logf("cancel --batch of %d queued jobs: %s (%.0f/s)", n, elapsed.Round(time.Millisecond), n/elapsed.Seconds())
-	kv, err := c.env.JS.KeyValue(context.Background(), reelq.BucketCancel)
+	kv, err := c.env.JS.KeyValue(context.Background(), wire.BucketCancel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -743,7 +745,7 @@ func TestResultsDownloadVerifiesArchivedOutputs(t *testing.T) {
 			t.Fatalf("result without an archived output: %+v", res)
 		}
 		cp := res.Outputs[0].Archive
-		data, err := os.ReadFile(filepath.Join(dir, reelq.OutputFile(res.ID, 1, cp.ContentType)))
+		data, err := os.ReadFile(filepath.Join(dir, inspect.OutputFile(res.ID, 1, cp.ContentType)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -848,7 +850,7 @@ func waitIndexed(t *testing.T, env *reelqtest.Env, batch string, n int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cons, err := env.JS.OrderedConsumer(ctx, reelq.StreamBatches, jetstream.OrderedConsumerConfig{FilterSubjects: []string{reelq.BatchIndexSubject(batch)}})
+	cons, err := env.JS.OrderedConsumer(ctx, wire.StreamBatches, jetstream.OrderedConsumerConfig{FilterSubjects: []string{wire.BatchIndexSubject(batch)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -916,7 +918,7 @@ func TestInterruptedPublishSaysHowManyAndRerunIsSafe(t *testing.T) {
 // enqueuedCount is batch's enqueued counter, as stats reads it.
 func enqueuedCount(t *testing.T, c cli, batch string) uint64 {
 	t.Helper()
-	st, err := c.env.Client.Stats(context.Background(), reelq.StatsOptions{Batch: batch})
+	st, err := c.env.Inspector.Stats(context.Background(), inspect.StatsOptions{Batch: batch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -952,7 +954,7 @@ func TestDLQListAndRedrive(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cons, err := c.env.JS.OrderedConsumer(ctx, reelq.StreamDLQ, jetstream.OrderedConsumerConfig{})
+	cons, err := c.env.JS.OrderedConsumer(ctx, wire.StreamDLQ, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -996,7 +998,7 @@ func TestPublishWithBudget(t *testing.T) {
 	if n := jobsInQueue(t, c.env); n != 0 {
 		t.Errorf("JOBS holds %d after a bad --budget, want 0", n)
 	}
-	var bs []reelq.BudgetStatus
+	var bs []inspect.BudgetStatus
 	parseJSON(t, "budget list", c.run("budget", "list", "-o", "json").stdout, &bs)
 	if len(bs) != 0 {
 		t.Errorf("budgets after a bad --budget: %+v, want none", bs)
@@ -1028,7 +1030,7 @@ func TestPublishWithBudget(t *testing.T) {
 	waitfor.Until(t, 30*time.Second, "budget list and stats to show 100 credits spent in 2 submissions", func() error {
 		parseJSON(t, "budget list", c.run("budget", "list", "-o", "json").stdout, &bs)
 		var sv struct {
-			Batches []reelq.BatchStats `json:"batches"`
+			Batches []inspect.BatchStats `json:"batches"`
 		}
 		parseJSON(t, "stats", c.run("stats", "--batch", "capped", "-o", "json").stdout, &sv)
 		if len(bs) == 1 && bs[0].Spent == 100 && bs[0].Submissions == 2 && bs[0].Reserved == 0 &&

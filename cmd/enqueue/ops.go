@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 )
 
 // progressHook, when a context carries one, sees every item a batch
@@ -118,12 +119,16 @@ Ctrl-C stops it, and running it again finishes the rest.`,
 			var runErr error
 			if batch != "" {
 				pb.phase("cancelling batch "+batch, "jobs", 0)
-				_, runErr = c.CancelBatch(ctx, batch, reason, func(out reelq.CancelOutcome, err error) {
-					if ctx.Err() != nil && err != nil {
-						return // cut short by Ctrl-C: counted in the summary, not one line each
+				for out, err := range c.CancelBatch(ctx, batch, reason) {
+					switch {
+					case err != nil && out.ID == "":
+						runErr = err
+					case ctx.Err() != nil && err != nil:
+						// cut short by Ctrl-C: counted in the summary, not one line each
+					default:
+						record(out, err, false)
 					}
-					record(out, err, false)
-				})
+				}
 			} else {
 				pb.phase("cancelling", "jobs", len(args))
 				runErr = forEach(ctx, args, 16, func(id string) {
@@ -283,7 +288,13 @@ run ended in one of --status (default failed,cancelled) is retried.`,
 			}
 			var runErr error
 			if batch != "" {
-				_, runErr = c.RetryBatch(ctx, batch, sts, add)
+				for out, err := range c.RetryBatch(ctx, batch, sts) {
+					if err != nil && out.ID == "" {
+						runErr = err
+						break
+					}
+					add(out.ID, out.Run, err)
+				}
 			} else {
 				runErr = forEach(ctx, args, 8, func(id string) {
 					run, err := c.Retry(ctx, id)
@@ -369,13 +380,12 @@ carries it out). The command waits until the job has left the held phase.`,
 				return exitf(exitUsage, "give exactly one of --task ID and --resubmit")
 			}
 			ctx := cmd.Context()
-			c, err := a.connect(ctx)
-			if err != nil {
+			if _, err := a.connect(ctx); err != nil {
 				return err
 			}
 			rctx, cancel := context.WithTimeoutCause(ctx, timeout, errTimeout)
 			defer cancel()
-			st, err := c.Resolve(rctx, args[0], reelq.ResolveOptions{TaskID: task, Resubmit: resubmit})
+			st, err := a.ins.Resolve(rctx, args[0], inspect.ResolveOptions{TaskID: task, Resubmit: resubmit})
 			switch {
 			case errors.Is(err, reelq.ErrNotFound):
 				return exitf(exitFailure, "%s: unknown job (or not picked up by a worker yet)", args[0])
@@ -437,11 +447,11 @@ func (a *app) pauseCommand() *cobra.Command {
 			if err := checkProvider(args[0]); err != nil {
 				return err
 			}
-			c, err := a.connect(ctx)
+			_, err := a.connect(ctx)
 			if err != nil {
 				return err
 			}
-			changed, err := c.Pause(ctx, args[0], reason)
+			changed, err := a.ins.Pause(ctx, args[0], reason)
 			if err != nil {
 				return err
 			}
@@ -474,11 +484,11 @@ func (a *app) resumeCommand() *cobra.Command {
 			if err := checkProvider(args[0]); err != nil {
 				return err
 			}
-			c, err := a.connect(ctx)
+			_, err := a.connect(ctx)
 			if err != nil {
 				return err
 			}
-			changed, err := c.Resume(ctx, args[0])
+			changed, err := a.ins.Resume(ctx, args[0])
 			if err != nil {
 				return err
 			}

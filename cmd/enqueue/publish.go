@@ -179,7 +179,7 @@ func (a *app) publish(cmd *cobra.Command, po *publishOpts, args []string) error 
 		if validated != nil {
 			validated(i + 1)
 		}
-		if err := c.Validate(&l.Job); err != nil {
+		if err := c.Validate(l.Job); err != nil {
 			bad = append(bad, lineError{Line: l.Line, Msg: reason(err)})
 			continue
 		}
@@ -231,7 +231,7 @@ func (a *app) publish(cmd *cobra.Command, po *publishOpts, args []string) error 
 		a.warnf("skipping %s (--skip-invalid)", plural(len(bad), "invalid job", "invalid jobs"))
 	}
 	if budget != nil {
-		if err := c.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: batch, Amount: budget.Amount, Unit: budget.Unit}); err != nil {
+		if err := a.ins.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: batch, Amount: budget.Amount, Unit: budget.Unit}); err != nil {
 			return fmt.Errorf("--budget: %w", err)
 		}
 		fmt.Fprintf(a.stderr, "budget of batch %s set to %s\n", batch, reelq.FormatCost(*budget))
@@ -473,8 +473,15 @@ type providerEstimate struct {
 }
 
 func (a *app) estimate(c *reelq.Client, jobs []reelq.Job) estimate {
-	totals, basis, unpriced := c.EstimateAll(jobs)
-	e := estimate{Jobs: len(jobs), Total: map[string]float64{}, Unpriced: unpriced}
+	est := c.Estimate(jobs...)
+	totals := est.Totals
+	basis := map[string]string{}
+	for i, j := range jobs {
+		if b := est.Jobs[i].Basis; b != "" && basis[j.Provider] == "" {
+			basis[j.Provider] = b
+		}
+	}
+	e := estimate{Jobs: len(jobs), Total: map[string]float64{}, Unpriced: est.Unpriced}
 	count := map[string]int{}
 	var order []string
 	for _, j := range jobs {
@@ -485,9 +492,9 @@ func (a *app) estimate(c *reelq.Client, jobs []reelq.Job) estimate {
 	}
 	// A provider's basis is its first job's; "e.g." says the jobs differ.
 	varies := map[string]bool{}
-	for i := range jobs {
-		if e, ok := c.Estimate(&jobs[i]); ok && e.Basis != basis[jobs[i].Provider] {
-			varies[jobs[i].Provider] = true
+	for i, j := range jobs {
+		if cost := est.Jobs[i]; cost.Unit != "" && cost.Basis != basis[j.Provider] {
+			varies[j.Provider] = true
 		}
 	}
 	for _, p := range order {

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 )
 
 func (a *app) resultsCommand() *cobra.Command {
@@ -56,13 +57,14 @@ AWS tools take them (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE...).`
 				return a.download(ctx, c, dir, batch, provider, o)
 			}
 			enc := json.NewEncoder(a.stdout)
-			for r, err := range c.ReadResults(ctx, reelq.ReadOptions{Provider: provider, Follow: follow}) {
+			for d, err := range c.Results(ctx, reelq.ResultsOptions{Provider: provider, Follow: follow}) {
 				if err != nil {
 					if ctx.Err() != nil && follow {
 						return silent(exitInterrupted) // Ctrl-C ends --follow: 130, as for every command
 					}
 					return err
 				}
+				r := d.Result
 				if batch != "" && r.Batch != batch {
 					continue
 				}
@@ -116,10 +118,11 @@ func (a *app) download(ctx context.Context, c *reelq.Client, dir, batch, provide
 	// The last run of each job that has outputs.
 	latest := map[string]*reelq.Result{}
 	var order []string
-	for r, err := range c.ReadResults(ctx, reelq.ReadOptions{Provider: provider}) {
+	for d, err := range c.Results(ctx, reelq.ResultsOptions{Provider: provider}) {
 		if err != nil {
 			return err
 		}
+		r := d.Result
 		if batch != "" && r.Batch != batch {
 			continue
 		}
@@ -155,7 +158,7 @@ func (a *app) download(ctx context.Context, c *reelq.Client, dir, batch, provide
 			if ct == "" {
 				ct = out.ContentType
 			}
-			items = append(items, downloadItem{id: id, n: i + 1, out: out, path: filepath.Join(dir, reelq.OutputFile(id, i+1, ct))})
+			items = append(items, downloadItem{id: id, n: i + 1, out: out, path: filepath.Join(dir, inspect.OutputFile(id, i+1, ct))})
 		}
 	}
 	s3 := a.s3Options()
@@ -169,7 +172,7 @@ func (a *app) download(ctx context.Context, c *reelq.Client, dir, batch, provide
 	for range min(4, max(1, len(items))) {
 		wg.Go(func() {
 			for it := range work {
-				skipped, err := c.DownloadOutput(ctx, *it.out.Archive, it.path, s3)
+				skipped, err := a.ins.DownloadOutput(ctx, *it.out.Archive, it.path, s3)
 				mu.Lock()
 				switch {
 				case err != nil:
@@ -227,8 +230,8 @@ func (a *app) download(ctx context.Context, c *reelq.Client, dir, batch, provide
 
 // s3Options reads the S3 archive settings the worker takes, or nil when
 // none is set (copies in S3 then need REELQ_ARCHIVE_S3_ENDPOINT or AWS).
-func (a *app) s3Options() *reelq.S3Options {
-	o := &reelq.S3Options{Endpoint: a.env["REELQ_ARCHIVE_S3_ENDPOINT"], Region: a.env["REELQ_ARCHIVE_S3_REGION"]}
+func (a *app) s3Options() *inspect.S3Options {
+	o := &inspect.S3Options{Endpoint: a.env["REELQ_ARCHIVE_S3_ENDPOINT"], Region: a.env["REELQ_ARCHIVE_S3_REGION"]}
 	o.PathStyle, _ = strconv.ParseBool(a.env["REELQ_ARCHIVE_S3_PATH_STYLE"])
 	o.DisableTLS, _ = strconv.ParseBool(a.env["REELQ_ARCHIVE_S3_DISABLE_TLS"])
 	return o

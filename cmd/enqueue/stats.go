@@ -12,14 +12,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 )
 
 // statsView is what stats shows: the client's snapshot, the spend per
 // batch, the budgets and the warnings drawn from them.
 type statsView struct {
-	*reelq.Stats
+	*inspect.Stats
 	BatchSpend map[string]reelq.Spend `json:"batch_spend,omitempty"`
-	Budgets    []reelq.BudgetStatus   `json:"budgets,omitempty"`
+	Budgets    []inspect.BudgetStatus `json:"budgets,omitempty"`
 	Warnings   []string               `json:"warnings,omitempty"`
 }
 
@@ -109,23 +110,23 @@ successive snapshots.`,
 }
 
 func (a *app) readStats(ctx context.Context, c *reelq.Client, batch string, recent int) (*statsView, error) {
-	opts := reelq.StatsOptions{Batch: batch, Recent: recent}
+	opts := inspect.StatsOptions{Batch: batch, Recent: recent}
 	if recent <= 0 {
 		opts.Recent = -1
 	}
 	if batch != "" {
 		opts.Recent = 0
 	}
-	s, err := c.Stats(ctx, opts)
+	s, err := a.ins.Stats(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
 	v := &statsView{Stats: s, BatchSpend: map[string]reelq.Spend{}}
-	if v.Budgets, err = c.Budgets(ctx); err != nil {
+	if v.Budgets, err = a.ins.Budgets(ctx); err != nil {
 		return nil, err
 	}
 	for _, b := range s.Batches {
-		sp, err := c.BatchSpend(ctx, b.Batch)
+		sp, err := a.ins.BatchSpend(ctx, b.Batch)
 		if err != nil {
 			return nil, err
 		}
@@ -147,12 +148,12 @@ func (a *app) readStats(ctx context.Context, c *reelq.Client, batch string, rece
 	return v, nil
 }
 
-func queued(p reelq.ProviderStats) uint64 {
+func queued(p inspect.ProviderStats) uint64 {
 	return p.Queued[reelq.High] + p.Queued[reelq.Normal] + p.Queued[reelq.Low]
 }
 
 // noWorker warns of jobs queued for a provider that no worker takes.
-func noWorker(p reelq.ProviderStats) string {
+func noWorker(p inspect.ProviderStats) string {
 	q := queued(p)
 	if q == 0 {
 		return ""
@@ -166,7 +167,7 @@ func noWorker(p reelq.ProviderStats) string {
 
 // limiterWarning tells of a rate limiter that cannot write its shared
 // state: nothing goes out to the provider meanwhile.
-func limiterWarning(p reelq.ProviderStats, now time.Time) string {
+func limiterWarning(p inspect.ProviderStats, now time.Time) string {
 	a := p.Limiter
 	if a == nil {
 		return ""
@@ -176,7 +177,7 @@ func limiterWarning(p reelq.ProviderStats, now time.Time) string {
 }
 
 // heldWarning tells of jobs held for an operator (P_AMBIGUOUS=hold).
-func heldWarning(p reelq.ProviderStats) string {
+func heldWarning(p inspect.ProviderStats) string {
 	if p.Held == 0 {
 		return ""
 	}
@@ -184,7 +185,7 @@ func heldWarning(p reelq.ProviderStats) string {
 		plural(p.Held, "job", "jobs"), p.Provider)
 }
 
-func busy(p reelq.ProviderStats) bool { return p.Running > 0 || p.Waiting > 0 || queued(p) > 0 }
+func busy(p inspect.ProviderStats) bool { return p.Running > 0 || p.Waiting > 0 || queued(p) > 0 }
 
 func (a *app) printStats(w io.Writer, v *statsView) {
 	now := v.At
@@ -232,7 +233,7 @@ func (a *app) printStats(w io.Writer, v *statsView) {
 		fmt.Fprintln(w, warn)
 	}
 
-	budgets := map[string]reelq.BudgetStatus{}
+	budgets := map[string]inspect.BudgetStatus{}
 	for _, b := range v.Budgets {
 		budgets[b.Scope+"/"+b.Name] = b
 	}
@@ -265,7 +266,7 @@ func (a *app) printStats(w io.Writer, v *statsView) {
 		}
 		bt.write(w, a.color)
 	}
-	var prov []reelq.BudgetStatus
+	var prov []inspect.BudgetStatus
 	for _, b := range v.Budgets {
 		if b.Scope == reelq.ScopeProvider {
 			prov = append(prov, b)
@@ -284,7 +285,7 @@ func (a *app) printStats(w io.Writer, v *statsView) {
 }
 
 // budgetText is "$120.00 of $500.00 (24%)".
-func budgetText(b reelq.BudgetStatus) string {
+func budgetText(b inspect.BudgetStatus) string {
 	s := reelq.FormatCost(reelq.Cost{Amount: b.Spent, Unit: b.Unit}) + " of " + reelq.FormatCost(reelq.Cost{Amount: b.Amount, Unit: b.Unit})
 	if b.Amount > 0 {
 		s += fmt.Sprintf(" (%.0f%%)", 100*(b.Spent+b.Reserved)/b.Amount)

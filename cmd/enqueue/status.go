@@ -175,7 +175,7 @@ last update and a note (the error, the first output, why a job is held, or
 					ids = append(ids, st.ID)
 				}
 			}
-			cancels, err := c.CancelRequested(ctx, ids)
+			cancels, err := a.ins.CancelRequested(ctx, ids)
 			if err != nil {
 				return err
 			}

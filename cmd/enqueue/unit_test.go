@@ -12,6 +12,7 @@ import (
 	"github.com/mattn/go-runewidth"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/providers/all"
 )
 
@@ -96,10 +97,10 @@ func TestTableAlignsColouredCells(t *testing.T) {
 }
 
 func TestHeldWarning(t *testing.T) {
-	if w := heldWarning(reelq.ProviderStats{Provider: "samsar"}); w != "" {
+	if w := heldWarning(inspect.ProviderStats{Provider: "samsar"}); w != "" {
 		t.Errorf("no held job: warning %q", w)
 	}
-	w := heldWarning(reelq.ProviderStats{Provider: "samsar", Held: 2})
+	w := heldWarning(inspect.ProviderStats{Provider: "samsar", Held: 2})
 	for _, want := range []string{"2 jobs on samsar held", "enqueue resolve JOB --task ID"} {
 		if !strings.Contains(w, want) {
 			t.Errorf("warning %q does not say %q", w, want)
@@ -111,10 +112,10 @@ func TestHeldWarning(t *testing.T) {
 // provider, the bucket, the server's error and the reporting worker.
 func TestLimiterWarning(t *testing.T) {
 	now := time.Now()
-	if w := limiterWarning(reelq.ProviderStats{Provider: "samsar"}, now); w != "" {
+	if w := limiterWarning(inspect.ProviderStats{Provider: "samsar"}, now); w != "" {
 		t.Errorf("no alarm: warning %q", w)
 	}
-	w := limiterWarning(reelq.ProviderStats{Provider: "samsar", Limiter: &reelq.LimiterAlarm{
+	w := limiterWarning(inspect.ProviderStats{Provider: "samsar", Limiter: &inspect.LimiterAlarm{
 		Bucket: "reelq_ratelimit", Error: "stream store EOF", Since: now.Add(-12 * time.Second), By: "w-1"}}, now)
 	for _, want := range []string{"samsar:", "bucket reelq_ratelimit", "since 12s ago", "w-1", "stream store EOF", "no call to samsar goes out"} {
 		if !strings.Contains(w, want) {

@@ -106,13 +106,18 @@ func (a *app) waitResults(ctx context.Context, c *reelq.Client, po *publishOpts,
 	}
 	var werr error
 	pb.phase("waiting", "results", len(ids))
-	_, err := c.WaitAllFrom(wctx, after, ids, func(r *reelq.Result) {
+	var err error
+	for r, rerr := range c.WaitAll(wctx, ids, reelq.WaitOptions{From: after + 1}) {
+		if rerr != nil {
+			err = rerr
+			break
+		}
 		t.add(r)
 		pb.add(1)
 		if enc != nil && werr == nil {
 			werr = enc.Encode(r)
 		}
-	})
+	}
 	pb.clear()
 	if werr != nil {
 		return fmt.Errorf("writing results: %w", werr)

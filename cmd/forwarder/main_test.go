@@ -21,6 +21,7 @@ import (
 	"github.com/reelq/reelq/internal/buildinfo"
 	"github.com/reelq/reelq/internal/leaktest"
 	"github.com/reelq/reelq/internal/natstest"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // asProcess makes the test binary run main() (TestSIGTERM).
@@ -99,7 +100,7 @@ func TestRunDeliversAndStops(t *testing.T) {
 	// The consumer starts after the last stored result: publish once it
 	// exists.
 	for {
-		if _, err := js.Consumer(ctx, reelq.StreamResults, "forwarder"); err == nil {
+		if _, err := js.Consumer(ctx, wire.StreamResults, "forwarder"); err == nil {
 			break
 		}
 		select {

@@ -101,7 +101,7 @@ func (c cli) follow(want string, args ...string) {
 // re-drives dead letters; the results identity lists, follows and
 // downloads results. The worker of TestShippedPermissions runs samsar
 // (with the held submission of perm-cli-held); camb jobs stay queued.
-func shippedCLI(t *testing.T, s interface{ ClientURL() string }, prod *reelq.Client, admin *ident) {
+func shippedCLI(t *testing.T, s interface{ ClientURL() string }, prod clients, admin *ident) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

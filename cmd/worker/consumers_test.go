@@ -125,15 +125,15 @@ func TestConsumerExhaustion(t *testing.T) {
 	followed := make(chan string, 8)
 	fctx, fcancel := context.WithCancel(ctx)
 	defer fcancel()
-	for _, c := range []*reelq.Client{prod, res} {
+	for _, c := range []clients{prod, res} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for r, err := range c.Follow(fctx, after, "samsar") {
+			for d, err := range c.Results(fctx, reelq.ResultsOptions{After: after, Follow: true, FromNow: after == 0, Provider: "samsar"}) {
 				if err != nil {
 					return
 				}
-				followed <- r.ID
+				followed <- d.Result.ID
 			}
 		}()
 	}
@@ -141,7 +141,7 @@ func TestConsumerExhaustion(t *testing.T) {
 	if _, err := prod.EnqueueBatch(ctx, []reelq.Job{samsarJob(ids[0], "exhaust"), samsarJob(ids[1], "exhaust")}, reelq.BatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := prod.WaitAllFrom(ctx, after, ids, nil)
+	got, err := reelqtest.WaitAll(ctx, prod.Client, ids, reelq.WaitOptions{From: after + 1})
 	if err != nil || len(got) != 2 {
 		t.Fatalf("producer: wait all: %v %v", got, err)
 	}

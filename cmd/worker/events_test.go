@@ -10,6 +10,7 @@ import (
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/waitfor"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // Only workers write a job's timeline. The reviewer's producer put any
@@ -37,7 +38,7 @@ func TestForgedEventsStayOutOfTimelines(t *testing.T) {
 	// empty stream's sequence, 0, would mean "from then on").
 	admin := connectAs(t, s, "admin")
 	b, _ := json.Marshal(reelq.Event{Kind: reelq.EventProviderResumed, Provider: "vimmerse", Time: time.Now().UTC()})
-	if _, err := admin.js.Publish(ctx, reelq.EventSubject("vimmerse", reelq.EventProviderResumed), b); err != nil {
+	if _, err := admin.js.Publish(ctx, wire.EventSubject("vimmerse", reelq.EventProviderResumed), b); err != nil {
 		t.Fatal(err)
 	}
 	evAfter, err := dash.EventsSeq(ctx)
@@ -56,13 +57,13 @@ func TestForgedEventsStayOutOfTimelines(t *testing.T) {
 	}
 	d := &deniedChecks{t: t}
 	for _, kind := range []string{reelq.EventCompleted, reelq.EventCancelRequested, reelq.EventArchived} {
-		d.publish(pid, reelq.JobEventSubject("samsar", kind, "victim-1"), forged(reelq.EventCompleted, "victim-1"))
+		d.publish(pid, wire.JobEventSubject("samsar", kind, "victim-1"), forged(reelq.EventCompleted, "victim-1"))
 	}
 	d.wg.Wait()
 	for _, u := range []string{"operator", "dashboard"} {
 		id := connectAs(t, s, u)
 		for _, kind := range []string{reelq.EventProviderPaused, reelq.EventProviderResumed} {
-			if err := id.nc.Publish(reelq.EventSubject("samsar", kind), forged(reelq.EventCompleted, "victim-1")); err != nil {
+			if err := id.nc.Publish(wire.EventSubject("samsar", kind), forged(reelq.EventCompleted, "victim-1")); err != nil {
 				t.Fatal(err)
 			}
 		}

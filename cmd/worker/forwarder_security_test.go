@@ -23,6 +23,7 @@ import (
 	"github.com/reelq/reelq/internal/netguard"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/webhook"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // The forwarder identity (auth.conf's FORWARDER role) runs the real
@@ -76,9 +77,9 @@ func TestForwarderPermissions(t *testing.T) {
 	defer stop()
 	publish := func(id string, run int) {
 		b, _ := json.Marshal(reelq.Result{ID: id, Provider: "camb", Run: run, Status: reelq.StatusSucceeded, CompletedAt: time.Now().UTC()})
-		m := nats.NewMsg(reelq.ResultSubject("camb", id))
+		m := nats.NewMsg(wire.ResultSubject("camb", id))
 		m.Data = b
-		m.Header.Set(nats.MsgIdHdr, reelq.ResultMsgID(id, run))
+		m.Header.Set(nats.MsgIdHdr, wire.ResultMsgID(id, run))
 		if _, err := admin.js.PublishMsg(ctx, m); err != nil {
 			t.Fatal(err)
 		}
@@ -167,11 +168,11 @@ func TestForwarderPermissions(t *testing.T) {
 		op         func(ctx context.Context, id *ident) error
 	}{
 		{"write_results", "forwarder", func(ctx context.Context, id *ident) error {
-			_, err := id.js.Publish(ctx, reelq.ResultSubject("camb", "fw-1"), []byte(`{"id":"fw-1","status":"succeeded"}`))
+			_, err := id.js.Publish(ctx, wire.ResultSubject("camb", "fw-1"), []byte(`{"id":"fw-1","status":"succeeded"}`))
 			return err
 		}},
 		{"publish_jobs", "forwarder", func(ctx context.Context, id *ident) error {
-			_, err := id.js.Publish(ctx, reelq.JobSubject("camb", "", "fw-job"), []byte(`{"id":"fw-job","provider":"camb"}`))
+			_, err := id.js.Publish(ctx, wire.JobSubject("camb", "", "fw-job"), []byte(`{"id":"fw-job","provider":"camb"}`))
 			return err
 		}},
 		{"job_state", "forwarder", func(ctx context.Context, id *ident) error {

@@ -21,6 +21,7 @@ import (
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/waitfor"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // opsEnviron is the worker environment for a samsar-only worker against
@@ -276,7 +277,7 @@ func TestWorkerTraceparent(t *testing.T) {
 	tp := "00-" + traceID + "-00f067aa0ba902b7-01"
 	traced := reelqtest.SamsarJob("traced-job")
 	msg := reelqtest.JobMsg(&traced)
-	msg.Header.Set(reelq.HeaderTraceparent, tp)
+	msg.Header.Set(wire.HeaderTraceparent, tp)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := env.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(traced.ID)); err != nil {
@@ -289,11 +290,11 @@ func TestWorkerTraceparent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := stream.GetLastMsgForSubject(ctx, reelq.ResultSubject("samsar", traced.ID))
+	raw, err := stream.GetLastMsgForSubject(ctx, wire.ResultSubject("samsar", traced.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := raw.Header.Get(reelq.HeaderTraceparent); got != tp {
+	if got := raw.Header.Get(wire.HeaderTraceparent); got != tp {
 		t.Errorf("result header traceparent = %q, want %q", got, tp)
 	}
 	var res reelq.Result
@@ -303,11 +304,11 @@ func TestWorkerTraceparent(t *testing.T) {
 	if res.Traceparent != tp || res.Status != reelq.StatusSucceeded {
 		t.Errorf("result: traceparent %q status %s, want %q succeeded", res.Traceparent, res.Status, tp)
 	}
-	other, err := stream.GetLastMsgForSubject(ctx, reelq.ResultSubject("samsar", "untraced-job"))
+	other, err := stream.GetLastMsgForSubject(ctx, wire.ResultSubject("samsar", "untraced-job"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h := other.Header.Get(reelq.HeaderTraceparent); h != "" || strings.Contains(string(other.Data), "traceparent") {
+	if h := other.Header.Get(wire.HeaderTraceparent); h != "" || strings.Contains(string(other.Data), "traceparent") {
 		t.Errorf("untraced job's result carries a trace: header %q body %s", h, other.Data)
 	}
 
@@ -352,10 +353,10 @@ func TestWorkerBudgetMetrics(t *testing.T) {
 	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(30 * time.Millisecond)}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 100, Unit: "credits"}); err != nil {
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 100, Unit: "credits"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "idle", Amount: 1000, Unit: "credits"}); err != nil {
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "idle", Amount: 1000, Unit: "credits"}); err != nil {
 		t.Fatal(err)
 	}
 	w := startOpsWorker(t, opsEnviron(env, "ops-budget", "SAMSAR_BUDGET=200credits", "SAMSAR_BUDGET_PERIOD=168h"))

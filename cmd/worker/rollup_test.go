@@ -16,6 +16,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // publishSubjects are the subjects user may publish data to under the
@@ -98,18 +99,18 @@ func TestRollupHeadersChangeNothingElse(t *testing.T) {
 	kv(queue.BucketCancel, "seed")
 	kv(queue.BucketSlots, "camb.seed")
 	kv(queue.BucketRateLimit, "camb")
-	kv(reelq.BucketBudgets, reelq.BudgetLimitKey(reelq.ScopeBatch, "seed"))
-	kv(reelq.BucketBudgets, reelq.BudgetLimitKey(reelq.ScopeProvider, "camb"))
-	kv(reelq.BucketBudgets, reelq.BudgetSpendKey(reelq.ScopeBatch, "seed", 0))
-	kv(reelq.BucketBudgets, reelq.BudgetSpendKey(reelq.ScopeProvider, "camb", 1))
+	kv(wire.BucketBudgets, wire.BudgetLimitKey(reelq.ScopeBatch, "seed"))
+	kv(wire.BucketBudgets, wire.BudgetLimitKey(reelq.ScopeProvider, "camb"))
+	kv(wire.BucketBudgets, wire.BudgetSpendKey(reelq.ScopeBatch, "seed", 0))
+	kv(wire.BucketBudgets, wire.BudgetSpendKey(reelq.ScopeProvider, "camb", 1))
 	seed(queue.StreamJobs, "jobs.camb.seed", []byte(`{"provider":"camb","input":{}}`), nil)
-	seed(queue.StreamResults, reelq.ResultSubject("camb", "seed"), []byte(`{"id":"seed"}`), nil)
-	seed(queue.StreamEvents, reelq.JobEventSubject("camb", reelq.EventSubmitted, "seed"), []byte(`{"kind":"submitted"}`), nil)
-	seed(queue.StreamDLQ, reelq.DLQSubject("camb", "seed"), []byte(`{}`), nil)
-	seed(queue.StreamBatches, reelq.BatchIndexSubject("seed"), []byte(`["seed"]`), nil)
-	seed(queue.StreamControl, reelq.ControlSubject("resolve", "seed"), []byte(`{"resubmit":true}`), nil)
-	seed(queue.StreamCounters, reelq.BatchCounterSubject("seed", "enqueued"), nil, nats.Header{"Nats-Incr": {"+1"}})
-	budgets, err := admin.js.KeyValue(ctx, reelq.BucketBudgets)
+	seed(queue.StreamResults, wire.ResultSubject("camb", "seed"), []byte(`{"id":"seed"}`), nil)
+	seed(queue.StreamEvents, wire.JobEventSubject("camb", reelq.EventSubmitted, "seed"), []byte(`{"kind":"submitted"}`), nil)
+	seed(queue.StreamDLQ, wire.DLQSubject("camb", "seed"), []byte(`{}`), nil)
+	seed(queue.StreamBatches, wire.BatchIndexSubject("seed"), []byte(`["seed"]`), nil)
+	seed(queue.StreamControl, wire.ControlSubject("resolve", "seed"), []byte(`{"resubmit":true}`), nil)
+	seed(queue.StreamCounters, wire.BatchCounterSubject("seed", "enqueued"), nil, nats.Header{"Nats-Incr": {"+1"}})
+	budgets, err := admin.js.KeyValue(ctx, wire.BucketBudgets)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +118,7 @@ func TestRollupHeadersChangeNothingElse(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the budgets witness: %v", err)
 	}
-	seeds = append(seeds, seeded{"KV_" + reelq.BucketBudgets, "$KV." + reelq.BucketBudgets + "." + queue.EpochKey, ep.Revision(), ep.Value()})
+	seeds = append(seeds, seeded{"KV_" + wire.BucketBudgets, "$KV." + wire.BucketBudgets + "." + queue.EpochKey, ep.Revision(), ep.Value()})
 	for i := range seeds {
 		if seeds[i].stream == queue.StreamCounters { // stored as the counter's value
 			m, err := mustStream(ctx, t, admin.js, seeds[i].stream).GetMsg(ctx, seeds[i].seq)
@@ -191,7 +192,7 @@ func TestRollupHeadersChangeNothingElse(t *testing.T) {
 	if tried < 40 {
 		t.Errorf("only %d publishes tried", tried)
 	}
-	if !slices.ContainsFunc(seeds, func(s seeded) bool { return s.stream == "KV_"+reelq.BucketBudgets }) {
+	if !slices.ContainsFunc(seeds, func(s seeded) bool { return s.stream == "KV_"+wire.BucketBudgets }) {
 		t.Error("no budget seeded")
 	}
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/archive"
 	"github.com/reelq/reelq/internal/dashboard"
 	"github.com/reelq/reelq/internal/heartbeat"
@@ -42,6 +43,7 @@ import (
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/waitfor"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // shippedConfig is the single-server config in deploy/nats, which includes
@@ -174,17 +176,29 @@ func connectAs(t testing.TB, s *server.Server, user string) *ident {
 	return id
 }
 
-// client is the public client over id's connection, with the consumer
-// prefix the deployment gives that identity (its user name).
-func (id *ident) client(t testing.TB) *reelq.Client {
+// clients are the public client and the inspector over one connection.
+type clients struct {
+	*reelq.Client
+	*inspect.Inspector
+}
+
+// client is the public client and the inspector over id's connection,
+// with the consumer prefix the deployment gives that identity (its user
+// name).
+func (id *ident) client(t testing.TB) clients {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := reelq.NewClient(ctx, id.nc, reelq.Options{ProviderEnv: map[string]string{}, By: id.user, ConsumerPrefix: id.user, Timeout: 5 * time.Second})
+	o := reelq.Options{ProviderEnv: map[string]string{}, By: id.user, ConsumerPrefix: id.user, Timeout: 5 * time.Second}
+	c, err := reelq.NewClient(ctx, id.nc, o)
 	if err != nil {
 		t.Fatalf("client as %s: %v", id.user, err)
 	}
-	return c
+	ins, err := inspect.New(ctx, id.nc, o)
+	if err != nil {
+		t.Fatalf("inspector as %s: %v", id.user, err)
+	}
+	return clients{c, ins}
 }
 
 // simServer serves the simulator (wrapped by wrap, if set) over HTTP.
@@ -294,7 +308,7 @@ func holdCreate(id string) func(http.Handler) http.Handler {
 }
 
 // waitState polls job id's state through c until cond holds.
-func waitState(t *testing.T, c *reelq.Client, id string, what string, cond func(*reelq.JobState) bool) *reelq.JobState {
+func waitState(t *testing.T, c clients, id string, what string, cond func(*reelq.JobState) bool) *reelq.JobState {
 	t.Helper()
 	var last *reelq.JobState
 	waitfor.Until(t, time.Minute, id+" "+what, func() bool {
@@ -386,7 +400,7 @@ func TestShippedPermissions(t *testing.T) {
 			t.Errorf("producer: enqueue %s again: %s %v, want known", o.ID, o.Status, o.Err)
 		}
 	}
-	got, err := prod.WaitAllFrom(ctx, after, ids, nil)
+	got, err := reelqtest.WaitAll(ctx, prod.Client, ids, reelq.WaitOptions{From: after + 1})
 	if err != nil {
 		fail("producer: wait all: %d of %d: %v", len(got), n, err)
 	}
@@ -416,8 +430,17 @@ func TestShippedPermissions(t *testing.T) {
 	if o, err := prod.Cancel(ctx, "perm-camb-1"); err != nil || o.Status != reelq.CancelRequested {
 		fail("producer: cancel: %+v %v", o, err)
 	}
-	if n, err := prod.CancelBatch(ctx, "perm-camb2", "test", nil); err != nil || n != 1 {
-		fail("producer: cancel batch: %d %v", n, err)
+	requested := 0
+	for o, err := range prod.CancelBatch(ctx, "perm-camb2", "test") {
+		if err != nil {
+			fail("producer: cancel batch: %+v %v", o, err)
+		}
+		if o.Status == reelq.CancelRequested {
+			requested++
+		}
+	}
+	if requested != 1 {
+		fail("producer: cancel batch: %d requested, want 1", requested)
 	}
 	for _, id := range []string{"perm-camb-1", "perm-camb-2"} {
 		if r, err := prod.Wait(ctx, id); err != nil || r.Status != reelq.StatusCancelled {
@@ -431,7 +454,7 @@ func TestShippedPermissions(t *testing.T) {
 
 	// Stats (counters, consumers, slots, pause state), the batch listing
 	// (batch index and queue), a batch budget, an archived output.
-	stats, err := prod.Stats(ctx, reelq.StatsOptions{Batch: "perm"})
+	stats, err := prod.Stats(ctx, inspect.StatsOptions{Batch: "perm"})
 	if err != nil {
 		fail("producer: stats: %v", err)
 	}
@@ -448,7 +471,7 @@ func TestShippedPermissions(t *testing.T) {
 	if archived == nil {
 		fail("no result carries an archived output")
 	}
-	for _, c := range []*reelq.Client{prod, res} {
+	for _, c := range []clients{prod, res} {
 		dst := filepath.Join(t.TempDir(), "out.mp4")
 		if _, err := c.DownloadOutput(ctx, *archived, dst, nil); err != nil {
 			t.Errorf("download the archived output: %v", err)
@@ -463,7 +486,7 @@ func TestShippedPermissions(t *testing.T) {
 	if _, err := op.Pause(ctx, "samsar", "test"); err != nil {
 		fail("operator: pause: %v", err)
 	}
-	if st, err := op.Stats(ctx, reelq.StatsOptions{Recent: -1}); err != nil {
+	if st, err := op.Stats(ctx, inspect.StatsOptions{Recent: -1}); err != nil {
 		fail("operator: stats: %v", err)
 	} else {
 		for _, p := range st.Providers {
@@ -480,7 +503,7 @@ func TestShippedPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitState(t, prod, "perm-held", "held", func(st *reelq.JobState) bool { return st.Phase == reelq.PhaseHeld })
-	if st, err := op.Resolve(ctx, "perm-held", reelq.ResolveOptions{Resubmit: true}); err != nil {
+	if st, err := op.Resolve(ctx, "perm-held", inspect.ResolveOptions{Resubmit: true}); err != nil {
 		fail("operator: resolve: %+v %v", st, err)
 	}
 	if r, err := prod.Wait(ctx, "perm-held"); err != nil || r.Status != reelq.StatusSucceeded {
@@ -501,7 +524,7 @@ func TestShippedPermissions(t *testing.T) {
 	if _, err := prodID.js.Publish(ctx, "jobs.samsar.perm-garbage", []byte(`{"provider":"samsar","input":`)); err != nil {
 		fail("producer: publish garbage: %v", err)
 	}
-	var dls []reelq.DeadLetter
+	var dls []inspect.DeadLetter
 	waitfor.Until(t, 30*time.Second, "two dead letters", func() bool {
 		dls, err = op.DeadLetters(ctx)
 		return err == nil && len(dls) == 2
@@ -511,7 +534,7 @@ func TestShippedPermissions(t *testing.T) {
 		case d.JobID == "perm-camb-3":
 			// The poison job runs again as run 2, and its dead letter
 			// is removed.
-			if what, err := op.Redrive(ctx, d, false); !strings.Contains(what, "retried") || err != nil {
+			if what, err := op.Redrive(ctx, d, false); what.Action != inspect.RedriveRetried || err != nil {
 				t.Errorf("operator: redrive: %q %v", what, err)
 			}
 		default:
@@ -545,7 +568,7 @@ func TestShippedPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitfor.Until(t, time.Minute, "the credits pause", func() bool {
-		st, err := prod.Stats(ctx, reelq.StatsOptions{Recent: -1})
+		st, err := prod.Stats(ctx, inspect.StatsOptions{Recent: -1})
 		if err != nil {
 			return false
 		}
@@ -582,11 +605,11 @@ func TestShippedPermissions(t *testing.T) {
 		t.Errorf("results: delete its durable consumer: %v", err)
 	}
 	fctx, fcancel := context.WithCancel(ctx)
-	for r, err := range res.Follow(fctx, followFrom, "samsar") {
+	for d, err := range res.Results(fctx, reelq.ResultsOptions{After: followFrom, Follow: true, FromNow: followFrom == 0, Provider: "samsar"}) {
 		if err != nil {
 			fail("results: follow: %v", err)
 		}
-		if r.ID == "perm-credits" {
+		if d.Result.ID == "perm-credits" {
 			break
 		}
 	}
@@ -711,12 +734,12 @@ func TestProducerCannotWriteJobState(t *testing.T) {
 	d.publish(pid, "$KV."+queue.BucketProviders+".samsar", []byte(`{"paused":true}`))
 	d.publish(pid, "$KV."+queue.BucketSlots+".samsar", []byte(`{}`))
 	d.publish(pid, "$KV."+queue.BucketRateLimit+".samsar", []byte(`{}`))
-	d.publish(pid, "$KV."+reelq.BucketBudgets+"."+reelq.BudgetLimitKey(reelq.ScopeProvider, "samsar"), []byte(`{}`))
-	d.publish(pid, "$KV."+reelq.BucketBudgets+"."+reelq.BudgetSpendKey(reelq.ScopeBatch, "victims", 0), []byte(`{}`))
-	d.publish(pid, reelq.ResultSubject("samsar", "victim-9"), evil)
-	d.publish(pid, reelq.DLQSubject("samsar", "victim-9"), evil)
-	d.publish(pid, reelq.ControlSubject("resolve", "victim-9"), []byte(`{"resubmit":true}`))
-	d.publish(pid, reelq.BatchCounterSubject("victims", "done_succeeded"), nil)
+	d.publish(pid, "$KV."+wire.BucketBudgets+"."+wire.BudgetLimitKey(reelq.ScopeProvider, "samsar"), []byte(`{}`))
+	d.publish(pid, "$KV."+wire.BucketBudgets+"."+wire.BudgetSpendKey(reelq.ScopeBatch, "victims", 0), []byte(`{}`))
+	d.publish(pid, wire.ResultSubject("samsar", "victim-9"), evil)
+	d.publish(pid, wire.DLQSubject("samsar", "victim-9"), evil)
+	d.publish(pid, wire.ControlSubject("resolve", "victim-9"), []byte(`{"resubmit":true}`))
+	d.publish(pid, wire.BatchCounterSubject("victims", "done_succeeded"), nil)
 	d.publish(pid, "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.JOBS.samsar", []byte(`{"stream":"JOBS","stream_seq":1}`))
 	d.publish(pid, "$O.reelq_outputs.M.forged", evil)
 	d.wg.Wait()
@@ -766,7 +789,7 @@ func TestConsumerOwnership(t *testing.T) {
 	if _, err := admin.js.CreateOrUpdateConsumer(ctx, "KV_"+queue.BucketJobs, jetstream.ConsumerConfig{Durable: "audit", AckPolicy: jetstream.AckNonePolicy}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.js.Publish(ctx, reelq.ResultSubject("samsar", "own-1"), []byte(`{"id":"own-1","provider":"samsar","status":"succeeded","run":1}`)); err != nil {
+	if _, err := admin.js.Publish(ctx, wire.ResultSubject("samsar", "own-1"), []byte(`{"id":"own-1","provider":"samsar","status":"succeeded","run":1}`)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -1000,7 +1023,7 @@ func TestNoSecretsLeak(t *testing.T) {
 	// The 401 pauses samsar for every replica until an operator resumes it.
 	op := connectAs(t, s, "operator").client(t)
 	waitfor.Until(t, 30*time.Second, "the auth pause", func() bool {
-		st, err := op.Stats(ctx, reelq.StatsOptions{Recent: -1})
+		st, err := op.Stats(ctx, inspect.StatsOptions{Recent: -1})
 		if err != nil {
 			return false
 		}
@@ -1168,8 +1191,14 @@ type matrixEnv struct {
 	dlqSeq map[string]uint64
 }
 
-func (m *matrixEnv) client(ctx context.Context, id *ident) (*reelq.Client, error) {
-	return reelq.NewClient(ctx, id.nc, reelq.Options{ProviderEnv: map[string]string{}, By: id.user, ConsumerPrefix: id.user, Timeout: 3 * time.Second})
+func (m *matrixEnv) client(ctx context.Context, id *ident) (clients, error) {
+	o := reelq.Options{ProviderEnv: map[string]string{}, By: id.user, ConsumerPrefix: id.user, Timeout: 3 * time.Second}
+	c, err := reelq.NewClient(ctx, id.nc, o)
+	if err != nil {
+		return clients{}, err
+	}
+	ins, err := inspect.New(ctx, id.nc, o)
+	return clients{c, ins}, err
 }
 
 // directGet asks stream for req's message and fails unless one comes back.
@@ -1212,7 +1241,7 @@ var matrix = []matrixRow{
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
 			j := samsarJob("m-"+id.user, "matrix")
 			b, _ := json.Marshal(j)
-			_, err := id.js.Publish(ctx, reelq.JobSubject("samsar", "", j.ID), b, jetstream.WithMsgID(j.ID))
+			_, err := id.js.Publish(ctx, wire.JobSubject("samsar", "", j.ID), b, jetstream.WithMsgID(j.ID))
 			return err
 		}},
 	{slug: "write_job_state", what: "write job state", allowed: [5]bool{A, D, D, D, A},
@@ -1234,7 +1263,7 @@ var matrix = []matrixRow{
 		}},
 	{slug: "write_results", what: "write results", allowed: [5]bool{A, D, D, D, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
-			_, err := id.js.Publish(ctx, reelq.ResultSubject("samsar", "m-"+id.user), []byte(`{"id":"m","status":"succeeded"}`))
+			_, err := id.js.Publish(ctx, wire.ResultSubject("samsar", "m-"+id.user), []byte(`{"id":"m","status":"succeeded"}`))
 			return err
 		}},
 	{slug: "read_results", what: "read results", allowed: [5]bool{A, A, A, A, A},
@@ -1278,11 +1307,11 @@ var matrix = []matrixRow{
 		}},
 	{slug: "budgets_witness", what: "write the budgets bucket's witness (epoch)", allowed: [5]bool{A, D, D, D, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
-			return kvPut(ctx, id, reelq.BucketBudgets, queue.EpochKey, []byte(`{"id":"matrix","mark":"`+id.user+`"}`))
+			return kvPut(ctx, id, wire.BucketBudgets, queue.EpochKey, []byte(`{"id":"matrix","mark":"`+id.user+`"}`))
 		}},
 	{slug: "job_events", what: "publish an event in a job's timeline", allowed: [5]bool{A, D, D, D, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
-			_, err := id.js.Publish(ctx, reelq.JobEventSubject("samsar", reelq.EventCancelRequested, "seed"), []byte(`{"kind":"cancel_requested","provider":"samsar","job_id":"seed"}`))
+			_, err := id.js.Publish(ctx, wire.JobEventSubject("samsar", reelq.EventCancelRequested, "seed"), []byte(`{"kind":"cancel_requested","provider":"samsar","job_id":"seed"}`))
 			return err
 		}},
 	{slug: "other_inboxes", what: "read other identities' inboxes", allowed: [5]bool{D, D, D, D, A},
@@ -1335,7 +1364,7 @@ var matrix = []matrixRow{
 		}},
 	{slug: "resolve_held_job", what: "resolve a held job (CONTROL)", allowed: [5]bool{D, D, D, A, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
-			_, err := id.js.Publish(ctx, reelq.ControlSubject("resolve", "seed"), []byte(`{"resubmit":true,"by":"`+id.user+`"}`))
+			_, err := id.js.Publish(ctx, wire.ControlSubject("resolve", "seed"), []byte(`{"resubmit":true,"by":"`+id.user+`"}`))
 			return err
 		}},
 	{slug: "batch_budget", what: "set a batch's budget (any batch)", allowed: [5]bool{D, A, D, A, A},
@@ -1350,16 +1379,16 @@ var matrix = []matrixRow{
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
 			// What Client.SetBudget sends (no worker runs here to carry it out).
 			b, _ := json.Marshal(reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: "samsar", Amount: 1000, Unit: "credits", Period: time.Hour})
-			_, err := id.js.Publish(ctx, reelq.ControlSubject("budget", "samsar"), b)
+			_, err := id.js.Publish(ctx, wire.ControlSubject("budget", "samsar"), b)
 			return err
 		}},
 	{slug: "write_provider_limit", what: "write a provider's limit in reelq_budgets", allowed: [5]bool{A, D, D, D, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
-			return kvPut(ctx, id, reelq.BucketBudgets, reelq.BudgetLimitKey(reelq.ScopeProvider, "vimmerse"), []byte(`{"scope":"provider","name":"vimmerse","amount":1,"unit":"usd"}`))
+			return kvPut(ctx, id, wire.BucketBudgets, wire.BudgetLimitKey(reelq.ScopeProvider, "vimmerse"), []byte(`{"scope":"provider","name":"vimmerse","amount":1,"unit":"usd"}`))
 		}},
 	{slug: "write_spend", what: "write budget spend", allowed: [5]bool{A, D, D, D, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
-			return kvPut(ctx, id, reelq.BucketBudgets, reelq.BudgetSpendKey(reelq.ScopeBatch, "matrix-"+id.user, 0), []byte(`{}`))
+			return kvPut(ctx, id, wire.BucketBudgets, wire.BudgetSpendKey(reelq.ScopeBatch, "matrix-"+id.user, 0), []byte(`{}`))
 		}},
 	{slug: "archived_outputs", what: "read archived outputs", allowed: [5]bool{A, A, A, A, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
@@ -1442,7 +1471,7 @@ func TestPermissionMatrix(t *testing.T) {
 	}
 	m.copy = reelq.ArchivedCopy{Store: cp.Store, Bucket: cp.Bucket, Key: cp.Key, Size: cp.Size, ContentType: cp.ContentType, SHA256: cp.SHA256}
 	for _, u := range identities {
-		ack, err := ajs.Publish(ctx, reelq.DLQSubject("samsar", "m-"+u), []byte(`{}`))
+		ack, err := ajs.Publish(ctx, wire.DLQSubject("samsar", "m-"+u), []byte(`{}`))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1720,13 +1749,13 @@ func TestDashboardPermissions(t *testing.T) {
 	queued := samsarJob("queued-1", "dash")
 	qb, _ := json.Marshal(queued)
 	ev, _ := json.Marshal(reelq.Event{Kind: reelq.EventSubmitted, Provider: "samsar", JobID: "seed", Batch: "dash", Time: time.Now().UTC()})
-	for subj, data := range map[string][]byte{reelq.JobSubject("samsar", "", "queued-1"): qb, reelq.ResultSubject("samsar", "seed"): rb,
-		reelq.JobEventSubject("samsar", reelq.EventSubmitted, "seed"): ev, reelq.BatchIndexSubject("dash"): []byte(`["seed"]`)} {
+	for subj, data := range map[string][]byte{wire.JobSubject("samsar", "", "queued-1"): qb, wire.ResultSubject("samsar", "seed"): rb,
+		wire.JobEventSubject("samsar", reelq.EventSubmitted, "seed"): ev, wire.BatchIndexSubject("dash"): []byte(`["seed"]`)} {
 		if _, err := ajs.Publish(ctx, subj, data); err != nil {
 			t.Fatal(err)
 		}
 	}
-	dl := nats.NewMsg(reelq.DLQSubject("samsar", "seq-9"))
+	dl := nats.NewMsg(wire.DLQSubject("samsar", "seq-9"))
 	dl.Data = []byte(`{"provider":"samsar","input":{}}`)
 	dl.Header.Set("Reelq-Provider", "samsar")
 	dl.Header.Set("Reelq-Job-Id", "seq-9")
@@ -1741,18 +1770,15 @@ func TestDashboardPermissions(t *testing.T) {
 	if _, err := ajs.Publish(ctx, heartbeat.Subject("w-perm"), beat); err != nil {
 		t.Fatal(err)
 	}
-	incr := nats.NewMsg(reelq.BatchCounterSubject("dash", "enqueued"))
+	incr := nats.NewMsg(wire.BatchCounterSubject("dash", "enqueued"))
 	incr.Header.Set("Nats-Incr", "+2")
 	if _, err := ajs.PublishMsg(ctx, incr); err != nil {
 		t.Fatal(err)
 	}
 
 	dash := connectAs(t, s, "dashboard")
-	c, err := reelq.NewClient(ctx, dash.nc, reelq.Options{ProviderEnv: map[string]string{}, By: "dashboard", ConsumerPrefix: "dashboard", Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatalf("client as dashboard: %v", err)
-	}
-	d, err := dashboard.New(dashboard.Config{Client: c, ListenHost: "127.0.0.1", Auth: dashboard.Auth{Token: "dash-matrix-token-0123456789"}, MinInterval: 10 * time.Millisecond})
+	c := dash.client(t)
+	d, err := dashboard.New(dashboard.Config{Client: c.Client, Inspector: c.Inspector, NC: dash.nc, ListenHost: "127.0.0.1", Auth: dashboard.Auth{Token: "dash-matrix-token-0123456789"}, MinInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1882,7 +1908,7 @@ func TestDashboardPermissions(t *testing.T) {
 			return nil
 		}},
 		{"redrive", func() error {
-			ls, err := c.DeadLettersPage(ctx, 0, 10)
+			ls, err := c.DeadLetters(ctx)
 			if err != nil || len(ls) == 0 {
 				return fmt.Errorf("dead letters: %d %v", len(ls), err)
 			}
@@ -1911,17 +1937,17 @@ func TestDashboardPermissions(t *testing.T) {
 			return kvPut(ctx, id, queue.BucketJobs, "seed", []byte(`{"id":"seed","provider":"samsar","phase":"finished"}`))
 		}},
 		{"write_results", func(ctx context.Context, id *ident) error {
-			_, err := id.js.Publish(ctx, reelq.ResultSubject("samsar", "seed"), []byte(`{"id":"seed","status":"succeeded"}`))
+			_, err := id.js.Publish(ctx, wire.ResultSubject("samsar", "seed"), []byte(`{"id":"seed","status":"succeeded"}`))
 			return err
 		}},
 		{"budgets", func(ctx context.Context, id *ident) error {
-			return kvPut(ctx, id, reelq.BucketBudgets, reelq.BudgetLimitKey(reelq.ScopeBatch, "dash"), []byte(`{"scope":"batch","name":"dash","amount":1,"unit":"usd"}`))
+			return kvPut(ctx, id, wire.BucketBudgets, wire.BudgetLimitKey(reelq.ScopeBatch, "dash"), []byte(`{"scope":"batch","name":"dash","amount":1,"unit":"usd"}`))
 		}},
 		{"write_spend", func(ctx context.Context, id *ident) error {
-			return kvPut(ctx, id, reelq.BucketBudgets, reelq.BudgetSpendKey(reelq.ScopeBatch, "dash", 0), []byte(`{}`))
+			return kvPut(ctx, id, wire.BucketBudgets, wire.BudgetSpendKey(reelq.ScopeBatch, "dash", 0), []byte(`{}`))
 		}},
 		{"resolve_held_job", func(ctx context.Context, id *ident) error {
-			_, err := id.js.Publish(ctx, reelq.ControlSubject("resolve", "seed"), []byte(`{"resubmit":true}`))
+			_, err := id.js.Publish(ctx, wire.ControlSubject("resolve", "seed"), []byte(`{"resubmit":true}`))
 			return err
 		}},
 		{"take_jobs", func(ctx context.Context, id *ident) error {
@@ -1939,7 +1965,7 @@ func TestDashboardPermissions(t *testing.T) {
 			return err
 		}},
 		{"job_events", func(ctx context.Context, id *ident) error {
-			_, err := id.js.Publish(ctx, reelq.JobEventSubject("samsar", reelq.EventCompleted, "seed"), []byte(`{"kind":"completed","provider":"samsar","job_id":"seed"}`))
+			_, err := id.js.Publish(ctx, wire.JobEventSubject("samsar", reelq.EventCompleted, "seed"), []byte(`{"kind":"completed","provider":"samsar","job_id":"seed"}`))
 			return err
 		}},
 		{"other_inboxes", func(ctx context.Context, id *ident) error {

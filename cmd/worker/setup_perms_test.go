@@ -19,6 +19,7 @@ import (
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // streamAdminSubject is an entry of auth.conf that SECURITY.md says to
@@ -206,7 +207,7 @@ func TestSetupOnlyThenSkipWithoutStreamRights(t *testing.T) {
 			t.Fatalf("enqueue %s: %s %v", o.ID, o.Status, o.Err)
 		}
 	}
-	got, err := prod.WaitAllFrom(ctx, after, ids, nil)
+	got, err := reelqtest.WaitAll(ctx, prod.Client, ids, reelq.WaitOptions{From: after + 1})
 	if err != nil {
 		t.Fatalf("wait for the jobs: %d of %d: %v\nworker log:\n%s\nserver log:\n%s", len(got), len(ids), err, w.Log, slog)
 	}
@@ -222,7 +223,7 @@ func TestSetupOnlyThenSkipWithoutStreamRights(t *testing.T) {
 		if st.Run != 1 {
 			t.Errorf("job %s: run %d, want 1", id, st.Run)
 		}
-		subj := reelq.ResultSubject("samsar", id)
+		subj := wire.ResultSubject("samsar", id)
 		info, err := results.Info(ctx, jetstream.WithSubjectFilter(subj))
 		if err != nil {
 			t.Fatal(err)

@@ -118,7 +118,7 @@ func (s *Server) pause(ctx context.Context, r *http.Request, v viewer) (string, 
 	if len(reason) > 200 {
 		reason = reason[:200]
 	}
-	changed, err := s.c.Pause(ctx, p, reason+" ("+v.user+")")
+	changed, err := s.i.Pause(ctx, p, reason+" ("+v.user+")")
 	if err != nil {
 		return "", err
 	}
@@ -133,7 +133,7 @@ func (s *Server) resume(ctx context.Context, r *http.Request, _ viewer) (string,
 	if err != nil {
 		return "", err
 	}
-	changed, err := s.c.Resume(ctx, p)
+	changed, err := s.i.Resume(ctx, p)
 	if err != nil {
 		return "", err
 	}
@@ -145,14 +145,17 @@ func (s *Server) resume(ctx context.Context, r *http.Request, _ viewer) (string,
 
 func (s *Server) cancelBatch(ctx context.Context, r *http.Request, v viewer) (string, error) {
 	b := r.PathValue("batch")
-	billed := 0
-	n, err := s.c.CancelBatch(ctx, b, "cancelled from the dashboard ("+v.user+")", func(o reelq.CancelOutcome, err error) {
-		if err == nil && o.StillBilled {
-			billed++
+	n, billed := 0, 0
+	for o, err := range s.c.CancelBatch(ctx, b, "cancelled from the dashboard ("+v.user+")") {
+		switch {
+		case err != nil && o.ID == "":
+			return "", fmt.Errorf("%d cancels requested before: %w", n, err)
+		case err == nil && o.Status == reelq.CancelRequested:
+			n++
+			if o.StillBilled {
+				billed++
+			}
 		}
-	})
-	if err != nil {
-		return "", fmt.Errorf("%d cancels requested before: %w", n, err)
 	}
 	msg := fmt.Sprintf("cancel requested for %d unfinished jobs of %s", n, b)
 	if billed > 0 {
@@ -163,11 +166,16 @@ func (s *Server) cancelBatch(ctx context.Context, r *http.Request, v viewer) (st
 
 func (s *Server) retryBatch(ctx context.Context, r *http.Request, _ viewer) (string, error) {
 	b := r.PathValue("batch")
-	ids, err := s.c.RetryBatch(ctx, b, []string{reelq.StatusFailed}, nil)
-	if err != nil {
-		return "", fmt.Errorf("%d retried before: %w", len(ids), err)
+	n := 0
+	for o, err := range s.c.RetryBatch(ctx, b, []string{reelq.StatusFailed}) {
+		switch {
+		case err != nil && o.ID == "":
+			return "", fmt.Errorf("%d retried before: %w", n, err)
+		case err == nil:
+			n++
+		}
 	}
-	return fmt.Sprintf("%d failed jobs of %s retried", len(ids), b), nil
+	return fmt.Sprintf("%d failed jobs of %s retried", n, b), nil
 }
 
 func (s *Server) cancelJob(ctx context.Context, r *http.Request, _ viewer) (string, error) {
@@ -199,16 +207,16 @@ func (s *Server) redrive(ctx context.Context, r *http.Request, _ viewer) (string
 	if err != nil || seq == 0 {
 		return "", fmt.Errorf("%w: dead letter %q: want its DLQ sequence number", reelq.ErrInvalidJob, r.PathValue("seq"))
 	}
-	d, err := s.c.DeadLetterAt(ctx, seq)
+	d, err := s.r.deadLetterAt(ctx, seq)
 	if err != nil {
 		return "", err
 	}
-	out, err := s.c.Redrive(ctx, d, false)
+	out, err := s.i.Redrive(ctx, d, false)
 	if err != nil {
 		return "", err
 	}
 	s.hub.notify(func(k viewKey) bool { return k.kind == viewDLQ || k.kind == viewOverview })
-	return out, nil
+	return out.String(), nil
 }
 
 // loginForm shows the sign-in form, with a CSRF token of its own in a

@@ -52,7 +52,7 @@ func (s *series) update(ctx context.Context, srv *Server) error {
 			req = directReq{StartTime: &start, Batch: 4096}
 		}
 		n := 0
-		err := directGet(ctx, srv.c.Conn(), heartbeat.Stream, req, func(m stored) bool {
+		err := directGet(ctx, srv.nc, heartbeat.Stream, req, func(m stored) bool {
 			n++
 			s.last = m.Seq
 			var r heartbeat.Record

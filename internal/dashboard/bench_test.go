@@ -16,9 +16,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/dashboard"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // benchStates is how many job states the page-load benchmark keeps in
@@ -51,7 +53,11 @@ func BenchmarkPageLoad(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d, err := dashboard.New(dashboard.Config{Client: c, ListenHost: "127.0.0.1", Auth: dashboard.Auth{Token: testToken}})
+	ins, err := inspect.New(ctx, nc, reelq.Options{By: "dashboard", ConsumerPrefix: "dashboard"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, err := dashboard.New(dashboard.Config{Client: c, Inspector: ins, NC: nc, ListenHost: "127.0.0.1", Auth: dashboard.Auth{Token: testToken}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -138,19 +144,19 @@ func seed(b *testing.B, ctx context.Context, js jetstream.JetStream) {
 			Input: json.RawMessage(`{"prompt":"a lighthouse at dusk","duration":5}`), UpdatedAt: now, Attempts: 0}
 		if i%100_000 == 77 {
 			st.Phase, st.HeldReason = reelq.PhaseHeld, "no answer to the submission"
-			pub(reelq.HeldMarkerSubject(st.Provider, id), nil, nats.Header{"Nats-Incr": {"+1"}})
+			pub(wire.HeldMarkerSubject(st.Provider, id), nil, nats.Header{"Nats-Incr": {"+1"}})
 		} else if i%10 < 6 {
 			res, _ := json.Marshal(reelq.Result{ID: id, Provider: st.Provider, Batch: batch, Run: 1, Status: reelq.StatusSucceeded,
 				ProviderTaskID: "task-" + id, CompletedAt: now, Cost: &reelq.Cost{Amount: 50, Unit: "credits"}})
 			st.Phase, st.Task, st.Result = reelq.PhaseFinished, &reelq.Task{ID: "task-" + id}, res
 		}
 		data, _ := json.Marshal(st)
-		pub("$KV."+reelq.BucketJobs+"."+id, data, nil)
+		pub("$KV."+wire.BucketJobs+"."+id, data, nil)
 		if batch == "big" {
 			chunk = append(chunk, id)
 			if len(chunk) == cap(chunk) {
 				idx, _ := json.Marshal(chunk)
-				pub(reelq.BatchIndexSubject("big"), idx, nil)
+				pub(wire.BatchIndexSubject("big"), idx, nil)
 				chunk = chunk[:0]
 			}
 		}
@@ -158,15 +164,15 @@ func seed(b *testing.B, ctx context.Context, js jetstream.JetStream) {
 	incr := func(subj string, n int) {
 		pub(subj, nil, nats.Header{"Nats-Incr": {"+" + strconv.Itoa(n)}})
 	}
-	incr(reelq.BatchCounterSubject("big", "enqueued"), benchStates-19)
-	incr(reelq.BatchCounterSubject("big", "done_succeeded"), 600_000)
+	incr(wire.BatchCounterSubject("big", "enqueued"), benchStates-19)
+	incr(wire.BatchCounterSubject("big", "done_succeeded"), 600_000)
 	for i := 1; i < 20; i++ {
-		incr(reelq.BatchCounterSubject("small-"+strconv.Itoa(i), "enqueued"), 1)
+		incr(wire.BatchCounterSubject("small-"+strconv.Itoa(i), "enqueued"), 1)
 	}
 	for i := range 100 {
-		pub(reelq.DLQSubject("samsar", fmt.Sprintf("dead-%d", i)), []byte(`{"id":"x"}`), nats.Header{"Reelq-Error-Code": {"invalid_request"}, "Reelq-Error": {"unreadable"}})
+		pub(wire.DLQSubject("samsar", fmt.Sprintf("dead-%d", i)), []byte(`{"id":"x"}`), nats.Header{"Reelq-Error-Code": {"invalid_request"}, "Reelq-Error": {"unreadable"}})
 		res, _ := json.Marshal(reelq.Result{ID: fmt.Sprintf("big-%07d", i), Provider: "samsar", Batch: "big", Run: 1, Status: reelq.StatusSucceeded, CompletedAt: now})
-		pub(reelq.ResultSubject("samsar", fmt.Sprintf("big-%07d", i)), res, nil)
+		pub(wire.ResultSubject("samsar", fmt.Sprintf("big-%07d", i)), res, nil)
 	}
 	close(futures)
 	if err := <-errs; err != nil {

@@ -298,7 +298,7 @@ func TestBrowserJobListChartsWorkers(t *testing.T) {
 
 	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := d.Client.Pause(cctx, "samsar", "credits topped up at noon"); err != nil {
+	if _, err := d.Inspector.Pause(cctx, "samsar", "credits topped up at noon"); err != nil {
 		t.Fatal(err)
 	}
 	d.Enqueue(samsarJobs("waits", 5)...)

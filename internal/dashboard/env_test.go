@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/dashboard"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
@@ -53,8 +54,12 @@ func startDash(t testing.TB, o dashOptions) *dash {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ins, err := inspect.New(ctx, nc, reelq.Options{By: "dashboard", ConsumerPrefix: "dashboard"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	d, err := dashboard.New(dashboard.Config{Client: c, Logger: log, Auth: o.auth, AuthRead: o.authRead, ListenHost: "127.0.0.1",
+	d, err := dashboard.New(dashboard.Config{Client: c, Inspector: ins, NC: nc, Logger: log, Auth: o.auth, AuthRead: o.authRead, ListenHost: "127.0.0.1",
 		NATSServer: env.Server.ClientURL(), Version: "test", MinInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

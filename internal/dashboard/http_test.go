@@ -3,9 +3,10 @@ package dashboard_test
 import (
 	"bytes"
 	"context"
-	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/dashboard"
 	"github.com/reelq/reelq/internal/providers/all"
 	"github.com/reelq/reelq/internal/providersim"
@@ -49,7 +51,7 @@ func TestReadOnly(t *testing.T) {
 	if code, _ := b.get("/login"); code != http.StatusNotFound {
 		t.Errorf("GET /login on a read-only dashboard: %d", code)
 	}
-	if st, err := d.Client.Stats(ctx, reelq.StatsOptions{Recent: -1}); err != nil || st.Providers[1].Pause != nil {
+	if st, err := d.Inspector.Stats(ctx, inspect.StatsOptions{Recent: -1}); err != nil || st.Providers[1].Pause != nil {
 		t.Errorf("samsar paused by a refused request: %v", err)
 	}
 }
@@ -92,7 +94,7 @@ func TestActionsNeedCredentialsAndCSRF(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	paused := func() bool {
-		st, err := d.Client.Stats(ctx, reelq.StatsOptions{Recent: -1})
+		st, err := d.Inspector.Stats(ctx, inspect.StatsOptions{Recent: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -211,12 +213,14 @@ func TestOutputRanges(t *testing.T) {
 		t.Fatalf("result %+v %v", r, err)
 	}
 	cp := *r.Outputs[0].Archive
-	rc, err := d.Client.OpenOutput(ctx, cp, 0, nil)
+	file := filepath.Join(t.TempDir(), "out.mp4")
+	if _, err := d.Inspector.DownloadOutput(ctx, cp, file, nil); err != nil {
+		t.Fatal(err)
+	}
+	whole, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	whole, _ := io.ReadAll(rc)
-	rc.Close()
 	if int64(len(whole)) != cp.Size || !bytes.HasPrefix(whole[4:], []byte("ftyp")) {
 		t.Fatalf("archived copy: %d bytes, want %d of MP4", len(whole), cp.Size)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 )
 
 // viewKey names what one live page shows: the overview, a batch, a job,
@@ -37,6 +38,9 @@ type sub struct {
 // keeps no copy of the state: pages read what they show again when told.
 type hub struct {
 	c   *reelq.Client
+	i   *inspect.Inspector
+	r   *reads
+	nc  *nats.Conn
 	log *slog.Logger
 
 	base context.Context // ends when Run returns
@@ -57,8 +61,8 @@ type jobWatch struct {
 	cancel context.CancelFunc
 }
 
-func newHub(c *reelq.Client, log *slog.Logger) *hub {
-	return &hub{c: c, log: log, subs: map[*sub]struct{}{}, gens: map[viewKey]uint64{}, jobs: map[string]*jobWatch{},
+func newHub(c *reelq.Client, i *inspect.Inspector, r *reads, nc *nats.Conn, log *slog.Logger) *hub {
+	return &hub{c: c, i: i, r: r, nc: nc, log: log, subs: map[*sub]struct{}{}, gens: map[viewKey]uint64{}, jobs: map[string]*jobWatch{},
 		submits: map[string]*window{}, batches: map[string]*window{}}
 }
 
@@ -69,7 +73,7 @@ func (h *hub) run(ctx context.Context) error {
 	h.base = ctx
 	h.mu.Unlock()
 	var resSeq uint64
-	evSeq, err := h.c.EventsSeq(ctx)
+	evSeq, err := h.i.EventsSeq(ctx)
 	if err == nil {
 		resSeq, err = h.c.ResultsSeq(ctx)
 	}
@@ -82,7 +86,7 @@ func (h *hub) run(ctx context.Context) error {
 	h.goFollow(ctx, "events", func(ctx context.Context) error {
 		after := evSeq
 		evSeq = 0 // a restart follows from then on (every page reads again)
-		for e, err := range h.c.FollowEvents(ctx, after) {
+		for e, err := range h.i.FollowEvents(ctx, after) {
 			if err != nil {
 				return err
 			}
@@ -93,16 +97,16 @@ func (h *hub) run(ctx context.Context) error {
 	h.goFollow(ctx, "results", func(ctx context.Context) error {
 		after := resSeq
 		resSeq = 0
-		for r, err := range h.c.Follow(ctx, after) {
+		for d, err := range h.c.Results(ctx, reelq.ResultsOptions{After: after, Follow: true, FromNow: after == 0}) {
 			if err != nil {
 				return err
 			}
-			h.onResult(r)
+			h.onResult(d.Result)
 		}
 		return nil
 	})
 	h.goFollow(ctx, "counters", func(ctx context.Context) error {
-		for u, err := range h.c.FollowCounters(ctx) {
+		for u, err := range h.r.followCounters(ctx) {
 			if err != nil {
 				return err
 			}
@@ -111,7 +115,7 @@ func (h *hub) run(ctx context.Context) error {
 		return nil
 	})
 	h.goFollow(ctx, "slots", func(ctx context.Context) error {
-		for _, err := range h.c.FollowSlots(ctx) {
+		for _, err := range h.r.followSlots(ctx) {
 			if err != nil {
 				return err
 			}
@@ -121,7 +125,7 @@ func (h *hub) run(ctx context.Context) error {
 	})
 	// The workers' records: a plain subscription wakes the pages, which
 	// read the records by direct get.
-	beats, err := h.c.Conn().Subscribe("workers.*", func(*nats.Msg) {
+	beats, err := h.nc.Subscribe("workers.*", func(*nats.Msg) {
 		h.notify(func(k viewKey) bool { return k.kind == viewWorkers || k.kind == viewActivity })
 	})
 	if err != nil {
@@ -217,7 +221,7 @@ func (h *hub) onResult(r *reelq.Result) {
 	})
 }
 
-func (h *hub) onCounter(u reelq.CounterUpdate) {
+func (h *hub) onCounter(u counterUpdate) {
 	h.notify(func(k viewKey) bool {
 		return k.kind == viewOverview || (k.kind == viewBatch && u.Batch != "" && u.Batch == k.arg)
 	})
@@ -287,7 +291,7 @@ func (h *hub) watchJob(ctx context.Context, id string) {
 	h.goFollow(ctx, "job "+id, func(ctx context.Context) error {
 		// The first state is the one the page was drawn from (or a newer
 		// one): the page asks again and gets only what changed.
-		for _, err := range h.c.WatchJob(ctx, id) {
+		for _, err := range h.r.watchJob(ctx, id) {
 			if err != nil {
 				return err
 			}

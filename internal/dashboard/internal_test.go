@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 )
 
 func TestParseRange(t *testing.T) {
@@ -98,13 +101,13 @@ func TestMediaKind(t *testing.T) {
 // A provider card shows jobs held for an operator, with how to resolve
 // them, and no such row when there are none.
 func TestProviderCardShowsHeldJobs(t *testing.T) {
-	s, err := New(Config{Client: new(reelq.Client)})
+	s, err := New(Config{Client: new(reelq.Client), Inspector: new(inspect.Inspector), NC: new(nats.Conn)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	render := func(held int) string {
 		p := &page{Data: &overviewData{Providers: []providerRow{{
-			ProviderStats: reelq.ProviderStats{Provider: "samsar", Queued: map[reelq.Priority]uint64{}, Held: held}, State: "running"}}}}
+			ProviderStats: inspect.ProviderStats{Provider: "samsar", Queued: map[reelq.Priority]uint64{}, Held: held}, State: "running"}}}}
 		html, _, err := s.renderFrag("providers", p)
 		if err != nil {
 			t.Fatal(err)
@@ -123,12 +126,12 @@ func TestProviderCardShowsHeldJobs(t *testing.T) {
 // warning on its card naming the bucket, the server's error and the
 // worker that reported it.
 func TestProviderCardShowsLimiterAlarm(t *testing.T) {
-	s, err := New(Config{Client: new(reelq.Client)})
+	s, err := New(Config{Client: new(reelq.Client), Inspector: new(inspect.Inspector), NC: new(nats.Conn)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	row := s.providerRow(reelq.ProviderStats{Provider: "samsar", Queued: map[reelq.Priority]uint64{},
-		Limiter: &reelq.LimiterAlarm{Bucket: "reelq_ratelimit", Error: "stream store EOF", Since: time.Now(), By: "w-1"}})
+	row := s.providerRow(inspect.ProviderStats{Provider: "samsar", Queued: map[reelq.Priority]uint64{},
+		Limiter: &inspect.LimiterAlarm{Bucket: "reelq_ratelimit", Error: "stream store EOF", Since: time.Now(), By: "w-1"}})
 	html, _, err := s.renderFrag("providers", &page{Data: &overviewData{Providers: []providerRow{row}}})
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +147,7 @@ func TestProviderCardShowsLimiterAlarm(t *testing.T) {
 // whatever the Host (it tells nothing), while every page keeps the Host
 // check (TestHostAllowed).
 func TestHealthzAnswersAnyHost(t *testing.T) {
-	s, err := New(Config{Client: new(reelq.Client), ListenHost: "0.0.0.0", AllowedHosts: []string{"dash.example.com"}})
+	s, err := New(Config{Client: new(reelq.Client), Inspector: new(inspect.Inspector), NC: new(nats.Conn), ListenHost: "0.0.0.0", AllowedHosts: []string{"dash.example.com"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +164,7 @@ func TestHealthzAnswersAnyHost(t *testing.T) {
 // Every page's footer names the build (Config.Version, which
 // cmd/dashboard takes from internal/buildinfo).
 func TestFooterShowsVersion(t *testing.T) {
-	s, err := New(Config{Client: new(reelq.Client), Version: "v9.8.7", NATSServer: "nats://n:4222", Auth: Auth{Token: "0123456789abcdef"}})
+	s, err := New(Config{Client: new(reelq.Client), Inspector: new(inspect.Inspector), NC: new(nats.Conn), Version: "v9.8.7", NATSServer: "nats://n:4222", Auth: Auth{Token: "0123456789abcdef"}})
 	if err != nil {
 		t.Fatal(err)
 	}

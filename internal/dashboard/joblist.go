@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // The job list reads the job state bucket's stream (KV_reelq_jobs) from
@@ -55,7 +56,7 @@ type jobFilter struct {
 	// held jobs, updated before this Unix time in nanoseconds), From the
 	// batch index's (with Batch).
 	Before uint64
-	From   reelq.IndexCursor
+	From   indexCursor
 }
 
 // filterForm is the time format of the filter form's inputs
@@ -149,7 +150,7 @@ func (f jobFilter) query() url.Values {
 }
 
 // First reports whether f is a list's first page (the live one).
-func (f jobFilter) First() bool { return f.Before == 0 && f.From == (reelq.IndexCursor{}) }
+func (f jobFilter) First() bool { return f.Before == 0 && f.From == (indexCursor{}) }
 
 func (f jobFilter) matches(st *reelq.JobState) bool {
 	if f.Provider != "" && st.Provider != f.Provider || f.Batch != "" && st.Batch != f.Batch {
@@ -232,8 +233,8 @@ func (s *Server) jobList(ctx context.Context, f jobFilter) (*jobList, error) {
 // the cursor (or the end, or the sequence of Until) down to the sequence
 // of Since.
 func (s *Server) stateJobList(ctx context.Context, f jobFilter, d *jobList) error {
-	stream := "KV_" + reelq.BucketJobs
-	js, err := s.c.JetStream().Stream(ctx, stream)
+	stream := "KV_" + wire.BucketJobs
+	js, err := s.js.Stream(ctx, stream)
 	if err != nil {
 		return err
 	}
@@ -244,14 +245,14 @@ func (s *Server) stateJobList(ctx context.Context, f jobFilter, d *jobList) erro
 		hi = min(hi, f.Before)
 	}
 	if !f.Until.IsZero() {
-		if seq, err := seqAt(ctx, s.c.Conn(), stream, "", f.Until); err != nil {
+		if seq, err := seqAt(ctx, s.nc, stream, "", f.Until); err != nil {
 			return err
 		} else if seq > 0 {
 			hi = min(hi, seq)
 		}
 	}
 	if !f.Since.IsZero() {
-		seq, err := seqAt(ctx, s.c.Conn(), stream, "", f.Since)
+		seq, err := seqAt(ctx, s.nc, stream, "", f.Since)
 		if err != nil {
 			return err
 		}
@@ -273,7 +274,7 @@ func (s *Server) stateJobList(ctx context.Context, f jobFilter, d *jobList) erro
 		}
 		start := max(lo, hi-min(hi-lo, window))
 		match, seqs = match[:0], seqs[:0]
-		err := directGet(ctx, s.c.Conn(), stream, directReq{Seq: start, Batch: int(min(window, hi-start))}, func(m stored) bool {
+		err := directGet(ctx, s.nc, stream, directReq{Seq: start, Batch: int(min(window, hi-start))}, func(m stored) bool {
 			if m.Seq >= hi {
 				return false
 			}
@@ -324,7 +325,7 @@ func (s *Server) heldJobList(ctx context.Context, f jobFilter, d *jobList) error
 		filter = "counters.held." + f.Provider + ".*"
 	}
 	var ids []string
-	err := directGet(ctx, s.c.Conn(), reelq.StreamCounters, directReq{MultiLast: []string{filter}, Batch: 1024}, func(m stored) bool {
+	err := directGet(ctx, s.nc, wire.StreamCounters, directReq{MultiLast: []string{filter}, Batch: 1024}, func(m stored) bool {
 		if i := strings.LastIndexByte(m.Subject, '.'); i >= 0 {
 			ids = append(ids, m.Subject[i+1:])
 		}
@@ -333,7 +334,7 @@ func (s *Server) heldJobList(ctx context.Context, f jobFilter, d *jobList) error
 	if err != nil {
 		return err
 	}
-	states, err := s.c.JobStates(ctx, ids)
+	states, err := s.r.jobStates(ctx, ids)
 	if err != nil {
 		return err
 	}
@@ -361,7 +362,7 @@ func (s *Server) heldJobList(ctx context.Context, f jobFilter, d *jobList) error
 // seqTime is when the message at seq (or the next one) was stored.
 func seqTime(ctx context.Context, s *Server, stream string, seq uint64) (time.Time, error) {
 	var t time.Time
-	err := directGet(ctx, s.c.Conn(), stream, directReq{Seq: seq, Batch: 1}, func(m stored) bool {
+	err := directGet(ctx, s.nc, stream, directReq{Seq: seq, Batch: 1}, func(m stored) bool {
 		t = m.Time
 		return false
 	})
@@ -380,11 +381,11 @@ func (s *Server) batchJobList(ctx context.Context, f jobFilter, d *jobList) erro
 			d.Partial = true
 			break
 		}
-		ids, next, more, err := s.c.BatchIndex(ctx, f.Batch, from, want)
+		ids, next, more, err := s.r.batchIndex(ctx, f.Batch, from, want)
 		if err != nil {
 			return err
 		}
-		states, err := s.c.JobStates(ctx, ids)
+		states, err := s.r.jobStates(ctx, ids)
 		if err != nil {
 			return err
 		}
@@ -396,7 +397,7 @@ func (s *Server) batchJobList(ctx context.Context, f jobFilter, d *jobList) erro
 		}
 		if room := jobsPage - len(d.Rows); len(match) > room {
 			ids, match, more = ids[:match[room-1]+1], match[:room], true
-			if _, next, _, err = s.c.BatchIndex(ctx, f.Batch, from, len(ids)); err != nil {
+			if _, next, _, err = s.r.batchIndex(ctx, f.Batch, from, len(ids)); err != nil {
 				return err
 			}
 		}
@@ -446,12 +447,12 @@ func rowOf(st *reelq.JobState) jobRow {
 }
 
 // parseCursorStrict reads a batch index cursor ("seq.skip").
-func parseCursorStrict(s string) (reelq.IndexCursor, bool) {
+func parseCursorStrict(s string) (indexCursor, bool) {
 	a, b, ok := strings.Cut(s, ".")
 	seq, err1 := strconv.ParseUint(a, 10, 64)
 	skip, err2 := strconv.Atoi(b)
 	if !ok || err1 != nil || err2 != nil || skip < 0 {
-		return reelq.IndexCursor{}, false
+		return indexCursor{}, false
 	}
-	return reelq.IndexCursor{Seq: seq, Skip: skip}, true
+	return indexCursor{Seq: seq, Skip: skip}, true
 }

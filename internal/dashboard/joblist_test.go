@@ -16,6 +16,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/dashboard"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 var (
@@ -68,7 +69,7 @@ func TestJobListFiltersAndPages(t *testing.T) {
 	d := startDash(t, dashOptions{auth: dashboard.Auth{Token: testToken}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	kv, err := d.JS.KeyValue(ctx, reelq.BucketJobs)
+	kv, err := d.JS.KeyValue(ctx, wire.BucketJobs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func TestJobListFiltersAndPages(t *testing.T) {
 		st := reelq.JobState{ID: id, Provider: w.provider, Batch: w.batch, Phase: phase, Run: 1, Attempts: 0, UpdatedAt: time.Now().UTC()}
 		if phase == reelq.PhaseHeld {
 			st.HeldReason = "no answer to the submission"
-			mark := &nats.Msg{Subject: reelq.HeldMarkerSubject(w.provider, id), Header: nats.Header{"Nats-Incr": {"+1"}}}
+			mark := &nats.Msg{Subject: wire.HeldMarkerSubject(w.provider, id), Header: nats.Header{"Nats-Incr": {"+1"}}}
 			if _, err := d.JS.PublishMsg(ctx, mark); err != nil { // as the worker marks it
 				t.Fatal(err)
 			}
@@ -127,7 +128,7 @@ func TestJobListFiltersAndPages(t *testing.T) {
 		}
 		for i := 0; i < len(idx); i += 40 { // chunks as the workers write them
 			data, _ := json.Marshal(idx[i:min(i+40, len(idx))])
-			if _, err := d.JS.Publish(ctx, reelq.BatchIndexSubject(batch), data); err != nil {
+			if _, err := d.JS.Publish(ctx, wire.BatchIndexSubject(batch), data); err != nil {
 				t.Fatal(err)
 			}
 		}

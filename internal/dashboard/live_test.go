@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // liveOnce opens a live page, reads until its first fragment (or the
@@ -81,7 +81,7 @@ func TestJobPagesLeaveNoConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	// (KV_reelq_slots holds the worker's own watch of the slots.)
-	for _, name := range []string{reelq.StreamResults, reelq.StreamEvents, reelq.StreamCounters, "KV_" + reelq.BucketJobs, "OBJ_reelq_outputs"} {
+	for _, name := range []string{wire.StreamResults, wire.StreamEvents, wire.StreamCounters, "KV_" + wire.BucketJobs, "OBJ_reelq_outputs"} {
 		s, err := d.JS.Stream(ctx, name)
 		if err != nil {
 			t.Fatal(err)

@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
+	"github.com/reelq/reelq/internal/archive"
 )
 
 // output streams output n (from 1) of a job's current run from its
@@ -45,7 +48,7 @@ func (s *Server) output(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	if mediaKind(ct) == "file" {
 		ct = "application/octet-stream"
-		h.Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", reelq.OutputFile(id, n, outs[n-1].ContentType)))
+		h.Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", inspect.OutputFile(id, n, outs[n-1].ContentType)))
 	}
 	h.Set("Content-Type", ct)
 	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
@@ -82,7 +85,7 @@ func (s *Server) output(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	rc, err := s.c.OpenOutput(r.Context(), cp, start, s.cfg.S3)
+	rc, err := s.r.openOutput(r.Context(), cp, start, s.cfg.S3)
 	if err != nil {
 		s.log.Warn("dashboard: output", "job_id", id, "output", n, "err", err)
 		h.Del("Content-Length")
@@ -135,4 +138,47 @@ func parseRange(h string, size int64) (start, end int64, partial, ok bool) {
 		}
 	}
 	return start, end, true, true
+}
+
+// openOutput opens an archived output for reading from byte offset on (0:
+// from the start). JetStream copies are read over the dashboard's
+// connection (an ordered consumer on the object's chunks); the bytes
+// before offset are read and dropped, so a seek costs what precedes it.
+// s3 is needed for copies in an S3 archive. The reader's total length is
+// cp.Size-offset; a read from the start to the end of a JetStream copy
+// checks its SHA-256.
+func (r *reads) openOutput(ctx context.Context, cp reelq.ArchivedCopy, offset int64, s3 *inspect.S3Options) (io.ReadCloser, error) {
+	if offset < 0 || offset > cp.Size {
+		return nil, fmt.Errorf("reelq: output %s: offset %d outside its %d bytes", cp.Key, offset, cp.Size)
+	}
+	conf := archive.Config{Kind: cp.Store, Bucket: cp.Bucket}
+	switch cp.Store {
+	case archive.KindJetStream:
+	case archive.KindS3:
+		if s3 == nil {
+			return nil, fmt.Errorf("reelq: %s is in an S3 archive: give its endpoint (REELQ_ARCHIVE_S3_ENDPOINT)", cp.Key)
+		}
+		conf.S3 = archive.S3Config{Endpoint: s3.Endpoint, Region: s3.Region, DisableTLS: s3.DisableTLS, PathStyle: s3.PathStyle}
+	default:
+		return nil, fmt.Errorf("reelq: unknown archive store %q", cp.Store)
+	}
+	store, err := archive.NewStore(ctx, conf, r.js)
+	if err != nil {
+		return nil, fmt.Errorf("reelq: archive %s/%s: %w", cp.Store, cp.Bucket, err)
+	}
+	rc, info, err := store.Open(ctx, cp.Key)
+	if err != nil {
+		return nil, fmt.Errorf("reelq: open output %s: %w", cp.Key, err)
+	}
+	if info.Size != cp.Size {
+		rc.Close()
+		return nil, fmt.Errorf("reelq: output %s: the archive holds %d bytes, the result says %d", cp.Key, info.Size, cp.Size)
+	}
+	if offset > 0 {
+		if _, err := io.CopyN(io.Discard, rc, offset); err != nil {
+			rc.Close()
+			return nil, fmt.Errorf("reelq: output %s: seek to %d: %w", cp.Key, offset, err)
+		}
+	}
+	return rc, nil
 }

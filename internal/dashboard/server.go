@@ -32,7 +32,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 )
 
 //go:embed assets
@@ -42,6 +46,11 @@ var assets embed.FS
 type Config struct {
 	// Client is the public client the dashboard reads and acts through.
 	Client *reelq.Client
+	// Inspector is the operator API the dashboard reads the queue with.
+	Inspector *inspect.Inspector
+	// NC is the connection Client and Inspector use; the job list, the
+	// charts and the workers view read the streams directly over it.
+	NC     *nats.Conn
 	Logger *slog.Logger
 	// Auth lets people act; the zero value makes the dashboard read-only.
 	Auth Auth
@@ -56,7 +65,7 @@ type Config struct {
 	// behind a TLS proxy).
 	Secure bool
 	// S3 reaches outputs archived in S3.
-	S3 *reelq.S3Options
+	S3 *inspect.S3Options
 	// NATSServer is shown in the footer; give it without credentials.
 	NATSServer string
 	Version    string
@@ -70,6 +79,10 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	c        *reelq.Client
+	i        *inspect.Inspector
+	r        *reads // the dashboard's own reads
+	nc       *nats.Conn
+	js       jetstream.JetStream
 	log      *slog.Logger
 	hub      *hub
 	cache    viewCache
@@ -83,8 +96,12 @@ type Server struct {
 
 // New builds a Server.
 func New(cfg Config) (*Server, error) {
-	if cfg.Client == nil {
-		return nil, errors.New("dashboard: a client is needed")
+	if cfg.Client == nil || cfg.Inspector == nil || cfg.NC == nil {
+		return nil, errors.New("dashboard: a client, an inspector and their connection are needed")
+	}
+	js, err := jetstream.New(cfg.NC)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -103,7 +120,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, c: cfg.Client, log: cfg.Logger, hub: newHub(cfg.Client, cfg.Logger), sessions: newSessions(),
+	r := newReads(cfg.NC, js)
+	s := &Server{cfg: cfg, c: cfg.Client, i: cfg.Inspector, r: r, nc: cfg.NC, js: js, log: cfg.Logger, hub: newHub(cfg.Client, cfg.Inspector, r, cfg.NC, cfg.Logger), sessions: newSessions(),
 		static: http.StripPrefix("/static/", http.FileServerFS(static))}
 	s.tmpl = tmpl.Funcs(template.FuncMap{"frag": s.fragHTML})
 	s.routes()

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 )
 
 // What the pages show. Each is read from the public client when a page is
@@ -24,12 +25,12 @@ type overviewData struct {
 	At        time.Time
 	Providers []providerRow
 	Batches   []batchRow
-	Budgets   []reelq.BudgetStatus
+	Budgets   []inspect.BudgetStatus
 	DLQ       uint64
 }
 
 type providerRow struct {
-	reelq.ProviderStats
+	inspect.ProviderStats
 	QueuedTotal   uint64
 	State         string // running, idle, paused, no worker
 	Warning       string
@@ -37,9 +38,9 @@ type providerRow struct {
 }
 
 type batchRow struct {
-	reelq.BatchStats
+	inspect.BatchStats
 	Spend   reelq.Spend
-	Budgets []reelq.BudgetStatus
+	Budgets []inspect.BudgetStatus
 	Started time.Time
 	// Finished is set when every enqueued job has a result.
 	Finished bool
@@ -61,21 +62,21 @@ func (b batchRow) Pct() float64 {
 
 func (s *Server) overview(ctx context.Context) (*overviewData, error) {
 	var (
-		st      *reelq.Stats
-		budgets []reelq.BudgetStatus
+		st      *inspect.Stats
+		budgets []inspect.BudgetStatus
 		dlq     uint64
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) {
-		st, err = s.c.Stats(gctx, reelq.StatsOptions{Recent: 20})
+		st, err = s.i.Stats(gctx, inspect.StatsOptions{Recent: 20})
 		return err
 	})
 	g.Go(func() (err error) {
-		budgets, err = s.c.Budgets(gctx)
+		budgets, err = s.i.Budgets(gctx)
 		return err
 	})
 	g.Go(func() error {
-		n, err := s.c.DeadLetterCount(gctx)
+		n, err := s.r.deadLetterCount(gctx)
 		dlq = n
 		return err
 	})
@@ -94,7 +95,7 @@ func (s *Server) overview(ctx context.Context) (*overviewData, error) {
 	return d, nil
 }
 
-func (s *Server) providerRow(p reelq.ProviderStats) providerRow {
+func (s *Server) providerRow(p inspect.ProviderStats) providerRow {
 	r := providerRow{ProviderStats: p, SubmitsPerMin: s.hub.submitRate(p.Provider)}
 	r.QueuedTotal = p.Queued[reelq.High] + p.Queued[reelq.Normal] + p.Queued[reelq.Low]
 	busy := p.Running > 0 || p.Waiting > 0 || r.QueuedTotal > 0
@@ -120,7 +121,7 @@ func (s *Server) providerRow(p reelq.ProviderStats) providerRow {
 
 // batchRows adds spend, budgets and times to the batches' counters, with
 // a few requests per batch in parallel.
-func (s *Server) batchRows(ctx context.Context, bs []reelq.BatchStats, budgets []reelq.BudgetStatus) ([]batchRow, error) {
+func (s *Server) batchRows(ctx context.Context, bs []inspect.BatchStats, budgets []inspect.BudgetStatus) ([]batchRow, error) {
 	rows := make([]batchRow, len(bs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
@@ -132,11 +133,11 @@ func (s *Server) batchRows(ctx context.Context, bs []reelq.BatchStats, budgets [
 			}
 		}
 		g.Go(func() error {
-			sp, err := s.c.BatchSpend(gctx, b.Batch)
+			sp, err := s.i.BatchSpend(gctx, b.Batch)
 			if err != nil {
 				return err
 			}
-			started, err := s.c.BatchStarted(gctx, b.Batch)
+			started, err := s.r.batchStarted(gctx, b.Batch)
 			if err != nil {
 				return err
 			}
@@ -168,7 +169,7 @@ type batchData struct {
 	Row batchRow
 	// Jobs is one page of the batch's index.
 	Jobs []jobRow
-	From reelq.IndexCursor
+	From indexCursor
 	Next string // cursor of the next page, "" at the end
 	// Sampled is how many finished jobs of this page have a cost; SoFar
 	// and Whole extrapolate their mean cost to the batch's finished jobs
@@ -192,23 +193,23 @@ type jobRow struct {
 
 const batchPage = 100
 
-func (s *Server) batch(ctx context.Context, name string, from reelq.IndexCursor) (*batchData, error) {
-	st, err := s.c.Stats(ctx, reelq.StatsOptions{Batch: name})
+func (s *Server) batch(ctx context.Context, name string, from indexCursor) (*batchData, error) {
+	st, err := s.i.Stats(ctx, inspect.StatsOptions{Batch: name})
 	if err != nil {
 		return nil, err
 	}
-	var bs reelq.BatchStats
+	var bs inspect.BatchStats
 	found := false
 	for _, b := range st.Batches {
 		if b.Batch == name {
 			bs, found = b, true
 		}
 	}
-	budgets, err := s.c.Budgets(ctx)
+	budgets, err := s.i.Budgets(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ids, next, more, err := s.c.BatchIndex(ctx, name, from, batchPage)
+	ids, next, more, err := s.r.batchIndex(ctx, name, from, batchPage)
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +217,7 @@ func (s *Server) batch(ctx context.Context, name string, from reelq.IndexCursor)
 		return nil, reelq.ErrNotFound
 	}
 	bs.Batch = name
-	rows, err := s.batchRows(ctx, []reelq.BatchStats{bs}, budgets)
+	rows, err := s.batchRows(ctx, []inspect.BatchStats{bs}, budgets)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +230,7 @@ func (s *Server) batch(ctx context.Context, name string, from reelq.IndexCursor)
 	if more {
 		d.Next = cursorString(next)
 	}
-	states, err := s.c.JobStates(ctx, ids)
+	states, err := s.r.jobStates(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -255,15 +256,15 @@ func (s *Server) batch(ctx context.Context, name string, from reelq.IndexCursor)
 	return d, nil
 }
 
-func cursorString(c reelq.IndexCursor) string {
+func cursorString(c indexCursor) string {
 	return strconv.FormatUint(c.Seq, 10) + "." + strconv.Itoa(c.Skip)
 }
 
-func parseCursor(s string) reelq.IndexCursor {
+func parseCursor(s string) indexCursor {
 	a, b, _ := strings.Cut(s, ".")
 	seq, _ := strconv.ParseUint(a, 10, 64)
 	skip, _ := strconv.Atoi(b)
-	return reelq.IndexCursor{Seq: seq, Skip: max(skip, 0)}
+	return indexCursor{Seq: seq, Skip: max(skip, 0)}
 }
 
 type jobData struct {
@@ -305,11 +306,11 @@ func (s *Server) job(ctx context.Context, id string) (*jobData, error) {
 		return err
 	})
 	g.Go(func() (err error) {
-		evs, err = s.c.JobEvents(gctx, id)
+		evs, err = s.i.JobEvents(gctx, id)
 		return err
 	})
 	g.Go(func() (err error) {
-		cr, err = s.c.CancelRequested(gctx, []string{id})
+		cr, err = s.i.CancelRequested(gctx, []string{id})
 		return err
 	})
 	if err := g.Wait(); err != nil {
@@ -385,18 +386,18 @@ type dlqData struct {
 }
 
 type dlqRow struct {
-	reelq.DeadLetter
+	inspect.DeadLetter
 	Payload string
 }
 
 const dlqPage = 50
 
 func (s *Server) dlq(ctx context.Context, after uint64) (*dlqData, error) {
-	n, err := s.c.DeadLetterCount(ctx)
+	n, err := s.r.deadLetterCount(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ls, err := s.c.DeadLettersPage(ctx, after, dlqPage)
+	ls, err := s.r.deadLettersPage(ctx, after, dlqPage)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // waitNote says why a batch's jobs wait in the queue: their provider is
@@ -12,7 +14,7 @@ import (
 type waitNote struct {
 	Provider string
 	Queued   uint64
-	Pause    *reelq.Pause
+	Pause    *inspect.Pause
 	NoWorker bool
 	// Seen is set when one of the batch's jobs was found in the
 	// provider's queue (else they may be there, behind others).
@@ -23,7 +25,7 @@ type waitNote struct {
 // each paused (or workerless) provider with jobs queued, and whether the
 // batch's jobs are among the oldest of its queue (the first ones a
 // worker would take, read by direct get, at most 1 MiB of them).
-func (s *Server) waitingOn(ctx context.Context, batch string, ps []reelq.ProviderStats) ([]waitNote, error) {
+func (s *Server) waitingOn(ctx context.Context, batch string, ps []inspect.ProviderStats) ([]waitNote, error) {
 	var out []waitNote
 	for _, p := range ps {
 		// Pulled ahead (waiting) or not, their messages are in JOBS.
@@ -32,7 +34,7 @@ func (s *Server) waitingOn(ctx context.Context, batch string, ps []reelq.Provide
 			continue
 		}
 		n := waitNote{Provider: p.Provider, Queued: queued, Pause: p.Pause, NoWorker: p.NoWorker}
-		err := directGet(ctx, s.c.Conn(), reelq.StreamJobs, directReq{Seq: 1, NextFor: "jobs." + p.Provider + ".>", Batch: 256, MaxBytes: 1 << 20}, func(m stored) bool {
+		err := directGet(ctx, s.nc, wire.StreamJobs, directReq{Seq: 1, NextFor: "jobs." + p.Provider + ".>", Batch: 256, MaxBytes: 1 << 20}, func(m stored) bool {
 			var j struct {
 				Batch string `json:"batch"`
 			}

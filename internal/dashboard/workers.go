@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/heartbeat"
 )
 
@@ -48,7 +48,7 @@ const lateAfter = 3 * heartbeat.Interval
 func (s *Server) workers(ctx context.Context) (*workersData, error) {
 	var (
 		recs []heartbeat.Record
-		st   *reelq.Stats
+		st   *inspect.Stats
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) {
@@ -56,7 +56,7 @@ func (s *Server) workers(ctx context.Context) (*workersData, error) {
 		return err
 	})
 	g.Go(func() (err error) {
-		st, err = s.c.Stats(gctx, reelq.StatsOptions{})
+		st, err = s.i.Stats(gctx, inspect.StatsOptions{})
 		return err
 	})
 	if err := g.Wait(); err != nil {
@@ -109,7 +109,7 @@ func (s *Server) workers(ctx context.Context) (*workersData, error) {
 // lastRecords reads every worker's last record.
 func (s *Server) lastRecords(ctx context.Context) ([]heartbeat.Record, error) {
 	var out []heartbeat.Record
-	err := directGet(ctx, s.c.Conn(), heartbeat.Stream, directReq{MultiLast: []string{"workers.*"}, Batch: 1024}, func(m stored) bool {
+	err := directGet(ctx, s.nc, heartbeat.Stream, directReq{MultiLast: []string{"workers.*"}, Batch: 1024}, func(m stored) bool {
 		var r heartbeat.Record
 		if json.Unmarshal(m.Data, &r) == nil && r.Worker != "" {
 			out = append(out, r)

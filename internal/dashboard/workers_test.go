@@ -78,7 +78,7 @@ func TestWorkersActivityAndPausedBatch(t *testing.T) {
 	}
 
 	// Paused: the next batch waits, and its page says why.
-	if _, err := d.Client.Pause(ctx, "samsar", "topping up credits"); err != nil {
+	if _, err := d.Inspector.Pause(ctx, "samsar", "topping up credits"); err != nil {
 		t.Fatal(err)
 	}
 	d.Enqueue(samsarJobs("stuck", 3)...)

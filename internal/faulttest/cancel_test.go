@@ -14,6 +14,7 @@ import (
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/waitfor"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // A job cancelled while queued (no worker running yet: the request waits
@@ -159,7 +160,7 @@ func TestCancelWhenResultPublishFails(t *testing.T) {
 	canceller := env.StartWorker(reelqtest.WorkerOptions{ID: "canceller", Providers: map[string]reelqtest.Settings{"vimmerse": {}}})
 	// Its canceller reads requests made after its durable consumer exists.
 	if err := waitfor.Poll(30*time.Second, func() error {
-		_, err := env.JS.Consumer(ctx, "KV_"+reelq.BucketCancel, "reelq-canceller")
+		_, err := env.JS.Consumer(ctx, "KV_"+wire.BucketCancel, "reelq-canceller")
 		return err
 	}); err != nil {
 		t.Fatalf("the canceller's consumer: %v", err)

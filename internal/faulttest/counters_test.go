@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/money"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/queue"
@@ -53,8 +54,10 @@ func TestCountsAgreeWithResultsAfterWorkerKills(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := c.rc.CancelBatch(ctx, "tally", "counts test", nil); err != nil {
-		t.Fatal(err)
+	for _, err := range c.rc.CancelBatch(ctx, "tally", "counts test") {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	c.waitSettled(t, len(jobs), 2*time.Minute)
 	got := c.resultTally(t)
@@ -150,7 +153,7 @@ func (c *client) checkCounts(t testing.TB, batch string, enqueued uint64, want t
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := c.rc.Stats(ctx, reelq.StatsOptions{Batch: batch})
+	st, err := c.ri.Stats(ctx, inspect.StatsOptions{Batch: batch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +189,7 @@ func (c *client) enqueuedCount(t testing.TB, batch string) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := c.rc.Stats(ctx, reelq.StatsOptions{Batch: batch})
+	st, err := c.ri.Stats(ctx, inspect.StatsOptions{Batch: batch})
 	if err != nil {
 		t.Fatal(err)
 	}

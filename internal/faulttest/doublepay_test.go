@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providers/all"
 	"github.com/reelq/reelq/internal/providersim"
@@ -198,14 +199,14 @@ func slowCreateKills(t *testing.T, policy string, wantKills int, task, lease tim
 		if jst.Phase != reelq.PhaseHeld {
 			continue
 		}
-		o := reelq.ResolveOptions{TaskID: s.mem.TaskFor("samsar", samsarKey(j))}
+		o := inspect.ResolveOptions{TaskID: s.mem.TaskFor("samsar", samsarKey(j))}
 		if o.TaskID == "" {
 			o.Resubmit = true
 			resubmitted++
 		} else {
 			found++
 		}
-		if _, err := c.rc.Resolve(ctx, j.ID, o); err != nil {
+		if _, err := c.ri.Resolve(ctx, j.ID, o); err != nil {
 			t.Fatalf("resolve %s %+v: %v", j.ID, o, err)
 		}
 	}

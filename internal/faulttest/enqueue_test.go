@@ -15,6 +15,7 @@ import (
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/waitfor"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 func fastSamsar() map[string]providersim.Knobs {
@@ -47,7 +48,7 @@ func TestEnqueueSameJobTwice(t *testing.T) {
 		t.Fatalf("enqueue of the id with other content: %+v %v, want failed with ErrConflict", out, err)
 	}
 	msg := reelqtest.JobMsg(&job)
-	if ack, err := env.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(reelq.JobMsgID(job.ID, 1))); err != nil || !ack.Duplicate {
+	if ack, err := env.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(wire.JobMsgID(job.ID, 1))); err != nil || !ack.Duplicate {
 		t.Fatalf("republish with the same Nats-Msg-Id: ack %+v err %v, want a duplicate", ack, err)
 	}
 	msg = reelqtest.JobMsg(&job)

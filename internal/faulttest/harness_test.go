@@ -22,11 +22,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/providers/all"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/waitfor"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // apiKey is the key the simulator expects from every worker.
@@ -417,6 +419,7 @@ type client struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	rc     *reelq.Client
+	ri     *inspect.Inspector
 	states *jobstate.Store
 }
 
@@ -452,7 +455,11 @@ func connect(t testing.TB, url string, replicas int) *client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &client{nc: nc, js: js, rc: rc, states: jobstate.New(js, kv)}
+	ri, err := inspect.New(ctx, nc, reelq.Options{ProviderEnv: map[string]string{}, By: "faulttest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &client{nc: nc, js: js, rc: rc, ri: ri, states: jobstate.New(js, kv)}
 }
 
 // samsarJobs returns n valid Samsar jobs whose prompts name them, so the
@@ -550,7 +557,7 @@ func (c *client) waitSettledOrHeld(t testing.TB, jobs []reelq.Job, timeout time.
 		}
 		open := 0
 		for _, j := range jobs {
-			if counts[reelq.ResultSubject(j.Provider, j.ID)] > 0 {
+			if counts[wire.ResultSubject(j.Provider, j.ID)] > 0 {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -630,7 +637,7 @@ func verifyHeld(t testing.TB, c *client, subs map[string]int, jobs []reelq.Job, 
 	}
 	expected := map[string]bool{}
 	for _, j := range jobs {
-		subj := reelq.ResultSubject(j.Provider, j.ID)
+		subj := wire.ResultSubject(j.Provider, j.ID)
 		expected[subj] = true
 		st, _, err := c.states.Get(ctx, j.ID)
 		if err != nil {
@@ -717,7 +724,7 @@ func verifyHeld(t testing.TB, c *client, subs map[string]int, jobs []reelq.Job, 
 // or job (job events are on events.<provider>.<kind>.<job_id>).
 func (c *client) eventCount(kind string) uint64 {
 	var n uint64
-	for _, f := range reelq.EventFilter("*", kind) {
+	for _, f := range wire.EventFilter("*", kind) {
 		for _, m := range c.subjectCounts(queue.StreamEvents, f) {
 			n += m
 		}

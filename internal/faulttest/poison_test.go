@@ -12,6 +12,7 @@ import (
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/wire"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -61,7 +62,7 @@ func TestPoisonMessagesEndInDLQ(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	garbage := reelq.SeqID(ack.Sequence)
+	garbage := wire.SeqID(ack.Sequence)
 	results := env.Results(3, time.Minute)
 	waitDrained(t, env)
 
@@ -82,7 +83,7 @@ func TestPoisonMessagesEndInDLQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	for id, want := range map[string][]byte{poison.ID: payload, garbage: []byte("{oops")} {
-		m, err := dlq.GetLastMsgForSubject(ctx, reelq.DLQSubject("samsar", id))
+		m, err := dlq.GetLastMsgForSubject(ctx, wire.DLQSubject("samsar", id))
 		if err != nil {
 			t.Errorf("DLQ has no message for %s: %v", id, err)
 			continue

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/waitfor"
@@ -137,7 +138,7 @@ func TestSubmitTimeoutsPauseProvider(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if was, err := c.rc.Resume(ctx, "samsar"); err != nil || !was {
+	if was, err := c.ri.Resume(ctx, "samsar"); err != nil || !was {
 		t.Fatalf("resume: %v %v", was, err)
 	}
 	c.waitSettled(t, 1, time.Minute)
@@ -183,7 +184,7 @@ func TestSubmitWithoutTaskIDPausesProvider(t *testing.T) {
 	s.setKnobs(t, "samsar", map[string]any{"missing_task_id": false})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := c.rc.Resume(ctx, "samsar"); err != nil {
+	if _, err := c.ri.Resume(ctx, "samsar"); err != nil {
 		t.Fatal(err)
 	}
 	c.waitSettled(t, len(jobs), time.Minute)
@@ -211,13 +212,13 @@ func TestSubmitWithoutTaskIDPausesProvider(t *testing.T) {
 }
 
 // waitPause waits until the client's stats show provider paused.
-func (c *client) waitPause(t testing.TB, provider string, timeout time.Duration) reelq.Pause {
+func (c *client) waitPause(t testing.TB, provider string, timeout time.Duration) inspect.Pause {
 	t.Helper()
-	var p *reelq.Pause
+	var p *inspect.Pause
 	if err := waitfor.Poll(timeout, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		st, err := c.rc.Stats(ctx, reelq.StatsOptions{Recent: -1})
+		st, err := c.ri.Stats(ctx, inspect.StatsOptions{Recent: -1})
 		if err != nil {
 			return err
 		}

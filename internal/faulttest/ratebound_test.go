@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
@@ -158,9 +159,9 @@ func TestRateLimitBucketUnwritable(t *testing.T) {
 		t.Fatal(err)
 	}
 	broken := time.Now()
-	var alarm *reelq.LimiterAlarm
+	var alarm *inspect.LimiterAlarm
 	if err := waitfor.Poll(time.Minute, func() error {
-		st, err := c.rc.Stats(ctx, reelq.StatsOptions{Recent: -1})
+		st, err := c.ri.Stats(ctx, inspect.StatsOptions{Recent: -1})
 		if err != nil {
 			return err
 		}

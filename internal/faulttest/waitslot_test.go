@@ -16,6 +16,7 @@ import (
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providers/all"
 	"github.com/reelq/reelq/internal/providersim"
+	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/waitfor"
 )
 
@@ -86,7 +87,7 @@ func TestWaitForAnotherSubmitHoldsNoSlot(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := c.rc.WaitAll(ctx, ids, nil); err != nil {
+	if _, err := reelqtest.WaitAll(ctx, c.rc, ids, reelq.WaitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	var tasks []providersim.TaskInfo

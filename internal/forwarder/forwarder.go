@@ -37,9 +37,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/netguard"
 	"github.com/reelq/reelq/internal/webhook"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // Config configures a Forwarder. Zero durations and counts take the
@@ -124,10 +124,10 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Forwarder, e
 		return nil, fmt.Errorf("forwarder: %w", err)
 	}
 	f := &Forwarder{cfg: cfg, js: js, log: cfg.Logger, send: newSender(g, cfg.Secrets, cfg.Timeout, time.Now)}
-	if f.results, err = js.Stream(ctx, reelq.StreamResults); errors.Is(err, jetstream.ErrStreamNotFound) {
+	if f.results, err = js.Stream(ctx, wire.StreamResults); errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, ErrNoStreams
 	} else if err != nil {
-		return nil, fmt.Errorf("forwarder: stream %s: %w", reelq.StreamResults, err)
+		return nil, fmt.Errorf("forwarder: stream %s: %w", wire.StreamResults, err)
 	}
 	if err := Setup(ctx, js, cfg.Layout); err != nil {
 		return nil, err
@@ -272,7 +272,7 @@ func parseEvent(subject string, data []byte) event {
 // webhookID is the result's webhook-id: its Nats-Msg-Id in RESULTS
 // (result:<job id>, result:<job id>:<run> for later runs), the same on
 // every attempt and re-drive, so receivers de-duplicate by it.
-func (e event) webhookID() string { return reelq.ResultMsgID(e.ID, e.Run) }
+func (e event) webhookID() string { return wire.ResultMsgID(e.ID, e.Run) }
 
 func (f *Forwarder) count(outcome string, n int) {
 	if n > 0 {

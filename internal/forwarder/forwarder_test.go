@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/forwarder"
 	"github.com/reelq/reelq/internal/netguard"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 func always(code int) func(string, int) int { return func(string, int) int { return code } }
@@ -135,7 +135,7 @@ func publishJobs(t testing.TB, e *env, n int) []string {
 		runs[j]++
 		id := fmt.Sprintf("job-%04d", j)
 		e.publish(t, "samsar", "bulk", id, runs[j])
-		ids = append(ids, reelq.ResultMsgID(id, runs[j]))
+		ids = append(ids, wire.ResultMsgID(id, runs[j]))
 	}
 	return ids
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // Streams, bucket and names of the forwarder. They are a public contract
@@ -84,13 +84,13 @@ func consumers(ctx context.Context, js jetstream.JetStream, results jetstream.St
 		c.Description = "reelq result forwarder (webhooks)"
 		return c
 	}
-	res, err = js.Consumer(ctx, reelq.StreamResults, name)
+	res, err = js.Consumer(ctx, wire.StreamResults, name)
 	switch {
 	case err == nil:
 		c := res.CachedInfo().Config
 		if c.AckWait != ackWait || c.MaxAckPending != maxPending {
-			if res, err = js.UpdateConsumer(ctx, reelq.StreamResults, want(c)); err != nil {
-				return nil, nil, 0, fmt.Errorf("forwarder: update consumer %s on %s: %w", name, reelq.StreamResults, err)
+			if res, err = js.UpdateConsumer(ctx, wire.StreamResults, want(c)); err != nil {
+				return nil, nil, 0, fmt.Errorf("forwarder: update consumer %s on %s: %w", name, wire.StreamResults, err)
 			}
 		}
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
@@ -98,15 +98,15 @@ func consumers(ctx context.Context, js jetstream.JetStream, results jetstream.St
 		if !deliverAll {
 			info, err := results.Info(ctx)
 			if err != nil {
-				return nil, nil, 0, fmt.Errorf("forwarder: stream %s: %w", reelq.StreamResults, err)
+				return nil, nil, 0, fmt.Errorf("forwarder: stream %s: %w", wire.StreamResults, err)
 			}
 			c = jetstream.ConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: info.State.LastSeq + 1}
 		}
-		if res, err = js.CreateConsumer(ctx, reelq.StreamResults, want(c)); err != nil {
-			return nil, nil, 0, fmt.Errorf("forwarder: create consumer %s on %s: %w", name, reelq.StreamResults, err)
+		if res, err = js.CreateConsumer(ctx, wire.StreamResults, want(c)); err != nil {
+			return nil, nil, 0, fmt.Errorf("forwarder: create consumer %s on %s: %w", name, wire.StreamResults, err)
 		}
 	default:
-		return nil, nil, 0, fmt.Errorf("forwarder: consumer %s on %s: %w", name, reelq.StreamResults, err)
+		return nil, nil, 0, fmt.Errorf("forwarder: consumer %s on %s: %w", name, wire.StreamResults, err)
 	}
 	first = max(res.CachedInfo().Config.OptStartSeq, 1)
 	redrive, err = js.CreateOrUpdateConsumer(ctx, StreamRedrive, want(jetstream.ConsumerConfig{}))

@@ -25,6 +25,7 @@ import (
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/netguard"
 	"github.com/reelq/reelq/internal/webhook"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // Every goroutine the forwarder starts stops with Run.
@@ -78,7 +79,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if d := time.Since(time.Unix(sec, 0)); d > time.Minute || d < -time.Minute {
 		r.violations = append(r.violations, fmt.Sprintf("%s: timestamp %s is %s from now", id, ts, d))
 	}
-	if req.Header.Get("Content-Type") != "application/json" || id != reelq.ResultMsgID(res.ID, res.Run) {
+	if req.Header.Get("Content-Type") != "application/json" || id != wire.ResultMsgID(res.ID, res.Run) {
 		r.violations = append(r.violations, fmt.Sprintf("%s: content type %q, result %s run %d", id, req.Header.Get("Content-Type"), res.ID, res.Run))
 	}
 	if runs := r.runs[res.ID]; res.Run > 1 && (len(runs) == 0 || runs[len(runs)-1] < res.Run-1) {
@@ -188,9 +189,9 @@ func (e *env) publish(t testing.TB, provider, batch, id string, run int) []byte 
 	t.Helper()
 	b, _ := json.Marshal(reelq.Result{ID: id, Provider: provider, Batch: batch, Run: run, Status: reelq.StatusSucceeded, Attempts: 1,
 		CompletedAt: time.Now().UTC(), Outputs: []reelq.Output{{URL: "https://cdn.example/" + id + ".mp4", ContentType: "video/mp4"}}})
-	m := nats.NewMsg(reelq.ResultSubject(provider, id))
+	m := nats.NewMsg(wire.ResultSubject(provider, id))
 	m.Data = b
-	m.Header.Set(nats.MsgIdHdr, reelq.ResultMsgID(id, run))
+	m.Header.Set(nats.MsgIdHdr, wire.ResultMsgID(id, run))
 	if _, err := e.js.PublishMsg(e.ctx, m); err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +205,7 @@ func (e *env) settled(t testing.TB, durable string) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		c, err := e.js.Consumer(e.ctx, reelq.StreamResults, durable)
+		c, err := e.js.Consumer(e.ctx, wire.StreamResults, durable)
 		if err != nil {
 			t.Fatal(err)
 		}

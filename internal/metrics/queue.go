@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // QueueCollector reports each provider consumer's backlog from the server
@@ -48,7 +49,7 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	for _, p := range c.providers {
 		for _, prio := range reelq.Priorities {
-			cons, err := c.js.Consumer(ctx, "JOBS", reelq.ConsumerName(p, prio))
+			cons, err := c.js.Consumer(ctx, "JOBS", wire.ConsumerName(p, prio))
 			if err != nil {
 				continue
 			}

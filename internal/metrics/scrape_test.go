@@ -16,6 +16,7 @@ import (
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/waitfor"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -30,7 +31,7 @@ func TestResultsLag(t *testing.T) {
 	natstest.Setup(t, js)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cons, err := js.CreateOrUpdateConsumer(ctx, reelq.StreamResults, jetstream.ConsumerConfig{Durable: "forwarder", AckPolicy: jetstream.AckExplicitPolicy})
+	cons, err := js.CreateOrUpdateConsumer(ctx, wire.StreamResults, jetstream.ConsumerConfig{Durable: "forwarder", AckPolicy: jetstream.AckExplicitPolicy})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func TestQueueDepthPerPriority(t *testing.T) {
 		t.Fatal(err)
 	}
 	for id, p := range map[string]reelq.Priority{"h1": reelq.High, "l1": reelq.Low, "l2": reelq.Low} {
-		if _, err := js.Publish(ctx, reelq.JobSubject("segmind", p, id), []byte(`{}`)); err != nil {
+		if _, err := js.Publish(ctx, wire.JobSubject("segmind", p, id), []byte(`{}`)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/money"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // countResult adds a published result to the COUNTERS stream: done_<status>
@@ -50,19 +51,19 @@ func counterIncrements(r *reelq.Result) []*nats.Msg {
 	incr := func(subj, what string, by int64) {
 		m := nats.NewMsg(subj)
 		m.Header.Set("Nats-Incr", "+"+strconv.FormatInt(by, 10))
-		m.Header.Set(reelq.HeaderMsgID, "cnt:"+what+":"+r.ID+":"+run)
+		m.Header.Set(wire.HeaderMsgID, "cnt:"+what+":"+r.ID+":"+run)
 		out = append(out, m)
 	}
 	if r.Batch != "" {
-		incr(reelq.BatchCounterSubject(r.Batch, "done_"+r.Status), "b", 1)
+		incr(wire.BatchCounterSubject(r.Batch, "done_"+r.Status), "b", 1)
 	}
 	if r.Cost != nil && r.Cost.Amount > 0 && r.Cost.Unit != "" {
 		micro := int64(money.FromFloat(r.Cost.Amount))
-		field := reelq.SpendCounterField(r.Cost.Unit)
+		field := wire.SpendCounterField(r.Cost.Unit)
 		if r.Batch != "" {
-			incr(reelq.BatchCounterSubject(r.Batch, field), "sb", micro)
+			incr(wire.BatchCounterSubject(r.Batch, field), "sb", micro)
 		}
-		incr(reelq.ProviderCounterSubject(r.Provider, field), "sp", micro)
+		incr(wire.ProviderCounterSubject(r.Provider, field), "sp", micro)
 	}
 	return out
 }

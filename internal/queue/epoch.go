@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
-	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // The budgets bucket carries a witness of its own history: the key
@@ -44,7 +44,7 @@ var ErrBudgetsLost = errors.New("the budgets bucket lost its history (limits and
 // missing, the history was lost, and only a worker may decide what then
 // (see CheckEpoch).
 func setupBudgetsEpoch(ctx context.Context, js jetstream.JetStream) error {
-	s, err := js.Stream(ctx, "KV_"+reelq.BucketBudgets)
+	s, err := js.Stream(ctx, "KV_"+wire.BucketBudgets)
 	if err != nil {
 		return err
 	}
@@ -52,7 +52,7 @@ func setupBudgetsEpoch(ctx context.Context, js jetstream.JetStream) error {
 	if cfg.Metadata[EpochMetadata] != "" {
 		return nil
 	}
-	kv, err := js.KeyValue(ctx, reelq.BucketBudgets)
+	kv, err := js.KeyValue(ctx, wire.BucketBudgets)
 	if err != nil {
 		return err
 	}
@@ -102,9 +102,9 @@ func BudgetsMeta(ctx context.Context, kv jetstream.KeyValue) (epoch string, keyT
 		return "", 0, fmt.Errorf("unexpected bucket status %T", st)
 	}
 	md := bs.StreamInfo().Config.Metadata
-	if v := md[reelq.BudgetsKeyTTLMetadata]; v != "" {
+	if v := md[wire.BudgetsKeyTTLMetadata]; v != "" {
 		if keyTTL, err = time.ParseDuration(v); err != nil {
-			return "", 0, fmt.Errorf("bucket %s: metadata %s=%q: %w", reelq.BucketBudgets, reelq.BudgetsKeyTTLMetadata, v, err)
+			return "", 0, fmt.Errorf("bucket %s: metadata %s=%q: %w", wire.BucketBudgets, wire.BudgetsKeyTTLMetadata, v, err)
 		}
 	}
 	return md[EpochMetadata], keyTTL, nil

@@ -14,24 +14,25 @@ import (
 	"github.com/reelq/reelq/internal/archive"
 	"github.com/reelq/reelq/internal/heartbeat"
 	"github.com/reelq/reelq/internal/slots"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // Stream, bucket and subject names: the public contract, defined in the
 // reelq package and repeated here for the worker's convenience.
 const (
-	StreamJobs       = reelq.StreamJobs
-	StreamResults    = reelq.StreamResults
-	StreamEvents     = reelq.StreamEvents
-	StreamDLQ        = reelq.StreamDLQ
-	StreamAdvisories = reelq.StreamAdvisories
-	StreamControl    = reelq.StreamControl
-	StreamCounters   = reelq.StreamCounters
-	StreamBatches    = reelq.StreamBatches
+	StreamJobs       = wire.StreamJobs
+	StreamResults    = wire.StreamResults
+	StreamEvents     = wire.StreamEvents
+	StreamDLQ        = wire.StreamDLQ
+	StreamAdvisories = wire.StreamAdvisories
+	StreamControl    = wire.StreamControl
+	StreamCounters   = wire.StreamCounters
+	StreamBatches    = wire.StreamBatches
 
-	BucketJobs      = reelq.BucketJobs
-	BucketProviders = reelq.BucketProviders
-	BucketRateLimit = reelq.BucketRateLimit
-	BucketCancel    = reelq.BucketCancel
+	BucketJobs      = wire.BucketJobs
+	BucketProviders = wire.BucketProviders
+	BucketRateLimit = wire.BucketRateLimit
+	BucketCancel    = wire.BucketCancel
 	BucketSlots     = slots.Bucket
 
 	// MaxDeliveriesAdvisory is the subject the server publishes when a JOBS
@@ -97,7 +98,7 @@ func (l Layout) withDefaults() Layout {
 func jobSubjects() []string {
 	var out []string
 	for _, p := range reelq.Providers {
-		out = append(out, reelq.JobSubjects(p)...)
+		out = append(out, wire.JobSubjects(p)...)
 	}
 	return out
 }
@@ -218,7 +219,7 @@ func (l Layout) KeyValueConfigs() []jetstream.KeyValueConfig {
 		// No MaxAge: a provider limit stays until it is changed. Batch
 		// limits and spend expire one by one (per-message TTLs, see
 		// tuneBucket).
-		{Bucket: reelq.BucketBudgets, Description: "reelq budgets: limits and spend", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
+		{Bucket: wire.BucketBudgets, Description: "reelq budgets: limits and spend", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 	}
 }
 
@@ -231,12 +232,12 @@ func (l Layout) KeyValueConfigs() []jetstream.KeyValueConfig {
 // long batch limits and spend are kept (JobStateTTL).
 func (l Layout) tuneBucket(sc *jetstream.StreamConfig) {
 	sc.AllowRollup = false
-	if sc.Name == "KV_"+reelq.BucketBudgets {
+	if sc.Name == "KV_"+wire.BucketBudgets {
 		sc.AllowMsgTTL = true
 		if sc.Metadata == nil {
 			sc.Metadata = map[string]string{}
 		}
-		sc.Metadata[reelq.BudgetsKeyTTLMetadata] = l.withDefaults().JobStateTTL.String()
+		sc.Metadata[wire.BudgetsKeyTTLMetadata] = l.withDefaults().JobStateTTL.String()
 	}
 }
 
@@ -264,7 +265,7 @@ func Setup(ctx context.Context, js jetstream.JetStream, l Layout) error {
 		}
 	}
 	if err := setupBudgetsEpoch(ctx, js); err != nil {
-		return fmt.Errorf("bucket %s: %w", reelq.BucketBudgets, err)
+		return fmt.Errorf("bucket %s: %w", wire.BucketBudgets, err)
 	}
 	if l.Outputs {
 		l = l.withDefaults()
@@ -430,9 +431,9 @@ func ConsumerConfig(provider string, p reelq.Priority, s ConsumerSettings) jetst
 		md["reelq_burst"] = strconv.Itoa(s.Burst)
 	}
 	return jetstream.ConsumerConfig{
-		Durable:        reelq.ConsumerName(provider, p),
+		Durable:        wire.ConsumerName(provider, p),
 		Description:    "reelq " + string(p.Or()) + " priority jobs for " + provider,
-		FilterSubjects: reelq.ConsumerFilter(provider, p),
+		FilterSubjects: wire.ConsumerFilter(provider, p),
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		AckWait:        s.AckWait,
@@ -505,7 +506,7 @@ func sameMetadata(have, want map[string]string) bool {
 func ConsumerNames(provider string) []string {
 	out := make([]string, 0, len(reelq.Priorities))
 	for _, p := range reelq.Priorities {
-		out = append(out, reelq.ConsumerName(provider, p))
+		out = append(out, wire.ConsumerName(provider, p))
 	}
 	return out
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // PublishResult publishes r on its result subject and waits for the
@@ -49,7 +50,7 @@ func PublishResultData(ctx context.Context, js jetstream.JetStream, r *reelq.Res
 			expect = last.seq
 		}
 	}
-	ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(reelq.ResultMsgID(r.ID, r.Run)), jetstream.WithExpectLastSequencePerSubject(expect))
+	ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(wire.ResultMsgID(r.ID, r.Run)), jetstream.WithExpectLastSequencePerSubject(expect))
 	if IsWrongLastSequence(err) {
 		last, err := lastResult(ctx, js, r.Provider, r.ID)
 		if err != nil {
@@ -90,11 +91,11 @@ func countStored(ctx context.Context, js jetstream.JetStream, r *reelq.Result, l
 
 // resultMsg is the message that carries r, encoded as data.
 func resultMsg(r *reelq.Result, data []byte) *nats.Msg {
-	msg := &nats.Msg{Subject: reelq.ResultSubject(r.Provider, r.ID), Data: data, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: wire.ResultSubject(r.Provider, r.ID), Data: data, Header: nats.Header{}}
 	if r.Traceparent != "" {
-		msg.Header.Set(reelq.HeaderTraceparent, r.Traceparent)
+		msg.Header.Set(wire.HeaderTraceparent, r.Traceparent)
 	}
-	msg.Header.Set(reelq.HeaderRun, strconv.Itoa(max(r.Run, 1)))
+	msg.Header.Set(wire.HeaderRun, strconv.Itoa(max(r.Run, 1)))
 	return msg
 }
 
@@ -121,7 +122,7 @@ func lastResult(ctx context.Context, js jetstream.JetStream, provider, id string
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.GetLastMsgForSubject(ctx, reelq.ResultSubject(provider, id))
+	m, err := s.GetLastMsgForSubject(ctx, wire.ResultSubject(provider, id))
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/archive"
 	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/logging"
@@ -29,6 +30,7 @@ import (
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/ratelimit"
+	"github.com/reelq/reelq/internal/wire"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -43,6 +45,8 @@ type Env struct {
 	States *jobstate.Store
 	// Client is the public client, as producers use it.
 	Client *reelq.Client
+	// Inspector is the operator API, as operators use it.
+	Inspector *inspect.Inspector
 }
 
 // APIKey is the key every simulated provider expects in tests.
@@ -79,7 +83,11 @@ func NewOn(t testing.TB, s *server.Server, knobs map[string]providersim.Knobs) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Env{T: t, Server: s, NC: nc, JS: js, Sim: sim, SimURL: hs.URL, States: states, Client: client}
+	ins, err := inspect.New(context.Background(), nc, reelq.Options{ProviderEnv: map[string]string{}, By: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Env{T: t, Server: s, NC: nc, JS: js, Sim: sim, SimURL: hs.URL, States: states, Client: client, Inspector: ins}
 }
 
 // BaseURL is provider's base URL on the simulator.
@@ -315,7 +323,7 @@ func JobMsg(j *reelq.Job) *nats.Msg {
 	if err != nil {
 		panic(err)
 	}
-	return &nats.Msg{Subject: reelq.JobSubject(j.Provider, j.Priority, j.ID), Data: data, Header: nats.Header{}}
+	return &nats.Msg{Subject: wire.JobSubject(j.Provider, j.Priority, j.ID), Data: data, Header: nats.Header{}}
 }
 
 // SeqResult returns the result published under a seq- id (a message the
@@ -346,4 +354,17 @@ func (e *Env) ArchiveConfig() worker.ArchiveConfig {
 	e.T.Cleanup(f.Close)
 	return worker.ArchiveConfig{Store: store, Fetcher: f, Concurrency: 4,
 		Retry: archive.Retry{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, Budget: 2 * time.Second}}
+}
+
+// WaitAll collects the results c.WaitAll yields, by job id (those so far
+// with the error that ended it).
+func WaitAll(ctx context.Context, c *reelq.Client, ids []string, o reelq.WaitOptions) (map[string]*reelq.Result, error) {
+	out := make(map[string]*reelq.Result, len(ids))
+	for r, err := range c.WaitAll(ctx, ids, o) {
+		if err != nil {
+			return out, err
+		}
+		out[r.ID] = r
+	}
+	return out, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // ErrNotYet is what a condition returns while it does not hold, when it
@@ -124,7 +125,7 @@ func Job(tb testing.TB, js jetstream.JetStream, id string, timeout time.Duration
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	kv, err := js.KeyValue(ctx, reelq.BucketJobs)
+	kv, err := js.KeyValue(ctx, wire.BucketJobs)
 	if err != nil {
 		tb.Fatalf("waiting for job %s: %v", id, err)
 	}

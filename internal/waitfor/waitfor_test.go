@@ -13,6 +13,7 @@ import (
 	"github.com/reelq/reelq/internal/leaktest"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/waitfor"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 func TestMain(m *testing.M) { leaktest.VerifyTestMain(m) }
@@ -35,7 +36,7 @@ func TestJob(t *testing.T) {
 	natstest.Setup(t, js)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	kv, err := js.KeyValue(ctx, reelq.BucketJobs)
+	kv, err := js.KeyValue(ctx, wire.BucketJobs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/reelq/reelq/internal/metrics"
 	"github.com/reelq/reelq/internal/money"
 	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // ProviderBudget is a provider's spending limit per period, from the
@@ -86,7 +87,7 @@ func newBudgeter(js jetstream.JetStream, kv jetstream.KeyValue, log *slog.Logger
 // moves the count of batch budgets in its usage band. b.mu is held, or b
 // is not shared yet.
 func (b *budgeter) export(scope, name string) {
-	l, ok := b.limits[reelq.BudgetLimitKey(scope, name)]
+	l, ok := b.limits[wire.BudgetLimitKey(scope, name)]
 	if scope == reelq.ScopeBatch {
 		b.exportBatch(name, l, ok)
 		return
@@ -104,9 +105,9 @@ func (b *budgeter) export(scope, name string) {
 		if l.Period <= 0 {
 			l.Period = 24 * time.Hour
 		}
-		start = reelq.PeriodStart(b.now(), l.Period)
+		start = wire.PeriodStart(b.now(), l.Period)
 	}
-	sp := b.spends[reelq.BudgetSpendKey(scope, name, start)].s
+	sp := b.spends[wire.BudgetSpendKey(scope, name, start)].s
 	b.m.SetBudget(scope, name, l.Unit, l.Amount, sp.Spent[l.Unit])
 }
 
@@ -118,7 +119,7 @@ func (b *budgeter) exportBatch(name string, l reelq.BudgetLimit, ok bool) {
 		delete(b.usage, name)
 	}
 	if ok && l.Amount > 0 {
-		sp := b.spends[reelq.BudgetSpendKey(reelq.ScopeBatch, name, 0)].s
+		sp := b.spends[wire.BudgetSpendKey(reelq.ScopeBatch, name, 0)].s
 		u := metrics.BudgetUsage(sp.Spent[l.Unit] / l.Amount)
 		b.usage[name] = u
 		b.bands[u]++
@@ -203,11 +204,11 @@ func (b *budgeter) scopes(provider, batch string, est *reelq.Cost) ([]budgetScop
 	}
 	var out []budgetScope
 	if batch != "" {
-		if l, ok := b.limits[reelq.BudgetLimitKey(reelq.ScopeBatch, batch)]; ok && l.Unit == est.Unit {
-			out = append(out, budgetScope{limit: l, key: reelq.BudgetSpendKey(reelq.ScopeBatch, batch, 0)})
+		if l, ok := b.limits[wire.BudgetLimitKey(reelq.ScopeBatch, batch)]; ok && l.Unit == est.Unit {
+			out = append(out, budgetScope{limit: l, key: wire.BudgetSpendKey(reelq.ScopeBatch, batch, 0)})
 		}
 	}
-	l, ok := b.limits[reelq.BudgetLimitKey(reelq.ScopeProvider, provider)]
+	l, ok := b.limits[wire.BudgetLimitKey(reelq.ScopeProvider, provider)]
 	if !ok {
 		if pb, has := b.provider[provider]; has && pb.Limit.Amount > 0 {
 			l, ok = reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: provider, Amount: pb.Limit.Amount, Unit: pb.Limit.Unit, Period: pb.Period}, true
@@ -217,7 +218,7 @@ func (b *budgeter) scopes(provider, batch string, est *reelq.Cost) ([]budgetScop
 		if l.Period <= 0 {
 			l.Period = 24 * time.Hour
 		}
-		out = append(out, budgetScope{limit: l, key: reelq.BudgetSpendKey(reelq.ScopeProvider, provider, reelq.PeriodStart(now, l.Period))})
+		out = append(out, budgetScope{limit: l, key: wire.BudgetSpendKey(reelq.ScopeProvider, provider, wire.PeriodStart(now, l.Period))})
 	}
 	return out, seen
 }
@@ -393,7 +394,7 @@ var errSpendConflict = errors.New("spend changed meanwhile")
 // write stores a spend with compare-and-set on rev (0: the key must have
 // no value) and the bucket's TTL for spend, which kv.Update cannot set.
 func (b *budgeter) write(ctx context.Context, key string, data []byte, rev uint64) (uint64, error) {
-	ack, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: "$KV." + reelq.BucketBudgets + "." + key, Data: data},
+	ack, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: "$KV." + wire.BucketBudgets + "." + key, Data: data},
 		jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(b.epoch.ttl()))
 	if queue.IsWrongLastSequence(err) {
 		return 0, errSpendConflict
@@ -533,7 +534,7 @@ func (w *Worker) budgetPaused(provider string, j *job, over *budgetScope) {
 				Reason: "batch " + l.Name + " reached its budget of " + reelq.FormatCost(*lim) + "; raise it with 'enqueue budget set --batch " + l.Name + "'"})
 		}
 	case reelq.ScopeProvider:
-		next := time.Unix(reelq.PeriodStart(time.Now(), l.Period), 0).Add(l.Period)
+		next := time.Unix(wire.PeriodStart(time.Now(), l.Period), 0).Add(l.Period)
 		w.pauseWith(context.Background(), provider, "budget", "the provider reached its budget of "+reelq.FormatCost(*lim)+" per "+l.Period.String()+
 			"; it resumes at "+next.UTC().Format(time.RFC3339)+" or when 'enqueue budget set --provider "+provider+"' raises it", time.Until(next))
 		w.event(reelq.Event{Kind: reelq.EventBudgetPaused, Provider: provider, Code: "budget", Cost: lim, Until: &next})

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // applyBudget carries out an operator's request to set provider's limit
@@ -36,7 +37,7 @@ func (w *Worker) applyBudget(ctx context.Context, provider string, data []byte, 
 		return nil
 	}
 	l.At = at.UTC()
-	key := reelq.BudgetLimitKey(l.Scope, l.Name)
+	key := wire.BudgetLimitKey(l.Scope, l.Name)
 	kv := w.budgets.kv
 	for range 10 {
 		var rev uint64

@@ -11,6 +11,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // epochCheckInterval is how often a replica checks that the budgets
@@ -71,7 +72,7 @@ func (b *budgeter) checkEpoch(ctx context.Context) error {
 	switch {
 	case errors.Is(err, queue.ErrBudgetsLost):
 		b.log.Error("the budgets bucket lost its history: every provider is paused until an operator sets the budgets again and resumes it",
-			"bucket", reelq.BucketBudgets, "err", err)
+			"bucket", wire.BucketBudgets, "err", err)
 		b.forget()
 		if b.onLost != nil {
 			b.onLost(ctx)

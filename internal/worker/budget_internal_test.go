@@ -12,6 +12,7 @@ import (
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // A provider budget per period rolls over at the period boundary: with an
@@ -23,7 +24,7 @@ func TestProviderBudgetRollsOver(t *testing.T) {
 	defer cancel()
 	_, js := natstest.Connect(t, natstest.Server(t))
 	natstest.Setup(t, js)
-	kv, err := js.KeyValue(ctx, reelq.BucketBudgets)
+	kv, err := js.KeyValue(ctx, wire.BucketBudgets)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +55,7 @@ func TestProviderBudgetRollsOver(t *testing.T) {
 	if _, err := b.reserve(ctx, sc, est, reservation{token: "t3"}); err != nil {
 		t.Fatalf("first job of the next hour: %v", err)
 	}
-	if sc[0].key != reelq.BudgetSpendKey(reelq.ScopeProvider, "segmind", time.Date(2026, 12, 1, 11, 0, 0, 0, time.UTC).Unix()) {
+	if sc[0].key != wire.BudgetSpendKey(reelq.ScopeProvider, "segmind", time.Date(2026, 12, 1, 11, 0, 0, 0, time.UTC).Unix()) {
 		t.Errorf("spend key %s, want the 11:00 period's", sc[0].key)
 	}
 	// Released reservations give the room back; paid ones keep it.
@@ -73,7 +74,7 @@ func TestBudgetReservationIsAtomic(t *testing.T) {
 	defer cancel()
 	_, js := natstest.Connect(t, natstest.Server(t))
 	natstest.Setup(t, js)
-	kv, err := js.KeyValue(ctx, reelq.BucketBudgets)
+	kv, err := js.KeyValue(ctx, wire.BucketBudgets)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,14 +125,14 @@ func TestBudgetsLostIsNoticed(t *testing.T) {
 	defer cancel()
 	_, js := natstest.Connect(t, natstest.Server(t))
 	natstest.Setup(t, js)
-	kv, err := js.KeyValue(ctx, reelq.BucketBudgets)
+	kv, err := js.KeyValue(ctx, wire.BucketBudgets)
 	if err != nil {
 		t.Fatal(err)
 	}
 	setLimit := func() {
 		t.Helper()
 		l, _ := json.Marshal(reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: "samsar", Amount: 10, Unit: "usd", Period: 24 * time.Hour})
-		if _, err := kv.Put(ctx, reelq.BudgetLimitKey(reelq.ScopeProvider, "samsar"), l); err != nil {
+		if _, err := kv.Put(ctx, wire.BudgetLimitKey(reelq.ScopeProvider, "samsar"), l); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -167,7 +168,7 @@ func TestBudgetsLostIsNoticed(t *testing.T) {
 	if _, err := a.reserve(ctx, scopesOf(a.scopes("samsar", "", est)), est, reservation{token: "lost-1"}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := js.Stream(ctx, "KV_"+reelq.BucketBudgets)
+	s, err := js.Stream(ctx, "KV_"+wire.BucketBudgets)
 	if err != nil {
 		t.Fatal(err)
 	}

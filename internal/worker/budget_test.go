@@ -14,11 +14,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/metrics"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/providerstate"
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/waitfor"
+	"github.com/reelq/reelq/internal/wire"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -33,7 +35,7 @@ func TestBatchBudgetIsExactAcrossReplicas(t *testing.T) {
 	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(30 * time.Millisecond)}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: n * perJob, Unit: "credits"}); err != nil {
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: n * perJob, Unit: "credits"}); err != nil {
 		t.Fatal(err)
 	}
 	paused := env.Events("events.samsar." + reelq.EventBudgetPaused)
@@ -54,7 +56,7 @@ func TestBatchBudgetIsExactAcrossReplicas(t *testing.T) {
 	}
 
 	// Raise it by M jobs' worth: exactly M more run.
-	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: (n + m) * perJob, Unit: "credits"}); err != nil {
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: (n + m) * perJob, Unit: "credits"}); err != nil {
 		t.Fatal(err)
 	}
 	results := env.Results(n+m, time.Minute)
@@ -73,7 +75,7 @@ func TestBatchBudgetIsExactAcrossReplicas(t *testing.T) {
 // waitSpend watches the batch's spend until cond holds.
 func waitSpend(t *testing.T, env *reelqtest.Env, cond func(reelq.Spend) bool) reelq.Spend {
 	t.Helper()
-	return waitSpendKey(t, env, reelq.BudgetSpendKey(reelq.ScopeBatch, "test", 0), cond)
+	return waitSpendKey(t, env, wire.BudgetSpendKey(reelq.ScopeBatch, "test", 0), cond)
 }
 
 // waitSpendKey watches the spend at key until cond holds.
@@ -81,7 +83,7 @@ func waitSpendKey(t *testing.T, env *reelqtest.Env, key string, cond func(reelq.
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	kv, err := env.JS.KeyValue(ctx, reelq.BucketBudgets)
+	kv, err := env.JS.KeyValue(ctx, wire.BucketBudgets)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +116,7 @@ func TestSpendWithoutBudget(t *testing.T) {
 	waitfor.Until(t, 30*time.Second, "150 credits spent by batch test and by samsar (3 jobs x 50)", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		st, err := env.Client.Stats(ctx, reelq.StatsOptions{Batch: "test"})
+		st, err := env.Inspector.Stats(ctx, inspect.StatsOptions{Batch: "test"})
 		if err != nil {
 			return err
 		}
@@ -150,7 +152,7 @@ func TestPaidTwiceCountsTwiceAgainstBudget(t *testing.T) {
 		CreateDelayMin: providersim.Duration(1500 * time.Millisecond), CompleteAfter: providersim.Duration(30 * time.Millisecond)}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 2 * perJob, Unit: "credits"}); err != nil {
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 2 * perJob, Unit: "credits"}); err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
@@ -184,7 +186,7 @@ func TestPaidTwiceCountsTwiceAgainstBudget(t *testing.T) {
 	if spend.Spent["credits"] != 2*perJob || spend.Submissions != 2 {
 		t.Errorf("budget spend %+v, want %v credits in 2 submissions", spend, 2*perJob)
 	}
-	if got, err := env.Client.BatchSpend(ctx, "test"); err != nil || got.Spent["credits"] != 2*perJob {
+	if got, err := env.Inspector.BatchSpend(ctx, "test"); err != nil || got.Spent["credits"] != 2*perJob {
 		t.Errorf("BatchSpend = %+v, %v; want %v credits", got, err, 2*perJob)
 	}
 	if got := waitBatchStatsSpent(t, env, 2*perJob); got != 2*perJob {
@@ -217,7 +219,7 @@ func waitBatchStatsSpent(t *testing.T, env *reelqtest.Env, want float64) float64
 	_ = waitfor.Poll(20*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		st, err := env.Client.Stats(ctx, reelq.StatsOptions{Batch: "test"})
+		st, err := env.Inspector.Stats(ctx, inspect.StatsOptions{Batch: "test"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -301,7 +303,7 @@ func TestProviderBudgetPausesProvider(t *testing.T) {
 	// exactly one more job is submitted.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: "samsar",
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: "samsar",
 		Amount: (fit + raise) * perJob, Unit: "credits", Period: period}); err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +319,7 @@ func TestProviderBudgetPausesProvider(t *testing.T) {
 // cond holds.
 func waitProviderSpend(t *testing.T, env *reelqtest.Env, period time.Duration, cond func(reelq.Spend) bool) reelq.Spend {
 	t.Helper()
-	return waitSpendKey(t, env, reelq.BudgetSpendKey(reelq.ScopeProvider, "samsar", reelq.PeriodStart(time.Now(), period)), cond)
+	return waitSpendKey(t, env, wire.BudgetSpendKey(reelq.ScopeProvider, "samsar", wire.PeriodStart(time.Now(), period)), cond)
 }
 
 // A replica that dies between its budget reservation and the state write
@@ -332,7 +334,7 @@ func TestReservationOfADeadReplicaIsReleased(t *testing.T) {
 	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(30 * time.Millisecond)}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 10 * perJob, Unit: "credits"}); err != nil {
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 10 * perJob, Unit: "credits"}); err != nil {
 		t.Fatal(err)
 	}
 	cfg := worker.Config{AckWait: time.Second}
@@ -373,12 +375,12 @@ func TestBudgetsLostPausesEveryProvider(t *testing.T) {
 	settings := map[string]reelqtest.Settings{"samsar": {}}
 	r := env.StartWorker(reelqtest.WorkerOptions{ID: "before", Providers: settings})
 	limit := reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: "samsar", Amount: 1000, Unit: "credits"}
-	if err := env.Client.SetBudget(ctx, limit); err != nil {
+	if err := env.Inspector.SetBudget(ctx, limit); err != nil {
 		t.Fatal(err)
 	}
 	env.Enqueue(reelqtest.SamsarJob("lost-1"))
 	env.Results(1, time.Minute)
-	s, err := env.JS.Stream(ctx, "KV_"+reelq.BucketBudgets)
+	s, err := env.JS.Stream(ctx, "KV_"+wire.BucketBudgets)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,10 +404,10 @@ func TestBudgetsLostPausesEveryProvider(t *testing.T) {
 	if st, _, err := env.ProviderStore().Get(ctx, "samsar"); err != nil || !st.Paused || st.Code != "budgets_lost" {
 		t.Errorf("after a restart: %+v %v, want still paused", st, err)
 	}
-	if err := env.Client.SetBudget(ctx, limit); err != nil {
+	if err := env.Inspector.SetBudget(ctx, limit); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.Client.Resume(ctx, "samsar"); err != nil {
+	if _, err := env.Inspector.Resume(ctx, "samsar"); err != nil {
 		t.Fatal(err)
 	}
 	if res := env.Results(2, time.Minute); res["lost-2"] == nil || res["lost-2"][0].Status != reelq.StatusSucceeded {
@@ -430,20 +432,20 @@ func TestProviderBudgetNeverExpires(t *testing.T) {
 	// As Setup with REELQ_JOB_STATE_TTL=2s would make it (other streams
 	// refuse so short a MaxAge for their duplicate windows).
 	const ttl = 2 * time.Second
-	s, err := env.JS.Stream(ctx, "KV_"+reelq.BucketBudgets)
+	s, err := env.JS.Stream(ctx, "KV_"+wire.BucketBudgets)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := s.CachedInfo().Config
-	cfg.Metadata[reelq.BudgetsKeyTTLMetadata] = ttl.String()
+	cfg.Metadata[wire.BudgetsKeyTTLMetadata] = ttl.String()
 	if _, err := env.JS.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
 	env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": {}}})
-	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: "samsar", Amount: 1000, Unit: "credits"}); err != nil {
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeProvider, Name: "samsar", Amount: 1000, Unit: "credits"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 1000, Unit: "credits"}); err != nil {
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 1000, Unit: "credits"}); err != nil {
 		t.Fatal(err)
 	}
 	env.Enqueue(reelqtest.SamsarJob("ttl-1"))
@@ -451,14 +453,14 @@ func TestProviderBudgetNeverExpires(t *testing.T) {
 	if age := cfg.MaxAge; age != 0 {
 		t.Errorf("the budgets bucket keeps messages for %s, want no MaxAge", age)
 	}
-	period := reelq.PeriodStart(time.Now(), 24*time.Hour)
+	period := wire.PeriodStart(time.Now(), 24*time.Hour)
 	for key, want := range map[string]string{
-		reelq.BudgetLimitKey(reelq.ScopeProvider, "samsar"):         "",
-		reelq.BudgetLimitKey(reelq.ScopeBatch, "test"):              ttl.String(),
-		reelq.BudgetSpendKey(reelq.ScopeBatch, "test", 0):           ttl.String(),
-		reelq.BudgetSpendKey(reelq.ScopeProvider, "samsar", period): ttl.String(),
+		wire.BudgetLimitKey(reelq.ScopeProvider, "samsar"):         "",
+		wire.BudgetLimitKey(reelq.ScopeBatch, "test"):              ttl.String(),
+		wire.BudgetSpendKey(reelq.ScopeBatch, "test", 0):           ttl.String(),
+		wire.BudgetSpendKey(reelq.ScopeProvider, "samsar", period): ttl.String(),
 	} {
-		m, err := s.GetLastMsgForSubject(ctx, "$KV."+reelq.BucketBudgets+"."+key)
+		m, err := s.GetLastMsgForSubject(ctx, "$KV."+wire.BucketBudgets+"."+key)
 		if err != nil {
 			t.Errorf("%s: %v", key, err)
 			continue
@@ -467,20 +469,20 @@ func TestProviderBudgetNeverExpires(t *testing.T) {
 			t.Errorf("%s: Nats-TTL %q, want %q", key, got, want)
 		}
 	}
-	kv, err := env.JS.KeyValue(ctx, reelq.BucketBudgets)
+	kv, err := env.JS.KeyValue(ctx, wire.BucketBudgets)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := backoff.WithContext(backoff.NewConstantBackOff(100*time.Millisecond), ctx)
 	if err := backoff.Retry(func() error {
-		if _, err := kv.Get(ctx, reelq.BudgetLimitKey(reelq.ScopeBatch, "test")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		if _, err := kv.Get(ctx, wire.BudgetLimitKey(reelq.ScopeBatch, "test")); !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return fmt.Errorf("the batch limit is still there: %v", err)
 		}
 		return nil
 	}, b); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Get(ctx, reelq.BudgetLimitKey(reelq.ScopeProvider, "samsar")); err != nil {
+	if _, err := kv.Get(ctx, wire.BudgetLimitKey(reelq.ScopeProvider, "samsar")); err != nil {
 		t.Errorf("the provider limit after the batch limit expired: %v", err)
 	}
 }

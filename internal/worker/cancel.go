@@ -17,6 +17,7 @@ import (
 	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/kvwatch"
 	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // cancelSet is this replica's view of the cancel requests in the
@@ -196,7 +197,7 @@ func (w *Worker) cancelQueued(ctx context.Context, id string, req CancelRequest)
 			// No worker pulled it, so no worker indexed it: list it in
 			// its batch before it leaves JOBS.
 			ids, _ := json.Marshal([]string{id})
-			if _, err := w.js.Publish(ctx, reelq.BatchIndexSubject(res.Batch), ids); err != nil {
+			if _, err := w.js.Publish(ctx, wire.BatchIndexSubject(res.Batch), ids); err != nil {
 				return err
 			}
 		}
@@ -287,7 +288,7 @@ func (w *Worker) queuedJob(ctx context.Context, id, provider string) (*reelq.Job
 	}
 	for _, p := range provs {
 		for _, prio := range []reelq.Priority{reelq.Normal, reelq.High, reelq.Low, ""} {
-			subj := reelq.JobSubject(p, prio, id)
+			subj := wire.JobSubject(p, prio, id)
 			if prio == "" {
 				subj = "jobs." + p + ".normal." + id
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/waitfor"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // Another producer cannot take a content id with other content: its
@@ -24,12 +25,12 @@ func TestContentIDCannotBeSquatted(t *testing.T) {
 	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(20 * time.Millisecond)}})
 	env.StartWorker(reelqtest.WorkerOptions{Providers: map[string]reelqtest.Settings{"samsar": {}}})
 	victim := reelqtest.SamsarJob("")
-	cid := reelq.ContentID(victim.Digest(), 1)
+	cid := wire.ContentID(victim.Digest(), 1)
 	squat := reelqtest.SamsarJob("squatter")
 	squat.ID = cid
 	m := reelqtest.JobMsg(&squat)
-	m.Header.Set(reelq.HeaderMsgID, cid)
-	publishRaw(t, env, m.Subject, m.Data, map[string]string{reelq.HeaderMsgID: cid})
+	m.Header.Set(wire.HeaderMsgID, cid)
+	publishRaw(t, env, m.Subject, m.Data, map[string]string{wire.HeaderMsgID: cid})
 	first := env.Results(1, 30*time.Second)
 	dl := reelqtest.SeqResult(first)
 	if len(dl) != 1 || dl[0].Error == nil || dl[0].Error.Code != reelq.CodeInvalidRequest || len(first[cid]) != 0 {

@@ -16,10 +16,11 @@ import (
 	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // ResolveRequest is an operator's verdict on a held job, published on
-// reelq.ControlSubject("resolve", id): either the provider task the
+// wire.ControlSubject("resolve", id): either the provider task the
 // operator found (the job then resumes polling it), or Resubmit (the job
 // is submitted again, knowing the provider may bill twice).
 type ResolveRequest struct {
@@ -118,10 +119,10 @@ func (w *Worker) resolve(ctx context.Context, id string, req ResolveRequest, ctl
 	j := reelq.Job{ID: id, Provider: st.Provider, Batch: st.Batch, Priority: st.Priority, FairnessKey: st.FairnessKey,
 		Input: st.Input, Metadata: st.Metadata, EnqueuedAt: st.EnqueuedAt}
 	data, _ := json.Marshal(j)
-	msg := &nats.Msg{Subject: reelq.JobSubject(st.Provider, st.Priority, id), Data: data, Header: nats.Header{}}
-	msg.Header.Set(reelq.HeaderRun, strconv.Itoa(st.Run))
+	msg := &nats.Msg{Subject: wire.JobSubject(st.Provider, st.Priority, id), Data: data, Header: nats.Header{}}
+	msg.Header.Set(wire.HeaderRun, strconv.Itoa(st.Run))
 	if st.Traceparent != "" {
-		msg.Header.Set(reelq.HeaderTraceparent, st.Traceparent)
+		msg.Header.Set(wire.HeaderTraceparent, st.Traceparent)
 	}
 	if _, err := w.js.PublishMsg(ctx, msg, jetstream.WithMsgID(fmt.Sprintf("%s:resolve:%d", id, ctlSeq))); err != nil {
 		return err

@@ -11,11 +11,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/waitfor"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // A worker killed after publishing a run's result and before counting it
@@ -36,7 +38,7 @@ func TestRunPublishedBeforeItsCountIsCountedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.JS.Publish(ctx, reelq.ResultSubject("samsar", job.ID), early, jetstream.WithMsgID(reelq.ResultMsgID(job.ID, 1))); err != nil {
+	if _, err := env.JS.Publish(ctx, wire.ResultSubject("samsar", job.ID), early, jetstream.WithMsgID(wire.ResultMsgID(job.ID, 1))); err != nil {
 		t.Fatal(err)
 	}
 	env.Enqueue(job)
@@ -53,7 +55,7 @@ func TestRunPublishedBeforeItsCountIsCountedOnce(t *testing.T) {
 	drained()
 	check := func(when string) {
 		t.Helper()
-		s, err := env.Client.Stats(ctx, reelq.StatsOptions{Batch: job.Batch})
+		s, err := env.Inspector.Stats(ctx, inspect.StatsOptions{Batch: job.Batch})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,8 +8,10 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // The sweeper dead-letters a message read back from JOBS with its stored
@@ -24,7 +26,7 @@ func TestDeadLetterDropsServerHeaders(t *testing.T) {
 	defer cancel()
 	var seq uint64
 	for _, id := range []string{"a", "b", "c"} {
-		msg := &nats.Msg{Subject: reelq.JobSubject("samsar", "", id), Data: []byte(`{"id":"` + id + `","provider":"samsar","input":{}}`), Header: nats.Header{"Traceparent": {"00-x"}}}
+		msg := &nats.Msg{Subject: wire.JobSubject("samsar", "", id), Data: []byte(`{"id":"` + id + `","provider":"samsar","input":{}}`), Header: nats.Header{"Traceparent": {"00-x"}}}
 		ack, err := js.PublishMsg(ctx, msg)
 		if err != nil {
 			t.Fatal(err)
@@ -42,7 +44,7 @@ func TestDeadLetterDropsServerHeaders(t *testing.T) {
 	if err := publishDLQ(ctx, js, "samsar", "c", raw.Subject, raw.Data, raw.Header, seq, "poison", "test"); err != nil {
 		t.Fatal(err)
 	}
-	c, err := reelq.NewClient(ctx, nc, reelq.Options{})
+	c, err := inspect.New(ctx, nc, reelq.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/ratelimit"
 	"github.com/reelq/reelq/internal/slots"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // loopHarness runs one engine's loop on its own, on a real Worker against
@@ -88,7 +89,7 @@ func newLoopHarness(t *testing.T, pool slotPool) *loopHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	budgets, err := js.KeyValue(ctx, reelq.BucketBudgets)
+	budgets, err := js.KeyValue(ctx, wire.BucketBudgets)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +170,7 @@ func (h *loopHarness) pull(ids ...string) []*job {
 	for _, id := range ids {
 		data, _ := json.Marshal(reelq.Job{ID: id, Provider: "samsar", Batch: "b",
 			Input: []byte(`{"prompt":"a lighthouse at dusk","image_model":"FLUX1.1PRO","video_model":"LUMA","duration":5}`)})
-		if _, err := h.js.Publish(ctx, reelq.JobSubject("samsar", "", id), data); err != nil {
+		if _, err := h.js.Publish(ctx, wire.JobSubject("samsar", "", id), data); err != nil {
 			h.t.Fatal(err)
 		}
 	}
@@ -201,7 +202,7 @@ func (h *loopHarness) setBatchBudget(amount float64) {
 	defer cancel()
 	l := reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "b", Amount: amount, Unit: "credits"}
 	data, _ := json.Marshal(l)
-	if _, err := h.budgets.Put(ctx, reelq.BudgetLimitKey(reelq.ScopeBatch, "b"), data); err != nil {
+	if _, err := h.budgets.Put(ctx, wire.BudgetLimitKey(reelq.ScopeBatch, "b"), data); err != nil {
 		h.t.Fatal(err)
 	}
 	est := &reelq.Cost{Amount: 1, Unit: "credits"}
@@ -307,7 +308,7 @@ func TestGateOpeningUnparks(t *testing.T) {
 	// The room is there now, unseen by any change of the view: only the
 	// gate tells the loop.
 	h.w.budgets.mu.Lock()
-	h.w.budgets.limits[reelq.BudgetLimitKey(reelq.ScopeBatch, "b")] = reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "b", Amount: 100, Unit: "credits"}
+	h.w.budgets.limits[wire.BudgetLimitKey(reelq.ScopeBatch, "b")] = reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "b", Amount: 100, Unit: "credits"}
 	h.w.budgets.mu.Unlock()
 	h.e.post(evGate{g: gateState{mode: gateOpen}})
 	if tk := h.nextTask("the parked job after the gate opened"); tk.j != jobs[0] {

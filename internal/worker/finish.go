@@ -23,6 +23,7 @@ import (
 	"github.com/reelq/reelq/internal/money"
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // finish ends the run: it stores the result in the job state (the first
@@ -202,7 +203,7 @@ func (e *engine) publishResult(ctx context.Context, j *job, res *reelq.Result, d
 		icancel()
 	}
 	pctx, span := e.stepSpan(sctx, "reelq.result.publish", trace.SpanKindProducer)
-	span.SetAttributes(attribute.String("messaging.destination.name", reelq.ResultSubject(res.Provider, res.ID)),
+	span.SetAttributes(attribute.String("messaging.destination.name", wire.ResultSubject(res.Provider, res.ID)),
 		attribute.String("reelq.status", res.Status), attribute.Int("reelq.run", res.Run))
 	var already bool
 	err := backoff.Retry(func() error {
@@ -331,7 +332,7 @@ func (e *engine) stepDeadLetter(ctx context.Context, j *job) outcome {
 // result under SeqID(stream sequence), an id no real job has; no job
 // state is read or written, so such a message can only ever affect itself.
 func (e *engine) deadLetterSeq(ctx context.Context, j *job, code string, cause error) outcome {
-	id := reelq.SeqID(j.seq)
+	id := wire.SeqID(j.seq)
 	reason := e.w.redact(cause.Error())
 	e.log.Warn("message cannot run; dead-lettering it", "stream_seq", j.seq, "claimed_id", j.env.ID, "code", code, "err", reason)
 	if err := publishDLQ(ctx, e.w.js, e.name, id, j.msg.Subject(), j.msg.Data(), j.msg.Headers(), j.seq, code, reason); err != nil {
@@ -353,7 +354,7 @@ func (e *engine) deadLetterSeq(ctx context.Context, j *job, code string, cause e
 
 // publishDLQ stores a dead letter with its reason in headers.
 func publishDLQ(ctx context.Context, js jetstream.JetStream, provider, id, subject string, data []byte, hdr nats.Header, seq uint64, code, reason string) error {
-	msg := &nats.Msg{Subject: reelq.DLQSubject(provider, id), Data: data, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: wire.DLQSubject(provider, id), Data: data, Header: nats.Header{}}
 	for k, v := range hdr {
 		// Nats-* headers are the server's (Nats-Msg-Id, and on a message
 		// read back from a stream Nats-Sequence, Nats-Stream, ...): the DLQ

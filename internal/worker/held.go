@@ -9,6 +9,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // HeldJobs counts, per provider this worker runs, the jobs held for an
@@ -21,15 +22,15 @@ func (w *Worker) HeldJobs(ctx context.Context) (map[string]int, error) {
 	for name := range w.rts {
 		out[name] = 0
 	}
-	s, err := w.js.Stream(ctx, reelq.StreamCounters)
+	s, err := w.js.Stream(ctx, wire.StreamCounters)
 	if err != nil {
 		return nil, err
 	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(reelq.HeldMarkerSubject("*", "*")))
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(wire.HeldMarkerSubject("*", "*")))
 	if err != nil {
 		return nil, err
 	}
-	prefix := strings.TrimSuffix(reelq.HeldMarkerSubject("", ""), ".") // counters.held.
+	prefix := strings.TrimSuffix(wire.HeldMarkerSubject("", ""), ".") // counters.held.
 	for subj := range info.State.Subjects {
 		provider, id, ok := strings.Cut(strings.TrimPrefix(subj, prefix), ".")
 		if _, runs := out[provider]; !ok || !runs {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // batchIndex collects the ids of the jobs an engine pulls, per batch, and
@@ -126,7 +126,7 @@ func (x *batchIndex) flush(ctx context.Context) {
 	var pubs []pub
 	for b, ids := range batch {
 		data, _ := json.Marshal(ids)
-		f, err := x.js.PublishAsync(reelq.BatchIndexSubject(b), data)
+		f, err := x.js.PublishAsync(wire.BatchIndexSubject(b), data)
 		if err != nil {
 			x.requeue(b, ids)
 			continue

@@ -29,10 +29,11 @@ func TestBatchListsJobBeforeItsResult(t *testing.T) {
 	jobs := reelqtest.Jobs(n, "fast", reelqtest.SamsarJob)
 	env.Enqueue(jobs...)
 	seen := 0
-	for r, err := range env.Client.Follow(ctx, after, "samsar") {
+	for d, err := range env.Client.Results(ctx, reelq.ResultsOptions{After: after, Follow: true, FromNow: after == 0, Provider: "samsar"}) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		r := d.Result
 		// Wait for the ack too: then only the index can list the job.
 		waitfor.Until(t, time.Minute, "the result's job to be acknowledged", func() bool { return env.ConsumerInfo("samsar").NumAckPending == 0 })
 		list, err := env.Client.BatchJobs(ctx, "test")
@@ -52,7 +53,7 @@ func TestBatchListsJobBeforeItsResult(t *testing.T) {
 	}
 
 	// Cancelled while queued (the provider is paused): listed too.
-	if _, err := env.Client.Pause(ctx, "samsar", "test"); err != nil {
+	if _, err := env.Inspector.Pause(ctx, "samsar", "test"); err != nil {
 		t.Fatal(err)
 	}
 	q := reelqtest.SamsarJob("queued-then-cancelled")

@@ -14,6 +14,7 @@ import (
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/slots"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // level is the waiting-queue level of j: resumeLevel for a redelivery
@@ -99,7 +100,7 @@ func envelopeID(body, subject, msgID string, seq uint64) (string, error) {
 		return "", fmt.Errorf("%w: the body's id %q disagrees with the subject (%q)", reelq.ErrInvalidJob, id, subject)
 	}
 	if id == "" {
-		return reelq.SeqID(seq), nil // the documented name of an anonymous job
+		return wire.SeqID(seq), nil // the documented name of an anonymous job
 	}
 	if !reelq.ValidID(id) || strings.HasPrefix(id, "seq-") {
 		return "", fmt.Errorf("%w: id %q must be 1-128 characters of letters, digits, '-' or '_', not starting with seq-", reelq.ErrInvalidJob, id)
@@ -110,17 +111,17 @@ func envelopeID(body, subject, msgID string, seq uint64) (string, error) {
 // checkRoute checks the body's provider and priority against the
 // subject's (subject, parsed as subj); a body without a provider takes
 // the subject's.
-func checkRoute(env *reelq.Job, subj reelq.ParsedSubject, provider, subject, id string) error {
+func checkRoute(env *reelq.Job, subj wire.ParsedSubject, provider, subject, id string) error {
 	if env.Provider == "" {
 		env.Provider = provider
 	} else if env.Provider != provider {
 		return fmt.Errorf("%w: provider %q does not match the subject %s", reelq.ErrInvalidJob, env.Provider, subject)
 	}
 	switch {
-	case subj.Priority != "" && env.Priority != "" && env.Priority != subj.Priority:
+	case subj.Priority != "" && env.Priority != "" && env.Priority != reelq.Priority(subj.Priority):
 		return fmt.Errorf("%w: priority %q disagrees with the subject %s", reelq.ErrInvalidJob, env.Priority, subject)
 	case subj.Priority == "" && env.Priority != "" && env.Priority != reelq.Normal:
-		return fmt.Errorf("%w: priority %q needs the subject %s", reelq.ErrInvalidJob, env.Priority, reelq.JobSubject(provider, env.Priority, id))
+		return fmt.Errorf("%w: priority %q needs the subject %s", reelq.ErrInvalidJob, env.Priority, wire.JobSubject(provider, env.Priority, id))
 	}
 	return nil
 }
@@ -136,9 +137,9 @@ func decodeEnvelope(msg jetstream.Msg, provider string, lim reelq.Limits, v reel
 	if err == nil {
 		j.seq, j.deliveries, j.stamp = md.Sequence.Stream, md.NumDelivered, md.Timestamp
 	}
-	j.traceparent = msg.Headers().Get(reelq.HeaderTraceparent)
+	j.traceparent = msg.Headers().Get(wire.HeaderTraceparent)
 	fail := func(err error) *job {
-		j.bad, j.id = err, reelq.SeqID(j.seq)
+		j.bad, j.id = err, wire.SeqID(j.seq)
 		if j.env.Provider == "" || j.env.Provider != provider {
 			j.env.Provider = provider
 		}
@@ -148,7 +149,7 @@ func decodeEnvelope(msg jetstream.Msg, provider string, lim reelq.Limits, v reel
 	if err != nil {
 		return fail(fmt.Errorf("%w: message without metadata: %v", reelq.ErrInvalidJob, err))
 	}
-	subj, ok := reelq.ParseJobSubject(msg.Subject())
+	subj, ok := wire.ParseJobSubject(msg.Subject())
 	if !ok || subj.Provider != provider {
 		return fail(fmt.Errorf("%w: subject %s is not a job subject of %s", reelq.ErrInvalidJob, msg.Subject(), provider))
 	}
@@ -157,21 +158,21 @@ func decodeEnvelope(msg jetstream.Msg, provider string, lim reelq.Limits, v reel
 	if err != nil {
 		return fail(err)
 	}
-	if h := msg.Headers().Get(reelq.HeaderRun); h != "" {
+	if h := msg.Headers().Get(wire.HeaderRun); h != "" {
 		n, err := strconv.Atoi(h)
 		if err != nil || n < 1 {
-			return fail(fmt.Errorf("%w: header %s %q must be a run number from 1", reelq.ErrInvalidJob, reelq.HeaderRun, h))
+			return fail(fmt.Errorf("%w: header %s %q must be a run number from 1", reelq.ErrInvalidJob, wire.HeaderRun, h))
 		}
 		j.run = n
 	}
-	id, err := envelopeID(env.ID, subj.ID, msgIDJob(msg.Headers().Get(reelq.HeaderMsgID)), j.seq)
+	id, err := envelopeID(env.ID, subj.ID, msgIDJob(msg.Headers().Get(wire.HeaderMsgID)), j.seq)
 	if err != nil {
 		return fail(err)
 	}
 	if err := checkRoute(&env, subj, provider, msg.Subject(), id); err != nil {
 		return fail(err)
 	}
-	prio := subj.Priority.Or()
+	prio := reelq.Priority(subj.Priority).Or()
 	env.ID, env.Priority = id, prio
 	if env.Priority == reelq.Normal {
 		env.Priority = "" // stored and echoed as the default
@@ -186,12 +187,12 @@ func decodeEnvelope(msg jetstream.Msg, provider string, lim reelq.Limits, v reel
 	j.id, j.env, j.prio, j.fk = id, env, prio, env.FairKey()
 	j.fkh = slots.KeyHash(j.fk)
 	j.digest = env.Digest()
-	if err := reelq.CheckContentID(id, j.digest); err != nil {
+	if err := wire.CheckContentID(id, j.digest); err != nil {
 		// Answered under seq-<n>: the id stays free for its content.
 		return fail(err)
 	}
 	full := env
-	if id == reelq.SeqID(j.seq) {
+	if id == wire.SeqID(j.seq) {
 		full.ID = ""
 	}
 	if err := full.Validate(map[string]reelq.Validator{provider: v}, lim); err != nil {

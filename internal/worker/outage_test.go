@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
@@ -49,10 +50,10 @@ func TestLimiterOutageIsAnAlarm(t *testing.T) {
 	if err := w.W.Healthy(); err == nil || !strings.Contains(err.Error(), queue.BucketRateLimit) {
 		t.Errorf("Healthy() = %v, want the limiter's outage naming the bucket", err)
 	}
-	var alarm *reelq.LimiterAlarm
+	var alarm *inspect.LimiterAlarm
 	deadline := time.Now().Add(10 * time.Second)
 	for alarm == nil && time.Now().Before(deadline) { // the record follows the event
-		st, err := env.Client.Stats(ctx, reelq.StatsOptions{Recent: -1})
+		st, err := env.Inspector.Stats(ctx, inspect.StatsOptions{Recent: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +87,7 @@ func TestLimiterOutageIsAnAlarm(t *testing.T) {
 	if err := w.W.Healthy(); err != nil {
 		t.Errorf("Healthy() after the outage = %v", err)
 	}
-	stats, err := env.Client.Stats(ctx, reelq.StatsOptions{Recent: -1})
+	stats, err := env.Inspector.Stats(ctx, inspect.StatsOptions{Recent: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/waitfor"
@@ -108,7 +109,7 @@ func runPriority(tb testing.TB) priorityFigures {
 	waitTasks(tb, env, capN, 30*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, err := env.Client.Stats(ctx, reelq.StatsOptions{})
+	st, err := env.Inspector.Stats(ctx, inspect.StatsOptions{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -167,7 +168,7 @@ func runFairShare(tb testing.TB) fairFigures {
 	startReplicas(env, replicas, map[string]reelqtest.Settings{"samsar": {MaxInflight: capN, PollInterval: 20 * time.Millisecond}}, worker.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // 10,100 jobs pulled under -race on a busy host
 	defer cancel()
-	if _, err := env.Client.WaitAll(ctx, jobIDs(small), nil); err != nil {
+	if _, err := reelqtest.WaitAll(ctx, env.Client, jobIDs(small), reelq.WaitOptions{}); err != nil {
 		tb.Fatal(err)
 	}
 	var first, last time.Time
@@ -240,7 +241,7 @@ func runRetrySlots(tb testing.TB) retryFigures {
 	env.Enqueue(good...)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := env.Client.WaitAll(ctx, jobIDs(good), nil); err != nil {
+	if _, err := reelqtest.WaitAll(ctx, env.Client, jobIDs(good), reelq.WaitOptions{}); err != nil {
 		tb.Fatal(err)
 	}
 	var first, end time.Time
@@ -345,15 +346,15 @@ func TestPausedProviderHoldsNoSlot(t *testing.T) {
 	waitTasks(t, env, capN, 30*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := env.Client.Pause(ctx, "samsar", "test: paused with jobs waiting"); err != nil {
+	if _, err := env.Inspector.Pause(ctx, "samsar", "test: paused with jobs waiting"); err != nil {
 		t.Fatal(err)
 	}
 	waitfor.Until(t, 30*time.Second, "paused samsar to hold no slot while jobs wait", func() error {
-		st, err := env.Client.Stats(ctx, reelq.StatsOptions{Recent: -1})
+		st, err := env.Inspector.Stats(ctx, inspect.StatsOptions{Recent: -1})
 		if err != nil {
 			return err
 		}
-		var p reelq.ProviderStats
+		var p inspect.ProviderStats
 		for _, x := range st.Providers {
 			if x.Provider == "samsar" {
 				p = x
@@ -366,10 +367,10 @@ func TestPausedProviderHoldsNoSlot(t *testing.T) {
 		return fmt.Errorf("%d slots in use (holders %v), %d waiting, queued %v", p.Running, p.Holders, p.Waiting, p.Queued)
 	})
 	started := len(env.Sim.Tasks("samsar"))
-	if _, err := env.Client.Resume(ctx, "samsar"); err != nil {
+	if _, err := env.Inspector.Resume(ctx, "samsar"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.Client.WaitAll(ctx, jobIDs(jobs), nil); err != nil {
+	if _, err := reelqtest.WaitAll(ctx, env.Client, jobIDs(jobs), reelq.WaitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if started >= len(jobs) {

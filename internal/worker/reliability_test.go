@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/natstest"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/providerstate"
@@ -18,6 +19,7 @@ import (
 	"github.com/reelq/reelq/internal/ratelimit"
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/waitfor"
+	"github.com/reelq/reelq/internal/wire"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -195,7 +197,7 @@ func TestAmbiguousHoldAndResolve(t *testing.T) {
 	task := simTaskFor(t, env, "samsar", reelqtest.SamsarPrompt("held-1"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := env.Client.Resolve(ctx, "held-1", reelq.ResolveOptions{TaskID: task}); err != nil {
+	if _, err := env.Inspector.Resolve(ctx, "held-1", inspect.ResolveOptions{TaskID: task}); err != nil {
 		t.Fatal(err)
 	}
 	rs := env.Results(1, time.Minute)["held-1"]
@@ -210,14 +212,14 @@ func TestAmbiguousHoldAndResolve(t *testing.T) {
 
 // waitHeld waits until Stats counts want samsar jobs held (the mark is
 // written just after the state) and returns those stats.
-func waitHeld(t *testing.T, env *reelqtest.Env, batch string, want int) *reelq.Stats {
+func waitHeld(t *testing.T, env *reelqtest.Env, batch string, want int) *inspect.Stats {
 	t.Helper()
-	var s *reelq.Stats
+	var s *inspect.Stats
 	waitfor.Until(t, 20*time.Second, fmt.Sprintf("stats to count %d held samsar jobs", want), func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		var err error
-		if s, err = env.Client.Stats(ctx, reelq.StatsOptions{Batch: batch}); err != nil {
+		if s, err = env.Inspector.Stats(ctx, inspect.StatsOptions{Batch: batch}); err != nil {
 			return err
 		}
 		for _, p := range s.Providers {
@@ -461,7 +463,7 @@ func TestJobStateOutageLosesNothing(t *testing.T) {
 	}
 	jobs := reelqtest.Jobs(5, "outage", reelqtest.SamsarJob)
 	for _, j := range jobs {
-		publishRaw(t, env, reelq.JobSubject("samsar", "", j.ID), mustJSON(t, j), map[string]string{reelq.HeaderMsgID: j.ID})
+		publishRaw(t, env, wire.JobSubject("samsar", "", j.ID), mustJSON(t, j), map[string]string{wire.HeaderMsgID: j.ID})
 	}
 	// Long enough for MaxDeliver 3 to be used up many times over by the
 	// old behaviour (a Nak per failed read), and for heartbeats to matter.
@@ -555,7 +557,7 @@ func TestAmbiguousDefaultFollowsTheEstimate(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := env.Client.Resolve(ctx, "dear-1", reelq.ResolveOptions{TaskID: simTaskFor(t, env, "samsar", reelqtest.SamsarPrompt("dear-1"))}); err != nil {
+	if _, err := env.Inspector.Resolve(ctx, "dear-1", inspect.ResolveOptions{TaskID: simTaskFor(t, env, "samsar", reelqtest.SamsarPrompt("dear-1"))}); err != nil {
 		t.Fatal(err)
 	}
 	env.Enqueue(reelqtest.SamsarJob("plain-1"))

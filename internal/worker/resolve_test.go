@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
@@ -76,8 +77,8 @@ func TestResolveRefusesAnotherJobsTask(t *testing.T) {
 		{"held-v", stranger.ID, "names job someone-else"},
 	}
 	for _, r := range refused {
-		st, err := env.Client.Resolve(ctx, r.job, reelq.ResolveOptions{TaskID: r.task})
-		if !errors.Is(err, reelq.ErrResolveRefused) || !strings.Contains(err.Error(), r.why) {
+		st, err := env.Inspector.Resolve(ctx, r.job, inspect.ResolveOptions{TaskID: r.task})
+		if !errors.Is(err, inspect.ErrResolveRefused) || !strings.Contains(err.Error(), r.why) {
 			t.Fatalf("resolve %s with task %s: %v (state %+v), want refused: %s", r.job, r.task, err, st, r.why)
 		}
 		if st.Phase != reelq.PhaseHeld || st.Task != nil {
@@ -90,7 +91,7 @@ func TestResolveRefusesAnotherJobsTask(t *testing.T) {
 		"held-v": simTaskFor(t, env, "vimmerse", reelqtest.VimmerseTitle("held-v")),
 	}
 	for id, task := range own {
-		if _, err := env.Client.Resolve(ctx, id, reelq.ResolveOptions{TaskID: task}); err != nil {
+		if _, err := env.Inspector.Resolve(ctx, id, inspect.ResolveOptions{TaskID: task}); err != nil {
 			t.Fatalf("resolve %s with its own task %s: %v", id, task, err)
 		}
 	}

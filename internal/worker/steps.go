@@ -17,6 +17,7 @@ import (
 	"github.com/reelq/reelq/internal/money"
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/ratelimit"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // Job steps. Each runs on an executor for one job and returns the job's
@@ -321,7 +322,7 @@ func (e *engine) holdJob(ctx context.Context, j *job, why string) outcome {
 // held jobs without reading every job state. Marking again is harmless;
 // a lost mark is made again when the job's message comes back.
 func (e *engine) markHeld(ctx context.Context, j *job) {
-	m := nats.NewMsg(reelq.HeldMarkerSubject(e.name, j.id))
+	m := nats.NewMsg(wire.HeldMarkerSubject(e.name, j.id))
 	m.Header.Set("Nats-Incr", "+1")
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()

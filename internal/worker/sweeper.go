@@ -14,6 +14,7 @@ import (
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
 	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // sweeper is the dead-letter safety net. A message that reached its
@@ -79,13 +80,13 @@ func (s *sweeper) sweep(ctx context.Context, data []byte) error {
 	if err != nil {
 		return err
 	}
-	subj, _ := reelq.ParseJobSubject(raw.Subject)
+	subj, _ := wire.ParseJobSubject(raw.Subject)
 	provider := subj.Provider
 	if provider == "" {
 		provider, _, _ = strings.Cut(adv.Consumer, "-")
 	}
 	job, _ := reelq.DecodeJob(raw.Data)
-	id := poisonID(job.ID, subj.ID, msgIDJob(raw.Header.Get(reelq.HeaderMsgID)), adv.StreamSeq)
+	id := poisonID(job.ID, subj.ID, msgIDJob(raw.Header.Get(wire.HeaderMsgID)), adv.StreamSeq)
 	reason := fmt.Sprintf("message delivered %d times without being settled (the worker kept crashing on it)", adv.Deliveries)
 	if err := publishDLQ(ctx, w.js, provider, id, raw.Subject, raw.Data, raw.Header, adv.StreamSeq, "poison", reason); err != nil {
 		return err
@@ -147,5 +148,5 @@ func poisonID(body, subject, msgID string, seq uint64) string {
 			break
 		}
 	}
-	return reelq.SeqID(seq)
+	return wire.SeqID(seq)
 }

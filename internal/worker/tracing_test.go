@@ -15,6 +15,7 @@ import (
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/waitfor"
+	"github.com/reelq/reelq/internal/wire"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -125,7 +126,7 @@ func TestOneJobTracedFromEnqueueToResultConsumer(t *testing.T) {
 		}
 	}
 	want(enq, attribute.String("reelq.job.id", job.ID), attribute.String("reelq.provider", "samsar"), attribute.String("reelq.batch", "traces"),
-		attribute.String("messaging.destination.name", reelq.JobSubject("samsar", "", job.ID)), attribute.String("reelq.enqueue.status", "published"))
+		attribute.String("messaging.destination.name", wire.JobSubject("samsar", "", job.ID)), attribute.String("reelq.enqueue.status", "published"))
 	want(run, attribute.String("reelq.job.id", job.ID), attribute.String("reelq.provider", "samsar"), attribute.String("reelq.batch", "traces"),
 		attribute.Int64("reelq.delivery", 1), attribute.Int("reelq.run", 1), attribute.String("reelq.outcome", "ack"))
 	want(submit, attribute.String("reelq.provider", "samsar"), attribute.String("reelq.model", "LUMA"), attribute.Int("reelq.retry", 0),

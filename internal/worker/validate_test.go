@@ -120,7 +120,7 @@ func TestOutputRetryStaysWithinBudget(t *testing.T) {
 		OutputBroken: providersim.BrokenHTML}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 2 * perJob, Unit: "credits"}); err != nil {
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 2 * perJob, Unit: "credits"}); err != nil {
 		t.Fatal(err)
 	}
 	budgeted := reelqtest.SamsarJob("retry-budget")
@@ -224,7 +224,7 @@ func TestOutputRetryThenSuccess(t *testing.T) {
 	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: quick, OutputBroken: providersim.BrokenTruncated}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := env.Client.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 10 * perJob, Unit: "credits"}); err != nil {
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 10 * perJob, Unit: "credits"}); err != nil {
 		t.Fatal(err)
 	}
 	w := env.StartWorker(reelqtest.WorkerOptions{Archive: true, Providers: map[string]reelqtest.Settings{"samsar": {OutputPolicy: worker.OutputRetry}}})

@@ -64,6 +64,7 @@ import (
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/ratelimit"
 	"github.com/reelq/reelq/internal/slots"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // ErrShutdown is the cause given to running jobs when the shutdown grace
@@ -316,7 +317,7 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 		engines: map[string]*engine{}, watchErr: map[string]error{}, overBatch: map[string]bool{},
 		tracer: tracerOf(cfg.TracerProvider),
 	}
-	budgetKV, err := js.KeyValue(ctx, reelq.BucketBudgets)
+	budgetKV, err := js.KeyValue(ctx, wire.BucketBudgets)
 	if err != nil {
 		return nil, fmt.Errorf("budgets bucket: %w", err)
 	}

@@ -12,7 +12,7 @@ import (
 // unknown provider, bad id, a field over its size limit, or input the
 // provider's rules reject. The public package exports it as
 // reelq.ErrInvalidJob.
-var ErrInvalidJob = errors.New("invalid job")
+var ErrInvalidJob = errors.New("reelq: invalid job")
 
 // MaxInputBytes is the default limit on a job's input (REELQ_MAX_INPUT_BYTES).
 const MaxInputBytes = 32 << 10

@@ -21,8 +21,8 @@ func TestValidationErrorsAreWordedForPeople(t *testing.T) {
 		`input.prompt is 501 characters; the limit is 500`: `input.prompt is 501 characters; the limit is 500`,
 	} {
 		err := kind.Readable(fmt.Errorf("%w: %w", kind.ErrInvalidJob, kind.Invalid("samsar", "%s", msg)))
-		if got := err.Error(); got != "invalid job: "+want {
-			t.Errorf("%s\n got %s\nwant invalid job: %s", msg, got, want)
+		if got := err.Error(); got != "reelq: invalid job: "+want {
+			t.Errorf("%s\n got %s\nwant reelq: invalid job: %s", msg, got, want)
 		}
 		if !errors.Is(err, kind.ErrInvalidJob) || !errors.Is(err, kind.ErrInvalidInput) {
 			t.Errorf("%s: the reworded error must still match ErrInvalidJob and the provider's class", msg)
@@ -34,9 +34,9 @@ func TestValidationErrorsAreWordedForPeople(t *testing.T) {
 // typed Input) is worded as the docs name the fields.
 func TestTypedInputErrorsNameTheField(t *testing.T) {
 	for raw, want := range map[string]string{
-		`{"prompt":5,"image_model":"IMAGEN3","video_model":"LUMA","duration":5}`:       `invalid job: field "prompt" must be a string, not a number`,
-		`{"prompt":"p","image_model":"IMAGEN3","video_model":"LUMA","duration":"5"}`:   `invalid job: field "duration" must be a number, not a string`,
-		`{"prompt":"p","image_model":"IMAGEN3","video_model":"LUMA","webhook_url":[]}`: `invalid job: field "webhook_url" must be a string, not an array`,
+		`{"prompt":5,"image_model":"IMAGEN3","video_model":"LUMA","duration":5}`:       `reelq: invalid job: field "prompt" must be a string, not a number`,
+		`{"prompt":"p","image_model":"IMAGEN3","video_model":"LUMA","duration":"5"}`:   `reelq: invalid job: field "duration" must be a number, not a string`,
+		`{"prompt":"p","image_model":"IMAGEN3","video_model":"LUMA","webhook_url":[]}`: `reelq: invalid job: field "webhook_url" must be a string, not an array`,
 	} {
 		_, err := samsar.Parse([]byte(raw), samsar.Options{})
 		if got := kind.Readable(fmt.Errorf("%w: %w", kind.ErrInvalidJob, err)); got == nil || got.Error() != want {

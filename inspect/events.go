@@ -1,4 +1,4 @@
-package reelq
+package inspect
 
 import (
 	"context"
@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"iter"
 	"strings"
+
+	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/store"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // maxJobEvents bounds the events JobEvents returns for one job (the
@@ -19,15 +23,15 @@ const maxJobEvents = 10_000
 // holds, and it leaves nothing on the server; EVENTS keeps events for a
 // limited time (see the stream's MaxAge). Events whose content disagrees
 // with the subject they were published on are left out (see Event).
-func (c *Client) JobEvents(ctx context.Context, id string) ([]Event, error) {
-	if !ValidID(id) {
-		return nil, fmt.Errorf("reelq: job events: %w: id %q", ErrInvalidJob, id)
+func (c *Inspector) JobEvents(ctx context.Context, id string) ([]reelq.Event, error) {
+	if !reelq.ValidID(id) {
+		return nil, fmt.Errorf("reelq: job events: %w: id %q", reelq.ErrInvalidJob, id)
 	}
-	var out []Event
+	var out []reelq.Event
 	for seq := uint64(1); ; {
-		cctx, cancel := c.reqCtx(ctx)
-		pending, err := c.directPage(cctx, StreamEvents, map[string]any{"seq": seq, "next_by_subj": "events.*.*." + id, "batch": 256},
-			func(m storedMsg) bool {
+		cctx, cancel := c.s.ReqCtx(ctx)
+		pending, err := c.s.DirectPage(cctx, wire.StreamEvents, map[string]any{"seq": seq, "next_by_subj": "events.*.*." + id, "batch": 256},
+			func(m store.Msg) bool {
 				seq = m.Seq + 1
 				if ev, ok := decodeEvent(m.Subject, m.Data); ok {
 					out = append(out, *ev)
@@ -52,8 +56,8 @@ func (c *Client) JobEvents(ctx context.Context, id string) ([]Event, error) {
 // permissions are per subject: an identity allowed to publish one kind of
 // event (an operator's provider_paused) cannot pass off another, nor put
 // it in a job's timeline, since the subject carries both.
-func decodeEvent(subj string, data []byte) (*Event, bool) {
-	var ev Event
+func decodeEvent(subj string, data []byte) (*reelq.Event, bool) {
+	var ev reelq.Event
 	if json.Unmarshal(data, &ev) != nil {
 		return nil, false
 	}
@@ -69,8 +73,8 @@ func decodeEvent(subj string, data []byte) (*Event, bool) {
 
 // EventsSeq is the last sequence stored in EVENTS: pass it to
 // FollowEvents to see every event stored after this call.
-func (c *Client) EventsSeq(ctx context.Context) (uint64, error) {
-	return c.lastSeq(ctx, StreamEvents)
+func (c *Inspector) EventsSeq(ctx context.Context) (uint64, error) {
+	return c.s.LastSeq(ctx, wire.StreamEvents)
 }
 
 // FollowEvents yields events as they are stored, from the EVENTS stream
@@ -80,12 +84,12 @@ func (c *Client) EventsSeq(ctx context.Context) (uint64, error) {
 // caller stops ranging, and keeps no state on the server (it reads by
 // direct get, woken by a subscription to the filters). Events whose
 // content disagrees with their subject are left out.
-func (c *Client) FollowEvents(ctx context.Context, after uint64, filters ...string) iter.Seq2[*Event, error] {
+func (c *Inspector) FollowEvents(ctx context.Context, after uint64, filters ...string) iter.Seq2[*reelq.Event, error] {
 	start := uint64(0)
 	if after > 0 {
 		start = after + 1
 	}
-	return tailSeq(ctx, c, StreamEvents, filters, start, "follow events", func(m storedMsg) (*Event, bool) {
+	return store.Seq(ctx, c.s, wire.StreamEvents, filters, start, "follow events", func(m store.Msg) (*reelq.Event, bool) {
 		return decodeEvent(m.Subject, m.Data)
 	})
 }

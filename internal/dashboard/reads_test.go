@@ -1,4 +1,4 @@
-package reelq_test
+package dashboard
 
 import (
 	"context"
@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // BatchIndex pages through a batch's index chunk by chunk, cutting chunks
@@ -16,6 +16,7 @@ import (
 // batch's own chunks.
 func TestBatchIndexPages(t *testing.T) {
 	env := reelqtest.New(t, nil)
+	r := newReads(env.NC, env.JS)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var want []string
@@ -35,19 +36,19 @@ func TestBatchIndexPages(t *testing.T) {
 	}
 	for i, chunk := range chunks {
 		data, _ := json.Marshal(chunk)
-		if _, err := env.JS.Publish(ctx, reelq.BatchIndexSubject("pages"), data); err != nil {
+		if _, err := env.JS.Publish(ctx, wire.BatchIndexSubject("pages"), data); err != nil {
 			t.Fatal(err)
 		}
 		other, _ := json.Marshal([]string{fmt.Sprintf("other-%d", i)})
-		if _, err := env.JS.Publish(ctx, reelq.BatchIndexSubject("other"), other); err != nil {
+		if _, err := env.JS.Publish(ctx, wire.BatchIndexSubject("other"), other); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var got []string
-	var cur reelq.IndexCursor
+	var cur indexCursor
 	pages := 0
 	for {
-		ids, next, more, err := env.Client.BatchIndex(ctx, "pages", cur, 100)
+		ids, next, more, err := r.batchIndex(ctx, "pages", cur, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,11 +78,11 @@ func TestBatchIndexPages(t *testing.T) {
 	if pages < 3 || pages > 5 {
 		t.Errorf("%d pages for 300 ids by 100", pages)
 	}
-	started, err := env.Client.BatchStarted(ctx, "pages")
+	started, err := r.batchStarted(ctx, "pages")
 	if err != nil || started.Before(began) || started.After(time.Now()) {
 		t.Errorf("started %v %v, want the time of the first index message (published from %v on)", started, err, began)
 	}
-	if s, err := env.Client.BatchStarted(ctx, "nothing"); err != nil || !s.IsZero() {
+	if s, err := r.batchStarted(ctx, "nothing"); err != nil || !s.IsZero() {
 		t.Errorf("an unknown batch started %v %v", s, err)
 	}
 }
@@ -89,32 +90,33 @@ func TestBatchIndexPages(t *testing.T) {
 // The dead letters read by page and by sequence.
 func TestDeadLetterPages(t *testing.T) {
 	env := reelqtest.New(t, nil)
+	r := newReads(env.NC, env.JS)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var seqs []uint64
 	for i := range 7 {
-		ack, err := env.JS.Publish(ctx, reelq.DLQSubject("samsar", fmt.Sprintf("d-%d", i)), []byte(`{}`))
+		ack, err := env.JS.Publish(ctx, wire.DLQSubject("samsar", fmt.Sprintf("d-%d", i)), []byte(`{}`))
 		if err != nil {
 			t.Fatal(err)
 		}
 		seqs = append(seqs, ack.Sequence)
 	}
-	n, err := env.Client.DeadLetterCount(ctx)
+	n, err := r.deadLetterCount(ctx)
 	if err != nil || n != 7 {
 		t.Fatalf("count %d %v", n, err)
 	}
-	page, err := env.Client.DeadLettersPage(ctx, 0, 5)
+	page, err := r.deadLettersPage(ctx, 0, 5)
 	if err != nil || len(page) != 5 || page[0].Seq != seqs[0] {
 		t.Fatalf("first page %d %v", len(page), err)
 	}
-	rest, err := env.Client.DeadLettersPage(ctx, page[4].Seq, 5)
+	rest, err := r.deadLettersPage(ctx, page[4].Seq, 5)
 	if err != nil || len(rest) != 2 || rest[1].Seq != seqs[6] {
 		t.Fatalf("second page %d %v", len(rest), err)
 	}
-	if d, err := env.Client.DeadLetterAt(ctx, seqs[3]); err != nil || d.Seq != seqs[3] {
+	if d, err := r.deadLetterAt(ctx, seqs[3]); err != nil || d.Seq != seqs[3] {
 		t.Errorf("at %d: %+v %v", seqs[3], d, err)
 	}
-	if _, err := env.Client.DeadLetterAt(ctx, 9999); err == nil {
+	if _, err := r.deadLetterAt(ctx, 9999); err == nil {
 		t.Error("a missing dead letter was found")
 	}
 }

@@ -1,4 +1,4 @@
-package reelq
+package dashboard
 
 import (
 	"context"
@@ -6,27 +6,31 @@ import (
 	"iter"
 	"strings"
 	"time"
+
+	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/store"
+	"github.com/reelq/reelq/internal/wire"
 )
 
-// WatchJob yields job id's state now (if it has one) and then every time a
+// watchJob yields job id's state now (if it has one) and then every time a
 // worker writes it, until ctx ends (yielding ctx's error) or the caller
 // stops ranging (states written in quick succession may be skipped: the
 // last one is yielded). It reads only that key of the job state bucket
 // (by direct get, woken by a subscription to the key) and keeps no state
 // on the server. A job still waiting in the queue has no state yet: the
 // first state comes when a worker picks it up.
-func (c *Client) WatchJob(ctx context.Context, id string) iter.Seq2[*JobState, error] {
-	return func(yield func(*JobState, error) bool) {
-		if !ValidID(id) {
-			yield(nil, fmt.Errorf("reelq: watch job: %w: id %q", ErrInvalidJob, id))
+func (r *reads) watchJob(ctx context.Context, id string) iter.Seq2[*reelq.JobState, error] {
+	return func(yield func(*reelq.JobState, error) bool) {
+		if !reelq.ValidID(id) {
+			yield(nil, fmt.Errorf("reelq: watch job: %w: id %q", reelq.ErrInvalidJob, id))
 			return
 		}
-		err := c.watchLast(ctx, "KV_"+BucketJobs, "$KV."+BucketJobs+"."+id, func(m storedMsg) bool {
+		err := r.s.WatchLast(ctx, "KV_"+wire.BucketJobs, "$KV."+wire.BucketJobs+"."+id, func(m store.Msg) bool {
 			if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" || len(m.Data) == 0 {
 				return true
 			}
-			st, err := decodeState(id, m.Data)
-			return err != nil || yield(st, nil)
+			st, ok := decodeJobState(stored{Data: m.Data})
+			return !ok || yield(st, nil)
 		})
 		switch {
 		case err == nil:
@@ -38,33 +42,33 @@ func (c *Client) WatchJob(ctx context.Context, id string) iter.Seq2[*JobState, e
 	}
 }
 
-// CounterUpdate is a new value of one of the counters Stats reads: a
+// counterUpdate is a new value of one of the counters Stats reads: a
 // batch's (Batch set) or a provider's (Provider set) field, such as
 // "enqueued" or "done_succeeded".
-type CounterUpdate struct {
+type counterUpdate struct {
 	Batch, Provider string
 	Field           string
 	Value           uint64
 	Time            time.Time
 }
 
-// FollowCounters yields the batch and provider counters as they move
+// followCounters yields the batch and provider counters as they move
 // (jobs published, runs finished), from now on, until ctx ends (yielding
 // ctx's error) or the caller stops ranging. A program that shows Stats
 // reads them again when one moves, instead of polling. It keeps no state
 // on the server.
-func (c *Client) FollowCounters(ctx context.Context) iter.Seq2[CounterUpdate, error] {
-	return func(yield func(CounterUpdate, error) bool) {
-		for u, err := range tailSeq(ctx, c, StreamCounters, []string{"counters.>"}, 0, "follow counters", func(m storedMsg) (*CounterUpdate, bool) {
+func (r *reads) followCounters(ctx context.Context) iter.Seq2[counterUpdate, error] {
+	return func(yield func(counterUpdate, error) bool) {
+		for u, err := range store.Seq(ctx, r.s, wire.StreamCounters, []string{"counters.>"}, 0, "follow counters", func(m store.Msg) (*counterUpdate, bool) {
 			u, ok := parseCounter(m.Subject)
 			if !ok {
 				return nil, false
 			}
-			u.Value, u.Time = counterValue(m.Data), m.Time
+			u.Value, u.Time = store.CounterValue(m.Data), m.Time
 			return &u, true
 		}) {
 			if err != nil {
-				yield(CounterUpdate{}, err)
+				yield(counterUpdate{}, err)
 				return
 			}
 			if !yield(*u, nil) {
@@ -76,42 +80,38 @@ func (c *Client) FollowCounters(ctx context.Context) iter.Seq2[CounterUpdate, er
 
 // parseCounter reads counters.batch.<batch>.<field> and
 // counters.provider.<provider>.<field>.
-func parseCounter(subj string) (CounterUpdate, bool) {
+func parseCounter(subj string) (counterUpdate, bool) {
 	rest, ok := strings.CutPrefix(subj, "counters.")
 	if !ok {
-		return CounterUpdate{}, false
+		return counterUpdate{}, false
 	}
 	scope, rest, ok := strings.Cut(rest, ".")
 	if !ok {
-		return CounterUpdate{}, false
+		return counterUpdate{}, false
 	}
 	i := strings.LastIndexByte(rest, '.')
 	if i <= 0 {
-		return CounterUpdate{}, false
+		return counterUpdate{}, false
 	}
 	name, field := rest[:i], rest[i+1:]
 	switch scope {
 	case "batch":
-		return CounterUpdate{Batch: name, Field: field}, true
+		return counterUpdate{Batch: name, Field: field}, true
 	case "provider":
-		return CounterUpdate{Provider: name, Field: field}, true
+		return counterUpdate{Provider: name, Field: field}, true
 	}
-	return CounterUpdate{}, false
+	return counterUpdate{}, false
 }
 
-// bucketSlots is the bucket the workers hold their providers' slots in
-// (what Stats reads as running against the cap).
-const bucketSlots = "reelq_slots"
-
-// FollowSlots yields the name of a provider each time the slots held for
+// followSlots yields the name of a provider each time the slots held for
 // it change (a job starts or ends at the provider, a worker renews or
 // drops its lease), from now on, until ctx ends (yielding ctx's error) or
 // the caller stops ranging. A program that shows Stats' running counts
 // reads them again when told. It keeps no state on the server.
-func (c *Client) FollowSlots(ctx context.Context) iter.Seq2[string, error] {
+func (r *reads) followSlots(ctx context.Context) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
-		prefix := "$KV." + bucketSlots + "."
-		for p, err := range tailSeq(ctx, c, "KV_"+bucketSlots, []string{prefix + ">"}, 0, "follow slots", func(m storedMsg) (*string, bool) {
+		prefix := "$KV." + wire.BucketSlots + "."
+		for p, err := range store.Seq(ctx, r.s, "KV_"+wire.BucketSlots, []string{prefix + ">"}, 0, "follow slots", func(m store.Msg) (*string, bool) {
 			p := strings.TrimPrefix(m.Subject, prefix)
 			return &p, true
 		}) {

@@ -1,4 +1,4 @@
-package reelq_test
+package inspect_test
 
 import (
 	"context"
@@ -10,7 +10,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/natstest"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // Stats lists the batches updated last, and Budgets every limit, however
@@ -25,30 +27,30 @@ func TestStatsAndBudgetsWithManyBatches(t *testing.T) {
 	const batches = 300
 	for i := range batches {
 		b := fmt.Sprintf("b%03d", i)
-		for _, f := range []string{"enqueued", "done_succeeded", "done_failed", "done_cancelled", reelq.SpendCounterField("usd")} {
-			m := nats.NewMsg(reelq.BatchCounterSubject(b, f))
+		for _, f := range []string{"enqueued", "done_succeeded", "done_failed", "done_cancelled", wire.SpendCounterField("usd")} {
+			m := nats.NewMsg(wire.BatchCounterSubject(b, f))
 			m.Header.Set("Nats-Incr", "+2")
 			if _, err := js.PublishMsg(ctx, m); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	kv, err := js.KeyValue(ctx, reelq.BucketBudgets)
+	kv, err := js.KeyValue(ctx, wire.BucketBudgets)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 1100 {
 		l := reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: fmt.Sprintf("b%04d", i), Amount: 10, Unit: "usd"}
 		data, _ := json.Marshal(l)
-		if _, err := kv.Put(ctx, reelq.BudgetLimitKey(l.Scope, l.Name), data); err != nil {
+		if _, err := kv.Put(ctx, wire.BudgetLimitKey(l.Scope, l.Name), data); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c, err := reelq.NewClient(ctx, nc, reelq.Options{})
+	c, err := inspect.New(ctx, nc, reelq.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := c.Stats(ctx, reelq.StatsOptions{})
+	st, err := c.Stats(ctx, inspect.StatsOptions{})
 	if err != nil {
 		t.Fatalf("Stats with %d batches: %v", batches, err)
 	}
@@ -62,7 +64,7 @@ func TestStatsAndBudgetsWithManyBatches(t *testing.T) {
 			t.Errorf("listed %+v, want one of the last 20 batches with its counters", b)
 		}
 	}
-	one, err := c.Stats(ctx, reelq.StatsOptions{Batch: "b007"})
+	one, err := c.Stats(ctx, inspect.StatsOptions{Batch: "b007"})
 	if err != nil || len(one.Batches) != 1 || one.Batches[0].Succeeded != 2 {
 		t.Fatalf("Stats for b007: %+v, %v", one.Batches, err)
 	}

@@ -1,4 +1,4 @@
-package reelq_test
+package inspect_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // A job's events are published under its id and read back by subject,
@@ -16,7 +17,7 @@ func TestJobEvents(t *testing.T) {
 	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(50 * time.Millisecond)}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	after, err := env.Client.EventsSeq(ctx)
+	after, err := env.Inspector.EventsSeq(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +26,7 @@ func TestJobEvents(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for ev, err := range env.Client.FollowEvents(fctx, after, reelq.EventFilter("samsar", reelq.EventSubmitted)...) {
+		for ev, err := range env.Inspector.FollowEvents(fctx, after, wire.EventFilter("samsar", reelq.EventSubmitted)...) {
 			if err != nil {
 				return
 			}
@@ -41,7 +42,7 @@ func TestJobEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	evs, err := env.Client.JobEvents(ctx, "ev-a")
+	evs, err := env.Inspector.JobEvents(ctx, "ev-a")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +70,7 @@ func TestJobEvents(t *testing.T) {
 			t.Fatalf("followed submitted events for %v only", seen)
 		}
 	}
-	if evs, err := env.Client.JobEvents(ctx, "never-enqueued"); err != nil || len(evs) != 0 {
+	if evs, err := env.Inspector.JobEvents(ctx, "never-enqueued"); err != nil || len(evs) != 0 {
 		t.Fatalf("unknown job: %v, %v; want no events", evs, err)
 	}
 }

@@ -1,4 +1,4 @@
-package reelq
+package inspect
 
 import (
 	"cmp"
@@ -12,7 +12,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/ratelimit"
+	"github.com/reelq/reelq/internal/store"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // Stats is a snapshot of the queue. Reading it costs a few requests per
@@ -31,7 +34,7 @@ type ProviderStats struct {
 	// consumers do not exist): its jobs wait in the queue.
 	NoWorker bool `json:"no_worker,omitempty"`
 	// Queued counts jobs not yet delivered to a worker, by priority.
-	Queued map[Priority]uint64 `json:"queued"`
+	Queued map[reelq.Priority]uint64 `json:"queued"`
 	// Waiting counts jobs delivered but not running: pulled ahead for
 	// scheduling, or waiting for a retry.
 	Waiting uint64 `json:"waiting"`
@@ -125,8 +128,8 @@ type StatsOptions struct {
 // Stats reads the queue's state: per provider its queue per priority,
 // jobs in flight against the cap, pause, next call; per batch its
 // progress.
-func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
-	cctx, cancel := c.reqCtx(ctx)
+func (c *Inspector) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
+	cctx, cancel := c.s.ReqCtx(ctx)
 	defer cancel()
 	out := &Stats{At: time.Now().UTC()}
 	ps, err := c.providerStore(cctx)
@@ -139,11 +142,11 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 	}
 	// The rate limits' bucket only tells the next call: stats go on
 	// without it (a bucket lost is what the limiter alarm reports).
-	rlKV, err := c.js.KeyValue(cctx, BucketRateLimit)
+	rlKV, err := c.js.KeyValue(cctx, wire.BucketRateLimit)
 	if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, notReady(err)
 	}
-	counters, err := c.lastMsgs(cctx, StreamCounters, []string{"counters.provider.>", "counters.held.>"})
+	counters, err := c.s.LastMsgs(cctx, wire.StreamCounters, []string{"counters.provider.>", "counters.held.>"})
 	if err != nil {
 		return nil, err
 	}
@@ -151,12 +154,12 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range Providers {
-		s := ProviderStats{Provider: p, Queued: map[Priority]uint64{}, Done: map[string]uint64{}}
+	for _, p := range reelq.Providers {
+		s := ProviderStats{Provider: p, Queued: map[reelq.Priority]uint64{}, Done: map[string]uint64{}}
 		var ackPending uint64
 		found := 0
-		for _, prio := range Priorities {
-			cons, err := c.js.Consumer(cctx, StreamJobs, ConsumerName(p, prio))
+		for _, prio := range reelq.Priorities {
+			cons, err := c.js.Consumer(cctx, wire.StreamJobs, wire.ConsumerName(p, prio))
 			if errors.Is(err, jetstream.ErrConsumerNotFound) {
 				continue
 			}
@@ -217,7 +220,7 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 				s.Limiter = &LimiterAlarm{Bucket: a.Bucket, Error: a.Error, Since: a.Since, By: a.By}
 			}
 		}
-		busy := s.Running > 0 || s.Waiting > 0 || s.Queued[High]+s.Queued[Normal]+s.Queued[Low] > 0
+		busy := s.Running > 0 || s.Waiting > 0 || s.Queued[reelq.High]+s.Queued[reelq.Normal]+s.Queued[reelq.Low] > 0
 		if busy && !s.NoWorker && s.Pause == nil && rlKV != nil {
 			lim := ratelimit.New(ratelimit.NewKVStore(rlKV), p, ratelimit.Config{Rate: 1})
 			if t, err := lim.BlockedUntil(cctx); err == nil && t.After(out.At) {
@@ -229,17 +232,17 @@ func (c *Client) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 				s.Held++
 			}
 		}
-		prefix := ProviderCounterSubject(p, "done_")
-		spent := ProviderCounterSubject(p, SpendCounterField(""))
+		prefix := wire.ProviderCounterSubject(p, "done_")
+		spent := wire.ProviderCounterSubject(p, wire.SpendCounterField(""))
 		for subj, m := range counters {
 			if f, ok := strings.CutPrefix(subj, prefix); ok {
-				s.Done[f] = counterValue(m.Data)
+				s.Done[f] = store.CounterValue(m.Data)
 			}
 			if unit, ok := strings.CutPrefix(subj, spent); ok {
 				if s.Spent == nil {
 					s.Spent = map[string]float64{}
 				}
-				s.Spent[unit] = float64(counterValue(m.Data)) / 1e6
+				s.Spent[unit] = float64(store.CounterValue(m.Data)) / 1e6
 			}
 		}
 		out.Providers = append(out.Providers, s)
@@ -272,7 +275,7 @@ func workerOf(holder string) string {
 
 // heldJobs reads the state of every job marked held in counters (held
 // jobs are few: each waits for an operator) and returns those still held.
-func (c *Client) heldJobs(ctx context.Context, counters map[string]storedMsg) ([]*JobState, error) {
+func (c *Inspector) heldJobs(ctx context.Context, counters map[string]store.Msg) ([]*reelq.JobState, error) {
 	var ids []string
 	for subj := range counters {
 		rest, ok := strings.CutPrefix(subj, "counters.held.")
@@ -290,9 +293,9 @@ func (c *Client) heldJobs(ctx context.Context, counters map[string]storedMsg) ([
 	if err != nil {
 		return nil, err
 	}
-	var out []*JobState
+	var out []*reelq.JobState
 	for _, st := range states {
-		if st.Phase == PhaseHeld {
+		if st.Phase == reelq.PhaseHeld {
 			out = append(out, st)
 		}
 	}
@@ -301,8 +304,8 @@ func (c *Client) heldJobs(ctx context.Context, counters map[string]storedMsg) ([
 
 // countQueued counts provider's messages in JOBS by priority (for a
 // provider no worker has run: it has no consumers to ask).
-func (c *Client) countQueued(ctx context.Context, provider string, into map[Priority]uint64) error {
-	s, err := c.js.Stream(ctx, StreamJobs)
+func (c *Inspector) countQueued(ctx context.Context, provider string, into map[reelq.Priority]uint64) error {
+	s, err := c.js.Stream(ctx, wire.StreamJobs)
 	if err != nil {
 		return err
 	}
@@ -311,24 +314,13 @@ func (c *Client) countQueued(ctx context.Context, provider string, into map[Prio
 		return err
 	}
 	for subj, n := range info.State.Subjects {
-		ps, ok := ParseJobSubject(subj)
+		ps, ok := wire.ParseJobSubject(subj)
 		if !ok {
 			continue
 		}
-		into[ps.Priority.Or()] += n
+		into[reelq.Priority(ps.Priority).Or()] += n
 	}
 	return nil
-}
-
-func counterValue(data []byte) uint64 {
-	var v struct {
-		Val string `json:"val"`
-	}
-	if json.Unmarshal(data, &v) != nil {
-		return 0
-	}
-	n, _ := strconv.ParseUint(v.Val, 10, 64)
-	return n
 }
 
 // batchStats reads the batch counters: one batch's, or those of the
@@ -336,7 +328,7 @@ func counterValue(data []byte) uint64 {
 // from the tail of the COUNTERS stream (which keeps one message per
 // counter, so its last messages are the counters updated last): the cost
 // does not grow with the number of batches kept.
-func (c *Client) batchStats(ctx context.Context, o StatsOptions) ([]BatchStats, error) {
+func (c *Inspector) batchStats(ctx context.Context, o StatsOptions) ([]BatchStats, error) {
 	n := o.Recent
 	if n == 0 {
 		n = 20
@@ -356,7 +348,7 @@ func (c *Client) batchStats(ctx context.Context, o StatsOptions) ([]BatchStats, 
 			return nil, nil
 		}
 	}
-	msgs, err := c.lastMsgs(ctx, StreamCounters, filters)
+	msgs, err := c.s.LastMsgs(ctx, wire.StreamCounters, filters)
 	if err != nil {
 		return nil, err
 	}
@@ -376,15 +368,15 @@ func (c *Client) batchStats(ctx context.Context, o StatsOptions) ([]BatchStats, 
 		if m.Time.After(b.Updated) {
 			b.Updated = m.Time
 		}
-		v := counterValue(m.Data)
+		v := store.CounterValue(m.Data)
 		switch field {
 		case "enqueued":
 			b.Enqueued = v
-		case "done_" + StatusSucceeded:
+		case "done_" + reelq.StatusSucceeded:
 			b.Succeeded = v
-		case "done_" + StatusFailed:
+		case "done_" + reelq.StatusFailed:
 			b.Failed = v
-		case "done_" + StatusCancelled:
+		case "done_" + reelq.StatusCancelled:
 			b.Cancelled = v
 		default:
 			if unit, ok := strings.CutPrefix(field, "spent_micro_"); ok {
@@ -408,8 +400,8 @@ func (c *Client) batchStats(ctx context.Context, o StatsOptions) ([]BatchStats, 
 
 // recentBatches returns up to n batch names whose counters changed last,
 // reading the COUNTERS stream backwards in growing windows.
-func (c *Client) recentBatches(ctx context.Context, n int) ([]string, error) {
-	s, err := c.js.Stream(ctx, StreamCounters)
+func (c *Inspector) recentBatches(ctx context.Context, n int) ([]string, error) {
+	s, err := c.js.Stream(ctx, wire.StreamCounters)
 	if err != nil {
 		return nil, err
 	}
@@ -427,7 +419,7 @@ func (c *Client) recentBatches(ctx context.Context, n int) ([]string, error) {
 		if last >= window && last-window+1 > first {
 			start = last - window + 1
 		}
-		err := c.directBatch(ctx, StreamCounters, map[string]any{"seq": start, "next_by_subj": "counters.batch.>", "batch": int(last - start + 1)}, func(m storedMsg) bool {
+		err := c.s.DirectBatch(ctx, wire.StreamCounters, map[string]any{"seq": start, "next_by_subj": "counters.batch.>", "batch": int(last - start + 1)}, func(m store.Msg) bool {
 			rest := strings.TrimPrefix(m.Subject, "counters.batch.")
 			if i := strings.LastIndexByte(rest, '.'); i > 0 {
 				if b := rest[:i]; m.Seq > latest[b] {

@@ -1,4 +1,9 @@
-package reelq
+// Package store is the plumbing the public packages (reelq, inspect)
+// and the dashboard share to read JetStream without consumers: batched
+// direct gets by subject and sequence, and followers woken by plain
+// subscriptions. It knows streams and subjects, not reelq's types: the
+// callers decode what it reads.
+package store
 
 import (
 	"context"
@@ -14,8 +19,24 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// storedMsg is one message read with a direct get.
-type storedMsg struct {
+// Store reads streams over a connection.
+type Store struct {
+	NC *nats.Conn
+	JS jetstream.JetStream
+	// Timeout bounds each request when ctx has no earlier deadline.
+	Timeout time.Duration
+}
+
+// ReqCtx bounds one server request.
+func (s *Store) ReqCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.Timeout)
+}
+
+// Msg is one message read with a direct get.
+type Msg struct {
 	Subject string
 	Seq     uint64
 	Time    time.Time
@@ -23,31 +44,31 @@ type storedMsg struct {
 	Data    []byte
 }
 
-// maxMultiLast bounds the subjects asked for in one batched direct get.
-const maxMultiLast = 256
+// MaxMultiLast bounds the subjects asked for in one batched direct get.
+const MaxMultiLast = 256
 
 // errTooManyResults is the server's refusal of a batched direct get whose
 // wildcards match more subjects than it answers at once (1,024).
 var errTooManyResults = errors.New("too many results")
 
-// lastMsgs reads the last message of each subject in one or a few
+// LastMsgs reads the last message of each subject in one or a few
 // requests (JetStream's batched direct get, "multi_last"), which needs
 // the stream's AllowDirect. Subjects without a message are absent from the
 // result. Wildcards are allowed; one that matches more subjects than the
 // server answers at once is expanded into its subjects first (a stream
 // info request) and read in chunks.
-func (c *Client) lastMsgs(ctx context.Context, stream string, subjects []string) (map[string]storedMsg, error) {
-	out, err := c.lastMsgsOnce(ctx, stream, subjects)
+func (s *Store) LastMsgs(ctx context.Context, stream string, subjects []string) (map[string]Msg, error) {
+	out, err := s.LastMsgsOnce(ctx, stream, subjects)
 	if !errors.Is(err, errTooManyResults) {
 		return out, err
 	}
-	s, err := c.js.Stream(ctx, stream)
+	st, err := s.JS.Stream(ctx, stream)
 	if err != nil {
 		return nil, err
 	}
 	var all []string
 	for _, f := range subjects {
-		info, err := s.Info(ctx, jetstream.WithSubjectFilter(f))
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(f))
 		if err != nil {
 			return nil, err
 		}
@@ -55,18 +76,18 @@ func (c *Client) lastMsgs(ctx context.Context, stream string, subjects []string)
 			all = append(all, subj)
 		}
 	}
-	return c.lastMsgsOnce(ctx, stream, all)
+	return s.LastMsgsOnce(ctx, stream, all)
 }
 
-func (c *Client) lastMsgsOnce(ctx context.Context, stream string, subjects []string) (map[string]storedMsg, error) {
-	out := map[string]storedMsg{}
+func (s *Store) LastMsgsOnce(ctx context.Context, stream string, subjects []string) (map[string]Msg, error) {
+	out := map[string]Msg{}
 	var mu sync.Mutex
 	var g errgroup.Group
 	g.SetLimit(8) // chunks in flight at once
-	for start := 0; start < len(subjects); start += maxMultiLast {
-		chunk := subjects[start:min(start+maxMultiLast, len(subjects))]
+	for start := 0; start < len(subjects); start += MaxMultiLast {
+		chunk := subjects[start:min(start+MaxMultiLast, len(subjects))]
 		g.Go(func() error {
-			return c.directBatch(ctx, stream, map[string]any{"multi_last": chunk, "batch": 1_000_000}, func(m storedMsg) bool {
+			return s.DirectBatch(ctx, stream, map[string]any{"multi_last": chunk, "batch": 1_000_000}, func(m Msg) bool {
 				mu.Lock()
 				out[m.Subject] = m
 				mu.Unlock()
@@ -80,28 +101,28 @@ func (c *Client) lastMsgsOnce(ctx context.Context, stream string, subjects []str
 	return out, nil
 }
 
-// directBatch sends a batched direct get and calls f for each message
+// DirectBatch sends a batched direct get and calls f for each message
 // until the server's end-of-batch (or f returns false).
-func (c *Client) directBatch(ctx context.Context, stream string, req map[string]any, f func(storedMsg) bool) error {
-	_, err := c.directPage(ctx, stream, req, f)
+func (s *Store) DirectBatch(ctx context.Context, stream string, req map[string]any, f func(Msg) bool) error {
+	_, err := s.DirectPage(ctx, stream, req, f)
 	return err
 }
 
-// directPage is directBatch that also returns how many matching messages
+// DirectPage is directBatch that also returns how many matching messages
 // the server still holds after the batch (its end-of-batch count; 0 when
 // f stopped early or nothing matched).
-func (c *Client) directPage(ctx context.Context, stream string, req map[string]any, f func(storedMsg) bool) (uint64, error) {
+func (s *Store) DirectPage(ctx context.Context, stream string, req map[string]any, f func(Msg) bool) (uint64, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return 0, err
 	}
-	inbox := c.nc.NewRespInbox()
-	sub, err := c.nc.SubscribeSync(inbox)
+	inbox := s.NC.NewRespInbox()
+	sub, err := s.NC.SubscribeSync(inbox)
 	if err != nil {
 		return 0, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := c.nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, body); err != nil {
+	if err := s.NC.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, body); err != nil {
 		return 0, err
 	}
 	for {
@@ -132,7 +153,7 @@ func (c *Client) directPage(ctx context.Context, stream string, req map[string]a
 		}
 		seq, _ := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
 		t, _ := time.Parse(time.RFC3339Nano, m.Header.Get("Nats-Time-Stamp"))
-		if !f(storedMsg{Subject: m.Header.Get("Nats-Subject"), Seq: seq, Time: t, Header: m.Header, Data: m.Data}) {
+		if !f(Msg{Subject: m.Header.Get("Nats-Subject"), Seq: seq, Time: t, Header: m.Header, Data: m.Data}) {
 			return 0, nil
 		}
 	}

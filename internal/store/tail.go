@@ -1,14 +1,19 @@
-package reelq
+package store
 
 import (
 	"context"
+	"fmt"
+	"iter"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/reelq/reelq/internal/wire"
 )
 
-// The client follows streams without consumers. A consumer is state on the
+// The readers follow streams without consumers. A consumer is state on the
 // server that any identity allowed to create one can pile up (nats-server
 // allows 1,000 per stream by default, shared by every identity: the
 // reviewer's read-only identity filled RESULTS and every producer's Wait
@@ -34,10 +39,10 @@ type waker struct {
 	subs []*nats.Subscription
 }
 
-func (c *Client) wake(ctx context.Context, subjects []string) *waker {
+func (s *Store) wake(ctx context.Context, subjects []string) *waker {
 	w := &waker{ch: make(chan struct{}, 1)}
-	for _, s := range subjects {
-		sub, err := c.nc.Subscribe(s, func(*nats.Msg) {
+	for _, subj := range subjects {
+		sub, err := s.NC.Subscribe(subj, func(*nats.Msg) {
 			select {
 			case w.ch <- struct{}{}:
 			default:
@@ -50,7 +55,7 @@ func (c *Client) wake(ctx context.Context, subjects []string) *waker {
 	// The subscriptions are in place before the first read: nothing
 	// published after that read goes unnoticed.
 	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	_ = c.nc.FlushWithContext(fctx)
+	_ = s.NC.FlushWithContext(fctx)
 	cancel()
 	return w
 }
@@ -81,11 +86,11 @@ func (w *waker) wait(ctx context.Context, retry *int) bool {
 	return true
 }
 
-// tail calls f with the messages of stream matching one of filters (the
+// Tail calls f with the messages of stream matching one of filters (the
 // stream's every message for none), oldest first, from sequence start on
 // (0: the next one stored), until ctx ends (returning its cause) or f
 // returns false (returning nil).
-func (c *Client) tail(ctx context.Context, stream string, filters []string, start uint64, f func(storedMsg) bool) error {
+func (s *Store) Tail(ctx context.Context, stream string, filters []string, start uint64, f func(Msg) bool) error {
 	read := "" // one filter is read on the server; several are matched here
 	if len(filters) == 1 {
 		read = filters[0]
@@ -97,10 +102,10 @@ func (c *Client) tail(ctx context.Context, stream string, filters []string, star
 			wakeOn = []string{sc}
 		}
 	}
-	w := c.wake(ctx, wakeOn)
+	w := s.wake(ctx, wakeOn)
 	defer w.stop()
 	if start == 0 {
-		last, err := c.lastSeq(ctx, stream)
+		last, err := s.LastSeq(ctx, stream)
 		if err != nil {
 			return err
 		}
@@ -113,8 +118,8 @@ func (c *Client) tail(ctx context.Context, stream string, filters []string, star
 			req["next_by_subj"] = read
 		}
 		stopped := false
-		cctx, cancel := c.reqCtx(ctx)
-		pending, err := c.directPage(cctx, stream, req, func(m storedMsg) bool {
+		cctx, cancel := s.ReqCtx(ctx)
+		pending, err := s.DirectPage(cctx, stream, req, func(m Msg) bool {
 			next = m.Seq + 1
 			if len(filters) > 1 && !matchesAny(filters, m.Subject) {
 				return true
@@ -137,18 +142,18 @@ func (c *Client) tail(ctx context.Context, stream string, filters []string, star
 	}
 }
 
-// watchLast calls f with the last message on subject of stream now (if
+// WatchLast calls f with the last message on subject of stream now (if
 // any) and then with every newer last message, until ctx ends (returning
 // its cause) or f returns false (returning nil). Intermediate messages
 // may be skipped: it is for a value (a job's state or result), not a log.
-func (c *Client) watchLast(ctx context.Context, stream, subject string, f func(storedMsg) bool) error {
-	w := c.wake(ctx, []string{subject})
+func (s *Store) WatchLast(ctx context.Context, stream, subject string, f func(Msg) bool) error {
+	w := s.wake(ctx, []string{subject})
 	defer w.stop()
 	var seen uint64
 	retry := len(tailRetry)
 	for {
-		cctx, cancel := c.reqCtx(ctx)
-		msgs, err := c.lastMsgsOnce(cctx, stream, []string{subject})
+		cctx, cancel := s.ReqCtx(ctx)
+		msgs, err := s.LastMsgsOnce(cctx, stream, []string{subject})
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			return err
@@ -165,15 +170,15 @@ func (c *Client) watchLast(ctx context.Context, stream, subject string, f func(s
 	}
 }
 
-// lastSeq is stream's last sequence.
-func (c *Client) lastSeq(ctx context.Context, stream string) (uint64, error) {
-	cctx, cancel := c.reqCtx(ctx)
+// LastSeq is stream's last sequence.
+func (s *Store) LastSeq(ctx context.Context, stream string) (uint64, error) {
+	cctx, cancel := s.ReqCtx(ctx)
 	defer cancel()
-	s, err := c.js.Stream(cctx, stream)
+	st, err := s.JS.Stream(cctx, stream)
 	if err != nil {
 		return 0, err
 	}
-	info, err := s.Info(cctx)
+	info, err := st.Info(cctx)
 	if err != nil {
 		return 0, err
 	}
@@ -182,9 +187,9 @@ func (c *Client) lastSeq(ctx context.Context, stream string) (uint64, error) {
 
 // streamSubjects are the subjects of the streams the client follows whole.
 var streamSubjects = map[string]string{
-	StreamResults:  "results.>",
-	StreamEvents:   "events.>",
-	StreamCounters: "counters.>",
+	wire.StreamResults:  "results.>",
+	wire.StreamEvents:   "events.>",
+	wire.StreamCounters: "counters.>",
 }
 
 // matchesAny reports whether subj matches one of the subject filters.
@@ -212,4 +217,61 @@ func subjectMatches(filter, subj string) bool {
 		}
 	}
 	return len(ft) == len(st)
+}
+
+// Seq yields the messages tail reads, decoded (messages decode refuses
+// are skipped), until ctx ends (yielding its error) or the caller stops
+// ranging. It keeps no state on the server (see tail).
+func Seq[T any](ctx context.Context, s *Store, stream string, filters []string, start uint64, what string, decode func(Msg) (*T, bool)) iter.Seq2[*T, error] {
+	return func(yield func(*T, error) bool) {
+		err := s.Tail(ctx, stream, filters, start, func(m Msg) bool {
+			v, ok := decode(m)
+			return !ok || yield(v, nil)
+		})
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			yield(nil, context.Cause(ctx))
+		default:
+			yield(nil, fmt.Errorf("reelq: %s: %w", what, err))
+		}
+	}
+}
+
+// NextMsg returns it's next message, or ctx's error once ctx ends even if
+// nats.go does not return: while a consumer re-creates itself (after a
+// NATS node loss, say) its Next can retry without end.
+func NextMsg(ctx context.Context, it jetstream.MessagesContext) (jetstream.Msg, error) {
+	type next struct {
+		msg jetstream.Msg
+		err error
+	}
+	ch := make(chan next, 1)
+	go func() {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		ch <- next{msg, err}
+	}()
+	select {
+	case n := <-ch:
+		if n.err != nil && ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		return n.msg, n.err
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+// StopIter stops an iterator, waiting at most 2 s (a re-creation, see
+// NextMsg, can hold it).
+func StopIter(it jetstream.MessagesContext) {
+	done := make(chan struct{})
+	go func() {
+		it.Stop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
 }

@@ -1,4 +1,4 @@
-package reelq_test
+package inspect_test
 
 import (
 	"bufio"
@@ -23,7 +23,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/embedded"
+	"github.com/reelq/reelq/internal/queue"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // BenchmarkStats checks issue 11's bound: Stats answers in under 1 s using
@@ -67,7 +70,6 @@ func BenchmarkStats(b *testing.B) {
 	default:
 		b.Fatalf("REELQ_BENCH_SERVER=%q: want external or embedded", kind)
 	}
-	b.Cleanup(startWorker(natsURL))
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
 		b.Fatal(err)
@@ -75,11 +77,15 @@ func BenchmarkStats(b *testing.B) {
 	b.Cleanup(nc.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	client, err := reelq.NewClient(ctx, nc, reelq.Options{ProviderEnv: map[string]string{}, By: "bench"})
+	js, err := jetstream.New(nc)
 	if err != nil {
 		b.Fatal(err)
 	}
-	js, err := jetstream.New(nc)
+	// The streams and buckets a worker creates (Stats reads no worker).
+	if err := queue.Setup(ctx, js, queue.Layout{}); err != nil {
+		b.Fatal(err)
+	}
+	client, err := inspect.New(ctx, nc, reelq.Options{By: "bench"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -87,7 +93,7 @@ func BenchmarkStats(b *testing.B) {
 	t0 := time.Now()
 	batches := fillStates(b, nc, n, perBatch)
 	b.Logf("filled %d job states in %d batches in %s", n, batches, time.Since(t0).Round(time.Millisecond))
-	kv, err := js.KeyValue(ctx, reelq.BucketJobs)
+	kv, err := js.KeyValue(ctx, wire.BucketJobs)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -95,7 +101,7 @@ func BenchmarkStats(b *testing.B) {
 		b.Fatalf("reelq_jobs holds %v values (%v), want %d", st.Values(), err, n)
 	}
 
-	check := func(s *reelq.Stats) {
+	check := func(s *inspect.Stats) {
 		if len(s.Providers) != len(reelq.Providers) || len(s.Batches) != min(batches, 20) {
 			b.Fatalf("stats: %d providers, %d batches; want %d and %d", len(s.Providers), len(s.Batches), len(reelq.Providers), min(batches, 20))
 		}
@@ -115,7 +121,7 @@ func BenchmarkStats(b *testing.B) {
 	var cold time.Duration
 	coldRSS := rssDuring(func() {
 		start := time.Now()
-		s, err := client.Stats(ctx, reelq.StatsOptions{})
+		s, err := client.Stats(ctx, inspect.StatsOptions{})
 		cold = time.Since(start)
 		if err != nil {
 			b.Fatal(err)
@@ -133,7 +139,7 @@ func BenchmarkStats(b *testing.B) {
 	growth := rssDuring(func() {
 		for b.Loop() {
 			start := time.Now()
-			s, err := client.Stats(ctx, reelq.StatsOptions{})
+			s, err := client.Stats(ctx, inspect.StatsOptions{})
 			total += time.Since(start)
 			calls++
 			if err != nil {
@@ -188,7 +194,7 @@ func fillStates(b *testing.B, nc *nats.Conn, n, perBatch int) int {
 		futs = futs[:0]
 		for i := start; i < min(start+window, n); i++ {
 			id := fmt.Sprintf("bench-%07d", i)
-			f, err := js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + reelq.BucketJobs + "." + id, Data: benchState(id, i, perBatch, t0)})
+			f, err := js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + wire.BucketJobs + "." + id, Data: benchState(id, i, perBatch, t0)})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -204,9 +210,9 @@ func fillStates(b *testing.B, nc *nats.Conn, n, perBatch int) int {
 		failed, cancelled := size/25, size/100
 		for field, v := range map[string]int{
 			"enqueued": size, "done_succeeded": size - failed - cancelled, "done_failed": failed, "done_cancelled": cancelled,
-			reelq.SpendCounterField("credits"): size * 50_000_000,
+			wire.SpendCounterField("credits"): size * 50_000_000,
 		} {
-			m := nats.NewMsg(reelq.BatchCounterSubject(benchBatch(k), field))
+			m := nats.NewMsg(wire.BatchCounterSubject(benchBatch(k), field))
 			m.Header.Set("Nats-Incr", "+"+strconv.Itoa(v))
 			f, err := js.PublishMsgAsync(m)
 			if err != nil {

@@ -1,10 +1,11 @@
-package reelq
+package inspect
 
 import (
 	"context"
 	"fmt"
 	"path/filepath"
 
+	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/archive"
 )
 
@@ -33,7 +34,7 @@ func OutputFile(id string, n int, contentType string) string {
 // file, renamed once its size and SHA-256 match the archived copy). A file
 // already complete is skipped (skipped=true). s3 is needed for copies in
 // an S3 archive; JetStream copies are read over the client's connection.
-func (c *Client) DownloadOutput(ctx context.Context, cp ArchivedCopy, path string, s3 *S3Options) (skipped bool, err error) {
+func (c *Inspector) DownloadOutput(ctx context.Context, cp reelq.ArchivedCopy, path string, s3 *S3Options) (skipped bool, err error) {
 	var store archive.Store
 	switch cp.Store {
 	case archive.KindJetStream:
