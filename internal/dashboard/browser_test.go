@@ -247,7 +247,9 @@ func TestBrowserEndToEnd(t *testing.T) {
 	}
 	do(t, ctx, "cancel "+victim, chromedp.Navigate(d.URL+"/jobs/"+victim), click(`button.cancel-job`), chromedp.WaitVisible(chromedp.CSS(`p.flash`)))
 	poll(t, ctx, "the cancelled result", `document.getElementById("status").textContent === "cancelled"`, 20*time.Second)
-	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Each Wait has its own hang guard: one shared with the steps between
+	// them expired during the resume on a loaded machine.
+	wctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if r, err := d.Client.Wait(wctx, victim); err != nil || r.Status != reelq.StatusCancelled || r.ProviderTaskID != "" {
 		t.Fatalf("%s: %+v %v, want cancelled without reaching the provider", victim, r, err)
@@ -263,6 +265,8 @@ func TestBrowserEndToEnd(t *testing.T) {
 	}
 
 	// A job page plays its archived video, served by the dashboard.
+	wctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	r, err := d.Client.Wait(wctx, batch+"-01")
 	if err != nil || r.Status != reelq.StatusSucceeded {
 		t.Fatalf("%s-01: %+v %v", batch, r, err)
