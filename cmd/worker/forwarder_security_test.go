@@ -229,7 +229,7 @@ func TestForwarderPermissions(t *testing.T) {
 	for i, dn := range denied {
 		name := "reelq-forwarder-denied/" + dn.slug
 		id := &ident{user: dn.user, errs: make(chan error, 16)}
-		nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(dn.user, shippedPasswords[dn.user]), nats.Name(name),
+		nc, err := nats.Connect(s.ClientURL(), connectGuard, nats.UserInfo(dn.user, shippedPasswords[dn.user]), nats.Name(name),
 			nats.CustomInboxPrefix("_INBOX_"+dn.user),
 			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 				select {

@@ -153,10 +153,17 @@ type ident struct {
 	errs chan error
 }
 
+// connectGuard bounds a test connection's handshake as a hang guard. The
+// client's 2 s default is a speed bound: under the consumer floods, with
+// the shipped config's sync_interval always, on a loaded 2-core machine
+// the server answered later (TestConsumerExhaustion: "connect as
+// producer: read tcp ...: i/o timeout").
+var connectGuard = nats.Timeout(time.Minute)
+
 func connectAs(t testing.TB, s *server.Server, user string) *ident {
 	t.Helper()
 	id := &ident{user: user, errs: make(chan error, 64)}
-	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(user, shippedPasswords[user]), nats.Name("reelq-test/"+user),
+	nc, err := nats.Connect(s.ClientURL(), connectGuard, nats.UserInfo(user, shippedPasswords[user]), nats.Name("reelq-test/"+user),
 		nats.CustomInboxPrefix("_INBOX_"+user),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
@@ -962,7 +969,7 @@ func TestInboxIsolation(t *testing.T) {
 		}
 	}
 	// Without its prefix an identity gets no answers.
-	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("results", shippedPasswords["results"]), nats.Name("reelq-test/results-default-inbox"),
+	nc, err := nats.Connect(s.ClientURL(), connectGuard, nats.UserInfo("results", shippedPasswords["results"]), nats.Name("reelq-test/results-default-inbox"),
 		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	if err != nil {
 		t.Fatal(err)
@@ -1496,7 +1503,7 @@ func TestPermissionMatrix(t *testing.T) {
 			for _, u := range identities {
 				name := "reelq-matrix/" + u + "/" + row.slug
 				id := &ident{user: u, errs: make(chan error, 16)}
-				nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(u, shippedPasswords[u]), nats.Name(name),
+				nc, err := nats.Connect(s.ClientURL(), connectGuard, nats.UserInfo(u, shippedPasswords[u]), nats.Name(name),
 					nats.CustomInboxPrefix("_INBOX_"+u),
 					nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 						select {
@@ -1995,7 +2002,7 @@ func TestDashboardPermissions(t *testing.T) {
 	for i, dn := range denied {
 		name := "reelq-dashboard-denied/" + dn.slug
 		id := &ident{user: "dashboard", errs: make(chan error, 16)}
-		nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("dashboard", shippedPasswords["dashboard"]), nats.Name(name),
+		nc, err := nats.Connect(s.ClientURL(), connectGuard, nats.UserInfo("dashboard", shippedPasswords["dashboard"]), nats.Name(name),
 			nats.CustomInboxPrefix("_INBOX_dashboard"),
 			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 				select {

@@ -216,7 +216,7 @@ func TestClusterRoutesAuthenticate(t *testing.T) {
 	a := clusterNode(t, "a", nil)
 	good := &url.URL{Scheme: "nats-route", User: url.UserPassword("route", routePassword), Host: a.ClusterAddr().String()}
 	b := clusterNode(t, "b", nil, good)
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(time.Minute) // a hang guard
 	for a.NumRoutes() == 0 || b.NumRoutes() == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("a node with the route password did not join")

@@ -11,6 +11,7 @@ import (
 	"github.com/reelq/reelq/internal/providersim"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/reelqtest"
+	"github.com/reelq/reelq/internal/waitfor"
 )
 
 // A rate limiter whose shared state cannot be written past its bound (its
@@ -51,11 +52,10 @@ func TestLimiterOutageIsAnAlarm(t *testing.T) {
 		t.Errorf("Healthy() = %v, want the limiter's outage naming the bucket", err)
 	}
 	var alarm *inspect.LimiterAlarm
-	deadline := time.Now().Add(10 * time.Second)
-	for alarm == nil && time.Now().Before(deadline) { // the record follows the event
+	waitfor.Until(t, time.Minute, "the limiter alarm in the stats", func() error { // the record follows the event
 		st, err := env.Inspector.Stats(ctx, inspect.StatsOptions{Recent: -1})
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		for _, p := range st.Providers {
 			if p.Provider == "samsar" {
@@ -63,9 +63,10 @@ func TestLimiterOutageIsAnAlarm(t *testing.T) {
 			}
 		}
 		if alarm == nil {
-			time.Sleep(50 * time.Millisecond)
+			return waitfor.ErrNotYet
 		}
-	}
+		return nil
+	})
 	if alarm == nil || alarm.Bucket != queue.BucketRateLimit || alarm.Error == "" || alarm.By != w.ID || alarm.Since.IsZero() {
 		t.Errorf("stats' limiter alarm %+v, want the bucket, the error, the worker and the start", alarm)
 	}
