@@ -30,11 +30,14 @@ import (
 // reports the worker's resident memory and its CPU per poll (heartbeats for
 // all N messages included) over a measuring window (REELQ_BENCH_WINDOW_S,
 // default 30; every job is polled every REELQ_BENCH_POLL_S, default 10).
-// Run it with -benchtime 1x.
+// REELQ_BENCH_METADATA_BYTES gives every job metadata of about that size
+// (at most 16 KiB), to show what a job's payload costs in flight. Run it
+// with -benchtime 1x.
 func BenchmarkInFlight(b *testing.B) {
 	n := envInt("REELQ_BENCH_INFLIGHT", 10000)
 	window := time.Duration(envInt("REELQ_BENCH_WINDOW_S", 30)) * time.Second
 	poll := time.Duration(envInt("REELQ_BENCH_POLL_S", 10)) * time.Second
+	pad := envInt("REELQ_BENCH_METADATA_BYTES", 0)
 	dir := b.TempDir()
 	bins := buildBins(b, dir, "worker", "providersim")
 	for range b.N {
@@ -65,6 +68,9 @@ func BenchmarkInFlight(b *testing.B) {
 		jobs := make([]reelq.Job, n)
 		for i := range jobs {
 			jobs[i] = job(i)
+			if pad > 0 {
+				jobs[i].Metadata = json.RawMessage(`{"pad":"` + strings.Repeat("m", pad) + `"}`)
+			}
 		}
 		if _, err := client.EnqueueBatch(ctx, jobs, reelq.BatchOptions{}); err != nil {
 			b.Fatal(err)

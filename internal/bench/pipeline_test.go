@@ -55,7 +55,9 @@ func job(i int) reelq.Job {
 // cluster-wide rate limiter on KV, the job state written before and after
 // the paid call, the result stored, published and acknowledged before the
 // job is acked, slots, counters and the batch index. It reports rates,
-// ratios to raw, NATS messages per job (round trips) and CPU per job.
+// ratios to raw, NATS messages per job on each side (the worker's
+// connection over the job path, the client's over the enqueue; in and
+// out, from nc.Stats()) and CPU per job.
 // Run it with -benchtime 1x; see doc.go for the knobs.
 func BenchmarkPipeline(b *testing.B) {
 	nPub := envInt("REELQ_BENCH_JOBS", 100000)
@@ -120,8 +122,10 @@ func BenchmarkPipeline(b *testing.B) {
 			_ = pprof.StartCPUProfile(pf)
 			defer pf.Close()
 		}
+		cst0 := nc.Stats()
 		start = time.Now()
 		outs, err := client.EnqueueBatch(ctx, jobs, reelq.BatchOptions{})
+		cst := nc.Stats()
 		if os.Getenv("REELQ_BENCH_ENQUEUE_CPUPROFILE") != "" {
 			pprof.StopCPUProfile()
 		}
@@ -142,6 +146,7 @@ func BenchmarkPipeline(b *testing.B) {
 		}
 		var done atomic.Int64
 		finished := make(chan struct{})
+		rst0 := nc.Stats()
 		cpu0, rawSrv0 := cpuTime(), srv.cpu()
 		start = time.Now()
 		cc, err := cons.Consume(func(m jetstream.Msg) {
@@ -171,6 +176,8 @@ func BenchmarkPipeline(b *testing.B) {
 		rawE2E := float64(nE2E) / rawSecs
 		rawCPU := cpuTime() - cpu0
 		rawSrvCPU := srv.cpu() - rawSrv0
+		rst := nc.Stats()
+		rawMsgs := float64((rst.InMsgs-rst0.InMsgs)+(rst.OutMsgs-rst0.OutMsgs)) / float64(nE2E)
 		cc.Stop()
 
 		// 4. reelq: the whole job path, timed to the nE2E-th result.
@@ -227,7 +234,13 @@ func BenchmarkPipeline(b *testing.B) {
 		stop()
 		<-wdone
 		b.StopTimer()
-		msgs := float64((st.OutMsgs-st0.OutMsgs)+(st.InMsgs-st0.InMsgs)) / float64(nE2E)
+		// Messages per job on each side: the worker's connection over the
+		// job path (in: deliveries, acknowledgements of its writes, KV
+		// reads; out: its writes, acks, requests) and the client's over
+		// the enqueue.
+		wIn, wOut := float64(st.InMsgs-st0.InMsgs)/float64(nE2E), float64(st.OutMsgs-st0.OutMsgs)/float64(nE2E)
+		cIn, cOut := float64(cst.InMsgs-cst0.InMsgs)/float64(nPub), float64(cst.OutMsgs-cst0.OutMsgs)/float64(nPub)
+		msgs := wIn + wOut
 		lstats := lim.Stats()
 
 		b.ReportMetric(rawPub, "raw_pub_jobs/s")
@@ -237,11 +250,16 @@ func BenchmarkPipeline(b *testing.B) {
 		b.ReportMetric(reelqE2E, "reelq_e2e_jobs/s")
 		b.ReportMetric(reelqE2E/rawE2E, "e2e_ratio")
 		b.ReportMetric(msgs, "nats_msgs/job")
+		b.ReportMetric(rawMsgs, "raw_msgs/job")
+		b.ReportMetric(wIn, "worker_msgs_in/job")
+		b.ReportMetric(wOut, "worker_msgs_out/job")
+		b.ReportMetric(cIn, "enqueue_msgs_in/job")
+		b.ReportMetric(cOut, "enqueue_msgs_out/job")
 		b.ReportMetric(cpu.Seconds()*1e3/float64(nE2E), "cpu_ms/job")
 		b.Logf("server=%s sync_always=%v publish n=%d: raw %.0f/s, enqueue %.0f/s (x%.2f); end-to-end n=%d: raw %.0f/s, reelq %.0f/s (x%.3f)",
 			srv.kind, srv.sync, nPub, rawPub, enqPub, enqPub/rawPub, nE2E, rawE2E, reelqE2E, reelqE2E/rawE2E)
-		b.Logf("per job: %.1f NATS messages sent+received by the worker; CPU %.3f ms in this process (raw path %.3f ms), %.3f ms in the server (raw %.3f ms); limiter: %d reads, %d writes for %d tokens",
-			msgs, cpu.Seconds()*1e3/float64(nE2E), rawCPU.Seconds()*1e3/float64(nE2E), srvCPU.Seconds()*1e3/float64(nE2E),
+		b.Logf("per job: %.1f NATS messages at the worker (%.2f in, %.2f out), %.2f at the client's enqueue (%.2f in, %.2f out), %.2f on the raw path; CPU %.3f ms in this process (raw path %.3f ms), %.3f ms in the server (raw %.3f ms); limiter: %d reads, %d writes for %d tokens",
+			msgs, wIn, wOut, cIn+cOut, cIn, cOut, rawMsgs, cpu.Seconds()*1e3/float64(nE2E), rawCPU.Seconds()*1e3/float64(nE2E), srvCPU.Seconds()*1e3/float64(nE2E),
 			rawSrvCPU.Seconds()*1e3/float64(nE2E), lstats.Reads, lstats.Writes, lstats.Granted)
 		wnc.Close()
 		nc.Close()

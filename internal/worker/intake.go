@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
@@ -158,6 +159,7 @@ func decodeEnvelope(msg jetstream.Msg, provider string, lim reelq.Limits, v reel
 	if err != nil {
 		return fail(err)
 	}
+	env.Input, env.Metadata = within(msg.Data(), env.Input), within(msg.Data(), env.Metadata)
 	if h := msg.Headers().Get(wire.HeaderRun); h != "" {
 		n, err := strconv.Atoi(h)
 		if err != nil || n < 1 {
@@ -202,6 +204,36 @@ func decodeEnvelope(msg jetstream.Msg, provider string, lim reelq.Limits, v reel
 		j.invalid = err
 	}
 	return j
+}
+
+// within returns b as a part of data when data holds the same bytes (a
+// json.RawMessage decoded from data always does), else b. A job keeps its
+// message until it is settled (to ack it and keep it alive), and with it
+// the input: the decoded input, and the job state's (see shareInput), are
+// then that same copy, not two more. Neither is dropped once the job is
+// submitted: a job in flight reads its input again to submit it again
+// within the delivery (an output check's retry, an unknown outcome), to
+// check its outputs against it and in every job-state write, which stores
+// the whole state. The capacity ends with b, so an append copies.
+func within(data, b []byte) []byte {
+	if len(b) == 0 {
+		return b
+	}
+	if i := bytes.Index(data, b); i >= 0 {
+		return data[i : i+len(b) : i+len(b)]
+	}
+	return b
+}
+
+// shareInput makes the job state st, read from the bucket, share the
+// message's copy of the input and metadata when they are the same bytes.
+func shareInput(j *job, st *jobstate.State) {
+	if bytes.Equal(st.Input, j.env.Input) {
+		st.Input = j.env.Input
+	}
+	if bytes.Equal(st.Metadata, j.env.Metadata) {
+		st.Metadata = j.env.Metadata
+	}
 }
 
 // msgIDJob is the job id a Nats-Msg-Id names: the id itself, or the part

@@ -108,6 +108,7 @@ func (e *engine) claimExisting(ctx context.Context, j *job) outcome {
 	if err != nil {
 		return e.stateUnavailable(j, err)
 	}
+	shareInput(j, cur)
 	j.st, j.rev = cur, rev
 	if cur.Reserved != nil && cur.Phase != reelq.PhaseQueued {
 		e.settleStaleReservation(ctx, j)

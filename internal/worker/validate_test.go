@@ -259,4 +259,16 @@ func TestOutputRetryThenSuccess(t *testing.T) {
 	if got := totalSubmissions(env, "samsar"); got != 2 {
 		t.Errorf("provider saw %d submissions, want 2", got)
 	}
+	// The second submission, made within the delivery after the first was
+	// recorded, polled and checked, sends the job's original input (the
+	// job keeps it once, in its message: see within in intake.go).
+	tasks := env.Sim.Tasks("samsar")
+	if len(tasks) != 2 {
+		t.Errorf("the simulator lists %d tasks, want 2", len(tasks))
+	}
+	for i, task := range tasks {
+		if task.Key != reelqtest.SamsarPrompt(j.ID) {
+			t.Errorf("submission %d sent prompt %q, want the job's %q", i+1, task.Key, reelqtest.SamsarPrompt(j.ID))
+		}
+	}
 }
