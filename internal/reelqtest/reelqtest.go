@@ -74,6 +74,7 @@ func NewOn(t testing.TB, s *server.Server, knobs map[string]providersim.Knobs) *
 	sim := all.Simulator(every, 7)
 	hs := httptest.NewServer(sim)
 	t.Cleanup(hs.Close)
+	t.Cleanup(sim.Close) // before hs.Close: no callback is sent after it
 	kv, err := js.KeyValue(context.Background(), queue.BucketJobs)
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -88,7 +89,8 @@ func (c *Client) Estimate(raw json.RawMessage) providers.Cost {
 }
 
 // Submit implements providers.Provider: POST /{model} with the model's
-// input as the body, asking fal to keep the outputs OutputLifetime.
+// input as the body, asking fal to keep the outputs OutputLifetime, and
+// with the job's callback URL (if any) as fal_webhook.
 func (c *Client) Submit(ctx context.Context, req providers.Request) (providers.Task, error) {
 	in, err := input.Parse(req.Input, c.opts.Input)
 	if err != nil {
@@ -98,7 +100,11 @@ func (c *Client) Submit(ctx context.Context, req providers.Request) (providers.T
 	if err != nil {
 		return providers.Task{}, providers.Invalid(Name, "input.input: %v", err)
 	}
-	hr, err := http.NewRequest(http.MethodPost, c.base+"/"+in.Model, bytes.NewReader(body))
+	u := c.base + "/" + in.Model
+	if req.CallbackURL != "" {
+		u += "?fal_webhook=" + url.QueryEscape(req.CallbackURL)
+	}
+	hr, err := http.NewRequest(http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return providers.Task{}, fmt.Errorf("fal submit: %w", err)
 	}

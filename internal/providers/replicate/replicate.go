@@ -89,6 +89,11 @@ func (c *Client) Submit(ctx context.Context, req providers.Request) (providers.T
 		return providers.Task{}, err
 	}
 	body := map[string]any{"input": in.Input}
+	if req.CallbackURL != "" {
+		// Only the end: the start and the outputs would wake a poll that
+		// finds the prediction still running.
+		body["webhook"], body["webhook_events_filter"] = req.CallbackURL, []string{"completed"}
+	}
 	u := c.base + "/predictions"
 	if in.Version == "" {
 		u = c.base + "/models/" + in.Model + "/predictions"
