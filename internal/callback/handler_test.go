@@ -50,9 +50,11 @@ func newRig(t *testing.T, tune func(*Handler)) *rig {
 	h := &Handler{
 		Minter: m,
 		Providers: map[string]Provider{
-			"fal":       {Verify: fal.Verify},
-			"replicate": {Verify: func(_ context.Context, h http.Header, body []byte, now time.Time) error { return repl.Verify(h, body, now) }},
-			"samsar":    {},
+			"fal": {Verify: fal.Verify},
+			"replicate": {Verify: func(_ context.Context, h http.Header, body []byte, now time.Time) error {
+				return repl.Verify(h, body, now)
+			}},
+			"samsar": {},
 		},
 		Phase: func(_ context.Context, id string) (string, reelq.Phase, bool, error) {
 			r.mu.Lock()

@@ -40,6 +40,8 @@ const DefaultOutputLifetime = 7 * 24 * time.Hour
 // options of the input rules (FAL_SCHEMA_DIR, ...) are input.Options.
 type Options struct {
 	OutputLifetime time.Duration `env:"OUTPUT_LIFETIME" helpDefault:"168h" help:"how long fal keeps a job's output files (sent as X-Fal-Object-Lifecycle-Preference); must outlast the archive"`
+	// JWKSURL is where fal's webhook keys are fetched (FAL_CALLBACKS).
+	JWKSURL string `env:"JWKS_URL" help:"where fal publishes the keys its webhooks are signed with (with FAL_CALLBACKS=true)" helpDefault:"https://rest.alpha.fal.ai/.well-known/jwks.json"`
 	// Input are the options of the input rules.
 	Input input.Options `env:"-"`
 }
