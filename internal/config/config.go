@@ -178,7 +178,7 @@ type Provider struct {
 	BudgetPeriod time.Duration `env:"BUDGET_PERIOD" help:"the period of P_BUDGET (fixed windows from the Unix epoch, UTC)" helpDefault:"24h"`
 	// Callbacks registers each job's callback URL with the provider at
 	// submit; a callback wakes the job's poll.
-	Callbacks bool `env:"CALLBACKS" help:"register a callback URL with each job (fal, replicate, samsar, vimmerse); a callback makes the job poll at once, so P_POLL_INTERVAL may be minutes (needs REELQ_CALLBACK_URL and REELQ_CALLBACK_SECRET)"`
+	Callbacks bool `env:"CALLBACKS" helpDefault:"false" help:"register a callback URL with each job (fal, replicate, samsar, vimmerse); a callback makes the job poll at once, so P_POLL_INTERVAL may be minutes (needs REELQ_CALLBACK_URL and REELQ_CALLBACK_SECRET)"`
 	// Calls bounds this replica's concurrent calls to the provider.
 	Calls int `env:"CALLS" help:"provider calls this replica makes at once (polls of many waiting jobs share them)" helpDefault:"min(max(P_SLOTS,16),256)"`
 }
@@ -298,8 +298,8 @@ type Worker struct {
 	CallbackMaxBody    int64   `env:"REELQ_CALLBACK_MAX_BODY" envDefault:"1048576" help:"largest callback body accepted (bytes)"`
 	CallbackRate       float64 `env:"REELQ_CALLBACK_RATE" envDefault:"50" help:"callbacks per second accepted from one source address"`
 	CallbackBurst      int     `env:"REELQ_CALLBACK_BURST" envDefault:"100" help:"callbacks from one source accepted back to back before REELQ_CALLBACK_RATE applies"`
-	LogFormat string `env:"LOG_FORMAT" envDefault:"text" help:"text (tint, for terminals) or json"`
-	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
+	LogFormat          string  `env:"LOG_FORMAT" envDefault:"text" help:"text (tint, for terminals) or json"`
+	LogLevel           string  `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
 	// WorkerID names this replica in job state and events; default host-pid.
 	WorkerID string `env:"REELQ_WORKER_ID" help:"this replica's name in job state and events" helpDefault:"host-pid"`
 

@@ -41,10 +41,12 @@ func (e *Env) StartCallbacks(down bool) *Callbacks {
 	fal := &webhook.Fal{JWKSURL: e.SimURL + "/fal/.well-known/jwks.json"}
 	h := (&callback.Handler{
 		Providers: map[string]callback.Provider{
-			"fal":       {Verify: fal.Verify},
-			"replicate": {Verify: func(_ context.Context, h http.Header, body []byte, now time.Time) error { return reps.Verify(h, body, now) }},
-			"samsar":    {},
-			"vimmerse":  {},
+			"fal": {Verify: fal.Verify},
+			"replicate": {Verify: func(_ context.Context, h http.Header, body []byte, now time.Time) error {
+				return reps.Verify(h, body, now)
+			}},
+			"samsar":   {},
+			"vimmerse": {},
 		},
 		Phase: callback.StatePhase(e.States),
 		Wake:  callback.Publish(e.NC),
