@@ -44,7 +44,7 @@ func polls(env *reelqtest.Env, provider string) int {
 }
 
 // countWakes counts the wakes published for provider.
-func countWakes(t *testing.T, env *reelqtest.Env, provider string) *atomic.Int64 {
+func countWakes(t testing.TB, env *reelqtest.Env, provider string) *atomic.Int64 {
 	t.Helper()
 	var n atomic.Int64
 	sub, err := env.NC.Subscribe(reelq.WakeFilter(provider), func(*nats.Msg) { n.Add(1) })
@@ -95,7 +95,7 @@ func TestCallbackWakesPoll(t *testing.T) {
 
 // signedReplicate posts a Replicate-signed callback to url, signed with
 // secret at ts, and returns the status.
-func signedReplicate(t *testing.T, url, secret string, ts time.Time) int {
+func signedReplicate(t testing.TB, url, secret string, ts time.Time) int {
 	t.Helper()
 	body := []byte(`{"id":"x","status":"succeeded"}`)
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
