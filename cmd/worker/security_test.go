@@ -1430,12 +1430,12 @@ var matrix = []matrixRow{
 		}},
 	{slug: "wakes", what: "publish and hear callback wakes (reelq.wake.>)", allowed: [5]bool{A, D, D, D, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
-			sub, err := id.nc.SubscribeSync(reelq.WakeFilter("samsar"))
+			sub, err := id.nc.SubscribeSync(wire.WakeFilter("samsar"))
 			if err != nil {
 				return err
 			}
 			defer func() { _ = sub.Unsubscribe() }()
-			if err := id.nc.Publish(reelq.WakeSubject("samsar", "matrix-"+id.user), nil); err != nil {
+			if err := id.nc.Publish(wire.WakeSubject("samsar", "matrix-"+id.user), nil); err != nil {
 				return err
 			}
 			if err := id.nc.Flush(); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/jobstate"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // StatePhase reads a job's provider and phase from the job states.
@@ -27,5 +28,5 @@ func StatePhase(states *jobstate.Store) Phase {
 // Publish publishes wakes on nc (core NATS: a wake nobody hears is lost,
 // and polling finds the job done as it would have without it).
 func Publish(nc *nats.Conn) func(provider, id string) error {
-	return func(provider, id string) error { return nc.Publish(reelq.WakeSubject(provider, id), nil) }
+	return func(provider, id string) error { return nc.Publish(wire.WakeSubject(provider, id), nil) }
 }

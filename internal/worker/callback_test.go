@@ -16,6 +16,7 @@ import (
 	"github.com/reelq/reelq/internal/reelqtest"
 	"github.com/reelq/reelq/internal/waitfor"
 	"github.com/reelq/reelq/internal/webhook"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // An hour between polls: with callbacks on, a result that arrives in
@@ -47,7 +48,7 @@ func polls(env *reelqtest.Env, provider string) int {
 func countWakes(t testing.TB, env *reelqtest.Env, provider string) *atomic.Int64 {
 	t.Helper()
 	var n atomic.Int64
-	sub, err := env.NC.Subscribe(reelq.WakeFilter(provider), func(*nats.Msg) { n.Add(1) })
+	sub, err := env.NC.Subscribe(wire.WakeFilter(provider), func(*nats.Msg) { n.Add(1) })
 	if err != nil {
 		t.Fatal(err)
 	}

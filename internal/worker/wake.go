@@ -6,7 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // wakeGap is the shortest time between two polls of a job that a wake
@@ -58,8 +58,8 @@ func (w *Worker) subscribeWakes() (unsubscribe func(), err error) {
 		if rt.CallbackURL == nil {
 			continue
 		}
-		prefix := strings.TrimSuffix(reelq.WakeFilter(name), "*")
-		sub, err := w.nc.Subscribe(reelq.WakeFilter(name), func(m *nats.Msg) {
+		prefix := strings.TrimSuffix(wire.WakeFilter(name), "*")
+		sub, err := w.nc.Subscribe(wire.WakeFilter(name), func(m *nats.Msg) {
 			w.mu.Lock()
 			e := w.engines[name]
 			w.mu.Unlock()

@@ -146,7 +146,7 @@ type Runtime struct {
 	// CallbackURL, when set, turns callbacks on for the provider: it
 	// mints job id's callback URL, which the adapter registers at submit;
 	// the replica then subscribes to the provider's wakes
-	// (reelq.WakeSubject) and polls a woken job at once. Polling stays
+	// (wire.WakeSubject) and polls a woken job at once. Polling stays
 	// the safety net: PollInterval may then be minutes.
 	CallbackURL func(jobID string) string
 }
