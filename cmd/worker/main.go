@@ -81,6 +81,11 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 		secrets.Add(p.APIKey)
 	}
 	secrets.Add(cfg.NATS.Secrets()...)
+	cbs, err := loadCallbacks(cfg, environ)
+	if err != nil {
+		return err
+	}
+	secrets.Add(cbs.secrets...)
 	level, _ := config.ParseLevel(cfg.LogLevel)
 	log := logging.New(stderr, cfg.LogFormat, level, secrets, !isTerminal(stderr) || os.Getenv("NO_COLOR") != "")
 	bi := buildinfo.Get()
@@ -186,6 +191,7 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 			Calls:           pc.Calls,
 			OutputPolicy:    pc.OutputPolicy,
 			OutputRetries:   pc.OutputRetries,
+			CallbackURL:     cbs.urlFor(name),
 		}
 		if pc.Budget != "" {
 			c, err := reelq.ParseCost(pc.Budget)
@@ -277,6 +283,9 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 			return fmt.Errorf("WORKER_HTTP_ADDR: %w", err)
 		}
 		log.Info("serving /healthz, /readyz and /metrics", "addr", addr)
+	}
+	if err := cbs.serve(ctx, cfg, nc, js, log); err != nil {
+		return err
 	}
 	runErr := w.Run(ctx)
 	if err := nc.Drain(); err != nil {

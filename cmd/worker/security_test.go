@@ -1428,6 +1428,31 @@ var matrix = []matrixRow{
 			}
 			return errors.New("no EVENTS stream in the layout")
 		}},
+	{slug: "wakes", what: "publish and hear callback wakes (reelq.wake.>)", allowed: [5]bool{A, D, D, D, A},
+		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
+			sub, err := id.nc.SubscribeSync(wire.WakeFilter("samsar"))
+			if err != nil {
+				return err
+			}
+			defer func() { _ = sub.Unsubscribe() }()
+			if err := id.nc.Publish(wire.WakeSubject("samsar", "matrix-"+id.user), nil); err != nil {
+				return err
+			}
+			if err := id.nc.Flush(); err != nil {
+				return err
+			}
+			got := make(chan error, 1)
+			go func() {
+				_, err := sub.NextMsgWithContext(ctx)
+				got <- err
+			}()
+			select {
+			case err := <-id.errs:
+				return err
+			case err := <-got:
+				return err
+			}
+		}},
 	{slug: "delete_stream", what: "delete a stream", allowed: [5]bool{D, D, D, D, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
 			return id.js.DeleteStream(ctx, "SCRATCH_"+id.user)

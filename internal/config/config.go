@@ -176,6 +176,9 @@ type Provider struct {
 	// cluster-wide, e.g. "500usd" or "20000credits".
 	Budget       string        `env:"BUDGET" help:"spending cap per P_BUDGET_PERIOD, cluster-wide, e.g. 500usd or 20000credits (an operator's 'enqueue budget set --provider' overrides it)"`
 	BudgetPeriod time.Duration `env:"BUDGET_PERIOD" help:"the period of P_BUDGET (fixed windows from the Unix epoch, UTC)" helpDefault:"24h"`
+	// Callbacks registers each job's callback URL with the provider at
+	// submit; a callback wakes the job's poll.
+	Callbacks bool `env:"CALLBACKS" helpDefault:"false" help:"register a callback URL with each job (fal, replicate, samsar, vimmerse); a callback makes the job poll at once, so P_POLL_INTERVAL may be minutes (needs REELQ_CALLBACK_URL and REELQ_CALLBACK_SECRET)"`
 	// Calls bounds this replica's concurrent calls to the provider.
 	Calls int `env:"CALLS" help:"provider calls this replica makes at once (polls of many waiting jobs share them)" helpDefault:"min(max(P_SLOTS,16),256)"`
 }
@@ -284,8 +287,19 @@ type Worker struct {
 	// HTTPAddr serves /healthz, /readyz and /metrics when set.
 	HTTPAddr  string `env:"WORKER_HTTP_ADDR" help:"serve /healthz, /readyz and /metrics on this address"`
 	Profiling bool   `env:"WORKER_PPROF" help:"also serve Go profiles under /debug/pprof/ on WORKER_HTTP_ADDR (keep that address private)"`
-	LogFormat string `env:"LOG_FORMAT" envDefault:"text" help:"text (tint, for terminals) or json"`
-	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
+
+	// Callback settings: the inbound endpoint for provider callbacks
+	// (docs/webhooks.md, "Inbound callbacks"), for the providers with
+	// P_CALLBACKS=true.
+	CallbackAddr       string  `env:"REELQ_CALLBACK_ADDR" help:"serve provider callbacks (POST /hooks/..., nothing else) on this address; unset: no endpoint on this replica"`
+	CallbackURL        string  `env:"REELQ_CALLBACK_URL" help:"the endpoint's public base URL the providers call (https://...), under which each job's URL is minted; required with any P_CALLBACKS=true"`
+	CallbackSecret     string  `env:"REELQ_CALLBACK_SECRET" help:"the key of the jobs' callback URLs (at least 32 bytes, the same on every replica); required with any P_CALLBACKS=true"`
+	CallbackSecretFile string  `env:"REELQ_CALLBACK_SECRET_FILE" help:"file holding REELQ_CALLBACK_SECRET"`
+	CallbackMaxBody    int64   `env:"REELQ_CALLBACK_MAX_BODY" envDefault:"1048576" help:"largest callback body accepted (bytes)"`
+	CallbackRate       float64 `env:"REELQ_CALLBACK_RATE" envDefault:"50" help:"callbacks per second accepted from one source address"`
+	CallbackBurst      int     `env:"REELQ_CALLBACK_BURST" envDefault:"100" help:"callbacks from one source accepted back to back before REELQ_CALLBACK_RATE applies"`
+	LogFormat          string  `env:"LOG_FORMAT" envDefault:"text" help:"text (tint, for terminals) or json"`
+	LogLevel           string  `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
 	// WorkerID names this replica in job state and events; default host-pid.
 	WorkerID string `env:"REELQ_WORKER_ID" help:"this replica's name in job state and events" helpDefault:"host-pid"`
 
@@ -394,6 +408,11 @@ func LoadWorker(environ []string) (*Worker, error) {
 	if err := w.NATS.resolve(); err != nil {
 		return fail(err)
 	}
+	sec, err := fromFile("REELQ_CALLBACK_SECRET", w.CallbackSecret, w.CallbackSecretFile)
+	if err != nil {
+		return fail(err)
+	}
+	w.CallbackSecret = sec
 	defaults := ProviderDefaults()
 	for _, s := range all.Specs {
 		if err := w.providers[s.Name()].resolve(s.Kind.Prefix(), defaults[s.Name()]); err != nil {
@@ -484,6 +503,7 @@ func (w *Worker) check(m map[string]string) []error {
 		add("REELQ_ARCHIVE_RETENTION: %s is longer than REELQ_JOB_STATE_TTL (%s); an archived output would outlive the result that points at it",
 			fmtDuration(w.ArchiveRetention), fmtDuration(w.JobStateTTL))
 	}
+	errs = append(errs, w.checkCallbacks()...)
 	if w.Lookahead < 1 {
 		add("REELQ_LOOKAHEAD: must be at least 1, got %d", w.Lookahead)
 	}
@@ -677,4 +697,46 @@ func ProviderSettings(environ []string) (map[string]*Provider, error) {
 		return nil, configError(errs, nil)
 	}
 	return out, nil
+}
+
+// CallbacksOn lists the providers with P_CALLBACKS=true that run.
+func (w *Worker) CallbacksOn() []string {
+	var out []string
+	for _, s := range all.Specs {
+		if p := w.providers[s.Name()]; p.Active() && p.Callbacks {
+			out = append(out, s.Name())
+		}
+	}
+	return out
+}
+
+// checkCallbacks checks the callback settings against each other.
+func (w *Worker) checkCallbacks() []error {
+	var errs []error
+	for _, s := range all.Specs {
+		if p := w.providers[s.Name()]; p.Callbacks && s.Callbacks == nil {
+			errs = append(errs, fmt.Errorf("%sCALLBACKS: %s takes no callback URL; poll it", s.Kind.Prefix(), s.Name()))
+		}
+	}
+	if on := w.CallbacksOn(); len(on) > 0 {
+		if w.CallbackURL == "" {
+			errs = append(errs, fmt.Errorf("REELQ_CALLBACK_URL: required with callbacks on (%s)", strings.Join(on, ", ")))
+		}
+		if w.CallbackSecret == "" {
+			errs = append(errs, fmt.Errorf("REELQ_CALLBACK_SECRET: required with callbacks on (%s)", strings.Join(on, ", ")))
+		}
+	}
+	if w.CallbackSecret != "" && len(w.CallbackSecret) < 32 {
+		errs = append(errs, fmt.Errorf("REELQ_CALLBACK_SECRET: %d bytes; at least 32", len(w.CallbackSecret)))
+	}
+	if w.CallbackMaxBody < 1 {
+		errs = append(errs, fmt.Errorf("REELQ_CALLBACK_MAX_BODY: must be at least 1, got %d", w.CallbackMaxBody))
+	}
+	if w.CallbackRate <= 0 || math.IsNaN(w.CallbackRate) || math.IsInf(w.CallbackRate, 0) {
+		errs = append(errs, fmt.Errorf("REELQ_CALLBACK_RATE: must be a positive number, got %g", w.CallbackRate))
+	}
+	if w.CallbackBurst < 1 {
+		errs = append(errs, fmt.Errorf("REELQ_CALLBACK_BURST: must be at least 1, got %d", w.CallbackBurst))
+	}
+	return errs
 }

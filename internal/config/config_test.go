@@ -351,6 +351,13 @@ func TestCrossChecks(t *testing.T) {
 		{"output retries", []string{"CAMB_OUTPUT_RETRIES=-1"}, "CAMB_OUTPUT_RETRIES: must not be negative, got -1"},
 		{"log format", []string{"LOG_FORMAT=xml"}, `LOG_FORMAT: must be text or json, got "xml"`},
 		{"log level", []string{"LOG_LEVEL=loud"}, `LOG_LEVEL: must be debug, info, warn or error, got "loud"`},
+		{"callbacks without URL and secret", []string{"SAMSAR_CALLBACKS=true"},
+			"REELQ_CALLBACK_URL: required with callbacks on (samsar)\nREELQ_CALLBACK_SECRET: required with callbacks on (samsar)"},
+		{"callbacks for a provider without a callback URL", []string{"SEGMIND_API_KEY=k-segmind-1", "SEGMIND_CALLBACKS=true"},
+			"SEGMIND_CALLBACKS: segmind takes no callback URL; poll it"},
+		{"short callback secret", []string{"REELQ_CALLBACK_SECRET=0123456789"}, "REELQ_CALLBACK_SECRET: 10 bytes; at least 32"},
+		{"callbacks on", []string{"SAMSAR_CALLBACKS=true", "REELQ_CALLBACK_URL=https://hooks.example", "REELQ_CALLBACK_SECRET=0123456789abcdef0123456789abcdef"}, ""},
+		{"callback rate", []string{"REELQ_CALLBACK_RATE=0"}, "REELQ_CALLBACK_RATE: must be a positive number, got 0"},
 		{"several at once", []string{"REELQ_ACK_WAIT=1s", "REELQ_RESULTS_MAX_AGE=800h"}, "REELQ_ACK_WAIT: must be at least 2s, got 1s\nREELQ_RESULTS_MAX_AGE: 800h"},
 	}
 	for _, c := range cases {

@@ -57,6 +57,11 @@ type Request struct {
 	JobID string
 	// Input is the provider-specific input from the job request.
 	Input json.RawMessage
+	// CallbackURL is the job's callback URL on reelq's inbound endpoint
+	// when callbacks are on for the provider (P_CALLBACKS), else "".
+	// Adapters register it where the API takes a callback URL: a callback
+	// only wakes the job's poll (docs/webhooks.md).
+	CallbackURL string
 }
 
 // Task identifies a generation running at the provider. It is stored in the

@@ -1,9 +1,11 @@
 package providers
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"mime"
+	"net/http"
 	"net/url"
 	"reflect"
 	"strings"
@@ -63,6 +65,10 @@ type Spec struct {
 	// environment, which holds its options under the provider's prefix
 	// (nil: none set).
 	New func(cfg Config, environ map[string]string) (Provider, error)
+	// Callbacks is set for a provider whose API takes a callback URL at
+	// submit (Request.CallbackURL); nil: it takes none, and P_CALLBACKS
+	// cannot be turned on.
+	Callbacks *Callbacks
 	// Sim is the provider's simulated API, served by internal/providersim.
 	Sim providersim.API
 	// Doc is the provider's section of docs/providers.md (its doc.md),
@@ -215,4 +221,22 @@ func Build2[O, I any](k kind.Kind, build func(cfg Config, o O, in I) Provider) f
 		}
 		return build(cfg, o, in), nil
 	}
+}
+
+// Callbacks is what reelq's callback endpoint needs of a provider.
+type Callbacks struct {
+	// Check builds the check of the provider's signature from its
+	// options in environ (under its prefix); nil: the provider does not
+	// sign its callbacks (the URL's MAC is all the proof there is).
+	Check func(environ map[string]string) (CallbackCheck, error)
+}
+
+// CallbackCheck verifies a provider's signed callbacks.
+type CallbackCheck struct {
+	// Verify checks the signature of a callback received at now; it
+	// returns one of internal/webhook's errors.
+	Verify func(ctx context.Context, h http.Header, body []byte, now time.Time) error
+	// Secrets are the secret values in the check's options, for log
+	// redaction.
+	Secrets []string
 }

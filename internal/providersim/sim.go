@@ -192,6 +192,7 @@ type Server struct {
 	provs map[string]*provider
 	mux   *http.ServeMux
 	seq   int
+	cb    callbacks
 }
 
 type provider struct {
@@ -247,6 +248,7 @@ func New(apis map[string]API, knobs map[string]Knobs, seed uint64) *Server {
 		provs: map[string]*provider{},
 		mux:   http.NewServeMux(),
 	}
+	s.cb.init()
 	for name, api := range apis {
 		s.provs[name] = newProvider(name, api, knobs[name])
 	}

@@ -74,6 +74,7 @@ func NewOn(t testing.TB, s *server.Server, knobs map[string]providersim.Knobs) *
 	sim := all.Simulator(every, 7)
 	hs := httptest.NewServer(sim)
 	t.Cleanup(hs.Close)
+	t.Cleanup(sim.Close) // before hs.Close: no callback is sent after it
 	kv, err := js.KeyValue(context.Background(), queue.BucketJobs)
 	if err != nil {
 		t.Fatal(err)
@@ -144,6 +145,11 @@ type Settings struct {
 	// media check ends as (worker.Runtime).
 	OutputPolicy  string
 	OutputRetries int
+	// MaxPollInterval is the longest wait between polls (default 4 x
+	// PollInterval).
+	MaxPollInterval time.Duration
+	// Callbacks registers each job's URL on WorkerOptions.Callbacks.
+	Callbacks bool
 }
 
 // WorkerOptions configure a test worker.
@@ -155,6 +161,9 @@ type WorkerOptions struct {
 	// Archive archives outputs into the JetStream object store, fetching
 	// from the simulator on loopback.
 	Archive bool
+	// Callbacks mints the callback URLs of the providers whose Settings
+	// turn them on (Env.StartCallbacks).
+	Callbacks *Callbacks
 }
 
 // Running is a worker replica running in the test.
@@ -217,6 +226,9 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 		if s.RequestTimeout == 0 {
 			s.RequestTimeout = 10 * time.Second
 		}
+		if s.MaxPollInterval == 0 {
+			s.MaxPollInterval = 4 * s.PollInterval
+		}
 		lim := ratelimit.New(store, name, ratelimit.Config{Rate: s.Rate, Burst: s.Burst, Linger: ratelimit.DefaultLinger, OnOutage: onOutage,
 			UnavailableAfter: s.LimiterUnavailableAfter})
 		rts[name] = &worker.Runtime{
@@ -229,7 +241,7 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 			Burst:               s.Burst,
 			Slots:               s.Slots,
 			PollInterval:        s.PollInterval,
-			MaxPollInterval:     4 * s.PollInterval,
+			MaxPollInterval:     s.MaxPollInterval,
 			JobTimeout:          s.JobTimeout,
 			RequestTimeout:      s.RequestTimeout,
 			PollErrorBudget:     s.PollErrorBudget,
@@ -238,6 +250,9 @@ func (e *Env) StartWorker(o WorkerOptions) *Running {
 			AmbiguousWindow:     s.AmbiguousWindow,
 			OutputPolicy:        s.OutputPolicy,
 			OutputRetries:       s.OutputRetries,
+		}
+		if s.Callbacks && o.Callbacks != nil {
+			rts[name].CallbackURL = func(id string) string { return o.Callbacks.Minter.URL(name, id) }
 		}
 	}
 	cfg := o.Config

@@ -207,6 +207,14 @@ func DLQSubject(provider, id string) string { return "dlq.jobs." + provider + ".
 // ControlSubject is where an operator request of kind about job id goes.
 func ControlSubject(kind, id string) string { return "control." + kind + "." + id }
 
+// WakeSubject is the core NATS subject (no stream keeps it) on which the
+// callback endpoint wakes job id of provider: the replica holding the job
+// polls it now. A wake changes nothing by itself.
+func WakeSubject(provider, id string) string { return "reelq.wake." + provider + "." + id }
+
+// WakeFilter is what a replica subscribes to for provider's wakes.
+func WakeFilter(provider string) string { return "reelq.wake." + provider + ".*" }
+
 // BatchIndexSubject is where the workers index batch's jobs: each message
 // is a JSON array of job ids (workers write them in chunks, as they pull
 // jobs; an id may appear more than once).

@@ -84,7 +84,14 @@ func (e *engine) done(j *job, out outcome) {
 	switch out.kind {
 	case outPoll:
 		e.move(j, schedPolling)
-		e.timers.schedule(j, out.at)
+		at := out.at
+		if j.woken {
+			j.woken = false
+			if w := wakeAt(j, time.Now()); w.Before(at) {
+				at = w
+			}
+		}
+		e.timers.schedule(j, at)
 		if j.cancel.Load() {
 			e.timers.schedule(j, time.Now())
 		}
@@ -135,6 +142,7 @@ func (e *engine) due(j *job) {
 		e.waitq.pushFront(j)
 	case schedPolling:
 		e.move(j, schedRunning)
+		j.polledAt = time.Now()
 		e.start(j, (*engine).stepPoll)
 	}
 }

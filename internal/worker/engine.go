@@ -287,6 +287,8 @@ func (e *engine) handle(ev any) {
 		e.done(ev.j, ev.out)
 	case evCancel:
 		e.cancelRequested(ev.id)
+	case evWake:
+		e.wake(ev.id)
 	case evGranted:
 		e.slots += ev.n
 	case evLost:

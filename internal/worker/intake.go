@@ -64,6 +64,11 @@ type job struct {
 	sched   sched     // where the job is in its engine; only move changes it
 	heapIdx int       // its place on the timer heap (polling, waking), or -1
 	due     time.Time // when it leaves the timer heap
+	// woken: a callback's wake came while the job was not waiting for a
+	// poll; the next poll it asks for runs at once (see wake).
+	woken bool
+	// polledAt is when its last poll began.
+	polledAt time.Time
 	// probe is the role of the job a paused provider's probe rides on: set
 	// by dispatch, cleared by the step that gets the probe's verdict.
 	probe bool

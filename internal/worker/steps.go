@@ -393,6 +393,9 @@ func (e *engine) submit(ctx context.Context, j *job, ambiguous bool) outcome {
 // delivery's token) and records its answer.
 func (e *engine) submitCall(ctx context.Context, j *job) outcome {
 	req := providers.Request{JobID: j.id, Input: j.env.Input}
+	if e.rt.CallbackURL != nil {
+		req.CallbackURL = e.rt.CallbackURL(j.id)
+	}
 	for rl := 0; ; rl++ {
 		if time.Since(j.tokenAt) > e.rt.Limiter.TokenTTL() {
 			// The state write after the token took long (a NATS stall): a

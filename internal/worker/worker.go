@@ -143,6 +143,12 @@ type Runtime struct {
 	// OutputRetries bounds OutputRetry's new submissions per run; zero
 	// means 1.
 	OutputRetries int
+	// CallbackURL, when set, turns callbacks on for the provider: it
+	// mints job id's callback URL, which the adapter registers at submit;
+	// the replica then subscribes to the provider's wakes
+	// (wire.WakeSubject) and polls a woken job at once. Polling stays
+	// the safety net: PollInterval may then be minutes.
+	CallbackURL func(jobID string) string
 }
 
 // Output policies: what a run whose output failed its media check ends as.
@@ -489,6 +495,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	w.cancels.setSink(w.onCancel)
+	unsubscribe, err := w.subscribeWakes()
+	if err != nil {
+		stopIntake()
+		wg.Wait()
+		return fmt.Errorf("wake subscription: %w", err)
+	}
+	defer unsubscribe() // before the engines' last jobs settle: a wake then has nothing to wake
 	if w.archivePool != nil {
 		// The archive slots outlive the engines' last downloads.
 		apCtx, stopAP := context.WithCancel(context.WithoutCancel(ctx))

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -39,6 +40,8 @@ const DefaultOutputLifetime = 7 * 24 * time.Hour
 // options of the input rules (FAL_SCHEMA_DIR, ...) are input.Options.
 type Options struct {
 	OutputLifetime time.Duration `env:"OUTPUT_LIFETIME" helpDefault:"168h" help:"how long fal keeps a job's output files (sent as X-Fal-Object-Lifecycle-Preference); must outlast the archive"`
+	// JWKSURL is where fal's webhook keys are fetched (FAL_CALLBACKS).
+	JWKSURL string `env:"JWKS_URL" help:"where fal publishes the keys its webhooks are signed with (with FAL_CALLBACKS=true)" helpDefault:"https://rest.alpha.fal.ai/.well-known/jwks.json"`
 	// Input are the options of the input rules.
 	Input input.Options `env:"-"`
 }
@@ -88,7 +91,8 @@ func (c *Client) Estimate(raw json.RawMessage) providers.Cost {
 }
 
 // Submit implements providers.Provider: POST /{model} with the model's
-// input as the body, asking fal to keep the outputs OutputLifetime.
+// input as the body, asking fal to keep the outputs OutputLifetime, and
+// with the job's callback URL (if any) as fal_webhook.
 func (c *Client) Submit(ctx context.Context, req providers.Request) (providers.Task, error) {
 	in, err := input.Parse(req.Input, c.opts.Input)
 	if err != nil {
@@ -98,7 +102,11 @@ func (c *Client) Submit(ctx context.Context, req providers.Request) (providers.T
 	if err != nil {
 		return providers.Task{}, providers.Invalid(Name, "input.input: %v", err)
 	}
-	hr, err := http.NewRequest(http.MethodPost, c.base+"/"+in.Model, bytes.NewReader(body))
+	u := c.base + "/" + in.Model
+	if req.CallbackURL != "" {
+		u += "?fal_webhook=" + url.QueryEscape(req.CallbackURL)
+	}
+	hr, err := http.NewRequest(http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return providers.Task{}, fmt.Errorf("fal submit: %w", err)
 	}

@@ -1,6 +1,9 @@
 package fal
 
 import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/reelq/reelq/internal/providers/fal/input"
 	"github.com/reelq/reelq/internal/providersim"
+	"github.com/reelq/reelq/internal/webhook"
 )
 
 // fal's queue API as its documents describe it (queue, request errors,
@@ -46,15 +50,21 @@ func (s *sim) gate(op string) providersim.Gate {
 	}
 }
 
-// sim is fal's simulated API on the simulator's core.
-type sim struct{ *providersim.Server }
+// sim is fal's simulated API on the simulator's core, with the key it
+// signs webhooks with (its public half at /fal/.well-known/jwks.json).
+type sim struct {
+	*providersim.Server
+	key ed25519.PrivateKey
+}
 
 // falTask is what a simulated request keeps: its lifecycle header.
 type falTask struct{ lifecycle string }
 
 // simRoutes registers fal's simulated API (Spec.Sim).
 func simRoutes(srv *providersim.Server, mux *http.ServeMux) {
-	s := &sim{srv}
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	s := &sim{Server: srv, key: key}
+	mux.HandleFunc("GET /fal/.well-known/jwks.json", s.jwks)
 	mux.HandleFunc("POST /fal/{model...}", s.submit)
 	mux.HandleFunc("GET /fal/{owner}/{app}/requests/{id}/status", s.status)
 	mux.HandleFunc("GET /fal/{owner}/{app}/requests/{id}", s.response)
@@ -105,6 +115,9 @@ func (s *sim) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	if secs, err := strconv.ParseFloat(strings.TrimSuffix(text(in["duration"]), "s"), 64); err == nil {
 		c.SetDuration(t, time.Duration(secs*float64(time.Second)))
+	}
+	if hook := r.URL.Query().Get("fal_webhook"); hook != "" {
+		c.CallBack(t, func(ctx context.Context, v providersim.TaskView) { s.callBack(ctx, c, hook, providersim.BaseURL(r), v) })
 	}
 	if !c.HoldCreate(r) {
 		return
@@ -212,4 +225,29 @@ func text(v any) string {
 		return x.String()
 	}
 	return ""
+}
+
+// jwks serves the public key of the webhooks' signatures, as fal's JWKS
+// URL does.
+func (s *sim) jwks(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(webhook.JWKS(s.key.Public().(ed25519.PublicKey)))
+}
+
+// callBack sends fal's webhook for a finished request: the request id,
+// status OK with the model's output as payload, or ERROR with the error,
+// signed as fal signs (ED25519, X-Fal-Webhook-* headers).
+func (s *sim) callBack(ctx context.Context, c *providersim.Call, hook, base string, v providersim.TaskView) {
+	body := map[string]any{"request_id": v.Task.ID, "gateway_request_id": v.Task.ID, "status": "OK"}
+	if v.Fail {
+		body["status"], body["error"] = "ERROR", "Invalid status code: 500"
+		body["payload"] = map[string]string{"detail": "Model inference failed"}
+	} else {
+		body["payload"] = map[string]any{"video": map[string]any{"url": base + "/outputs/" + Name + "/" + v.Task.ID + "/output.mp4",
+			"content_type": "video/mp4", "file_name": "output.mp4"}}
+	}
+	b, _ := json.Marshal(body)
+	h := http.Header{}
+	webhook.SetFalHeaders(h, s.key, v.Task.ID, "sim-user", time.Now(), b)
+	c.Post(ctx, hook, h, b)
 }

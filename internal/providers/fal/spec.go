@@ -10,6 +10,7 @@ import (
 	"github.com/reelq/reelq/internal/providers/fal/input"
 	"github.com/reelq/reelq/internal/providers/kind"
 	"github.com/reelq/reelq/internal/providersim"
+	"github.com/reelq/reelq/internal/webhook"
 )
 
 //go:embed doc.md
@@ -35,6 +36,13 @@ var Spec = providers.Spec{
 		o.Input = in
 		return New(cfg, o)
 	}),
+	Callbacks: &providers.Callbacks{Check: func(environ map[string]string) (providers.CallbackCheck, error) {
+		var o Options
+		if err := kind.ParseOptions(&o, input.Kind.Prefix(), environ); err != nil {
+			return providers.CallbackCheck{}, err
+		}
+		return providers.CallbackCheck{Verify: (&webhook.Fal{JWKSURL: o.JWKSURL}).Verify}, nil
+	}},
 	Sim: providersim.API{Base: "/fal", Routes: simRoutes},
 	Doc: doc,
 }

@@ -36,6 +36,10 @@ type Options struct {
 	// a prediction not finished by then is canceled, or aborted unbilled
 	// if it never started. Empty sends none.
 	CancelAfter string `env:"CANCEL_AFTER" help:"deadline sent with each prediction as Cancel-After (e.g. 30m); empty: none"`
+	// WebhookSecret checks Replicate's signed webhooks
+	// (REPLICATE_CALLBACKS).
+	WebhookSecret     string `env:"WEBHOOK_SECRET" help:"the account's webhook signing secret, whsec_... (GET /v1/webhooks/default/secret); required with REPLICATE_CALLBACKS=true"`
+	WebhookSecretFile string `env:"WEBHOOK_SECRET_FILE" help:"file holding REPLICATE_WEBHOOK_SECRET"`
 	// Input are the options of the input rules.
 	Input input.Options `env:"-"`
 }
@@ -89,6 +93,11 @@ func (c *Client) Submit(ctx context.Context, req providers.Request) (providers.T
 		return providers.Task{}, err
 	}
 	body := map[string]any{"input": in.Input}
+	if req.CallbackURL != "" {
+		// Only the end: the start and the outputs would wake a poll that
+		// finds the prediction still running.
+		body["webhook"], body["webhook_events_filter"] = req.CallbackURL, []string{"completed"}
+	}
 	u := c.base + "/predictions"
 	if in.Version == "" {
 		u = c.base + "/models/" + in.Model + "/predictions"

@@ -1,15 +1,20 @@
 package replicate
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/reelq/reelq/internal/providers/replicate/input"
 	"github.com/reelq/reelq/internal/providersim"
+	"github.com/reelq/reelq/internal/webhook"
 )
 
 // Replicate's predictions API as its HTTP reference and clients describe
@@ -47,12 +52,21 @@ func (s *sim) gate(op string) providersim.Gate {
 	}
 }
 
-// sim is Replicate's simulated API on the simulator's core.
-type sim struct{ *providersim.Server }
+// sim is Replicate's simulated API on the simulator's core, with the
+// account's webhook secret (GET /v1/webhooks/default/secret).
+type sim struct {
+	*providersim.Server
+	secret  string
+	signers *webhook.Secrets
+}
 
 // simRoutes registers Replicate's simulated API (Spec.Sim).
 func simRoutes(srv *providersim.Server, mux *http.ServeMux) {
-	s := &sim{srv}
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	s := &sim{Server: srv, secret: "whsec_" + base64.StdEncoding.EncodeToString(key)}
+	s.signers, _ = webhook.NewSecrets(s.secret)
+	mux.HandleFunc("GET "+simBase+"/webhooks/default/secret", s.webhookSecret)
 	mux.HandleFunc("POST "+simBase+"/models/{owner}/{name}/predictions", s.create)
 	mux.HandleFunc("POST "+simBase+"/predictions", s.create)
 	mux.HandleFunc("GET "+simBase+"/predictions/{id}", s.get)
@@ -67,6 +81,8 @@ func (s *sim) create(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Version string          `json:"version"`
 		Input   json.RawMessage `json:"input"`
+		Webhook string          `json:"webhook"`
+		Filter  []string        `json:"webhook_events_filter"`
 	}
 	raw, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if err := json.Unmarshal(raw, &body); err != nil {
@@ -126,6 +142,9 @@ func (s *sim) create(w http.ResponseWriter, r *http.Request) {
 		if secs, err := d.Float64(); err == nil {
 			c.SetDuration(t, time.Duration(secs*float64(time.Second)))
 		}
+	}
+	if body.Webhook != "" && (len(body.Filter) == 0 || slices.Contains(body.Filter, "completed")) {
+		c.CallBack(t, func(ctx context.Context, v providersim.TaskView) { s.callBack(ctx, c, body.Webhook, r, key, v) })
 	}
 	if !c.HoldCreate(r) {
 		return
@@ -189,4 +208,31 @@ func (s *sim) cancel(w http.ResponseWriter, r *http.Request) {
 		c.Count("cancel", 200)
 		providersim.WriteJSON(w, http.StatusOK, s.prediction(r, id, "", "canceled", nil, nil))
 	}
+}
+
+// webhookSecret answers the account's webhook signing secret.
+func (s *sim) webhookSecret(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.Enter(s.gate("secret"), w, r)
+	if !ok {
+		return
+	}
+	c.Count("secret", 200)
+	providersim.WriteJSON(w, http.StatusOK, map[string]string{"key": s.secret})
+}
+
+// callBack sends Replicate's "completed" webhook: the prediction as GET
+// returns it, signed as Replicate signs (Standard Webhooks, the same
+// webhook-id on every attempt).
+func (s *sim) callBack(ctx context.Context, c *providersim.Call, hook string, r *http.Request, model string, v providersim.TaskView) {
+	var p map[string]any
+	switch {
+	case v.Fail:
+		p = s.prediction(r, v.Task.ID, model, "failed", nil, "CUDA out of memory")
+	default:
+		p = s.prediction(r, v.Task.ID, model, "succeeded", c.OutputURL(r, v.Task, "output.mp4"), nil)
+	}
+	b, _ := json.Marshal(p)
+	h := http.Header{}
+	s.signers.SetHeaders(h, "msg_"+v.Task.ID, time.Now(), b)
+	c.Post(ctx, hook, h, b)
 }

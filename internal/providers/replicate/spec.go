@@ -1,15 +1,20 @@
 package replicate
 
 import (
+	"context"
 	_ "embed"
+	"fmt"
 	"net/http"
+	"os"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/reelq/reelq/internal/providers"
 	"github.com/reelq/reelq/internal/providers/kind"
 	"github.com/reelq/reelq/internal/providers/replicate/input"
 	"github.com/reelq/reelq/internal/providersim"
+	"github.com/reelq/reelq/internal/webhook"
 )
 
 //go:embed doc.md
@@ -37,6 +42,35 @@ var Spec = providers.Spec{
 		o.Input = in
 		return New(cfg, o)
 	}),
-	Sim: providersim.API{Base: simBase, Routes: simRoutes},
-	Doc: doc,
+	Callbacks: &providers.Callbacks{Check: callbackCheck},
+	Sim:       providersim.API{Base: simBase, Routes: simRoutes},
+	Doc:       doc,
+}
+
+// callbackCheck verifies Replicate's webhooks with the account's secret
+// (Standard Webhooks).
+func callbackCheck(environ map[string]string) (providers.CallbackCheck, error) {
+	var o Options
+	prefix := input.Kind.Prefix()
+	if err := kind.ParseOptions(&o, prefix, environ); err != nil {
+		return providers.CallbackCheck{}, err
+	}
+	if o.WebhookSecretFile != "" {
+		b, err := os.ReadFile(o.WebhookSecretFile)
+		if err != nil {
+			return providers.CallbackCheck{}, fmt.Errorf("%sWEBHOOK_SECRET_FILE: %w", prefix, err)
+		}
+		o.WebhookSecret = strings.TrimSpace(string(b))
+	}
+	if o.WebhookSecret == "" {
+		return providers.CallbackCheck{}, fmt.Errorf("%sWEBHOOK_SECRET: required with %sCALLBACKS=true (GET /v1/webhooks/default/secret answers it)", prefix, prefix)
+	}
+	s, err := webhook.NewSecrets(o.WebhookSecret)
+	if err != nil {
+		return providers.CallbackCheck{}, fmt.Errorf("%sWEBHOOK_SECRET: %w", prefix, err)
+	}
+	return providers.CallbackCheck{Secrets: []string{o.WebhookSecret},
+		Verify: func(_ context.Context, h http.Header, body []byte, now time.Time) error {
+			return s.Verify(h, body, now)
+		}}, nil
 }

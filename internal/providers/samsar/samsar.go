@@ -9,6 +9,7 @@ package samsar
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -131,8 +132,11 @@ func (c *Client) Submit(ctx context.Context, req providers.Request) (providers.T
 		return providers.Task{}, err
 	}
 	body, _ := json.Marshal(createBody{
-		Input:      createInput{Prompt: in.Prompt, AspectRatio: in.AspectRatio, ImageModel: in.ImageModel, VideoModel: in.VideoModel, Duration: in.Duration, Tone: in.Tone, SubType: in.VideoModelSubType},
-		WebhookURL: in.WebhookURL,
+		Input: createInput{Prompt: in.Prompt, AspectRatio: in.AspectRatio, ImageModel: in.ImageModel, VideoModel: in.VideoModel, Duration: in.Duration, Tone: in.Tone, SubType: in.VideoModelSubType},
+		// One URL per movie: the job's own, if its input names one (it
+		// keeps working as documented; the job is then found done by
+		// polling), else reelq's callback URL.
+		WebhookURL: cmp.Or(in.WebhookURL, req.CallbackURL),
 	})
 	hr, err := http.NewRequest(http.MethodPost, c.base+c.opts.CreatePath, bytes.NewReader(body))
 	if err != nil {

@@ -171,3 +171,34 @@ func TestCheckCreditsFailures(t *testing.T) {
 		srv.Close()
 	}
 }
+
+// The job's callback URL goes in webhookUrl, unless the job names its
+// own: Samsar takes one URL per movie, and the user's is kept.
+func TestSubmitWebhookURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, input, callback, want string }{
+		{"callback only", `{"prompt":"p","image_model":"IMAGEN3","video_model":"LUMA","duration":10}`, "https://hooks.example/hooks/samsar/j/m", "https://hooks.example/hooks/samsar/j/m"},
+		{"the job's own wins", `{"prompt":"p","image_model":"IMAGEN3","video_model":"LUMA","duration":10,"webhookUrl":"https://user.example/hook"}`, "https://hooks.example/hooks/samsar/j/m", "https://user.example/hook"},
+		{"neither", `{"prompt":"p","image_model":"IMAGEN3","video_model":"LUMA","duration":10}`, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := make(chan string, 1)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var body struct {
+					WebhookURL string `json:"webhookUrl"`
+				}
+				_ = json.NewDecoder(r.Body).Decode(&body)
+				got <- body.WebhookURL
+				_, _ = w.Write([]byte(`{"request_id":"r-1"}`))
+			}))
+			defer srv.Close()
+			c := samsar.New(providers.Config{BaseURL: srv.URL, APIKey: "samsar-key"}, samsar.Options{})
+			if _, err := c.Submit(context.Background(), providers.Request{JobID: "j", Input: json.RawMessage(tc.input), CallbackURL: tc.callback}); err != nil {
+				t.Fatal(err)
+			}
+			if u := <-got; u != tc.want {
+				t.Errorf("webhookUrl %q, want %q", u, tc.want)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package samsar
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -108,6 +109,18 @@ func (s *sim) samsarCreate(legacyCreate bool) http.HandlerFunc {
 			return
 		}
 		c.SetDuration(t, time.Duration(*in.Duration*float64(time.Second)))
+		if hook := body.WebhookURL; hook != "" {
+			// The notes' guess at Samsar's callback (unsigned): the
+			// status JSON with the request id.
+			c.CallBack(t, func(ctx context.Context, v providersim.TaskView) {
+				status := "COMPLETED"
+				if v.Fail {
+					status = "FAILED"
+				}
+				b, _ := json.Marshal(map[string]string{"request_id": v.Task.ID, "status": status})
+				c.Post(ctx, hook, nil, b)
+			})
+		}
 		if !c.HoldCreate(r) {
 			return
 		}

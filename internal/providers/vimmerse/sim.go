@@ -1,6 +1,7 @@
 package vimmerse
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"regexp"
@@ -151,6 +152,17 @@ func (s *sim) vimmerseCreate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		providersim.WriteJSON(w, http.StatusPaymentRequired, map[string]string{"message": "INSUFFICIENT_CREDIT"})
 		return
+	}
+	if hook := f.Get("webhook_url"); hook != "" {
+		// The documented story webhook's shape (unsigned).
+		c.CallBack(t, func(ctx context.Context, v providersim.TaskView) {
+			status := "success"
+			if v.Fail {
+				status = "fail"
+			}
+			b, _ := json.Marshal(map[string]string{"customer_id": "sim", "batch_id": v.Task.ID, "status": status})
+			c.Post(ctx, hook, nil, b)
+		})
 	}
 	if !c.HoldCreate(r) {
 		return

@@ -30,6 +30,7 @@ var Spec = providers.Spec{
 	New: providers.Build2(input.Kind, func(cfg providers.Config, _ struct{}, in input.Options) providers.Provider {
 		return New(cfg, Options{Input: in})
 	}),
-	Sim: providersim.API{Routes: simRoutes},
-	Doc: doc,
+	Callbacks: &providers.Callbacks{}, // unsigned: the URL's MAC is the proof
+	Sim:       providersim.API{Routes: simRoutes},
+	Doc:       doc,
 }

@@ -12,6 +12,7 @@ package vimmerse
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -130,8 +131,10 @@ func (c *Client) Submit(ctx context.Context, req providers.Request) (providers.T
 	for _, u := range in.ImageURLs {
 		fields = append(fields, [2]string{"image_urls", u})
 	}
-	if in.WebhookURL != "" {
-		fields = append(fields, [2]string{"webhook_url", in.WebhookURL})
+	// One URL per workflow: the job's own, if its input names one (the
+	// job is then found done by polling), else reelq's callback URL.
+	if u := cmp.Or(in.WebhookURL, req.CallbackURL); u != "" {
+		fields = append(fields, [2]string{"webhook_url", u})
 	}
 	for _, f := range fields {
 		if err := mw.WriteField(f[0], f[1]); err != nil {
