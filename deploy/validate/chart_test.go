@@ -2,6 +2,7 @@ package validate
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -256,7 +257,8 @@ func TestChartRenders(t *testing.T) {
 	// Secrets by reference: the worker mounts exactly the Secrets the
 	// values name, one per provider.
 	used := checkSecretFiles(t, "chart worker", w.Spec.Template.Spec, c, podEnv(t, "chart worker", c, r.configMaps), nil)
-	want := map[string][]string{"reelq-nats-worker": {"password"}}
+	want := map[string][]string{"reelq-nats-worker": {"password"},
+		"reelq-callback-secret": {"secret"}, "reelq-replicate-webhook": {"webhook-secret"}}
 	for _, p := range providers {
 		want["reelq-"+p] = []string{"api-key"}
 	}
@@ -293,6 +295,7 @@ func TestChartRenders(t *testing.T) {
 		t.Fatal("no NetworkPolicy for the NATS pods (namespace nats)")
 	}
 	checkNATSPolicy(t, natsPolicy)
+	checkCallbacks(t, r, w)
 
 	for _, s := range r.services {
 		ok := false
@@ -310,6 +313,51 @@ func TestChartRenders(t *testing.T) {
 		t.Fatalf("%d ServiceMonitors, want 1", len(r.monitors))
 	}
 	checkServiceMonitor(t, r.monitors[0], r.services, w, fwd)
+}
+
+// checkCallbacks: with worker.callbacks on, the worker serves the callback
+// endpoint on the port its container names "callbacks", a Service targets
+// that port, and a NetworkPolicy admits it to the worker pods (the metrics
+// policy admits only 8080 from Prometheus).
+func checkCallbacks(t *testing.T, r *rendered, w *appsv1.Deployment) {
+	t.Helper()
+	c := w.Spec.Template.Spec.Containers[0]
+	env := podEnv(t, "chart worker", c, r.configMaps)
+	var port int32
+	for _, p := range c.Ports {
+		if p.Name == "callbacks" {
+			port = p.ContainerPort
+		}
+	}
+	if port == 0 || env["REELQ_CALLBACK_ADDR"] != fmt.Sprintf(":%d", port) {
+		t.Fatalf("callbacks: REELQ_CALLBACK_ADDR %q, container port %d", env["REELQ_CALLBACK_ADDR"], port)
+	}
+	if env["REELQ_CALLBACK_URL"] == "" || env["REELQ_CALLBACK_SECRET_FILE"] == "" || env["REPLICATE_WEBHOOK_SECRET_FILE"] == "" {
+		t.Errorf("callbacks: want REELQ_CALLBACK_URL, REELQ_CALLBACK_SECRET_FILE and REPLICATE_WEBHOOK_SECRET_FILE, got %v", env)
+	}
+	served := false
+	for _, s := range r.services {
+		for _, p := range s.Spec.Ports {
+			served = served || (p.TargetPort.StrVal == "callbacks" && selects(s.Spec.Selector, w.Spec.Template.Labels))
+		}
+	}
+	if !served {
+		t.Error("callbacks: no Service targets the workers' callbacks port")
+	}
+	admitted := false
+	for _, np := range r.policies {
+		if !selects(np.Spec.PodSelector.MatchLabels, w.Spec.Template.Labels) {
+			continue
+		}
+		for _, in := range np.Spec.Ingress {
+			for _, p := range in.Ports {
+				admitted = admitted || (p.Port != nil && p.Port.IntVal == port)
+			}
+		}
+	}
+	if !admitted {
+		t.Errorf("callbacks: no NetworkPolicy admits port %d to the workers", port)
+	}
 }
 
 // checkServiceMonitor: it selects the workers' and the forwarder's

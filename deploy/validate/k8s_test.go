@@ -246,16 +246,8 @@ func selects(sel, labels map[string]string) bool {
 // contractVar reports whether name is a configuration variable
 // internal/config defines (docs/configuration.md lists them).
 func contractVar(name string) bool {
-	for _, p := range providers {
-		if rest, ok := strings.CutPrefix(name, strings.ToUpper(p)+"_"); ok {
-			return slices.Contains([]string{"API_KEY", "API_KEY_FILE", "BASE_URL", "RATE", "BURST", "MAX_INFLIGHT",
-				"POLL_INTERVAL", "MAX_POLL_INTERVAL", "JOB_TIMEOUT", "REQUEST_TIMEOUT", "ENABLED", "ALLOW_INSECURE_HTTP",
-				"SLOTS", "AMBIGUOUS", "AMBIGUOUS_PAUSE_AFTER", "AMBIGUOUS_WINDOW", "HOLD_ABOVE", "BUDGET", "BUDGET_PERIOD", "CALLS",
-				"OUTPUT_POLICY", "OUTPUT_RETRIES"}, rest)
-		}
-	}
-	return strings.HasPrefix(name, "NATS_") || strings.HasPrefix(name, "REELQ_") ||
-		slices.Contains([]string{"WORKER_HTTP_ADDR", "LOG_FORMAT", "LOG_LEVEL", "GOMEMLIMIT", "GOMAXPROCS"}, name)
+	vars, err := workerVars()
+	return err == nil && vars[name]
 }
 
 // podEnv is a container's environment: its ConfigMaps' data (which must
