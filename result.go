@@ -53,7 +53,9 @@ type Result struct {
 	// Priority and FairnessKey are the job's, when set.
 	Priority    Priority `json:"priority,omitempty"`
 	FairnessKey string   `json:"fairness_key,omitempty"`
-	// Traceparent continues the producer's W3C trace, when the job had one.
+	// Traceparent is the W3C trace context of the worker's span of the run
+	// (reelq.job, a child of the job's traceparent); the job's own
+	// traceparent when the worker records no span.
 	Traceparent string `json:"traceparent,omitempty"`
 }
 

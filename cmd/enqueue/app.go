@@ -17,7 +17,9 @@ import (
 
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/inspect"
+	"github.com/reelq/reelq/internal/buildinfo"
 	"github.com/reelq/reelq/internal/config"
+	"github.com/reelq/reelq/internal/tracing"
 )
 
 // app is one invocation: its environment, streams and connection.
@@ -37,6 +39,8 @@ type app struct {
 	client  *reelq.Client
 	ins     *inspect.Inspector
 	js      jetstream.JetStream
+	// stopTracing flushes and stops the tracer provider connect set up.
+	stopTracing func(context.Context) error
 }
 
 func newApp(environ []string, stdin io.Reader, stdout, stderr io.Writer) *app {
@@ -53,6 +57,13 @@ func isTerminal(w any) bool {
 }
 
 func (a *app) close() {
+	if a.stopTracing != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := a.stopTracing(ctx); err != nil {
+			fmt.Fprintln(a.stderr, "enqueue: flushing traces failed:", err)
+		}
+		cancel()
+	}
 	if a.nc != nil {
 		_ = a.nc.FlushTimeout(2 * time.Second)
 		a.nc.Close()
@@ -61,6 +72,8 @@ func (a *app) close() {
 
 // connect opens the NATS connection and the client. The client never
 // creates streams: without them (no worker has started yet) it says so.
+// Its spans are exported over OTLP when the OTEL_* variables ask for it,
+// as the worker's are (internal/tracing), and flushed by close.
 func (a *app) connect(ctx context.Context) (*reelq.Client, error) {
 	if a.client != nil {
 		return a.client, nil
@@ -69,6 +82,11 @@ func (a *app) connect(ctx context.Context) (*reelq.Client, error) {
 	if err != nil {
 		return nil, &exitError{code: exitUsage, err: err}
 	}
+	tp, stop, err := tracing.Setup(ctx, func(k string) string { return a.env[k] }, "reelq-enqueue", buildinfo.Version())
+	if err != nil {
+		return nil, &exitError{code: exitUsage, err: err}
+	}
+	a.stopTracing = stop
 	name := a.context
 	if name == "" {
 		name = a.env["NATS_CONTEXT"]
@@ -86,7 +104,7 @@ func (a *app) connect(ctx context.Context) (*reelq.Client, error) {
 	if u := a.env["USER"]; u != "" {
 		by += "/" + u
 	}
-	c, err := reelq.NewClient(ctx, nc, reelq.Options{ProviderEnv: a.env, By: by, ConsumerPrefix: a.env["REELQ_CONSUMER_PREFIX"]})
+	c, err := reelq.NewClient(ctx, nc, reelq.Options{ProviderEnv: a.env, By: by, ConsumerPrefix: a.env["REELQ_CONSUMER_PREFIX"], TracerProvider: tp})
 	if errors.Is(err, reelq.ErrNotReady) {
 		return nil, &exitError{code: exitUnavailable, err: fmt.Errorf("NATS at %s has no reelq streams: start a worker first (it creates them; enqueue never does)", config.RedactURL(nc.ConnectedUrlRedacted()))}
 	}

@@ -21,8 +21,10 @@ import (
 	"github.com/reelq/reelq/internal/waitfor"
 )
 
-// Worker processes are SIGKILLed while a batch runs, then the rest of the
-// batch is cancelled at once (a burst of cancelled results): the batch's
+// Worker processes are SIGKILLed while a batch runs (samsar, fal and
+// Replicate jobs; ten samsar ones refused by the provider, so failed),
+// and once some jobs have succeeded and some failed, the rest of the
+// batch is cancelled at once (a burst of cancelled results): the
 // counters as `stats` reads them agree with RESULTS exactly, done by
 // status and spend per batch and per provider, and enqueued is the size
 // of the batch.
@@ -33,14 +35,18 @@ func TestCountsAgreeWithResultsAfterWorkerKills(t *testing.T) {
 	dir := t.TempDir()
 	dumpLogs(t, dir)
 	srv := natstest.Server(t)
-	s := startSim(t, dir, samsarKnobs())
+	knobs := samsarKnobs()
+	k := knobs["samsar"]
+	k.ForbiddenMarker = "tally-00" // jobs tally-000 to tally-009 (not the hubs' tally-hub-...)
+	knobs["samsar"] = k
+	s := startSim(t, dir, withHubs(knobs))
 	c := connect(t, srv.ClientURL(), 1)
-	ws := newWorkers(t, dir, srv.ClientURL(), s.url, nil)
+	ws := newWorkers(t, dir, srv.ClientURL(), s.url, hubEnv(t, s.url))
 	replicas := []string{"a", "b", "c"}
 	for _, id := range replicas {
 		ws.start(id)
 	}
-	jobs := samsarJobs("tally", 120)
+	jobs := append(samsarJobs("tally", 120), hubJobs("tally", 40)...)
 	c.enqueue(t, jobs)
 
 	kills := 0
@@ -52,6 +58,12 @@ func TestCountsAgreeWithResultsAfterWorkerKills(t *testing.T) {
 		t.Logf("killed replica %s at %d of %d results", id, c.resultCount(), len(jobs))
 		ws.start(id)
 	}
+	waitfor.Until(t, 2*time.Minute, "a succeeded and a failed result", func() error {
+		if got := c.resultTally(t); got.status[reelq.StatusSucceeded] == 0 || got.status[reelq.StatusFailed] == 0 {
+			return fmt.Errorf("results so far: %v", got.status)
+		}
+		return nil
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, err := range c.rc.CancelBatch(ctx, "tally", "counts test") {
@@ -62,6 +74,16 @@ func TestCountsAgreeWithResultsAfterWorkerKills(t *testing.T) {
 	c.waitSettled(t, len(jobs), 2*time.Minute)
 	got := c.resultTally(t)
 	t.Logf("FIGURES %s: kills=%d results %+v", t.Name(), kills, got)
+	for _, p := range []string{"samsar", "fal", "replicate"} {
+		if len(got.provider[p].status) == 0 {
+			t.Errorf("no result of %s in RESULTS: %+v", p, got)
+		}
+	}
+	for _, st := range []string{reelq.StatusSucceeded, reelq.StatusFailed, reelq.StatusCancelled} {
+		if got.status[st] == 0 {
+			t.Errorf("no %s result in RESULTS (the test needs every status): %+v", st, got.status)
+		}
+	}
 	c.checkCounts(t, "tally", uint64(len(jobs)), got)
 }
 
@@ -110,10 +132,21 @@ func TestEnqueueKilledMidFileThenRerunCountsEveryJob(t *testing.T) {
 }
 
 // tally is what RESULTS says of a batch: events by status, spend by unit
-// in micro-units.
+// in micro-units, and the same per provider.
 type tally struct {
-	status map[string]uint64
-	spent  map[string]int64
+	status   map[string]uint64
+	spent    map[string]int64
+	provider map[string]tally
+}
+
+func newTally() tally { return tally{status: map[string]uint64{}, spent: map[string]int64{}} }
+
+// add counts r.
+func (t tally) add(r *reelq.Result) {
+	t.status[r.Status]++
+	if r.Cost != nil && r.Cost.Amount > 0 {
+		t.spent[r.Cost.Unit] += int64(money.FromFloat(r.Cost.Amount))
+	}
 }
 
 // resultTally reads every event in RESULTS.
@@ -129,7 +162,8 @@ func (c *client) resultTally(t testing.TB) tally {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := tally{status: map[string]uint64{}, spent: map[string]int64{}}
+	out := newTally()
+	out.provider = map[string]tally{}
 	for range n {
 		m, err := cons.Next(jetstream.FetchContext(ctx))
 		if err != nil {
@@ -139,16 +173,19 @@ func (c *client) resultTally(t testing.TB) tally {
 		if err := json.Unmarshal(m.Data(), &r); err != nil {
 			t.Fatal(err)
 		}
-		out.status[r.Status]++
-		if r.Cost != nil && r.Cost.Amount > 0 {
-			out.spent[r.Cost.Unit] += int64(money.FromFloat(r.Cost.Amount))
+		out.add(&r)
+		p, ok := out.provider[r.Provider]
+		if !ok {
+			p = newTally()
+			out.provider[r.Provider] = p
 		}
+		p.add(&r)
 	}
 	return out
 }
 
-// checkCounts compares batch's counters and the provider's spend (one
-// batch ran) with want.
+// checkCounts compares batch's counters and each provider's done and
+// spend counters (one batch ran) with want.
 func (c *client) checkCounts(t testing.TB, batch string, enqueued uint64, want tally) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -175,11 +212,12 @@ func (c *client) checkCounts(t testing.TB, batch string, enqueued uint64, want t
 		t.Errorf("stats: batch spent %v micro-units; RESULTS %v", got, want.spent)
 	}
 	for _, p := range st.Providers {
-		if p.Provider != "samsar" {
-			continue
+		w := want.provider[p.Provider]
+		if fmt.Sprint(p.Done) != fmt.Sprint(w.status) {
+			t.Errorf("stats: %s done %v; RESULTS %v", p.Provider, p.Done, w.status)
 		}
-		if got := micros(p.Spent); fmt.Sprint(got) != fmt.Sprint(want.spent) {
-			t.Errorf("stats: samsar spent %v micro-units; RESULTS %v", got, want.spent)
+		if got := micros(p.Spent); fmt.Sprint(got) != fmt.Sprint(w.spent) {
+			t.Errorf("stats: %s spent %v micro-units; RESULTS %v", p.Provider, got, w.spent)
 		}
 	}
 }

@@ -13,8 +13,8 @@ import (
 )
 
 // countResult adds a published result to the COUNTERS stream: done_<status>
-// of its batch, and its estimated spend (in millionths of the unit) per
-// batch and per provider. Each increment is a JetStream publish the server
+// of its batch and of its provider, and its estimated spend (in millionths
+// of the unit) per batch and per provider. Each increment is a JetStream publish the server
 // acknowledges, under a Nats-Msg-Id naming the counter, the job and the
 // run, so sending it again (the next delivery of a job whose worker was
 // killed between the result and the ack, a retry after a lost
@@ -57,6 +57,7 @@ func counterIncrements(r *reelq.Result) []*nats.Msg {
 	if r.Batch != "" {
 		incr(wire.BatchCounterSubject(r.Batch, "done_"+r.Status), "b", 1)
 	}
+	incr(wire.ProviderCounterSubject(r.Provider, "done_"+r.Status), "p", 1)
 	if r.Cost != nil && r.Cost.Amount > 0 && r.Cost.Unit != "" {
 		micro := int64(money.FromFloat(r.Cost.Amount))
 		field := wire.SpendCounterField(r.Cost.Unit)

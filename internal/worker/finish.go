@@ -127,7 +127,7 @@ func (e *engine) result(j *job, status string, outs []reelq.Output, errInfo *ree
 	res := &reelq.Result{
 		ID: j.id, Provider: e.name, Batch: j.env.Batch, Run: j.run, Status: status, Outputs: outs, Error: errInfo,
 		Cost: e.cost(j), EnqueuedAt: e.enqueuedAt(j), CompletedAt: now, Metadata: j.env.Metadata,
-		Priority: j.env.Priority, FairnessKey: j.env.FairnessKey, Traceparent: j.traceparent, Attempts: 1,
+		Priority: j.env.Priority, FairnessKey: j.env.FairnessKey, Traceparent: resultTraceparent(j), Attempts: 1,
 	}
 	if st := j.st; st != nil {
 		res.Run = st.Run
@@ -187,6 +187,11 @@ func (e *engine) publishStored(ctx context.Context, j *job, st *jobstate.State) 
 	}
 	if res.Run == 0 {
 		res.Run = st.Run
+	}
+	if j.span != nil && j.span.IsRecording() {
+		// This delivery publishes it: the consumer's span is its child
+		// (the delivery that stored it may have died unexported).
+		res.Traceparent = resultTraceparent(j)
 	}
 	return e.publishResult(ctx, j, res, nil)
 }
@@ -341,7 +346,7 @@ func (e *engine) deadLetterSeq(ctx context.Context, j *job, code string, cause e
 	}
 	e.w.m.DeadLettered(e.name, code)
 	res := &reelq.Result{ID: id, Provider: e.name, Run: 1, Status: reelq.StatusFailed, CompletedAt: time.Now().UTC(),
-		Error: &reelq.ErrorInfo{Code: code, Message: reason}, Traceparent: j.traceparent, PayOnce: reelq.PayOnceGuaranteed}
+		Error: &reelq.ErrorInfo{Code: code, Message: reason}, Traceparent: resultTraceparent(j), PayOnce: reelq.PayOnceGuaranteed}
 	if already, err := queue.PublishResult(ctx, e.w.js, res); err != nil {
 		e.log.Warn("publishing the dead letter's result failed; trying again later", "stream_seq", j.seq, "err", err)
 		return waitFor(5 * time.Second)

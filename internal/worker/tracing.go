@@ -6,10 +6,12 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/internal/wire"
 )
 
 // tracerOf is provider's tracer for the worker's spans; nil gives a no-op
@@ -48,6 +50,20 @@ func endDelivery(j *job, out outcome) {
 		j.span.SetStatus(codes.Error, out.reason)
 	}
 	j.span.End()
+}
+
+// resultTraceparent is the traceparent j's result event carries: the
+// context of j's delivery span (reelq.job), written by the W3C
+// propagator, so that a result consumer's span is that span's child. A
+// delivery whose span records nothing (tracing off, or not sampled)
+// passes on the job's own traceparent, without a cost.
+func resultTraceparent(j *job) string {
+	if j.span == nil || !j.span.IsRecording() {
+		return j.traceparent
+	}
+	c := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(trace.ContextWithSpan(context.Background(), j.span), c)
+	return c.Get(wire.HeaderTraceparent)
 }
 
 // withJobSpan is ctx carrying j's delivery span.

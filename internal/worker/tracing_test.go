@@ -24,8 +24,10 @@ import (
 // context the job carries as its traceparent; the worker's delivery span
 // (reelq.job) is its child, and the provider calls (submit, poll, with
 // provider, model, retry and HTTP status), the archive and the result
-// publish are the delivery's children; the result consumer's span
-// (reelq.result.receive) continues the job's trace from the result event.
+// publish are the delivery's children; the result event carries the
+// delivery span's context (header and body), so the result consumer's
+// span (reelq.result.receive) is the delivery's child: producer → worker
+// → result consumer, one chain of parents.
 func TestOneJobTracedFromEnqueueToResultConsumer(t *testing.T) {
 	t.Parallel()
 	exp := tracetest.NewInMemoryExporter()
@@ -48,10 +50,12 @@ func TestOneJobTracedFromEnqueueToResultConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	produce.End()
+	var body string // the result's Traceparent
 	for d, err := range client.Results(ctx, reelq.ResultsOptions{Name: "traced", Provider: "samsar"}) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		body = d.Result.Traceparent
 		_, handle := tp.Tracer("test").Start(d.Context(ctx), "test.handle")
 		handle.End()
 		if err := d.Ack(ctx); err != nil {
@@ -101,7 +105,10 @@ func TestOneJobTracedFromEnqueueToResultConsumer(t *testing.T) {
 	parent(submit, run)
 	parent(archive, run)
 	parent(publish, run)
-	parent(receive, enq)
+	parent(receive, run)
+	if got := trace.SpanContextFromContext(reelq.ContextWithTraceparent(ctx, body)).SpanID(); got != run.SpanContext.SpanID() {
+		t.Errorf("the result's traceparent %q names span %s, want reelq.job's %s", body, got, run.SpanContext.SpanID())
+	}
 	parent(handle, receive)
 	for _, p := range polls {
 		parent(p, run)
