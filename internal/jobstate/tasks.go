@@ -1,11 +1,13 @@
 package jobstate
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -27,8 +29,10 @@ func TaskKey(provider, taskID string) string {
 // ClaimTask records that provider's task taskID belongs to job: an index
 // entry created only if none exists (compare-and-set on "no key"), so of
 // two jobs claiming one task only the first succeeds. Claiming a task the
-// job already owns succeeds. Workers claim a task before any job state
-// records it, so every task in a job state is in the index under its job.
+// job already owns succeeds. An operator's resolve claims the task it
+// adopts; a worker records its own submission's task in the job state
+// only (TaskHolder finds it there), which keeps the index off every job's
+// path. Entries written by workers before that stay valid.
 func (s *Store) ClaimTask(ctx context.Context, provider, taskID, job string) error {
 	key := TaskKey(provider, taskID)
 	for range 3 {
@@ -65,4 +69,59 @@ func (s *Store) TaskOwner(ctx context.Context, provider, taskID string) (string,
 		return "", fmt.Errorf("task index %s: %w", taskID, err)
 	}
 	return string(e.Value()), nil
+}
+
+// TaskHolder returns a job other than except that holds provider's task
+// taskID, or "" when none does: the index entry (an operator's earlier
+// resolve, or a worker before the index left the job path), else a job
+// state whose task, earlier runs or stored result name it. The scan reads
+// every job state once (one watch); it serves operators' resolves, which
+// are rare, so that no job pays an index write for it.
+func (s *Store) TaskHolder(ctx context.Context, provider, taskID, except string) (string, error) {
+	owner, err := s.TaskOwner(ctx, provider, taskID)
+	if err != nil || (owner != "" && owner != except) {
+		return owner, err
+	}
+	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return "", fmt.Errorf("scan job states for task %s: %w", taskID, err)
+	}
+	defer func() { _ = w.Stop() }()
+	needle := []byte(taskID)
+	for {
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("scan job states for task %s: %w", taskID, context.Cause(ctx))
+		case e, ok := <-w.Updates():
+			if !ok {
+				return "", fmt.Errorf("scan job states for task %s: the watch stopped", taskID)
+			}
+			if e == nil {
+				return "", nil // every state read
+			}
+			id := e.Key()
+			if id == except || strings.Contains(id, ".") || !bytes.Contains(e.Value(), needle) {
+				continue
+			}
+			st, err := Decode(id, e.Value())
+			if err == nil && st.Provider == provider && holdsTask(st, taskID) {
+				return id, nil
+			}
+		}
+	}
+}
+
+// holdsTask reports whether st's task, one of its earlier runs or its
+// stored result names task id.
+func holdsTask(st *State, id string) bool {
+	if st.Task != nil && st.Task.ID == id {
+		return true
+	}
+	for _, r := range st.Runs {
+		if r.TaskID == id {
+			return true
+		}
+	}
+	r := st.StoredResult()
+	return r != nil && r.ProviderTaskID == id
 }

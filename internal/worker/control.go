@@ -134,7 +134,7 @@ func (w *Worker) resolve(ctx context.Context, id string, req ResolveRequest, ctl
 
 // checkResolveTask decides whether a held job may adopt the task an
 // operator named: the task must be recorded by no other job (the task
-// index), the provider must know it (one poll), and where the provider's
+// index, then every job state: TaskHolder), the provider must know it (one poll), and where the provider's
 // task names its job (a reference the adapter sent), it must name this one. It
 // claims the task for the job when all hold. why is the refusal ("" to
 // adopt); err is a failure worth retrying.
@@ -143,11 +143,11 @@ func (w *Worker) checkResolveTask(ctx context.Context, st *jobstate.State, task 
 	if rt == nil {
 		return "", fmt.Errorf("this replica does not run %s; another one will", st.Provider)
 	}
-	owner, err := w.states.TaskOwner(ctx, st.Provider, task)
+	owner, err := w.states.TaskHolder(ctx, st.Provider, task, st.ID)
 	if err != nil {
 		return "", err
 	}
-	if owner != "" && owner != st.ID {
+	if owner != "" {
 		return fmt.Sprintf("task %s is job %s's", task, owner), nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, rt.RequestTimeout)

@@ -474,27 +474,14 @@ func (e *engine) recordTask(ctx context.Context, j *job, task providers.Task, re
 	token := j.st.SubmitToken
 	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMaxElapsedTime(2*e.rt.RequestTimeout))
 	var lost *jobstate.State
-	claimed := false
 	err := backoff.Retry(func() error {
 		cur := j.st
 		if cur.Phase != reelq.PhaseSubmitting || cur.SubmitToken != token {
 			lost = cur
 			return backoff.Permanent(errDuplicateMsg)
 		}
-		if !claimed {
-			// The index first: no state names a task the index does not
-			// give to its job. Our own paid call created the task, so a
-			// claim by another job (an operator's mistaken resolve that won
-			// the race) is reported, not obeyed.
-			cerr := e.w.states.ClaimTask(rctx, e.name, task.ID, j.id)
-			if cerr != nil && !errors.Is(cerr, jobstate.ErrTaskOwned) {
-				return cerr
-			}
-			if cerr != nil {
-				e.logJob(j).Error("the provider task this job's own submission created is recorded by another job", "task_id", task.ID, "err", cerr)
-			}
-			claimed = true
-		}
+		// The task goes in the job state only: an operator's resolve finds
+		// it there (jobstate TaskHolder), so no index entry is written here.
 		next := *cur
 		next.Phase, next.Task, next.SubmitUnknown = reelq.PhaseSubmitted, &reelq.Task{ID: task.ID, PollURL: task.PollURL, ResultURL: task.ResultURL, CancelURL: task.CancelURL}, false
 		next.Submissions++
