@@ -46,8 +46,22 @@ type Caller struct {
 // Do sends req and returns the response if its status is 2xx. Any other
 // outcome is an *Error whose class says what the worker should do.
 func (c *Caller) Do(ctx context.Context, op string, req *http.Request) (*Response, error) {
-	req = req.WithContext(ctx)
-	resp, err := c.Client.Do(req)
+	hc, callCtx := c.Client, ctx
+	if t := hc.Timeout; t > 0 {
+		// The client's timeout, as a deadline on the request's context: for
+		// a client whose RoundTripper is not net/http's own (the guard, the
+		// worker's limiter), net/http enforces Client.Timeout with two
+		// goroutines, two channels and a timer per request. The body is
+		// read before cancel, so the deadline covers it as Timeout did.
+		var cancel context.CancelFunc
+		callCtx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+		plain := *hc
+		plain.Timeout = 0
+		hc = &plain
+	}
+	req = req.WithContext(callCtx)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, c.transportError(ctx, op, err)
 	}

@@ -354,7 +354,8 @@ func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
 		if w.err != nil {
 			return l.now().Sub(start), w.err
 		}
-		if waited = l.now().Sub(start); waited > 0 {
+		// Enabled first: the argument would be boxed for every token.
+		if waited = l.now().Sub(start); waited > 0 && l.log.Enabled(ctx, slog.LevelDebug) {
 			l.log.DebugContext(ctx, "ratelimit: token taken", "wait", waited)
 		}
 		return waited, nil

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,7 +81,7 @@ func replica() error {
 	l := New(NewKVStore(kv), "shared", Config{Rate: rate, Burst: burst})
 	var mu sync.Mutex
 	var grants []int64
-	stall := probeStalls(ctx)
+	probe := probeStalls(ctx)
 	var wg sync.WaitGroup
 	for range waiters {
 		wg.Go(func() {
@@ -102,33 +103,53 @@ func replica() error {
 	}
 	s := l.Stats()
 	fmt.Fprintf(out, "stats %d %d %d %d %d %d\n", s.Reads, s.Writes, s.Conflicts, s.Errors, s.Granted, s.Dropped)
-	fmt.Fprintf(out, "stall %d\n", stall())
+	stall, episodes := probe()
+	for _, e := range episodes {
+		fmt.Fprintf(out, "episode %d %d\n", e.from.UnixNano(), e.to.Sub(e.from))
+	}
+	fmt.Fprintf(out, "stall %d\n", stall)
 	return out.Flush()
 }
+
+// minEpisode is the shortest stall a probe records as an episode.
+const minEpisode = 5 * time.Millisecond
+
+// episode is a time a process was kept from running.
+type episode struct{ from, to time.Time }
 
 // probeStalls starts a goroutine that ticks every probeEvery until ctx
 // ends. The function returned waits for it and returns the longest the
 // goroutine was kept from running past a tick (the process was not
-// scheduled, or its runtime stopped).
-func probeStalls(ctx context.Context) func() time.Duration {
-	done := make(chan time.Duration, 1)
+// scheduled, or its runtime stopped), and every such stall of at least
+// minEpisode.
+func probeStalls(ctx context.Context) func() (time.Duration, []episode) {
+	type result struct {
+		worst    time.Duration
+		episodes []episode
+	}
+	done := make(chan result, 1)
 	go func() {
 		tk := time.NewTicker(probeEvery)
 		defer tk.Stop()
-		worst, prev := time.Duration(0), time.Now()
+		var r result
+		prev := time.Now()
 		for {
 			select {
 			case <-ctx.Done():
-				done <- worst
+				done <- r
 				return
 			case <-tk.C:
 				now := time.Now()
-				worst = max(worst, now.Sub(prev)-probeEvery)
+				late := now.Sub(prev) - probeEvery
+				r.worst = max(r.worst, late)
+				if late >= minEpisode {
+					r.episodes = append(r.episodes, episode{prev.Add(probeEvery), now})
+				}
 				prev = now
 			}
 		}
 	}()
-	return func() time.Duration { return <-done }
+	return func() (time.Duration, []episode) { r := <-done; return r.worst, r.episodes }
 }
 
 // replicaRun is what the replica processes of one run printed.
@@ -136,6 +157,8 @@ type replicaRun struct {
 	grants []time.Time // merged, sorted
 	stats  []Stats
 	stall  time.Duration // the worst of the replicas' and the server process's
+	// episodes are the stalls of every process (server and replicas).
+	episodes []episode
 }
 
 // runReplicas runs procs replica processes on bucket for about run.
@@ -165,12 +188,13 @@ func runReplicas(t testing.TB, url, bucket string, procs int, rate float64, burs
 		}
 		cmds[i] = cmd
 	}
-	r := replicaRun{stall: serverStall()}
+	r := replicaRun{}
+	r.stall, r.episodes = serverStall()
 	for i, cmd := range cmds {
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("replica %d: %v: %s", i, err, errs[i].String())
 		}
-		gs, st, stall, err := parseReplica(outs[i].String())
+		gs, st, stall, eps, err := parseReplica(outs[i].String())
 		if err != nil {
 			t.Fatalf("replica %d output: %v", i, err)
 		}
@@ -180,6 +204,7 @@ func runReplicas(t testing.TB, url, bucket string, procs int, rate float64, burs
 		r.grants = append(r.grants, gs...)
 		r.stats = append(r.stats, st)
 		r.stall = max(r.stall, stall)
+		r.episodes = append(r.episodes, eps...)
 	}
 	r.grants = sortedTimes(r.grants)
 	return r
@@ -190,7 +215,10 @@ func runReplicas(t testing.TB, url, bucket string, procs int, rate float64, burs
 // take tokens from one key on a nats-server listening on loopback, each as
 // fast as it may, and the merged grant times give the most grants within
 // any 1 s (the bound is Rate+Burst) and, under saturation, the worst
-// error of the achieved rate between any two grants at least 1 s apart.
+// error of the achieved rate between any two grants at least 1 s apart
+// (rate_error_%) and at least 10 s apart (rate_error_10s_%, the issue's
+// "within 2% over any window >= 10 s"). Each run lasts REELQ_BENCH_RUN_S
+// seconds (default 25; 5 is a quick run, with no 10 s figure below 11).
 // Both are measured where Wait returned, so they are figures of the host
 // as much as of the limiter: a run where a process was kept from running
 // for over maxStall is repeated (twice at most). The bound is also checked
@@ -202,10 +230,17 @@ func BenchmarkReplicaProcesses(b *testing.B) {
 	const (
 		burst    = 2
 		waiters  = 8 // per process
-		run      = 5 * time.Second
 		attempts = 3
 		maxStall = 10 * time.Millisecond // half the tolerance at 50/s, burst 2
 	)
+	run := 25 * time.Second
+	if v := os.Getenv("REELQ_BENCH_RUN_S"); v != "" {
+		s, err := strconv.Atoi(v)
+		if err != nil || s < 1 {
+			b.Fatalf("REELQ_BENCH_RUN_S=%q: want a whole number of seconds >= 1", v)
+		}
+		run = time.Duration(s) * time.Second
+	}
 	s := startNATS(b)
 	js := connectJS(b, s)
 	for _, c := range []struct {
@@ -246,13 +281,25 @@ func reportReplicaRun(b *testing.B, r replicaRun, procs int, rate float64, burst
 	span := grants[len(grants)-1].Sub(grants[0])
 	m := maxInWindow(grants, time.Second)
 	worst, _, _ := worstRateError(grants[burst-1:], rate, time.Second)
+	worst10, wi, wj := worstRateError(grants[burst-1:], rate, 10*time.Second)
+	from, to := grants[burst-1+wi], grants[burst-1+wj]
+	tol := time.Duration(float64(burst-1) / rate * float64(time.Second))
+	stalled := stalledWithin(r.episodes, from, to, tol)
 	b.Logf("%d processes at %g/s burst %d: %d grants in %v (%.3f/s), max %d in a 1s window (bound %d), "+
-		"worst rate error over windows >= 1s %.2f%%, %.2f reads and %.2f writes per token, longest stall %v",
+		"worst rate error over windows >= 1s %.2f%%, over windows >= 10s %.2f%% (%d grants in %v, %.1f short of the rate; "+
+		"stalls beyond the burst's tolerance %v of it, at most %.1f tokens' worth), "+
+		"%.2f reads and %.2f writes per token, longest stall %v",
 		procs, rate, burst, len(grants), span.Round(time.Millisecond),
 		float64(len(grants)-burst)/span.Seconds(), m, int(rate)+burst, 100*worst,
+		100*worst10, wj-wi, to.Sub(from).Round(time.Millisecond), rate*to.Sub(from).Seconds()-float64(wj-wi),
+		stalled.Round(time.Millisecond), rate*stalled.Seconds(),
 		float64(reads)/float64(granted), float64(writes)/float64(granted), r.stall)
 	b.ReportMetric(float64(m), "max_in_1s")
 	b.ReportMetric(100*worst, "rate_error_%")
+	if span >= 10*time.Second {
+		b.ReportMetric(100*worst10, "rate_error_10s_%")
+		b.ReportMetric(float64(stalled.Milliseconds()), "stalled_ms_10s")
+	}
 	b.ReportMetric(float64(reads)/float64(granted), "reads/token")
 	b.ReportMetric(float64(writes)/float64(granted), "writes/token")
 	if m > int(rate)+burst && r.stall <= maxStall {
@@ -276,8 +323,52 @@ func worstRateError(grants []time.Time, rate float64, w time.Duration) (worst fl
 	return worst, wi, wj
 }
 
-func parseReplica(out string) ([]time.Time, Stats, time.Duration, error) {
+// stalledWithin is how long within [from, to] some process was stalled
+// beyond tol, the tolerance (Burst-1)/Rate that lets the schedule catch up
+// a late grant: the episodes are merged where they overlap, and each
+// stretch counts for its length minus tol. rate·that is about the most
+// tokens the stalls can have cost (a stalled replica costs nothing while
+// another serves the key, so it is an upper bound).
+func stalledWithin(eps []episode, from, to time.Time, tol time.Duration) time.Duration {
+	eps = slices.Clone(eps)
+	slices.SortFunc(eps, func(a, b episode) int { return a.from.Compare(b.from) })
+	var total time.Duration
+	var cur episode // the stretch being merged
+	flush := func() {
+		s, t := maxTime(cur.from, from), minTime(cur.to, to)
+		if d := t.Sub(s) - tol; d > 0 && !cur.from.IsZero() {
+			total += d
+		}
+	}
+	for _, e := range eps {
+		if !cur.from.IsZero() && !e.from.After(cur.to) {
+			cur.to = maxTime(cur.to, e.to)
+			continue
+		}
+		flush()
+		cur = e
+	}
+	flush()
+	return total
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func parseReplica(out string) ([]time.Time, Stats, time.Duration, []episode, error) {
 	var gs []time.Time
+	var eps []episode
 	var st Stats
 	stall, seen := time.Duration(0), 0
 	for line := range strings.Lines(out) {
@@ -286,7 +377,7 @@ func parseReplica(out string) ([]time.Time, Stats, time.Duration, error) {
 		for i := 1; i < len(f); i++ {
 			v, err := strconv.ParseInt(f[i], 10, 64)
 			if err != nil {
-				return nil, st, 0, fmt.Errorf("line %q: %w", line, err)
+				return nil, st, 0, nil, fmt.Errorf("line %q: %w", line, err)
 			}
 			n[i] = v
 		}
@@ -296,15 +387,18 @@ func parseReplica(out string) ([]time.Time, Stats, time.Duration, error) {
 		case len(f) == 7 && f[0] == "stats":
 			st = Stats{Reads: n[1], Writes: n[2], Conflicts: n[3], Errors: n[4], Granted: n[5], Dropped: n[6]}
 			seen++
+		case len(f) == 3 && f[0] == "episode":
+			from := time.Unix(0, n[1])
+			eps = append(eps, episode{from, from.Add(time.Duration(n[2]))})
 		case len(f) == 2 && f[0] == "stall":
 			stall = time.Duration(n[1])
 			seen++
 		default:
-			return nil, st, 0, fmt.Errorf("unexpected line %q", line)
+			return nil, st, 0, nil, fmt.Errorf("unexpected line %q", line)
 		}
 	}
 	if seen != 2 {
-		return nil, st, 0, fmt.Errorf("no stats or stall line in %q", out)
+		return nil, st, 0, nil, fmt.Errorf("no stats or stall line in %q", out)
 	}
-	return gs, st, stall, nil
+	return gs, st, stall, eps, nil
 }

@@ -78,6 +78,9 @@ func withJobSpan(ctx context.Context, j *job) context.Context {
 // under ctx's span; the HTTP transport adds the response's status code.
 // end records the call's error.
 func (e *engine) callSpan(ctx context.Context, call string, j *job) (context.Context, func(error)) {
+	if _, off := e.w.tracer.(noop.Tracer); off {
+		return ctx, endNothing // tracing off: no span options built per call
+	}
 	ctx, span := e.w.tracer.Start(ctx, "reelq.provider."+call, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("reelq.provider", e.name), attribute.String("reelq.call", call)))
 	if span.IsRecording() && j != nil {
@@ -98,6 +101,8 @@ func (e *engine) callSpan(ctx context.Context, call string, j *job) (context.Con
 		span.End()
 	}
 }
+
+func endNothing(error) {}
 
 // inputModel is the model an input names ("model", or "video_model"),
 // if any.
