@@ -9,7 +9,7 @@ LDFLAGS := -X github.com/reelq/reelq/internal/buildinfo.version=$(VERSION) -X gi
 BIN ?= bin
 CMDS ?= ./cmd/...
 
-.PHONY: help demo test test-short bench lint cluster build image release clean
+.PHONY: help demo test test-short bench bench-peers lint cluster build image release clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ bench: ## run the benchmarks (pipeline, rate limiter, limits)
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/bench/
 	$(GO) test -run '^$$' -bench WaitHighRate ./internal/ratelimit/
 	$(GO) test -run '^$$' -bench ReplicaProcesses -benchtime 1x ./internal/ratelimit/
+
+bench-peers: ## compare with raw JetStream, asynq, River and BullMQ (bench/peers/run.sh; installs redis, postgres, bullmq; not run by CI)
+	@bash bench/peers/run.sh
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
