@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,7 +16,6 @@ import (
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/ratelimit"
 	"github.com/reelq/reelq/internal/store"
-	"github.com/reelq/reelq/internal/tally"
 	"github.com/reelq/reelq/internal/wire"
 )
 
@@ -79,7 +79,13 @@ func (c *Inspector) folded(ctx context.Context) (Folded, error) {
 		return f, err
 	}
 	if m, ok := msgs[tallyPrefix+wire.TallyThroughKey]; ok {
-		_, f.Through = tally.Decode(m.Data)
+		var v struct {
+			Through uint64 `json:"through"`
+		}
+		if err := json.Unmarshal(m.Data, &v); err != nil {
+			return f, fmt.Errorf("tallies' checkpoint: %w", err)
+		}
+		f.Through = v.Through
 	}
 	return f, nil
 }

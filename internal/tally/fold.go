@@ -44,11 +44,11 @@ type folder struct {
 	kv    jetstream.KeyValue
 	pos   uint64 // the sequence this folder has folded through
 	cache map[string]cached
-	// beforeApply, if set, runs after a chunk is read and before its
-	// counts are written (tests stop a folder there).
-	beforeApply func(ctx context.Context)
-	// afterKey, if set, runs after each count a chunk writes.
-	afterKey func(key string)
+	// beforeWrite, if set, runs when a count is read and its new value
+	// about to be written; afterKey after each count a chunk has written
+	// (tests stop a folder there, or run another).
+	beforeWrite func(key string)
+	afterKey    func(key string)
 }
 
 // foldChunk folds the results stored after the checkpoint (or this
@@ -100,9 +100,6 @@ func (f *folder) foldChunk(ctx context.Context) (n int, more bool, err error) {
 		// is older.
 		end = max(end, last)
 	}
-	if f.beforeApply != nil {
-		f.beforeApply(ctx)
-	}
 	keys := make([]string, 0, len(adds))
 	for k := range adds {
 		keys = append(keys, k)
@@ -144,6 +141,9 @@ func (f *folder) apply(ctx context.Context, key string, adds []add) error {
 		if through == c.through {
 			f.cache[key] = c
 			return nil
+		}
+		if f.beforeWrite != nil {
+			f.beforeWrite(key)
 		}
 		cctx, cancel := f.s.ReqCtx(ctx)
 		var rev uint64
