@@ -418,7 +418,7 @@ func (c *Inspector) batchStats(ctx context.Context, o StatsOptions) ([]BatchStat
 	for _, src := range batchSources {
 		filters := make([]string, len(names))
 		for i, b := range names {
-			filters[i] = src.prefix + b + ".>"
+			filters[i] = src.prefix + b + "." + src.fields
 		}
 		msgs, err := c.s.LastMsgs(ctx, src.stream, filters)
 		if err != nil {
@@ -473,11 +473,12 @@ func (b *BatchStats) set(field string, v uint64) {
 }
 
 // batchSources are where the batch counts are: the enqueued counters in
-// COUNTERS (counters.batch.<batch>.enqueued), the done and spend tallies
-// in the tallies bucket (batch.<batch>.<field>).
-var batchSources = []struct{ stream, prefix string }{
-	{wire.StreamCounters, "counters.batch."},
-	{talliesStream, tallyPrefix + "batch."},
+// COUNTERS (counters.batch.<batch>.enqueued; the done and spend counters
+// a reelq before the tallies kept there are not read), the done and spend
+// tallies in the tallies bucket (batch.<batch>.<field>).
+var batchSources = []struct{ stream, prefix, fields string }{
+	{wire.StreamCounters, "counters.batch.", "enqueued"},
+	{talliesStream, tallyPrefix + "batch.", ">"},
 }
 
 // recentBatches returns up to n batch names whose counts changed last,
@@ -485,7 +486,7 @@ var batchSources = []struct{ stream, prefix string }{
 func (c *Inspector) recentBatches(ctx context.Context, n int) ([]string, error) {
 	latest := map[string]time.Time{} // batch -> when its counts last moved
 	for _, src := range batchSources {
-		if err := c.recentIn(ctx, src.stream, src.prefix, n, latest); err != nil {
+		if err := c.recentIn(ctx, src.stream, src.prefix, src.fields, n, latest); err != nil {
 			return nil, err
 		}
 	}
@@ -500,9 +501,9 @@ func (c *Inspector) recentBatches(ctx context.Context, n int) ([]string, error) 
 	return names, nil
 }
 
-// recentIn adds to latest up to n batches whose counts in stream (under
-// prefix) moved last, with when they did.
-func (c *Inspector) recentIn(ctx context.Context, stream, prefix string, n int, latest map[string]time.Time) error {
+// recentIn adds to latest up to n batches whose counts in stream (on
+// prefix<batch>.fields) moved last, with when they did.
+func (c *Inspector) recentIn(ctx context.Context, stream, prefix, fields string, n int, latest map[string]time.Time) error {
 	s, err := c.js.Stream(ctx, stream)
 	if err != nil {
 		return err
@@ -521,7 +522,7 @@ func (c *Inspector) recentIn(ctx context.Context, stream, prefix string, n int, 
 		if last >= window && last-window+1 > first {
 			start = last - window + 1
 		}
-		err := c.s.DirectBatch(ctx, stream, map[string]any{"seq": start, "next_by_subj": prefix + ">", "batch": int(last - start + 1)}, func(m store.Msg) bool {
+		err := c.s.DirectBatch(ctx, stream, map[string]any{"seq": start, "next_by_subj": prefix + "*." + fields, "batch": int(last - start + 1)}, func(m store.Msg) bool {
 			rest := strings.TrimPrefix(m.Subject, prefix)
 			if i := strings.LastIndexByte(rest, '.'); i > 0 {
 				b := rest[:i]
