@@ -20,6 +20,8 @@ import (
 	"github.com/reelq/reelq/internal/providers/samsar"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/ratelimit"
+	"github.com/reelq/reelq/internal/tally"
+	"github.com/reelq/reelq/internal/wire"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -230,6 +232,10 @@ func BenchmarkPipeline(b *testing.B) {
 		reelqE2E := float64(nE2E) / secs
 		cpu, srvCPU := cpuTime()-cpu0, srv.cpu()-srv0
 		st := wnc.Stats()
+		// The done and spend counts: the fold (off the job path) catches
+		// up with the results; its lag, and the messages and CPU of the
+		// job path and the fold together until then.
+		foldLag, stF, cpuF := foldCatchUp(b, ctx, js, results, start, secs), wnc.Stats(), cpuTime()-cpu0
 		pprof.StopCPUProfile()
 		stop()
 		<-wdone
@@ -241,6 +247,7 @@ func BenchmarkPipeline(b *testing.B) {
 		wIn, wOut := float64(st.InMsgs-st0.InMsgs)/float64(nE2E), float64(st.OutMsgs-st0.OutMsgs)/float64(nE2E)
 		cIn, cOut := float64(cst.InMsgs-cst0.InMsgs)/float64(nPub), float64(cst.OutMsgs-cst0.OutMsgs)/float64(nPub)
 		msgs := wIn + wOut
+		msgsF := float64((stF.InMsgs-st0.InMsgs)+(stF.OutMsgs-st0.OutMsgs)) / float64(nE2E)
 		lstats := lim.Stats()
 
 		b.ReportMetric(rawPub, "raw_pub_jobs/s")
@@ -256,6 +263,9 @@ func BenchmarkPipeline(b *testing.B) {
 		b.ReportMetric(cIn, "enqueue_msgs_in/job")
 		b.ReportMetric(cOut, "enqueue_msgs_out/job")
 		b.ReportMetric(cpu.Seconds()*1e3/float64(nE2E), "cpu_ms/job")
+		b.ReportMetric(msgsF, "msgs_with_fold/job")
+		b.ReportMetric(cpuF.Seconds()*1e3/float64(nE2E), "cpu_ms_with_fold/job")
+		b.ReportMetric(float64(foldLag.Milliseconds()), "fold_lag_ms")
 		b.Logf("server=%s sync_always=%v publish n=%d: raw %.0f/s, enqueue %.0f/s (x%.2f); end-to-end n=%d: raw %.0f/s, reelq %.0f/s (x%.3f)",
 			srv.kind, srv.sync, nPub, rawPub, enqPub, enqPub/rawPub, nE2E, rawE2E, reelqE2E, reelqE2E/rawE2E)
 		b.Logf("per job: %.1f NATS messages at the worker (%.2f in, %.2f out), %.2f at the client's enqueue (%.2f in, %.2f out), %.2f on the raw path; CPU %.3f ms in this process (raw path %.3f ms), %.3f ms in the server (raw %.3f ms); limiter: %d reads, %d writes for %d tokens",
@@ -264,5 +274,30 @@ func BenchmarkPipeline(b *testing.B) {
 		wnc.Close()
 		nc.Close()
 		srv.stop()
+	}
+}
+
+// foldCatchUp waits until the tallies are folded through RESULTS' last
+// sequence and returns how long after the last result (secs after start)
+// that was.
+func foldCatchUp(b *testing.B, ctx context.Context, js jetstream.JetStream, results jetstream.Stream, start time.Time, secs float64) time.Duration {
+	info, err := results.Info(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, wire.BucketTallies)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for {
+		if e, err := kv.Get(ctx, wire.TallyThroughKey); err == nil {
+			if _, through := tally.Decode(e.Value()); through >= info.State.LastSeq {
+				return time.Since(start) - time.Duration(secs*float64(time.Second))
+			}
+		}
+		if time.Since(start) > 10*time.Minute {
+			b.Fatal("the fold did not catch up with the results")
+		}
+		time.Sleep(5 * time.Millisecond) // polling an external counter, as above
 	}
 }
