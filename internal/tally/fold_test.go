@@ -124,11 +124,16 @@ func (e *env) foldAll(f *folder) {
 
 // Results stored before the folder started are counted, once each
 // (their duplicates were refused by RESULTS), and so are those stored
-// while it runs; the checkpoint reaches RESULTS' last sequence.
+// while it runs; the checkpoint reaches RESULTS' last sequence. A result
+// whose batch cannot name a key is passed over, not a stop.
 func TestFolderCountsResultsStoredBeforeItStarted(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.publish(30)
+	e.publish(15)
+	if _, err := e.js.Publish(e.ctx, wire.ResultSubject("samsar", "odd"), []byte(`{"id":"odd","provider":"samsar","batch":"a.b c","status":"succeeded","run":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(15)
 	ctx, stop := context.WithCancel(e.ctx)
 	F := &Folder{Store: e.s, KV: e.kv, Holder: "a", Interval: 10 * time.Millisecond}
 	var wg sync.WaitGroup

@@ -53,22 +53,23 @@ func encode(n, through uint64) []byte {
 // increments are the counts result r adds to, by key: done_<status> of its
 // batch and of its provider, and its estimated spend (in millionths of the
 // unit) per batch and per provider: what the workers counted in COUNTERS
-// before the fold.
+// before the fold. A result whose names cannot make a key (only workers
+// publish results; this is a message of some other program) counts
+// nothing: a key the bucket refuses would stop the fold.
 func increments(r *reelq.Result, add func(key string, by uint64)) {
+	if !reelq.ValidID(r.Provider) || !reelq.ValidID(r.Status) || (r.Batch != "" && !reelq.ValidID(r.Batch)) {
+		return
+	}
 	if r.Batch != "" {
 		add(wire.TallyKey("batch", r.Batch, "done_"+r.Status), 1)
 	}
-	if r.Provider != "" {
-		add(wire.TallyKey("provider", r.Provider, "done_"+r.Status), 1)
-	}
-	if r.Cost != nil && r.Cost.Amount > 0 && r.Cost.Unit != "" {
+	add(wire.TallyKey("provider", r.Provider, "done_"+r.Status), 1)
+	if r.Cost != nil && r.Cost.Amount > 0 && reelq.ValidID(r.Cost.Unit) {
 		micro := uint64(money.FromFloat(r.Cost.Amount))
 		field := wire.SpendCounterField(r.Cost.Unit)
 		if r.Batch != "" {
 			add(wire.TallyKey("batch", r.Batch, field), micro)
 		}
-		if r.Provider != "" {
-			add(wire.TallyKey("provider", r.Provider, field), micro)
-		}
+		add(wire.TallyKey("provider", r.Provider, field), micro)
 	}
 }
