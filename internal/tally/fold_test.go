@@ -261,3 +261,32 @@ func TestLeaseHandsTheFoldOver(t *testing.T) {
 		t.Errorf("lease %s, want held by a or b", en.Value())
 	}
 }
+
+// Results deleted from RESULTS before the fold read them are passed over,
+// those at the tail too: the checkpoint still reaches RESULTS' last
+// sequence (what Stats compares it with), and what was folded stays.
+func TestFoldPassesDeletedResults(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.publish(6)
+	e.foldAll(&folder{s: e.s, kv: e.kv})
+	e.publish(3)
+	st, err := e.js.Stream(e.ctx, wire.StreamResults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := e.last()
+	for seq := last - 2; seq <= last; seq++ {
+		if err := st.DeleteMsg(e.ctx, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.exp = map[string]int{}
+	e.n = 0
+	e.publish(6) // what the first six made: job0..job5 again are refused as duplicates
+	e.foldAll(&folder{s: e.s, kv: e.kv})
+	if got := e.through(); got != last {
+		t.Errorf("checkpoint %d, want %d (the deleted tail passed over)", got, last)
+	}
+	e.check("after deleted results")
+}
