@@ -135,9 +135,9 @@ func TestFolderCountsResultsStoredBeforeItStarted(t *testing.T) {
 	}
 	e.publish(15)
 	ctx, stop := context.WithCancel(e.ctx)
-	F := &Folder{Store: e.s, KV: e.kv, Holder: "a", Interval: 10 * time.Millisecond}
+	fl := &Folder{Store: e.s, KV: e.kv, Holder: "a", Interval: 10 * time.Millisecond}
 	var wg sync.WaitGroup
-	wg.Go(func() { F.Run(ctx) })
+	wg.Go(func() { fl.Run(ctx) })
 	defer func() { stop(); wg.Wait() }()
 	waitfor.Until(t, time.Minute, "the fold to reach the results", func() bool { return e.through() >= e.last() })
 	e.check("results stored before")
@@ -241,8 +241,8 @@ func TestLeaseHandsTheFoldOver(t *testing.T) {
 	ctx, stop := context.WithCancel(e.ctx)
 	var wg sync.WaitGroup
 	for _, h := range []string{"a", "b"} {
-		F := &Folder{Store: e.s, KV: e.kv, Holder: h, Interval: 10 * time.Millisecond, Lease: time.Second}
-		wg.Go(func() { F.Run(ctx) })
+		fl := &Folder{Store: e.s, KV: e.kv, Holder: h, Interval: 10 * time.Millisecond, Lease: time.Second}
+		wg.Go(func() { fl.Run(ctx) })
 	}
 	defer func() { stop(); wg.Wait() }()
 	waitfor.Until(t, time.Minute, "a candidate to take the lapsed lease and fold", func() error {

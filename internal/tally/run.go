@@ -47,22 +47,22 @@ type lease struct {
 
 // Run folds while it holds the lease, until ctx ends; it then gives the
 // lease up so a standby takes over at once.
-func (F *Folder) Run(ctx context.Context) {
-	interval := F.Interval
+func (fl *Folder) Run(ctx context.Context) {
+	interval := fl.Interval
 	if interval <= 0 {
 		interval = DefaultInterval
 	}
-	term := F.Lease
+	term := fl.Lease
 	if term <= 0 {
 		term = max(10*interval, 5*time.Second)
 	}
-	log := F.Log
+	log := fl.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	F.f.s, F.f.kv = F.Store, F.KV
+	fl.f.s, fl.f.kv = fl.Store, fl.KV
 	var held heldLease
-	defer F.release(&held)
+	defer fl.release(&held)
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -71,8 +71,8 @@ func (F *Folder) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		for F.hold(ctx, &held, term) {
-			_, more, err := F.f.foldChunk(ctx)
+		for fl.hold(ctx, &held, term) {
+			_, more, err := fl.f.foldChunk(ctx)
 			if err != nil {
 				if ctx.Err() == nil {
 					log.Warn("fold results into tallies", "err", err)
@@ -96,7 +96,7 @@ type heldLease struct {
 
 // hold reports whether this candidate holds the lease, renewing it when
 // half of it has passed, or taking it when it is free or lapsed.
-func (F *Folder) hold(ctx context.Context, h *heldLease, term time.Duration) bool {
+func (fl *Folder) hold(ctx context.Context, h *heldLease, term time.Duration) bool {
 	if ctx.Err() != nil {
 		return false
 	}
@@ -104,30 +104,30 @@ func (F *Folder) hold(ctx context.Context, h *heldLease, term time.Duration) boo
 	if h.rev != 0 && now.Add(term/2).Before(h.until) {
 		return true
 	}
-	cctx, cancel := F.Store.ReqCtx(ctx)
+	cctx, cancel := fl.Store.ReqCtx(ctx)
 	defer cancel()
 	rev := h.rev
 	if rev == 0 {
-		e, err := F.KV.Get(cctx, wire.TallyLeaseKey)
+		e, err := fl.KV.Get(cctx, wire.TallyLeaseKey)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 		case err != nil:
 			return false
 		default:
 			var l lease
-			if json.Unmarshal(e.Value(), &l) == nil && l.Holder != F.Holder && now.Before(l.Until) {
+			if json.Unmarshal(e.Value(), &l) == nil && l.Holder != fl.Holder && now.Before(l.Until) {
 				return false // another's, still running
 			}
 			rev = e.Revision()
 		}
 	}
 	until := now.Add(term)
-	b, _ := json.Marshal(lease{Holder: F.Holder, Until: until})
+	b, _ := json.Marshal(lease{Holder: fl.Holder, Until: until})
 	var err error
 	if rev == 0 {
-		rev, err = F.KV.Create(cctx, wire.TallyLeaseKey, b)
+		rev, err = fl.KV.Create(cctx, wire.TallyLeaseKey, b)
 	} else {
-		rev, err = F.KV.Update(cctx, wire.TallyLeaseKey, b, rev)
+		rev, err = fl.KV.Update(cctx, wire.TallyLeaseKey, b, rev)
 	}
 	if err != nil {
 		*h = heldLease{} // taken by another, or the server is away: look again next time
@@ -138,11 +138,11 @@ func (F *Folder) hold(ctx context.Context, h *heldLease, term time.Duration) boo
 }
 
 // release deletes the lease if this candidate still holds it.
-func (F *Folder) release(h *heldLease) {
+func (fl *Folder) release(h *heldLease) {
 	if h.rev == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = F.KV.Delete(ctx, wire.TallyLeaseKey, jetstream.LastRevision(h.rev))
+	_ = fl.KV.Delete(ctx, wire.TallyLeaseKey, jetstream.LastRevision(h.rev))
 }
