@@ -65,6 +65,9 @@ const (
 // first, so a count read after it includes every result stored before.
 func (c *Inspector) folded(ctx context.Context) (Folded, error) {
 	var f Folded
+	if _, err := c.js.Stream(ctx, talliesStream); err != nil {
+		return f, notReady(fmt.Errorf("bucket %s (workers of this version create it): %w", wire.BucketTallies, err))
+	}
 	s, err := c.js.Stream(ctx, wire.StreamResults)
 	if err != nil {
 		return f, err

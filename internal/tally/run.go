@@ -65,6 +65,7 @@ func (fl *Folder) Run(ctx context.Context) {
 	defer fl.release(&held)
 	t := time.NewTimer(0)
 	defer t.Stop()
+	lastErr := "" // logged once at warn until it changes or the fold succeeds
 	for {
 		select {
 		case <-ctx.Done():
@@ -74,11 +75,17 @@ func (fl *Folder) Run(ctx context.Context) {
 		for fl.hold(ctx, &held, term) {
 			_, more, err := fl.f.foldChunk(ctx)
 			if err != nil {
-				if ctx.Err() == nil {
+				switch {
+				case ctx.Err() != nil:
+				case err.Error() != lastErr:
+					lastErr = err.Error()
 					log.Warn("fold results into tallies", "err", err)
+				default:
+					log.Debug("fold results into tallies", "err", err)
 				}
 				break
 			}
+			lastErr = ""
 			if !more {
 				break
 			}
