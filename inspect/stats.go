@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +26,71 @@ type Stats struct {
 	At        time.Time       `json:"at"`
 	Providers []ProviderStats `json:"providers"`
 	Batches   []BatchStats    `json:"batches,omitempty"`
+	// Folded says how far the done and spend counts have counted the
+	// results.
+	Folded Folded `json:"folded"`
+}
+
+// Folded is how far the done and spend counts (ProviderStats' Done and
+// Spent, BatchStats' Succeeded, Failed, Cancelled and Spent) have counted
+// the result events. A worker folds the results into them in the
+// background, every second (REELQ_FOLD_INTERVAL): the counts lag the
+// results by about that much.
+type Folded struct {
+	// Through is the RESULTS sequence the counts include every result up
+	// to; Results the stream's last sequence when Stats was read (read
+	// before the counts).
+	Through uint64 `json:"through"`
+	Results uint64 `json:"results"`
+}
+
+// Behind is how many RESULTS sequences (results, or results deleted) the
+// counts had still to fold when Stats was read: 0 means they include every
+// result stored before the read began.
+func (f Folded) Behind() uint64 {
+	if f.Through >= f.Results {
+		return 0
+	}
+	return f.Results - f.Through
+}
+
+// The tallies bucket's stream and subject prefix: the done and spend
+// counts (wire.TallyKey).
+const (
+	talliesStream = "KV_" + wire.BucketTallies
+	tallyPrefix   = "$KV." + wire.BucketTallies + "."
+)
+
+// folded reads how far the tallies are folded; RESULTS' last sequence
+// first, so a count read after it includes every result stored before.
+func (c *Inspector) folded(ctx context.Context) (Folded, error) {
+	var f Folded
+	if _, err := c.js.Stream(ctx, talliesStream); err != nil {
+		return f, notReady(fmt.Errorf("bucket %s (workers of this version create it): %w", wire.BucketTallies, err))
+	}
+	s, err := c.js.Stream(ctx, wire.StreamResults)
+	if err != nil {
+		return f, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return f, err
+	}
+	f.Results = info.State.LastSeq
+	msgs, err := c.s.LastMsgs(ctx, talliesStream, []string{tallyPrefix + wire.TallyThroughKey})
+	if err != nil {
+		return f, err
+	}
+	if m, ok := msgs[tallyPrefix+wire.TallyThroughKey]; ok {
+		var v struct {
+			Through uint64 `json:"through"`
+		}
+		if err := json.Unmarshal(m.Data, &v); err != nil {
+			return f, fmt.Errorf("tallies' checkpoint: %w", err)
+		}
+		f.Through = v.Through
+	}
+	return f, nil
 }
 
 // ProviderStats is one provider's queue.
@@ -146,7 +212,14 @@ func (c *Inspector) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 	if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, notReady(err)
 	}
-	counters, err := c.s.LastMsgs(cctx, wire.StreamCounters, []string{"counters.provider.>", "counters.held.>"})
+	if out.Folded, err = c.folded(cctx); err != nil {
+		return nil, err
+	}
+	counters, err := c.s.LastMsgs(cctx, wire.StreamCounters, []string{"counters.held.>"})
+	if err != nil {
+		return nil, err
+	}
+	tallies, err := c.s.LastMsgs(cctx, talliesStream, []string{tallyPrefix + "provider.>"})
 	if err != nil {
 		return nil, err
 	}
@@ -232,9 +305,9 @@ func (c *Inspector) Stats(ctx context.Context, o StatsOptions) (*Stats, error) {
 				s.Held++
 			}
 		}
-		prefix := wire.ProviderCounterSubject(p, "done_")
-		spent := wire.ProviderCounterSubject(p, wire.SpendCounterField(""))
-		for subj, m := range counters {
+		prefix := tallyPrefix + wire.TallyKey("provider", p, "done_")
+		spent := tallyPrefix + wire.TallyKey("provider", p, wire.SpendCounterField(""))
+		for subj, m := range tallies {
 			if f, ok := strings.CutPrefix(subj, prefix); ok {
 				s.Done[f] = store.CounterValue(m.Data)
 			}
@@ -323,68 +396,51 @@ func (c *Inspector) countQueued(ctx context.Context, provider string, into map[r
 	return nil
 }
 
-// batchStats reads the batch counters: one batch's, or those of the
-// most recently updated batches (StatsOptions.Recent, default 20), found
-// from the tail of the COUNTERS stream (which keeps one message per
-// counter, so its last messages are the counters updated last): the cost
-// does not grow with the number of batches kept.
+// batchStats reads the batch counters (enqueued in COUNTERS, done and
+// spend in the tallies): one batch's, or those of the most recently
+// updated batches (StatsOptions.Recent, default 20), found from the tails
+// of both streams (each keeps one message per count, so its last messages
+// are the counts updated last): the cost does not grow with the number of
+// batches kept.
 func (c *Inspector) batchStats(ctx context.Context, o StatsOptions) ([]BatchStats, error) {
 	n := o.Recent
 	if n == 0 {
 		n = 20
 	}
-	var filters []string
-	if o.Batch != "" {
-		filters = []string{"counters.batch." + o.Batch + ".>"}
-	} else {
-		names, err := c.recentBatches(ctx, n)
-		if err != nil {
+	names := []string{o.Batch}
+	if o.Batch == "" {
+		var err error
+		if names, err = c.recentBatches(ctx, n); err != nil {
 			return nil, err
 		}
-		for _, b := range names {
-			filters = append(filters, "counters.batch."+b+".>")
-		}
-		if len(filters) == 0 {
+		if len(names) == 0 {
 			return nil, nil
 		}
 	}
-	msgs, err := c.s.LastMsgs(ctx, wire.StreamCounters, filters)
-	if err != nil {
-		return nil, err
-	}
 	by := map[string]*BatchStats{}
-	for subj, m := range msgs {
-		rest := strings.TrimPrefix(subj, "counters.batch.")
-		i := strings.LastIndexByte(rest, '.')
-		if i < 0 {
-			continue
+	for _, src := range batchSources {
+		filters := make([]string, len(names))
+		for i, b := range names {
+			filters[i] = src.prefix + b + "." + src.fields
 		}
-		name, field := rest[:i], rest[i+1:]
-		b := by[name]
-		if b == nil {
-			b = &BatchStats{Batch: name}
-			by[name] = b
+		msgs, err := c.s.LastMsgs(ctx, src.stream, filters)
+		if err != nil {
+			return nil, err
 		}
-		if m.Time.After(b.Updated) {
-			b.Updated = m.Time
-		}
-		v := store.CounterValue(m.Data)
-		switch field {
-		case "enqueued":
-			b.Enqueued = v
-		case "done_" + reelq.StatusSucceeded:
-			b.Succeeded = v
-		case "done_" + reelq.StatusFailed:
-			b.Failed = v
-		case "done_" + reelq.StatusCancelled:
-			b.Cancelled = v
-		default:
-			if unit, ok := strings.CutPrefix(field, "spent_micro_"); ok {
-				if b.Spent == nil {
-					b.Spent = map[string]float64{}
-				}
-				b.Spent[unit] = float64(v) / 1e6
+		for subj, m := range msgs {
+			name, field, ok := strings.Cut(strings.TrimPrefix(subj, src.prefix), ".")
+			if !ok {
+				continue
 			}
+			b := by[name]
+			if b == nil {
+				b = &BatchStats{Batch: name}
+				by[name] = b
+			}
+			if m.Time.After(b.Updated) {
+				b.Updated = m.Time
+			}
+			b.set(field, store.CounterValue(m.Data))
 		}
 	}
 	out := make([]BatchStats, 0, len(by))
@@ -398,50 +454,93 @@ func (c *Inspector) batchStats(ctx context.Context, o StatsOptions) ([]BatchStat
 	return out, nil
 }
 
-// recentBatches returns up to n batch names whose counters changed last,
-// reading the COUNTERS stream backwards in growing windows.
-func (c *Inspector) recentBatches(ctx context.Context, n int) ([]string, error) {
-	s, err := c.js.Stream(ctx, wire.StreamCounters)
-	if err != nil {
-		return nil, err
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
-	first, last := info.State.FirstSeq, info.State.LastSeq
-	if last == 0 {
-		return nil, nil
-	}
-	latest := map[string]uint64{} // batch -> its latest sequence seen
-	for window := uint64(8 * n); ; window *= 4 {
-		start := first
-		if last >= window && last-window+1 > first {
-			start = last - window + 1
-		}
-		err := c.s.DirectBatch(ctx, wire.StreamCounters, map[string]any{"seq": start, "next_by_subj": "counters.batch.>", "batch": int(last - start + 1)}, func(m store.Msg) bool {
-			rest := strings.TrimPrefix(m.Subject, "counters.batch.")
-			if i := strings.LastIndexByte(rest, '.'); i > 0 {
-				if b := rest[:i]; m.Seq > latest[b] {
-					latest[b] = m.Seq
-				}
+// set records the value v of the batch's count field.
+func (b *BatchStats) set(field string, v uint64) {
+	switch field {
+	case "enqueued":
+		b.Enqueued = v
+	case "done_" + reelq.StatusSucceeded:
+		b.Succeeded = v
+	case "done_" + reelq.StatusFailed:
+		b.Failed = v
+	case "done_" + reelq.StatusCancelled:
+		b.Cancelled = v
+	default:
+		if unit, ok := strings.CutPrefix(field, "spent_micro_"); ok {
+			if b.Spent == nil {
+				b.Spent = map[string]float64{}
 			}
-			return m.Seq < last
-		})
-		if err != nil {
-			return nil, err
+			b.Spent[unit] = float64(v) / 1e6
 		}
-		if len(latest) >= n || start <= first {
-			break
+	}
+}
+
+// batchSources are where the batch counts are: the enqueued counters in
+// COUNTERS (counters.batch.<batch>.enqueued; the done and spend counters
+// a reelq before the tallies kept there are not read), the done and spend
+// tallies in the tallies bucket (batch.<batch>.<field>).
+var batchSources = []struct{ stream, prefix, fields string }{
+	{wire.StreamCounters, "counters.batch.", "enqueued"},
+	{talliesStream, tallyPrefix + "batch.", ">"},
+}
+
+// recentBatches returns up to n batch names whose counts changed last,
+// reading each source's stream backwards in growing windows.
+func (c *Inspector) recentBatches(ctx context.Context, n int) ([]string, error) {
+	latest := map[string]time.Time{} // batch -> when its counts last moved
+	for _, src := range batchSources {
+		if err := c.recentIn(ctx, src.stream, src.prefix, src.fields, n, latest); err != nil {
+			return nil, err
 		}
 	}
 	names := make([]string, 0, len(latest))
 	for b := range latest {
 		names = append(names, b)
 	}
-	slices.SortFunc(names, func(a, b string) int { return cmp.Compare(latest[b], latest[a]) })
+	slices.SortFunc(names, func(a, b string) int { return cmp.Or(latest[b].Compare(latest[a]), cmp.Compare(a, b)) })
 	if len(names) > n {
 		names = names[:n]
 	}
 	return names, nil
+}
+
+// recentIn adds to latest up to n batches whose counts in stream (on
+// prefix<batch>.fields) moved last, with when they did.
+func (c *Inspector) recentIn(ctx context.Context, stream, prefix, fields string, n int, latest map[string]time.Time) error {
+	s, err := c.js.Stream(ctx, stream)
+	if err != nil {
+		return err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return err
+	}
+	first, last := info.State.FirstSeq, info.State.LastSeq
+	if last == 0 {
+		return nil
+	}
+	found := map[string]bool{}
+	for window := uint64(8 * n); ; window *= 4 {
+		start := first
+		if last >= window && last-window+1 > first {
+			start = last - window + 1
+		}
+		err := c.s.DirectBatch(ctx, stream, map[string]any{"seq": start, "next_by_subj": prefix + "*." + fields, "batch": int(last - start + 1)}, func(m store.Msg) bool {
+			rest := strings.TrimPrefix(m.Subject, prefix)
+			if i := strings.LastIndexByte(rest, '.'); i > 0 {
+				b := rest[:i]
+				found[b] = true
+				if m.Time.After(latest[b]) {
+					latest[b] = m.Time
+				}
+			}
+			return m.Seq < last
+		})
+		if err != nil {
+			return err
+		}
+		if len(found) >= n || start <= first {
+			return nil
+		}
+	}
 }

@@ -212,8 +212,13 @@ func fillStates(b *testing.B, nc *nats.Conn, n, perBatch int) int {
 			"enqueued": size, "done_succeeded": size - failed - cancelled, "done_failed": failed, "done_cancelled": cancelled,
 			wire.SpendCounterField("credits"): size * 50_000_000,
 		} {
+			// enqueued in COUNTERS, the rest in the tallies the workers fold
 			m := nats.NewMsg(wire.BatchCounterSubject(benchBatch(k), field))
 			m.Header.Set("Nats-Incr", "+"+strconv.Itoa(v))
+			if field != "enqueued" {
+				m = nats.NewMsg("$KV." + wire.BucketTallies + "." + wire.TallyKey("batch", benchBatch(k), field))
+				m.Data = []byte(`{"val":"` + strconv.Itoa(v) + `","through":1}`)
+			}
 			f, err := js.PublishMsgAsync(m)
 			if err != nil {
 				b.Fatal(err)

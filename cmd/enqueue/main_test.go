@@ -598,6 +598,7 @@ func TestStatsWarnsOfProvidersNoWorkerRuns(t *testing.T) {
 		t.Fatalf("camb job:\n%s", r)
 	}
 	waitSlotsFree(t, c.env, "samsar") // the worker releases its slots just after the results
+	waitfor.Counted(t, context.Background(), c.env.Inspector, inspect.StatsOptions{Recent: -1}, time.Minute)
 	r := c.run("stats")
 	if r.code != 0 {
 		t.Fatalf("stats:\n%s", r)

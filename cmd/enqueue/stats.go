@@ -265,6 +265,9 @@ func (a *app) printStats(w io.Writer, v *statsView) {
 				cell{text: commas(int(b.Cancelled))}, cell{text: done}, cell{text: orDash(spent)}, cell{text: budget}, cell{text: ago(past(b.Updated, now), now)})
 		}
 		bt.write(w, a.color)
+		if n := v.Folded.Behind(); n > 0 {
+			fmt.Fprintf(w, "(succeeded, failed, cancelled and spent lag the results by up to REELQ_FOLD_INTERVAL: %s result sequences not counted yet)\n", commas(int(n)))
+		}
 	}
 	var prov []inspect.BudgetStatus
 	for _, b := range v.Budgets {

@@ -260,7 +260,7 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 		TracerProvider: tp,
 		WorkerID:       cfg.WorkerID, AckWait: cfg.AckWait, MaxAttempts: cfg.MaxAttempts, MaxDeliver: cfg.MaxDeliver,
 		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, ProbeInterval: cfg.ProbeInterval, MaxProbeInterval: cfg.MaxProbeInterval,
-		ShutdownTimeout: cfg.ShutdownTimeout, Logger: log, Metrics: m, Secrets: secrets,
+		ShutdownTimeout: cfg.ShutdownTimeout, FoldInterval: cfg.FoldInterval, Logger: log, Metrics: m, Secrets: secrets,
 		Lookahead: cfg.Lookahead, Window: cfg.Window, Archive: arch, ProviderBudgets: budgets, LimiterOutages: outages,
 		Limits: reelq.Limits{MaxInputBytes: cfg.MaxInputBytes, MaxMetadataBytes: cfg.MaxMetadataBytes, MaxJobBytes: cfg.MaxJobBytes},
 	}, rts)

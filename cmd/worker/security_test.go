@@ -461,8 +461,14 @@ func TestShippedPermissions(t *testing.T) {
 
 	// Stats (counters, consumers, slots, pause state), the batch listing
 	// (batch index and queue), a batch budget, an archived output.
-	stats, err := prod.Stats(ctx, inspect.StatsOptions{Batch: "perm"})
-	if err != nil {
+	var stats *inspect.Stats
+	if err := waitfor.Poll(time.Minute, func() error {
+		var err error
+		if stats, err = prod.Stats(ctx, inspect.StatsOptions{Batch: "perm"}); err == nil && stats.Folded.Behind() > 0 {
+			return fmt.Errorf("counts folded through %d of %d", stats.Folded.Through, stats.Folded.Results)
+		}
+		return err
+	}); err != nil {
 		fail("producer: stats: %v", err)
 	}
 	if len(stats.Batches) != 1 || stats.Batches[0].Enqueued != n || stats.Batches[0].Succeeded != n {
@@ -747,6 +753,8 @@ func TestProducerCannotWriteJobState(t *testing.T) {
 	d.publish(pid, wire.DLQSubject("samsar", "victim-9"), evil)
 	d.publish(pid, wire.ControlSubject("resolve", "victim-9"), []byte(`{"resubmit":true}`))
 	d.publish(pid, wire.BatchCounterSubject("victims", "done_succeeded"), nil)
+	d.publish(pid, "$KV."+wire.BucketTallies+"."+wire.TallyKey("batch", "victims", "done_succeeded"), []byte(`{"val":"1000000"}`))
+	d.publish(pid, "$KV."+wire.BucketTallies+"."+wire.TallyThroughKey, []byte(`{"through":999999999}`))
 	d.publish(pid, "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.JOBS.samsar", []byte(`{"stream":"JOBS","stream_seq":1}`))
 	d.publish(pid, "$O.reelq_outputs.M.forged", evil)
 	d.wg.Wait()

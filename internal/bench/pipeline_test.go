@@ -20,6 +20,9 @@ import (
 	"github.com/reelq/reelq/internal/providers/samsar"
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/ratelimit"
+	"github.com/reelq/reelq/internal/store"
+	"github.com/reelq/reelq/internal/tally"
+	"github.com/reelq/reelq/internal/wire"
 	"github.com/reelq/reelq/internal/worker"
 )
 
@@ -230,6 +233,9 @@ func BenchmarkPipeline(b *testing.B) {
 		reelqE2E := float64(nE2E) / secs
 		cpu, srvCPU := cpuTime()-cpu0, srv.cpu()-srv0
 		st := wnc.Stats()
+		// The done and spend counts: how long after the nE2E-th result
+		// the worker's fold (off the job path) has counted it.
+		foldLag := foldCatchUp(b, ctx, js, results, start, secs)
 		pprof.StopCPUProfile()
 		stop()
 		<-wdone
@@ -241,6 +247,7 @@ func BenchmarkPipeline(b *testing.B) {
 		wIn, wOut := float64(st.InMsgs-st0.InMsgs)/float64(nE2E), float64(st.OutMsgs-st0.OutMsgs)/float64(nE2E)
 		cIn, cOut := float64(cst.InMsgs-cst0.InMsgs)/float64(nPub), float64(cst.OutMsgs-cst0.OutMsgs)/float64(nPub)
 		msgs := wIn + wOut
+		foldMsgs, foldCPU, foldRate := measureFold(b, ctx, srv.url, js)
 		lstats := lim.Stats()
 
 		b.ReportMetric(rawPub, "raw_pub_jobs/s")
@@ -256,13 +263,90 @@ func BenchmarkPipeline(b *testing.B) {
 		b.ReportMetric(cIn, "enqueue_msgs_in/job")
 		b.ReportMetric(cOut, "enqueue_msgs_out/job")
 		b.ReportMetric(cpu.Seconds()*1e3/float64(nE2E), "cpu_ms/job")
+		b.ReportMetric(float64(foldLag.Milliseconds()), "fold_lag_ms")
+		b.ReportMetric(foldMsgs, "fold_msgs/job")
+		b.ReportMetric(foldCPU, "fold_cpu_ms/job")
+		b.ReportMetric(foldRate, "fold_results/s")
 		b.Logf("server=%s sync_always=%v publish n=%d: raw %.0f/s, enqueue %.0f/s (x%.2f); end-to-end n=%d: raw %.0f/s, reelq %.0f/s (x%.3f)",
 			srv.kind, srv.sync, nPub, rawPub, enqPub, enqPub/rawPub, nE2E, rawE2E, reelqE2E, reelqE2E/rawE2E)
 		b.Logf("per job: %.1f NATS messages at the worker (%.2f in, %.2f out), %.2f at the client's enqueue (%.2f in, %.2f out), %.2f on the raw path; CPU %.3f ms in this process (raw path %.3f ms), %.3f ms in the server (raw %.3f ms); limiter: %d reads, %d writes for %d tokens",
 			msgs, wIn, wOut, cIn+cOut, cIn, cOut, rawMsgs, cpu.Seconds()*1e3/float64(nE2E), rawCPU.Seconds()*1e3/float64(nE2E), srvCPU.Seconds()*1e3/float64(nE2E),
 			rawSrvCPU.Seconds()*1e3/float64(nE2E), lstats.Reads, lstats.Writes, lstats.Granted)
+		b.Logf("done and spend counts: folded %s after the %d-th result; the fold alone, over every result stored: %.2f NATS messages and %.3f ms CPU per result, %.0f results/s",
+			foldLag.Round(time.Millisecond), nE2E, foldMsgs, foldCPU, foldRate)
 		wnc.Close()
 		nc.Close()
 		srv.stop()
 	}
+}
+
+// foldCatchUp waits until the tallies are folded through RESULTS' last
+// sequence and returns how long after the last result (secs after start)
+// that was.
+func foldCatchUp(b *testing.B, ctx context.Context, js jetstream.JetStream, results jetstream.Stream, start time.Time, secs float64) time.Duration {
+	info, err := results.Info(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, wire.BucketTallies)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for {
+		if e, err := kv.Get(ctx, wire.TallyThroughKey); err == nil {
+			if _, through := tally.Decode(e.Value()); through >= info.State.LastSeq {
+				return time.Since(start) - time.Duration(secs*float64(time.Second))
+			}
+		}
+		if time.Since(start) > 10*time.Minute {
+			b.Fatal("the fold did not catch up with the results")
+		}
+		time.Sleep(5 * time.Millisecond) // polling an external counter, as above
+	}
+}
+
+// measureFold folds every result stored again from an empty tallies
+// bucket, alone (the worker stopped), on a connection of its own, and
+// returns its NATS messages and CPU (ms) per result and its rate: what
+// counting a job costs now that it is off the job path.
+func measureFold(b *testing.B, ctx context.Context, url string, js jetstream.JetStream) (msgs, cpuMS, rate float64) {
+	tallies, err := js.Stream(ctx, "KV_"+wire.BucketTallies)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := tallies.Purge(ctx); err != nil {
+		b.Fatal(err)
+	}
+	results, err := js.Stream(ctx, queue.StreamResults)
+	if err != nil {
+		b.Fatal(err)
+	}
+	info, err := results.Info(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fnc, err := nats.Connect(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fnc.Close()
+	fjs, _ := jetstream.New(fnc)
+	kv, err := fjs.KeyValue(ctx, wire.BucketTallies)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := &tally.Folder{Store: &store.Store{NC: fnc, JS: fjs, Timeout: 10 * time.Second}, KV: kv, Holder: "bench-fold", Interval: 10 * time.Millisecond}
+	fctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	st0, cpu0, start := fnc.Stats(), cpuTime(), time.Now()
+	go func() {
+		defer close(done)
+		f.Run(fctx)
+	}()
+	foldCatchUp(b, ctx, js, results, start, 0)
+	secs, cpu, st := time.Since(start).Seconds(), cpuTime()-cpu0, fnc.Stats()
+	stop()
+	<-done
+	n := float64(info.State.Msgs)
+	return float64((st.InMsgs-st0.InMsgs)+(st.OutMsgs-st0.OutMsgs)) / n, cpu.Seconds() * 1e3 / n, n / secs
 }

@@ -317,6 +317,10 @@ type Worker struct {
 	// its outcome is recorded.
 	ShutdownTimeout time.Duration `env:"REELQ_SHUTDOWN_TIMEOUT" envDefault:"70s" help:"how long running jobs may finish after SIGTERM; at least the longest enabled P_REQUEST_TIMEOUT plus 10s"`
 
+	// FoldInterval is how often the replica holding the fold's lease counts
+	// new results into the done and spend tallies.
+	FoldInterval time.Duration `env:"REELQ_FOLD_INTERVAL" envDefault:"1s" help:"how often results are counted into the done and spend counts (stats lag the results by about this much)"`
+
 	// Lookahead is how many jobs per priority a replica pulls ahead of
 	// need to order them by priority and fairness key.
 	Lookahead int `env:"REELQ_LOOKAHEAD" envDefault:"10000" help:"jobs per provider and priority a replica pulls ahead to order them by priority and fairness key"`

@@ -44,7 +44,7 @@ func directGet(ctx context.Context, nc *nats.Conn, stream string, req directReq,
 	if err != nil {
 		return err
 	}
-	inbox := nc.NewRespInbox()
+	inbox := nc.NewInbox() // not NewRespInbox: under the request wildcard, every message would come twice
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
 		return err

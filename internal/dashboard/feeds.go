@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/reelq/reelq"
 	"github.com/reelq/reelq/internal/store"
 	"github.com/reelq/reelq/internal/wire"
@@ -52,39 +54,68 @@ type counterUpdate struct {
 	Time            time.Time
 }
 
-// followCounters yields the batch and provider counters as they move
-// (jobs published, runs finished), from now on, until ctx ends (yielding
-// ctx's error) or the caller stops ranging. A program that shows Stats
-// reads them again when one moves, instead of polling. It keeps no state
-// on the server.
+// followCounters yields the batch and provider counts as they move
+// (jobs published in COUNTERS, runs finished in the tallies the workers
+// fold from RESULTS), from now on, until ctx ends (yielding ctx's error)
+// or the caller stops ranging. A program that shows Stats reads them
+// again when one moves, instead of polling. It keeps no state on the
+// server.
 func (r *reads) followCounters(ctx context.Context) iter.Seq2[counterUpdate, error] {
 	return func(yield func(counterUpdate, error) bool) {
-		for u, err := range store.Seq(ctx, r.s, wire.StreamCounters, []string{"counters.>"}, 0, "follow counters", func(m store.Msg) (*counterUpdate, bool) {
-			u, ok := parseCounter(m.Subject)
-			if !ok {
-				return nil, false
-			}
-			u.Value, u.Time = store.CounterValue(m.Data), m.Time
-			return &u, true
-		}) {
-			if err != nil {
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		g, gctx := errgroup.WithContext(cctx)
+		updates := make(chan counterUpdate)
+		for _, src := range countSources {
+			g.Go(func() error {
+				for u, err := range store.Seq(gctx, r.s, src.stream, []string{src.prefix + ">"}, 0, "follow counters", func(m store.Msg) (*counterUpdate, bool) {
+					u, ok := parseCounter(strings.TrimPrefix(m.Subject, src.prefix))
+					if !ok {
+						return nil, false
+					}
+					u.Value, u.Time = store.CounterValue(m.Data), m.Time
+					return &u, true
+				}) {
+					if err != nil {
+						return err
+					}
+					select {
+					case updates <- *u:
+					case <-gctx.Done():
+						return context.Cause(gctx)
+					}
+				}
+				return nil
+			})
+		}
+		done := make(chan error, 1)
+		go func() { done <- g.Wait() }()
+		for {
+			select {
+			case u := <-updates:
+				if !yield(u, nil) {
+					cancel()
+					<-done // the followers stopped
+					return
+				}
+			case err := <-done:
 				yield(counterUpdate{}, err)
-				return
-			}
-			if !yield(*u, nil) {
 				return
 			}
 		}
 	}
 }
 
-// parseCounter reads counters.batch.<batch>.<field> and
-// counters.provider.<provider>.<field>.
-func parseCounter(subj string) (counterUpdate, bool) {
-	rest, ok := strings.CutPrefix(subj, "counters.")
-	if !ok {
-		return counterUpdate{}, false
-	}
+// countSources are the streams (and subject prefixes) of the counts
+// Stats reads: COUNTERS' counters.<scope>.<name>.<field> and the
+// tallies' $KV.reelq_tallies.<scope>.<name>.<field>.
+var countSources = []struct{ stream, prefix string }{
+	{wire.StreamCounters, "counters."},
+	{"KV_" + wire.BucketTallies, "$KV." + wire.BucketTallies + "."},
+}
+
+// parseCounter reads <scope>.<name>.<field> (scope batch or provider).
+func parseCounter(rest string) (counterUpdate, bool) {
 	scope, rest, ok := strings.Cut(rest, ".")
 	if !ok {
 		return counterUpdate{}, false

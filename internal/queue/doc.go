@@ -13,6 +13,7 @@
 //	KV reelq_jobs       job state: phase, provider task id, attempts
 //	KV reelq_providers  provider state: paused, reason, since
 //	KV reelq_ratelimit  cluster-wide rate limiter state (soft, in memory)
+//	KV reelq_tallies    done and spend counts folded from RESULTS (package tally)
 //
 // Each provider has one durable pull consumer on JOBS named after it and
 // filtered to its subjects; its MaxAckPending is the provider's

@@ -220,6 +220,10 @@ func (l Layout) KeyValueConfigs() []jetstream.KeyValueConfig {
 		// limits and spend expire one by one (per-message TTLs, see
 		// tuneBucket).
 		{Bucket: wire.BucketBudgets, Description: "reelq budgets: limits and spend", History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas},
+		// Kept as long as the counters: a tally no result moved for that
+		// long expires, as a counter does. The fold's checkpoint is
+		// written after every tally it moves, so it outlives them.
+		{Bucket: wire.BucketTallies, Description: "reelq done and spend counts folded from RESULTS", History: 1, TTL: l.JobStateTTL, Storage: jetstream.FileStorage, Replicas: l.Replicas},
 	}
 }
 

@@ -22,8 +22,8 @@ import (
 // the first is still retained: 0 for run 1; for later runs, the sequence of
 // the subject's last message, provided it belongs to an earlier run. Either
 // way the run ends in exactly one result event; PublishResult then reports
-// already=true and no error. The run is counted in COUNTERS (countResult)
-// before it returns without an error.
+// already=true and no error. The run's done and spend counts follow from
+// the stored event (package tally folds RESULTS into them).
 func PublishResult(ctx context.Context, js jetstream.JetStream, r *reelq.Result) (already bool, err error) {
 	return PublishResultData(ctx, js, r, nil)
 }
@@ -45,48 +45,19 @@ func PublishResultData(ctx context.Context, js jetstream.JetStream, r *reelq.Res
 		case err != nil:
 			return false, err
 		case last.Run >= r.Run:
-			return true, countStored(ctx, js, r, last)
+			return true, nil
 		default:
 			expect = last.seq
 		}
 	}
 	ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(wire.ResultMsgID(r.ID, r.Run)), jetstream.WithExpectLastSequencePerSubject(expect))
 	if IsWrongLastSequence(err) {
-		last, err := lastResult(ctx, js, r.Provider, r.ID)
-		if err != nil {
-			return false, err
-		}
-		return true, countStored(ctx, js, r, last)
+		return true, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("publish result %s: %w", r.ID, err)
 	}
-	// Counted on a duplicate too: a publisher stopped between the result
-	// and its counts left them unknown, and the counters drop what they
-	// already have.
-	if err := countResult(ctx, js, r); err != nil {
-		return false, fmt.Errorf("count result %s: %w", r.ID, err)
-	}
 	return ack.Duplicate, nil
-}
-
-// countMargin is how much younger than the duplicate window a stored
-// result must be to be counted again: time for its counts to follow it.
-const countMargin = 5 * time.Minute
-
-// countStored counts run r's result event found stored (last, if of the
-// same run) again, when it is recent enough for COUNTERS to still know
-// its increments' ids: its publisher may have stopped before counting it.
-// An older one was counted when published (its delivery ended long ago),
-// and counting it again could count it twice.
-func countStored(ctx context.Context, js jetstream.JetStream, r *reelq.Result, last *storedResult) error {
-	if last.Run != max(r.Run, 1) || time.Since(last.at) >= last.window-countMargin {
-		return nil
-	}
-	if err := countResult(ctx, js, last.Result); err != nil {
-		return fmt.Errorf("count result %s: %w", r.ID, err)
-	}
-	return nil
 }
 
 // resultMsg is the message that carries r, encoded as data.
@@ -112,9 +83,7 @@ func LastResult(ctx context.Context, js jetstream.JetStream, provider, id string
 // storedResult is a result event as stored in RESULTS.
 type storedResult struct {
 	*reelq.Result
-	seq    uint64
-	at     time.Time     // when the server stored it
-	window time.Duration // RESULTS' duplicate window
+	seq uint64
 }
 
 func lastResult(ctx context.Context, js jetstream.JetStream, provider, id string) (*storedResult, error) {
@@ -133,7 +102,7 @@ func lastResult(ctx context.Context, js jetstream.JetStream, provider, id string
 	if r.Run == 0 {
 		r.Run = 1
 	}
-	return &storedResult{Result: &r, seq: m.Sequence, at: m.Time, window: s.CachedInfo().Config.Duplicates}, nil
+	return &storedResult{Result: &r, seq: m.Sequence}, nil
 }
 
 // PublishEvent publishes e on core NATS; the EVENTS stream stores it.

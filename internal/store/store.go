@@ -116,7 +116,10 @@ func (s *Store) DirectPage(ctx context.Context, stream string, req map[string]an
 	if err != nil {
 		return 0, err
 	}
-	inbox := s.NC.NewRespInbox()
+	// A plain inbox: a response inbox (NewRespInbox) falls under the
+	// connection's request wildcard once a request was made, and the server
+	// then delivers every message of the batch twice.
+	inbox := s.NC.NewInbox()
 	sub, err := s.NC.SubscribeSync(inbox)
 	if err != nil {
 		return 0, err

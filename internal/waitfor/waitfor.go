@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/reelq/reelq"
+	"github.com/reelq/reelq/inspect"
 	"github.com/reelq/reelq/internal/wire"
 )
 
@@ -141,4 +142,23 @@ func Job(tb testing.TB, js jetstream.JetStream, id string, timeout time.Duration
 		return cond(st)
 	})
 	return st
+}
+
+// Counted waits until Stats read with o count every result stored before
+// the read (their done and spend counts lag the results by the workers'
+// fold interval) and returns them; it fails tb after timeout.
+func Counted(tb testing.TB, ctx context.Context, i *inspect.Inspector, o inspect.StatsOptions, timeout time.Duration) *inspect.Stats {
+	tb.Helper()
+	var s *inspect.Stats
+	Until(tb, timeout, "the counts to fold every result", func() error {
+		var err error
+		if s, err = i.Stats(ctx, o); err != nil {
+			return err
+		}
+		if b := s.Folded.Behind(); b > 0 {
+			return fmt.Errorf("folded through RESULTS sequence %d of %d", s.Folded.Through, s.Folded.Results)
+		}
+		return nil
+	})
+	return s
 }

@@ -58,6 +58,11 @@ const (
 	// the time the bucket's stream names in its metadata
 	// (BudgetsKeyTTLMetadata).
 	BucketBudgets = "reelq_budgets"
+	// BucketTallies holds the done and spend counts of results, folded
+	// from RESULTS by one worker at a time (package tally): one key per
+	// count (TallyKey), the sequence folded through (TallyThroughKey) and
+	// the folder's lease (TallyLeaseKey). Only workers write it.
+	BucketTallies = "reelq_tallies"
 	// BudgetsKeyTTLMetadata is the entry of the budgets bucket stream's
 	// metadata that says how long batch limits and spend are kept (a Go
 	// duration: the workers' REELQ_JOB_STATE_TTL). They are written with
@@ -235,6 +240,20 @@ func SpendCounterField(unit string) string { return "spent_micro_" + unit }
 func HeldMarkerSubject(provider, id string) string {
 	return "counters.held." + provider + "." + id
 }
+
+// TallyKey is the key in BucketTallies of a count of results: scope is
+// "batch" or "provider", name the batch or provider, field done_<status>
+// or SpendCounterField(unit). Its value is {"val":"N","through":S}: the
+// count, as a JetStream counter's value reads, and the RESULTS sequence
+// of the last result counted in it.
+func TallyKey(scope, name, field string) string { return scope + "." + name + "." + field }
+
+// TallyThroughKey is the key in BucketTallies that says the RESULTS
+// sequence every tally is folded through ({"through":S}).
+const TallyThroughKey = "fold.through"
+
+// TallyLeaseKey is the key in BucketTallies the worker that folds holds.
+const TallyLeaseKey = "fold.lease"
 
 // ProviderCounterSubject is provider's counter field.
 func ProviderCounterSubject(provider, field string) string {

@@ -20,12 +20,12 @@ import (
 	"github.com/reelq/reelq/internal/wire"
 )
 
-// A worker killed after publishing a run's result and before counting it
+// A worker killed after publishing a run's result and before its ack
 // leaves the job's message to be delivered again (the kill is stood in
 // for by publishing the result event first, under the run's Nats-Msg-Id).
-// That delivery finds the result published and still counts the run, as
-// RESULTS has it: done and spend, per batch and per provider. A later
-// copy of the job republishes the stored result and counts nothing twice.
+// The run is counted once, from the result RESULTS stores (the fold):
+// done and spend, per batch and per provider. A later copy of the job
+// republishes the stored result and counts nothing twice.
 func TestRunPublishedBeforeItsCountIsCountedOnce(t *testing.T) {
 	t.Parallel()
 	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: providersim.Duration(50 * time.Millisecond)}})
@@ -55,10 +55,7 @@ func TestRunPublishedBeforeItsCountIsCountedOnce(t *testing.T) {
 	drained()
 	check := func(when string) {
 		t.Helper()
-		s, err := env.Inspector.Stats(ctx, inspect.StatsOptions{Batch: job.Batch})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := waitfor.Counted(t, ctx, env.Inspector, inspect.StatsOptions{Batch: job.Batch}, time.Minute)
 		if len(s.Batches) != 1 || s.Batches[0].Succeeded != 1 || s.Batches[0].Spent[cost.Unit] != cost.Amount {
 			t.Errorf("%s: batch stats %+v, want 1 succeeded and %v %s spent", when, s.Batches, cost.Amount, cost.Unit)
 		}

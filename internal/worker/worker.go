@@ -51,6 +51,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/reelq/reelq"
@@ -64,6 +65,8 @@ import (
 	"github.com/reelq/reelq/internal/queue"
 	"github.com/reelq/reelq/internal/ratelimit"
 	"github.com/reelq/reelq/internal/slots"
+	"github.com/reelq/reelq/internal/store"
+	"github.com/reelq/reelq/internal/tally"
 	"github.com/reelq/reelq/internal/wire"
 )
 
@@ -212,6 +215,11 @@ type Config struct {
 	// HeartbeatEvery is how often the worker publishes its record on
 	// WORKERS; zero means heartbeat.Interval (15s).
 	HeartbeatEvery time.Duration
+	// FoldInterval is how often the replica holding the fold's lease
+	// counts new results into the tallies (package tally); zero means
+	// tally.DefaultInterval (1s). Done and spend counts lag the results by
+	// about this much.
+	FoldInterval time.Duration
 	// TracerProvider makes the spans of deliveries, provider calls,
 	// archiving and result publishing; nil means none (a no-op tracer).
 	TracerProvider trace.TracerProvider
@@ -274,6 +282,7 @@ type Worker struct {
 	cancels *cancelSet
 	budgets *budgeter
 	beat    *beat
+	folder  *tally.Folder // counts results into the tallies, when it holds the lease
 
 	archiver    *archive.Archiver
 	archivePool *slots.Pool
@@ -328,6 +337,14 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, cfg Config,
 		return nil, fmt.Errorf("budgets bucket: %w", err)
 	}
 	w.budgets = newBudgeter(js, budgetKV, w.log, cfg.Metrics, cfg.ProviderBudgets)
+	talliesKV, err := js.KeyValue(ctx, wire.BucketTallies)
+	if err != nil {
+		return nil, fmt.Errorf("tallies bucket: %w", err)
+	}
+	w.folder = &tally.Folder{
+		Store: &store.Store{NC: nc, JS: js, Timeout: 10 * time.Second}, KV: talliesKV,
+		Holder: cfg.WorkerID + "/" + nuid.Next(), Interval: cfg.FoldInterval, Log: w.log,
+	}
 	w.budgets.onLost = w.budgetsLost
 	w.cancels = newCancelSet(cancelKV, w.log)
 	w.beat = newBeat(w)
@@ -513,10 +530,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		}()
 		defer func() { stopAP() }()
 	}
-	bgWG.Add(3)
+	bgWG.Add(4)
 	go func() {
 		defer bgWG.Done()
 		(&sweeper{w: w}).run(bg)
+	}()
+	go func() {
+		defer bgWG.Done()
+		w.folder.Run(bg)
 	}()
 	go func() {
 		defer bgWG.Done()
