@@ -17,7 +17,7 @@ func (e *engine) arrive(j *job) {
 		return
 	}
 	e.jobs[j.seq] = j
-	e.byID[j.id] = append(e.byID[j.id], j)
+	e.addID(j)
 	switch {
 	case e.draining.Load() && j.bad == nil:
 		// Returned by drainHeld once no pull of ours is open (a Nak now
@@ -52,7 +52,7 @@ func (e *engine) arrive(j *job) {
 // and a pause of the provider lets them through. Otherwise, or on any
 // failure, its priority.
 func (e *engine) stepPeek(ctx context.Context, j *job) outcome {
-	lvl := j.prio.Rank()
+	lvl := j.priority().Rank()
 	if st, _, err := e.w.states.Get(ctx, j.id); err == nil {
 		switch st.Phase {
 		case reelq.PhaseSubmitted, reelq.PhaseSubmitting, reelq.PhaseArchiving, reelq.PhaseFinished:
@@ -65,7 +65,7 @@ func (e *engine) stepPeek(ctx context.Context, j *job) outcome {
 // done applies a step's outcome.
 func (e *engine) done(j *job, out outcome) {
 	if out.kind == outPeeked {
-		j.lvl = out.lvl
+		j.lvl = int8(out.lvl)
 		e.move(j, schedWaiting)
 		e.waitq.push(j)
 		return
@@ -95,6 +95,7 @@ func (e *engine) done(j *job, out outcome) {
 		if j.cancel.Load() {
 			e.timers.schedule(j, time.Now())
 		}
+		e.shed(j, j.due)
 	case outPark:
 		e.park(j, nil, out.seen)
 	case outArchive:

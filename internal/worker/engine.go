@@ -64,6 +64,11 @@ type engine struct {
 	top      atomic.Int64
 	toFree   atomic.Int64
 
+	// estimates holds one copy of each estimate (reelq.Cost → *reelq.Cost;
+	// see estimate).
+	estimates  sync.Map
+	estimatesN atomic.Int64
+
 	hbErrLog rate.Sometimes
 	bg       sync.WaitGroup // short-lived I/O the loop starts (a probe release)
 
@@ -81,9 +86,10 @@ type engine struct {
 
 	// Loop-owned.
 	jobs       map[uint64]*job
-	byID       map[string][]*job
-	parked     []*job // the jobs in schedParked: waiting for a budget to allow them
-	parkedAt   uint64 // the oldest budget view a parked job was refused at
+	byID       map[string]*job   // the first message held of each job (see addID)
+	moreByID   map[string][]*job // the others, rare
+	parked     []*job            // the jobs in schedParked: waiting for a budget to allow them
+	parkedAt   uint64            // the oldest budget view a parked job was refused at
 	waitq      *waitQueue
 	timers     timerHeap
 	slots      int // slots granted to this engine and not released
@@ -156,7 +162,8 @@ func newEngine(w *Worker, name string, rt *Runtime, cons map[reelq.Priority]jets
 		slotWake: make(chan struct{}, 1),
 		hbErrLog: rate.Sometimes{First: 1, Interval: 10 * time.Second},
 		jobs:     map[uint64]*job{},
-		byID:     map[string][]*job{},
+		byID:     map[string]*job{},
+		moreByID: map[string][]*job{},
 		waitq:    newWaitQueue(),
 	}
 	for i := range e.pullWake {

@@ -185,7 +185,7 @@ func (h *loopHarness) pull(ids ...string) []*job {
 			h.t.Fatalf("job %s: %v %v", j.id, j.bad, j.invalid)
 		}
 		j.est = h.e.estimate(j)
-		h.e.pulled[j.prio.Rank()].Add(1)
+		h.e.pulled[j.priority().Rank()].Add(1)
 		out = append(out, j)
 	}
 	if len(out) != len(ids) {

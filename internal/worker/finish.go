@@ -274,7 +274,7 @@ func (e *engine) stepInvalid(ctx context.Context, j *job) outcome {
 // valid content passed before) fails the job.
 func (e *engine) decideNoSubmit(ctx context.Context, j *job) (outcome, bool) {
 	cur := j.st
-	if cur.Digest != "" && cur.Digest != j.digest {
+	if !j.sameContent(cur.Digest) {
 		return e.conflict(ctx, j, cur), false
 	}
 	if cur.Phase == reelq.PhaseFinished && cur.Run >= j.run {
@@ -294,7 +294,7 @@ func (e *engine) stepCancelQueued(ctx context.Context, j *job) outcome {
 		return e.stateUnavailable(j, err)
 	default:
 		j.st, j.rev = cur, rev
-		if cur.Digest != "" && cur.Digest != j.digest {
+		if !j.sameContent(cur.Digest) {
 			return e.conflict(ctx, j, cur)
 		}
 		switch cur.Phase {
@@ -389,7 +389,7 @@ func publishDLQ(ctx context.Context, js jetstream.JetStream, provider, id, subje
 func (e *engine) newState(j *job, phase reelq.Phase) *jobstate.State {
 	st := &jobstate.State{
 		ID: j.id, Provider: e.name, Batch: j.env.Batch, Priority: j.env.Priority, FairnessKey: j.env.FairnessKey,
-		Digest: j.digest, Phase: phase, Run: 1, Seq: j.seq, Input: j.env.Input, Metadata: j.env.Metadata, Expect: j.env.Expect,
+		Digest: j.digestOf(), Phase: phase, Run: 1, Seq: j.seq, Input: j.env.Input, Metadata: j.env.Metadata, Expect: j.env.Expect,
 		Traceparent: j.traceparent, Worker: e.w.cfg.WorkerID, EnqueuedAt: e.enqueuedAt(j),
 	}
 	if phase == reelq.PhaseSubmitting {
@@ -399,13 +399,9 @@ func (e *engine) newState(j *job, phase reelq.Phase) *jobstate.State {
 	return st
 }
 
-func (e *engine) enqueuedAt(j *job) *time.Time {
-	if j.env.EnqueuedAt != nil {
-		return j.env.EnqueuedAt
-	}
-	t := j.stamp.UTC()
-	return &t
-}
+// enqueuedAt is when j was enqueued: its producer's stamp, or the
+// stream's (decodeEnvelope).
+func (e *engine) enqueuedAt(j *job) *time.Time { return j.env.EnqueuedAt }
 
 // logJob is the job's logger (built on demand: a waiting job carries none).
 func (e *engine) logJob(j *job) *slog.Logger {
@@ -425,10 +421,13 @@ func (e *engine) logJob(j *job) *slog.Logger {
 func (e *engine) jobEvent(j *job, kind string, mod func(*reelq.Event)) {
 	ev := reelq.Event{Kind: kind, Provider: e.name, JobID: j.id, Batch: j.env.Batch, Run: j.run}
 	if j.st != nil {
-		ev.Attempt, ev.Run = j.st.Attempts+1, j.st.Run
-		if j.st.Task != nil {
-			ev.TaskID = j.st.Task.ID
-		}
+		ev.Run = j.st.Run
+	}
+	if a, ok := j.attempts(); ok {
+		ev.Attempt = a + 1
+	}
+	if t, _ := j.polled(); t != nil {
+		ev.TaskID = t.ID
 	}
 	if mod != nil {
 		mod(&ev)
@@ -445,8 +444,21 @@ func (e *engine) estimate(j *job) *reelq.Cost {
 	if c.Unit == "" {
 		return nil // unpriced (a hub model without a price): no cost, never a unit-less one
 	}
-	return &reelq.Cost{Amount: c.Amount, Unit: c.Unit, Basis: c.Basis}
+	// Jobs priced alike share one estimate (read only, as every j.est
+	// is), up to maxEstimates distinct ones.
+	est := reelq.Cost{Amount: c.Amount, Unit: c.Unit, Basis: c.Basis}
+	if p, ok := e.estimates.Load(est); ok {
+		return p.(*reelq.Cost)
+	}
+	if e.estimatesN.Add(1) > maxEstimates {
+		return &est
+	}
+	p, _ := e.estimates.LoadOrStore(est, &est)
+	return p.(*reelq.Cost)
 }
+
+// maxEstimates bounds the distinct estimates an engine keeps shared.
+const maxEstimates = 4096
 
 // cost is the job's estimate (a copy), or nil.
 func (e *engine) cost(j *job) *reelq.Cost {

@@ -2,12 +2,15 @@ package worker
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
@@ -22,10 +25,14 @@ import (
 // whose task runs at the provider, else its priority's rank.
 func (j *job) level() int {
 	if j.lvl > 0 {
-		return j.lvl
+		return int(j.lvl)
 	}
-	return j.prio.Rank()
+	return j.priority().Rank()
 }
+
+// priority is j's priority: the subject's (normal when the message cannot
+// be attributed to a job).
+func (j *job) priority() reelq.Priority { return j.env.Priority.Or() }
 
 // job is one delivered JOBS message and what the engine knows of it.
 // Fields marked loop are read and written only by the engine's loop;
@@ -37,18 +44,13 @@ type job struct {
 	seq uint64 // JOBS stream sequence
 	// deliveries is the message's delivery count.
 	deliveries uint64
-	received   time.Time
-	stamp      time.Time // the stream's timestamp
 
 	// Envelope, read at intake.
 	id          string
 	env         reelq.Job
 	run         int
-	digest      string
-	prio        reelq.Priority
-	lvl         int    // waiting queue level when not its priority's (resumeLevel); 0: the priority's
-	fk          string // fairness key
-	fkh         string // its slots.KeyHash
+	digest      string // its content digest, packed (packDigest)
+	fkh         string // the slots.KeyHash of its fairness key (env.FairKey)
 	traceparent string
 	span        trace.Span // the delivery's span (see startDelivery)
 	// bad is set when the message cannot be attributed to a job (the
@@ -60,32 +62,45 @@ type job struct {
 	// est is the estimated cost of one submission (nil: unknown).
 	est *reelq.Cost
 
+	// The small fields of the loop and the step sit together: 100,000
+	// jobs in flight each pay for the padding between them.
+
 	// loop
-	sched   sched     // where the job is in its engine; only move changes it
-	heapIdx int       // its place on the timer heap (polling, waking), or -1
-	due     time.Time // when it leaves the timer heap
+	due time.Time // when it leaves the timer heap
+	// polledAt is when its last poll began.
+	polledAt time.Time
+	heapIdx  int32 // its place on the timer heap (polling, waking), or -1
+	sched    sched // where the job is in its engine; only move changes it
+	lvl      int8  // waiting queue level when not its priority's (resumeLevel); 0: the priority's
 	// woken: a callback's wake came while the job was not waiting for a
 	// poll; the next poll it asks for runs at once (see wake).
 	woken bool
-	// polledAt is when its last poll began.
-	polledAt time.Time
 	// probe is the role of the job a paused provider's probe rides on: set
 	// by dispatch, cleared by the step that gets the probe's verdict.
 	probe bool
 
+	// step
+	exhausted bool
+	// unstored is set when st holds a task the bucket does not (its
+	// record failed): the job keeps its state in memory (see shed).
+	unstored bool
 	// cancel is set by the loop when a cancel request for the job arrives;
 	// steps read it.
-	cancel atomic.Bool
-
-	// step
-	st        *jobstate.State
-	rev       uint64
-	poll      *pollState
-	exhausted bool
-	reserved  []budgetScope // the budget reservation of the paid call in progress
+	cancel   atomic.Bool
+	st       *jobstate.State
+	rev      uint64
+	poll     *pollState
+	reserved []budgetScope // the budget reservation of the paid call in progress
 	// reservedTok is the token of the reservation (the submit token).
 	reservedTok string
 	tokenAt     time.Time // when the step's last rate-limit token came
+
+	// A job waiting for a poll sheds its message and state (shed.go): it
+	// is then settled and heartbeated by its reply subject, and polled
+	// from shed. Set by the loop (done), cleared by the poll step
+	// (unshed); reply stays set.
+	reply string
+	shed  *shedState
 }
 
 // envelopeID is a job's id: every place that names it (the body, the
@@ -136,20 +151,28 @@ func checkRoute(env *reelq.Job, subj wire.ParsedSubject, provider, subject, id s
 // subject's id token and the Nats-Msg-Id must agree (a run or resolve
 // suffix on the message id is allowed), the provider must be the
 // subject's and the priority the subject's; anything else is a message
-// that cannot be attributed to a job.
-func decodeEnvelope(msg jetstream.Msg, provider string, lim reelq.Limits, v reelq.Validator) *job {
-	j := &job{msg: msg, received: time.Now(), heapIdx: -1, run: 1}
+// that cannot be attributed to a job. A job its producer did not stamp
+// (EnqueuedAt) was enqueued at the stream's timestamp.
+func decodeEnvelope(msg jetstream.Msg, provider string, lim reelq.Limits, v reelq.Validator) (j *job) {
+	j = &job{msg: msg, heapIdx: -1, run: 1}
 	md, err := msg.Metadata()
+	var stamp time.Time
 	if err == nil {
-		j.seq, j.deliveries, j.stamp = md.Sequence.Stream, md.NumDelivered, md.Timestamp
+		j.seq, j.deliveries, stamp = md.Sequence.Stream, md.NumDelivered, md.Timestamp
 	}
+	defer func() {
+		if j.env.EnqueuedAt == nil {
+			t := stamp.UTC()
+			j.env.EnqueuedAt = &t
+		}
+	}()
 	j.traceparent = msg.Headers().Get(wire.HeaderTraceparent)
 	fail := func(err error) *job {
 		j.bad, j.id = err, wire.SeqID(j.seq)
 		if j.env.Provider == "" || j.env.Provider != provider {
 			j.env.Provider = provider
 		}
-		j.prio = reelq.Normal
+		j.env.Priority = "" // normal
 		return j
 	}
 	if err != nil {
@@ -191,10 +214,15 @@ func decodeEnvelope(msg jetstream.Msg, provider string, lim reelq.Limits, v reel
 	if err := envOnly.Validate(nil, lim); err != nil {
 		return fail(err)
 	}
-	j.id, j.env, j.prio, j.fk = id, env, prio, env.FairKey()
-	j.fkh = slots.KeyHash(j.fk)
-	j.digest = env.Digest()
-	if err := wire.CheckContentID(id, j.digest); err != nil {
+	// The jobs of a batch share its name, fairness key and their hash,
+	// and every job its provider's name: one copy each, not one per job
+	// in flight.
+	env.Provider, env.Batch, env.FairnessKey = provider, intern(env.Batch), intern(env.FairnessKey)
+	j.id, j.env = id, env
+	j.fkh = intern(slots.KeyHash(env.FairKey()))
+	digest := env.Digest()
+	j.digest = packDigest(digest)
+	if err := wire.CheckContentID(id, digest); err != nil {
 		// Answered under seq-<n>: the id stays free for its content.
 		return fail(err)
 	}
@@ -239,6 +267,41 @@ func shareInput(j *job, st *jobstate.State) {
 	if bytes.Equal(st.Metadata, j.env.Metadata) {
 		st.Metadata = j.env.Metadata
 	}
+}
+
+// packDigest is a content digest ("sha256:" and 64 hex digits) as its 32
+// bytes: a job in flight keeps it in 32 bytes rather than 80. Any other
+// form is kept as it is.
+func packDigest(d string) string {
+	var raw [sha256.Size]byte
+	h, ok := strings.CutPrefix(d, "sha256:")
+	if !ok || len(h) != 2*sha256.Size {
+		return d
+	}
+	if _, err := hex.Decode(raw[:], []byte(h)); err != nil {
+		return d
+	}
+	return string(raw[:])
+}
+
+// digestOf is j's content digest as the job state stores it.
+func (j *job) digestOf() string {
+	if len(j.digest) != sha256.Size {
+		return j.digest
+	}
+	return "sha256:" + hex.EncodeToString([]byte(j.digest))
+}
+
+// sameContent reports whether a job state's digest d is j's (a state
+// without one, from before digests were kept, matches any).
+func (j *job) sameContent(d string) bool { return d == "" || packDigest(d) == j.digest }
+
+// intern is the canonical copy of s.
+func intern(s string) string {
+	if s == "" {
+		return s
+	}
+	return unique.Make(s).Value()
 }
 
 // msgIDJob is the job id a Nats-Msg-Id names: the id itself, or the part

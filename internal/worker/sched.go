@@ -1,6 +1,10 @@
 package worker
 
-import "strconv"
+import (
+	"iter"
+	"slices"
+	"strconv"
+)
 
 // sched is where a job is in its engine: the loop's one record of it
 // (docs/state_machine.md draws it). Only move changes it, and move keeps
@@ -97,7 +101,7 @@ func (e *engine) move(j *job, to sched) {
 		e.w.m.IllegalMove(e.name, from.String(), to.String())
 	}
 	j.sched = to
-	rank := j.prio.Rank()
+	rank := j.priority().Rank()
 	switch {
 	case from.pulledAhead() && !to.pulledAhead():
 		e.pulled[rank].Add(-1)
@@ -111,5 +115,50 @@ func (e *engine) move(j *job, to sched) {
 	case !from.holdsSlot() && to.holdsSlot():
 		e.running++
 		e.keyStarted(j)
+	}
+}
+
+// addID files j under its job id. Most jobs have one message held, filed
+// in byID (a pointer per job, not a slice); a second message of the same
+// job (a publish after the duplicate window, say) goes to moreByID.
+func (e *engine) addID(j *job) {
+	if e.byID[j.id] == nil {
+		e.byID[j.id] = j
+		return
+	}
+	e.moreByID[j.id] = append(e.moreByID[j.id], j)
+}
+
+// dropID removes j from the jobs filed under its id.
+func (e *engine) dropID(j *job) {
+	more := e.moreByID[j.id]
+	if e.byID[j.id] == j {
+		if len(more) == 0 {
+			delete(e.byID, j.id)
+			return
+		}
+		e.byID[j.id], more = more[0], more[1:]
+	} else if i := slices.Index(more, j); i >= 0 {
+		more = slices.Delete(more, i, i+1)
+	}
+	if len(more) == 0 {
+		delete(e.moreByID, j.id)
+	} else {
+		e.moreByID[j.id] = more
+	}
+}
+
+// withID is the held messages of job id.
+func (e *engine) withID(id string) iter.Seq[*job] {
+	return func(yield func(*job) bool) {
+		j := e.byID[id]
+		if j == nil || !yield(j) {
+			return
+		}
+		for _, x := range e.moreByID[id] {
+			if !yield(x) {
+				return
+			}
+		}
 	}
 }

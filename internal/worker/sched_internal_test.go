@@ -24,7 +24,7 @@ func TestCancelDuringABackOffGivesBackItsLookahead(t *testing.T) {
 	t.Parallel()
 	h := newLoopHarness(t, &harnessPool{})
 	jobs := h.pull("backing-off")
-	rank := jobs[0].prio.Rank()
+	rank := jobs[0].priority().Rank()
 	h.e.post(evMsg{j: jobs[0]})
 	claim := h.nextTask("the claim step")
 	h.finish(claim, waitFor(time.Hour)) // a back-off: back to the queue in an hour
@@ -127,10 +127,10 @@ func TestIllegalMoveIsCountedInProduction(t *testing.T) {
 	for i := range e.pullWake {
 		e.pullWake[i] = make(chan struct{}, 1)
 	}
-	j := &job{id: "j", prio: reelq.Normal, heapIdx: -1, sched: schedSettled}
+	j := &job{id: "j", heapIdx: -1, sched: schedSettled}
 	e.move(j, schedWaiting)
-	if j.sched != schedWaiting || e.pulled[j.prio.Rank()].Load() != 1 {
-		t.Fatalf("after the illegal move: state %s, pulled %d; want waiting, 1", j.sched, e.pulled[j.prio.Rank()].Load())
+	if j.sched != schedWaiting || e.pulled[j.priority().Rank()].Load() != 1 {
+		t.Fatalf("after the illegal move: state %s, pulled %d; want waiting, 1", j.sched, e.pulled[j.priority().Rank()].Load())
 	}
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -157,11 +157,40 @@ func TestIllegalMoveIsCountedInProduction(t *testing.T) {
 func TestIllegalMovePanicsUnderTests(t *testing.T) {
 	t.Parallel()
 	e := &engine{}
-	j := &job{id: "j", prio: reelq.Normal, heapIdx: -1, sched: schedSettled}
+	j := &job{id: "j", heapIdx: -1, sched: schedSettled}
 	defer func() {
 		if recover() == nil {
 			t.Fatal("an illegal move did not panic")
 		}
 	}()
 	e.move(j, schedRunning)
+}
+
+// The messages an engine holds of one job are found by its id, the first
+// and the rare others alike, and each is dropped alone.
+func TestHeldMessagesByID(t *testing.T) {
+	t.Parallel()
+	e := &engine{byID: map[string]*job{}, moreByID: map[string][]*job{}}
+	a, b, c := &job{id: "x", seq: 1}, &job{id: "x", seq: 2}, &job{id: "x", seq: 3}
+	for _, j := range []*job{a, b, c} {
+		e.addID(j)
+	}
+	seqs := func() (out []uint64) {
+		for j := range e.withID("x") {
+			out = append(out, j.seq)
+		}
+		return out
+	}
+	if got := seqs(); !slices.Equal(got, []uint64{1, 2, 3}) {
+		t.Fatalf("held %v, want [1 2 3]", got)
+	}
+	e.dropID(b)
+	e.dropID(a)
+	if got := seqs(); !slices.Equal(got, []uint64{3}) {
+		t.Fatalf("after dropping 2 and 1: %v, want [3]", got)
+	}
+	e.dropID(c)
+	if len(e.byID) != 0 || len(e.moreByID) != 0 || len(seqs()) != 0 {
+		t.Fatalf("left %v and %v", e.byID, e.moreByID)
+	}
 }

@@ -16,17 +16,18 @@ func (e *engine) settle(j *job, out outcome) {
 	}
 	defer endDelivery(j, out)
 	var err error
+	m := e.acks(j)
 	switch out.kind {
 	case outAck, outHold:
-		err = j.msg.Ack()
+		err = m.Ack()
 	case outNak:
 		if out.delay > 0 {
-			err = j.msg.NakWithDelay(out.delay)
+			err = m.NakWithDelay(out.delay)
 		} else {
-			err = j.msg.Nak()
+			err = m.Nak()
 		}
 	case outTerm:
-		err = j.msg.TermWithReason(out.reason)
+		err = m.TermWithReason(out.reason)
 	case outAbandon:
 	}
 	if err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
@@ -57,24 +58,13 @@ func (e *engine) settle(j *job, out outcome) {
 		}()
 	}
 	delete(e.jobs, j.seq)
-	list := e.byID[j.id]
-	for i, x := range list {
-		if x == j {
-			list = append(list[:i], list[i+1:]...)
-			break
-		}
-	}
-	if len(list) == 0 {
-		delete(e.byID, j.id)
-	} else {
-		e.byID[j.id] = list
-	}
+	e.dropID(j)
 }
 
 // heartbeats keeps every held message alive: one ticker for all of them.
 func (e *engine) heartbeats() {
 	for _, j := range e.jobs {
-		if err := j.msg.InProgress(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+		if err := e.acks(j).InProgress(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
 			e.hbErrLog.Do(func() { e.log.Warn("heartbeat failed", "job_id", j.id, "err", err) })
 		}
 	}
@@ -82,7 +72,7 @@ func (e *engine) heartbeats() {
 
 // cancelRequested acts on a cancel request for a job this engine holds.
 func (e *engine) cancelRequested(id string) {
-	for _, j := range e.byID[id] {
+	for j := range e.withID(id) {
 		j.cancel.Store(true)
 		switch j.sched {
 		case schedWaiting:

@@ -120,7 +120,7 @@ func (e *engine) claimExisting(ctx context.Context, j *job) outcome {
 func (e *engine) decide(ctx context.Context, j *job) outcome {
 	cur := j.st
 	log := e.logJob(j)
-	if cur.Digest != "" && cur.Digest != j.digest {
+	if !j.sameContent(cur.Digest) {
 		return e.conflict(ctx, j, cur)
 	}
 	switch {
@@ -519,7 +519,7 @@ func (e *engine) recordTask(ctx context.Context, j *job, task providers.Task, re
 		next := *j.st
 		next.Phase, next.Task = reelq.PhaseSubmitted, &reelq.Task{ID: task.ID, PollURL: task.PollURL, ResultURL: task.ResultURL, CancelURL: task.CancelURL}
 		next.SubmittedAt = &now
-		j.st = &next
+		j.st, j.unstored = &next, true
 		return pollAt(time.Now().Add(e.rt.PollInterval))
 	}
 }

@@ -88,9 +88,9 @@ func (e *engine) callSpan(ctx context.Context, call string, j *job) (context.Con
 		if m := inputModel(j.env.Input); m != "" {
 			span.SetAttributes(attribute.String("reelq.model", m))
 		}
-		if j.st != nil {
+		if a, ok := j.attempts(); ok {
 			// Retryable failures of this run so far: 0 on the first try.
-			span.SetAttributes(attribute.Int("reelq.retry", j.st.Attempts))
+			span.SetAttributes(attribute.Int("reelq.retry", a))
 		}
 	}
 	return ctx, func(err error) {

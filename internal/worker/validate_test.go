@@ -212,22 +212,22 @@ func TestValidationWithArchiveOff(t *testing.T) {
 	}
 }
 
-// A retry whose new submission delivers a valid output succeeds: one
-// result, output_retries 1, the cost of both submissions, pay_once
-// guaranteed, the new output archived under <index>.retry1 while the
-// broken one stays under <index>. (The simulator is mended at the
-// second reservation, before that submission's paid call.)
-func TestOutputRetryThenSuccess(t *testing.T) {
-	t.Parallel()
-	const perJob = 50.0
+// startOutputRetry runs a worker (with cfg, and the provider's settings s
+// with OutputPolicy retry) whose first submission's output fails its
+// media check, the next one's not: the simulator is mended at the
+// second reservation (batch "test" has a budget of 500 credits, 50 a
+// job), before that submission's paid call.
+func startOutputRetry(t *testing.T, cfg worker.Config, s reelqtest.Settings) *reelqtest.Env {
+	t.Helper()
 	quick := providersim.Duration(30 * time.Millisecond)
 	env := reelqtest.New(t, map[string]providersim.Knobs{"samsar": {CompleteAfter: quick, OutputBroken: providersim.BrokenTruncated}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 10 * perJob, Unit: "credits"}); err != nil {
+	if err := env.Inspector.SetBudget(ctx, reelq.BudgetLimit{Scope: reelq.ScopeBatch, Name: "test", Amount: 500, Unit: "credits"}); err != nil {
 		t.Fatal(err)
 	}
-	w := env.StartWorker(reelqtest.WorkerOptions{Archive: true, Providers: map[string]reelqtest.Settings{"samsar": {OutputPolicy: worker.OutputRetry}}})
+	s.OutputPolicy = worker.OutputRetry
+	w := env.StartWorker(reelqtest.WorkerOptions{Archive: true, Config: cfg, Providers: map[string]reelqtest.Settings{"samsar": s}})
 	var reserved atomic.Int32
 	w.W.SetAfterReserve(func(string) {
 		if reserved.Add(1) == 2 {
@@ -236,6 +236,20 @@ func TestOutputRetryThenSuccess(t *testing.T) {
 			}
 		}
 	})
+	return env
+}
+
+// A retry whose new submission delivers a valid output succeeds: one
+// result, output_retries 1, the cost of both submissions, pay_once
+// guaranteed, the new output archived under <index>.retry1 while the
+// broken one stays under <index>. (The simulator is mended at the
+// second reservation, before that submission's paid call.)
+func TestOutputRetryThenSuccess(t *testing.T) {
+	t.Parallel()
+	const perJob = 50.0
+	env := startOutputRetry(t, worker.Config{}, reelqtest.Settings{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	j := reelqtest.SamsarJob("retry-ok")
 	env.Enqueue(j)
 	rs := env.Results(1, time.Minute)[j.ID]

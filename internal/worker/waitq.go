@@ -193,12 +193,12 @@ type line struct {
 }
 
 func (f *fairQueue) line(j *job) *line {
-	l := f.byKey[j.fk]
+	l := f.byKey[j.env.FairKey()]
 	if l == nil {
 		f.joins++
 		f.version++
-		l = &line{key: j.fk, hash: j.fkh, pass: f.vtime, order: f.joins}
-		f.byKey[j.fk] = l
+		l = &line{key: j.env.FairKey(), hash: j.fkh, pass: f.vtime, order: f.joins}
+		f.byKey[l.key] = l
 		heap.Push(&f.heap, l)
 	}
 	return l
@@ -255,7 +255,7 @@ func (f *fairQueue) drop(l *line) {
 }
 
 func (f *fairQueue) remove(j *job) bool {
-	l := f.byKey[j.fk]
+	l := f.byKey[j.env.FairKey()]
 	if l == nil || !l.remove(j) {
 		return false
 	}
@@ -342,11 +342,11 @@ func (h timerHeap) Len() int           { return len(h) }
 func (h timerHeap) Less(i, k int) bool { return h[i].due.Before(h[k].due) }
 func (h timerHeap) Swap(i, k int) {
 	h[i], h[k] = h[k], h[i]
-	h[i].heapIdx, h[k].heapIdx = i, k
+	h[i].heapIdx, h[k].heapIdx = int32(i), int32(k)
 }
 func (h *timerHeap) Push(x any) {
 	j := x.(*job)
-	j.heapIdx = len(*h)
+	j.heapIdx = int32(len(*h))
 	*h = append(*h, j)
 }
 func (h *timerHeap) Pop() any {
@@ -361,7 +361,7 @@ func (h *timerHeap) Pop() any {
 func (h *timerHeap) schedule(j *job, at time.Time) {
 	j.due = at
 	if j.heapIdx >= 0 {
-		heap.Fix(h, j.heapIdx)
+		heap.Fix(h, int(j.heapIdx))
 		return
 	}
 	heap.Push(h, j)
@@ -369,7 +369,7 @@ func (h *timerHeap) schedule(j *job, at time.Time) {
 
 func (h *timerHeap) unschedule(j *job) {
 	if j.heapIdx >= 0 {
-		heap.Remove(h, j.heapIdx)
+		heap.Remove(h, int(j.heapIdx))
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 )
 
 func qjob(id string, p reelq.Priority, fk string) *job {
-	return &job{id: id, prio: p, fk: fk, fkh: slots.KeyHash(fk), heapIdx: -1}
+	return &job{id: id, env: reelq.Job{Priority: p, FairnessKey: fk}, fkh: slots.KeyHash(fk), heapIdx: -1}
 }
 
 func TestWaitQueueOrder(t *testing.T) {
@@ -41,7 +41,7 @@ func TestWaitQueueMinimumShare(t *testing.T) {
 	low := 0
 	for i := range 1000 {
 		q.push(qjob(fmt.Sprintf("h%d", i), reelq.High, "live"))
-		if q.pop().prio == reelq.Low {
+		if q.pop().priority() == reelq.Low {
 			low++
 		}
 	}
@@ -62,7 +62,7 @@ func TestWaitQueueRoundRobin(t *testing.T) {
 	}
 	var got string
 	for range 7 {
-		got += q.pop().fk
+		got += q.pop().env.FairKey()
 	}
 	if got != "BABABAA" && got != "ABABABA" {
 		t.Fatalf("order %s, want A and B alternating", got)
@@ -79,7 +79,7 @@ func TestWaitQueueWeights(t *testing.T) {
 	}
 	n := map[string]int{}
 	for range 600 {
-		n[q.pop().fk]++
+		n[q.pop().env.FairKey()]++
 	}
 	if n["B"] != 500 || n["A"] != 100 {
 		t.Fatalf("served %v, want B 500 A 100 (weights 2.5 : 0.5)", n)

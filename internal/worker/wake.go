@@ -25,7 +25,7 @@ type evWake struct{ id string }
 // finished) is marked woken, and done polls it as soon as its step asks
 // for a poll.
 func (e *engine) wake(id string) {
-	for _, j := range e.byID[id] {
+	for j := range e.withID(id) {
 		if j.sched != schedPolling {
 			j.woken = true
 			continue
