@@ -83,7 +83,7 @@ echo "one result event:"
 head -n 1 "$WORK/results.jsonl"
 echo
 echo "== stats"
-bin/enqueue stats --batch "$batch" || true
+bin/enqueue stats --batch "$batch" --counted 10s || true
 echo
 echo "== results --download $WORK/outputs --batch $batch"
 if ! bin/enqueue results --download "$WORK/outputs" --batch "$batch"; then

@@ -626,6 +626,27 @@ func TestStatsWarnsOfProvidersNoWorkerRuns(t *testing.T) {
 	}
 }
 
+// TestStatsCountedWaitsForTheFold: right after the last result, stats
+// --counted shows the batch fully counted (the fold counts results up to
+// REELQ_FOLD_INTERVAL after they are stored).
+func TestStatsCountedWaitsForTheFold(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, fast())
+	startWorker(c, "samsar")
+	if r := c.run("--wait", writeFile(t, "cnt.jsonl", lines(samsar("a", 5), samsar("b", 5), samsar("c", 5)))); r.code != 0 {
+		t.Fatalf("jobs:\n%s", r)
+	}
+	r := c.run("stats", "--batch", "cnt", "--counted", "1m")
+	if r.code != 0 {
+		t.Fatalf("stats:\n%s", r)
+	}
+	mustContain(t, "stats --counted", r.stdout, "100%")
+	mustNotContain(t, "stats --counted", r.stdout, "not counted yet")
+	if r := c.run("stats", "--counted", "-1s"); r.code != exitUsage {
+		t.Errorf("stats --counted -1s: want exit %d:\n%s", exitUsage, r)
+	}
+}
+
 func TestCancelLargeBatchIsConcurrentAndStopsCleanly(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t, nil)

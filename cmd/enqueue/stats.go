@@ -27,9 +27,10 @@ type statsView struct {
 func (a *app) statsCommand() *cobra.Command {
 	var (
 		batch  string
-		recent int
-		watch  time.Duration
-		o      output
+		recent  int
+		watch   time.Duration
+		counted time.Duration
+		o       output
 	)
 	cmd := &cobra.Command{
 		Use:   "stats [--batch B] [--watch 2s]",
@@ -48,9 +49,10 @@ successive snapshots.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			if watch < 0 {
-				return exitf(exitUsage, "--watch must be positive")
+			if watch < 0 || counted < 0 {
+				return exitf(exitUsage, "--watch and --counted must be positive")
 			}
+			countedBy := time.Now().Add(counted)
 			c, err := a.connect(ctx)
 			if err != nil {
 				return err
@@ -64,6 +66,16 @@ successive snapshots.`,
 						return nil
 					}
 					return err
+				}
+				if frames == 0 && v.Folded.Behind() > 0 && time.Now().Before(countedBy) {
+					// --counted: the first frame waits for the fold to
+					// count the results stored so far (or for the limit).
+					select {
+					case <-ctx.Done():
+						return ctx.Err()
+					case <-time.After(countedPoll):
+					}
+					continue
 				}
 				var buf bytes.Buffer
 				if o.json() {
@@ -105,9 +117,13 @@ successive snapshots.`,
 	cmd.Flags().StringVar(&batch, "batch", "", "only this batch")
 	cmd.Flags().IntVar(&recent, "recent", 10, "how many recently active batches to show")
 	cmd.Flags().DurationVar(&watch, "watch", 0, "refresh every interval (e.g. 2s) until interrupted")
+	cmd.Flags().DurationVar(&counted, "counted", 0, "wait up to this long (e.g. 10s) until the counts include every result already stored")
 	outputFlag(cmd, &o)
 	return cmd
 }
+
+// countedPoll is how often stats --counted looks at the fold again.
+const countedPoll = 200 * time.Millisecond
 
 func (a *app) readStats(ctx context.Context, c *reelq.Client, batch string, recent int) (*statsView, error) {
 	opts := inspect.StatsOptions{Batch: batch, Recent: recent}
