@@ -26,7 +26,7 @@ type statsView struct {
 
 func (a *app) statsCommand() *cobra.Command {
 	var (
-		batch  string
+		batch   string
 		recent  int
 		watch   time.Duration
 		counted time.Duration
