@@ -64,7 +64,7 @@ func (e *engine) stepPoll(ctx context.Context, j *job) outcome {
 	}
 	start := time.Now()
 	pctx, end := e.callSpan(ctx, "poll", j)
-	ps2, err := e.rt.Provider.Poll(prepaid(pctx, j.tokenAt), task)
+	ps2, err := e.rt.Provider.Poll(prepaid(pctx, j.tokenAt.time()), task)
 	end(err)
 	e.w.observeCall(e.name, "poll", err, time.Since(start))
 	ps2 = providers.Bound(ps2)
