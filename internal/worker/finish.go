@@ -426,8 +426,11 @@ func (e *engine) jobEvent(j *job, kind string, mod func(*reelq.Event)) {
 	if a, ok := j.attempts(); ok {
 		ev.Attempt = a + 1
 	}
-	if t, _ := j.polled(); t != nil {
-		ev.TaskID = t.ID
+	switch {
+	case j.shed != nil:
+		ev.TaskID = j.shed.taskID
+	case j.st != nil && j.st.Task != nil:
+		ev.TaskID = j.st.Task.ID
 	}
 	if mod != nil {
 		mod(&ev)
