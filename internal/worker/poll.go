@@ -22,7 +22,7 @@ const defaultPollErrorBudget = 5 * time.Minute
 // "not visible yet" rather than "gone".
 const notFoundGrace = time.Minute
 
-// pollState is a job's polling schedule, kept between polls (64 bytes:
+// pollState is a job's polling schedule, kept between polls (48 bytes:
 // 100,000 jobs in flight keep one each).
 type pollState struct {
 	every        time.Duration // the interval before randomization (nextPoll)
