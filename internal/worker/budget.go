@@ -442,13 +442,13 @@ func add(m *map[string]float64, unit string, v float64) {
 // (returned as the outcome) without using an attempt.
 // reserveFor reserves j's estimate as the hold of token, the submit
 // token the state write that follows records; rev is the revision of the
-// job's state that write compares against (0: it creates the state).
-func (e *engine) reserveFor(ctx context.Context, j *job, token string, rev uint64) ([]budgetScope, *outcome) {
+// job's state that write compares against (0: it creates the state). It
+// returns nil when no limit applies.
+func (e *engine) reserveFor(ctx context.Context, j *job, token string, rev uint64) (*budgetHold, *outcome) {
 	sc, seen := e.w.budgets.scopes(e.name, j.env.Batch, j.est)
 	if len(sc) == 0 {
 		return nil, nil
 	}
-	j.reservedTok = token
 	over, err := e.w.budgets.reserve(ctx, sc, j.est, reservation{token: token, hold: reelq.Hold{Job: j.id, Rev: rev},
 		dead: func(tok string, h reelq.Hold) bool { return e.deadHold(ctx, tok, h) }})
 	switch {
@@ -463,7 +463,16 @@ func (e *engine) reserveFor(ctx context.Context, j *job, token string, rev uint6
 	if f := e.w.afterReserve.Load(); f != nil {
 		(*f)(j.id)
 	}
-	return sc, nil
+	return &budgetHold{scopes: sc, token: token}, nil
+}
+
+// budgetHold is a job's budget reservation for its paid call in progress:
+// the limits it holds against and its token (the submit token). A pointer
+// in the job, nil for most jobs in flight (none applies, or the call
+// ended).
+type budgetHold struct {
+	scopes []budgetScope
+	token  string
 }
 
 // overBudget reports j, which does not fit over: the budget pause (see
@@ -478,10 +487,10 @@ func (e *engine) overBudget(j *job, over *budgetScope) {
 	e.w.budgetPaused(e.name, j, over)
 }
 
-// settleBudget ends j's reservation.
-func (e *engine) settleBudget(ctx context.Context, j *job, sc []budgetScope, paid bool) {
-	if len(sc) > 0 {
-		e.w.budgets.settle(ctx, sc, j.est, paid, j.reservedTok)
+// settleBudget ends j's reservation h (nil: none).
+func (e *engine) settleBudget(ctx context.Context, j *job, h *budgetHold, paid bool) {
+	if h != nil {
+		e.w.budgets.settle(ctx, h.scopes, j.est, paid, h.token)
 	}
 }
 

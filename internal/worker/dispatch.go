@@ -19,15 +19,15 @@ func (e *engine) arrive(j *job) {
 	e.jobs[j.seq] = j
 	e.addID(j)
 	switch {
-	case e.draining.Load() && j.bad == nil:
+	case e.draining.Load() && j.bad() == nil:
 		// Returned by drainHeld once no pull of ours is open (a Nak now
 		// could come straight back to one).
 		e.move(j, schedWaiting)
 		e.waitq.push(j)
-	case j.bad != nil:
+	case j.bad() != nil:
 		e.move(j, schedOffSlot)
 		e.start(j, (*engine).stepDeadLetter)
-	case j.invalid != nil:
+	case j.invalid() != nil:
 		e.move(j, schedOffSlot)
 		e.start(j, (*engine).stepInvalid)
 	case e.w.cancels.has(j.id):
@@ -95,7 +95,7 @@ func (e *engine) done(j *job, out outcome) {
 		if j.cancel.Load() {
 			e.timers.schedule(j, time.Now())
 		}
-		e.shed(j, j.due)
+		e.shed(j, j.due.time())
 	case outPark:
 		e.park(j, nil, out.seen)
 	case outArchive:
@@ -143,7 +143,7 @@ func (e *engine) due(j *job) {
 		e.waitq.pushFront(j)
 	case schedPolling:
 		e.move(j, schedRunning)
-		j.polledAt = time.Now()
+		j.polledAt = stampOf(time.Now())
 		e.start(j, (*engine).stepPoll)
 	}
 }

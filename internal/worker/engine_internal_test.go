@@ -181,8 +181,8 @@ func (h *loopHarness) pull(ids ...string) []*job {
 	var out []*job
 	for msg := range batch.Messages() {
 		j := decodeEnvelope(msg, "samsar", h.w.cfg.Limits, h.e.rt.Provider)
-		if j.bad != nil || j.invalid != nil {
-			h.t.Fatalf("job %s: %v %v", j.id, j.bad, j.invalid)
+		if j.bad() != nil || j.invalid() != nil {
+			h.t.Fatalf("job %s: %v %v", j.id, j.bad(), j.invalid())
 		}
 		j.est = h.e.estimate(j)
 		h.e.pulled[j.priority().Rank()].Add(1)

@@ -258,14 +258,14 @@ func (e *engine) stepInvalid(ctx context.Context, j *job) outcome {
 		return e.stateUnavailable(j, err)
 	}
 	code := reelq.CodeInvalidInput
-	if !errors.Is(j.invalid, providers.ErrInvalidInput) {
+	if !errors.Is(j.invalid(), providers.ErrInvalidInput) {
 		code = reelq.CodeInvalidRequest
-		if errors.Is(j.invalid, reelq.ErrInvalidJob) {
+		if errors.Is(j.invalid(), reelq.ErrInvalidJob) {
 			code = reelq.CodeInvalidInput
 		}
 	}
-	e.logJob(j).Warn("job input is invalid; failing it without calling the provider", "err", j.invalid)
-	return e.finish(ctx, j, reelq.StatusFailed, nil, &reelq.ErrorInfo{Code: code, Message: e.w.redact(j.invalid.Error())})
+	e.logJob(j).Warn("job input is invalid; failing it without calling the provider", "err", j.invalid())
+	return e.finish(ctx, j, reelq.StatusFailed, nil, &reelq.ErrorInfo{Code: code, Message: e.w.redact(j.invalid().Error())})
 }
 
 // decideNoSubmit handles an invalid job whose id is already known: a
@@ -330,7 +330,7 @@ func (e *engine) conflict(ctx context.Context, j *job, cur *jobstate.State) outc
 
 // stepDeadLetter handles a message that cannot be attributed to a job.
 func (e *engine) stepDeadLetter(ctx context.Context, j *job) outcome {
-	return e.deadLetterSeq(ctx, j, reelq.CodeInvalidRequest, j.bad)
+	return e.deadLetterSeq(ctx, j, reelq.CodeInvalidRequest, j.bad())
 }
 
 // deadLetterSeq moves a message to the DLQ and answers it with a failed
@@ -426,8 +426,11 @@ func (e *engine) jobEvent(j *job, kind string, mod func(*reelq.Event)) {
 	if a, ok := j.attempts(); ok {
 		ev.Attempt = a + 1
 	}
-	if t, _ := j.polled(); t != nil {
-		ev.TaskID = t.ID
+	switch {
+	case j.shed != nil:
+		ev.TaskID = j.shed.taskID
+	case j.st != nil && j.st.Task != nil:
+		ev.TaskID = j.st.Task.ID
 	}
 	if mod != nil {
 		mod(&ev)
@@ -437,7 +440,7 @@ func (e *engine) jobEvent(j *job, kind string, mod func(*reelq.Event)) {
 
 // estimate prices one submission of a valid job (done once, at intake).
 func (e *engine) estimate(j *job) *reelq.Cost {
-	if len(j.env.Input) == 0 || j.invalid != nil {
+	if len(j.env.Input) == 0 || j.invalid() != nil {
 		return nil
 	}
 	c := e.rt.Provider.Estimate(j.env.Input)

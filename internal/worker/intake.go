@@ -53,12 +53,9 @@ type job struct {
 	fkh         string // the slots.KeyHash of its fairness key (env.FairKey)
 	traceparent string
 	span        trace.Span // the delivery's span (see startDelivery)
-	// bad is set when the message cannot be attributed to a job (the
-	// envelope is unreadable or contradicts itself); id is then SeqID.
-	bad error
-	// invalid is set when the envelope is fine but the input breaks the
-	// provider's rules or the size limits: the job fails under its id.
-	invalid error
+	// rejected is why the job cannot run (see bad and invalid); unnamed
+	// (below, with the small fields) tells which of the two it is.
+	rejected error
 	// est is the estimated cost of one submission (nil: unknown).
 	est *reelq.Cost
 
@@ -66,9 +63,9 @@ type job struct {
 	// jobs in flight each pay for the padding between them.
 
 	// loop
-	due time.Time // when it leaves the timer heap
+	due stamp // when it leaves the timer heap
 	// polledAt is when its last poll began.
-	polledAt time.Time
+	polledAt stamp
 	heapIdx  int32 // its place on the timer heap (polling, waking), or -1
 	sched    sched // where the job is in its engine; only move changes it
 	lvl      int8  // waiting queue level when not its priority's (resumeLevel); 0: the priority's
@@ -84,16 +81,17 @@ type job struct {
 	// unstored is set when st holds a task the bucket does not (its
 	// record failed): the job keeps its state in memory (see shed).
 	unstored bool
+	// unnamed is set with rejected when the message cannot be attributed
+	// to a job (bad).
+	unnamed bool
 	// cancel is set by the loop when a cancel request for the job arrives;
 	// steps read it.
-	cancel   atomic.Bool
-	st       *jobstate.State
-	rev      uint64
-	poll     *pollState
-	reserved []budgetScope // the budget reservation of the paid call in progress
-	// reservedTok is the token of the reservation (the submit token).
-	reservedTok string
-	tokenAt     time.Time // when the step's last rate-limit token came
+	cancel  atomic.Bool
+	st      *jobstate.State
+	rev     uint64
+	poll    *pollState
+	hold    *budgetHold // the budget reservation of the paid call in progress
+	tokenAt stamp       // when the step's last rate-limit token came
 
 	// A job waiting for a poll sheds its message and state (shed.go): it
 	// is then settled and heartbeated by its reply subject, and polled
@@ -168,7 +166,7 @@ func decodeEnvelope(msg jetstream.Msg, provider string, lim reelq.Limits, v reel
 	}()
 	j.traceparent = msg.Headers().Get(wire.HeaderTraceparent)
 	fail := func(err error) *job {
-		j.bad, j.id = err, wire.SeqID(j.seq)
+		j.rejected, j.unnamed, j.id = err, true, wire.SeqID(j.seq)
 		if j.env.Provider == "" || j.env.Provider != provider {
 			j.env.Provider = provider
 		}
@@ -231,12 +229,30 @@ func decodeEnvelope(msg jetstream.Msg, provider string, lim reelq.Limits, v reel
 		full.ID = ""
 	}
 	if err := full.Validate(map[string]reelq.Validator{provider: v}, lim); err != nil {
-		j.invalid = err
+		j.rejected = err
 	}
-	if err := lim.CheckMessage(len(msg.Data())); err != nil && j.invalid == nil {
-		j.invalid = err
+	if err := lim.CheckMessage(len(msg.Data())); err != nil && j.rejected == nil {
+		j.rejected = err
 	}
 	return j
+}
+
+// bad is why the message cannot be attributed to a job (the envelope is
+// unreadable or contradicts itself; its id is then SeqID), or nil.
+func (j *job) bad() error {
+	if j.unnamed {
+		return j.rejected
+	}
+	return nil
+}
+
+// invalid is why a job whose envelope is fine cannot run (its input breaks
+// the provider's rules or the size limits: it fails under its id), or nil.
+func (j *job) invalid() error {
+	if j.unnamed {
+		return nil
+	}
+	return j.rejected
 }
 
 // within returns b as a part of data when data holds the same bytes (a

@@ -22,11 +22,11 @@ const defaultPollErrorBudget = 5 * time.Minute
 // "not visible yet" rather than "gone".
 const notFoundGrace = time.Minute
 
-// pollState is a job's polling schedule, kept between polls (64 bytes:
+// pollState is a job's polling schedule, kept between polls (48 bytes:
 // 100,000 jobs in flight keep one each).
 type pollState struct {
 	every        time.Duration // the interval before randomization (nextPoll)
-	errSince     time.Time
+	errSince     stamp         // when its polls began to fail; zero: the last one answered
 	lastRaw      string
 	lastProgress float64
 	lastPoll     bool // the deadline passed: this is the last look
@@ -64,7 +64,7 @@ func (e *engine) stepPoll(ctx context.Context, j *job) outcome {
 	}
 	start := time.Now()
 	pctx, end := e.callSpan(ctx, "poll", j)
-	ps2, err := e.rt.Provider.Poll(prepaid(pctx, j.tokenAt), task)
+	ps2, err := e.rt.Provider.Poll(prepaid(pctx, j.tokenAt.time()), task)
 	end(err)
 	e.w.observeCall(e.name, "poll", err, time.Since(start))
 	ps2 = providers.Bound(ps2)
@@ -81,7 +81,7 @@ func (e *engine) stepPoll(ctx context.Context, j *job) outcome {
 	if err != nil {
 		return e.pollFailed(ctx, j, err, time.Since(submitted), next)
 	}
-	ps.errSince = time.Time{}
+	ps.errSince = 0
 	switch ps2.State {
 	case providers.Pending:
 		e.resumeIfProbe(ctx, j)
@@ -107,10 +107,7 @@ func (e *engine) stepPoll(ctx context.Context, j *job) outcome {
 // or what it kept when it shed the state.
 func (j *job) polled() (*reelq.Task, *time.Time) {
 	if j.shed != nil {
-		if j.shed.submittedAt.IsZero() {
-			return j.shed.task, nil
-		}
-		return j.shed.task, &j.shed.submittedAt
+		return j.shed.task()
 	}
 	if j.st == nil {
 		return nil, nil
@@ -160,10 +157,10 @@ func (e *engine) pollFailed(ctx context.Context, j *job, err error, age time.Dur
 		e.rateLimited(j, err)
 		return pollAt(time.Now())
 	case providers.Retryable(err):
-		if ps.errSince.IsZero() {
-			ps.errSince = time.Now()
+		if ps.errSince == 0 {
+			ps.errSince = stampOf(time.Now())
 		}
-		if time.Since(ps.errSince) < e.rt.PollErrorBudget {
+		if time.Since(ps.errSince.time()) < e.rt.PollErrorBudget {
 			e.logJob(j).Warn("poll failed; polling again", "err", err)
 			return next()
 		}

@@ -100,10 +100,10 @@ func (e *engine) puller(ctx context.Context, p reelq.Priority) {
 				got++
 				j := decodeEnvelope(msg, e.name, lim, e.rt.Provider)
 				e.startDelivery(j)
-				if j.bad == nil && j.invalid == nil {
+				if j.bad() == nil && j.invalid() == nil {
 					j.est = e.estimate(j)
 				}
-				if j.bad == nil && j.env.Batch != "" {
+				if j.bad() == nil && j.env.Batch != "" {
 					e.index.add(j.env.Batch, j.id)
 				}
 				e.post(evMsg{j: j})

@@ -29,11 +29,42 @@ import (
 // milliseconds) keeps what it holds.
 const shedAfter = time.Second
 
-// shedState is what a shed job's polls read of its job state.
+// shedState is what a shed job's polls read of its job state: 40 bytes
+// for a task named by its id alone (Samsar's, Camb.ai's), where the
+// state's *reelq.Task and a time.Time took 112.
 type shedState struct {
-	task        *reelq.Task
-	submittedAt time.Time // a copy: the state's pointer goes with the state
+	taskID      string
+	urls        *taskURLs // the task's URLs; nil when it has none
+	submittedAt stamp     // zero: unknown
 	attempts    int
+}
+
+// taskURLs are the URLs of a task that has any (see reelq.Task).
+type taskURLs struct{ poll, result, cancel string }
+
+// shedTask is what a shed job keeps of t and its submission time.
+func shedTask(t *reelq.Task, submittedAt *time.Time, attempts int) *shedState {
+	s := &shedState{taskID: t.ID, attempts: attempts}
+	if t.PollURL != "" || t.ResultURL != "" || t.CancelURL != "" {
+		s.urls = &taskURLs{poll: t.PollURL, result: t.ResultURL, cancel: t.CancelURL}
+	}
+	if submittedAt != nil {
+		s.submittedAt = stampOf(*submittedAt)
+	}
+	return s
+}
+
+// task is the task s keeps, and when it was submitted (nil: unknown).
+func (s *shedState) task() (*reelq.Task, *time.Time) {
+	t := &reelq.Task{ID: s.taskID}
+	if s.urls != nil {
+		t.PollURL, t.ResultURL, t.CancelURL = s.urls.poll, s.urls.result, s.urls.cancel
+	}
+	if s.submittedAt == 0 {
+		return t, nil
+	}
+	at := s.submittedAt.time()
+	return t, &at
 }
 
 // attempts is the run's failed attempts so far, from j's state or what
@@ -95,10 +126,7 @@ func (e *engine) shed(j *job, at time.Time) {
 		return
 	}
 	j.reply = j.msg.Reply()
-	j.shed = &shedState{task: st.Task, attempts: st.Attempts}
-	if st.SubmittedAt != nil {
-		j.shed.submittedAt = *st.SubmittedAt
-	}
+	j.shed = shedTask(st.Task, st.SubmittedAt, st.Attempts)
 	j.msg, j.st = nil, nil
 	j.env.Input, j.env.Metadata = nil, nil
 }

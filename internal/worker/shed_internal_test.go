@@ -87,3 +87,55 @@ func TestDigestPackedRoundTrip(t *testing.T) {
 		t.Fatalf("an unknown form became %q", odd.digest)
 	}
 }
+
+// A job keeps its timer's due time, its last poll and its last token as
+// Unix nanoseconds: an instant comes back as the same instant, the zero
+// time as the zero time, and stamps order as their instants do (the
+// timer heap compares them).
+func TestStampRoundTrip(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 12, 8, 1, 2, 3, 456789012, time.UTC)
+	if got := stampOf(at).time(); !got.Equal(at) {
+		t.Fatalf("%s came back as %s", at, got)
+	}
+	if now := time.Now(); !stampOf(now).time().Equal(now) {
+		t.Fatalf("now (with its monotonic reading) came back as %s, want %s", stampOf(now).time(), now)
+	}
+	if got := stamp(0).time(); !got.IsZero() || stampOf(time.Time{}) != 0 {
+		t.Fatalf("the zero time came back as %s (stamp %d)", got, stampOf(time.Time{}))
+	}
+	h := timerHeap{}
+	a, b := &job{heapIdx: -1}, &job{heapIdx: -1}
+	h.schedule(b, at.Add(time.Nanosecond))
+	h.schedule(a, at)
+	if next, _ := h.next(); !next.Equal(at) {
+		t.Fatalf("the heap's next is %s, want %s", next, at)
+	}
+	if due := h.popDue(at); len(due) != 1 || due[0] != a {
+		t.Fatalf("due at %s: %d jobs, want the first alone", at, len(due))
+	}
+}
+
+// A shed job keeps its task's id, its URLs only when it has any, and its
+// submission time; its polls get them back as the state held them.
+func TestShedTaskRoundTrip(t *testing.T) {
+	t.Parallel()
+	sub := time.Date(2026, 12, 8, 1, 2, 3, 4, time.UTC)
+	for _, c := range []struct {
+		task reelq.Task
+		at   *time.Time
+	}{
+		{reelq.Task{ID: "samsar-1"}, &sub},
+		{reelq.Task{ID: "seg-1", PollURL: "http://x/poll/seg-1"}, nil},
+		{reelq.Task{ID: "fal-1", PollURL: "http://x/s", ResultURL: "http://x/r", CancelURL: "http://x/c"}, &sub},
+	} {
+		s := shedTask(&c.task, c.at, 2)
+		if (s.urls == nil) != (c.task.PollURL == "" && c.task.ResultURL == "" && c.task.CancelURL == "") {
+			t.Errorf("%s: keeps URLs %+v", c.task.ID, s.urls)
+		}
+		got, at := s.task()
+		if *got != c.task || (at == nil) != (c.at == nil) || (at != nil && !at.Equal(*c.at)) || s.attempts != 2 {
+			t.Errorf("%+v submitted %v came back as %+v submitted %v", c.task, c.at, *got, at)
+		}
+	}
+}

@@ -65,26 +65,26 @@ func (e *engine) stepClaim(ctx context.Context, j *job) outcome {
 			return nak(0)
 		}
 		token := newToken()
-		sc, park := e.reserveFor(ctx, j, token, 0)
+		hold, park := e.reserveFor(ctx, j, token, 0)
 		if park != nil {
 			return *park
 		}
 		st := e.newState(j, reelq.PhaseSubmitting)
 		st.SubmitToken = token
-		if len(sc) > 0 {
+		if hold != nil {
 			st.Reserved = j.est
 		}
 		rev, err := e.w.states.Create(ctx, st)
 		switch {
 		case err == nil:
-			j.st, j.rev, j.reserved = st, rev, sc
+			j.st, j.rev, j.hold = st, rev, hold
 			return e.submitCall(ctx, j)
 		case !errors.Is(err, jobstate.ErrExists):
-			e.settleBudget(ctx, j, sc, false)
+			e.settleBudget(ctx, j, hold, false)
 			return e.stateUnavailable(j, err)
 		}
 		// Known already: fall through to the slow path (the token is spent).
-		e.settleBudget(ctx, j, sc, false)
+		e.settleBudget(ctx, j, hold, false)
 	}
 	return e.claimExisting(ctx, j)
 }
@@ -256,7 +256,7 @@ func (e *engine) ambiguous(ctx context.Context, j *job) outcome {
 		}
 		cctx, cancel := context.WithTimeout(ctx, e.rt.RequestTimeout)
 		start := time.Now()
-		task, err := f.Find(prepaid(cctx, j.tokenAt), providers.Request{JobID: j.id, Input: j.env.Input})
+		task, err := f.Find(prepaid(cctx, j.tokenAt.time()), providers.Request{JobID: j.id, Input: j.env.Input})
 		cancel()
 		e.w.observeCall(e.name, "find", err, time.Since(start))
 		switch {
@@ -345,7 +345,7 @@ func (e *engine) submit(ctx context.Context, j *job, ambiguous bool) outcome {
 		return nak(0)
 	}
 	token := newToken()
-	sc, park := e.reserveFor(ctx, j, token, j.rev)
+	hold, park := e.reserveFor(ctx, j, token, j.rev)
 	if park != nil {
 		return *park
 	}
@@ -353,7 +353,7 @@ func (e *engine) submit(ctx context.Context, j *job, ambiguous bool) outcome {
 	now := time.Now().UTC()
 	next.Phase, next.SubmitStartedAt, next.Worker, next.SubmitUnknown = reelq.PhaseSubmitting, &now, e.w.cfg.WorkerID, false
 	next.SubmitToken, next.Seq, next.Reserved = token, j.seq, nil
-	if len(sc) > 0 {
+	if hold != nil {
 		next.Reserved = j.est
 	}
 	if ambiguous {
@@ -368,7 +368,7 @@ func (e *engine) submit(ctx context.Context, j *job, ambiguous bool) outcome {
 	}
 	rev, err := e.w.states.Update(ctx, j.st, &next, j.rev)
 	if err != nil {
-		e.settleBudget(ctx, j, sc, false)
+		e.settleBudget(ctx, j, hold, false)
 	}
 	if errors.Is(err, jobstate.ErrConflict) {
 		return reread()
@@ -376,7 +376,7 @@ func (e *engine) submit(ctx context.Context, j *job, ambiguous bool) outcome {
 	if err != nil {
 		return e.stateUnavailable(j, err)
 	}
-	j.st, j.rev, j.reserved = &next, rev, sc
+	j.st, j.rev, j.hold = &next, rev, hold
 	if ambiguous {
 		if c := e.cost(j); c != nil {
 			e.w.m.Spent(e.name, c.Unit, c.Amount)
@@ -397,7 +397,7 @@ func (e *engine) submitCall(ctx context.Context, j *job) outcome {
 		req.CallbackURL = e.rt.CallbackURL(j.id)
 	}
 	for rl := 0; ; rl++ {
-		if time.Since(j.tokenAt) > e.rt.Limiter.TokenTTL() {
+		if time.Since(j.tokenAt.time()) > e.rt.Limiter.TokenTTL() {
 			// The state write after the token took long (a NATS stall): a
 			// fresh token, so calls held meanwhile do not all go out at
 			// once. Taken here, outside the call's timeout (and not
@@ -405,7 +405,7 @@ func (e *engine) submitCall(ctx context.Context, j *job) outcome {
 			if _, err := e.rt.Limiter.Wait(e.intake); err != nil {
 				return e.backToQueued(ctx, j, limited(err))
 			}
-			j.tokenAt = time.Now()
+			j.tokenAt = stampOf(time.Now())
 			if e.draining.Load() {
 				return e.backToQueued(ctx, j, nak(0))
 			}
@@ -415,7 +415,7 @@ func (e *engine) submitCall(ctx context.Context, j *job) outcome {
 		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.rt.RequestTimeout)
 		start := time.Now()
 		sctx, end := e.callSpan(callCtx, "submit", j)
-		task, err := e.rt.Provider.Submit(prepaid(sctx, j.tokenAt), req)
+		task, err := e.rt.Provider.Submit(prepaid(sctx, j.tokenAt.time()), req)
 		end(err)
 		cancel()
 		e.w.observeCall(e.name, "submit", err, time.Since(start))
@@ -505,8 +505,8 @@ func (e *engine) recordTask(ctx context.Context, j *job, task providers.Task, re
 		return err
 	}, b)
 	// The call created a task: it was paid, whoever records it.
-	e.settleBudget(ctx, j, j.reserved, true)
-	j.reserved = nil
+	e.settleBudget(ctx, j, j.hold, true)
+	j.hold = nil
 	switch {
 	case err == nil:
 		return pollAt(time.Now().Add(e.rt.PollInterval))
@@ -586,8 +586,8 @@ func (e *engine) callFailed(ctx context.Context, j *job, err error, submit bool)
 	log := e.logJob(j)
 	if submit {
 		// A call that may have started a task counts as paid.
-		e.settleBudget(ctx, j, j.reserved, noResponse(err) || errors.Is(err, providers.ErrUnknownSubmission))
-		j.reserved = nil
+		e.settleBudget(ctx, j, j.hold, noResponse(err) || errors.Is(err, providers.ErrUnknownSubmission))
+		j.hold = nil
 	}
 	switch {
 	case submit && noResponse(err):
@@ -641,8 +641,8 @@ func (e *engine) callFailed(ctx context.Context, j *job, err error, submit bool)
 
 // backToQueued returns a job whose submit started nothing to "queued".
 func (e *engine) backToQueued(ctx context.Context, j *job, out outcome) outcome {
-	e.settleBudget(ctx, j, j.reserved, false)
-	j.reserved = nil
+	e.settleBudget(ctx, j, j.hold, false)
+	j.hold = nil
 	next := *j.st
 	next.Phase, next.Reserved = reelq.PhaseQueued, nil
 	rev, err := e.w.states.Update(context.WithoutCancel(ctx), j.st, &next, j.rev)
@@ -732,7 +732,7 @@ const limiterRetry = 5 * time.Second
 func (e *engine) limit(j *job) error {
 	waited, err := e.rt.Limiter.Wait(e.intake)
 	e.w.m.Waited(e.name, waited)
-	j.tokenAt = time.Now()
+	j.tokenAt = stampOf(time.Now())
 	return err
 }
 

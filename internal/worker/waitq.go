@@ -339,7 +339,7 @@ func (q *fifo) remove(j *job) bool {
 type timerHeap []*job
 
 func (h timerHeap) Len() int           { return len(h) }
-func (h timerHeap) Less(i, k int) bool { return h[i].due.Before(h[k].due) }
+func (h timerHeap) Less(i, k int) bool { return h[i].due < h[k].due }
 func (h timerHeap) Swap(i, k int) {
 	h[i], h[k] = h[k], h[i]
 	h[i].heapIdx, h[k].heapIdx = int32(i), int32(k)
@@ -359,7 +359,7 @@ func (h *timerHeap) Pop() any {
 }
 
 func (h *timerHeap) schedule(j *job, at time.Time) {
-	j.due = at
+	j.due = stampOf(at)
 	if j.heapIdx >= 0 {
 		heap.Fix(h, int(j.heapIdx))
 		return
@@ -376,7 +376,7 @@ func (h *timerHeap) unschedule(j *job) {
 // popDue removes and returns the jobs due at now.
 func (h *timerHeap) popDue(now time.Time) []*job {
 	var out []*job
-	for h.Len() > 0 && !(*h)[0].due.After(now) {
+	for h.Len() > 0 && (*h)[0].due <= stampOf(now) {
 		out = append(out, heap.Pop(h).(*job))
 	}
 	return out
@@ -387,5 +387,5 @@ func (h timerHeap) next() (time.Time, bool) {
 	if len(h) == 0 {
 		return time.Time{}, false
 	}
-	return h[0].due, true
+	return h[0].due.time(), true
 }

@@ -30,7 +30,7 @@ func (e *engine) wake(id string) {
 			j.woken = true
 			continue
 		}
-		if at := wakeAt(j, time.Now()); at.Before(j.due) {
+		if at := wakeAt(j, time.Now()); at.Before(j.due.time()) {
 			e.timers.schedule(j, at)
 		}
 	}
@@ -39,7 +39,7 @@ func (e *engine) wake(id string) {
 // wakeAt is when a wake polls j: now, or wakeGap after its last poll
 // began.
 func wakeAt(j *job, now time.Time) time.Time {
-	if at := j.polledAt.Add(wakeGap); at.After(now) {
+	if at := j.polledAt.time().Add(wakeGap); at.After(now) {
 		return at
 	}
 	return now
