@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,6 +101,9 @@ func TestStampRoundTrip(t *testing.T) {
 	}
 	if now := time.Now(); !stampOf(now).time().Equal(now) {
 		t.Fatalf("now (with its monotonic reading) came back as %s, want %s", stampOf(now).time(), now)
+	}
+	if s := stampOf(time.Now()).time().String(); !strings.Contains(s, " m=") {
+		t.Fatalf("a stamp of now came back without a monotonic reading (%s): a wall-clock step would move it", s)
 	}
 	if got := stamp(0).time(); !got.IsZero() || stampOf(time.Time{}) != 0 {
 		t.Fatalf("the zero time came back as %s (stamp %d)", got, stampOf(time.Time{}))
