@@ -13,11 +13,13 @@ import (
 )
 
 // checkSpill enters or leaves the spilling state: this replica runs as
-// many jobs as its own slots allow (P_SLOTS), holds more waiting, and the
-// cluster has free slots it cannot use.
+// many jobs as its own slots allow (P_SLOTS), holds any waiting, and the
+// cluster has free slots it cannot use. Every job waiting then is surplus,
+// however few: a slot frees only when a running job ends, which for long
+// jobs may be hours, while another replica could start it now.
 func (e *engine) checkSpill() {
 	candidate := !e.draining.Load() && e.gate.mode == gateOpen && e.running >= e.localSlots() &&
-		e.waitq.len() > e.localSlots() && e.slots >= e.localSlots() && e.freeSlots() > 0
+		e.waitq.len() > 0 && e.slots >= e.localSlots() && e.freeSlots() > 0
 	switch {
 	case candidate && !e.spillHold.Load():
 		e.spillHold.Store(true)
@@ -42,8 +44,8 @@ func (e *engine) spill(waiting int) {
 	if waiting <= 0 || !e.spillHold.Load() {
 		return
 	}
-	n := min(e.waitq.len()-e.localSlots(), max(e.freeSlots(), 1)*2)
-	for range n {
+	n := 0
+	for limit := max(e.freeSlots(), 1) * 2; n < limit; n++ {
 		j := e.waitq.popSurplus()
 		if j == nil {
 			break
