@@ -13,26 +13,27 @@ import (
 )
 
 // checkSpill enters or leaves the spilling state: this replica runs as
-// many jobs as its own slots allow (P_SLOTS), holds any waiting, and the
-// cluster has free slots it cannot use. Every job waiting then is surplus,
-// however few: a slot frees only when a running job ends, which for long
-// jobs may be hours, while another replica could start it now.
+// many jobs as its own slots allow (P_SLOTS) and the cluster has free
+// slots it cannot use. It then pulls no more, so the jobs it could not
+// start go to replicas that can (a full replica that kept pulling would
+// take them, and hand them back and forth with another), and it hands
+// back every job it holds waiting, however few: a slot frees only when a
+// running job ends, which for long jobs may be hours.
 func (e *engine) checkSpill() {
 	candidate := !e.draining.Load() && e.gate.mode == gateOpen && e.running >= e.localSlots() &&
-		e.waitq.len() > 0 && e.slots >= e.localSlots() && e.freeSlots() > 0
-	switch {
-	case candidate && !e.spillHold.Load():
-		e.spillHold.Store(true)
-		e.spillAsk.Store(true)
-		e.wakeSlots()
-	case candidate && time.Since(e.lastSpill) > time.Second && !e.spillAsk.Load():
-		e.spillAsk.Store(true)
-		e.wakeSlots()
-	case !candidate && e.spillHold.Load():
-		e.spillHold.Store(false)
-		for i := range e.pullWake {
-			e.wakePuller(i)
+		e.slots >= e.localSlots() && e.freeSlots() > 0
+	if !candidate {
+		if e.spillHold.Swap(false) {
+			for i := range e.pullWake {
+				e.wakePuller(i)
+			}
 		}
+		return
+	}
+	e.spillHold.Store(true)
+	if e.waitq.len() > 0 && time.Since(e.lastSpill) > time.Second && !e.spillAsk.Load() {
+		e.spillAsk.Store(true)
+		e.wakeSlots()
 	}
 }
 
