@@ -13,24 +13,27 @@ import (
 )
 
 // checkSpill enters or leaves the spilling state: this replica runs as
-// many jobs as its own slots allow (P_SLOTS), holds more waiting, and the
-// cluster has free slots it cannot use.
+// many jobs as its own slots allow (P_SLOTS) and the cluster has free
+// slots it cannot use. It then pulls no more, so the jobs it could not
+// start go to replicas that can (a full replica that kept pulling would
+// take them, and hand them back and forth with another), and it hands
+// back every job it holds waiting, however few: a slot frees only when a
+// running job ends, which for long jobs may be hours.
 func (e *engine) checkSpill() {
 	candidate := !e.draining.Load() && e.gate.mode == gateOpen && e.running >= e.localSlots() &&
-		e.waitq.len() > e.localSlots() && e.slots >= e.localSlots() && e.freeSlots() > 0
-	switch {
-	case candidate && !e.spillHold.Load():
-		e.spillHold.Store(true)
-		e.spillAsk.Store(true)
-		e.wakeSlots()
-	case candidate && time.Since(e.lastSpill) > time.Second && !e.spillAsk.Load():
-		e.spillAsk.Store(true)
-		e.wakeSlots()
-	case !candidate && e.spillHold.Load():
-		e.spillHold.Store(false)
-		for i := range e.pullWake {
-			e.wakePuller(i)
+		e.slots >= e.localSlots() && e.freeSlots() > 0
+	if !candidate {
+		if e.spillHold.Swap(false) {
+			for i := range e.pullWake {
+				e.wakePuller(i)
+			}
 		}
+		return
+	}
+	e.spillHold.Store(true)
+	if e.waitq.len() > 0 && time.Since(e.lastSpill) > time.Second && !e.spillAsk.Load() {
+		e.spillAsk.Store(true)
+		e.wakeSlots()
 	}
 }
 
@@ -42,8 +45,8 @@ func (e *engine) spill(waiting int) {
 	if waiting <= 0 || !e.spillHold.Load() {
 		return
 	}
-	n := min(e.waitq.len()-e.localSlots(), max(e.freeSlots(), 1)*2)
-	for range n {
+	n := 0
+	for limit := max(e.freeSlots(), 1) * 2; n < limit; n++ {
 		j := e.waitq.popSurplus()
 		if j == nil {
 			break
