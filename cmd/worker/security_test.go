@@ -1343,17 +1343,7 @@ var matrix = []matrixRow{
 			if err := m.admin.nc.Publish(subj, []byte("a reply meant for someone else")); err != nil {
 				return err
 			}
-			got := make(chan error, 1)
-			go func() {
-				_, err := sub.NextMsgWithContext(ctx)
-				got <- err
-			}()
-			select {
-			case err := <-id.errs:
-				return err
-			case err := <-got:
-				return err
-			}
+			return heardOrRefused(ctx, id, sub)
 		}},
 	{slug: "cancel_job", what: "cancel a job (any job)", allowed: [5]bool{D, A, D, A, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
@@ -1449,17 +1439,7 @@ var matrix = []matrixRow{
 			if err := id.nc.Flush(); err != nil {
 				return err
 			}
-			got := make(chan error, 1)
-			go func() {
-				_, err := sub.NextMsgWithContext(ctx)
-				got <- err
-			}()
-			select {
-			case err := <-id.errs:
-				return err
-			case err := <-got:
-				return err
-			}
+			return heardOrRefused(ctx, id, sub)
 		}},
 	{slug: "delete_stream", what: "delete a stream", allowed: [5]bool{D, D, D, D, A},
 		op: func(ctx context.Context, m *matrixEnv, id *ident) error {
@@ -2109,5 +2089,22 @@ func TestDashboardSecurityTable(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("SECURITY.md's dashboard table says %v, TestDashboardPermissions checks %v", got, want)
+	}
+}
+
+// heardOrRefused waits for whichever comes first: the server's refusal
+// (a permission violation on id's connection) or a message on sub (nil:
+// the operation was allowed).
+func heardOrRefused(ctx context.Context, id *ident, sub *nats.Subscription) error {
+	got := make(chan error, 1)
+	go func() {
+		_, err := sub.NextMsgWithContext(ctx)
+		got <- err
+	}()
+	select {
+	case err := <-id.errs:
+		return err
+	case err := <-got:
+		return err
 	}
 }
