@@ -467,8 +467,8 @@ func (l *Limiter) pump(ctx context.Context) {
 			}
 			w := l.queue.Remove(e).(*waiter)
 			w.elem = nil
+			l.granted.Add(1) // before the waiter can return and Stats be read
 			close(w.ready)
-			l.granted.Add(1)
 		}
 		l.mu.Unlock()
 	}
